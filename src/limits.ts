@@ -23,6 +23,8 @@ export const LIMITS = {
   backoffBaseMs: 250,
   backoffMaxMs: 15_000,
   maxHeaderBytes: 64 * KiB,
+  /** A source may send at most this much for a distfile whose size the manifest does not pin. */
+  maxDistfileBytes: 64 * 1024 * MiB,
 
   // store
   lockPollMs: 100,

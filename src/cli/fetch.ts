@@ -1,0 +1,70 @@
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import { EXIT, ERROR_CODES } from '../errors.ts';
+import { fetchManifest } from '../fetch/fetcher.ts';
+import { createAgent } from '../fetch/http.ts';
+import { POLICIES, parseMirror, type Policy } from '../fetch/plan.ts';
+import { LIMITS, limitsWith } from '../limits.ts';
+import { loadManifest } from '../manifest/index.ts';
+import { Store, defaultStoreRoot } from '../store/store.ts';
+import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
+import { createProgress, summaryLines } from './progress.ts';
+
+interface FetchFlags {
+  output: string;
+  mirror: string[];
+  policy: Policy;
+  offline?: boolean;
+  jobs: string;
+  json?: boolean;
+  store?: string;
+  timeout?: string;
+  retries?: string;
+}
+
+export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
+  return new Command('fetch')
+    .description('get every distfile of a manifest, verified, into the store and a distfiles directory')
+    .argument('<manifest>', 'a sourcemesh manifest (JSON), a live-bootstrap sources file, or a steps/ directory')
+    .option('-o, --output <dir>', 'export verified files here by name', 'distfiles')
+    .option('--mirror <url>', 'a mirror: http(s)://BASE serving BASE/NAME, file:///DIR or a directory (repeatable)', collect, [])
+    .addOption(new Option('--policy <policy>', 'source order').choices(POLICIES).default('mirrors-first'))
+    .option('--offline', 'no network: only the store and local directory mirrors')
+    .option('-j, --jobs <n>', 'parallel downloads', '4')
+    .option('--timeout <seconds>', `connect and idle timeout (default ${LIMITS.idleTimeoutMs / 1000})`)
+    .option('--retries <n>', `retries per source after a transient failure (default ${LIMITS.attemptsPerSource - 1})`)
+    .option('--store <dir>', 'content-addressed store (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
+    .option('--json', 'print a JSON report on stdout instead of progress and a summary')
+    .action(async (input: string, o: FetchFlags) => {
+      const jobs = positiveInt('--jobs', o.jobs, 64);
+      const mirrors = o.mirror.map(parseMirror);
+      const manifest = await loadManifest(input);
+      const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
+      const limits = limitsWith({
+        ...(o.timeout !== undefined ? { connectTimeoutMs: positiveInt('--timeout', o.timeout, 3600) * 1000, headersTimeoutMs: Number(o.timeout) * 1000, idleTimeoutMs: Number(o.timeout) * 1000 } : {}),
+        ...(o.retries !== undefined ? { attemptsPerSource: nonNegativeInt('--retries', o.retries, 100) + 1 } : {}),
+      });
+      const dispatcher = createAgent(limits);
+      const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
+      const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
+      const t0 = performance.now();
+      let report;
+      try {
+        report = await fetchManifest(manifest, {
+          store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal,
+          onEvent: (e) => view?.onEvent(e),
+        });
+      } finally {
+        view?.stop();
+        await dispatcher.close();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report });
+      else io.stderr.write(summaryLines(io, report, seconds));
+      setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
+    });
+}
+
+export function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}

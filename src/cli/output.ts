@@ -1,0 +1,62 @@
+// Printing conventions shared by the commands: one-line errors, --json, human sizes, colour on a TTY only.
+import { styleText } from 'node:util';
+import { SourcemeshError } from '../errors.ts';
+
+export interface Io {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream & { isTTY?: boolean };
+  env: NodeJS.ProcessEnv;
+}
+
+export const processIo: Io = { stdout: process.stdout, stderr: process.stderr, env: process.env };
+
+export function useColor(io: Io, stream: Io['stdout']): boolean {
+  return Boolean(stream.isTTY) && !io.env.NO_COLOR && io.env.TERM !== 'dumb';
+}
+
+export function paint(io: Io, stream: Io['stdout'], style: Parameters<typeof styleText>[0], text: string): string {
+  return useColor(io, stream) ? styleText(style, text, { validateStream: false }) : text;
+}
+
+export function printJson(io: Io, value: unknown): void {
+  io.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+export function printError(io: Io, err: unknown): number {
+  if (err instanceof SourcemeshError) {
+    io.stderr.write(`sourcemesh: ${paint(io, io.stderr, 'red', 'error')}: ${err.message} [${err.code}]\n`);
+    return err.exitStatus;
+  }
+  const e = err as Error;
+  io.stderr.write(`sourcemesh: internal error: ${e?.stack ?? String(err)}\n`);
+  return 1;
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
+}
+
+/** Columns padded to their widest cell: short, aligned human output. */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + (rows.length ? '\n' : '');
+}
+
+/** Parse a positive integer flag value, or fail with E_USAGE naming the flag. */
+export function positiveInt(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > max) throw new SourcemeshError('E_USAGE', `${flag} ${value}: expected a whole number from 1 to ${max}`);
+  return Number(value);
+}
+
+export function nonNegativeInt(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
+  if (!/^\d+$/.test(value) || Number(value) > max) throw new SourcemeshError('E_USAGE', `${flag} ${value}: expected a whole number from 0 to ${max}`);
+  return Number(value);
+}

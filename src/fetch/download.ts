@@ -1,0 +1,179 @@
+// Download one distfile from one source into the store's partial file, hashing every byte as it is
+// written, resuming after interruptions, enforcing the pinned size. The caller decides what the
+// digest means (accept, blame, try elsewhere).
+import { createHash, type Hash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Dispatcher } from 'undici';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
+import type { Limits } from '../limits.ts';
+import type { Distfile } from '../manifest/distfile.ts';
+import { hashFile } from '../store/digest.ts';
+import type { Partial, Store } from '../store/store.ts';
+import { backoffDelay, parseRetryAfter } from './backoff.ts';
+import { openFile } from './file.ts';
+import { networkError, openHttp } from './http.ts';
+import type { Source } from './plan.ts';
+import { isRetryable, transferError, type Opened } from './transport.ts';
+
+const FLUSH_BYTES = 1 << 20;
+
+/** Appends to a partial file while hashing; batches writes into ~1 MiB writev calls. */
+class PartialWriter {
+  written = 0;
+  private hash: Hash = createHash('sha256');
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+  private readonly fh: FileHandle;
+  private readonly path: string;
+
+  private constructor(fh: FileHandle, path: string) {
+    this.fh = fh;
+    this.path = path;
+  }
+
+  static async open(partial: Partial): Promise<PartialWriter> {
+    const w = new PartialWriter(await open(partial.path, 'r+'), partial.path);
+    const size = (await w.fh.stat()).size;
+    if (size > 0) {
+      // Bytes from an adopted partial or an earlier source count only once we have hashed them.
+      w.hash = await hashFile(partial.path, w.hash, size);
+      w.written = size;
+    }
+    return w;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.hash.update(chunk);
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.written += chunk.length;
+    if (this.pendingBytes >= FLUSH_BYTES) await this.flush();
+  }
+
+  async flush(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const buffers = this.pending;
+    const position = this.written - this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    try {
+      await this.fh.writev(buffers, position);
+    } catch (err) {
+      throw fromSystemError(err, this.path);
+    }
+  }
+
+  async restart(): Promise<void> {
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.written = 0;
+    this.hash = createHash('sha256');
+    await this.fh.truncate(0);
+  }
+
+  digest(): string {
+    return this.hash.copy().digest('hex');
+  }
+
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+export interface DownloadContext {
+  store: Store;
+  dispatcher: Dispatcher;
+  limits: Limits;
+  random: () => number;
+  signal?: AbortSignal;
+  onBytes?: (delta: number) => void;
+  /** Told before each retry, with the error that caused it. */
+  onRetry?: (err: SourcemeshError, attempt: number, delayMs: number) => void;
+}
+
+export interface Downloaded {
+  digest: string;
+  bytes: number;
+  /** True when some bytes came from an earlier attempt or an adopted partial. */
+  resumed: boolean;
+}
+
+/**
+ * Fill `partial` with the whole file from `source`, retrying transient failures with backoff and
+ * resuming with Range/If-Range. Throws E_SIZE when the source sends more than the pinned size
+ * (it is cut off at once), and non-retryable transfer errors as they come.
+ */
+export async function downloadFrom(d: Distfile, source: Source, partial: Partial, ctx: DownloadContext): Promise<Downloaded> {
+  const writer = await PartialWriter.open(partial).catch((err) => { throw fromSystemError(err, partial.path); });
+  let resumed = writer.written > 0;
+  try {
+    if (d.size !== undefined && writer.written === d.size) return { digest: writer.digest(), bytes: writer.written, resumed };
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await transferOnce(d, source, partial, writer, ctx);
+        return { digest: writer.digest(), bytes: writer.written, resumed };
+      } catch (err) {
+        await writer.flush(); // a write that fails here (disk full) ends the download
+        if (!(err instanceof SourcemeshError) || !isRetryable(err) || attempt + 1 >= ctx.limits.attemptsPerSource) throw err;
+        if (writer.written > 0) resumed = true;
+        const hinted = parseRetryAfter(err.details.retryAfter as string | undefined, Date.now());
+        const delay = hinted !== undefined && hinted <= ctx.limits.backoffMaxMs ? hinted : backoffDelay(attempt, ctx.limits.backoffBaseMs, ctx.limits.backoffMaxMs, ctx.random());
+        ctx.onRetry?.(err, attempt + 1, delay);
+        await sleep(delay, undefined, { signal: ctx.signal });
+      }
+    }
+  } finally {
+    await writer.close();
+  }
+}
+
+async function transferOnce(d: Distfile, source: Source, partial: Partial, writer: PartialWriter, ctx: DownloadContext): Promise<void> {
+  const offset = d.size !== undefined && writer.written > d.size ? 0 : writer.written;
+  if (offset === 0 && writer.written > 0) await writer.restart();
+  // If-Range only makes sense against the very URL whose validator we kept.
+  const sameUrl = partial.meta.url === (source.location.type === 'http' ? source.location.url : source.location.path);
+  const ifRange = sameUrl ? partial.meta.etag ?? partial.meta.lastModified : undefined;
+  let opened: Opened;
+  try {
+    opened = source.location.type === 'http'
+      ? await openHttp(source.location.url, { offset, ifRange, signal: ctx.signal, dispatcher: ctx.dispatcher, limits: ctx.limits })
+      : await openFile(source.location.path, { offset, signal: ctx.signal });
+  } catch (err) {
+    if (err instanceof SourcemeshError && (err.details.rangeNotSatisfiable || err.details.badRange) && offset > 0) {
+      // The server will not resume from here (our partial may even be complete): start over.
+      await writer.restart();
+      throw transferError('E_HTTP', err.message, true, err.details);
+    }
+    throw err;
+  }
+  if (opened.start === 0 && writer.written > 0) await writer.restart(); // Range ignored or validator changed: a full 200 body
+  if (source.location.type === 'http') {
+    await ctx.store.saveMeta(partial, { url: source.location.url, etag: opened.etag, lastModified: opened.lastModified });
+  }
+  if (d.size !== undefined && opened.total !== undefined && opened.total !== d.size) {
+    opened.cancel();
+    throw new SourcemeshError('E_SIZE', `${d.name}: ${source.label} announces ${opened.total} bytes, the manifest pins ${d.size}`, { source: source.label, expected: d.size, announced: opened.total });
+  }
+  const cap = d.size ?? ctx.limits.maxDistfileBytes;
+  try {
+    for await (const chunk of opened.body) {
+      if (writer.written + chunk.length > cap) {
+        opened.cancel();
+        throw new SourcemeshError('E_SIZE', `${d.name}: ${source.label} sent more than ${cap} bytes`, { source: source.label, limit: cap });
+      }
+      await writer.write(chunk);
+      ctx.onBytes?.(chunk.length);
+    }
+  } catch (err) {
+    if (err instanceof SourcemeshError) throw err;
+    throw networkError(err, opened.url);
+  }
+  await writer.flush();
+  if (d.size !== undefined && writer.written < d.size) {
+    throw transferError('E_NETWORK', `${opened.url}: body ended after ${writer.written} of ${d.size} bytes`, true, { url: opened.url, truncated: true });
+  }
+  if (opened.total !== undefined && writer.written < opened.total) {
+    throw transferError('E_NETWORK', `${opened.url}: body ended after ${writer.written} of ${opened.total} bytes`, true, { url: opened.url, truncated: true });
+  }
+}

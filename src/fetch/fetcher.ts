@@ -1,0 +1,176 @@
+// Fetch every distfile of a manifest into the store, verified, then export to a distfiles directory.
+// Per file: the store first (a stored object is never downloaded again), then the per-object lock
+// (two processes never download one file at once), then the sources in policy order.
+import type { Dispatcher } from 'undici';
+import { SourcemeshError, fromSystemError, type ErrorCode } from '../errors.ts';
+import type { Limits } from '../limits.ts';
+import type { Distfile, Manifest } from '../manifest/distfile.ts';
+import { digestsEqual } from '../store/digest.ts';
+import { exportObject, sweepExportTemps } from '../store/distdir.ts';
+import type { StoredObject, Store } from '../store/store.ts';
+import { downloadFrom } from './download.ts';
+import { planSources, type Mirror, type Policy, type Source } from './plan.ts';
+import { mkdir } from 'node:fs/promises';
+
+export interface Rejection {
+  source: string;
+  code: ErrorCode;
+  message: string;
+}
+
+export interface FileOutcome {
+  name: string;
+  sha256: string;
+  status: 'fetched' | 'present' | 'failed';
+  size?: number;
+  /** The source that served the verified bytes. */
+  source?: string;
+  error?: { code: ErrorCode; message: string };
+  /** Sources that failed or lied before the outcome, with why. */
+  rejected: Rejection[];
+}
+
+export type FetchEvent =
+  | { type: 'start'; name: string; size?: number }
+  | { type: 'bytes'; name: string; delta: number }
+  | { type: 'waiting'; name: string; holder: string }
+  | { type: 'retry'; name: string; source: string; message: string; attempt: number; delayMs: number }
+  | { type: 'rejected'; name: string; source: string; code: ErrorCode; message: string }
+  | { type: 'done'; outcome: FileOutcome };
+
+export interface FetchOptions {
+  store: Store;
+  /** Export verified files here by name; undefined: store only. */
+  outDir?: string;
+  mirrors: Mirror[];
+  policy: Policy;
+  offline: boolean;
+  jobs: number;
+  limits: Limits;
+  dispatcher: Dispatcher;
+  random?: () => number;
+  signal?: AbortSignal;
+  onEvent?: (e: FetchEvent) => void;
+}
+
+export interface FetchReport {
+  files: FileOutcome[];
+  fetched: number;
+  present: number;
+  failed: number;
+  /** Worst failure class: decides the exit status. */
+  worst?: ErrorCode;
+}
+
+export async function fetchManifest(manifest: Manifest, opts: FetchOptions): Promise<FetchReport> {
+  if (opts.outDir) {
+    await mkdir(opts.outDir, { recursive: true }).catch((err) => { throw fromSystemError(err, `${opts.outDir}: cannot create`); });
+    await sweepExportTemps(opts.outDir);
+  }
+  const files: FileOutcome[] = new Array(manifest.distfiles.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < manifest.distfiles.length && !opts.signal?.aborted) {
+      const i = next++;
+      files[i] = await fetchOne(manifest.distfiles[i]!, opts);
+      opts.onEvent?.({ type: 'done', outcome: files[i]! });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, opts.jobs) }, worker));
+  opts.signal?.throwIfAborted();
+  const report: FetchReport = { files, fetched: 0, present: 0, failed: 0 };
+  for (const f of files) {
+    report[f.status]++;
+    if (f.error) report.worst = worse(report.worst, f.error.code);
+  }
+  return report;
+}
+
+async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
+  const outcome: FileOutcome = { name: d.name, sha256: d.sha256, status: 'present', rejected: [] };
+  try {
+    let obj = await opts.store.get(d.sha256);
+    if (!obj) {
+      const lock = await opts.store.lock(d.sha256, opts.signal, (holder) => opts.onEvent?.({ type: 'waiting', name: d.name, holder }));
+      try {
+        obj = await opts.store.get(d.sha256);
+        if (!obj) {
+          opts.onEvent?.({ type: 'start', name: d.name, size: d.size });
+          const got = await acquire(d, opts, outcome.rejected);
+          obj = got.obj;
+          outcome.status = 'fetched';
+          outcome.source = got.source;
+        }
+      } finally {
+        await lock?.release();
+      }
+    }
+    outcome.size = obj.size;
+    if (opts.outDir) await exportObject(opts.outDir, d.name, obj);
+  } catch (err) {
+    if (opts.signal?.aborted) throw err;
+    const e = err instanceof SourcemeshError ? err : fromSystemError(err, d.name);
+    outcome.status = 'failed';
+    outcome.error = { code: e.code, message: e.message };
+  }
+  return outcome;
+}
+
+/** Try each source until one serves bytes with the pinned digest; blame each one that did not. */
+async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: string }> {
+  const random = opts.random ?? Math.random;
+  const sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random });
+  if (sources.length === 0) {
+    const why = opts.offline ? 'offline and no local mirror' : d.urls.length === 0 && d.git ? 'a git snapshot with no HTTP source; add a mirror that has it' : `no mirror and no upstream URL under policy ${opts.policy}`;
+    throw new SourcemeshError('E_NO_SOURCE', `${d.name}: nothing to fetch from (${why})`, { name: d.name });
+  }
+  let partial = await opts.store.beginPartial(d.sha256);
+  const reject = (source: Source, code: ErrorCode, message: string) => {
+    rejected.push({ source: source.label, code, message });
+    opts.onEvent?.({ type: 'rejected', name: d.name, source: source.label, code, message });
+  };
+  for (const source of sources) {
+    const ctx = {
+      store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal,
+      onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
+      onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>
+        opts.onEvent?.({ type: 'retry', name: d.name, source: source.label, message: err.message, attempt, delayMs }),
+    };
+    try {
+      let got = await downloadFrom(d, source, partial, ctx);
+      if (!digestsEqual(got.digest, d.sha256) && got.resumed) {
+        // Part of the bytes came from an earlier attempt or source: before blaming this one, take
+        // the whole file from it alone.
+        await opts.store.discardPartial(partial);
+        partial = await opts.store.beginPartial(d.sha256);
+        got = await downloadFrom(d, source, partial, ctx);
+      }
+      if (digestsEqual(got.digest, d.sha256)) {
+        return { obj: await opts.store.commit(partial), source: source.label };
+      }
+      reject(source, 'E_CHECKSUM', `${d.name}: ${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
+      await opts.store.discardPartial(partial);
+      partial = await opts.store.beginPartial(d.sha256);
+    } catch (err) {
+      if (opts.signal?.aborted) throw err;
+      if (!(err instanceof SourcemeshError)) throw err;
+      if (err.code === 'E_DISK_FULL' || err.code === 'E_PERMISSION' || err.code === 'E_IO' && !err.details.notFound) throw err; // local trouble: no other source helps
+      reject(source, err.code, err.message);
+      if (err.code === 'E_SIZE') {
+        await opts.store.discardPartial(partial);
+        partial = await opts.store.beginPartial(d.sha256);
+      }
+    }
+  }
+  if (partial.size === 0) await opts.store.discardPartial(partial);
+  const lied = rejected.some((r) => r.code === 'E_CHECKSUM' || r.code === 'E_SIZE');
+  const summary = rejected.map((r) => `${r.source}: ${r.message.replace(`${d.name}: `, '')}`).join('; ');
+  throw new SourcemeshError(lied ? 'E_CHECKSUM' : 'E_NO_SOURCE', `${d.name}: no source served it verified (${summary})`, { name: d.name, rejected });
+}
+
+const SEVERITY: Partial<Record<ErrorCode, number>> = { E_CHECKSUM: 3, E_SIZE: 3, E_VERIFY: 3 };
+
+function worse(a: ErrorCode | undefined, b: ErrorCode): ErrorCode {
+  if (a === undefined) return b;
+  return (SEVERITY[b] ?? 1) > (SEVERITY[a] ?? 1) ? b : a;
+}

@@ -1,0 +1,122 @@
+// HTTP(S) transport on undici. Redirects are followed here, by hand, so that each hop is checked:
+// only http and https, at most LIMITS.maxRedirects hops.
+import { Agent, request, type Dispatcher } from 'undici';
+import { SourcemeshError } from '../errors.ts';
+import type { Limits } from '../limits.ts';
+import { transferError, type OpenOptions, type Opened } from './transport.ts';
+
+export const USER_AGENT = 'sourcemesh/0.1';
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+export function createAgent(limits: Limits): Dispatcher {
+  return new Agent({
+    connect: { timeout: limits.connectTimeoutMs },
+    headersTimeout: limits.headersTimeoutMs,
+    bodyTimeout: limits.idleTimeoutMs,
+    maxHeaderSize: limits.maxHeaderBytes,
+    keepAliveTimeout: 10_000,
+  });
+}
+
+export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Dispatcher; limits: Limits }): Promise<Opened> {
+  let current = url;
+  for (let hop = 0; ; hop++) {
+    const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
+    if (opts.offset > 0) {
+      headers.range = `bytes=${opts.offset}-`;
+      if (opts.ifRange) headers['if-range'] = opts.ifRange;
+    }
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(current, { method: 'GET', headers, dispatcher: opts.dispatcher, signal: opts.signal });
+    } catch (err) {
+      throw networkError(err, current);
+    }
+    const status = res.statusCode;
+    const header = (name: string) => {
+      const v = res.headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    if (REDIRECTS.has(status)) {
+      await res.body.dump().catch(() => {});
+      const location = header('location');
+      if (!location) throw transferError('E_HTTP', `${current}: HTTP ${status} redirect without a Location`, false, { url: current, status });
+      if (hop >= opts.limits.maxRedirects) throw transferError('E_REDIRECT', `${url}: more than ${opts.limits.maxRedirects} redirects`, false, { url });
+      let next: URL;
+      try {
+        next = new URL(location, current);
+      } catch {
+        throw transferError('E_REDIRECT', `${current}: redirect to an invalid URL "${location}"`, false, { url: current });
+      }
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+        throw transferError('E_REDIRECT', `${current}: refusing a redirect to ${next.protocol} URL ${next.href}`, false, { url: current, location: next.href });
+      }
+      current = next.href;
+      continue;
+    }
+    const cancel = () => res.body.destroy();
+    if (status === 200 || status === 206) {
+      const contentLength = parseLength(header('content-length'));
+      let start = 0;
+      let total = status === 200 ? contentLength : undefined;
+      if (status === 206) {
+        const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header('content-range') ?? '');
+        if (!range || Number(range[1]) !== opts.offset) {
+          cancel();
+          throw transferError('E_HTTP', `${current}: 206 with Content-Range "${header('content-range')}" for bytes=${opts.offset}-`, false, { url: current, badRange: true });
+        }
+        start = opts.offset;
+        total = range[3] === '*' ? undefined : Number(range[3]);
+      }
+      const etag = header('etag');
+      return {
+        body: res.body,
+        start,
+        total,
+        etag: etag && !etag.startsWith('W/') ? etag : undefined,
+        lastModified: header('last-modified'),
+        url: current,
+        cancel,
+      };
+    }
+    await res.body.dump().catch(() => {});
+    if (status === 416) {
+      throw transferError('E_HTTP', `${current}: HTTP 416 for bytes=${opts.offset}-`, false, { url: current, status, rangeNotSatisfiable: true });
+    }
+    const retryable = status >= 500 || status === 429 || status === 408;
+    throw transferError('E_HTTP', `${current}: HTTP ${status}`, retryable, { url: current, status, retryAfter: header('retry-after'), notFound: status === 404 || status === 410 });
+  }
+}
+
+function parseLength(v: string | undefined): number | undefined {
+  return v !== undefined && /^\d+$/.test(v) ? Number(v) : undefined;
+}
+
+const NETWORK_CAUSES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed',
+  ETIMEDOUT: 'timed out',
+  ENOTFOUND: 'host not found',
+  EAI_AGAIN: 'name resolution failed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  UND_ERR_CONNECT_TIMEOUT: 'connect timed out',
+  UND_ERR_HEADERS_TIMEOUT: 'no response headers in time',
+  UND_ERR_BODY_TIMEOUT: 'stalled: no data in time',
+  UND_ERR_SOCKET: 'connection closed',
+  UND_ERR_CLOSED: 'connection closed',
+  UND_ERR_RES_CONTENT_LENGTH_MISMATCH: 'body shorter than Content-Length',
+  UND_ERR_HEADERS_OVERFLOW: 'response headers too large',
+};
+
+/** Map an undici or socket error on `url` to our family; aborts pass through untouched. */
+export function networkError(err: unknown, url: string): unknown {
+  if (err instanceof SourcemeshError) return err;
+  const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } };
+  if (e?.name === 'AbortError') return err;
+  const code = e?.code && NETWORK_CAUSES[e.code] ? e.code : e?.cause?.code && NETWORK_CAUSES[e.cause.code] ? e.cause.code : undefined;
+  const why = code ? NETWORK_CAUSES[code] : e?.message ?? String(err);
+  const retryable = code !== 'ENOTFOUND' && code !== 'UND_ERR_HEADERS_OVERFLOW';
+  return transferError('E_NETWORK', `${url}: ${why}`, retryable, { url, cause: code ?? e?.code }, err);
+}

@@ -1,0 +1,34 @@
+// What every transport hands the downloader: a body that starts at byte `start` of the file.
+import { SourcemeshError, type ErrorCode } from '../errors.ts';
+
+export interface Opened {
+  body: AsyncIterable<Uint8Array>;
+  /** Offset of the body's first byte in the whole file (0 unless a range was granted). */
+  start: number;
+  /** Length of the whole file, when the source said so. */
+  total?: number;
+  /** Validators for a later If-Range (RFC 9110 §13.1.5): a strong ETag or Last-Modified. */
+  etag?: string;
+  lastModified?: string;
+  /** Where the bytes really came from, after redirects. */
+  url: string;
+  /** Stop reading and release the connection. */
+  cancel(): void;
+}
+
+export interface OpenOptions {
+  /** Ask for the bytes from this offset on (RFC 9110 Range). */
+  offset: number;
+  /** Only resume if the representation is still this one (If-Range); else send the whole file. */
+  ifRange?: string;
+  signal?: AbortSignal;
+}
+
+/** Errors that may go away if we try again later (network trouble, 5xx). */
+export function transferError(code: ErrorCode, message: string, retryable: boolean, details: Record<string, unknown> = {}, cause?: unknown): SourcemeshError {
+  return new SourcemeshError(code, message, { retryable, ...details }, cause === undefined ? undefined : { cause });
+}
+
+export function isRetryable(err: unknown): boolean {
+  return err instanceof SourcemeshError && err.details.retryable === true;
+}

@@ -1,0 +1,82 @@
+// Validation at the edge: a manifest is attacker-controlled input until it has passed here.
+import * as v from 'valibot';
+import { SourcemeshError } from '../errors.ts';
+import { LIMITS } from '../limits.ts';
+import { MANIFEST_FORMAT, SHA256_HEX, byName, nameProblem, type Manifest } from './distfile.ts';
+
+const sha256 = v.pipe(v.string(), v.regex(SHA256_HEX, 'must be 64 lowercase hex digits'));
+
+const url = v.pipe(
+  v.string(),
+  v.maxLength(LIMITS.urlBytes, `must be at most ${LIMITS.urlBytes} characters`),
+  v.check((s) => {
+    try {
+      const u = new URL(s);
+      return u.protocol === 'http:' || u.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'must be an absolute http(s) URL'),
+);
+
+const fileName = v.pipe(
+  v.string(),
+  v.check((s) => nameProblem(s) === undefined, 'must be a plain file name (no "/", "..", control characters; at most 255 bytes)'),
+);
+
+const compression = v.picklist(['gzip-n', 'zlib', 'xz', 'bzip2', 'none']);
+
+const gitSource = v.strictObject({
+  repo: v.pipe(v.string(), v.minLength(1), v.maxLength(LIMITS.urlBytes)),
+  ref: v.pipe(v.string(), v.regex(/^[^\s~^:?*[\\]+$/, 'must be a git ref or object id')),
+  prefix: v.pipe(v.string(), v.regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$)).*\/$/, 'must be a relative directory ending in "/"')),
+  compression,
+  level: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(9))),
+});
+
+const distfile = v.strictObject({
+  name: fileName,
+  sha256,
+  size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
+  tarSha256: v.optional(sha256),
+  merkleRoot: v.optional(sha256),
+  urls: v.pipe(v.array(url), v.maxLength(LIMITS.urlsPerDistfile)),
+  git: v.optional(gitSource),
+  cleanse: v.optional(v.strictObject({ from: sha256, delete: v.pipe(v.array(v.pipe(v.string(), v.minLength(1))), v.minLength(1)) })),
+  steps: v.optional(v.array(v.pipe(v.string(), v.minLength(1)))),
+});
+
+const manifest = v.strictObject({
+  format: v.literal(MANIFEST_FORMAT),
+  name: v.pipe(v.string(), v.minLength(1)),
+  version: v.optional(v.string()),
+  distfiles: v.pipe(v.array(distfile), v.maxLength(LIMITS.manifestDistfiles)),
+});
+
+/** Validate parsed JSON as a manifest; `source` names the input in errors. */
+export function validateManifest(data: unknown, source: string): Manifest {
+  const result = v.safeParse(manifest, data);
+  if (!result.success) {
+    const issue = result.issues[0];
+    const where = issue.path?.map((p) => String(p.key)).join('.') || '(top level)';
+    throw new SourcemeshError('E_MANIFEST', `${source}: ${where} ${issue.message}`, { source, path: where });
+  }
+  const out = result.output as Manifest;
+  const seen = new Set<string>();
+  for (const d of out.distfiles) {
+    if (seen.has(d.name)) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" is listed twice`, { source, name: d.name });
+    seen.add(d.name);
+  }
+  out.distfiles.sort(byName);
+  return out;
+}
+
+export function parseManifestJson(text: string, source: string): Manifest {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new SourcemeshError('E_MANIFEST', `${source}: not valid JSON (${(err as Error).message})`, { source });
+  }
+  return validateManifest(data, source);
+}

@@ -1,0 +1,82 @@
+// A distfiles directory: files by their plain names, as live-bootstrap expects them. We export store
+// objects into it (hard links where possible) and check it against a manifest.
+import { lstat, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fromSystemError } from '../errors.ts';
+import type { Distfile } from '../manifest/distfile.ts';
+import { digestsEqual, sha256File } from './digest.ts';
+import { fsyncDir, isProcessAlive, linkOrCopy, type StoredObject } from './store.ts';
+
+const TEMP_RE = /^\.(.+)\.(\d+)\.sourcemesh-tmp$/;
+
+/** Place `obj` at DIR/NAME atomically. An existing file with the right bytes is left alone. */
+export async function exportObject(dir: string, name: string, obj: StoredObject): Promise<'exported' | 'present'> {
+  const dest = path.join(dir, name);
+  try {
+    const [have, want] = await Promise.all([lstat(dest).catch(() => undefined), lstat(obj.path)]);
+    if (have?.isFile()) {
+      if (have.ino === want.ino && have.dev === want.dev) return 'present';
+      if (have.size === want.size && digestsEqual(await sha256File(dest), obj.sha256)) return 'present';
+    }
+    const temp = path.join(dir, `.${name}.${process.pid}.sourcemesh-tmp`);
+    await rm(temp, { force: true });
+    await linkOrCopy(obj.path, temp);
+    await rename(temp, dest);
+    await fsyncDir(dir);
+    return 'exported';
+  } catch (err) {
+    throw fromSystemError(err, `${dest}: cannot export`);
+  }
+}
+
+/** Remove temporary files left in DIR by exports of processes that died. */
+export async function sweepExportTemps(dir: string): Promise<number> {
+  let n = 0;
+  for (const name of await readdir(dir).catch(() => [] as string[])) {
+    const m = TEMP_RE.exec(name);
+    if (m && !isProcessAlive(Number(m[2]))) {
+      await rm(path.join(dir, name), { force: true });
+      n++;
+    }
+  }
+  return n;
+}
+
+export interface DirReport {
+  ok: string[];
+  missing: string[];
+  mismatched: { name: string; expected: string; actual: string }[];
+  extra: string[];
+}
+
+/** Hash every expected file of DIR (streamed) and list what is missing, wrong or unexpected. */
+export async function verifyDir(dir: string, distfiles: Distfile[], jobs = 4): Promise<DirReport> {
+  const report: DirReport = { ok: [], missing: [], mismatched: [], extra: [] };
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    throw fromSystemError(err, `${dir}: cannot read the distfiles directory`);
+  }
+  const present = new Set(names);
+  const expected = new Set(distfiles.map((d) => d.name));
+  report.extra = names.filter((n) => !expected.has(n) && !TEMP_RE.test(n)).sort();
+  let next = 0;
+  const worker = async () => {
+    while (next < distfiles.length) {
+      const d = distfiles[next++]!;
+      if (!present.has(d.name)) {
+        report.missing.push(d.name);
+        continue;
+      }
+      const actual = await sha256File(path.join(dir, d.name)).catch((err) => { throw fromSystemError(err, `${path.join(dir, d.name)}`); });
+      if (digestsEqual(actual, d.sha256)) report.ok.push(d.name);
+      else report.mismatched.push({ name: d.name, expected: d.sha256, actual });
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, jobs) }, worker));
+  report.ok.sort();
+  report.missing.sort();
+  report.mismatched.sort((a, b) => (a.name < b.name ? -1 : 1));
+  return report;
+}

@@ -1,0 +1,285 @@
+// Content-addressed store: every object is named by the sha256 of its bytes and only ever gets that
+// name after the bytes were verified. Layout under the root:
+//   objects/sha256/ab/abcdef...   verified objects, read-only
+//   tmp/HEX.PID-NONCE.part        partial downloads, owned by one process each (resumable)
+//   tmp/HEX.PID-NONCE.part.json   where the partial came from (for If-Range on resume)
+//   locks/HEX.lock                "PID HOST": one process fetches a given object at a time
+// Correctness never depends on the lock: each writer has its own partial file, adopted by atomic
+// rename, so two processes that both believe they hold a lock still cannot interleave bytes.
+import { randomBytes } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { chmod, copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { LIMITS } from '../limits.ts';
+import { SHA256_HEX } from '../manifest/distfile.ts';
+
+export interface StoredObject {
+  sha256: string;
+  size: number;
+  path: string;
+}
+
+export interface PartialMeta {
+  url?: string;
+  etag?: string;
+  lastModified?: string;
+}
+
+/** A partial file this process owns. `size` bytes are already there (from an adopted partial). */
+export interface Partial {
+  sha256: string;
+  path: string;
+  size: number;
+  meta: PartialMeta;
+}
+
+export interface Lock {
+  release(): Promise<void>;
+}
+
+const PART_RE = /^([0-9a-f]{64})\.(\d+)-([0-9a-f]+)\.part$/;
+
+export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.SOURCEMESH_STORE) return env.SOURCEMESH_STORE;
+  const cache = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
+  return path.join(cache, 'sourcemesh');
+}
+
+export function isProcessAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export class Store {
+  readonly root: string;
+  private readonly host = os.hostname();
+
+  private constructor(root: string) {
+    this.root = root;
+  }
+
+  static async open(root: string): Promise<Store> {
+    const store = new Store(path.resolve(root));
+    try {
+      await mkdir(path.join(store.root, 'objects', 'sha256'), { recursive: true });
+      await mkdir(path.join(store.root, 'tmp'), { recursive: true });
+      await mkdir(path.join(store.root, 'locks'), { recursive: true });
+    } catch (err) {
+      throw fromSystemError(err, `store ${store.root}: cannot create`);
+    }
+    return store;
+  }
+
+  objectPath(sha256: string): string {
+    checkHex(sha256);
+    return path.join(this.root, 'objects', 'sha256', sha256.slice(0, 2), sha256);
+  }
+
+  async get(sha256: string): Promise<StoredObject | undefined> {
+    const p = this.objectPath(sha256);
+    try {
+      const s = await stat(p);
+      return s.isFile() ? { sha256, size: s.size, path: p } : undefined;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw fromSystemError(err, `store object ${p}`);
+    }
+  }
+
+  /**
+   * Take the per-object lock, waiting while a live process holds it. Resolves to undefined when the
+   * object appeared in the store while we waited (someone else fetched it: nothing left to do).
+   */
+  async lock(sha256: string, signal?: AbortSignal, onWait?: (holder: string) => void): Promise<Lock | undefined> {
+    checkHex(sha256);
+    const lockPath = path.join(this.root, 'locks', `${sha256}.lock`);
+    const me = `${process.pid} ${this.host}\n`;
+    const deadline = Date.now() + LIMITS.lockWaitMs;
+    let told = false;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (await this.get(sha256)) return undefined;
+      try {
+        await writeFile(lockPath, me, { flag: 'wx' });
+        return { release: () => unlink(lockPath).catch(() => {}) };
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `lock ${lockPath}`);
+      }
+      const holder = await readFile(lockPath, 'utf8').catch(() => '');
+      if (this.isStaleLock(holder)) {
+        // The holder died (kill -9): break its lock. A race here costs at most duplicate work.
+        await unlink(lockPath).catch(() => {});
+        continue;
+      }
+      if (!told) {
+        onWait?.(holder.trim());
+        told = true;
+      }
+      if (Date.now() > deadline) throw new SourcemeshError('E_LOCKED', `${lockPath}: held by ${holder.trim()} for too long`);
+      await sleep(LIMITS.lockPollMs, undefined, { signal });
+    }
+  }
+
+  private isStaleLock(content: string): boolean {
+    const [pidText, host] = content.trim().split(' ');
+    const pid = Number(pidText);
+    if (!Number.isInteger(pid) || pid <= 0) return content.length > 0; // garbage: stale; empty: being written
+    return host === this.host && !isProcessAlive(pid);
+  }
+
+  /** Begin writing an object: adopt a partial left by a dead process, or start an empty one. */
+  async beginPartial(sha256: string): Promise<Partial> {
+    checkHex(sha256);
+    const tmp = path.join(this.root, 'tmp');
+    const nonce = randomBytes(6).toString('hex');
+    const mine = path.join(tmp, `${sha256}.${process.pid}-${nonce}.part`);
+    for (const name of await readdir(tmp)) {
+      const m = PART_RE.exec(name);
+      if (!m || m[1] !== sha256 || isProcessAlive(Number(m[2]))) continue;
+      try {
+        await rename(path.join(tmp, name), mine); // atomic: only one adopter wins
+      } catch {
+        continue;
+      }
+      const meta = await readFile(path.join(tmp, `${name}.json`), 'utf8').then(JSON.parse, () => ({}));
+      await rm(path.join(tmp, `${name}.json`), { force: true });
+      const size = (await stat(mine)).size;
+      return { sha256, path: mine, size, meta: sanitizeMeta(meta) };
+    }
+    try {
+      await writeFile(mine, '', { flag: 'wx' });
+    } catch (err) {
+      throw fromSystemError(err, `store ${this.root}: cannot create a temporary file`);
+    }
+    return { sha256, path: mine, size: 0, meta: {} };
+  }
+
+  async saveMeta(partial: Partial, meta: PartialMeta): Promise<void> {
+    partial.meta = meta;
+    await writeFile(`${partial.path}.json`, JSON.stringify(meta)).catch(() => {});
+  }
+
+  async discardPartial(partial: Partial): Promise<void> {
+    await rm(partial.path, { force: true });
+    await rm(`${partial.path}.json`, { force: true });
+  }
+
+  /**
+   * Give a verified partial its final name: fsync the data, rename into objects/, fsync the
+   * directory. The caller has checked the digest of exactly these bytes.
+   */
+  async commit(partial: Partial): Promise<StoredObject> {
+    const dest = this.objectPath(partial.sha256);
+    try {
+      await fsyncFile(partial.path);
+      await chmod(partial.path, 0o444);
+      await mkdir(path.dirname(dest), { recursive: true });
+      await rename(partial.path, dest);
+      await fsyncDir(path.dirname(dest));
+      await rm(`${partial.path}.json`, { force: true });
+    } catch (err) {
+      throw fromSystemError(err, `store: cannot commit ${partial.sha256}`);
+    }
+    return { sha256: partial.sha256, size: (await stat(dest)).size, path: dest };
+  }
+
+  async *list(): AsyncGenerator<StoredObject> {
+    const base = path.join(this.root, 'objects', 'sha256');
+    for (const fan of (await readdir(base)).sort()) {
+      if (!/^[0-9a-f]{2}$/.test(fan)) continue;
+      for (const name of (await readdir(path.join(base, fan))).sort()) {
+        if (!SHA256_HEX.test(name) || !name.startsWith(fan)) continue;
+        const p = path.join(base, fan, name);
+        const s = await stat(p).catch(() => undefined);
+        if (s?.isFile()) yield { sha256: name, size: s.size, path: p };
+      }
+    }
+  }
+
+  /**
+   * Remove what no live process owns: stale locks, temporary files of dead processes whose object is
+   * already stored (others stay: a later fetch resumes them, unless `partials` is set), and, when
+   * `keep` is given, every object not in it.
+   */
+  async gc(opts: { keep?: Set<string>; partials?: boolean } = {}): Promise<{ removedObjects: StoredObject[]; removedTemp: number; freedBytes: number }> {
+    const removedObjects: StoredObject[] = [];
+    let removedTemp = 0;
+    let freedBytes = 0;
+    for (const name of await readdir(path.join(this.root, 'locks'))) {
+      const p = path.join(this.root, 'locks', name);
+      if (this.isStaleLock(await readFile(p, 'utf8').catch(() => ''))) {
+        await unlink(p).catch(() => {});
+        removedTemp++;
+      }
+    }
+    const tmp = path.join(this.root, 'tmp');
+    for (const name of await readdir(tmp)) {
+      const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json)?$/.exec(name);
+      if (m && isProcessAlive(Number(m[2]))) continue;
+      if (m && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
+      const p = path.join(tmp, name);
+      freedBytes += (await stat(p).catch(() => ({ size: 0 }))).size;
+      await rm(p, { force: true, recursive: true });
+      removedTemp++;
+    }
+    if (opts.keep) {
+      for await (const obj of this.list()) {
+        if (opts.keep.has(obj.sha256)) continue;
+        await unlink(obj.path);
+        removedObjects.push(obj);
+        freedBytes += obj.size;
+      }
+    }
+    return { removedObjects, removedTemp, freedBytes };
+  }
+}
+
+function checkHex(sha256: string): void {
+  if (!SHA256_HEX.test(sha256)) throw new SourcemeshError('E_INPUT', `"${sha256}" is not a sha256 (64 lowercase hex digits)`);
+}
+
+function sanitizeMeta(meta: unknown): PartialMeta {
+  const m = (meta ?? {}) as Record<string, unknown>;
+  const str = (x: unknown) => (typeof x === 'string' && x.length < 4096 ? x : undefined);
+  return { url: str(m.url), etag: str(m.etag), lastModified: str(m.lastModified) };
+}
+
+export async function fsyncFile(p: string): Promise<void> {
+  const fh = await open(p, 'r+');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Hard-link when the file system allows it, else copy; either way into a temporary name first. */
+export async function linkOrCopy(src: string, tempDest: string): Promise<'linked' | 'copied'> {
+  try {
+    await link(src, tempDest);
+    return 'linked';
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EXDEV' && code !== 'EPERM' && code !== 'EMLINK' && code !== 'ENOTSUP') throw err;
+  }
+  await copyFile(src, tempDest, fsc.COPYFILE_FICLONE);
+  await fsyncFile(tempDest);
+  return 'copied';
+}
