@@ -29,6 +29,20 @@ export const LIMITS = {
   // store
   lockPollMs: 100,
   lockWaitMs: 24 * 60 * 60 * 1000,
+
+  // trust
+  /** A signed note (checkpoint, release statement, witness response) as a whole. */
+  noteBytes: 256 * KiB,
+  /** Signature lines in one note; C2SP signed-note asks verifiers to accept at least 16. */
+  noteSignatures: 64,
+  /** A key name (for a checkpoint, also its origin line). */
+  noteKeyNameBytes: 256,
+  checkpointExtensionLines: 16,
+  /** Hashes in one inclusion or consistency proof; 64 covers any tree of up to 2^63 leaves. */
+  proofHashes: 64,
+  /** One log entry; C2SP tlog-tiles entry bundles prefix each entry with a uint16 length. */
+  logEntryBytes: 65_535,
+  tilePathBytes: 128,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof LIMITS]: (typeof LIMITS)[K] extends number ? number : (typeof LIMITS)[K] };

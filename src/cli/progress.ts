@@ -1,7 +1,7 @@
 // Rendering fetch events for people: bars on a TTY (per file and total: bytes, rate, ETA), plain
 // lines otherwise (CI logs, pipes). Machines use --json and get no progress output at all.
 import cliProgress from 'cli-progress';
-import type { FetchEvent, FetchReport } from '../fetch/fetcher.ts';
+import { describeRejection, type FetchEvent, type FetchReport } from '../fetch/fetcher.ts';
 import { formatBytes, paint, type Io } from './output.ts';
 
 export interface ProgressView {
@@ -21,7 +21,7 @@ function linesView(io: Io): ProgressView {
       switch (e.type) {
         case 'waiting': say('waiting', `${e.name}: another process (${e.holder}) is fetching it`); break;
         case 'retry': say('retry', `${e.name}: ${e.message} (attempt ${e.attempt + 1} in ${(e.delayMs / 1000).toFixed(1)} s)`); break;
-        case 'rejected': say('rejected', `${e.message}`); break;
+        case 'rejected': say('rejected', `${e.name}: ${describeRejection(e)}`); break;
         case 'done': {
           const o = e.outcome;
           if (o.status === 'fetched') say('fetched', `${o.name}  ${formatBytes(o.size ?? 0)}  from ${o.source}`);
@@ -81,7 +81,7 @@ function barsView(io: Io, totalFiles: number, totalBytes: number | undefined): P
           refreshTotal();
           break;
         }
-        case 'rejected': multi.log(`${paint(io, io.stderr, 'yellow', 'rejected')} ${e.message}\n`); break;
+        case 'rejected': multi.log(`${paint(io, io.stderr, 'yellow', 'rejected')} ${e.name}: ${describeRejection(e)}\n`); break;
         case 'retry': multi.log(`retry    ${e.name}: ${e.message}\n`); break;
         case 'done': {
           doneFiles++;

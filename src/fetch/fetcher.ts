@@ -7,10 +7,9 @@ import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual } from '../store/digest.ts';
 import { exportObject, sweepExportTemps } from '../store/distdir.ts';
-import type { StoredObject, Store } from '../store/store.ts';
+import { ensureDir, type StoredObject, type Store } from '../store/store.ts';
 import { downloadFrom } from './download.ts';
 import { planSources, type Mirror, type Policy, type Source } from './plan.ts';
-import { mkdir } from 'node:fs/promises';
 
 export interface Rejection {
   source: string;
@@ -63,8 +62,9 @@ export interface FetchReport {
 }
 
 export async function fetchManifest(manifest: Manifest, opts: FetchOptions): Promise<FetchReport> {
+  await opts.store.gc();
   if (opts.outDir) {
-    await mkdir(opts.outDir, { recursive: true }).catch((err) => { throw fromSystemError(err, `${opts.outDir}: cannot create`); });
+    await ensureDir(opts.outDir, 'distfiles directory');
     await sweepExportTemps(opts.outDir);
   }
   const files: FileOutcome[] = new Array(manifest.distfiles.length);
@@ -111,7 +111,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
     if (opts.signal?.aborted) throw err;
     const e = err instanceof SourcemeshError ? err : fromSystemError(err, d.name);
     outcome.status = 'failed';
-    outcome.error = { code: e.code, message: e.message };
+    outcome.error = { code: e.code, message: e.message.startsWith(`${d.name}: `) ? e.message : `${d.name}: ${e.message}` };
   }
   return outcome;
 }
@@ -148,7 +148,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
       if (digestsEqual(got.digest, d.sha256)) {
         return { obj: await opts.store.commit(partial), source: source.label };
       }
-      reject(source, 'E_CHECKSUM', `${d.name}: ${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
+      reject(source, 'E_CHECKSUM', `${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
       await opts.store.discardPartial(partial);
       partial = await opts.store.beginPartial(d.sha256);
     } catch (err) {
@@ -164,8 +164,13 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
   }
   if (partial.size === 0) await opts.store.discardPartial(partial);
   const lied = rejected.some((r) => r.code === 'E_CHECKSUM' || r.code === 'E_SIZE');
-  const summary = rejected.map((r) => `${r.source}: ${r.message.replace(`${d.name}: `, '')}`).join('; ');
+  const summary = rejected.map(describeRejection).join('; ');
   throw new SourcemeshError(lied ? 'E_CHECKSUM' : 'E_NO_SOURCE', `${d.name}: no source served it verified (${summary})`, { name: d.name, rejected });
+}
+
+/** "SOURCE: what happened", without saying the source twice when the message already starts with it. */
+export function describeRejection(r: { source: string; message: string }): string {
+  return r.message.startsWith(r.source) ? r.message : `${r.source}: ${r.message}`;
 }
 
 const SEVERITY: Partial<Record<ErrorCode, number>> = { E_CHECKSUM: 3, E_SIZE: 3, E_VERIFY: 3 };

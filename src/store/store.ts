@@ -68,13 +68,7 @@ export class Store {
 
   static async open(root: string): Promise<Store> {
     const store = new Store(path.resolve(root));
-    try {
-      await mkdir(path.join(store.root, 'objects', 'sha256'), { recursive: true });
-      await mkdir(path.join(store.root, 'tmp'), { recursive: true });
-      await mkdir(path.join(store.root, 'locks'), { recursive: true });
-    } catch (err) {
-      throw fromSystemError(err, `store ${store.root}: cannot create`);
-    }
+    for (const sub of ['objects/sha256', 'tmp', 'locks']) await ensureDir(path.join(store.root, sub), `store ${store.root}`);
     return store;
   }
 
@@ -206,8 +200,9 @@ export class Store {
 
   /**
    * Remove what no live process owns: stale locks, temporary files of dead processes whose object is
-   * already stored (others stay: a later fetch resumes them, unless `partials` is set), and, when
-   * `keep` is given, every object not in it.
+   * already stored or whose partial is gone (others stay: a later fetch resumes them, unless
+   * `partials` is set), and, when `keep` is given, every object not in it. Fetch runs it (without
+   * `keep`) before it starts, so a run after a crash leaves no garbage.
    */
   async gc(opts: { keep?: Set<string>; partials?: boolean } = {}): Promise<{ removedObjects: StoredObject[]; removedTemp: number; freedBytes: number }> {
     const removedObjects: StoredObject[] = [];
@@ -224,7 +219,8 @@ export class Store {
     for (const name of await readdir(tmp)) {
       const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json)?$/.exec(name);
       if (m && isProcessAlive(Number(m[2]))) continue;
-      if (m && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
+      const orphanMeta = m?.[3] !== undefined && !(await stat(path.join(tmp, name.slice(0, -'.json'.length))).catch(() => undefined));
+      if (m && !orphanMeta && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
       const p = path.join(tmp, name);
       freedBytes += (await stat(p).catch(() => ({ size: 0 }))).size;
       await rm(p, { force: true, recursive: true });
@@ -239,6 +235,24 @@ export class Store {
       }
     }
     return { removedObjects, removedTemp, freedBytes };
+  }
+}
+
+/**
+ * mkdir -p that reports the real cause: a recursive mkdir says ENOENT where the first missing
+ * component could not be made (a read-only file system, say), so retry that one step to learn why.
+ */
+export async function ensureDir(dir: string, what: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+  } catch (err) {
+    let cause = err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      let missing = path.resolve(dir);
+      while (await stat(path.dirname(missing)).then(() => false, () => true)) missing = path.dirname(missing);
+      await mkdir(missing).catch((e) => (cause = e));
+    }
+    throw fromSystemError(cause, `${what}: cannot create ${dir}`);
   }
 }
 

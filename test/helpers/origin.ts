@@ -1,0 +1,177 @@
+// A real HTTP server on loopback whose routes misbehave on purpose: the hostile and flaky servers
+// the fetch tests run against. Every request is recorded so tests can assert what the client did.
+import { createHash } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export type Behaviour =
+  | { kind: 'ok' }
+  | { kind: 'wrong-bytes' } // same length, one byte flipped
+  | { kind: 'truncate'; after: number } // announces the full length, closes after `after` bytes
+  | { kind: 'fail-then-ok'; failures: number; status?: number }
+  | { kind: 'stall'; after: number } // sends `after` bytes then goes silent
+  | { kind: 'reset'; after: number } // sends `after` bytes then resets the connection
+  | { kind: 'reset-once'; after: number } // resets on the first request only
+  | { kind: 'ignore-range' } // always 200 with the whole body
+  | { kind: 'oversize'; extra: number } // no Content-Length, sends more than the file
+  | { kind: 'redirect'; to: string } // 302 to `to` (relative or absolute)
+  | { kind: 'status'; status: number }
+  | { kind: 'slow'; chunk: number; delayMs: number }; // honours Range, trickles the body out
+
+export interface Route {
+  body: Buffer;
+  behaviour?: Behaviour;
+}
+
+export interface RequestLog {
+  path: string;
+  range?: string;
+  ifRange?: string;
+  acceptEncoding?: string;
+}
+
+export interface Origin {
+  url: string;
+  port: number;
+  routes: Map<string, Route>;
+  log: RequestLog[];
+  hits(path: string): number;
+  close(): Promise<void>;
+}
+
+export async function startOrigin(routes: Record<string, Route> = {}): Promise<Origin> {
+  const table = new Map(Object.entries(routes));
+  const log: RequestLog[] = [];
+  const counts = new Map<string, number>();
+  const sockets = new Set<import('node:net').Socket>();
+  const server = http.createServer((req, res) => {
+    const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+    log.push({ path, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, acceptEncoding: req.headers['accept-encoding'] });
+    const n = (counts.get(path) ?? 0) + 1;
+    counts.set(path, n);
+    const route = table.get(path);
+    if (!route) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    serve(route, n, req, res);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    routes: table,
+    log,
+    hits: (p) => counts.get(p) ?? 0,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+const etagOf = (body: Buffer) => `"${createHash('sha256').update(body).digest('hex')}"`;
+
+function serve(route: Route, nth: number, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const { body } = route;
+  const b = route.behaviour ?? { kind: 'ok' };
+  switch (b.kind) {
+    case 'status':
+      res.writeHead(b.status).end();
+      return;
+    case 'redirect':
+      res.writeHead(302, { location: b.to }).end();
+      return;
+    case 'fail-then-ok':
+      if (nth <= b.failures) {
+        res.writeHead(b.status ?? 500).end('try later');
+        return;
+      }
+      return sendRange(body, req, res);
+    case 'wrong-bytes': {
+      const bad = Buffer.from(body);
+      bad[bad.length >> 1]! ^= 0x01;
+      return sendRange(bad, req, res);
+    }
+    case 'ignore-range':
+      res.writeHead(200, { 'content-length': body.length, etag: etagOf(body) }).end(body);
+      return;
+    case 'oversize':
+      res.writeHead(200);
+      res.end(Buffer.concat([body, Buffer.alloc(b.extra, 0x41)]));
+      return;
+    case 'truncate':
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, b.after), () => res.socket?.end());
+      return;
+    case 'stall':
+      res.writeHead(200, { 'content-length': body.length });
+      res.write(body.subarray(0, b.after)); // then nothing, until the client gives up
+      return;
+    case 'reset':
+    case 'reset-once':
+      if (b.kind === 'reset' || nth === 1) {
+        const start = rangeStart(req, body.length);
+        res.writeHead(start > 0 ? 206 : 200, {
+          'content-length': body.length - start,
+          etag: etagOf(body),
+          ...(start > 0 ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+        });
+        // Let the bytes reach the client before the reset, which would otherwise discard them.
+        res.write(body.subarray(start, start + b.after), () => setTimeout(() => res.socket?.resetAndDestroy(), 150));
+        return;
+      }
+      return sendRange(body, req, res);
+    case 'slow': {
+      const start = rangeStart(req, body.length);
+      res.writeHead(start > 0 ? 206 : 200, {
+        'content-length': body.length - start,
+        etag: etagOf(body),
+        ...(start > 0 ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+      });
+      let at = start;
+      const timer = setInterval(() => {
+        if (res.destroyed || at >= body.length) {
+          clearInterval(timer);
+          res.end();
+          return;
+        }
+        res.write(body.subarray(at, at + b.chunk));
+        at += b.chunk;
+      }, b.delayMs);
+      res.on('close', () => clearInterval(timer));
+      return;
+    }
+    case 'ok':
+      return sendRange(body, req, res);
+  }
+}
+
+function rangeStart(req: http.IncomingMessage, size: number): number {
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  return m && Number(m[1]) < size ? Number(m[1]) : 0;
+}
+
+/** A correct server: 206 for a satisfiable `bytes=N-` whose If-Range matches, 416 past the end. */
+function sendRange(body: Buffer, req: http.IncomingMessage, res: http.ServerResponse): void {
+  const etag = etagOf(body);
+  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  const ifRange = req.headers['if-range'] as string | undefined;
+  if (m && (ifRange === undefined || ifRange === etag)) {
+    const start = Number(m[1]);
+    if (start >= body.length) {
+      res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
+      return;
+    }
+    res.writeHead(206, { 'content-length': body.length - start, 'content-range': `bytes ${start}-${body.length - 1}/${body.length}`, etag });
+    res.end(body.subarray(start));
+    return;
+  }
+  res.writeHead(200, { 'content-length': body.length, etag, 'accept-ranges': 'bytes' });
+  res.end(body);
+}
