@@ -106,6 +106,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
       }
     }
     outcome.size = obj.size;
+    await opts.store.recordName(d.name, d.sha256);
     if (opts.outDir) await exportObject(opts.outDir, d.name, obj);
   } catch (err) {
     if (opts.signal?.aborted) throw err;

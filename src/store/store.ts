@@ -4,11 +4,12 @@
 //   tmp/HEX.PID-NONCE.part        partial downloads, owned by one process each (resumable)
 //   tmp/HEX.PID-NONCE.part.json   where the partial came from (for If-Range on resume)
 //   locks/HEX.lock                "PID HOST": one process fetches a given object at a time
+//   names/NAME -> ../objects/...  the last object fetched under each distfile name (for `serve --local`)
 // Correctness never depends on the lock: each writer has its own partial file, adopted by atomic
 // rename, so two processes that both believe they hold a lock still cannot interleave bytes.
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { chmod, copyFile, link, mkdir, open, readFile, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, open, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -68,7 +69,7 @@ export class Store {
 
   static async open(root: string): Promise<Store> {
     const store = new Store(path.resolve(root));
-    for (const sub of ['objects/sha256', 'tmp', 'locks']) await ensureDir(path.join(store.root, sub), `store ${store.root}`);
+    for (const sub of ['objects/sha256', 'tmp', 'locks', 'names']) await ensureDir(path.join(store.root, sub), `store ${store.root}`);
     return store;
   }
 
@@ -185,6 +186,35 @@ export class Store {
     return { sha256: partial.sha256, size: (await stat(dest)).size, path: dest };
   }
 
+  /** Point names/NAME at an object (atomically: a temporary symlink renamed over the old one). */
+  async recordName(name: string, sha256: string): Promise<void> {
+    const target = path.join('..', 'objects', 'sha256', sha256.slice(0, 2), sha256);
+    const link = path.join(this.root, 'names', name);
+    if ((await readlink(link).catch(() => undefined)) === target) return;
+    const temp = path.join(this.root, 'names', `.${name}.${process.pid}.tmp`);
+    try {
+      await rm(temp, { force: true });
+      await symlink(target, temp);
+      await rename(temp, link);
+    } catch (err) {
+      throw fromSystemError(err, `${link}: cannot record the name`);
+    }
+  }
+
+  /** Name -> object, from names/, skipping links that do not point at a stored object. */
+  async names(): Promise<Map<string, StoredObject>> {
+    const out = new Map<string, StoredObject>();
+    for (const name of (await readdir(path.join(this.root, 'names'))).sort()) {
+      if (name.startsWith('.')) continue;
+      const target = await readlink(path.join(this.root, 'names', name)).catch(() => '');
+      const sha = path.basename(target);
+      if (!SHA256_HEX.test(sha) || target !== path.join('..', 'objects', 'sha256', sha.slice(0, 2), sha)) continue;
+      const obj = await this.get(sha);
+      if (obj) out.set(name, obj);
+    }
+    return out;
+  }
+
   async *list(): AsyncGenerator<StoredObject> {
     const base = path.join(this.root, 'objects', 'sha256');
     for (const fan of (await readdir(base)).sort()) {
@@ -232,6 +262,15 @@ export class Store {
         await unlink(obj.path);
         removedObjects.push(obj);
         freedBytes += obj.size;
+      }
+    }
+    // Names whose object is gone, and temporary links of dead processes.
+    for (const name of await readdir(path.join(this.root, 'names'))) {
+      const p = path.join(this.root, 'names', name);
+      const temp = /^\..*\.(\d+)\.tmp$/.exec(name);
+      if (temp ? !isProcessAlive(Number(temp[1])) : !(await stat(p).catch(() => undefined))) {
+        await rm(p, { force: true });
+        removedTemp++;
       }
     }
     return { removedObjects, removedTemp, freedBytes };

@@ -75,8 +75,9 @@ test('store list, path and gc --keep', async (t) => {
   await writeFile(path.join(s.env.SOURCEMESH_STORE, 'tmp', `${sha256(A)}.999999-aa.part`), 'x');
   const gc = JSON.parse((await runCli(['store', 'gc', '--keep', keep, '--json'], { env: s.env })).stdout);
   assert.deepEqual(gc.removedObjects, [sha256(B)]);
-  assert.equal(gc.removedTemp, 2);
+  assert.equal(gc.removedTemp, 3, 'the dead lock, the dead partial and the name left pointing at nothing');
   assert.deepEqual(await readdir(path.join(s.env.SOURCEMESH_STORE, 'locks')), []);
+  assert.deepEqual(await readdir(path.join(s.env.SOURCEMESH_STORE, 'names')), ['a.tar.gz']);
   const after = JSON.parse((await runCli(['store', 'list', '--json'], { env: s.env })).stdout);
   assert.equal(after.count, 1);
 });
