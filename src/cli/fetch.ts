@@ -4,7 +4,7 @@ import { EXIT, ERROR_CODES } from '../errors.ts';
 import { fetchManifest } from '../fetch/fetcher.ts';
 import { createAgent } from '../fetch/http.ts';
 import { POLICIES, parseMirror, type Policy } from '../fetch/plan.ts';
-import { LIMITS, limitsWith } from '../limits.ts';
+import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest } from '../manifest/index.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
@@ -40,10 +40,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const mirrors = o.mirror.map(parseMirror);
       const manifest = await loadManifest(input);
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
-      const limits = limitsWith({
-        ...(o.timeout !== undefined ? { connectTimeoutMs: positiveInt('--timeout', o.timeout, 3600) * 1000, headersTimeoutMs: Number(o.timeout) * 1000, idleTimeoutMs: Number(o.timeout) * 1000 } : {}),
-        ...(o.retries !== undefined ? { attemptsPerSource: nonNegativeInt('--retries', o.retries, 100) + 1 } : {}),
-      });
+      const limits = fetchLimits(o);
       const dispatcher = createAgent(limits);
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
@@ -67,4 +64,13 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+/** --timeout and --retries, shared by every command that downloads. */
+export function fetchLimits(o: { timeout?: string; retries?: string }): Limits {
+  const timeoutMs = o.timeout !== undefined ? positiveInt('--timeout', o.timeout, 3600) * 1000 : undefined;
+  return limitsWith({
+    ...(timeoutMs !== undefined ? { connectTimeoutMs: timeoutMs, headersTimeoutMs: timeoutMs, idleTimeoutMs: timeoutMs } : {}),
+    ...(o.retries !== undefined ? { attemptsPerSource: nonNegativeInt('--retries', o.retries, 100) + 1 } : {}),
+  });
 }

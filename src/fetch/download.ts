@@ -92,6 +92,8 @@ export interface DownloadContext {
   onBytes?: (delta: number) => void;
   /** Told before each retry, with the error that caused it. */
   onRetry?: (err: SourcemeshError, attempt: number, delayMs: number) => void;
+  /** Opens a generated git snapshot of `d` (sources of type 'git'). */
+  openSnapshot?: (d: Distfile, signal?: AbortSignal) => Promise<Opened>;
 }
 
 export interface Downloaded {
@@ -131,16 +133,18 @@ export async function downloadFrom(d: Distfile, source: Source, partial: Partial
 }
 
 async function transferOnce(d: Distfile, source: Source, partial: Partial, writer: PartialWriter, ctx: DownloadContext): Promise<void> {
-  const offset = d.size !== undefined && writer.written > d.size ? 0 : writer.written;
+  const location = source.location;
+  // A generated snapshot always starts from its first byte.
+  const offset = (d.size !== undefined && writer.written > d.size) || location.type === 'git' ? 0 : writer.written;
   if (offset === 0 && writer.written > 0) await writer.restart();
   // If-Range only makes sense against the very URL whose validator we kept.
-  const sameUrl = partial.meta.url === (source.location.type === 'http' ? source.location.url : source.location.path);
-  const ifRange = sameUrl ? partial.meta.etag ?? partial.meta.lastModified : undefined;
+  const ifRange = location.type === 'http' && partial.meta.url === location.url ? partial.meta.etag ?? partial.meta.lastModified : undefined;
   let opened: Opened;
   try {
-    opened = source.location.type === 'http'
-      ? await openHttp(source.location.url, { offset, ifRange, signal: ctx.signal, dispatcher: ctx.dispatcher, limits: ctx.limits })
-      : await openFile(source.location.path, { offset, signal: ctx.signal });
+    if (location.type === 'http') opened = await openHttp(location.url, { offset, ifRange, signal: ctx.signal, dispatcher: ctx.dispatcher, limits: ctx.limits });
+    else if (location.type === 'file') opened = await openFile(location.path, { offset, signal: ctx.signal });
+    else if (ctx.openSnapshot) opened = await ctx.openSnapshot(d, ctx.signal);
+    else throw new SourcemeshError('E_UNSUPPORTED', `${d.name}: no snapshot generator configured`);
   } catch (err) {
     if (err instanceof SourcemeshError && (err.details.rangeNotSatisfiable || err.details.badRange) && offset > 0) {
       // The server will not resume from here (our partial may even be complete): start over.
@@ -150,8 +154,8 @@ async function transferOnce(d: Distfile, source: Source, partial: Partial, write
     throw err;
   }
   if (opened.start === 0 && writer.written > 0) await writer.restart(); // Range ignored or validator changed: a full 200 body
-  if (source.location.type === 'http') {
-    await ctx.store.saveMeta(partial, { url: source.location.url, etag: opened.etag, lastModified: opened.lastModified });
+  if (location.type === 'http') {
+    await ctx.store.saveMeta(partial, { url: location.url, etag: opened.etag, lastModified: opened.lastModified });
   }
   if (d.size !== undefined && opened.total !== undefined && opened.total !== d.size) {
     opened.cancel();

@@ -8,7 +8,7 @@ import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual } from '../store/digest.ts';
 import { exportObject, sweepExportTemps } from '../store/distdir.ts';
 import { ensureDir, type StoredObject, type Store } from '../store/store.ts';
-import { downloadFrom } from './download.ts';
+import { downloadFrom, type DownloadContext } from './download.ts';
 import { planSources, type Mirror, type Policy, type Source } from './plan.ts';
 
 export interface Rejection {
@@ -50,6 +50,8 @@ export interface FetchOptions {
   random?: () => number;
   signal?: AbortSignal;
   onEvent?: (e: FetchEvent) => void;
+  /** Generate git snapshots ourselves (mirror sync; fetch once the archiver is built in). */
+  openSnapshot?: DownloadContext['openSnapshot'];
 }
 
 export interface FetchReport {
@@ -120,7 +122,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
 /** Try each source until one serves bytes with the pinned digest; blame each one that did not. */
 async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: string }> {
   const random = opts.random ?? Math.random;
-  const sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random });
+  const sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined });
   if (sources.length === 0) {
     const why = opts.offline ? 'offline and no local mirror' : d.urls.length === 0 && d.git ? 'a git snapshot with no HTTP source; add a mirror that has it' : `no mirror and no upstream URL under policy ${opts.policy}`;
     throw new SourcemeshError('E_NO_SOURCE', `${d.name}: nothing to fetch from (${why})`, { name: d.name });
@@ -132,7 +134,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
   };
   for (const source of sources) {
     const ctx = {
-      store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal,
+      store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot,
       onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
       onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>
         opts.onEvent?.({ type: 'retry', name: d.name, source: source.label, message: err.message, attempt, delayMs }),

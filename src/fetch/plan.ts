@@ -10,7 +10,8 @@ export type Policy = (typeof POLICIES)[number];
 /** A mirror as the user named it: an http(s) base URL or a local directory. */
 export type Mirror = { kind: 'http'; base: string } | { kind: 'dir'; dir: string };
 
-export type Location = { type: 'http'; url: string } | { type: 'file'; path: string };
+/** Where bytes come from: a URL, a local file, or a git snapshot we generate ourselves. */
+export type Location = { type: 'http'; url: string } | { type: 'file'; path: string } | { type: 'git' };
 
 export interface Source {
   role: 'mirror' | 'upstream';
@@ -54,17 +55,20 @@ export interface PlanOptions {
   offline: boolean;
   /** Uniform in [0, 1): pass a seeded generator in tests. */
   random: () => number;
+  /** Make git snapshots ourselves (before the forge's tarball URL): what mirrors do. */
+  generateGit?: boolean;
 }
 
 export function planSources(d: Distfile, opts: PlanOptions): Source[] {
   const mirrors = shuffle(opts.mirrors, opts.random).map((m) => mirrorSource(m, d));
   const upstream: Source[] = d.urls.map((url) => ({ role: 'upstream', label: url, location: { type: 'http', url } }));
+  if (opts.generateGit && d.git) upstream.unshift({ role: 'upstream', label: `git ${d.git.repo} ${d.git.ref}`, location: { type: 'git' } });
   const ordered =
     opts.policy === 'mirrors-first' ? [...mirrors, ...upstream]
     : opts.policy === 'upstream-first' ? [...upstream, ...mirrors]
     : opts.policy === 'upstream-only' ? upstream
     : mirrors;
-  return opts.offline ? ordered.filter((s) => s.location.type === 'file') : ordered;
+  return opts.offline ? ordered.filter((s) => s.location.type !== 'http') : ordered;
 }
 
 /** Fisher-Yates on a copy. */

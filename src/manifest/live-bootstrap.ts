@@ -44,7 +44,7 @@ export function parseSources(text: string, file: string, step?: string): SourceL
       if (tilde <= 0 || tilde === repoRef.length - 1) fail(`"${repoRef}" is not REPO~REF`);
       const repo = repoRef.slice(0, tilde);
       const ref = repoRef.slice(tilde + 1);
-      if (/[\s^:?*[\\]/.test(ref) || ref.includes('..')) fail(`"${ref}" is not a valid git ref`);
+      if (/[\s^:?*[\\]/.test(ref) || ref.includes('..') || ref.startsWith('-')) fail(`"${ref}" is not a valid git ref`);
       if (httpSource !== '_') checkUrl(httpSource, fail);
       if (httpSource === '_' && name === undefined) fail('a git source with no HTTP source ("_") must name its tarball');
       const fileName = checkName(name ?? lastSegment(httpSource), fail);

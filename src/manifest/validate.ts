@@ -28,7 +28,8 @@ const compression = v.picklist(['gzip-n', 'zlib', 'xz', 'bzip2', 'none']);
 
 const gitSource = v.strictObject({
   repo: v.pipe(v.string(), v.minLength(1), v.maxLength(LIMITS.urlBytes)),
-  ref: v.pipe(v.string(), v.regex(/^[^\s~^:?*[\\]+$/, 'must be a git ref or object id')),
+  // Never an option (leading "-") nor revision syntax: it ends up on a git command line.
+  ref: v.pipe(v.string(), v.regex(/^(?!-)(?!.*\.\.)[^\s~^:?*[\\]+$/, 'must be a git ref or object id')),
   prefix: v.pipe(v.string(), v.regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$)).*\/$/, 'must be a relative directory ending in "/"')),
   compression,
   level: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(9))),

@@ -1,0 +1,88 @@
+import { Command } from 'commander';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { EXIT, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import { describeRejection } from '../fetch/fetcher.ts';
+import { createAgent } from '../fetch/http.ts';
+import { loadManifest } from '../manifest/index.ts';
+import { gitArchiveGenerator } from '../mirror/snapshot.ts';
+import { syncMirror, type SyncReport } from '../mirror/sync.ts';
+import { fetchLimits } from './fetch.ts';
+import { formatBytes, paint, positiveInt, printError, printJson, type Io } from './output.ts';
+import { createProgress } from './progress.ts';
+import { formatDuration, parseDuration, parseSize } from './units.ts';
+
+interface SyncFlags {
+  root: string;
+  interval?: string;
+  maxBytes?: string;
+  jobs: string;
+  timeout?: string;
+  retries?: string;
+  json?: boolean;
+}
+
+export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
+  const cmd = new Command('mirror').description('run a mirror node');
+  cmd.command('sync')
+    .description('bring a mirror root up to date with a manifest, from upstream only (git snapshots generated locally)')
+    .argument('<manifest>', 'a sourcemesh manifest, live-bootstrap sources file or steps/ directory')
+    .requiredOption('--root <dir>', 'the mirror root, served by `sourcemesh serve --root`')
+    .option('--interval <duration>', 'sync again every DURATION (e.g. 6h), with ±20% random jitter, until interrupted')
+    .option('--max-bytes <size>', 'refuse, before writing, when the mirror would hold more than SIZE (e.g. 50G)')
+    .option('-j, --jobs <n>', 'parallel downloads', '4')
+    .option('--timeout <seconds>', 'connect and idle timeout')
+    .option('--retries <n>', 'retries per source after a transient failure')
+    .option('--json', 'print each run\'s report as JSON')
+    .action(async (input: string, o: SyncFlags) => {
+      const jobs = positiveInt('--jobs', o.jobs, 64);
+      const interval = o.interval !== undefined ? parseDuration('--interval', o.interval) : undefined;
+      const maxBytes = o.maxBytes !== undefined ? parseSize('--max-bytes', o.maxBytes) : undefined;
+      const limits = fetchLimits(o);
+      for (;;) {
+        const manifest = await loadManifest(input); // re-read each run: the manifest may have been updated
+        const dispatcher = createAgent(limits);
+        const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, undefined);
+        const t0 = performance.now();
+        let status: number;
+        try {
+          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator: gitArchiveGenerator, jobs, signal, onEvent: (e) => view?.onEvent(e) });
+          view?.stop();
+          status = printReport(io, report, o, (performance.now() - t0) / 1000);
+        } catch (err) {
+          view?.stop();
+          if (interval === undefined || signal.aborted) throw err;
+          status = printError(io, err); // keep serving the schedule: the next run may succeed
+        } finally {
+          await dispatcher.close();
+        }
+        setExit(status);
+        if (interval === undefined) return;
+        // Unpredictable sync times: an observer cannot time an attack to just before a sync.
+        const delay = Math.round(interval * (0.8 + 0.4 * Math.random()));
+        io.stderr.write(`next sync in ${formatDuration(delay)}\n`);
+        try {
+          await sleep(delay, undefined, { signal });
+        } catch {
+          return setExit(EXIT.ok);
+        }
+      }
+    });
+  return cmd;
+}
+
+function printReport(io: Io, r: SyncReport, o: SyncFlags, seconds: number): number {
+  let worst: ErrorCode | undefined;
+  for (const f of r.failed) if (f.error && (worst === undefined || ERROR_CODES[f.error.code] > ERROR_CODES[worst])) worst = f.error.code;
+  if (o.json) {
+    printJson(io, { root: o.root, seconds, ...r });
+  } else {
+    for (const q of r.quarantined) io.stderr.write(`${paint(io, io.stderr, 'yellow', 'QUARANTINED')} ${q.name}: sha256 ${q.actual}, expected ${q.expected}; moved to ${q.movedTo}\n`);
+    for (const f of r.failed) {
+      io.stderr.write(`${paint(io, io.stderr, 'red', 'FAILED')} ${f.error?.message ?? f.name}\n`);
+      for (const rej of f.rejected) io.stderr.write(`  ${describeRejection(rej)}\n`);
+    }
+    const bytes = r.added.reduce((n, f) => n + (f.size ?? 0), 0);
+    io.stderr.write(`sync ${o.root}: ${r.added.length} added (${formatBytes(bytes)}), ${r.unchanged.length} unchanged, ${r.quarantined.length} quarantined, ${r.failed.length} failed in ${seconds.toFixed(1)} s\n`);
+  }
+  return worst ? ERROR_CODES[worst] : EXIT.ok;
+}

@@ -1,0 +1,78 @@
+// Local clones of upstream repositories, kept in a mirror's state directory, so that git snapshots are
+// made from upstream's objects by us rather than downloaded from a forge's snapshot endpoint.
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { SourcemeshError } from '../errors.ts';
+import { ensureDir } from '../store/store.ts';
+
+const run = promisify(execFile);
+
+/**
+ * Options for every git call: no prompts, no system or user configuration, and only transports that
+ * cannot run commands (`ext::` and friends stay forbidden).
+ */
+export const GIT_SAFE_CONFIG = [
+  '-c', 'protocol.allow=never',
+  '-c', 'protocol.https.allow=always',
+  '-c', 'protocol.http.allow=always',
+  '-c', 'protocol.git.allow=always',
+  '-c', 'protocol.file.allow=always',
+  '-c', 'core.fsmonitor=false',
+];
+
+export function gitEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C', HOME: process.env.HOME };
+}
+
+export async function git(args: string[], opts: { cwd?: string; signal?: AbortSignal } = {}): Promise<string> {
+  try {
+    const { stdout } = await run('git', [...GIT_SAFE_CONFIG, ...args], { cwd: opts.cwd, env: gitEnv(), signal: opts.signal, maxBuffer: 16 << 20 });
+    return stdout;
+  } catch (err) {
+    const e = err as { code?: string | number; stderr?: string; message: string };
+    if (e.code === 'ENOENT') throw new SourcemeshError('E_UNSUPPORTED', 'git is not installed (needed to clone repositories for git snapshots)');
+    const why = (e.stderr ?? e.message).trim().split('\n').filter(Boolean).at(-1) ?? 'failed';
+    throw new SourcemeshError('E_ARCHIVE', `git ${args.filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')}: ${why}`, { retryable: false });
+  }
+}
+
+/** Where a repository's bare clone lives: readable, and distinct for distinct URLs. */
+export function cloneDirFor(stateDir: string, repo: string): string {
+  const readable = repo.replace(/^[a-z]+:\/\//i, '').replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '').slice(0, 100);
+  const tag = createHash('sha256').update(repo).digest('hex').slice(0, 12);
+  return path.join(stateDir, 'git', `${readable}-${tag}.git`);
+}
+
+/**
+ * A bare clone of `repo` that contains `ref`, cloned or fetched as needed; returns the clone and the
+ * commit `ref` names. A clone is made under a temporary name and renamed, so a crash never leaves a
+ * half-cloned repository under the final name.
+ */
+export async function ensureRepo(repo: string, ref: string, stateDir: string, signal?: AbortSignal): Promise<{ dir: string; commit: string }> {
+  const dir = cloneDirFor(stateDir, repo);
+  if (!(await stat(dir).catch(() => undefined))) {
+    await ensureDir(path.dirname(dir), 'git state');
+    const temp = `${dir}.${process.pid}.tmp`;
+    await rm(temp, { recursive: true, force: true });
+    await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal });
+    await rename(temp, dir);
+  }
+  let commit = await resolveCommit(dir, ref, signal);
+  if (!commit) {
+    await git(['fetch', '--quiet', '--tags', '--force', '--prune', 'origin', '+refs/heads/*:refs/heads/*'], { cwd: dir, signal });
+    commit = await resolveCommit(dir, ref, signal);
+  }
+  if (!commit) throw new SourcemeshError('E_ARCHIVE', `${repo}: no commit "${ref}" after fetching`, { repo, ref });
+  return { dir, commit };
+}
+
+async function resolveCommit(dir: string, ref: string, signal?: AbortSignal): Promise<string | undefined> {
+  try {
+    return (await git(['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`], { cwd: dir, signal })).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,133 @@
+// `mirror sync`: bring a mirror root up to date with a manifest, taking bytes only from upstream (the
+// manifest's URLs, and git snapshots we generate from upstream's repositories), never from other
+// mirrors. Files already published are re-verified every run; one that no longer matches is moved to
+// quarantine and fetched again. Nothing is published before its sha256 matched.
+import { lstat, mkdir, rename, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { request, type Dispatcher } from 'undici';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { fetchManifest, type FetchEvent, type FileOutcome } from '../fetch/fetcher.ts';
+import type { Limits } from '../limits.ts';
+import type { Distfile, Manifest } from '../manifest/distfile.ts';
+import { digestsEqual, sha256File } from '../store/digest.ts';
+import { Store, ensureDir } from '../store/store.ts';
+import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
+
+export interface SyncOptions {
+  root: string;
+  /** Refuse, before writing anything, when the mirror would hold more than this. */
+  maxBytes?: number;
+  limits: Limits;
+  dispatcher: Dispatcher;
+  generator: SnapshotGenerator;
+  jobs: number;
+  random?: () => number;
+  signal?: AbortSignal;
+  onEvent?: (e: FetchEvent) => void;
+  now?: () => Date;
+}
+
+export interface SyncReport {
+  added: FileOutcome[];
+  unchanged: string[];
+  quarantined: { name: string; expected: string; actual: string; movedTo: string }[];
+  failed: FileOutcome[];
+}
+
+/** Private state under the root: never served. */
+export function stateDirOf(root: string): string {
+  return path.join(root, '.sourcemesh');
+}
+
+export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise<SyncReport> {
+  const root = path.resolve(opts.root);
+  const state = stateDirOf(root);
+  await ensureDir(root, 'mirror root');
+  const store = await Store.open(path.join(state, 'store'));
+  const report: SyncReport = { added: [], unchanged: [], quarantined: [], failed: [] };
+
+  // 1. Re-verify what is published.
+  const missing: Distfile[] = [];
+  let publishedBytes = 0;
+  for (const d of manifest.distfiles) {
+    const file = path.join(root, d.name);
+    const info = await lstat(file).catch(() => undefined);
+    if (!info) {
+      missing.push(d);
+      continue;
+    }
+    const actual = info.isFile() ? await sha256File(file).catch((err) => { throw fromSystemError(err, file); }) : 'not a regular file';
+    if (digestsEqual(actual, d.sha256)) {
+      report.unchanged.push(d.name);
+      publishedBytes += info.size;
+      continue;
+    }
+    report.quarantined.push({ name: d.name, expected: d.sha256, actual, movedTo: await quarantine(root, file, store, d, opts.now?.() ?? new Date()) });
+    missing.push(d);
+  }
+
+  // 2. The byte cap, checked before anything is written.
+  if (opts.maxBytes !== undefined && missing.length) await checkCap(missing, publishedBytes, opts);
+
+  // 3. Fetch from upstream only, into the mirror's own store, published by hard link.
+  if (missing.length) {
+    const fetched = await fetchManifest({ ...manifest, distfiles: missing }, {
+      store, outDir: root, mirrors: [], policy: 'upstream-only', offline: false, jobs: opts.jobs, limits: opts.limits,
+      dispatcher: opts.dispatcher, random: opts.random, signal: opts.signal, onEvent: opts.onEvent,
+      openSnapshot: snapshotOpener(state, opts.generator),
+    });
+    for (const f of fetched.files) (f.status === 'failed' ? report.failed : report.added).push(f);
+  }
+  return report;
+}
+
+/** Move a published file that no longer verifies out of the served tree, with its store object. */
+async function quarantine(root: string, file: string, store: Store, d: Distfile, now: Date): Promise<string> {
+  const dir = path.join(stateDirOf(root), 'quarantine');
+  await mkdir(dir, { recursive: true });
+  const dest = path.join(dir, `${d.name}.${now.toISOString().replace(/[:.]/g, '-')}`);
+  // A published file is a hard link to the store object: if its bytes changed in place, so did the
+  // object's, and the object must not be published again.
+  const obj = await store.get(d.sha256);
+  const [fi, oi] = await Promise.all([stat(file), obj ? stat(obj.path) : undefined]);
+  if (obj && oi && fi.ino === oi.ino && fi.dev === oi.dev) await rename(obj.path, `${dest}.object`);
+  await rename(file, dest);
+  return dest;
+}
+
+async function checkCap(missing: Distfile[], publishedBytes: number, opts: SyncOptions): Promise<void> {
+  let total = publishedBytes;
+  const over: string[] = [];
+  for (const d of missing) {
+    const size = d.size ?? (await announcedSize(d, opts));
+    if (size === undefined) continue; // a generated snapshot of unknown size: counted once made
+    if (total + size > opts.maxBytes!) over.push(`${d.name} (${size} bytes)`);
+    else total += size;
+  }
+  if (over.length) {
+    throw new SourcemeshError('E_DISK_FULL', `--max-bytes ${opts.maxBytes}: ${over.length} file(s) do not fit after ${total} bytes: ${over.join(', ')}`, { over });
+  }
+}
+
+/** The size an upstream announces (HEAD, redirects followed by hand as in fetch), if any. */
+async function announcedSize(d: Distfile, opts: SyncOptions): Promise<number | undefined> {
+  for (const url of d.urls) {
+    let current = url;
+    for (let hop = 0; hop <= opts.limits.maxRedirects; hop++) {
+      const res = await request(current, { method: 'HEAD', dispatcher: opts.dispatcher, signal: opts.signal }).catch(() => undefined);
+      if (!res) break;
+      await res.body.dump().catch(() => {});
+      const location = res.headers.location;
+      if (res.statusCode >= 300 && res.statusCode < 400 && typeof location === 'string') {
+        const next = new URL(location, current);
+        if (next.protocol !== 'http:' && next.protocol !== 'https:') break;
+        current = next.href;
+        continue;
+      }
+      const len = res.headers['content-length'];
+      if (res.statusCode === 200 && typeof len === 'string' && /^\d+$/.test(len)) return Number(len);
+      break;
+    }
+  }
+  return undefined;
+}
