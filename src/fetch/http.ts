@@ -115,6 +115,11 @@ export function networkError(err: unknown, url: string): unknown {
   if (err instanceof SourcemeshError) return err;
   const e = err as { code?: string; name?: string; message?: string; cause?: { code?: string } };
   if (e?.name === 'AbortError') return err;
+  const tlsCode = [e?.code, e?.cause?.code].find((c) => c && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|ERR_SSL/.test(c));
+  if (tlsCode) {
+    // A certificate that does not verify will not verify on retry either.
+    return transferError('E_NETWORK', `${url}: TLS certificate not accepted (${tlsCode}: ${e?.message ?? ''})`, false, { url, cause: tlsCode }, err);
+  }
   const code = e?.code && NETWORK_CAUSES[e.code] ? e.code : e?.cause?.code && NETWORK_CAUSES[e.cause.code] ? e.cause.code : undefined;
   const why = code ? NETWORK_CAUSES[code] : e?.message ?? String(err);
   const retryable = code !== 'ENOTFOUND' && code !== 'UND_ERR_HEADERS_OVERFLOW';

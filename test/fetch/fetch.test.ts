@@ -1,6 +1,7 @@
 // `sourcemesh fetch` end to end: the real CLI against real HTTP servers on loopback that serve right,
 // serve wrong bytes, truncate, fail then recover, stall, reset, ignore Range, and redirect badly.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -211,4 +212,21 @@ test('bad usage and bad input: one line, exit 2', async (t) => {
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
   }
+});
+
+test('HTTPS with a certificate the system trusts (here via NODE_EXTRA_CA_CERTS); an untrusted one is refused', async (t) => {
+  const dir = await tempDir(t);
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { stdio: 'ignore' });
+  const origin = await startOrigin({ '/a.tar.gz': { body: A } }, { key: await readFile(key), cert: await readFile(cert) });
+  t.after(() => origin.close());
+  assert.match(origin.url, /^https:/);
+  const m = await writeManifest(dir, [distfile('a.tar.gz', A, [`${origin.url}/a.tar.gz`])]);
+  const trusted = await runCli(['fetch', m, '-o', path.join(dir, 'out'), '--json'], { env: { SOURCEMESH_STORE: path.join(dir, 'store'), NODE_EXTRA_CA_CERTS: cert } });
+  assert.equal(trusted.code, 0, trusted.stderr);
+  assert.deepEqual(await readFile(path.join(dir, 'out', 'a.tar.gz')), A);
+  const untrusted = await runCli(['fetch', m, '-o', path.join(dir, 'out2'), '--json', '--retries', '0'], { env: { SOURCEMESH_STORE: path.join(dir, 'store2') } });
+  assert.equal(untrusted.code, 1);
+  assert.match(report(untrusted.stdout).files[0]!.error!.message, /TLS certificate not accepted \(DEPTH_ZERO_SELF_SIGNED_CERT/);
 });

@@ -2,6 +2,7 @@
 // the fetch tests run against. Every request is recorded so tests can assert what the client did.
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 export type Behaviour =
@@ -39,12 +40,12 @@ export interface Origin {
   close(): Promise<void>;
 }
 
-export async function startOrigin(routes: Record<string, Route> = {}): Promise<Origin> {
+export async function startOrigin(routes: Record<string, Route> = {}, tls?: { key: Buffer; cert: Buffer }): Promise<Origin> {
   const table = new Map(Object.entries(routes));
   const log: RequestLog[] = [];
   const counts = new Map<string, number>();
   const sockets = new Set<import('node:net').Socket>();
-  const server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     log.push({ path, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, acceptEncoding: req.headers['accept-encoding'] });
     const n = (counts.get(path) ?? 0) + 1;
@@ -55,15 +56,16 @@ export async function startOrigin(routes: Record<string, Route> = {}): Promise<O
       return;
     }
     serve(route, n, req, res);
-  });
-  server.on('connection', (s) => {
+  };
+  const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
+  server.on(tls ? 'secureConnection' : 'connection', (s: import('node:net').Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     port,
     routes: table,
     log,
