@@ -1,7 +1,7 @@
 // Rendering fetch events for people: bars on a TTY (per file and total: bytes, rate, ETA), plain
 // lines otherwise (CI logs, pipes). Machines use --json and get no progress output at all.
 import cliProgress from 'cli-progress';
-import { describeRejection, type FetchEvent, type FetchReport } from '../fetch/fetcher.ts';
+import { describeRejection, type FetchEvent, type FetchReport, type FileOutcome } from '../fetch/fetcher.ts';
 import { formatBytes, paint, type Io } from './output.ts';
 
 export interface ProgressView {
@@ -109,7 +109,9 @@ export function summaryLines(io: Io, report: FetchReport, seconds: number): stri
       `${formatBytes(bytes)} in ${seconds.toFixed(1)} s (${formatBytes(bytes / Math.max(seconds, 0.001))}/s)`,
   ];
   const bySource = new Map<string, number>();
-  for (const f of report.files) if (f.status === 'fetched' && f.source) bySource.set(f.source, (bySource.get(f.source) ?? 0) + 1);
+  // Mirrors by base URL; upstream by host, or a manifest of 300 upstream URLs gives 300 lines.
+  const origin = (f: FileOutcome) => (f.via === 'upstream' && /^https?:/.test(f.source!) ? `upstream ${new URL(f.source!).host}` : f.source!);
+  for (const f of report.files) if (f.status === 'fetched' && f.source) bySource.set(origin(f), (bySource.get(origin(f)) ?? 0) + 1);
   for (const [source, n] of [...bySource].sort((a, b) => b[1] - a[1])) lines.push(`  ${String(n).padStart(5)} from ${source}`);
   const liars = new Map<string, number>();
   for (const f of report.files) for (const r of f.rejected) if (r.code === 'E_CHECKSUM' || r.code === 'E_SIZE') liars.set(r.source, (liars.get(r.source) ?? 0) + 1);

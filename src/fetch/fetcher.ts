@@ -22,8 +22,9 @@ export interface FileOutcome {
   sha256: string;
   status: 'fetched' | 'present' | 'failed';
   size?: number;
-  /** The source that served the verified bytes. */
+  /** The source that served the verified bytes, and whether it was a mirror or upstream. */
   source?: string;
+  via?: Source['role'];
   error?: { code: ErrorCode; message: string };
   /** Sources that failed or lied before the outcome, with why. */
   rejected: Rejection[];
@@ -101,7 +102,8 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
           const got = await acquire(d, opts, outcome.rejected);
           obj = got.obj;
           outcome.status = 'fetched';
-          outcome.source = got.source;
+          outcome.source = got.source.label;
+          outcome.via = got.source.role;
         }
       } finally {
         await lock?.release();
@@ -120,7 +122,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
 }
 
 /** Try each source until one serves bytes with the pinned digest; blame each one that did not. */
-async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: string }> {
+async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: Source }> {
   const random = opts.random ?? Math.random;
   const sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined });
   if (sources.length === 0) {
@@ -149,7 +151,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
         got = await downloadFrom(d, source, partial, ctx);
       }
       if (digestsEqual(got.digest, d.sha256)) {
-        return { obj: await opts.store.commit(partial), source: source.label };
+        return { obj: await opts.store.commit(partial), source };
       }
       reject(source, 'E_CHECKSUM', `${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
       await opts.store.discardPartial(partial);
