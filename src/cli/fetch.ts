@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { EXIT, ERROR_CODES } from '../errors.ts';
 import { fetchManifest } from '../fetch/fetcher.ts';
 import { createAgent } from '../fetch/http.ts';
+import { loadMirrorList } from '../fetch/mirror-list.ts';
 import { POLICIES, parseMirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest } from '../manifest/index.ts';
@@ -13,6 +14,7 @@ import { createProgress, summaryLines } from './progress.ts';
 interface FetchFlags {
   output: string;
   mirror: string[];
+  mirrorList: string[];
   policy: Policy;
   offline?: boolean;
   jobs: string;
@@ -28,6 +30,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .argument('<manifest>', 'a sourcemesh manifest (JSON), a live-bootstrap sources file, or a steps/ directory')
     .option('-o, --output <dir>', 'export verified files here by name', 'distfiles')
     .option('--mirror <url>', 'a mirror: http(s)://BASE serving BASE/NAME, file:///DIR or a directory (repeatable)', collect, [])
+    .option('--mirror-list <file|url>', 'a sourcemesh.mirrors/v1 JSON list of mirrors (repeatable)', collect, [])
     .addOption(new Option('--policy <policy>', 'source order').choices(POLICIES).default('mirrors-first'))
     .option('--offline', 'no network: only the store and local directory mirrors')
     .option('-j, --jobs <n>', 'parallel downloads', '4')
@@ -42,6 +45,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
       const limits = fetchLimits(o);
       const dispatcher = createAgent(limits);
+      for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
       const t0 = performance.now();

@@ -230,3 +230,21 @@ test('HTTPS with a certificate the system trusts (here via NODE_EXTRA_CA_CERTS);
   assert.equal(untrusted.code, 1);
   assert.match(report(untrusted.stdout).files[0]!.error!.message, /TLS certificate not accepted \(DEPTH_ZERO_SELF_SIGNED_CERT/);
 });
+
+test('--mirror-list from a file and from a URL; a malformed list is refused naming the field', async (t) => {
+  const s = await setup(t, { '/m1/a.tar.gz': { body: A }, '/up/a.tar.gz': { body: A } });
+  const list = { format: 'sourcemesh.mirrors/v1', mirrors: [{ url: `${s.origin.url}/m1`, operator: 'Example Org', key: 'mirror.example+01234567+AQID' }] };
+  s.origin.routes.set('/mirrors.json', { body: Buffer.from(JSON.stringify(list)) });
+  const listFile = path.join(s.dir, 'mirrors.json');
+  await writeFile(listFile, JSON.stringify(list));
+  const m = await writeManifest(s.dir, [distfile('a.tar.gz', A, [`${s.origin.url}/up/a.tar.gz`])]);
+  const fromFile = await s.fetch(m, '--mirror-list', listFile);
+  assert.equal(fromFile.code, 0, fromFile.stderr);
+  assert.equal(report(fromFile.stdout).files[0]!.source, `${s.origin.url}/m1`);
+  const fromUrl = await runCli(['fetch', m, '-o', path.join(s.dir, 'o2'), '--json', '--mirror-list', `${s.origin.url}/mirrors.json`, '--policy', 'mirrors-only'], { env: { SOURCEMESH_STORE: path.join(s.dir, 'st2') } });
+  assert.equal(fromUrl.code, 0, fromUrl.stderr);
+  await writeFile(listFile, JSON.stringify({ ...list, mirrors: [{ url: 'ftp://x/' }] }));
+  const bad = await s.fetch(m, '--mirror-list', listFile);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /mirrors\.json: mirrors\.0\.url must be an http\(s\) URL/);
+});

@@ -1,0 +1,76 @@
+// Mirror lists (`sourcemesh.mirrors/v1`, DESIGN.md): JSON that can live in a git repository and later be
+// signed and logged like a manifest release.
+import { readFile } from 'node:fs/promises';
+import { request, type Dispatcher } from 'undici';
+import * as v from 'valibot';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
+import type { Limits } from '../limits.ts';
+import { parseMirror, type Mirror } from './plan.ts';
+
+export const MIRRORS_FORMAT = 'sourcemesh.mirrors/v1';
+
+export interface MirrorEntry {
+  url: string;
+  operator?: string;
+  /** The mirror node's inventory-signing key, a C2SP vkey. */
+  key?: string;
+}
+
+const schema = v.strictObject({
+  format: v.literal(MIRRORS_FORMAT),
+  mirrors: v.pipe(
+    v.array(v.strictObject({
+      url: v.pipe(v.string(), v.regex(/^https?:\/\/\S+$/, 'must be an http(s) URL')),
+      operator: v.optional(v.pipe(v.string(), v.maxLength(256))),
+      key: v.optional(v.pipe(v.string(), v.maxLength(512))),
+    })),
+    v.maxLength(10_000),
+  ),
+});
+
+export function parseMirrorList(text: string, source: string): MirrorEntry[] {
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new SourcemeshError('E_INPUT', `${source}: not valid JSON (${(err as Error).message})`);
+  }
+  const r = v.safeParse(schema, data);
+  if (!r.success) {
+    const issue = r.issues[0];
+    const where = issue.path?.map((p) => String(p.key)).join('.') || '(top level)';
+    throw new SourcemeshError('E_INPUT', `${source}: ${where} ${issue.message}`);
+  }
+  return r.output.mirrors;
+}
+
+/** Read a mirror list from a file or an http(s) URL (bounded, redirects not followed). */
+export async function loadMirrorList(where: string, dispatcher: Dispatcher, limits: Limits): Promise<Mirror[]> {
+  let text: string;
+  if (/^https?:\/\//i.test(where)) {
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(where, { dispatcher, headers: { 'accept-encoding': 'identity' } });
+    } catch (err) {
+      throw new SourcemeshError('E_NETWORK', `--mirror-list ${where}: ${(err as Error).message}`);
+    }
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new SourcemeshError('E_HTTP', `--mirror-list ${where}: HTTP ${res.statusCode}`);
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of res.body) {
+      size += chunk.length;
+      if (size > limits.manifestBytes) {
+        res.body.destroy();
+        throw new SourcemeshError('E_INPUT', `--mirror-list ${where}: larger than ${limits.manifestBytes} bytes`);
+      }
+      chunks.push(chunk);
+    }
+    text = Buffer.concat(chunks).toString('utf8');
+  } else {
+    text = await readFile(where, 'utf8').catch((err) => { throw fromSystemError(err, `--mirror-list ${where}`); });
+  }
+  return parseMirrorList(text, where).map((m) => parseMirror(m.url));
+}
