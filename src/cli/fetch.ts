@@ -1,14 +1,16 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { EXIT, ERROR_CODES } from '../errors.ts';
-import { fetchManifest } from '../fetch/fetcher.ts';
+import { fetchManifest, type FetchReport } from '../fetch/fetcher.ts';
 import { createAgent } from '../fetch/http.ts';
 import { loadMirrorList } from '../fetch/mirror-list.ts';
-import { POLICIES, parseMirror, type Policy } from '../fetch/plan.ts';
+import { METALINK_PIECE, formatMetalink, pieceHashes, type MetalinkFile } from '../fetch/metalink.ts';
+import { POLICIES, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
-import { loadManifest } from '../manifest/index.ts';
+import { loadManifest, type Distfile } from '../manifest/index.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
-import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
+import { VERSION } from '../version.ts';
+import { nonNegativeInt, positiveInt, printJson, writeFileAtomic, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
 
 interface FetchFlags {
@@ -22,6 +24,7 @@ interface FetchFlags {
   store?: string;
   timeout?: string;
   retries?: string;
+  metalink?: string;
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -37,6 +40,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--timeout <seconds>', `connect and idle timeout (default ${LIMITS.idleTimeoutMs / 1000})`)
     .option('--retries <n>', `retries per source after a transient failure (default ${LIMITS.attemptsPerSource - 1})`)
     .option('--store <dir>', 'content-addressed store (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
+    .option('--metalink <file>', 'also write a Metalink v4 (RFC 5854) file for the fetched files and the mirrors, for aria2 and other clients')
     .option('--json', 'print a JSON report on stdout instead of progress and a summary')
     .action(async (input: string, o: FetchFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
@@ -60,6 +64,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         await dispatcher.close();
       }
       const seconds = (performance.now() - t0) / 1000;
+      if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);
       if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report });
       else io.stderr.write(summaryLines(io, report, seconds));
       setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
@@ -77,4 +82,16 @@ export function fetchLimits(o: { timeout?: string; retries?: string }): Limits {
     ...(timeoutMs !== undefined ? { connectTimeoutMs: timeoutMs, headersTimeoutMs: timeoutMs, idleTimeoutMs: timeoutMs } : {}),
     ...(o.retries !== undefined ? { attemptsPerSource: nonNegativeInt('--retries', o.retries, 100) + 1 } : {}),
   });
+}
+
+async function writeMetalink(out: string, distfiles: Distfile[], report: FetchReport, store: Store, mirrors: Mirror[]): Promise<void> {
+  const files: MetalinkFile[] = [];
+  for (const [i, d] of distfiles.entries()) {
+    if (report.files[i]!.status === 'failed') continue;
+    const obj = await store.get(d.sha256);
+    if (!obj) continue;
+    const { size, pieces } = await pieceHashes(obj.path);
+    files.push({ distfile: d, size, pieces, pieceLength: METALINK_PIECE });
+  }
+  await writeFileAtomic(out, formatMetalink(files, mirrors, `sourcemesh/${VERSION}`));
 }

@@ -1,8 +1,6 @@
-import { writeFile, rename } from 'node:fs/promises';
 import { Command } from 'commander';
-import { fromSystemError } from '../errors.ts';
 import { formatManifest, loadManifest } from '../manifest/index.ts';
-import type { Io } from './output.ts';
+import { writeFileAtomic, type Io } from './output.ts';
 
 export function importCommand(io: Io): Command {
   const cmd = new Command('import').description('convert a distfile list from another project into a sourcemesh manifest');
@@ -20,13 +18,7 @@ export function importCommand(io: Io): Command {
         io.stdout.write(text);
         return;
       }
-      const temp = `${o.output}.${process.pid}.tmp`;
-      try {
-        await writeFile(temp, text);
-        await rename(temp, o.output);
-      } catch (err) {
-        throw fromSystemError(err, `${o.output}: cannot write`);
-      }
+      await writeFileAtomic(o.output, text);
       io.stderr.write(`wrote ${o.output}: ${manifest.distfiles.length} distfiles (${manifest.distfiles.filter((d) => d.git).length} git snapshots)\n`);
     });
   return cmd;

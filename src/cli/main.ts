@@ -9,8 +9,8 @@ import { packCommand } from './pack.ts';
 import { printError, processIo, type Io } from './output.ts';
 import { storeCommand } from './store.ts';
 import { verifyCommand } from './verify.ts';
+import { VERSION } from '../version.ts';
 
-export const VERSION = '0.1.0';
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let exit: number = EXIT.ok;

@@ -1,6 +1,7 @@
 // Printing conventions shared by the commands: one-line errors, --json, human sizes, colour on a TTY only.
 import { styleText } from 'node:util';
-import { SourcemeshError } from '../errors.ts';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -59,4 +60,16 @@ export function positiveInt(flag: string, value: string, max = Number.MAX_SAFE_I
 export function nonNegativeInt(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(value) || Number(value) > max) throw new SourcemeshError('E_USAGE', `${flag} ${value}: expected a whole number from 0 to ${max}`);
   return Number(value);
+}
+
+/** Write a whole output file under a temporary name, then rename: never a half-written file. */
+export async function writeFileAtomic(file: string, text: string): Promise<void> {
+  const temp = `${file}.${process.pid}.tmp`;
+  try {
+    await writeFile(temp, text);
+    await rename(temp, file);
+  } catch (err) {
+    await rm(temp, { force: true });
+    throw fromSystemError(err, `${file}: cannot write`);
+  }
 }

@@ -2,10 +2,11 @@
 // only http and https, at most LIMITS.maxRedirects hops.
 import { Agent, request, type Dispatcher } from 'undici';
 import { SourcemeshError } from '../errors.ts';
+import { VERSION } from '../version.ts';
 import type { Limits } from '../limits.ts';
 import { transferError, type OpenOptions, type Opened } from './transport.ts';
 
-export const USER_AGENT = 'sourcemesh/0.1';
+export const USER_AGENT = `sourcemesh/${VERSION}`;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 export function createAgent(limits: Limits): Dispatcher {
