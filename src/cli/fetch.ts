@@ -1,6 +1,8 @@
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { EXIT, ERROR_CODES } from '../errors.ts';
+import { EXIT, ERROR_CODES, SourcemeshError } from '../errors.ts';
+import type { SegmentOptions } from '../fetch/segmented.ts';
+import { parseSize } from './units.ts';
 import { fetchManifest, type FetchReport } from '../fetch/fetcher.ts';
 import { createAgent } from '../fetch/http.ts';
 import { loadMirrorList } from '../fetch/mirror-list.ts';
@@ -25,6 +27,9 @@ interface FetchFlags {
   timeout?: string;
   retries?: string;
   metalink?: string;
+  segments: string;
+  minPiece: string;
+  crossCheck: string;
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -36,6 +41,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--mirror-list <file|url>', 'a sourcemesh.mirrors/v1 JSON list of mirrors (repeatable)', collect, [])
     .addOption(new Option('--policy <policy>', 'source order').choices(POLICIES).default('mirrors-first'))
     .option('--offline', 'no network: only the store and local directory mirrors')
+    .option('--segments <n>', 'take a large file in pieces from up to N sources at once (1: one source at a time)', '4')
+    .option('--min-piece <size>', 'piece size for segmented downloads', '1MiB')
+    .option('--cross-check <fraction>', 'fraction of pieces also taken from a second source and compared', '0.02')
     .option('-j, --jobs <n>', 'parallel downloads', '4')
     .option('--timeout <seconds>', `connect and idle timeout (default ${LIMITS.idleTimeoutMs / 1000})`)
     .option('--retries <n>', `retries per source after a transient failure (default ${LIMITS.attemptsPerSource - 1})`)
@@ -44,6 +52,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--json', 'print a JSON report on stdout instead of progress and a summary')
     .action(async (input: string, o: FetchFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
+      const segments = segmentOptions(o);
       const mirrors = o.mirror.map(parseMirror);
       const manifest = await loadManifest(input);
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
@@ -56,7 +65,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       let report;
       try {
         report = await fetchManifest(manifest, {
-          store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal,
+          store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments,
           onEvent: (e) => view?.onEvent(e),
         });
       } finally {
@@ -94,4 +103,16 @@ async function writeMetalink(out: string, distfiles: Distfile[], report: FetchRe
     files.push({ distfile: d, size, pieces, pieceLength: METALINK_PIECE });
   }
   await writeFileAtomic(out, formatMetalink(files, mirrors, `sourcemesh/${VERSION}`));
+}
+
+function segmentOptions(o: FetchFlags): SegmentOptions | undefined {
+  const segments = positiveInt('--segments', o.segments, 64);
+  const pieceLength = parseSize('--min-piece', o.minPiece);
+  // Pieces are held in memory until complete: bound them, and keep them whole 16 KiB blocks (BEP 52).
+  if (pieceLength < 16 << 10 || pieceLength > 64 << 20 || pieceLength % (16 << 10) !== 0) {
+    throw new SourcemeshError('E_USAGE', `--min-piece ${o.minPiece}: expected a multiple of 16 KiB from 16KiB to 64MiB`);
+  }
+  const crossCheck = Number(o.crossCheck);
+  if (!/^\d*\.?\d+$/.test(o.crossCheck) || crossCheck > 1) throw new SourcemeshError('E_USAGE', `--cross-check ${o.crossCheck}: expected a fraction from 0 to 1`);
+  return segments > 1 ? { segments, pieceLength, crossCheck } : undefined;
 }

@@ -9,6 +9,7 @@ import { digestsEqual } from '../store/digest.ts';
 import { exportObject, sweepExportTemps } from '../store/distdir.ts';
 import { ensureDir, type StoredObject, type Store } from '../store/store.ts';
 import { downloadFrom, type DownloadContext } from './download.ts';
+import { canSegment, segmentedDownload, type SegmentOptions } from './segmented.ts';
 import { planSources, type Mirror, type Policy, type Source } from './plan.ts';
 
 export interface Rejection {
@@ -22,9 +23,11 @@ export interface FileOutcome {
   sha256: string;
   status: 'fetched' | 'present' | 'failed';
   size?: number;
-  /** The source that served the verified bytes, and whether it was a mirror or upstream. */
+  /** The source that served the verified bytes (the main one, for a file taken in pieces), and whether it was a mirror or upstream. */
   source?: string;
   via?: Source['role'];
+  /** For a file taken in pieces: every source that served some, with how much. */
+  contributors?: Contributor[];
   error?: { code: ErrorCode; message: string };
   /** Sources that failed or lied before the outcome, with why. */
   rejected: Rejection[];
@@ -53,6 +56,15 @@ export interface FetchOptions {
   onEvent?: (e: FetchEvent) => void;
   /** Generate git snapshots ourselves (mirror sync; fetch once the archiver is built in). */
   openSnapshot?: DownloadContext['openSnapshot'];
+  /** Split large files across sources; undefined: one source at a time. */
+  segments?: SegmentOptions;
+  /** Mirrors dropped for the rest of the run (label -> why); shared by every file of the run. */
+  dropped?: Map<string, string>;
+}
+
+export interface Contributor {
+  source: string;
+  bytes: number;
 }
 
 export interface FetchReport {
@@ -64,7 +76,8 @@ export interface FetchReport {
   worst?: ErrorCode;
 }
 
-export async function fetchManifest(manifest: Manifest, opts: FetchOptions): Promise<FetchReport> {
+export async function fetchManifest(manifest: Manifest, options: FetchOptions): Promise<FetchReport> {
+  const opts = { ...options, dropped: options.dropped ?? new Map<string, string>() };
   await opts.store.gc();
   if (opts.outDir) {
     await ensureDir(opts.outDir, 'distfiles directory');
@@ -104,6 +117,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
           outcome.status = 'fetched';
           outcome.source = got.source.label;
           outcome.via = got.source.role;
+          if (got.contributors) outcome.contributors = got.contributors;
         }
       } finally {
         await lock?.release();
@@ -122,55 +136,86 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
 }
 
 /** Try each source until one serves bytes with the pinned digest; blame each one that did not. */
-async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: Source }> {
+async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: Source; contributors?: Contributor[] }> {
   const random = opts.random ?? Math.random;
-  const sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined });
+  const dropped = opts.dropped ?? new Map<string, string>();
+  let sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined })
+    .filter((s) => !dropped.has(s.label));
   if (sources.length === 0) {
-    const why = opts.offline ? 'offline and no local mirror' : d.urls.length === 0 && d.git ? 'a git snapshot with no HTTP source; add a mirror that has it' : `no mirror and no upstream URL under policy ${opts.policy}`;
+    const why = opts.offline ? 'offline and no local mirror'
+      : d.urls.length === 0 && d.git ? 'a git snapshot with no HTTP source; add a mirror that has it'
+      : dropped.size ? 'every source was dropped earlier in this run' : `no mirror and no upstream URL under policy ${opts.policy}`;
     throw new SourcemeshError('E_NO_SOURCE', `${d.name}: nothing to fetch from (${why})`, { name: d.name });
   }
   let partial = await opts.store.beginPartial(d.sha256);
-  const reject = (source: Source, code: ErrorCode, message: string) => {
-    rejected.push({ source: source.label, code, message });
-    opts.onEvent?.({ type: 'rejected', name: d.name, source: source.label, code, message });
+  const restart = async () => {
+    await opts.store.discardPartial(partial);
+    partial = await opts.store.beginPartial(d.sha256);
   };
+  const reject = (label: string, role: Source['role'], code: ErrorCode, message: string) => {
+    rejected.push({ source: label, code, message });
+    opts.onEvent?.({ type: 'rejected', name: d.name, source: label, code, message });
+    // BEP 19: a web seed that fails or lies is not asked again during the run. A 404 only says this
+    // mirror lacks this file.
+    if (role === 'mirror' && (code === 'E_CHECKSUM' || code === 'E_SIZE' || code === 'E_NETWORK')) dropped.set(label, message);
+  };
+  const roleOf = (label: string) => sources.find((s) => s.label === label)?.role ?? 'mirror';
+  const ctxFor = (label: string): DownloadContext => ({
+    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot,
+    onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
+    onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>
+      opts.onEvent?.({ type: 'retry', name: d.name, source: label, message: err.message, attempt, delayMs }),
+  });
+
+  // Large files from several sources at once, in pieces.
+  let skip = new Set<string>();
+  if (opts.segments && canSegment(d, sources, opts.segments)) {
+    try {
+      const r = await segmentedDownload(d, sources, partial, ctxFor('pieces'), opts.segments);
+      for (const b of r.blame) reject(b.source, roleOf(b.source), b.code, b.message);
+      if ('notSplit' in r) skip = new Set(r.blame.map((b) => b.source));
+      else if (digestsEqual(r.digest, d.sha256)) {
+        return { obj: await opts.store.commit(partial), source: r.used[0]!.source, contributors: r.used.map((u) => ({ source: u.source.label, bytes: u.bytes })) };
+      }
+    } catch (err) {
+      if (opts.signal?.aborted || !(err instanceof SourcemeshError) || isLocalTrouble(err)) throw err;
+      for (const b of (err.details.blame as { source: string; code: ErrorCode; message: string }[] | undefined) ?? []) reject(b.source, roleOf(b.source), b.code, b.message);
+    }
+    // Not worth splitting, or pieces could not make a verified file: whole-file downloads from what is left.
+    await restart();
+    sources = sources.filter((s) => !dropped.has(s.label) && !skip.has(s.label));
+  }
+
   for (const source of sources) {
-    const ctx = {
-      store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot,
-      onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
-      onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>
-        opts.onEvent?.({ type: 'retry', name: d.name, source: source.label, message: err.message, attempt, delayMs }),
-    };
+    const ctx = ctxFor(source.label);
     try {
       let got = await downloadFrom(d, source, partial, ctx);
       if (!digestsEqual(got.digest, d.sha256) && got.resumed) {
         // Part of the bytes came from an earlier attempt or source: before blaming this one, take
         // the whole file from it alone.
-        await opts.store.discardPartial(partial);
-        partial = await opts.store.beginPartial(d.sha256);
+        await restart();
         got = await downloadFrom(d, source, partial, ctx);
       }
       if (digestsEqual(got.digest, d.sha256)) {
         return { obj: await opts.store.commit(partial), source };
       }
-      reject(source, 'E_CHECKSUM', `${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
-      await opts.store.discardPartial(partial);
-      partial = await opts.store.beginPartial(d.sha256);
+      reject(source.label, source.role, 'E_CHECKSUM', `${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
+      await restart();
     } catch (err) {
       if (opts.signal?.aborted) throw err;
-      if (!(err instanceof SourcemeshError)) throw err;
-      if (err.code === 'E_DISK_FULL' || err.code === 'E_PERMISSION' || err.code === 'E_IO' && !err.details.notFound) throw err; // local trouble: no other source helps
-      reject(source, err.code, err.message);
-      if (err.code === 'E_SIZE') {
-        await opts.store.discardPartial(partial);
-        partial = await opts.store.beginPartial(d.sha256);
-      }
+      if (!(err instanceof SourcemeshError) || isLocalTrouble(err)) throw err; // no other source helps
+      reject(source.label, source.role, err.code, err.message);
+      if (err.code === 'E_SIZE') await restart();
     }
   }
   if (partial.size === 0) await opts.store.discardPartial(partial);
   const lied = rejected.some((r) => r.code === 'E_CHECKSUM' || r.code === 'E_SIZE');
   const summary = rejected.map(describeRejection).join('; ');
   throw new SourcemeshError(lied ? 'E_CHECKSUM' : 'E_NO_SOURCE', `${d.name}: no source served it verified (${summary})`, { name: d.name, rejected });
+}
+
+function isLocalTrouble(err: SourcemeshError): boolean {
+  return err.code === 'E_DISK_FULL' || err.code === 'E_PERMISSION' || (err.code === 'E_IO' && !err.details.notFound);
 }
 
 /** "SOURCE: what happened", without saying the source twice when the message already starts with it. */

@@ -23,8 +23,9 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
   let current = url;
   for (let hop = 0; ; hop++) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity', 'user-agent': USER_AGENT };
-    if (opts.offset > 0) {
-      headers.range = `bytes=${opts.offset}-`;
+    const wanted = `bytes=${opts.offset}-${opts.end ?? ''}`;
+    if (opts.offset > 0 || opts.end !== undefined) {
+      headers.range = wanted;
       if (opts.ifRange) headers['if-range'] = opts.ifRange;
     }
     let res: Dispatcher.ResponseData;
@@ -55,16 +56,21 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
       current = next.href;
       continue;
     }
-    const cancel = () => res.body.destroy();
+    const cancel = () => {
+      res.body.on('error', () => {}); // destroying an unread body reports an abort: expected here
+      res.body.destroy();
+    };
     if (status === 200 || status === 206) {
       const contentLength = parseLength(header('content-length'));
       let start = 0;
       let total = status === 200 ? contentLength : undefined;
       if (status === 206) {
         const range = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(header('content-range') ?? '');
-        if (!range || Number(range[1]) !== opts.offset) {
+        const last = range ? Number(range[2]) : -1;
+        const cutAtEnd = opts.shortEndOk && range?.[3] !== '*' && last === Number(range?.[3]) - 1 && last < opts.end!;
+        if (!range || Number(range[1]) !== opts.offset || (opts.end !== undefined && last !== opts.end && !cutAtEnd)) {
           cancel();
-          throw transferError('E_HTTP', `${current}: 206 with Content-Range "${header('content-range')}" for bytes=${opts.offset}-`, false, { url: current, badRange: true });
+          throw transferError('E_HTTP', `${current}: 206 with Content-Range "${header('content-range')}" for ${wanted}`, false, { url: current, badRange: true });
         }
         start = opts.offset;
         total = range[3] === '*' ? undefined : Number(range[3]);
@@ -73,6 +79,7 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
       return {
         body: res.body,
         start,
+        ranged: status === 206,
         total,
         etag: etag && !etag.startsWith('W/') ? etag : undefined,
         lastModified: header('last-modified'),
@@ -82,7 +89,7 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
     }
     await res.body.dump().catch(() => {});
     if (status === 416) {
-      throw transferError('E_HTTP', `${current}: HTTP 416 for bytes=${opts.offset}-`, false, { url: current, status, rangeNotSatisfiable: true });
+      throw transferError('E_HTTP', `${current}: HTTP 416 for ${wanted}`, false, { url: current, status, rangeNotSatisfiable: true });
     }
     const retryable = status >= 500 || status === 429 || status === 408;
     throw transferError('E_HTTP', `${current}: HTTP ${status}`, retryable, { url: current, status, retryAfter: header('retry-after'), notFound: status === 404 || status === 410 });
@@ -125,4 +132,24 @@ export function networkError(err: unknown, url: string): unknown {
   const why = code ? NETWORK_CAUSES[code] : e?.message ?? String(err);
   const retryable = code !== 'ENOTFOUND' && code !== 'UND_ERR_HEADERS_OVERFLOW';
   return transferError('E_NETWORK', `${url}: ${why}`, retryable, { url, cause: code ?? e?.code }, err);
+}
+
+/** The size a server announces for `url` (HEAD; redirects followed as for GET), if it says. */
+export async function headSize(url: string, dispatcher: Dispatcher, limits: Limits, signal?: AbortSignal): Promise<number | undefined> {
+  let current = url;
+  for (let hop = 0; hop <= limits.maxRedirects; hop++) {
+    const res = await request(current, { method: 'HEAD', dispatcher, signal, headers: { 'accept-encoding': 'identity', 'user-agent': USER_AGENT } }).catch(() => undefined);
+    if (!res) return undefined;
+    await res.body.dump().catch(() => {});
+    const location = res.headers.location;
+    if (REDIRECTS.has(res.statusCode) && typeof location === 'string') {
+      const next = new URL(location, current);
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') return undefined;
+      current = next.href;
+      continue;
+    }
+    const len = res.headers['content-length'];
+    return res.statusCode === 200 && typeof len === 'string' && /^\d+$/.test(len) ? Number(len) : undefined;
+  }
+  return undefined;
 }

@@ -5,6 +5,8 @@ export interface Opened {
   body: AsyncIterable<Uint8Array>;
   /** Offset of the body's first byte in the whole file (0 unless a range was granted). */
   start: number;
+  /** The source honoured the requested range (HTTP 206, or a local file). */
+  ranged: boolean;
   /** Length of the whole file, when the source said so. */
   total?: number;
   /** Validators for a later If-Range (RFC 9110 §13.1.5): a strong ETag or Last-Modified. */
@@ -17,8 +19,12 @@ export interface Opened {
 }
 
 export interface OpenOptions {
-  /** Ask for the bytes from this offset on (RFC 9110 Range). */
+  /** Ask for the bytes from this offset on (RFC 9110 Range)... */
   offset: number;
+  /** ...up to and including this one (a piece); absent: to the end. */
+  end?: number;
+  /** Accept a range cut short at the end of the file (RFC 9110 §14.1.2), for a first piece of unknown size. */
+  shortEndOk?: boolean;
   /** Only resume if the representation is still this one (If-Range); else send the whole file. */
   ifRange?: string;
   signal?: AbortSignal;

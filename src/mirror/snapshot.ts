@@ -69,6 +69,6 @@ export function snapshotOpener(stateDir: string, generator: SnapshotGenerator) {
     if (!d.git) throw new SourcemeshError('E_INTERNAL', `${d.name}: not a git snapshot`);
     const { dir, commit } = await ensureRepo(d.git.repo, d.git.ref, stateDir, signal);
     const body = generator.generate(dir, commit, d.git, signal);
-    return { body, start: 0, url: `${generator.name} ${d.git.repo} ${commit}`, cancel: () => void body.return(undefined) };
+    return { body, start: 0, ranged: false, url: `${generator.name} ${d.git.repo} ${commit}`, cancel: () => void body.return(undefined) };
   };
 }

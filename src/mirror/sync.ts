@@ -4,9 +4,10 @@
 // quarantine and fetched again. Nothing is published before its sha256 matched.
 import { lstat, mkdir, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { fetchManifest, type FetchEvent, type FileOutcome } from '../fetch/fetcher.ts';
+import { headSize } from '../fetch/http.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from '../store/digest.ts';
@@ -99,7 +100,7 @@ async function checkCap(missing: Distfile[], publishedBytes: number, opts: SyncO
   let total = publishedBytes;
   const over: string[] = [];
   for (const d of missing) {
-    const size = d.size ?? (await announcedSize(d, opts));
+    const size = d.size ?? (await firstAnnouncedSize(d.urls, opts));
     if (size === undefined) continue; // a generated snapshot of unknown size: counted once made
     if (total + size > opts.maxBytes!) over.push(`${d.name} (${size} bytes)`);
     else total += size;
@@ -109,25 +110,10 @@ async function checkCap(missing: Distfile[], publishedBytes: number, opts: SyncO
   }
 }
 
-/** The size an upstream announces (HEAD, redirects followed by hand as in fetch), if any. */
-async function announcedSize(d: Distfile, opts: SyncOptions): Promise<number | undefined> {
-  for (const url of d.urls) {
-    let current = url;
-    for (let hop = 0; hop <= opts.limits.maxRedirects; hop++) {
-      const res = await request(current, { method: 'HEAD', dispatcher: opts.dispatcher, signal: opts.signal }).catch(() => undefined);
-      if (!res) break;
-      await res.body.dump().catch(() => {});
-      const location = res.headers.location;
-      if (res.statusCode >= 300 && res.statusCode < 400 && typeof location === 'string') {
-        const next = new URL(location, current);
-        if (next.protocol !== 'http:' && next.protocol !== 'https:') break;
-        current = next.href;
-        continue;
-      }
-      const len = res.headers['content-length'];
-      if (res.statusCode === 200 && typeof len === 'string' && /^\d+$/.test(len)) return Number(len);
-      break;
-    }
+async function firstAnnouncedSize(urls: string[], opts: SyncOptions): Promise<number | undefined> {
+  for (const url of urls) {
+    const size = await headSize(url, opts.dispatcher, opts.limits, opts.signal);
+    if (size !== undefined) return size;
   }
   return undefined;
 }

@@ -115,7 +115,8 @@ test('a connection reset mid-body resumes with Range and If-Range instead of sta
 test('a truncated body is retried and completed', async (t) => {
   const s = await setup(t, { '/a.tar.gz': { body: A, behaviour: { kind: 'truncate', after: 1000 } }, '/b': { body: A } });
   const m = await writeManifest(s.dir, [distfile('a.tar.gz', A, [`${s.origin.url}/a.tar.gz`, `${s.origin.url}/b`])]);
-  const r = await s.fetch(m, '--retries', '1');
+  // One source at a time (--segments 1): the whole-file path, with its retries and resume.
+  const r = await s.fetch(m, '--retries', '1', '--segments', '1');
   assert.equal(r.code, 0, r.stderr);
   const f = report(r.stdout).files[0]!;
   assert.equal(f.source, `${s.origin.url}/b`);
@@ -127,7 +128,7 @@ test('a stalled server times out and the next source is used', async (t) => {
   const s = await setup(t, { '/stall': { body: A, behaviour: { kind: 'stall', after: 10 } }, '/ok': { body: A } });
   const m = await writeManifest(s.dir, [distfile('a.tar.gz', A, [`${s.origin.url}/stall`, `${s.origin.url}/ok`])]);
   const t0 = Date.now();
-  const r = await s.fetch(m, '--timeout', '1', '--retries', '0');
+  const r = await s.fetch(m, '--timeout', '1', '--retries', '0', '--segments', '1');
   assert.equal(r.code, 0, r.stderr);
   assert.ok(Date.now() - t0 < 20_000);
   const f = report(r.stdout).files[0]!;

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 
 export type Behaviour =
   | { kind: 'ok' }
-  | { kind: 'wrong-bytes' } // same length, one byte flipped
+  | { kind: 'wrong-bytes'; every?: number } // same length, one byte flipped (or one in every `every`)
   | { kind: 'truncate'; after: number } // announces the full length, closes after `after` bytes
   | { kind: 'fail-then-ok'; failures: number; status?: number }
   | { kind: 'stall'; after: number } // sends `after` bytes then goes silent
@@ -97,7 +97,8 @@ function serve(route: Route, nth: number, req: http.IncomingMessage, res: http.S
       return sendRange(body, req, res);
     case 'wrong-bytes': {
       const bad = Buffer.from(body);
-      bad[bad.length >> 1]! ^= 0x01;
+      if (b.every) for (let i = 100; i < bad.length; i += b.every) bad[i]! ^= 0x01;
+      else bad[bad.length >> 1]! ^= 0x01;
       return sendRange(bad, req, res);
     }
     case 'ignore-range':
@@ -111,39 +112,30 @@ function serve(route: Route, nth: number, req: http.IncomingMessage, res: http.S
       res.writeHead(200, { 'content-length': body.length });
       res.write(body.subarray(0, b.after), () => res.socket?.end());
       return;
-    case 'stall':
-      res.writeHead(200, { 'content-length': body.length });
-      res.write(body.subarray(0, b.after)); // then nothing, until the client gives up
+    case 'stall': {
+      const [start] = writeRangeHead(req, res, body);
+      res.write(body.subarray(start, start + b.after)); // then nothing, until the client gives up
       return;
+    }
     case 'reset':
     case 'reset-once':
       if (b.kind === 'reset' || nth === 1) {
-        const start = rangeStart(req, body.length);
-        res.writeHead(start > 0 ? 206 : 200, {
-          'content-length': body.length - start,
-          etag: etagOf(body),
-          ...(start > 0 ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
-        });
+        const [start] = writeRangeHead(req, res, body);
         // Let the bytes reach the client before the reset, which would otherwise discard them.
         res.write(body.subarray(start, start + b.after), () => setTimeout(() => res.socket?.resetAndDestroy(), 150));
         return;
       }
       return sendRange(body, req, res);
     case 'slow': {
-      const start = rangeStart(req, body.length);
-      res.writeHead(start > 0 ? 206 : 200, {
-        'content-length': body.length - start,
-        etag: etagOf(body),
-        ...(start > 0 ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
-      });
+      const [start, end] = writeRangeHead(req, res, body);
       let at = start;
       const timer = setInterval(() => {
-        if (res.destroyed || at >= body.length) {
+        if (res.destroyed || at > end) {
           clearInterval(timer);
           res.end();
           return;
         }
-        res.write(body.subarray(at, at + b.chunk));
+        res.write(body.subarray(at, Math.min(at + b.chunk, end + 1)));
         at += b.chunk;
       }, b.delayMs);
       res.on('close', () => clearInterval(timer));
@@ -154,24 +146,34 @@ function serve(route: Route, nth: number, req: http.IncomingMessage, res: http.S
   }
 }
 
-function rangeStart(req: http.IncomingMessage, size: number): number {
-  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
-  return m && Number(m[1]) < size ? Number(m[1]) : 0;
+/** Honour a `bytes=A-[B]` Range (206) or send the whole body (200): write the head, return [start, end]. */
+function writeRangeHead(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer): [number, number] {
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+  const ranged = m !== null && Number(m[1]) < body.length;
+  const start = ranged ? Number(m[1]) : 0;
+  const end = ranged ? Math.min(m[2] ? Number(m[2]) : body.length - 1, body.length - 1) : body.length - 1;
+  res.writeHead(ranged ? 206 : 200, {
+    'content-length': end - start + 1,
+    etag: etagOf(body),
+    ...(ranged ? { 'content-range': `bytes ${start}-${end}/${body.length}` } : {}),
+  });
+  return [start, end];
 }
 
-/** A correct server: 206 for a satisfiable `bytes=N-` whose If-Range matches, 416 past the end. */
+/** A correct server: 206 for a satisfiable `bytes=A-[B]` whose If-Range matches, 416 past the end. */
 function sendRange(body: Buffer, req: http.IncomingMessage, res: http.ServerResponse): void {
   const etag = etagOf(body);
-  const m = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  const m = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
   const ifRange = req.headers['if-range'] as string | undefined;
   if (m && (ifRange === undefined || ifRange === etag)) {
     const start = Number(m[1]);
-    if (start >= body.length) {
+    const end = Math.min(m[2] ? Number(m[2]) : body.length - 1, body.length - 1);
+    if (start >= body.length || end < start) {
       res.writeHead(416, { 'content-range': `bytes */${body.length}` }).end();
       return;
     }
-    res.writeHead(206, { 'content-length': body.length - start, 'content-range': `bytes ${start}-${body.length - 1}/${body.length}`, etag });
-    res.end(body.subarray(start));
+    res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${body.length}`, etag });
+    res.end(body.subarray(start, end + 1));
     return;
   }
   res.writeHead(200, { 'content-length': body.length, etag, 'accept-ranges': 'bytes' });

@@ -1,0 +1,108 @@
+// Segmented fetch: one file in pieces from several loopback mirrors at once; liars named with the byte
+// range as evidence and dropped; mirrors that ignore Range or stall do not stop the download.
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
+import { startOrigin, type Behaviour } from '../helpers/origin.ts';
+import { runCli, tempDir } from '../helpers/run.ts';
+
+const BIG = bytes(4 * 1024 * 1024 + 12_345, 61); // 17 pieces of 256 KiB
+const OTHER = bytes(1024 * 1024, 62);
+
+async function mirrors(t: any, behaviours: (Behaviour | undefined)[]) {
+  const dir = await tempDir(t);
+  const routes: Record<string, { body: Buffer; behaviour?: Behaviour }> = {};
+  behaviours.forEach((b, i) => {
+    routes[`/m${i}/big.tar.gz`] = { body: BIG, behaviour: b };
+    routes[`/m${i}/other.tar.gz`] = { body: OTHER, behaviour: b };
+  });
+  const origin = await startOrigin(routes);
+  t.after(() => origin.close());
+  const bases = behaviours.map((_, i) => `${origin.url}/m${i}`);
+  const fetch = async (files: ('big' | 'other')[], ...args: string[]) => {
+    const m = await writeManifest(dir, files.map((f) => distfile(`${f}.tar.gz`, f === 'big' ? BIG : OTHER, [])));
+    const r = await runCli(['fetch', m, '-o', path.join(dir, 'out'), '--json', '--policy', 'mirrors-only', '--min-piece', '256KiB', '--jobs', '1', ...bases.flatMap((b) => ['--mirror', b]), ...args], { env: { SOURCEMESH_STORE: path.join(dir, 'store') } });
+    return { ...r, report: r.stdout ? JSON.parse(r.stdout) : undefined };
+  };
+  const piecesAt = (i: number, file = 'big') => origin.log.filter((l) => l.path === `/m${i}/${file}.tar.gz` && /^bytes=\d+-\d+$/.test(l.range ?? '')).length;
+  return { dir, origin, fetch, piecesAt };
+}
+
+test('a large file comes in Range pieces from every mirror at once, verified', async (t) => {
+  const s = await mirrors(t, [undefined, undefined, undefined]);
+  const r = await s.fetch(['big'], '--cross-check', '0');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+  const f = r.report.files[0];
+  assert.ok(f.contributors.length >= 2, JSON.stringify(f.contributors));
+  assert.equal(f.contributors.reduce((n: number, c: { bytes: number }) => n + c.bytes, 0), BIG.length);
+  for (const i of [0, 1, 2]) assert.ok(s.piecesAt(i) >= 1, `mirror ${i} served pieces`);
+});
+
+test('a mirror that lies in its pieces is named with the byte range as evidence and dropped for the run; the file verifies', async (t) => {
+  const s = await mirrors(t, [undefined, { kind: 'wrong-bytes', every: 100_000 }, undefined]);
+  const r = await s.fetch(['big', 'other'], '--cross-check', '0', '--segments', '3');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+  const big = r.report.files.find((f: { name: string }) => f.name === 'big.tar.gz');
+  const liar = `${s.origin.url}/m1`;
+  assert.ok(s.piecesAt(1) > 0, 'an untried mirror is always given a piece');
+  const lie = big.rejected.find((x: { source: string }) => x.source === liar);
+  assert.ok(lie, JSON.stringify(big.rejected));
+  assert.equal(lie.code, 'E_CHECKSUM');
+  assert.match(lie.message, /served bytes \d+-\d+ of big\.tar\.gz with sha256 [0-9a-f]{64}; .* served [0-9a-f]{64}/);
+  assert.ok(!big.contributors.some((c: { source: string }) => c.source === liar), 'every piece it served was replaced');
+  assert.equal(s.origin.log.filter((l) => l.path === '/m1/other.tar.gz').length, 0, 'dropped for the rest of the run');
+});
+
+test('every piece disputed by a liar among two mirrors: the liar is found and the file verifies', async (t) => {
+  // Two mirrors, one lying, pieces spread over both: whichever pieces it served are caught.
+  for (let round = 0; round < 3; round++) {
+    const s = await mirrors(t, [{ kind: 'wrong-bytes' }, undefined]);
+    const r = await s.fetch(['big'], '--segments', '4', '--cross-check', '0');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+  }
+});
+
+test('a mirror that ignores Range is not used for pieces; the others serve the file', async (t) => {
+  const s = await mirrors(t, [{ kind: 'ignore-range' }, undefined, undefined]);
+  const r = await s.fetch(['big'], '--cross-check', '0');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+  assert.ok(s.origin.log.filter((l) => l.path === '/m0/big.tar.gz').length <= 3, 'asked at most once per worker');
+  assert.ok(!r.report.files[0].contributors.some((c: { source: string }) => c.source.endsWith('/m0')));
+});
+
+test('a stalled mirror does not hold the file hostage: its piece is re-issued elsewhere (end game)', async (t) => {
+  const s = await mirrors(t, [{ kind: 'stall', after: 10 }, undefined, undefined]);
+  const t0 = Date.now();
+  const r = await s.fetch(['big'], '--timeout', '60', '--cross-check', '0');
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(Date.now() - t0 < 20_000, `took ${Date.now() - t0} ms with a 60 s timeout`);
+  assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+});
+
+test('a throttled mirror gets fewer pieces than fast ones', async (t) => {
+  const s = await mirrors(t, [{ kind: 'slow', chunk: 16_384, delayMs: 50 }, undefined, undefined]);
+  const r = await s.fetch(['big'], '--cross-check', '0', '--segments', '3');
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(s.piecesAt(0) < Math.max(s.piecesAt(1), s.piecesAt(2)), `slow ${s.piecesAt(0)}, fast ${s.piecesAt(1)}, ${s.piecesAt(2)}`);
+});
+
+test('cross-check: with --cross-check 1 every piece is compared with a second source, and agreement costs no blame', async (t) => {
+  const s = await mirrors(t, [undefined, undefined]);
+  const r = await s.fetch(['big'], '--cross-check', '1');
+  assert.equal(r.code, 0, r.stderr);
+  const ranged = s.piecesAt(0) + s.piecesAt(1);
+  assert.ok(ranged >= 2 * 17, `every piece fetched twice: ${ranged} range requests`);
+  assert.deepEqual(r.report.files[0].rejected, []);
+});
+
+test('bad --min-piece and --cross-check values: exit 2', async (t) => {
+  const s = await mirrors(t, [undefined]);
+  assert.equal((await s.fetch(['big'], '--min-piece', '1000')).code, 2);
+  assert.equal((await s.fetch(['big'], '--cross-check', '2')).code, 2);
+});
