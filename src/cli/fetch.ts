@@ -3,11 +3,12 @@ import { Command, Option } from 'commander';
 import { EXIT, ERROR_CODES, SourcemeshError } from '../errors.ts';
 import type { SegmentOptions } from '../fetch/segmented.ts';
 import { parseSize } from './units.ts';
-import { fetchManifest, type FetchReport } from '../fetch/fetcher.ts';
+import { fetchManifest, mirrorOutcomes, type FetchReport } from '../fetch/fetcher.ts';
+import { Reputation, mirrorWeight } from '../fetch/reputation.ts';
 import { createAgent } from '../fetch/http.ts';
 import { loadMirrorList } from '../fetch/mirror-list.ts';
 import { METALINK_PIECE, formatMetalink, pieceHashes, type MetalinkFile } from '../fetch/metalink.ts';
-import { POLICIES, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
+import { POLICIES, mirrorLabel, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest, type Distfile } from '../manifest/index.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
@@ -60,16 +61,20 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const dispatcher = createAgent(limits);
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
+      const reputation = Reputation.open(store.root);
+      const records = new Map(reputation.all().map((r) => [r.mirror, r]));
       const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
       const t0 = performance.now();
       let report;
       try {
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments,
-          onEvent: (e) => view?.onEvent(e),
+          onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(mirrorLabel(m))),
         });
+        reputation.record(mirrorOutcomes(report));
       } finally {
         view?.stop();
+        reputation.close();
         await dispatcher.close();
       }
       const seconds = (performance.now() - t0) / 1000;

@@ -5,6 +5,7 @@ import { EXIT } from '../errors.ts';
 import { fetchCommand } from './fetch.ts';
 import { importCommand } from './import.ts';
 import { mirrorCommand } from './mirror.ts';
+import { mirrorsCommand } from './mirrors.ts';
 import { packCommand } from './pack.ts';
 import { printError, processIo, type Io } from './output.ts';
 import { storeCommand } from './store.ts';
@@ -25,7 +26,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(VERSION)
     .showSuggestionAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io)]) program.addCommand(cmd);
+  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io)]) program.addCommand(cmd);
   for (const cmd of allCommands(program)) cmd.exitOverride();
 
   try {

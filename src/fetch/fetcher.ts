@@ -9,11 +9,13 @@ import { digestsEqual } from '../store/digest.ts';
 import { exportObject, sweepExportTemps } from '../store/distdir.ts';
 import { ensureDir, type StoredObject, type Store } from '../store/store.ts';
 import { downloadFrom, type DownloadContext } from './download.ts';
+import type { Outcome } from './reputation.ts';
 import { canSegment, segmentedDownload, type SegmentOptions } from './segmented.ts';
 import { planSources, type Mirror, type Policy, type Source } from './plan.ts';
 
 export interface Rejection {
   source: string;
+  role: Source['role'];
   code: ErrorCode;
   message: string;
 }
@@ -28,6 +30,8 @@ export interface FileOutcome {
   via?: Source['role'];
   /** For a file taken in pieces: every source that served some, with how much. */
   contributors?: Contributor[];
+  /** How long getting it took, in ms (fetched files). */
+  ms?: number;
   error?: { code: ErrorCode; message: string };
   /** Sources that failed or lied before the outcome, with why. */
   rejected: Rejection[];
@@ -60,6 +64,8 @@ export interface FetchOptions {
   segments?: SegmentOptions;
   /** Mirrors dropped for the rest of the run (label -> why); shared by every file of the run. */
   dropped?: Map<string, string>;
+  /** Prefer mirrors by their record (reputation). */
+  mirrorWeight?: (m: Mirror) => number;
 }
 
 export interface Contributor {
@@ -112,7 +118,9 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
         obj = await opts.store.get(d.sha256);
         if (!obj) {
           opts.onEvent?.({ type: 'start', name: d.name, size: d.size });
+          const t0 = Date.now();
           const got = await acquire(d, opts, outcome.rejected);
+          outcome.ms = Date.now() - t0;
           obj = got.obj;
           outcome.status = 'fetched';
           outcome.source = got.source.label;
@@ -139,7 +147,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
 async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: Source; contributors?: Contributor[] }> {
   const random = opts.random ?? Math.random;
   const dropped = opts.dropped ?? new Map<string, string>();
-  let sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined })
+  let sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined, mirrorWeight: opts.mirrorWeight })
     .filter((s) => !dropped.has(s.label));
   if (sources.length === 0) {
     const why = opts.offline ? 'offline and no local mirror'
@@ -153,7 +161,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
     partial = await opts.store.beginPartial(d.sha256);
   };
   const reject = (label: string, role: Source['role'], code: ErrorCode, message: string) => {
-    rejected.push({ source: label, code, message });
+    rejected.push({ source: label, role, code, message });
     opts.onEvent?.({ type: 'rejected', name: d.name, source: label, code, message });
     // BEP 19: a web seed that fails or lies is not asked again during the run. A 404 only says this
     // mirror lacks this file.
@@ -216,6 +224,20 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
 
 function isLocalTrouble(err: SourcemeshError): boolean {
   return err.code === 'E_DISK_FULL' || err.code === 'E_PERMISSION' || (err.code === 'E_IO' && !err.details.notFound);
+}
+
+/** What a run says about each mirror, for the reputation record. */
+export function mirrorOutcomes(report: FetchReport): Outcome[] {
+  const out: Outcome[] = [];
+  for (const f of report.files) {
+    if (f.status === 'fetched' && f.via === 'mirror' && !f.contributors) out.push({ mirror: f.source!, bytes: f.size, ms: f.ms });
+    for (const c of f.contributors ?? []) if (f.rejected.every((r) => r.source !== c.source)) out.push({ mirror: c.source, bytes: c.bytes, ms: Math.round((f.ms ?? 0) * (c.bytes / (f.size || 1))) });
+    for (const r of f.rejected) {
+      if (r.role !== 'mirror' || r.code === 'E_HTTP' && /HTTP 404|HTTP 410/.test(r.message)) continue;
+      out.push(r.code === 'E_CHECKSUM' || r.code === 'E_SIZE' ? { mirror: r.source, lie: `${f.name}: ${r.message}` } : { mirror: r.source, failed: true });
+    }
+  }
+  return out;
 }
 
 /** "SOURCE: what happened", without saying the source twice when the message already starts with it. */

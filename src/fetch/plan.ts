@@ -57,10 +57,13 @@ export interface PlanOptions {
   random: () => number;
   /** Make git snapshots ourselves (before the forge's tarball URL): what mirrors do. */
   generateGit?: boolean;
+  /** Prefer mirrors by their record (reputation); absent: a uniform random order. */
+  mirrorWeight?: (m: Mirror) => number;
 }
 
 export function planSources(d: Distfile, opts: PlanOptions): Source[] {
-  const mirrors = shuffle(opts.mirrors, opts.random).map((m) => mirrorSource(m, d));
+  const ordered0 = opts.mirrorWeight ? weightedOrder(opts.mirrors, opts.mirrorWeight, opts.random) : shuffle(opts.mirrors, opts.random);
+  const mirrors = ordered0.map((m) => mirrorSource(m, d));
   const upstream: Source[] = d.urls.map((url) => ({ role: 'upstream', label: url, location: { type: 'http', url } }));
   if (opts.generateGit && d.git) upstream.unshift({ role: 'upstream', label: `git ${d.git.repo} ${d.git.ref}`, location: { type: 'git' } });
   const ordered =
@@ -79,4 +82,9 @@ export function shuffle<T>(items: readonly T[], random: () => number): T[] {
     [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
+}
+
+/** Order by weight with randomness (Efraimidis-Spirakis: key = u^(1/w)), so load still spreads. */
+export function weightedOrder<T>(items: T[], weight: (t: T) => number, random: () => number): T[] {
+  return items.map((t) => ({ t, key: random() ** (1 / Math.max(weight(t), 1e-9)) })).sort((a, b) => b.key - a.key).map((x) => x.t);
 }
