@@ -2,6 +2,7 @@
 // errors into one line and an exit status (0 ok, 1 operational, 2 usage or input, 3 verification).
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../errors.ts';
+import { auditCommand } from './audit.ts';
 import { fetchCommand } from './fetch.ts';
 import { importCommand } from './import.ts';
 import { mirrorCommand } from './mirror.ts';
@@ -26,7 +27,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(VERSION)
     .showSuggestionAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io)]) program.addCommand(cmd);
+  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal)]) program.addCommand(cmd);
   for (const cmd of allCommands(program)) cmd.exitOverride();
 
   try {

@@ -11,10 +11,9 @@ import type { Distfile } from '../manifest/distfile.ts';
 import { hashFile } from '../store/digest.ts';
 import type { Partial } from '../store/store.ts';
 import type { DownloadContext } from './download.ts';
-import { openFile } from './file.ts';
-import { networkError, openHttp } from './http.ts';
+import { networkError } from './http.ts';
+import { readRange } from './range.ts';
 import type { Source } from './plan.ts';
-import type { Opened } from './transport.ts';
 
 export interface SegmentOptions {
   /** Pieces in flight at once. */
@@ -275,42 +274,6 @@ function endGamePiece(pieces: Piece[]): Piece | undefined {
   let oldest: Piece | undefined;
   for (const p of pieces) if (!p.done && p.attempts.size === 1 && (!oldest || p.startedAt! < oldest.startedAt!)) oldest = p;
   return oldest && Date.now() - oldest.startedAt! > 500 ? oldest : undefined;
-}
-
-/**
- * Fetch bytes [start, end] of a source into memory; 'no-ranges' if it answered with the whole file.
- * A server may shorten a range that runs past the end of the file (RFC 9110 §14.1.2): `total` says
- * how long the file is, and only the first piece is asked for before it is known.
- */
-async function readRange(source: Source, start: number, end: number, ctx: DownloadContext, signal: AbortSignal, knownSize?: number): Promise<{ body: Buffer; total?: number } | 'no-ranges'> {
-  const loc = source.location;
-  let opened: Opened;
-  if (loc.type === 'http') opened = await openHttp(loc.url, { offset: start, end, signal, dispatcher: ctx.dispatcher, limits: ctx.limits, shortEndOk: true });
-  else if (loc.type === 'file') opened = await openFile(loc.path, { offset: start, end, signal, shortEndOk: true });
-  else throw new SourcemeshError('E_INTERNAL', 'git snapshots are not fetched in pieces');
-  if (!opened.ranged) {
-    opened.cancel();
-    return 'no-ranges';
-  }
-  const total = opened.total ?? knownSize;
-  const want = Math.min(end, (total ?? end + 1) - 1) - start + 1;
-  const buf = Buffer.allocUnsafe(want);
-  let got = 0;
-  try {
-    for await (const chunk of opened.body) {
-      if (got + chunk.length > want) {
-        opened.cancel();
-        throw new SourcemeshError('E_SIZE', `${source.label} sent more than the ${want} bytes asked for (bytes ${start}-${end})`);
-      }
-      buf.set(chunk, got);
-      got += chunk.length;
-    }
-  } catch (err) {
-    if (err instanceof SourcemeshError) throw err;
-    throw networkError(err, opened.url);
-  }
-  if (got < want) throw new SourcemeshError('E_NETWORK', `${opened.url}: piece ended after ${got} of ${want} bytes`, { retryable: true });
-  return { body: buf, total };
 }
 
 /**
