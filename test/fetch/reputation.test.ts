@@ -21,8 +21,14 @@ test('a liar is recorded with its evidence, shown by mirrors status, and tried l
   t.after(() => origin.close());
   const env = { SOURCEMESH_STORE: path.join(dir, 'store') };
   const mirrors = ['--mirror', `${origin.url}/liar`, '--mirror', `${origin.url}/good`, '--policy', 'mirrors-only', '--jobs', '1'];
-  const m1 = await writeManifest(dir, files.slice(0, 2).map((f) => distfile(f.name, f.body, [])));
-  assert.equal((await runCli(['fetch', m1, '-o', path.join(dir, 'out'), ...mirrors], { env })).code, 0);
+  // First runs: the liar is the only mirror for f0 (the good copy comes from "upstream"); the good
+  // mirror alone serves f1.
+  const m0 = await writeManifest(dir, [distfile(files[0]!.name, files[0]!.body, [`${origin.url}/good/${files[0]!.name}`])]);
+  assert.equal((await runCli(['fetch', m0, '-o', path.join(dir, 'out'), '--mirror', `${origin.url}/liar`, '--segments', '1'], { env })).code, 0);
+  const oneDir = path.join(dir, 'one');
+  await (await import('node:fs/promises')).mkdir(oneDir);
+  const m1 = await writeManifest(oneDir, [distfile(files[1]!.name, files[1]!.body, [])]);
+  assert.equal((await runCli(['fetch', m1, '-o', path.join(dir, 'out'), '--mirror', `${origin.url}/good`, '--policy', 'mirrors-only'], { env })).code, 0);
 
   const status = JSON.parse((await runCli(['mirrors', 'status', '--json'], { env })).stdout).mirrors;
   const liar = status.find((r: { mirror: string }) => r.mirror === `${origin.url}/liar`);
