@@ -12,7 +12,9 @@ import { hashFile } from '../store/digest.ts';
 import type { Partial } from '../store/store.ts';
 import type { DownloadContext } from './download.ts';
 import { networkError } from './http.ts';
+import { BLOCK, pieceHash, verifyPieceLayer } from './piece-map.ts';
 import { readRange } from './range.ts';
+import path from 'node:path';
 import type { Source } from './plan.ts';
 
 export interface SegmentOptions {
@@ -83,11 +85,16 @@ export async function segmentedDownload(d: Distfile, sources: Source[], partial:
     return { notSplit: true, blame };
   }
   const size = first.size;
+  // With a trusted piece map (BEP 52 root in the manifest, piece layer from a mirror), every piece is
+  // checked on arrival and a bad one names its source at once.
+  const map = d.merkleRoot && size > opts.pieceLength ? await fetchPieceLayer(d, size, states, ctx) : undefined;
+  const pieceLength = map?.pieceLength ?? opts.pieceLength;
   const pieces: Piece[] = [];
-  for (let start = 0, i = 0; start < size; start += opts.pieceLength, i++) {
-    pieces.push({ index: i, start, end: Math.min(size, start + opts.pieceLength) - 1, done: false, attempts: new Set(), askedOf: new Set() });
+  for (let start = 0, i = 0; start < size; start += pieceLength, i++) {
+    pieces.push({ index: i, start, end: Math.min(size, start + pieceLength) - 1, done: false, attempts: new Set(), askedOf: new Set() });
   }
-  if (first.body && first.from) {
+  const fitsMap = (body: Buffer, index: number) => !map || pieceHash(body, map.pieceLength).equals(map.layer[index]!);
+  if (first.body && first.from && first.body.length === pieces[0]!.end + 1 && fitsMap(first.body, 0)) {
     pieces[0]!.done = true;
     pieces[0]!.from = first.from;
     pieces[0]!.sha256 = createHash('sha256').update(first.body).digest('hex');
@@ -148,6 +155,13 @@ export async function segmentedDownload(d: Distfile, sources: Source[], partial:
         }
         if (piece.done) return; // lost the end-game race: keep the winner's bytes
         const body = got.body;
+        if (!fitsMap(body, piece.index)) {
+          drop(st, {
+            source: st.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], expected: map!.layer[piece.index]!.toString('hex'),
+            message: `${st.source.label} served bytes ${piece.start}-${piece.end} of ${d.name} (piece ${piece.index}) that do not match the piece map pinned by its merkle root`,
+          });
+          return;
+        }
         piece.done = true;
         piece.from = st;
         piece.sha256 = createHash('sha256').update(body).digest('hex');
@@ -242,6 +256,32 @@ async function firstPiece(d: Distfile, states: SourceState[], ctx: DownloadConte
   } finally {
     for (const a of aborts) a.abort();
   }
+}
+
+/**
+ * The piece layer from the first mirror that publishes one at BASE/sha256/HEX.pieces and whose layer
+ * hashes to the manifest's merkle root. Layers with pieces too large to hold in memory are not used.
+ */
+async function fetchPieceLayer(d: Distfile, size: number, states: SourceState[], ctx: DownloadContext): Promise<{ pieceLength: number; layer: Buffer[] } | undefined> {
+  const root = Buffer.from(d.merkleRoot!, 'hex');
+  const maxBytes = 32 * Math.ceil(size / BLOCK);
+  for (const st of states) {
+    if (st.source.role !== 'mirror') continue;
+    const loc = st.source.location;
+    const where: Source = loc.type === 'http'
+      ? { ...st.source, location: { type: 'http', url: `${st.source.label}/sha256/${d.sha256}.pieces` } }
+      : { ...st.source, location: { type: 'file', path: path.join(st.source.label, 'sha256', `${d.sha256}.pieces`) } };
+    try {
+      const got = await readRange(where, 0, maxBytes - 1, ctx, ctx.signal ?? new AbortController().signal);
+      const bytes = got === 'no-ranges' ? undefined : got.body;
+      if (!bytes) continue;
+      const v = verifyPieceLayer(bytes, size, root);
+      if (v.pieceLength <= 64 << 20) return v;
+    } catch {
+      // no layer here, or a bad one: try the next mirror; without a map, the sha256 still decides
+    }
+  }
+  return undefined;
 }
 
 /** Who served the bytes that ended up in the file, most first. */

@@ -2,12 +2,13 @@
 // manifest's URLs, and git snapshots we generate from upstream's repositories), never from other
 // mirrors. Files already published are re-verified every run; one that no longer matches is moved to
 // quarantine and fetched again. Nothing is published before its sha256 matched.
-import { lstat, mkdir, rename, stat } from 'node:fs/promises';
+import { lstat, mkdir, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { fetchManifest, type FetchEvent, type FileOutcome } from '../fetch/fetcher.ts';
 import { headSize } from '../fetch/http.ts';
+import { pieceMapOfFile } from '../fetch/piece-map.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from '../store/digest.ts';
@@ -79,8 +80,29 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
     });
     for (const f of fetched.files) (f.status === 'failed' ? report.failed : report.added).push(f);
   }
+
+  // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root.
+  const failed = new Set(report.failed.map((f) => f.name));
+  for (const d of manifest.distfiles) if (!failed.has(d.name)) await publishPieceLayer(root, d);
   return report;
 }
+
+/** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */
+async function publishPieceLayer(root: string, d: Distfile): Promise<void> {
+  const file = path.join(root, d.name);
+  const out = path.join(root, 'sha256', `${d.sha256}.pieces`);
+  if ((await stat(file)).size <= PIECE_LAYER_LENGTH || (await stat(out).catch(() => undefined))) return;
+  const map = await pieceMapOfFile(file, PIECE_LAYER_LENGTH);
+  if (d.merkleRoot && map.root.toString('hex') !== d.merkleRoot) {
+    throw new SourcemeshError('E_MANIFEST', `${d.name}: its verified bytes have merkle root ${map.root.toString('hex')}, the manifest says ${d.merkleRoot}`);
+  }
+  await ensureDir(path.dirname(out), 'mirror piece layers');
+  const temp = `${out}.${process.pid}.tmp`;
+  await writeFile(temp, Buffer.concat(map.layer));
+  await rename(temp, out);
+}
+
+const PIECE_LAYER_LENGTH = 1 << 20;
 
 /** Move a published file that no longer verifies out of the served tree, with its store object. */
 async function quarantine(root: string, file: string, store: Store, d: Distfile, now: Date): Promise<string> {

@@ -106,3 +106,33 @@ test('bad --min-piece and --cross-check values: exit 2', async (t) => {
   assert.equal((await s.fetch(['big'], '--min-piece', '1000')).code, 2);
   assert.equal((await s.fetch(['big'], '--cross-check', '2')).code, 2);
 });
+
+test('with a merkle root pinned and piece layers on the mirrors, a bad piece names its mirror on arrival', async (t) => {
+  const dir = await tempDir(t);
+  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
+  const { writeFile: write } = await import('node:fs/promises');
+  const file = path.join(dir, 'big');
+  await write(file, BIG);
+  const map = await pieceMapOfFile(file, 256 * 1024);
+  const { sha256 } = await import('../helpers/distfiles.ts');
+  const layer = Buffer.concat(map.layer);
+  const routes: Record<string, { body: Buffer; behaviour?: Behaviour }> = {};
+  for (const i of [0, 1, 2]) {
+    routes[`/m${i}/big.tar.gz`] = { body: BIG, behaviour: i === 1 ? { kind: 'wrong-bytes', every: 100_000 } : undefined };
+    routes[`/m${i}/sha256/${sha256(BIG)}.pieces`] = { body: layer };
+  }
+  const origin = await startOrigin(routes);
+  t.after(() => origin.close());
+  const m = await writeManifest(dir, [distfile('big.tar.gz', BIG, [], { merkleRoot: map.root.toString('hex') })]);
+  const r = await runCli(['fetch', m, '-o', path.join(dir, 'out'), '--json', '--policy', 'mirrors-only', '--min-piece', '1MiB', '--cross-check', '0', ...[0, 1, 2].flatMap((i) => ['--mirror', `${origin.url}/m${i}`])], { env: { SOURCEMESH_STORE: path.join(dir, 'store') } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(dir, 'out', 'big.tar.gz')), BIG);
+  const f = JSON.parse(r.stdout).files[0];
+  // Pieces follow the published layer (256 KiB), not --min-piece.
+  const ranges = origin.log.filter((l) => /^\/m\d\/big/.test(l.path) && l.range).map((l) => l.range!);
+  assert.ok(ranges.some((x) => /^bytes=262144-524287$/.test(x)), ranges.join(' '));
+  const lie = f.rejected.find((x: { source: string }) => x.source === `${origin.url}/m1`);
+  assert.ok(origin.log.some((l) => l.path === '/m1/big.tar.gz' && l.range && l.range !== 'bytes=0-1048575'), 'an untried mirror is always given a piece');
+  assert.ok(lie, JSON.stringify(f.rejected));
+  assert.match(lie.message, /\(piece \d+\) that do not match the piece map pinned by its merkle root/);
+});

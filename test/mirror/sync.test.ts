@@ -120,3 +120,22 @@ test('--interval repeats until interrupted, then exits 0', async (t) => {
   assert.ok(delays.every((d) => d >= 240 - 6 && d <= 360 + 6), `jittered ±20%: ${delays}`);
   assert.ok((await stat(path.join(s.root, 'a.tar.gz'))).isFile());
 });
+
+test('sync publishes BEP 52 piece layers beside large files, matching libtorrent-compatible roots', async (t) => {
+  const s = await setup(t);
+  const big = bytes(3 * 1024 * 1024 + 5, 23);
+  s.origin.routes.set('/big.bin', { body: big });
+  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
+  const tmp = path.join(s.dir, 'big.bin');
+  await writeFile(tmp, big);
+  const map = await pieceMapOfFile(tmp, 1 << 20);
+  const m = await writeManifest(s.dir, [distfile('big.bin', big, [`${s.origin.url}/big.bin`], { merkleRoot: map.root.toString('hex') })]);
+  const r = await s.sync(m);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(s.root, 'sha256', `${sha256(big)}.pieces`)), Buffer.concat(map.layer));
+  const wrong = await writeManifest(s.dir, [distfile('big.bin', big, [`${s.origin.url}/big.bin`], { merkleRoot: 'ab'.repeat(32) })]);
+  await (await import('node:fs/promises')).rm(path.join(s.root, 'sha256'), { recursive: true });
+  const bad = await s.sync(wrong);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /big\.bin: its verified bytes have merkle root [0-9a-f]{64}, the manifest says abab/);
+});

@@ -1,0 +1,100 @@
+// Piece maps as in BitTorrent v2 (BEP 52): a SHA-256 Merkle tree over 16 KiB blocks of a file, whose
+// root (`merkleRoot` in a manifest) pins every piece. Leaves are SHA-256 of each block (the last one
+// may be short); the leaf count is padded to a power of two with zero hashes (32 zero bytes), and each
+// node is SHA-256(left || right). The piece layer is the row of subtree roots one per piece (piece
+// length a power of two of at least 16 KiB); it is what mirrors publish at /sha256/HEX.pieces.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { SourcemeshError } from '../errors.ts';
+
+export const BLOCK = 16 * 1024;
+const ZERO = Buffer.alloc(32);
+
+const h2 = (a: Buffer, b: Buffer) => createHash('sha256').update(a).update(b).digest();
+
+/** Root of `leaves` padded with `pad` up to `width` leaves (a power of two). */
+function subtreeRoot(leaves: Buffer[], width: number, pad: Buffer = ZERO): Buffer {
+  let row = leaves.slice();
+  let padding = pad;
+  for (let w = width; w > 1; w /= 2) {
+    const next: Buffer[] = [];
+    for (let i = 0; i < w; i += 2) {
+      if (i >= row.length) break;
+      next.push(h2(row[i]!, row[i + 1] ?? padding));
+    }
+    padding = h2(padding, padding);
+    row = next;
+  }
+  return row[0] ?? padding;
+}
+
+function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export function isPieceLength(n: number): boolean {
+  return Number.isInteger(n) && n >= BLOCK && (n & (n - 1)) === 0;
+}
+
+/** Leaf hashes of a buffer (one per 16 KiB block). */
+export function blockHashes(data: Uint8Array): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < data.length; i += BLOCK) out.push(createHash('sha256').update(data.subarray(i, i + BLOCK)).digest());
+  return out;
+}
+
+/** The hash a piece must have in the piece layer: its blocks' subtree, padded to the piece length. */
+export function pieceHash(piece: Uint8Array, pieceLength: number): Buffer {
+  return subtreeRoot(blockHashes(piece), pieceLength / BLOCK);
+}
+
+export interface PieceMap {
+  root: Buffer;
+  pieceLength: number;
+  /** One hash per piece; empty when the file fits in one piece (the root then pins it). */
+  layer: Buffer[];
+}
+
+/** The piece map of a file, streamed (leaf hashes only are kept: 2 MiB per GiB). */
+export async function pieceMapOfFile(file: string, pieceLength: number): Promise<PieceMap> {
+  if (!isPieceLength(pieceLength)) throw new SourcemeshError('E_USAGE', `piece length ${pieceLength}: must be a power of two of at least 16 KiB`);
+  const leaves: Buffer[] = [];
+  let carry = Buffer.alloc(0);
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 20 })) {
+    let buf = carry.length ? Buffer.concat([carry, chunk as Buffer]) : (chunk as Buffer);
+    const whole = buf.length - (buf.length % BLOCK);
+    leaves.push(...blockHashes(buf.subarray(0, whole)));
+    carry = Buffer.from(buf.subarray(whole));
+  }
+  if (carry.length) leaves.push(createHash('sha256').update(carry).digest());
+  return pieceMapFromLeaves(leaves, pieceLength);
+}
+
+export function pieceMapFromLeaves(leaves: Buffer[], pieceLength: number): PieceMap {
+  const perPiece = pieceLength / BLOCK;
+  const root = subtreeRoot(leaves, nextPow2(Math.max(leaves.length, 1)));
+  if (leaves.length <= perPiece) return { root: leaves.length ? root : ZERO, pieceLength, layer: [] };
+  const layer: Buffer[] = [];
+  for (let i = 0; i < leaves.length; i += perPiece) layer.push(subtreeRoot(leaves.slice(i, i + perPiece), perPiece));
+  return { root, pieceLength, layer };
+}
+
+/**
+ * Check a published piece layer against a trusted root (attacker-controlled input: a mirror sent it).
+ * The piece length is the one that gives the right number of pieces for `size`.
+ */
+export function verifyPieceLayer(bytes: Uint8Array, size: number, root: Buffer): { pieceLength: number; layer: Buffer[] } {
+  if (bytes.length === 0 || bytes.length % 32 !== 0) throw new SourcemeshError('E_FORMAT', `piece layer of ${bytes.length} bytes: not a whole number of SHA-256 hashes`);
+  const count = bytes.length / 32;
+  let pieceLength = BLOCK;
+  while (Math.ceil(size / pieceLength) > count) pieceLength *= 2;
+  if (Math.ceil(size / pieceLength) !== count || count < 2) throw new SourcemeshError('E_FORMAT', `piece layer of ${count} hashes fits no piece length for ${size} bytes`);
+  const layer = Array.from({ length: count }, (_, i) => Buffer.from(bytes.subarray(i * 32, i * 32 + 32)));
+  // Pad with the root of an all-zero-leaf piece, as the tree above the piece layer does.
+  const zeroPiece = subtreeRoot([], pieceLength / BLOCK);
+  const computed = subtreeRoot(layer, nextPow2(count), zeroPiece);
+  if (!computed.equals(root)) throw new SourcemeshError('E_PROOF', `piece layer does not hash to the pinned merkle root ${root.toString('hex')}`);
+  return { pieceLength, layer };
+}
