@@ -5,8 +5,8 @@ import type { SegmentOptions } from '../fetch/segmented.ts';
 import { parseSize } from './units.ts';
 import { fetchManifest, mirrorOutcomes, type FetchReport } from '../fetch/fetcher.ts';
 import { Reputation, mirrorWeight } from '../fetch/reputation.ts';
-import { createAgent } from '../fetch/http.ts';
 import { loadMirrorList } from '../fetch/mirror-list.ts';
+import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { METALINK_PIECE, formatMetalink, pieceHashes, type MetalinkFile } from '../fetch/metalink.ts';
 import { POLICIES, mirrorLabel, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
@@ -31,6 +31,9 @@ interface FetchFlags {
   segments: string;
   minPiece: string;
   crossCheck: string;
+  proxy?: string;
+  tor?: boolean;
+  isolatePerFile?: boolean;
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -42,6 +45,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--mirror-list <file|url>', 'a sourcemesh.mirrors/v1 JSON list of mirrors (repeatable)', collect, [])
     .addOption(new Option('--policy <policy>', 'source order').choices(POLICIES).default('mirrors-first'))
     .option('--offline', 'no network: only the store and local directory mirrors')
+    .option('--proxy <url>', 'send every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
+    .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}) with stream isolation: each mirror on its own circuit; longer timeouts, more retries`)
+    .option('--isolate-per-file', 'with --tor: a circuit per mirror and file')
     .option('--segments <n>', 'take a large file in pieces from up to N sources at once (1: one source at a time)', '4')
     .option('--min-piece <size>', 'piece size for segmented downloads', '1MiB')
     .option('--cross-check <fraction>', 'fraction of pieces also taken from a second source and compared', '0.02')
@@ -57,8 +63,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const mirrors = o.mirror.map(parseMirror);
       const manifest = await loadManifest(input);
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
-      const limits = fetchLimits(o);
-      const dispatcher = createAgent(limits);
+      const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
+      const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
+      const dispatcher = network.dispatcher;
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const reputation = Reputation.open(store.root);
@@ -68,14 +75,14 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       let report;
       try {
         report = await fetchManifest(manifest, {
-          store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments,
+          store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
           onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(mirrorLabel(m))),
         });
         reputation.record(mirrorOutcomes(report));
       } finally {
         view?.stop();
         reputation.close();
-        await dispatcher.close();
+        await network.close();
       }
       const seconds = (performance.now() - t0) / 1000;
       if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);

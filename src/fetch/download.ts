@@ -111,6 +111,8 @@ class PartialWriter {
 export interface DownloadContext {
   store: Store;
   dispatcher: Dispatcher;
+  /** The dispatcher for a given source (stream isolation); default: `dispatcher`. */
+  dispatcherFor?: (source: Source) => Dispatcher;
   limits: Limits;
   random: () => number;
   signal?: AbortSignal;
@@ -166,7 +168,7 @@ async function transferOnce(d: Distfile, source: Source, partial: Partial, write
   const ifRange = location.type === 'http' && partial.meta.url === location.url ? partial.meta.etag ?? partial.meta.lastModified : undefined;
   let opened: Opened;
   try {
-    if (location.type === 'http') opened = await openHttp(location.url, { offset, ifRange, signal: ctx.signal, dispatcher: ctx.dispatcher, limits: ctx.limits });
+    if (location.type === 'http') opened = await openHttp(location.url, { offset, ifRange, signal: ctx.signal, dispatcher: ctx.dispatcherFor?.(source) ?? ctx.dispatcher, limits: ctx.limits });
     else if (location.type === 'file') opened = await openFile(location.path, { offset, signal: ctx.signal });
     else if (ctx.openSnapshot) opened = await ctx.openSnapshot(d, ctx.signal);
     else throw new SourcemeshError('E_UNSUPPORTED', `${d.name}: no snapshot generator configured`);

@@ -55,6 +55,8 @@ export interface FetchOptions {
   jobs: number;
   limits: Limits;
   dispatcher: Dispatcher;
+  /** Per source and file (stream isolation over Tor); default: `dispatcher`. */
+  dispatcherFor?: (source: Source, file: string) => Dispatcher;
   random?: () => number;
   signal?: AbortSignal;
   onEvent?: (e: FetchEvent) => void;
@@ -170,6 +172,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
   const roleOf = (label: string) => sources.find((s) => s.label === label)?.role ?? 'mirror';
   const ctxFor = (label: string): DownloadContext => ({
     store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot,
+    dispatcherFor: opts.dispatcherFor && ((s: Source) => opts.dispatcherFor!(s, d.name)),
     onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
     onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>
       opts.onEvent?.({ type: 'retry', name: d.name, source: label, message: err.message, attempt, delayMs }),

@@ -30,7 +30,8 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
     }
     let res: Dispatcher.ResponseData;
     try {
-      res = await request(current, { method: 'GET', headers, dispatcher: opts.dispatcher, signal: opts.signal });
+      // Timeouts per request too: a proxy agent does not pass its own on to the pools it makes.
+      res = await request(current, { method: 'GET', headers, dispatcher: opts.dispatcher, signal: opts.signal, headersTimeout: opts.limits.headersTimeoutMs, bodyTimeout: opts.limits.idleTimeoutMs });
     } catch (err) {
       throw networkError(err, current);
     }

@@ -14,7 +14,7 @@ import type { Opened } from './transport.ts';
 export async function readRange(source: Source, start: number, end: number, ctx: DownloadContext, signal: AbortSignal, knownSize?: number): Promise<{ body: Buffer; total?: number } | 'no-ranges'> {
   const loc = source.location;
   let opened: Opened;
-  if (loc.type === 'http') opened = await openHttp(loc.url, { offset: start, end, signal, dispatcher: ctx.dispatcher, limits: ctx.limits, shortEndOk: true });
+  if (loc.type === 'http') opened = await openHttp(loc.url, { offset: start, end, signal, dispatcher: ctx.dispatcherFor?.(source) ?? ctx.dispatcher, limits: ctx.limits, shortEndOk: true });
   else if (loc.type === 'file') opened = await openFile(loc.path, { offset: start, end, signal, shortEndOk: true });
   else throw new SourcemeshError('E_INTERNAL', 'git snapshots are not fetched in pieces');
   if (!opened.ranged) {

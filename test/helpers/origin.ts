@@ -37,6 +37,8 @@ export interface Origin {
   routes: Map<string, Route>;
   log: RequestLog[];
   hits(path: string): number;
+  /** TCP connections accepted so far. */
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -58,7 +60,9 @@ export async function startOrigin(routes: Record<string, Route> = {}, tls?: { ke
     serve(route, n, req, res);
   };
   const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
+  let accepted = 0;
   server.on(tls ? 'secureConnection' : 'connection', (s: import('node:net').Socket) => {
+    accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -70,6 +74,7 @@ export async function startOrigin(routes: Record<string, Route> = {}, tls?: { ke
     routes: table,
     log,
     hits: (p) => counts.get(p) ?? 0,
+    connections: () => accepted,
     close: async () => {
       for (const s of sockets) s.destroy();
       if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
