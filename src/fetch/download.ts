@@ -76,10 +76,12 @@ class PartialWriter {
       if (this.unsynced >= SYNC_BYTES) {
         this.unsynced = 0;
         this.syncing = this.syncing.then(() => this.fh.datasync());
+        this.syncing.catch(() => {}); // early flushing only; the final commit fsyncs and reports
       }
     });
-    done.catch(() => {}); // observed by the next flush or batch
     this.inflight = done.catch((err) => { throw fromSystemError(err, this.path); });
+    // A failed write is reported by the next batch or flush; until then it must not count as unhandled.
+    this.inflight.catch(() => {});
   }
 
   /** Everything accepted so far is in the file (not necessarily on disk). */
