@@ -1,29 +1,114 @@
-// Timing a command and its peak memory, with GNU time when installed.
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+// Timing a command (wall clock, from spawn to exit) and its peak resident set size. The peak RSS comes
+// from GNU time (`/usr/bin/time -f %M`, Debian package `time`) when it is installed; otherwise, for a
+// Node.js command only, from process.resourceUsage().maxRSS that a preloaded snippet writes to a file at
+// exit. Children still running when the benchmark is interrupted are stopped.
+import { spawn, spawnSync } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { onCleanup } from './cleanup.ts';
+import { stopChild } from './nginx.ts';
 
 export interface Measured {
   seconds: number;
-  /** Peak resident set size in MiB (GNU time's %M), when measured. */
-  rssMiB?: number;
+  /** Peak RSS in bytes, when it could be measured. */
+  maxRssBytes?: number;
+  /** CPU time (user + system) of the command, when it could be measured: steadier than wall time on a busy machine. */
+  cpuSeconds?: number;
   code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
   stderr: string;
 }
 
-export async function measure(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<Measured> {
-  const gnuTime = existsSync('/usr/bin/time');
-  const [bin, argv] = gnuTime ? ['/usr/bin/time', ['-f', 'SOURCEMESH_RSS_KIB=%M', cmd, ...args]] : [cmd, args];
+export interface MeasureOptions {
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Keep at most this much of stdout and of stderr (the tail of stderr, the head of stdout). */
+  captureBytes?: number;
+}
+
+let gnuTime: boolean | undefined;
+
+/** Whether /usr/bin/time is GNU time (BusyBox and BSD time have no -f %M). */
+export function hasGnuTime(): boolean {
+  if (gnuTime === undefined) {
+    const r = spawnSync('/usr/bin/time', ['--version'], { encoding: 'utf8' });
+    gnuTime = /GNU/.test(`${r.stdout ?? ''}${r.stderr ?? ''}`);
+  }
+  return gnuTime;
+}
+
+/** How peak RSS is measured in this environment, for the report. */
+export function rssMethod(): string {
+  return hasGnuTime() ? 'GNU time %M' : 'process.resourceUsage().maxRSS (node commands only; apt-get install time for all)';
+}
+
+const MARK = 'BENCH_MAX_RSS_KIB=';
+let seq = 0;
+
+export async function measure(cmd: string, args: string[], opts: MeasureOptions = {}): Promise<Measured> {
+  const env = { ...(opts.env ?? process.env) };
+  let argv = [cmd, ...args];
+  let rssFile: string | undefined;
+  if (hasGnuTime()) {
+    argv = ['/usr/bin/time', '-f', `${MARK}%M %U %S`, ...argv];
+  } else if (cmd === process.execPath) {
+    // The snippet is plain JavaScript in a data: URL, so that the child loads no TypeScript support
+    // (which would add to its footprint).
+    rssFile = path.join(os.tmpdir(), `bench-maxrss-${process.pid}-${seq++}`);
+    env.BENCH_MAX_RSS_FILE = rssFile;
+    const snippet = "import{writeFileSync}from'node:fs';process.on('exit',()=>{try{const u=process.resourceUsage();writeFileSync(process.env.BENCH_MAX_RSS_FILE,`${u.maxRSS} ${u.userCPUTime} ${u.systemCPUTime}`)}catch{}})";
+    argv = [cmd, '--import', `data:text/javascript,${encodeURIComponent(snippet)}`, ...args];
+  }
+  const cap = opts.captureBytes ?? 1 << 20;
   const t0 = process.hrtime.bigint();
-  const child = spawn(bin, argv, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+  // A process group of its own, so that a stop reaches the command too and not only GNU time (which
+  // would leave it running).
+  const child = spawn(argv[0]!, argv.slice(1), { env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const killGroup = (signal: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, signal);
+    } catch {
+      // already gone
+    }
+  };
+  const unregister = onCleanup(() => stopChild(child, 2000, killGroup), () => killGroup('SIGTERM'));
+  let stdout = '';
   let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  child.stdout!.on('data', (d: Buffer) => {
+    if (stdout.length < cap) stdout += d.toString();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-cap);
+  });
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (c, s) => resolve([c, s]));
+  });
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const m = /SOURCEMESH_RSS_KIB=(\d+)/.exec(stderr);
-  return { seconds, rssMiB: m ? Number(m[1]) / 1024 : undefined, code, stderr: stderr.replace(/SOURCEMESH_RSS_KIB=\d+\n?/, '') };
+  unregister();
+  let maxRssBytes: number | undefined;
+  let cpuSeconds: number | undefined;
+  const m = new RegExp(`${MARK}(\\d+) ([\\d.]+) ([\\d.]+)\\n?`).exec(stderr);
+  if (m) {
+    maxRssBytes = Number(m[1]) * 1024; // GNU time 1.9 reports KiB
+    cpuSeconds = Number(m[2]) + Number(m[3]);
+    stderr = stderr.replace(m[0], '');
+  } else if (rssFile) {
+    const [kib, user, system] = (await readFile(rssFile, 'utf8').catch(() => '')).split(' ').map(Number);
+    if (Number.isFinite(kib)) maxRssBytes = kib! * 1024; // maxRSS is in KiB too
+    if (Number.isFinite(user) && Number.isFinite(system)) cpuSeconds = (user! + system!) / 1e6; // microseconds
+    await rm(rssFile, { force: true });
+  }
+  // GNU time reports a failing command as "Command exited with non-zero status N" on stderr.
+  stderr = stderr.replace(/^Command (exited with non-zero status \d+|terminated by signal \d+)\n/m, '');
+  return { seconds, maxRssBytes, cpuSeconds, code, signal, stdout, stderr };
 }
 
 export function median(xs: number[]): number {
+  if (xs.length === 0) return NaN;
   const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }

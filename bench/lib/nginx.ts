@@ -1,79 +1,151 @@
-// nginx from Debian as the peer static server of the benchmarks: foreground, its own minimal
-// configuration, loopback only, sendfile on.
+// nginx from Debian as the peer static server of the benchmarks: a foreground process with its own
+// minimal configuration, on 127.0.0.1 only, sendfile on; pid, logs and temporary directories in a
+// state directory of the benchmark's own.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import { onCleanup } from './cleanup.ts';
 
-export interface Nginx {
+export interface StaticServer {
+  /** http://127.0.0.1:PORT, serving ROOT/NAME at URL/NAME. */
   url: string;
-  version: string;
+  /** What serves: "nginx 1.22.1" or "node:http (...)". */
+  kind: string;
   stop(): Promise<void>;
 }
 
-export function nginxBinary(): string | undefined {
-  for (const p of ['/usr/sbin/nginx', '/usr/bin/nginx']) if (spawnSync(p, ['-v']).status === 0) return p;
+const CANDIDATES = ['/usr/sbin/nginx', '/usr/bin/nginx', '/usr/local/sbin/nginx', '/usr/local/nginx/sbin/nginx'];
+
+/** The nginx binary and its version, or undefined when nginx is not installed. */
+export function findNginx(): { bin: string; version: string } | undefined {
+  for (const bin of CANDIDATES) {
+    const r = spawnSync(bin, ['-v'], { encoding: 'utf8' });
+    if (r.status === 0) return { bin, version: /nginx\/(\S+)/.exec(r.stderr)?.[1] ?? '?' };
+  }
   return undefined;
 }
 
+/** A TCP port free on 127.0.0.1 right now. */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
+    srv.on('error', reject);
     srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
+      const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });
-    srv.on('error', reject);
   });
 }
 
-/** Serve `root` on 127.0.0.1 with nginx; state (pid, logs, temp) under `work`. */
-export async function startNginx(root: string, work: string): Promise<Nginx> {
-  const bin = nginxBinary();
-  if (!bin) throw new Error('nginx is not installed: apt-get install nginx-light');
+/** Wait until something accepts connections on 127.0.0.1:PORT, or `child` died. */
+export async function waitForPort(port: number, child: ChildProcess, what: () => string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const open = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => { s.destroy(); resolve(true); });
+      s.once('error', () => resolve(false));
+    });
+    if (open) return;
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what()} exited before listening`);
+    if (Date.now() > deadline) throw new Error(`${what()} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * Stop a child we started: SIGTERM, then SIGKILL if it has not ended within `graceMs`. `kill` sends a
+ * signal some other way (to the child's process group, say).
+ */
+export function stopChild(child: ChildProcess, graceMs = 5000, kill: (s: NodeJS.Signals) => void = (s) => child.kill(s)): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => kill('SIGKILL'), graceMs);
+    child.once('close', () => { clearTimeout(timer); resolve(); });
+    kill('SIGTERM');
+  });
+}
+
+/**
+ * An nginx left running by an earlier run of this benchmark that was killed outright (its pid file in
+ * our state directory, and its command line naming our configuration): stop it.
+ */
+async function stopLeftover(stateDir: string, conf: string): Promise<void> {
+  const pid = Number((await readFile(path.join(stateDir, 'nginx.pid'), 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  let cmdline = '';
+  try {
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return;
+  }
+  if (!cmdline.includes('nginx') || !cmdline.includes(conf)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100 && (await readFile(`/proc/${pid}/cmdline`, 'utf8').then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
+}
+
+/** Serve ROOT with nginx on 127.0.0.1 and a free port. Throws when nginx is not installed. */
+export async function startNginx(root: string, stateDir: string): Promise<StaticServer> {
+  const found = findNginx();
+  if (!found) throw new Error('nginx is not installed (Debian: apt-get install nginx-light)');
+  await mkdir(stateDir, { recursive: true });
+  const conf = path.join(stateDir, 'nginx.conf');
+  await stopLeftover(stateDir, conf);
   const port = await freePort();
-  await mkdir(work, { recursive: true });
-  const conf = path.join(work, 'nginx.conf');
-  await writeFile(conf, `daemon off;
+  await writeFile(conf, `# written by the sourcemesh benchmarks; nginx runs in the foreground with only this file
+daemon off;
+master_process on;
 worker_processes 1;
-pid ${work}/nginx.pid;
-error_log ${work}/error.log warn;
+pid ${stateDir}/nginx.pid;
+error_log ${stateDir}/error.log warn;
 events { worker_connections 1024; }
 http {
   access_log off;
   sendfile on;
   tcp_nopush on;
+  tcp_nodelay on;
   keepalive_requests 100000;
-  client_body_temp_path ${work}/body;
-  proxy_temp_path ${work}/proxy;
-  fastcgi_temp_path ${work}/fastcgi;
-  uwsgi_temp_path ${work}/uwsgi;
-  scgi_temp_path ${work}/scgi;
-  types { application/octet-stream bin; }
+  client_body_temp_path ${stateDir}/client_body;
+  proxy_temp_path ${stateDir}/proxy;
+  fastcgi_temp_path ${stateDir}/fastcgi;
+  uwsgi_temp_path ${stateDir}/uwsgi;
+  scgi_temp_path ${stateDir}/scgi;
+  types { }
   default_type application/octet-stream;
   server {
     listen 127.0.0.1:${port};
     root ${root};
+    autoindex off;
   }
 }
 `);
-  const child: ChildProcess = spawn(bin, ['-c', conf, '-p', work], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // -e: the error log before the configuration is read (the default, /var/log/nginx, may not be writable).
+  const child = spawn(found.bin, ['-p', stateDir, '-c', conf, '-e', path.join(stateDir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 100; i++) {
-    if (await new Promise<boolean>((r) => net.connect(port, '127.0.0.1').on('connect', function (this: net.Socket) { this.destroy(); r(true); }).on('error', () => r(false)))) break;
-    if (child.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d));
+  const unregister = onCleanup(() => stopChild(child), () => child.kill('SIGTERM'));
+  const errorLog = () => {
+    try {
+      return readFileSync(path.join(stateDir, 'error.log'), 'utf8').trim().split('\n').slice(-5).join('\n');
+    } catch {
+      return 'no error log';
+    }
+  };
+  try {
+    await waitForPort(port, child, () => `nginx (${stderr.trim() || errorLog()})`);
+  } catch (err) {
+    await stopChild(child);
+    unregister();
+    throw err;
   }
-  const version = (spawnSync(bin, ['-v']).stderr.toString().trim().split('/')[1] ?? '?');
   return {
-    url,
-    version,
-    stop: () => new Promise((resolve) => {
-      if (child.exitCode !== null) return resolve();
-      child.on('close', () => resolve());
-      child.kill('SIGTERM');
-    }),
+    url: `http://127.0.0.1:${port}`,
+    kind: `nginx ${found.version}`,
+    stop: async () => {
+      await stopChild(child);
+      unregister();
+    },
   };
 }

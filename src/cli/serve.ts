@@ -1,0 +1,151 @@
+import { Command } from 'commander';
+import { readFile, stat } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { LIMITS } from '../limits.ts';
+import type { ContentEvent } from '../mirror/file-index.ts';
+import { defaultKeyName, nodeKeyFiles, openNodeKey, readSignerKeyFile } from '../mirror/inventory.ts';
+import { MirrorServer, type ServerLog } from '../mirror/server.ts';
+import { stateDirOf } from '../mirror/sync.ts';
+import { defaultStoreRoot } from '../store/store.ts';
+import { formatVerifierKey } from '../trust/note.ts';
+import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
+import { formatDuration, parseDuration } from './units.ts';
+
+interface ServeFlags {
+  root?: string;
+  local?: string | true;
+  listen: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  key?: string;
+  keyName?: string;
+  accessLog: string | false;
+  rate: string;
+  burst: string;
+  maxConnections: string;
+  shutdownTimeout: string;
+}
+
+export function serveCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
+  return new Command('serve')
+    .description('serve a mirror root (or the local store) over HTTP: /NAME, /sha256/HEX and a signed inventory')
+    .option('--root <dir>', 'the mirror root that `mirror sync` keeps')
+    .option('--local [store]', 'serve the local store instead (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh), for isolated build machines')
+    .option('--listen <host:port>', 'address and port: an IP address, a host name or a network interface name (e.g. virbr0:8080)', '127.0.0.1:8080')
+    .option('--tls-cert <file>', 'serve HTTPS with this PEM certificate (chain)')
+    .option('--tls-key <file>', 'the PEM private key of --tls-cert')
+    .option('--key <file>', 'the node key signing the inventory (default ROOT/.sourcemesh/node.key or STORE/node.key, created when missing)')
+    .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
+    .option('--access-log <file>', 'JSON lines access log: a file, or - for stdout', '-')
+    .option('--no-access-log', 'no access log')
+    .option('--rate <n>', 'requests per second allowed per client address (IPv6: per /64); 0 for no limit', String(LIMITS.serveRequestsPerSecond))
+    .option('--burst <n>', 'requests a client may make at once before --rate applies', String(LIMITS.serveRequestBurst))
+    .option('--max-connections <n>', 'open connections at most', String(LIMITS.serveMaxConnections))
+    .option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long in-flight responses may take to finish', `${LIMITS.serveShutdownMs / 1000}s`)
+    .action(async (o: ServeFlags) => {
+      // Flags first, all of them, so a mistake costs one clear line before anything is touched.
+      if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'serve needs exactly one of --root DIR and --local [STORE]');
+      if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new SourcemeshError('E_USAGE', '--tls-cert and --tls-key go together');
+      const { host, port } = parseListen(o.listen);
+      const rate = nonNegativeInt('--rate', o.rate, 1_000_000);
+      const burst = positiveInt('--burst', o.burst, 1_000_000);
+      const maxConnections = positiveInt('--max-connections', o.maxConnections, 1_000_000);
+      const shutdownMs = parseDuration('--shutdown-timeout', o.shutdownTimeout);
+
+      const source = o.root !== undefined
+        ? { kind: 'root' as const, root: path.resolve(o.root) }
+        : { kind: 'store' as const, store: path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!) };
+      const dir = source.kind === 'root' ? source.root : source.store;
+      const st = await stat(dir).catch(() => undefined);
+      if (!st?.isDirectory()) throw new SourcemeshError('E_INPUT', `${source.kind === 'root' ? '--root' : '--local'} ${dir}: not a directory${source.kind === 'store' ? ' (run `sourcemesh fetch` first)' : ''}`);
+      const keyDir = source.kind === 'root' ? stateDirOf(source.root) : source.store;
+      const keyFile = o.key ?? nodeKeyFiles(keyDir).key;
+      let key;
+      if (o.key !== undefined) {
+        key = await readSignerKeyFile(o.key);
+      } else {
+        const opened = await openNodeKey(nodeKeyFiles(keyDir), o.keyName ?? defaultKeyName());
+        key = opened.key;
+        if (opened.created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
+      }
+      const tls = o.tlsCert !== undefined ? {
+        cert: await readFile(o.tlsCert).catch((err) => { throw fromSystemError(err, `--tls-cert ${o.tlsCert}`); }),
+        key: await readFile(o.tlsKey!).catch((err) => { throw fromSystemError(err, `--tls-key ${o.tlsKey}`); }),
+      } : undefined;
+
+      const dest = o.accessLog === false ? undefined : pino.destination({ dest: o.accessLog === '-' ? 1 : o.accessLog, sync: false, mkdir: true, append: true });
+      const logger = dest ? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, dest) : undefined;
+      const log: ServerLog = {
+        request: (r) => logger?.info(r, 'request'),
+        notice: (level, msg, fields) => {
+          if (listening) logger?.[level](fields ?? {}, msg);
+          if (level === 'warn') io.stderr.write(`sourcemesh serve: ${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`);
+        },
+      };
+      let listening = false; // nothing goes to the log before the "listening" line
+      const onEvent = (e: ContentEvent) => {
+        if (e.kind === 'warning') return log.notice('warn', e.message);
+        for (const s of e.skipped) io.stderr.write(`sourcemesh serve: not serving ${JSON.stringify(s.name)}: ${s.why}\n`);
+        const hashed = e.hashedBytes ? `, hashed ${formatBytes(e.hashedBytes)}` : '';
+        io.stderr.write(`indexed ${e.files} files${source.kind === 'store' ? ` (${e.objects} objects)` : ''} in ${formatDuration(e.ms)}${hashed}; inventory ${e.inventory}\n`);
+        if (listening) logger?.info({ files: e.files, objects: e.objects, hashedBytes: e.hashedBytes, ms: Math.round(e.ms), inventory: e.inventory, skipped: e.skipped.length }, 'indexed');
+      };
+
+      const server = await MirrorServer.start({
+        source, key, keyFile, limits: LIMITS, onEvent, host, port, tls, log, maxConnections,
+        rate: { perSecond: rate, burst },
+      });
+      const vkey = formatVerifierKey(key);
+      // The first line on stdout says where we listen, as JSON (tests and scripts read it); access-log
+      // lines follow it in the same shape.
+      io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url: server.url, ...source, files: server.content.index.byName.size, key: vkey }) + '\n');
+      listening = true;
+      io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
+
+      const onHup = () => {
+        dest?.reopen(); // log rotation
+        void server.reload();
+      };
+      process.on('SIGHUP', onHup);
+      try {
+        if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        io.stderr.write(`shutting down: finishing responses in flight (at most ${formatDuration(shutdownMs)})\n`);
+        const { cut } = await server.close(shutdownMs);
+        if (cut > 0) io.stderr.write(`shutdown: ${cut} connections cut at the deadline\n`);
+        logger?.info({ cut }, 'stopped');
+      } finally {
+        process.off('SIGHUP', onHup);
+        if (dest) await new Promise<void>((resolve) => {
+          dest.once('close', () => resolve());
+          dest.end();
+        });
+      }
+      setExit(0);
+    });
+}
+
+/**
+ * `HOST:PORT` or `[IPV6]:PORT`. HOST may be an address, a host name, or the name of a network
+ * interface (its first IPv4 address, else its first IPv6 one): `virbr0:8080` for a VM bridge.
+ */
+export function parseListen(text: string, interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): { host: string; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) throw new SourcemeshError('E_USAGE', `--listen ${text}: expected HOST:PORT or [IPV6]:PORT (port 0 to 65535)`);
+  if (m[1] !== undefined) {
+    if (!net.isIPv6(m[1])) throw new SourcemeshError('E_USAGE', `--listen ${text}: ${m[1]} is not an IPv6 address`);
+    return { host: m[1], port };
+  }
+  const host = m[2]!;
+  const iface = net.isIP(host) ? undefined : interfaces[host];
+  if (iface !== undefined) {
+    const addr = iface.find((a) => a.family === 'IPv4') ?? iface.find((a) => a.family === 'IPv6');
+    if (!addr) throw new SourcemeshError('E_USAGE', `--listen ${text}: the interface ${host} has no address`);
+    return { host: addr.family === 'IPv6' && addr.scopeid ? `${addr.address}%${host}` : addr.address, port };
+  }
+  return { host, port };
+}
