@@ -2,11 +2,13 @@
 // (golang-go, golang-golang-x-mod-dev). The Go program test/interop/go/tlogcheck is compiled here, in
 // GOPATH mode against /usr/share/gocode with no network, and run both ways:
 //   verify:  Go checks our notes, checkpoints, cosignatures, tree hashes, proofs and tiles;
-//   produce: Go makes keys, notes, a checkpoint, a tree, proofs and tiles, and our code checks them.
+//   produce: Go makes keys, notes, a checkpoint, a tree, proofs and tiles, and our code checks them;
+//   http:    Go reads a running `sourcemesh log serve` over HTTP (checkpoint, tiles through
+//            tlog.TileHashReader, entry bundles) and checks it all.
 // Any disagreement fails. Nothing is skipped: without Go the test fails and says what to install.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,7 @@ import {
 } from '../../src/trust/note.ts';
 import { readTileData, TileHashReader, tilePath, treeTiles } from '../../src/trust/tiles.ts';
 import { MemoryHashStore } from '../trust/reference-tree.ts';
+import { add, http, ServerProcess, writeKey } from '../trust/log/servers.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const GO_SOURCE = join(here, 'go', 'tlogcheck');
@@ -68,6 +71,20 @@ function runGo(mode: 'verify' | 'produce', input: unknown): any {
   const run = spawnSync(binary, [mode], { input: JSON.stringify(input), encoding: 'utf8', maxBuffer: 512 * 1024 * 1024 });
   assert.equal(run.status, 0, `tlogcheck ${mode} failed:\n${run.stderr}`);
   return JSON.parse(run.stdout);
+}
+
+/** Like runGo, without blocking this process's event loop (the Go side calls back into our server). */
+function runGoAsync(mode: 'http', input: unknown): Promise<any> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(binary, [mode], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (err += d));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`tlogcheck ${mode} failed (${code}):\n${err}`))));
+    child.stdin.end(JSON.stringify(input));
+  });
 }
 
 const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString('base64');
@@ -334,5 +351,55 @@ test('we accept what Go x/mod produces: keys, signed notes, a checkpoint, tree h
   assert.deepEqual(Buffer.from(await treeHash(SIZE, reader)), roots.get(SIZE));
   for (const c of out.inclusion.filter((c: { size: number }) => c.size === SIZE).slice(0, 20)) {
     assert.deepEqual((await proveInclusion(c.index, SIZE, reader)).map(b64), c.proof);
+  }
+});
+
+test('Go x/mod reads a running sourcemesh log over HTTP: checkpoint, tiles through tlog.TileHashReader, entry bundles', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sourcemesh-interop-log-'));
+  const logKey = await writeKey(dir, 'interop.sourcemesh.example/log');
+  const log = await ServerProcess.start(['log', 'serve', '--root', join(dir, 'log'), '--key', logKey.file, '--listen', '127.0.0.1:0', '--checkpoint-interval', '100ms']);
+  try {
+    // 66,000 entries: full and partial tiles at levels 0 and 1, and a level-2 tile (256^2 = 65,536).
+    const SIZE = 66_000;
+    const oldTrees = new Map<number, string>();
+    let next = 0;
+    let done = false;
+    const watcher = (async () => {
+      while (!done) {
+        const a = await http('GET', `${log.url}/checkpoint`);
+        if (a.status === 200) {
+          const [, size, root] = a.text.split('\n');
+          if (Number(size) > 0) oldTrees.set(Number(size), root!);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await Promise.all(Array.from({ length: 128 }, async () => {
+      while (next < SIZE) {
+        const i = next++;
+        await add(log.url, i % 1000 === 0 ? '' : `interop entry ${i}${'.'.repeat(i % 11)}`);
+      }
+    }));
+    for (;;) {
+      const a = await http('GET', `${log.url}/checkpoint`);
+      if (a.status === 200 && Number(a.text.split('\n')[1]) === SIZE) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    done = true;
+    await watcher;
+    const samples = [0, 1, 255, 256, 65_535, 65_536, SIZE - 1, ...Array.from({ length: 40 }, (_, i) => (i * 1_609) % SIZE)];
+    const report = await runGoAsync('http', {
+      url: log.url,
+      vkey: logKey.vkey,
+      samples,
+      oldTrees: [...oldTrees].filter(([size]) => size < SIZE).slice(0, 30).map(([size, root]) => ({ size, root })),
+    });
+    assert.deepEqual(report.failures ?? [], [], `Go disagrees with our log server (${report.failures?.length} failures of ${report.checks} checks)`);
+    // Every entry checked against its tile, every tile against Go's own, the samples and old trees proved.
+    assert.ok(report.checks > SIZE + 260 + samples.length, `Go ran only ${report.checks} checks`);
+    assert.ok(oldTrees.size > 2, 'no intermediate checkpoints to prove consistency from');
+  } finally {
+    await log.stop();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

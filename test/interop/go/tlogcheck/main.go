@@ -3,6 +3,7 @@
 //
 //	tlogcheck verify  < cases.json  > report.json   Go checks what sourcemesh produced
 //	tlogcheck produce < params.json > output.json   Go produces keys, notes, proofs and tiles for sourcemesh to check
+//	tlogcheck http    < target.json > report.json   Go reads a running `sourcemesh log serve` over HTTP
 //
 // It is built in GOPATH mode against /usr/share/gocode, offline; test/interop/go-tlog.test.ts drives it.
 // Every disagreement is reported as a failure line; the report lists how many checks ran.
@@ -17,6 +18,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -623,9 +626,172 @@ func produce(in produceInput) produceOutput {
 	return out
 }
 
+// ---------------------------------------------------------------------------------------------------
+// http: a running sourcemesh log, read as a Go client of the tlog-tiles API would read it.
+
+type httpInput struct {
+	URL      string      `json:"url"`
+	Vkey     string      `json:"vkey"`
+	Samples  []int64     `json:"samples"`  // entry indexes to prove
+	OldTrees []sizedRoot `json:"oldTrees"` // earlier checkpoints the test saw, for consistency proofs
+}
+
+// httpTiles is a tlog.TileReader fetching C2SP tile paths from the log's URL.
+type httpTiles struct {
+	base    string
+	fetched map[string][]byte
+}
+
+func (h *httpTiles) get(path string) ([]byte, error) {
+	if data, ok := h.fetched[path]; ok {
+		return data, nil
+	}
+	res, err := http.Get(h.base + "/" + path)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(res.Body, 1<<24))
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode != 200 {
+		return nil, fmt.Errorf("GET %s: %s", path, res.Status)
+	}
+	h.fetched[path] = data
+	return data, nil
+}
+
+func (h *httpTiles) Height() int { return 8 }
+func (h *httpTiles) ReadTiles(tiles []tlog.Tile) ([][]byte, error) {
+	out := make([][]byte, len(tiles))
+	for i, t := range tiles {
+		data, err := h.get(c2spPath(t))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = data
+	}
+	return out, nil
+}
+func (h *httpTiles) SaveTiles(tiles []tlog.Tile, data [][]byte) {}
+
+// bundleEntries splits a C2SP tlog-tiles entry bundle: big-endian uint16 lengths, then the bytes.
+func bundleEntries(data []byte) ([][]byte, error) {
+	var out [][]byte
+	for len(data) > 0 {
+		if len(data) < 2 {
+			return nil, fmt.Errorf("bundle ends inside a length")
+		}
+		n := int(binary.BigEndian.Uint16(data))
+		if len(data) < 2+n {
+			return nil, fmt.Errorf("bundle ends inside an entry")
+		}
+		out = append(out, data[2:2+n])
+		data = data[2+n:]
+	}
+	return out, nil
+}
+
+func readHTTP(in httpInput) report {
+	var r report
+	h := &httpTiles{base: strings.TrimSuffix(in.URL, "/"), fetched: map[string][]byte{}}
+	vs, err := verifiers([]string{in.Vkey})
+	if err != nil {
+		r.check(false, "%v", err)
+		return r
+	}
+	raw, err := h.get("checkpoint")
+	if err != nil {
+		r.check(false, "checkpoint: %v", err)
+		return r
+	}
+	n, err := note.Open(raw, vs)
+	if err != nil {
+		r.check(false, "Go's note.Open refused the served checkpoint: %v", err)
+		return r
+	}
+	lines := strings.Split(strings.TrimSuffix(n.Text, "\n"), "\n")
+	if len(lines) < 3 {
+		r.check(false, "checkpoint has %d lines", len(lines))
+		return r
+	}
+	size, err := strconv.ParseInt(lines[1], 10, 64)
+	r.check(err == nil, "checkpoint size %q", lines[1])
+	root, err := tlog.ParseHash(lines[2])
+	r.check(err == nil, "checkpoint root %q: %v", lines[2], err)
+	r.check(lines[0] == n.Sigs[0].Name, "checkpoint origin %q is not the key name %q", lines[0], n.Sigs[0].Name)
+
+	// The tree through Go's TileHashReader, over our HTTP server.
+	reader := tlog.TileHashReader(tlog.Tree{N: size, Hash: root}, h)
+	th, err := tlog.TreeHash(size, reader)
+	r.check(err == nil && th == root, "TreeHash(%d) over served tiles = %s, checkpoint says %s (%v)", size, th, root, err)
+
+	// Entry bundles: each entry hashes to its level-0 tile hash; keep the record hashes.
+	var rebuilt memStore
+	var records []tlog.Hash
+	for b := int64(0); b*256 < size; b++ {
+		w := size - b*256
+		if w > 256 {
+			w = 256
+		}
+		t := tlog.Tile{H: 8, L: 0, N: b, W: int(w)}
+		bundlePath := "tile/entries/" + strings.TrimPrefix(c2spPath(t), "tile/0/")
+		data, err := h.get(bundlePath)
+		if err != nil {
+			r.check(false, "%v", err)
+			return r
+		}
+		entries, err := bundleEntries(data)
+		r.check(err == nil && int64(len(entries)) == w, "bundle %s: %d entries, want %d (%v)", bundlePath, len(entries), w, err)
+		tile, err := h.get(c2spPath(t))
+		if err != nil {
+			r.check(false, "%v", err)
+			return r
+		}
+		for i, e := range entries {
+			rh := tlog.RecordHash(e)
+			var th tlog.Hash
+			copy(th[:], tile[i*32:])
+			r.check(rh == th, "entry %d: RecordHash differs from the level-0 tile", b*256+int64(i))
+			records = append(records, rh)
+			// This x/mod's TileHashReader does not authenticate every full tile: rebuild from the records.
+			if err := rebuilt.appendRecordHash(rh); err != nil {
+				panic(err)
+			}
+		}
+	}
+	if int64(len(records)) != size {
+		r.check(false, "read %d records, checkpoint says %d", len(records), size)
+		return r
+	}
+	rh, err := tlog.TreeHash(size, &rebuilt)
+	r.check(err == nil && rh == root, "tree rebuilt from the entries: %s, checkpoint says %s", rh, root)
+	// Every tile the tree has is served, and equals Go's ReadTileData over the rebuilt hashes.
+	for _, t := range treeTiles(size) {
+		served, err := h.get(c2spPath(t))
+		if err != nil {
+			r.check(false, "%v", err)
+			continue
+		}
+		want, err := tlog.ReadTileData(t, &rebuilt)
+		r.check(err == nil && bytes.Equal(served, want), "served tile %s differs from Go's ReadTileData (%v)", c2spPath(t), err)
+	}
+	for _, i := range in.Samples {
+		proof, err := tlog.ProveRecord(size, i, reader)
+		r.check(err == nil, "ProveRecord(%d, %d) over served tiles: %v", size, i, err)
+		r.check(err == nil && tlog.CheckRecord(proof, size, root, i, records[i]) == nil, "CheckRecord of entry %d failed", i)
+	}
+	for _, o := range in.OldTrees {
+		proof, err := tlog.ProveTree(size, o.Size, reader)
+		r.check(err == nil && tlog.CheckTree(proof, size, root, o.Size, mustHash(o.Root)) == nil, "consistency from the checkpoint of %d to %d failed (%v)", o.Size, size, err)
+	}
+	return r
+}
+
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: tlogcheck verify|produce < input.json")
+		fmt.Fprintln(os.Stderr, "usage: tlogcheck verify|produce|http < input.json")
 		os.Exit(2)
 	}
 	dec := json.NewDecoder(os.Stdin)
@@ -649,8 +815,17 @@ func main() {
 		if err := enc.Encode(produce(in)); err != nil {
 			os.Exit(1)
 		}
+	case "http":
+		var in httpInput
+		if err := dec.Decode(&in); err != nil {
+			fmt.Fprintln(os.Stderr, "tlogcheck: reading input:", err)
+			os.Exit(1)
+		}
+		if err := enc.Encode(readHTTP(in)); err != nil {
+			os.Exit(1)
+		}
 	default:
-		fmt.Fprintln(os.Stderr, "usage: tlogcheck verify|produce < input.json")
+		fmt.Fprintln(os.Stderr, "usage: tlogcheck verify|produce|http < input.json")
 		os.Exit(2)
 	}
 }

@@ -1,0 +1,122 @@
+// sourcemesh key generate NAME -o KEYFILE [--type note|cosignature] [--force] [--json]
+// An Ed25519 key from node:crypto's randomness: the signer key text in KEYFILE (mode 0600), the vkey in
+// KEYFILE.pub and on stdout. Also the readers `log serve` and `witness serve` use for key flags.
+import { Command } from 'commander';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { link, lstat, open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { fromSystemError, SourcemeshError } from '../errors.ts';
+import { fsyncDir } from '../store/store.ts';
+import {
+  formatSignerKey, formatVerifierKey, isValidKeyName, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseSignerKey, parseVerifierKey,
+  signerKeyFromSeed, type SignerKey, type VerifierKey,
+} from '../trust/note.ts';
+import { printJson, type Io } from './output.ts';
+
+interface GenerateFlags {
+  output: string;
+  type: string;
+  force?: boolean;
+  json?: boolean;
+}
+
+const TYPES: Record<string, number> = { note: KEY_TYPE_ED25519, cosignature: KEY_TYPE_COSIGNATURE_V1 };
+
+export function keyCommand(io: Io): Command {
+  const cmd = new Command('key').description('make signing keys for logs, witnesses and releases');
+  cmd.command('generate')
+    .description('generate an Ed25519 key: the private key in KEYFILE (mode 0600), its vkey in KEYFILE.pub and on stdout')
+    .argument('<name>', 'the key name (for a log: its origin, e.g. log.example.org/main)')
+    .requiredOption('-o, --output <keyfile>', 'where to write the private key')
+    .option('--type <type>', 'note (logs, release signers) or cosignature (witnesses, cosignature/v1)', 'note')
+    .option('--force', 'replace KEYFILE and KEYFILE.pub if they exist')
+    .option('--json', 'print the name, type, vkey and file names as JSON')
+    .action(async (name: string, o: GenerateFlags) => {
+      const type = TYPES[o.type];
+      if (type === undefined) throw new SourcemeshError('E_USAGE', `--type ${o.type}: expected note or cosignature`);
+      if (!isValidKeyName(name)) throw new SourcemeshError('E_USAGE', `key name ${JSON.stringify(name)}: it must be non-empty, at most 256 bytes, with no spaces, control characters or +`);
+      const key = signerKeyFromSeed(name, type, randomBytes(32));
+      const vkey = formatVerifierKey(key);
+      const keyFile = path.resolve(o.output);
+      const pubFile = `${keyFile}.pub`;
+      if (!o.force) {
+        for (const f of [keyFile, pubFile]) {
+          if (await lstat(f).then(() => true, () => false)) throw new SourcemeshError('E_INPUT', `${f} exists; refusing to overwrite a key (use --force to replace it)`, { file: f });
+        }
+      }
+      await writeKeyFile(keyFile, `${formatSignerKey(key)}\n`, 0o600, Boolean(o.force));
+      try {
+        await writeKeyFile(pubFile, `${vkey}\n`, 0o644, Boolean(o.force));
+      } catch (err) {
+        if (!o.force) await rm(keyFile, { force: true });
+        throw err;
+      }
+      if (o.json) printJson(io, { name, type: o.type, vkey, keyFile, publicKeyFile: pubFile });
+      else io.stdout.write(`${vkey}\n`);
+    });
+  return cmd;
+}
+
+/**
+ * Write a key file atomically: a synced temporary file (created with `mode`, so never readable by others
+ * even for a moment), then link(2) to the final name, which fails if it exists, or rename(2) with --force.
+ */
+async function writeKeyFile(file: string, text: string, mode: number, force: boolean): Promise<void> {
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    const fh = await open(temp, 'wx', mode);
+    try {
+      await fh.chmod(mode);
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    if (force) {
+      await rename(temp, file);
+    } else {
+      await link(temp, file);
+      await rm(temp, { force: true });
+    }
+    await fsyncDir(path.dirname(file));
+  } catch (err) {
+    await rm(temp, { force: true });
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new SourcemeshError('E_INPUT', `${file} exists; refusing to overwrite a key (use --force to replace it)`, { file });
+    throw fromSystemError(err, `${file}: cannot write the key`);
+  }
+}
+
+/** Read a signer key file (`PRIVATE+KEY+...`, as `key generate` and Go's note.GenerateKey write it). */
+export async function readSignerKeyFile(file: string): Promise<SignerKey> {
+  let text: string;
+  try {
+    const fh = await open(file, 'r');
+    try {
+      const { size } = await fh.stat();
+      if (size > 4096) throw new SourcemeshError('E_INPUT', `${file} is ${size} bytes: not a key file`);
+      text = await fh.readFile('utf8');
+    } finally {
+      await fh.close();
+    }
+  } catch (err) {
+    throw fromSystemError(err, `${file}: cannot read the key`);
+  }
+  try {
+    return parseSignerKey(text.trim());
+  } catch (err) {
+    throw new SourcemeshError('E_INPUT', `${file}: ${(err as Error).message}`, { file });
+  }
+}
+
+/** A verifier key given on the command line: the vkey text itself, or a file holding it (KEYFILE.pub). */
+export async function readVerifierKeyArg(value: string): Promise<VerifierKey> {
+  if (value.includes('+')) return parseVerifierKey(value.trim());
+  if (!existsSync(value)) throw new SourcemeshError('E_USAGE', `${value} is neither a vkey (name+id+key) nor a file`);
+  try {
+    return parseVerifierKey((await readFile(value, 'utf8')).trim());
+  } catch (err) {
+    if (err instanceof SourcemeshError) throw new SourcemeshError(err.code, `${value}: ${err.message}`, { file: value });
+    throw fromSystemError(err, `${value}: cannot read the vkey`);
+  }
+}

@@ -1,0 +1,124 @@
+// The log over HTTP:
+//   POST /add                    body = one entry; 200 {"index": N} once it is durably stored
+//   POST /add?wait=checkpoint    the same, answered once a published checkpoint covers it, with that
+//                                checkpoint and the entry's inclusion proof
+//   GET  /checkpoint             the published checkpoint (C2SP tlog-tiles), never cached for long
+//   GET  /tile/<L>/<N>[.p/<W>]   tiles, and /tile/entries/... entry bundles (C2SP tlog-tiles): full ones
+//                                immutable, partial ones cached briefly
+// Only tiles of the committed tree are served, so files a crash left beyond it never reach a client.
+
+import type http from 'node:http';
+import type { Logger } from 'pino';
+import { isSourcemeshError } from '../../errors.ts';
+import type { Limits } from '../../limits.ts';
+import { encodeBase64 } from '../base64.ts';
+import { parseTilePath, TILE_WIDTH, tileWidth, tilePath, entryBundlePath, type TilePath } from '../tiles.ts';
+import { BodyTooLarge, createTrustServer, readBody, sendText } from './http-server.ts';
+import type { Checkpointer } from './checkpoints.ts';
+import type { Sequencer } from './sequencer.ts';
+import type { LogStorage } from './storage.ts';
+
+export interface LogServerOptions {
+  readonly storage: LogStorage;
+  readonly sequencer: Sequencer;
+  readonly checkpointer: Checkpointer;
+  readonly logger: Logger;
+  readonly limits: Limits;
+}
+
+const IMMUTABLE = 'public, max-age=31536000, immutable';
+const SHORT = 'public, max-age=10';
+
+export function createLogServer(options: LogServerOptions): http.Server {
+  const { storage, sequencer, checkpointer, logger, limits } = options;
+  const maxEntry = Math.min(limits.logEntryBytes, 0xffff);
+
+  return createTrustServer(limits, (req, res) => {
+    void handle(req, res).catch((err) => {
+      logger.error({ err }, 'log request failed');
+      sendText(res, 500, 'internal error');
+    });
+  });
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const target = req.url ?? '/';
+    if (target.length > limits.tilePathBytes + 64) return sendText(res, 414, 'request target too long');
+    const q = target.indexOf('?');
+    const pathname = q < 0 ? target : target.slice(0, q);
+    const query = q < 0 ? '' : target.slice(q + 1);
+    if (pathname === '/add') return add(req, res, query === 'wait=checkpoint');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      req.resume();
+      return sendText(res, 405, 'use GET', { allow: 'GET, HEAD' });
+    }
+    if (pathname === '/checkpoint') return checkpoint(req, res);
+    if (pathname.startsWith('/tile/')) return tile(req, res, pathname.slice(1));
+    sendText(res, 404, 'not found');
+  }
+
+  async function add(req: http.IncomingMessage, res: http.ServerResponse, wait: boolean): Promise<void> {
+    if (req.method !== 'POST') {
+      req.resume();
+      return sendText(res, 405, 'use POST', { allow: 'POST' });
+    }
+    if (!sequencer.accepting) {
+      req.resume();
+      return sendText(res, 503, 'the log is busy; try again', { 'retry-after': '1' });
+    }
+    let entry: Buffer;
+    try {
+      entry = await readBody(req, maxEntry);
+    } catch (err) {
+      if (err instanceof BodyTooLarge) return sendText(res, 413, `a log entry is at most ${maxEntry} bytes`, { connection: 'close' });
+      throw err;
+    }
+    let index: number;
+    try {
+      index = await sequencer.submit(entry);
+    } catch (err) {
+      return sendText(res, 503, `entry not stored: ${isSourcemeshError(err) ? err.message : 'internal error'}`, { 'retry-after': '1' });
+    }
+    if (!wait) return sendJson(res, { index });
+    let published;
+    try {
+      published = await checkpointer.waitFor(index);
+    } catch (err) {
+      if (!isSourcemeshError(err)) throw err;
+    }
+    if (published === undefined) return sendJson(res, { index });
+    const proof = await checkpointer.inclusionProof(index, published.size);
+    sendJson(res, { index, checkpoint: published.note, inclusionProof: proof.map(encodeBase64) });
+  }
+
+  async function checkpoint(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const bytes = await storage.readCheckpoint();
+    if (bytes === undefined) return sendText(res, 404, 'no checkpoint published yet');
+    // C2SP tlog-tiles: the checkpoint is mutable; caching beyond a few seconds SHOULD be prevented.
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': bytes.length, 'cache-control': 'no-cache' });
+    res.end(req.method === 'HEAD' ? undefined : bytes);
+  }
+
+  async function tile(req: http.IncomingMessage, res: http.ServerResponse, relative: string): Promise<void> {
+    let parsed: TilePath;
+    try {
+      parsed = parseTilePath(relative, limits);
+    } catch {
+      return sendText(res, 404, 'not a tile path');
+    }
+    const level = parsed.kind === 'tile' ? parsed.level : 0;
+    const committed = (size: number) => tileWidth(level, parsed.index, size) >= parsed.width;
+    if (!committed(sequencer.head.size) && !committed(storage.readHead().size)) return sendText(res, 404, 'beyond the tree');
+    const full = parsed.kind === 'tile' ? tilePath({ level, index: parsed.index, width: TILE_WIDTH }) : entryBundlePath({ index: parsed.index, width: TILE_WIDTH });
+    const data = await storage.readTileFile(parsed.kind, relative, parsed.width, full);
+    if (data === undefined) return sendText(res, 404, 'not found');
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'cache-control': parsed.width === TILE_WIDTH ? IMMUTABLE : SHORT });
+    res.end(req.method === 'HEAD' ? undefined : data);
+  }
+}
+
+function sendJson(res: http.ServerResponse, value: unknown): void {
+  const bytes = Buffer.from(`${JSON.stringify(value)}\n`, 'utf8');
+  // The flat [name, value, ...] form: the hot path of /add, one answer per entry.
+  res.writeHead(200, ['content-type', 'application/json', 'content-length', String(bytes.length), 'cache-control', 'no-store']);
+  res.end(bytes);
+}
