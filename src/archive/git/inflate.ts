@@ -1,0 +1,97 @@
+// Inflating many small zlib streams fast (every packed object and loose object is one).
+//
+// zlib.inflateSync builds a whole stream object (a Transform with its states and a native handle) per call;
+// with tens of thousands of small objects that setup and the garbage it leaves cost as much as inflating.
+// Here one native handle is reset and reused, driven the way Node's own inflateSync drives it (lib/zlib.js,
+// processChunkSync): writeSync(Z_FINISH, input, output), then the handle's write state holds the bytes of
+// output and input left. These are Node internals (`_handle`, `_writeState`), so their presence is checked
+// and zlib.inflateSync is used when they are missing; test/archive checks both paths give the same results.
+
+import zlib from 'node:zlib';
+import { corrupt, type What } from './object-id.ts';
+
+interface NativeHandle {
+  writeSync(flush: number, input: Buffer, inOff: number, inLen: number, out: Buffer, outOff: number, outLen: number): void;
+  reset(): void;
+  onerror: (message: string, errno: number) => void;
+}
+
+type InternalInflate = zlib.Inflate & { _handle?: NativeHandle | null; _writeState?: Uint32Array };
+
+let reusable: boolean | null = null;
+let current: InternalInflate | null = null;
+/** Set by the handle's error callback, which the native side calls synchronously during writeSync. */
+let failure: string | null = null;
+
+function fresh(): InternalInflate | null {
+  const s = zlib.createInflate() as InternalInflate;
+  // A stream that failed would be destroyed by Node's own error callback; ours only records the message, so
+  // that the handle can be reset and reused. The stream's 'error' event is never emitted then.
+  s.on('error', () => {});
+  const h = s._handle;
+  if (!h || typeof h.writeSync !== 'function' || typeof h.reset !== 'function' || !(s._writeState instanceof Uint32Array)) {
+    s.destroy();
+    return null;
+  }
+  h.onerror = (message: string) => {
+    failure = message;
+  };
+  return s;
+}
+
+/** For tests: force the public-API path (false) or the reused handle (true), or restore detection (null). */
+export function useReusedHandle(on: boolean | null): void {
+  reusable = on;
+  current?.destroy();
+  current = null;
+}
+
+/** zlib-inflate `input` (trailing bytes ignored) to exactly `size` bytes; E_ARCHIVE otherwise. */
+export function inflateExact(input: Buffer, size: number, what: What): Buffer {
+  // One spare byte: a stream longer than declared fills it instead of stopping exactly at the end.
+  const out = Buffer.allocUnsafe(size + 1);
+  if (!inflateWithHandle(input, size, out, 0, what)) return viaPublicApi(input, size, what);
+  return out.subarray(0, size);
+}
+
+/** Inflate into out[at, at + size + 1): the content, then one byte of scratch. */
+export function inflateInto(input: Buffer, size: number, out: Buffer, at: number, what: What): void {
+  if (!inflateWithHandle(input, size, out, at, what)) viaPublicApi(input, size, what).copy(out, at);
+}
+
+/** False when the reusable handle is not available (then nothing was written). */
+function inflateWithHandle(input: Buffer, size: number, out: Buffer, at: number, what: What): boolean {
+  if (reusable === false) return false;
+  if (!current) current = fresh();
+  if (reusable === null) reusable = current !== null;
+  if (!current) return false;
+  const handle = current._handle!;
+  handle.reset();
+  failure = null;
+  handle.writeSync(zlib.constants.Z_FINISH, input, 0, input.length, out, at, size + 1);
+  if (failure !== null) {
+    const message = failure;
+    failure = null;
+    // Start over with a new handle rather than trust one that failed.
+    current.destroy();
+    current = null;
+    throw corrupt(what, `zlib data is corrupt (${message})`);
+  }
+  const produced = size + 1 - current._writeState![0]!;
+  if (produced > size) throw corrupt(what, `inflates to more than its declared ${size} bytes`);
+  if (produced !== size) throw corrupt(what, `inflates to ${produced} bytes, ${size} declared`);
+  return true;
+}
+function viaPublicApi(input: Buffer, size: number, name: What): Buffer {
+  let out: Buffer;
+  try {
+    // One output buffer with a spare byte: Node's default 16 KiB chunks would be concatenated (a copy).
+    out = zlib.inflateSync(input, { maxOutputLength: Math.max(size, 1), chunkSize: Math.max(64, size + 1) });
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'ERR_BUFFER_TOO_LARGE') throw corrupt(name, `inflates to more than its declared ${size} bytes`, {}, err);
+    throw corrupt(name, `zlib data is corrupt (${e?.message ?? String(err)})`, {}, err);
+  }
+  if (out.length !== size) throw corrupt(name, `inflates to ${out.length} bytes, ${size} declared`);
+  return out;
+}

@@ -1,0 +1,367 @@
+// The object database of a repository: its packs (through their v2 indexes), its loose objects, and those of
+// its alternates (objects/info/alternates). Lookups try every pack first, then loose objects, as git does.
+// Packed objects stored as deltas are rebuilt by following OFS_DELTA and REF_DELTA bases to a whole object,
+// with a bounded depth, cycle detection, and a small LRU of rebuilt bases.
+
+import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { SourcemeshError, fromSystemError } from '../../errors.ts';
+import type { Limits } from '../../limits.ts';
+import { DeltaBaseCache, type CachedObject } from './base-cache.ts';
+import { applyDelta } from './delta.ts';
+import { readLooseHeader, readLooseWhole, streamLoose } from './loose.ts';
+import { OID_BYTES, OID_HEX, corrupt, objectName, oidHex, type ObjectType, type Oid } from './object-id.ts';
+import { OBJ_OFS_DELTA, OBJ_TAG, Pack, TYPE_NAMES } from './pack.ts';
+import { PackIndex } from './pack-index.ts';
+
+export type BlobContent =
+  | { size: number; data: Buffer; stream?: undefined }
+  | { size: number; data?: undefined; stream: AsyncIterable<Buffer> };
+
+export type BlobReader =
+  | { kind: 'data'; size: number; data: Buffer }
+  | { kind: 'stream'; size: number; stream: AsyncIterable<Buffer> }
+  | {
+      kind: 'inflate';
+      size: number;
+      read(): Buffer;
+      /** Inflate into buf[at, at + size + 1): one spare byte past the content is overwritten. */
+      readInto(buf: Buffer, at: number): void;
+    };
+
+type Location = { pack: Pack; pos: number } | { file: string };
+
+interface ObjectDirectory {
+  path: string;
+  packs: Pack[];
+  /** Objects counted by a multi-pack-index, and the pack names it covers. */
+  midxCount: number;
+  midxPacks: Set<string>;
+}
+
+export class ObjectDatabase {
+  readonly limits: Limits;
+  private readonly dirs: ObjectDirectory[] = [];
+  private readonly packs: Pack[] = [];
+  private readonly cache: DeltaBaseCache;
+  private nextPackId = 0;
+
+  constructor(objectsDir: string, limits: Limits) {
+    this.limits = limits;
+    this.cache = new DeltaBaseCache(limits.gitDeltaBaseCacheBytes);
+    this.addDirectory(objectsDir, 0, new Set());
+  }
+
+  private addDirectory(dir: string, depth: number, seen: Set<string>): void {
+    let real: string;
+    try {
+      real = realpathSync(dir);
+    } catch (err) {
+      if (depth === 0) throw fromSystemError(err, `object directory ${dir}`);
+      return; // git skips alternates that do not exist
+    }
+    if (seen.has(real)) return;
+    seen.add(real);
+    const od: ObjectDirectory = { path: real, packs: [], midxCount: 0, midxPacks: new Set() };
+    this.dirs.push(od);
+    const packDir = path.join(real, 'pack');
+    let names: string[] = [];
+    try {
+      names = readdirSync(packDir).sort();
+    } catch {
+      names = [];
+    }
+    for (const name of names) {
+      if (!/^pack-[0-9a-f]+\.idx$/.test(name)) continue;
+      const packFile = path.join(packDir, name.slice(0, -4) + '.pack');
+      if (!existsSync(packFile)) continue; // git ignores an index without its pack
+      const pack = new Pack(packFile, PackIndex.read(path.join(packDir, name), this.limits), this.nextPackId++);
+      od.packs.push(pack);
+      this.packs.push(pack);
+    }
+    this.readMultiPackIndex(od, path.join(packDir, 'multi-pack-index'));
+    const alternates = path.join(real, 'info', 'alternates');
+    if (!existsSync(alternates)) return;
+    if (depth >= this.limits.gitAlternatesDepth) throw new SourcemeshError('E_UNSUPPORTED', `${alternates}: alternates nested deeper than ${this.limits.gitAlternatesDepth} levels`);
+    const text = readSmallFile(alternates, this.limits.gitRefFileBytes);
+    for (const line of text.split('\n')) {
+      if (line === '' || line.startsWith('#')) continue;
+      if (line.startsWith('"')) throw new SourcemeshError('E_UNSUPPORTED', `${alternates}: quoted alternate paths are not supported`);
+      this.addDirectory(path.resolve(real, line), depth + 1, seen);
+    }
+  }
+
+  /**
+   * gitformat-pack "multi-pack-index": only its object count matters here (git's approximate object count,
+   * which sets the default abbreviation length, counts a multi-pack-index's objects instead of its packs').
+   * Lookups keep using the per-pack indexes, which git keeps beside it.
+   */
+  private readMultiPackIndex(od: ObjectDirectory, file: string): void {
+    if (!existsSync(file)) return;
+    const buf = readSmallFile(file, this.limits.gitPackIndexBytes, true);
+    const fail = (cause: string) => corrupt(file, cause);
+    if (buf.length < 12 || buf.toString('latin1', 0, 4) !== 'MIDX') throw fail('not a multi-pack-index');
+    if (buf[4] !== 1) throw fail(`unsupported multi-pack-index version ${buf[4]}`);
+    if (buf[5] !== 1) throw new SourcemeshError('E_UNSUPPORTED', `${file}: not a SHA-1 multi-pack-index`);
+    const chunks = buf[6]!;
+    let pnam = -1;
+    let oidf = -1;
+    let pnamEnd = -1;
+    for (let i = 0; i < chunks; i++) {
+      const at = 12 + 12 * i;
+      if (at + 24 > buf.length) throw fail('chunk table is truncated');
+      const id = buf.toString('latin1', at, at + 4);
+      const off = Number(buf.readBigUInt64BE(at + 4));
+      const next = Number(buf.readBigUInt64BE(at + 16));
+      if (off > buf.length || next > buf.length || next < off) throw fail('chunk offsets are out of range');
+      if (id === 'PNAM') [pnam, pnamEnd] = [off, next];
+      if (id === 'OIDF') oidf = off;
+    }
+    if (pnam < 0 || oidf < 0 || oidf + 1024 > buf.length) throw fail('required chunks are missing');
+    od.midxCount = buf.readUInt32BE(oidf + 1020);
+    for (const name of buf.toString('latin1', pnam, pnamEnd).split('\0')) {
+      if (name) od.midxPacks.add(name.replace(/\.(idx|pack)$/, ''));
+    }
+  }
+
+  close(): void {
+    for (const p of this.packs) p.close();
+    this.cache.clear();
+  }
+
+  private locate(oid: Oid): Location | null {
+    for (const pack of this.packs) {
+      const pos = pack.index.find(oid);
+      if (pos >= 0) return { pack, pos };
+    }
+    const hex = oidHex(oid);
+    for (const d of this.dirs) {
+      const file = path.join(d.path, hex.slice(0, 2), hex.slice(2));
+      if (existsSync(file)) return { file };
+    }
+    return null;
+  }
+
+  has(oid: Oid): boolean {
+    return this.locate(oid) !== null;
+  }
+
+  /** Read a whole object (bounded by gitObjectBytes); with `expected`, any other type is an error. */
+  read(oid: Oid, expected?: ObjectType): CachedObject {
+    const what = () => objectName(oid);
+    const loc = this.locate(oid);
+    if (!loc) throw corrupt(what, 'object is missing from the repository', { object: oidHex(oid) });
+    let obj: CachedObject;
+    if ('file' in loc) {
+      const h = readLooseHeader(loc.file, what(), this.limits.gitObjectBytes);
+      if (h.size > this.limits.gitObjectBytes) throw corrupt(what, `object of ${h.size} bytes exceeds the limit of ${this.limits.gitObjectBytes}`);
+      obj = { type: h.type, data: readLooseWhole(loc.file, h, what()) };
+    } else {
+      obj = this.readPacked(loc.pack, loc.pack.index.offsetAt(loc.pos), what);
+    }
+    if (expected && obj.type !== expected) throw corrupt(what, `expected a ${expected}, found a ${obj.type}`, { object: oidHex(oid) });
+    return obj;
+  }
+
+  /**
+   * A blob's content: whole in memory when at most `streamAbove` bytes (or stored as a delta, which has to
+   * be rebuilt in memory anyway), else as a stream of chunks so that large files never sit in memory.
+   */
+  blob(oid: Oid, streamAbove: number): BlobContent {
+    const r = this.openBlob(oid, streamAbove);
+    return r.kind === 'inflate' ? { size: r.size, data: r.read() } : r;
+  }
+
+  /**
+   * Like blob(), but a packed blob stored whole is only located: its size is known, and it can be inflated
+   * straight into the caller's buffer (the tar's own output buffer), saving an allocation and a copy.
+   */
+  openBlob(oid: Oid, streamAbove: number): BlobReader {
+    const what = () => objectName(oid);
+    const loc = this.locate(oid);
+    if (!loc) throw corrupt(what, 'object is missing from the repository', { object: oidHex(oid) });
+    if ('file' in loc) {
+      const h = readLooseHeader(loc.file, what(), Math.min(streamAbove, this.limits.gitObjectBytes));
+      if (h.type !== 'blob') throw corrupt(what, `expected a blob, found a ${h.type}`);
+      if (h.size > streamAbove || (h.size > this.limits.gitObjectBytes && !h.whole)) {
+        if (h.size > this.limits.gitBlobBytes) throw corrupt(what, `blob of ${h.size} bytes exceeds the limit of ${this.limits.gitBlobBytes}`);
+        return { kind: 'stream', size: h.size, stream: streamLoose(loc.file, h, what()) };
+      }
+      return { kind: 'data', size: h.size, data: readLooseWhole(loc.file, h, what()) };
+    }
+    const offset = loc.pack.index.offsetAt(loc.pos);
+    const pack = loc.pack;
+    const e = pack.entry(offset);
+    if (e.type <= OBJ_TAG) {
+      const type = TYPE_NAMES[e.type];
+      if (type !== 'blob') throw corrupt(what, `expected a blob, found a ${type}`);
+      if (e.size > streamAbove || e.size > this.limits.gitObjectBytes) {
+        if (e.size > this.limits.gitBlobBytes) throw corrupt(what, `blob of ${e.size} bytes exceeds the limit of ${this.limits.gitBlobBytes}`);
+        return { kind: 'stream', size: e.size, stream: pack.stream(e, what()) };
+      }
+      return {
+        kind: 'inflate',
+        size: e.size,
+        read: () => pack.inflate(e, what),
+        readInto: (buf: Buffer, at: number) => pack.inflateInto(e, buf, at, what),
+      };
+    }
+    const obj = this.readPacked(pack, offset, what);
+    if (obj.type !== 'blob') throw corrupt(what, `expected a blob, found a ${obj.type}`);
+    return { kind: 'data', size: obj.data.length, data: obj.data };
+  }
+
+  /** Rebuild the packed object at `offset`, following its delta chain. */
+  private readPacked(pack: Pack, offset: number, what: () => string): CachedObject {
+    const limits = this.limits;
+    const chain: { pack: Pack; entry: ReturnType<Pack['entry']>; key: string }[] = [];
+    const seen = new Set<string>();
+    let base: CachedObject | null = null;
+    let curPack = pack;
+    let curOffset = offset;
+    for (;;) {
+      const key = `${curPack.id}:${curOffset}`;
+      const hit = this.cache.get(key);
+      if (hit) {
+        base = hit;
+        break;
+      }
+      // REF_DELTA can name any object, so a hostile pack can loop; OFS_DELTA can only point backwards.
+      if (seen.has(key)) throw corrupt(what, `delta chain loops back to ${curPack.path} offset ${curOffset}`);
+      seen.add(key);
+      const e = curPack.entry(curOffset);
+      if (e.type <= OBJ_TAG) {
+        if (e.size > limits.gitObjectBytes) throw corrupt(what, `object of ${e.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
+        base = { type: TYPE_NAMES[e.type]!, data: curPack.inflate(e, what) };
+        if (chain.length > 0) this.cache.set(key, base);
+        break;
+      }
+      if (chain.length >= limits.gitDeltaDepth) throw corrupt(what, `delta chain is deeper than ${limits.gitDeltaDepth}`);
+      chain.push({ pack: curPack, entry: e, key });
+      if (e.type === OBJ_OFS_DELTA) {
+        curOffset = e.baseOffset;
+        continue;
+      }
+      const baseOid = e.baseOid!;
+      const own = curPack.index.find(baseOid);
+      if (own >= 0) {
+        curOffset = curPack.index.offsetAt(own);
+        continue;
+      }
+      const loc = this.locate(baseOid);
+      if (!loc) throw corrupt(what, `delta base ${oidHex(baseOid)} is missing from the repository`);
+      if ('file' in loc) {
+        const bw = objectName(baseOid);
+        const h = readLooseHeader(loc.file, bw, limits.gitObjectBytes);
+        if (h.size > limits.gitObjectBytes) throw corrupt(bw, `object of ${h.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
+        base = { type: h.type, data: readLooseWhole(loc.file, h, bw) };
+        break;
+      }
+      curPack = loc.pack;
+      curOffset = loc.pack.index.offsetAt(loc.pos);
+    }
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const { pack: p, entry, key } = chain[i]!;
+      if (entry.size > limits.gitObjectBytes) throw corrupt(what, `delta of ${entry.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
+      const delta = p.inflate(entry, what);
+      base = { type: base.type, data: applyDelta(base.data, delta, limits.gitObjectBytes, what) };
+      if (i > 0 || base.type === 'tree') this.cache.set(key, base);
+    }
+    return base;
+  }
+
+  /**
+   * Objects whose hex id starts with `prefix` (lower-case, at least 2 digits), up to `max` of them: for
+   * resolving abbreviated ids. Loose and packed copies of one object count once.
+   */
+  findByPrefix(prefix: string, max: number): string[] {
+    const found = new Set<string>();
+    const padded = Buffer.from((prefix + '0'.repeat(OID_HEX)).slice(0, OID_HEX), 'hex');
+    for (const pack of this.packs) {
+      for (let pos = pack.index.lowerBound(padded); pos < pack.index.count; pos++) {
+        const hex = oidHex(pack.index.oidAt(pos));
+        if (!hex.startsWith(prefix)) break;
+        found.add(hex);
+        if (found.size > max) return [...found];
+      }
+    }
+    for (const d of this.dirs) {
+      for (const name of listDir(path.join(d.path, prefix.slice(0, 2)))) {
+        const hex = prefix.slice(0, 2) + name;
+        if (name.length === OID_HEX - 2 && hex.startsWith(prefix)) found.add(hex);
+        if (found.size > max) return [...found];
+      }
+    }
+    return [...found];
+  }
+
+  /**
+   * git's approximate object count (object-name.c's default abbreviation): the objects in every pack index
+   * and multi-pack-index, loose objects not counted; packs a multi-pack-index covers count through it.
+   */
+  approximateObjectCount(): number {
+    let n = 0;
+    for (const d of this.dirs) {
+      n += d.midxCount;
+      for (const p of d.packs) {
+        if (!d.midxPacks.has(path.basename(p.path).replace(/\.pack$/, ''))) n += p.index.count;
+      }
+    }
+    return n;
+  }
+
+  /**
+   * The length git's `%h` gives `oid` when asked for at least `minLength` digits: one more than the longest
+   * hex prefix it shares with any other object, packed or loose, if that is longer. As in git, a shared prefix
+   * of 32 digits or more (SHA-1's raw size counted in hex is never reached this way) does not extend it.
+   */
+  uniqueAbbrevLength(oid: Oid, minLength: number): number {
+    const hex = oidHex(oid);
+    let len = minLength;
+    const extend = (other: string) => {
+      let i = 0;
+      while (i < OID_HEX && hex[i] === other[i]) i++;
+      if (i < 32 && i >= len) len = i + 1;
+    };
+    for (const pack of this.packs) {
+      const idx = pack.index;
+      const pos = idx.lowerBound(oid);
+      const exact = pos < idx.count && idx.oidAt(pos).equals(oid);
+      if (!exact && pos < idx.count) extend(oidHex(idx.oidAt(pos)));
+      if (exact && pos + 1 < idx.count) extend(oidHex(idx.oidAt(pos + 1)));
+      if (pos > 0) extend(oidHex(idx.oidAt(pos - 1)));
+    }
+    for (const d of this.dirs) {
+      for (const name of listDir(path.join(d.path, hex.slice(0, 2)))) {
+        if (name.length !== OID_HEX - 2) continue;
+        const other = hex.slice(0, 2) + name;
+        if (other !== hex) extend(other);
+      }
+    }
+    return Math.min(len, OID_HEX);
+  }
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Read a small control file (refs, alternates, config...), refusing anything larger than `max` bytes. */
+export function readSmallFile(file: string, max: number, binary: true): Buffer;
+export function readSmallFile(file: string, max: number, binary?: false): string;
+export function readSmallFile(file: string, max: number, binary = false): Buffer | string {
+  try {
+    const size = statSync(file).size;
+    if (size > max) throw corrupt(file, `file of ${size} bytes exceeds the limit of ${max}`);
+    const buf = readFileSync(file);
+    return binary ? buf : buf.toString('latin1');
+  } catch (err) {
+    throw fromSystemError(err, `reading ${file}`);
+  }
+}
+
+export { OID_BYTES };

@@ -1,0 +1,142 @@
+// Pack index version 2 (gitformat-pack, "Version 2 pack-*.idx files"): the 4-byte magic "\377tOc" and version 2,
+// a 256-entry fan-out table of cumulative counts by first id byte, the sorted object ids, their CRC-32s,
+// 4-byte offsets whose high bit selects an entry of the 8-byte offset table that follows (packs over 2 GiB),
+// then the pack's checksum and the index's own checksum. The whole file is read into memory (bounded by
+// gitPackIndexBytes) and checked for a consistent layout and checksum before any lookup trusts it.
+
+import { createHash } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { Limits } from '../../limits.ts';
+import { fromSystemError } from '../../errors.ts';
+import { OID_BYTES, corrupt, type Oid } from './object-id.ts';
+
+const MAGIC = 0xff744f63;
+const HEADER = 8;
+const FANOUT = 256 * 4;
+
+export class PackIndex {
+  readonly path: string;
+  readonly count: number;
+  private readonly buf: Buffer;
+  private readonly namesAt: number;
+  private readonly offsetsAt: number;
+  private readonly largeAt: number;
+  private readonly largeCount: number;
+  private sorted: Float64Array | null = null;
+
+  private constructor(path: string, buf: Buffer, count: number, largeCount: number) {
+    this.path = path;
+    this.buf = buf;
+    this.count = count;
+    this.namesAt = HEADER + FANOUT;
+    this.offsetsAt = this.namesAt + count * (OID_BYTES + 4);
+    this.largeAt = this.offsetsAt + count * 4;
+    this.largeCount = largeCount;
+  }
+
+  static read(path: string, limits: Limits): PackIndex {
+    let buf: Buffer;
+    try {
+      const size = statSync(path).size;
+      if (size > limits.gitPackIndexBytes) throw corrupt(path, `pack index of ${size} bytes exceeds the limit of ${limits.gitPackIndexBytes}`);
+      buf = readFileSync(path);
+    } catch (err) {
+      throw fromSystemError(err, `reading pack index ${path}`);
+    }
+    // Attacker-controlled from here: every count and offset below is checked against the file's length.
+    if (buf.length < HEADER + FANOUT + 2 * OID_BYTES) throw corrupt(path, 'pack index is truncated');
+    if (buf.readUInt32BE(0) !== MAGIC) throw corrupt(path, 'not a version 2 pack index (version 1 indexes are not supported)');
+    if (buf.readUInt32BE(4) !== 2) throw corrupt(path, `unsupported pack index version ${buf.readUInt32BE(4)}`);
+    let prev = 0;
+    for (let i = 0; i < 256; i++) {
+      const n = buf.readUInt32BE(HEADER + 4 * i);
+      if (n < prev) throw corrupt(path, 'pack index fan-out table is not monotonic');
+      prev = n;
+    }
+    const count = prev;
+    const fixed = HEADER + FANOUT + count * (OID_BYTES + 4 + 4) + 2 * OID_BYTES;
+    const extra = buf.length - fixed;
+    if (extra < 0 || extra % 8 !== 0) throw corrupt(path, `pack index length ${buf.length} does not fit ${count} objects`);
+    const digest = createHash('sha1').update(buf.subarray(0, buf.length - OID_BYTES)).digest();
+    if (!digest.equals(buf.subarray(buf.length - OID_BYTES))) throw corrupt(path, 'pack index checksum mismatch');
+    return new PackIndex(path, buf, count, extra / 8);
+  }
+
+  /** The checksum of the pack this index describes (must equal the pack's trailer). */
+  packChecksum(): Buffer {
+    return this.buf.subarray(this.buf.length - 2 * OID_BYTES, this.buf.length - OID_BYTES);
+  }
+
+  oidAt(pos: number): Oid {
+    const at = this.namesAt + pos * OID_BYTES;
+    return this.buf.subarray(at, at + OID_BYTES);
+  }
+
+  /** Compare `oid` with the name at `pos`, 4 bytes at a time. */
+  private compareAt(oid: Oid, pos: number): number {
+    const b = this.buf;
+    const at = this.namesAt + pos * OID_BYTES;
+    for (let i = 0; i < OID_BYTES; i += 4) {
+      const x = oid.readUInt32BE(i);
+      const y = b.readUInt32BE(at + i);
+      if (x !== y) return x < y ? -1 : 1;
+    }
+    return 0;
+  }
+
+  /** First position whose name is >= oid (count when none). */
+  lowerBound(oid: Oid): number {
+    const first = oid[0]!;
+    let lo = first === 0 ? 0 : this.buf.readUInt32BE(HEADER + 4 * (first - 1));
+    let hi = this.buf.readUInt32BE(HEADER + 4 * first);
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.compareAt(oid, mid) > 0) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Position of `oid`, or -1. */
+  find(oid: Oid): number {
+    const pos = this.lowerBound(oid);
+    return pos < this.count && this.compareAt(oid, pos) === 0 ? pos : -1;
+  }
+
+  /** The pack offset of the object at `pos`. */
+  offsetAt(pos: number): number {
+    const v = this.buf.readUInt32BE(this.offsetsAt + 4 * pos);
+    if (!(v & 0x80000000)) return v;
+    // gitformat-pack: with the high bit set, the low 31 bits index the table of 8-byte offsets.
+    const i = v & 0x7fffffff;
+    if (i >= this.largeCount) throw corrupt(this.path, `64-bit offset index ${i} is outside the table of ${this.largeCount}`);
+    const big = this.buf.readBigUInt64BE(this.largeAt + 8 * i);
+    if (big > BigInt(Number.MAX_SAFE_INTEGER)) throw corrupt(this.path, `64-bit pack offset ${big} is absurd`);
+    return Number(big);
+  }
+
+  /**
+   * The offset where the entry starting at `offset` must end: the next object's offset in pack order, or
+   * `dataEnd` (the pack's trailer) for the last one. Pack entries carry no compressed length; this bounds reads.
+   */
+  entryEnd(offset: number, dataEnd: number): number {
+    const s = this.sortedOffsets();
+    let lo = 0;
+    let hi = s.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (s[mid]! <= offset) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo < s.length ? Math.min(s[lo]!, dataEnd) : dataEnd;
+  }
+
+  private sortedOffsets(): Float64Array {
+    if (this.sorted) return this.sorted;
+    const s = new Float64Array(this.count);
+    for (let i = 0; i < this.count; i++) s[i] = this.offsetAt(i);
+    s.sort();
+    this.sorted = s;
+    return s;
+  }
+}

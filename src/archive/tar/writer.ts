@@ -1,0 +1,136 @@
+// Blocking a tar stream the way git's archive-tar.c does: every header and every file's data padded with
+// zeros to a 512-byte block, the output a sequence of 10240-byte records. At the end the last record is
+// zero-filled, and one more zero record follows if that left fewer than two zero blocks (the end-of-archive
+// marker). Output is handed out as chunks of about `chunkBytes`; large data is passed through without a copy.
+
+import { BLOCK, RECORD } from './header.ts';
+
+/** Data at least this large goes out as its own chunk instead of being copied. */
+const PASS_THROUGH_BYTES = 64 * 1024;
+
+export class TarBlocker {
+  private readonly chunkBytes: number;
+  private staging: Buffer;
+  private pos = 0;
+  private ready: Buffer[] = [];
+  private readyBytes = 0;
+  /** Bytes written so far, padding included. */
+  total = 0;
+
+  constructor(chunkBytes = 512 * 1024) {
+    this.chunkBytes = Math.max(BLOCK, Math.ceil(chunkBytes / BLOCK) * BLOCK);
+    this.staging = Buffer.allocUnsafe(this.chunkBytes);
+  }
+
+  private flushStaging(): void {
+    if (this.pos === 0) return;
+    const out = this.staging.subarray(0, this.pos);
+    this.ready.push(out);
+    this.readyBytes += out.length;
+    this.staging = Buffer.allocUnsafe(this.chunkBytes);
+    this.pos = 0;
+  }
+
+  private copyIn(data: Buffer): void {
+    let from = 0;
+    while (from < data.length) {
+      const n = Math.min(data.length - from, this.chunkBytes - this.pos);
+      data.copy(this.staging, this.pos, from, from + n);
+      this.pos += n;
+      from += n;
+      if (this.pos === this.chunkBytes) this.flushStaging();
+    }
+    this.total += data.length;
+  }
+
+  private zeros(n: number): void {
+    while (n > 0) {
+      const k = Math.min(n, this.chunkBytes - this.pos);
+      this.staging.fill(0, this.pos, this.pos + k);
+      this.pos += k;
+      n -= k;
+      this.total += k;
+      if (this.pos === this.chunkBytes) this.flushStaging();
+    }
+  }
+
+  /** A 512-byte header. */
+  header(h: Buffer): void {
+    this.copyIn(h);
+  }
+
+  /** Room for one header, written in place by the caller: [buffer, offset]. */
+  headerSlot(): [Buffer, number] {
+    // Streamed data can leave the staging buffer mid-block: start a new one when the header would not fit.
+    if (this.pos + BLOCK > this.chunkBytes) this.flushStaging();
+    const at = this.pos;
+    this.pos += BLOCK;
+    this.total += BLOCK;
+    const buf = this.staging;
+    if (this.pos === this.chunkBytes) this.flushStaging();
+    return [buf, at];
+  }
+
+  /** Data, padded to a whole block unless `pad` is false (the caller pads). */
+  data(buf: Buffer, pad = true): void {
+    if (buf.length >= PASS_THROUGH_BYTES) {
+      this.flushStaging();
+      this.ready.push(buf);
+      this.readyBytes += buf.length;
+      this.total += buf.length;
+    } else {
+      this.copyIn(buf);
+    }
+    if (pad) this.pad(buf.length);
+  }
+
+  /**
+   * Room for `size` bytes of data plus one byte of scratch in the staging buffer, for the caller to fill in
+   * place (then call pad(size)); null when it could never fit.
+   */
+  reserveData(size: number): [Buffer, number] | null {
+    if (size + 1 > this.chunkBytes) return null;
+    // Start a new staging buffer rather than copy: the current one goes out a little short.
+    if (this.pos + size + 1 > this.chunkBytes) this.flushStaging();
+    const at = this.pos;
+    this.pos += size;
+    this.total += size;
+    return [this.staging, at];
+  }
+
+  /** Before streaming data chunk by chunk: everything staged so far, in order. */
+  beginPassThrough(): Buffer[] {
+    this.flushStaging();
+    return this.take(true);
+  }
+
+  /** Account for a chunk the caller emitted itself after beginPassThrough(). */
+  passedThrough(n: number): void {
+    this.total += n;
+  }
+
+  /** Zeros up to the next block boundary after `size` bytes of data. */
+  pad(size: number): void {
+    const rem = size % BLOCK;
+    if (rem) this.zeros(BLOCK - rem);
+  }
+
+  /** Chunks ready to go out (all of them with `force`, else only once enough have gathered). */
+  take(force = false): Buffer[] {
+    if (!force && this.readyBytes < this.chunkBytes) return [];
+    const out = this.ready;
+    this.ready = [];
+    this.readyBytes = 0;
+    return out;
+  }
+
+  /** The end-of-archive zeros, then everything left. */
+  finish(): Buffer[] {
+    const used = this.total % RECORD;
+    const tail = RECORD - used;
+    this.zeros(tail);
+    if (tail < 2 * BLOCK) this.zeros(RECORD);
+    this.flushStaging();
+    return this.take(true);
+  }
+}
