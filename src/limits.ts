@@ -43,6 +43,95 @@ export const LIMITS = {
   /** One log entry; C2SP tlog-tiles entry bundles prefix each entry with a uint16 length. */
   logEntryBytes: 65_535,
   tilePathBytes: 128,
+
+  // mirror server (`sourcemesh serve`): everything a client sends is attacker-controlled
+  serveMaxConnections: 1024,
+  /** Request line and headers together (Node's maxHeaderSize); larger gets 431. */
+  serveMaxHeaderBytes: 16 * KiB,
+  /** The request target (path and query) as sent; longer gets 400 before any decoding. */
+  serveTargetBytes: 2 * KiB,
+  /** The whole request head must arrive within this (slowloris). */
+  serveHeadersTimeoutMs: 10_000,
+  serveRequestTimeoutMs: 30_000,
+  serveKeepAliveTimeoutMs: 5_000,
+  /** A client that takes no byte for this long (a stalled reader) is dropped. */
+  serveIdleTimeoutMs: 60_000,
+  /** Token bucket per client address (IPv6: per /64): sustained requests per second, and burst. */
+  serveRequestsPerSecond: 100,
+  serveRequestBurst: 1000,
+  /** Client buckets kept at once; full buckets are forgotten first. */
+  serveRateClients: 65_536,
+  /** More ranges than this in one request get the whole file (200) instead of multipart. */
+  serveMaxRanges: 16,
+  /** In-flight responses get this long to finish after SIGINT/SIGTERM. */
+  serveShutdownMs: 30_000,
+  /** Read buffer size: 1 MiB instead of 64 KiB is what gets Node near sendfile speed. */
+  serveStreamBufferBytes: 1 * MiB,
+  /** Read buffers lent to responses at once, in bytes (two per large response at most). */
+  serveBufferBytes: 256 * MiB,
+  /** Files up to this size are kept in memory once read and verified, up to serveCacheBytes in all. */
+  serveCachedFileBytes: 1 * MiB,
+  serveCacheBytes: 64 * MiB,
+  /** Idle open files kept for the next request. */
+  serveOpenFiles: 256,
+  /** A signed inventory (a note, but larger than noteBytes allows) and its file count. */
+  inventoryBytes: 64 * MiB,
+  inventoryFiles: 200_000,
+
+  // log and witness servers (`log serve`, `witness serve`): bodies, clients and witness answers are attacker-controlled
+  tlogMaxConnections: 4096,
+  tlogMaxHeaderBytes: 16 * KiB,
+  tlogHeadersTimeoutMs: 10_000,
+  /** Receiving a whole request (a waiting /add?wait=checkpoint answer is bounded by logCheckpointWaitMs). */
+  tlogRequestTimeoutMs: 30_000,
+  tlogKeepAliveTimeoutMs: 5_000,
+  /** Entries accepted but not yet stored; beyond this /add answers 503 with Retry-After (backpressure). */
+  logPendingEntries: 65_536,
+  /** Entries per group commit: one tree head update, one set of tiles. */
+  logBatchEntries: 16_384,
+  /** Clients waiting at once on /add?wait=checkpoint, and how long each waits. */
+  logCheckpointWaiters: 65_536,
+  logCheckpointWaitMs: 60_000,
+  /** Another process on the same log directory may hold its write lock this long (E_LOCKED after). */
+  logLockWaitMs: 30_000,
+  /** One add-checkpoint exchange from the log to a witness. */
+  logWitnessTimeoutMs: 10_000,
+  /** An add-checkpoint body: the old size line, proof lines, a checkpoint note (noteBytes). */
+  witnessRequestBytes: 260 * KiB,
+  /** C2SP tlog-witness: a client MUST NOT send more than 63 consistency proof lines. */
+  witnessProofLines: 63,
+  /** add-checkpoint requests per client address (IPv6: per /64): sustained per second, burst; buckets kept. */
+  witnessRequestsPerSecond: 100,
+  witnessRequestBurst: 1000,
+  witnessRateClients: 4096,
+
+  // git objects and tar: a repository being archived is attacker-controlled (objects, packs, refs, attributes)
+  /** An object inflated whole into memory: trees, commits, tags, delta bases and results, blobs being converted. */
+  gitObjectBytes: 1024 * MiB,
+  /** A blob streamed into a tar; larger declared sizes are refused before reading. */
+  gitBlobBytes: 1024 * 1024 * MiB,
+  /** Deltas applied to rebuild one packed object (git's repack caps --depth at 4095). */
+  gitDeltaDepth: 10_000,
+  /** Rebuilt delta bases kept for reuse (git's core.deltaBaseCacheLimit defaults to 96 MiB). */
+  gitDeltaBaseCacheBytes: 96 * MiB,
+  /** Annotated tags peeled to reach a commit. */
+  gitTagDepth: 64,
+  /** Trees nested below the root tree. */
+  gitTreeDepth: 4096,
+  /** Entries in one tree object. */
+  gitTreeEntries: 1_000_000,
+  /** A path inside the archive, prefix included. */
+  gitPathBytes: 64 * KiB,
+  /** A loose ref, HEAD, commondir, gitdir, config, shallow or alternates file. */
+  gitRefFileBytes: 1 * MiB,
+  /** packed-refs as a whole. */
+  gitPackedRefsBytes: 1024 * MiB,
+  /** Symbolic refs followed from one name (git's SYMREF_MAXDEPTH). */
+  gitSymrefDepth: 5,
+  /** A pack index (v2: 28 bytes per object, 8 more per 64-bit offset) or multi-pack-index read into memory. */
+  gitPackIndexBytes: 2048 * MiB,
+  /** Alternate object directories followed (git stops at 5 levels). */
+  gitAlternatesDepth: 5,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof LIMITS]: (typeof LIMITS)[K] extends number ? number : (typeof LIMITS)[K] };

@@ -5,12 +5,16 @@ import { EXIT } from '../errors.ts';
 import { auditCommand } from './audit.ts';
 import { fetchCommand } from './fetch.ts';
 import { importCommand } from './import.ts';
+import { keyCommand } from './key.ts';
+import { logCommand } from './log.ts';
 import { mirrorCommand } from './mirror.ts';
 import { mirrorsCommand } from './mirrors.ts';
 import { packCommand } from './pack.ts';
 import { printError, processIo, type Io } from './output.ts';
+import { serveCommand } from './serve.ts';
 import { storeCommand } from './store.ts';
 import { verifyCommand } from './verify.ts';
+import { witnessCommand } from './witness.ts';
 import { VERSION } from '../version.ts';
 
 
@@ -27,7 +31,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(VERSION)
     .showSuggestionAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal)]) program.addCommand(cmd);
+  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal), serveCommand(io, setExit, abort.signal), keyCommand(io), logCommand(io, abort.signal), witnessCommand(io, abort.signal)]) program.addCommand(cmd);
   for (const cmd of allCommands(program)) cmd.exitOverride();
 
   try {
