@@ -56,9 +56,12 @@ export const LIMITS = {
   serveKeepAliveTimeoutMs: 5_000,
   /** A client that takes no byte for this long (a stalled reader) is dropped. */
   serveIdleTimeoutMs: 60_000,
-  /** Token bucket per client address (IPv6: per /64): sustained requests per second, and burst. */
-  serveRequestsPerSecond: 100,
-  serveRequestBurst: 1000,
+  /**
+   * Token bucket per client address (IPv6: per /64): sustained requests per second, and burst. A
+   * segmented fetch asks for 1 MiB pieces, so 1,000/s still lets one client take about 1 GB/s.
+   */
+  serveRequestsPerSecond: 1000,
+  serveRequestBurst: 5000,
   /** Client buckets kept at once; full buckets are forgotten first. */
   serveRateClients: 65_536,
   /** More ranges than this in one request get the whole file (200) instead of multipart. */

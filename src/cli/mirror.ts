@@ -1,11 +1,13 @@
 import { Command } from 'commander';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import { describeRejection } from '../fetch/fetcher.ts';
 import { createAgent } from '../fetch/http.ts';
 import { loadManifest } from '../manifest/index.ts';
 import { gitArchiveGenerator } from '../mirror/snapshot.ts';
-import { syncMirror, type SyncReport } from '../mirror/sync.ts';
+import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
+import { stateDirOf, syncMirror, type SyncReport } from '../mirror/sync.ts';
 import { fetchLimits } from './fetch.ts';
 import { formatBytes, paint, positiveInt, printError, printJson, type Io } from './output.ts';
 import { createProgress } from './progress.ts';
@@ -19,6 +21,8 @@ interface SyncFlags {
   timeout?: string;
   retries?: string;
   json?: boolean;
+  key?: string;
+  keyName?: string;
 }
 
 export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -33,11 +37,16 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
     .option('--timeout <seconds>', 'connect and idle timeout')
     .option('--retries <n>', 'retries per source after a transient failure')
     .option('--json', 'print each run\'s report as JSON')
+    .option('--key <file>', 'the node key signing the inventory (default ROOT/.sourcemesh/node.key, created when missing)')
+    .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
     .action(async (input: string, o: SyncFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const interval = o.interval !== undefined ? parseDuration('--interval', o.interval) : undefined;
       const maxBytes = o.maxBytes !== undefined ? parseSize('--max-bytes', o.maxBytes) : undefined;
       const limits = fetchLimits(o);
+      const keyDir = stateDirOf(path.resolve(o.root));
+      const { key, file: keyFile, created } = await resolveNodeKey(keyDir, o.key, o.keyName);
+      if (created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
       for (;;) {
         const manifest = await loadManifest(input); // re-read each run: the manifest may have been updated
         const dispatcher = createAgent(limits);
@@ -45,7 +54,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         const t0 = performance.now();
         let status: number;
         try {
-          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator: gitArchiveGenerator, jobs, signal, onEvent: (e) => view?.onEvent(e) });
+          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator: gitArchiveGenerator, jobs, signal, key, keyFile, onEvent: (e) => view?.onEvent(e) });
           view?.stop();
           status = printReport(io, report, o, (performance.now() - t0) / 1000);
         } catch (err) {
@@ -83,6 +92,7 @@ function printReport(io: Io, r: SyncReport, o: SyncFlags, seconds: number): numb
     }
     const bytes = r.added.reduce((n, f) => n + (f.size ?? 0), 0);
     io.stderr.write(`sync ${o.root}: ${r.added.length} added (${formatBytes(bytes)}), ${r.unchanged.length} unchanged, ${r.quarantined.length} quarantined, ${r.failed.length} failed in ${seconds.toFixed(1)} s\n`);
+    if (r.inventory) io.stderr.write(`inventory of ${r.inventory.files} file(s) signed in ${r.inventory.path}\n`);
   }
   return worst ? ERROR_CODES[worst] : EXIT.ok;
 }

@@ -7,7 +7,7 @@ import { pino } from 'pino';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import type { ContentEvent } from '../mirror/file-index.ts';
-import { defaultKeyName, nodeKeyFiles, openNodeKey, readSignerKeyFile } from '../mirror/inventory.ts';
+import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { MirrorServer, type ServerLog } from '../mirror/server.ts';
 import { stateDirOf } from '../mirror/sync.ts';
 import { defaultStoreRoot } from '../store/store.ts';
@@ -63,15 +63,8 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const st = await stat(dir).catch(() => undefined);
       if (!st?.isDirectory()) throw new SourcemeshError('E_INPUT', `${source.kind === 'root' ? '--root' : '--local'} ${dir}: not a directory${source.kind === 'store' ? ' (run `sourcemesh fetch` first)' : ''}`);
       const keyDir = source.kind === 'root' ? stateDirOf(source.root) : source.store;
-      const keyFile = o.key ?? nodeKeyFiles(keyDir).key;
-      let key;
-      if (o.key !== undefined) {
-        key = await readSignerKeyFile(o.key);
-      } else {
-        const opened = await openNodeKey(nodeKeyFiles(keyDir), o.keyName ?? defaultKeyName());
-        key = opened.key;
-        if (opened.created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
-      }
+      const { key, file: keyFile, created } = await resolveNodeKey(keyDir, o.key, o.keyName);
+      if (created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
       const tls = o.tlsCert !== undefined ? {
         cert: await readFile(o.tlsCert).catch((err) => { throw fromSystemError(err, `--tls-cert ${o.tlsCert}`); }),
         key: await readFile(o.tlsKey!).catch((err) => { throw fromSystemError(err, `--tls-key ${o.tlsKey}`); }),

@@ -197,6 +197,17 @@ export async function readSignerKeyFile(file: string): Promise<SignerKey> {
   }
 }
 
+/**
+ * The node key a command signs with: `--key FILE` as given, else the one in `dir`, created when
+ * missing (named `name`, default this host's name). `created` says a new key was just made.
+ */
+export async function resolveNodeKey(dir: string, keyFile?: string, name?: string): Promise<{ key: SignerKey; file: string; created: boolean }> {
+  if (keyFile !== undefined) return { key: await readSignerKeyFile(keyFile), file: keyFile, created: false };
+  const files = nodeKeyFiles(dir);
+  const opened = await openNodeKey(files, name ?? defaultKeyName());
+  return { ...opened, file: files.key };
+}
+
 /** The default key name for a new node key: this host's name, made a valid note key name. */
 export function defaultKeyName(): string {
   return os.hostname().replace(/[\s+]/g, '-') || 'sourcemesh-node';

@@ -2,7 +2,7 @@
 // manifest's URLs, and git snapshots we generate from upstream's repositories), never from other
 // mirrors. Files already published are re-verified every run; one that no longer matches is moved to
 // quarantine and fetched again. Nothing is published before its sha256 matched.
-import { lstat, mkdir, rename, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, realpath, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
@@ -13,6 +13,9 @@ import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from '../store/digest.ts';
 import { Store, ensureDir } from '../store/store.ts';
+import type { SignerKey } from '../trust/note.ts';
+import { indexRoot, indexedFile, type FileIndex, type IndexedFile } from './file-index.ts';
+import { buildInventory, writeInventory } from './inventory.ts';
 import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
 
 export interface SyncOptions {
@@ -27,6 +30,10 @@ export interface SyncOptions {
   signal?: AbortSignal;
   onEvent?: (e: FetchEvent) => void;
   now?: () => Date;
+  /** The node key: when given, the run ends by publishing a signed inventory of the root. */
+  key?: SignerKey;
+  /** The node key's file, never listed even if hard-linked into the root. */
+  keyFile?: string;
 }
 
 export interface SyncReport {
@@ -34,6 +41,8 @@ export interface SyncReport {
   unchanged: string[];
   quarantined: { name: string; expected: string; actual: string; movedTo: string }[];
   failed: FileOutcome[];
+  /** The signed inventory written at the end of the run (when a node key was given). */
+  inventory?: { path: string; files: number };
 }
 
 /** Private state under the root: never served. */
@@ -47,6 +56,8 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   await ensureDir(root, 'mirror root');
   const store = await Store.open(path.join(state, 'store'));
   const report: SyncReport = { added: [], unchanged: [], quarantined: [], failed: [] };
+  // No file the inventory lists is hashed before this moment (see buildInventory).
+  const started = opts.now?.() ?? new Date();
 
   // 1. Re-verify what is published.
   const missing: Distfile[] = [];
@@ -84,7 +95,34 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root.
   const failed = new Set(report.failed.map((f) => f.name));
   for (const d of manifest.distfiles) if (!failed.has(d.name)) await publishPieceLayer(root, d);
+
+  // 5. The signed inventory of everything the root serves, as `serve` would list it.
+  if (opts.key) {
+    const verified = new Map<string, string>(manifest.distfiles.filter((d) => !failed.has(d.name)).map((d) => [d.name, d.sha256]));
+    report.inventory = await publishInventory(root, verified, started, opts.key, opts);
+  }
   return report;
+}
+
+/**
+ * Index the root as `serve` does and sign the listing. Files this run verified keep the hash it
+ * checked (as serve keeps hashes across reindexing, by inode, size, mtime and ctime); anything else
+ * in the root is hashed now.
+ */
+async function publishInventory(root: string, verified: Map<string, string>, started: Date, key: SignerKey, opts: SyncOptions) {
+  const rootReal = await realpath(root);
+  const byName = new Map<string, IndexedFile>();
+  for (const [name, sha256] of verified) {
+    const file = path.join(rootReal, name);
+    const st = await lstat(file).catch(() => undefined);
+    if (st?.isFile()) byName.set(name, indexedFile(name, file, st, sha256));
+  }
+  const previous: FileIndex = { byName, bySha256: new Map(), pieces: new Map(), skipped: [], hashedBytes: 0 };
+  const exclude = opts.keyFile ? await stat(opts.keyFile).then((s) => [{ dev: s.dev, ino: s.ino }], () => []) : [];
+  const index = await indexRoot(root, { previous, exclude });
+  const files = [...index.byName.values()].map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
+  const file = await writeInventory(root, buildInventory(files, key, started, opts.limits));
+  return { path: file, files: files.length };
 }
 
 /** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { bytes, distfile, sha256, writeManifest } from '../helpers/distfiles.ts';
 import { commitFiles, gitArchiveGzip, makeRepo } from '../helpers/git.ts';
+import { parseInventory } from '../../src/mirror/inventory.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { CLI, ROOT, runCli, tempDir } from '../helpers/run.ts';
 
@@ -40,10 +41,25 @@ test('sync publishes URL files and locally generated git snapshots, verified; a 
   assert.deepEqual(await readFile(path.join(s.root, 'a.tar.gz')), A);
   const requests = s.origin.log.length;
 
+  // The signed inventory lists every published file with the hash sync verified, under the node key.
+  const vkey = (await readFile(path.join(s.root, '.sourcemesh', 'node.pub'), 'utf8')).trim();
+  const inv = parseInventory(await readFile(path.join(s.root, '.well-known', 'sourcemesh', 'inventory')), vkey);
+  assert.deepEqual(inv.files, [
+    { name: 'a.tar.gz', size: A.length, sha256: sha256(A) },
+    { name: 'b.tar.xz', size: B.length, sha256: sha256(B) },
+    { name: 'proj-1.0.tar.gz', size: s.snapshot.length, sha256: sha256(s.snapshot) },
+  ]);
+  assert.equal(report.inventory.files, 3);
+
+  await writeFile(path.join(s.root, 'extra.txt'), 'not in the manifest\n');
   const again = JSON.parse((await s.sync(m)).stdout);
   assert.deepEqual(again.unchanged.sort(), ['a.tar.gz', 'b.tar.xz', 'proj-1.0.tar.gz']);
   assert.equal(again.added.length, 0);
   assert.equal(s.origin.log.length, requests, 'nothing fetched again');
+  // Whatever else the root serves is listed too, as `serve` would list it; the key is the same one.
+  const inv2 = parseInventory(await readFile(path.join(s.root, '.well-known', 'sourcemesh', 'inventory')), vkey);
+  assert.deepEqual(inv2.files.map((f) => f.name), ['a.tar.gz', 'b.tar.xz', 'extra.txt', 'proj-1.0.tar.gz']);
+  assert.equal(inv2.files[2]!.sha256, sha256(Buffer.from('not in the manifest\n')));
 });
 
 test('a new upstream commit is fetched into the existing clone and generated', async (t) => {
