@@ -3,7 +3,7 @@
 // running src/ directly makes Node strip types at start-up, which costs a few hundred ms and some
 // 35 MiB of RSS that users of the published CLI never pay.
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -24,11 +24,12 @@ export interface Cli {
  */
 export async function prepareCli(root: string, work: string, mode: CliMode): Promise<Cli> {
   const node = process.execPath;
+  const flags = binNodeFlags(root);
   if (mode === 'src') return { argv: [node, path.join(root, 'src/cli/main.ts')], describe: 'node src/cli/main.ts (type stripping at start-up)', warnings: [] };
   if (mode === 'dist') {
     const bin = path.join(root, 'bin/sourcemesh.js');
     if (!existsSync(path.join(root, 'dist/cli/main.js'))) throw new Error('dist/ is not built: run npm run build, or use --cli build');
-    return { argv: [node, bin], describe: 'bin/sourcemesh.js with the repository\'s dist/ as last built', warnings: [] };
+    return { argv: [node, ...flags, bin], describe: 'bin/sourcemesh.js with the repository\'s dist/ as last built', warnings: [] };
   }
   const dir = path.join(work, 'cli');
   await rm(path.join(dir, 'dist'), { recursive: true, force: true });
@@ -45,5 +46,12 @@ export async function prepareCli(root: string, work: string, mode: CliMode): Pro
   await writeFile(path.join(dir, 'package.json'), '{ "type": "module" }\n');
   await rm(path.join(dir, 'node_modules'), { force: true });
   await symlink(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
-  return { argv: [node, main], describe: 'the compiled CLI (tsc -p tsconfig.build.json, as npx sourcemesh runs it), built from the current sources', warnings };
+  return { argv: [node, ...flags, main], describe: `the compiled CLI (tsc -p tsconfig.build.json, as npx sourcemesh runs it${flags.length ? `, with bin/sourcemesh.js's ${flags.join(' ')}` : ''}), built from the current sources`, warnings };
+}
+
+/** The Node options bin/sourcemesh.js's `#!/usr/bin/env -S node ...` line gives, so the bench runs what users run. */
+export function binNodeFlags(root: string): string[] {
+  const first = readFileSync(path.join(root, 'bin/sourcemesh.js'), 'utf8').split('\n', 1)[0]!;
+  const m = /^#!\S*env(?: -S)? node((?: --\S+)*)\s*$/.exec(first);
+  return m ? m[1]!.split(' ').filter(Boolean) : [];
 }
