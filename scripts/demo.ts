@@ -89,7 +89,7 @@ try {
     { name: 'gcc-13.2.0.tar.xz', size: 24 * MiB + 777 },
     { name: 'mes-0.27.1.tar.gz', size: 900_000 },
   ];
-  const distfiles: object[] = [];
+  const distfiles: { name: string; sha256: string; size: number }[] = [];
   for (const f of files) {
     const body = content(f.name, f.size);
     await writeFile(path.join(upstream, f.name), body);
@@ -109,7 +109,7 @@ try {
     format: 'sourcemesh.manifest/v1',
     name: 'demo',
     distfiles: [
-      ...files.map((f, i) => ({ ...distfiles[i], urls: [`${upstreamUrl}/${f.name}`] })),
+      ...files.map((f, i) => ({ ...distfiles[i]!, urls: [`${upstreamUrl}/${f.name}`] })),
       { name: `tinycc-${commit.slice(0, 7)}.tar.gz`, sha256: snapshotSha256(repo, `tinycc-${commit.slice(0, 7)}/`, commit), urls: [] as string[],
         git: { repo, ref: commit, prefix: `tinycc-${commit.slice(0, 7)}/`, compression: 'gzip-n', level: 6 } },
     ].sort((a, b) => (a.name < b.name ? -1 : 1)),
