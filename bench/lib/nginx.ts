@@ -27,30 +27,30 @@ export function findNginx(): { bin: string; version: string } | undefined {
   return undefined;
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
+/** A TCP port free on HOST (a loopback address, 127.0.0.1 by default) right now. */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(0, host, () => {
       const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });
   });
 }
 
-/** Wait until something accepts connections on 127.0.0.1:PORT, or `child` died. */
-export async function waitForPort(port: number, child: ChildProcess, what: () => string, timeoutMs = 10_000): Promise<void> {
+/** Wait until something accepts connections on HOST:PORT (127.0.0.1 by default), or `child` died. */
+export async function waitForPort(port: number, child: ChildProcess, what: () => string, timeoutMs = 10_000, host = '127.0.0.1'): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const open = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = net.connect(port, host);
       s.once('connect', () => { s.destroy(); resolve(true); });
       s.once('error', () => resolve(false));
     });
     if (open) return;
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what()} exited before listening`);
-    if (Date.now() > deadline) throw new Error(`${what()} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${what()} did not listen on ${host}:${port} within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -88,12 +88,26 @@ async function stopLeftover(stateDir: string, conf: string): Promise<void> {
 
 /** Serve ROOT with nginx on 127.0.0.1 and a free port. Throws when nginx is not installed. */
 export async function startNginx(root: string, stateDir: string): Promise<StaticServer> {
+  const sites = await startNginxSites([root], stateDir);
+  return { url: sites.urls[0]!, kind: sites.kind, stop: sites.stop };
+}
+
+export interface StaticSites {
+  /** http://127.0.0.1:PORT for each root, in order. */
+  urls: string[];
+  kind: string;
+  stop(): Promise<void>;
+}
+
+/** One nginx (one worker) with a server block per ROOT, each on a free port of 127.0.0.1. */
+export async function startNginxSites(roots: string[], stateDir: string): Promise<StaticSites> {
   const found = findNginx();
   if (!found) throw new Error('nginx is not installed (Debian: apt-get install nginx-light)');
   await mkdir(stateDir, { recursive: true });
   const conf = path.join(stateDir, 'nginx.conf');
   await stopLeftover(stateDir, conf);
-  const port = await freePort();
+  const ports: number[] = [];
+  for (let i = 0; i < roots.length; i++) ports.push(await freePort());
   await writeFile(conf, `# written by the sourcemesh benchmarks; nginx runs in the foreground with only this file
 daemon off;
 master_process on;
@@ -114,12 +128,12 @@ http {
   scgi_temp_path ${stateDir}/scgi;
   types { }
   default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:${port};
+${roots.map((root, i) => `  server {
+    listen 127.0.0.1:${ports[i]};
     root ${root};
     autoindex off;
   }
-}
+`).join('')}}
 `);
   // -e: the error log before the configuration is read (the default, /var/log/nginx, may not be writable).
   const child = spawn(found.bin, ['-p', stateDir, '-c', conf, '-e', path.join(stateDir, 'error.log')], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -134,14 +148,14 @@ http {
     }
   };
   try {
-    await waitForPort(port, child, () => `nginx (${stderr.trim() || errorLog()})`);
+    for (const port of ports) await waitForPort(port, child, () => `nginx (${stderr.trim() || errorLog()})`);
   } catch (err) {
     await stopChild(child);
     unregister();
     throw err;
   }
   return {
-    url: `http://127.0.0.1:${port}`,
+    urls: ports.map((port) => `http://127.0.0.1:${port}`),
     kind: `nginx ${found.version}`,
     stop: async () => {
       await stopChild(child);

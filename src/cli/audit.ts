@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { EXIT, SourcemeshError } from '../errors.ts';
 import { auditMirror } from '../fetch/audit.ts';
-import { createAgent } from '../fetch/http.ts';
+import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { parseMirror } from '../fetch/plan.ts';
 import { loadManifest } from '../manifest/index.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
@@ -18,14 +18,17 @@ export function auditCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--against <upstream|mirror>', 'compare with the upstream URLs (default) or another mirror', 'upstream')
     .option('--range <size>', 'bytes per compared range', '64KiB')
     .option('--timeout <seconds>', 'connect and idle timeout')
+    .option('--proxy <url>', 'every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
+    .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}), each host on its own circuit; longer timeouts`)
     .option('--json', 'print the report as JSON')
-    .action(async (mirrorSpec: string, o: { manifest: string; sample: string; against: string; range: string; timeout?: string; json?: boolean }) => {
+    .action(async (mirrorSpec: string, o: { manifest: string; sample: string; against: string; range: string; timeout?: string; proxy?: string; tor?: boolean; json?: boolean }) => {
       const sample = Number(o.sample);
       if (!/^\d*\.?\d+$/.test(o.sample) || sample <= 0 || sample > 1) throw new SourcemeshError('E_USAGE', `--sample ${o.sample}: expected a fraction above 0, at most 1`);
       const rangeBytes = parseSize('--range', o.range);
       const manifest = await loadManifest(o.manifest);
-      const limits = fetchLimits(o);
-      const dispatcher = createAgent(limits);
+      const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
+      const network = new Network({ proxy: o.proxy, tor: o.tor }, limits);
+      const dispatcher = network.byOrigin();
       const store = await Store.open(defaultStoreRoot(io.env));
       try {
         const report = await auditMirror(parseMirror(mirrorSpec), manifest.distfiles, { store, dispatcher, limits, random: Math.random, signal }, {
@@ -40,7 +43,7 @@ export function auditCommand(io: Io, setExit: (n: number) => void, signal: Abort
         // A difference is a lie (3); files the mirror could not serve make the audit incomplete (1).
         setExit(report.differences.length ? EXIT.verification : report.skipped.some((x) => x.mirror) ? EXIT.operational : EXIT.ok);
       } finally {
-        await dispatcher.close();
+        await network.close();
       }
     });
 }

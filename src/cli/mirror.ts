@@ -3,8 +3,9 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { EXIT, ERROR_CODES, type ErrorCode } from '../errors.ts';
 import { describeRejection } from '../fetch/fetcher.ts';
-import { createAgent } from '../fetch/http.ts';
+import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { loadManifest } from '../manifest/index.ts';
+import { routeGitThrough } from '../mirror/git-repo.ts';
 import { gitArchiveGenerator } from '../mirror/snapshot.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { stateDirOf, syncMirror, type SyncReport } from '../mirror/sync.ts';
@@ -20,6 +21,8 @@ interface SyncFlags {
   jobs: string;
   timeout?: string;
   retries?: string;
+  proxy?: string;
+  tor?: boolean;
   json?: boolean;
   key?: string;
   keyName?: string;
@@ -36,6 +39,8 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
     .option('-j, --jobs <n>', 'parallel downloads', '4')
     .option('--timeout <seconds>', 'connect and idle timeout')
     .option('--retries <n>', 'retries per source after a transient failure')
+    .option('--proxy <url>', 'every connection, git\'s included, through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
+    .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}), each upstream host on its own circuit; longer timeouts, more retries`)
     .option('--json', 'print each run\'s report as JSON')
     .option('--key <file>', 'the node key signing the inventory (default ROOT/.sourcemesh/node.key, created when missing)')
     .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
@@ -43,13 +48,15 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const interval = o.interval !== undefined ? parseDuration('--interval', o.interval) : undefined;
       const maxBytes = o.maxBytes !== undefined ? parseSize('--max-bytes', o.maxBytes) : undefined;
-      const limits = fetchLimits(o);
+      const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
       const keyDir = stateDirOf(path.resolve(o.root));
       const { key, file: keyFile, created } = await resolveNodeKey(keyDir, o.key, o.keyName);
       if (created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
       for (;;) {
         const manifest = await loadManifest(input); // re-read each run: the manifest may have been updated
-        const dispatcher = createAgent(limits);
+        const network = new Network({ proxy: o.proxy, tor: o.tor }, limits);
+        const dispatcher = network.byOrigin();
+        routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined);
         const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, undefined);
         const t0 = performance.now();
         let status: number;
@@ -62,7 +69,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
           if (interval === undefined || signal.aborted) throw err;
           status = printError(io, err); // keep serving the schedule: the next run may succeed
         } finally {
-          await dispatcher.close();
+          await network.close();
         }
         setExit(status);
         if (interval === undefined) return;

@@ -4,7 +4,7 @@
 // so that no exit or mirror can link one mirror's requests to another's. Names are always resolved by
 // the proxy (socks5h): a local DNS lookup would say where we are going.
 import { createHash, randomBytes } from 'node:crypto';
-import { Socks5ProxyAgent, type Dispatcher } from 'undici';
+import { Dispatcher, Socks5ProxyAgent } from 'undici';
 import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import { createAgent } from './http.ts';
@@ -43,7 +43,40 @@ export class Network {
   /** The dispatcher for one source (and file): its own SOCKS credentials under --tor. */
   for(source: Source, file: string): Dispatcher {
     if (!this.proxy || !this.isolate) return this.dispatcher;
-    const key = this.isolate === 'file' ? `${source.label}\n${file}` : source.label;
+    return this.isolatedAgent(this.isolate === 'file' ? `${source.label}\n${file}` : source.label);
+  }
+
+  /**
+   * One dispatcher for code that takes a single one (mirror sync, audits): under --tor each origin
+   * (scheme, host and port) it reaches gets its own SOCKS credentials, hence its own circuit.
+   */
+  byOrigin(): Dispatcher {
+    if (!this.proxy || !this.isolate) return this.dispatcher;
+    return new OriginRouter((origin) => this.isolatedAgent(`origin ${origin}`));
+  }
+
+  /**
+   * The proxy URL for a program of our own that connects by itself (git cloning `repo`), with the
+   * credentials stream isolation gives `repo`'s origin; undefined without a proxy.
+   */
+  proxyUrlFor(repo: string): string | undefined {
+    if (!this.proxy) return undefined;
+    const u = new URL(this.proxy.href);
+    if (this.isolate) {
+      let origin = repo;
+      try {
+        origin = new URL(repo).origin;
+      } catch {
+        // not a URL (a local path): no network, any credentials do
+      }
+      const creds = this.credentials(`origin ${origin}`);
+      u.username = encodeURIComponent(creds.username!);
+      u.password = encodeURIComponent(creds.password!);
+    }
+    return u.href;
+  }
+
+  private isolatedAgent(key: string): Dispatcher {
     let d = this.isolated.get(key);
     if (!d) {
       if (this.isolated.size >= MAX_ISOLATED) {
@@ -57,11 +90,16 @@ export class Network {
     return d;
   }
 
-  private agentFor(key: string): Dispatcher {
+  private credentials(key: string): { username?: string; password?: string } {
     const url = this.proxy!;
-    const creds = this.isolate
+    return this.isolate
       ? { username: `sourcemesh-${this.runId}-${createHash('sha256').update(key).digest('hex').slice(0, 16)}`, password: 'isolate' }
       : { username: url.username ? decodeURIComponent(url.username) : undefined, password: url.password ? decodeURIComponent(url.password) : undefined };
+  }
+
+  private agentFor(key: string): Dispatcher {
+    const url = this.proxy!;
+    const creds = this.credentials(key);
     const base = new URL(url.href);
     base.protocol = 'socks5:';
     base.username = '';
@@ -76,6 +114,37 @@ export class Network {
 
   async close(): Promise<void> {
     await Promise.all([this.dispatcher.close(), ...[...this.isolated.values()].map((d) => d.close())]);
+  }
+}
+
+/** Sends each request through the dispatcher `pick` gives its origin; closing is the Network's business. */
+class OriginRouter extends Dispatcher {
+  private readonly pick: (origin: string) => Dispatcher;
+
+  constructor(pick: (origin: string) => Dispatcher) {
+    super();
+    this.pick = pick;
+  }
+
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.pick(String(opts.origin)).dispatch(opts, handler);
+  }
+
+  override close(): Promise<void>;
+  override close(callback: () => void): void;
+  override close(callback?: () => void): Promise<void> | void {
+    if (callback) return void queueMicrotask(callback);
+    return Promise.resolve();
+  }
+
+  override destroy(): Promise<void>;
+  override destroy(err: Error | null): Promise<void>;
+  override destroy(callback: () => void): void;
+  override destroy(err: Error | null, callback: () => void): void;
+  override destroy(a?: Error | null | (() => void), b?: () => void): Promise<void> | void {
+    const callback = typeof a === 'function' ? a : b;
+    if (callback) return void queueMicrotask(callback);
+    return Promise.resolve();
   }
 }
 

@@ -3,14 +3,21 @@
 // may be short); the leaf count is padded to a power of two with zero hashes (32 zero bytes), and each
 // node is SHA-256(left || right). The piece layer is the row of subtree roots one per piece (piece
 // length a power of two of at least 16 KiB); it is what mirrors publish at /sha256/HEX.pieces.
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { SourcemeshError } from '../errors.ts';
 
 export const BLOCK = 16 * 1024;
 const ZERO = Buffer.alloc(32);
 
-const h2 = (a: Buffer, b: Buffer) => createHash('sha256').update(a).update(b).digest();
+// One-shot hashing (crypto.hash): a GiB has 65,536 blocks and as many inner nodes, and a Hash object
+// per node costs more than the node's hashing.
+const pair = Buffer.allocUnsafe(64);
+const h2 = (a: Buffer, b: Buffer) => {
+  a.copy(pair, 0);
+  b.copy(pair, 32);
+  return hash('sha256', pair, 'buffer');
+};
 
 /** Root of `leaves` padded with `pad` up to `width` leaves (a power of two). */
 function subtreeRoot(leaves: Buffer[], width: number, pad: Buffer = ZERO): Buffer {
@@ -41,7 +48,7 @@ export function isPieceLength(n: number): boolean {
 /** Leaf hashes of a buffer (one per 16 KiB block). */
 export function blockHashes(data: Uint8Array): Buffer[] {
   const out: Buffer[] = [];
-  for (let i = 0; i < data.length; i += BLOCK) out.push(createHash('sha256').update(data.subarray(i, i + BLOCK)).digest());
+  for (let i = 0; i < data.length; i += BLOCK) out.push(hash('sha256', data.subarray(i, i + BLOCK), 'buffer'));
   return out;
 }
 

@@ -9,9 +9,10 @@ import type { Opened } from './transport.ts';
 /**
  * Fetch bytes [start, end] of a source into memory; 'no-ranges' if it answered with the whole file.
  * A server may shorten a range that runs past the end of the file (RFC 9110 §14.1.2): `total` says
- * how long the file is, and only the first piece is asked for before it is known.
+ * how long the file is, and only the first piece is asked for before it is known. `into`: a buffer to
+ * fill (from its start) instead of a new one, when large enough; `body` is then a view of it.
  */
-export async function readRange(source: Source, start: number, end: number, ctx: DownloadContext, signal: AbortSignal, knownSize?: number): Promise<{ body: Buffer; total?: number } | 'no-ranges'> {
+export async function readRange(source: Source, start: number, end: number, ctx: DownloadContext, signal: AbortSignal, knownSize?: number, into?: Buffer): Promise<{ body: Buffer; total?: number } | 'no-ranges'> {
   const loc = source.location;
   let opened: Opened;
   if (loc.type === 'http') opened = await openHttp(loc.url, { offset: start, end, signal, dispatcher: ctx.dispatcherFor?.(source) ?? ctx.dispatcher, limits: ctx.limits, shortEndOk: true });
@@ -23,7 +24,7 @@ export async function readRange(source: Source, start: number, end: number, ctx:
   }
   const total = opened.total ?? knownSize;
   const want = Math.min(end, (total ?? end + 1) - 1) - start + 1;
-  const buf = Buffer.allocUnsafe(want);
+  const buf = into && into.length >= want ? into.subarray(0, want) : Buffer.allocUnsafe(want);
   let got = 0;
   try {
     for await (const chunk of opened.body) {

@@ -1,18 +1,22 @@
 // Segmented download: one file in pieces from several sources at once, with Range requests (the idea
-// of BEP 19 web seeds and aria2's multi-source download). Faster sources get more pieces, because
-// a worker always asks the source that would finish a piece soonest; a piece that is still in flight
-// when nothing else is left is requested again elsewhere (end game) and the first answer wins; a source
-// that fails or lies is dropped for the rest of the run. Pieces are buffered in memory until complete
-// (at most `segments` x piece length), so a slow or lying duplicate can never overwrite good bytes.
+// of BEP 19 web seeds and aria2's multi-source download). The `segments` connections are spread evenly
+// over the sources and each pulls the next piece as soon as its last one has arrived, so a source
+// serves pieces as fast as it can deliver them and faster sources get more; once nothing is left to
+// assign, a source with a free connection asks again for a piece that has been in flight elsewhere for
+// longer than it would take itself (end game), and the first answer wins. A source that fails or lies
+// is dropped for the rest of the run. Pieces are buffered in memory until checked and written (at most
+// twice `segments` pieces), so a slow or lying duplicate can never overwrite good bytes. Hashing (the
+// piece map and the whole file's SHA-256) runs on a worker thread while the next pieces arrive.
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, rm, type FileHandle } from 'node:fs/promises';
 import { SourcemeshError, fromSystemError, type ErrorCode } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { hashFile } from '../store/digest.ts';
 import type { Partial } from '../store/store.ts';
 import type { DownloadContext } from './download.ts';
 import { networkError } from './http.ts';
-import { BLOCK, pieceHash, verifyPieceLayer } from './piece-map.ts';
+import { BLOCK, verifyPieceLayer } from './piece-map.ts';
+import { PieceHasher } from './piece-hasher.ts';
 import { readRange } from './range.ts';
 import path from 'node:path';
 import type { Source } from './plan.ts';
@@ -48,6 +52,8 @@ interface SourceState {
   active: number;
   bytes: number;
   ms: number;
+  /** Pieces this source completed (its share of `bytes` and `ms`). */
+  pieces: number;
   dropped?: Blame;
   noRanges?: boolean;
 }
@@ -57,8 +63,11 @@ interface Piece {
   start: number;
   end: number; // inclusive
   done: boolean;
+  /** Its bytes are in the file. */
+  written: boolean;
+  /** Its bytes arrived and are being checked: not a candidate for an end-game duplicate. */
+  checking?: boolean;
   from?: SourceState;
-  sha256?: string;
   attempts: Set<AbortController>;
   /** Sources asked for this piece so far (an end-game duplicate goes to another). */
   askedOf: Set<SourceState>;
@@ -76,7 +85,7 @@ export function canSegment(d: Distfile, sources: Source[], opts: SegmentOptions)
  * piece is asked for first, and its Content-Range tells the size.
  */
 export async function segmentedDownload(d: Distfile, sources: Source[], partial: Partial, ctx: DownloadContext, opts: SegmentOptions): Promise<SegmentedResult | { notSplit: true; blame: Blame[] }> {
-  const states: SourceState[] = sources.filter((s) => s.location.type !== 'git').map((source) => ({ source, active: 0, bytes: 0, ms: 0 }));
+  const states: SourceState[] = sources.filter((s) => s.location.type !== 'git').map((source) => ({ source, active: 0, bytes: 0, ms: 0, pieces: 0 }));
   const blame: Blame[] = [];
   const fh = await open(partial.path, 'r+').catch((err) => { throw fromSystemError(err, partial.path); });
   const first = await firstPiece(d, states, ctx, opts, blame);
@@ -91,18 +100,9 @@ export async function segmentedDownload(d: Distfile, sources: Source[], partial:
   const pieceLength = map?.pieceLength ?? opts.pieceLength;
   const pieces: Piece[] = [];
   for (let start = 0, i = 0; start < size; start += pieceLength, i++) {
-    pieces.push({ index: i, start, end: Math.min(size, start + pieceLength) - 1, done: false, attempts: new Set(), askedOf: new Set() });
+    pieces.push({ index: i, start, end: Math.min(size, start + pieceLength) - 1, done: false, written: false, attempts: new Set(), askedOf: new Set() });
   }
-  const fitsMap = (body: Buffer, index: number) => !map || pieceHash(body, map.pieceLength).equals(map.layer[index]!);
-  if (first.body && first.from && first.body.length === pieces[0]!.end + 1 && fitsMap(first.body, 0)) {
-    pieces[0]!.done = true;
-    pieces[0]!.from = first.from;
-    pieces[0]!.sha256 = createHash('sha256').update(first.body).digest('hex');
-    await fh.write(first.body, 0, first.body.length, 0);
-    first.from.bytes += first.body.length;
-    first.from.ms += first.ms;
-    ctx.onBytes?.(first.body.length);
-  }
+  let hasher: PieceHasher | undefined;
   let wake: () => void = () => {};
   let changed = new Promise<void>((r) => (wake = r));
   const notify = () => {
@@ -114,26 +114,94 @@ export async function segmentedDownload(d: Distfile, sources: Source[], partial:
     if (st.dropped) return;
     st.dropped = b;
     blame.push(b);
+    notify();
   };
   const live = () => states.filter((s) => !s.dropped && !s.noRanges);
+  // Piece buffers are reused: a fresh 1 MiB buffer per piece would make V8 collect garbage over and
+  // over (external memory), for nothing.
+  const pool: Buffer[] = [];
+  const takeBuffer = () => pool.pop() ?? Buffer.allocUnsafeSlow(pieceLength);
+  const giveBack = (b: Buffer | undefined) => {
+    if (b && b.length === pieceLength && pool.length < 2 * opts.segments + 2) pool.push(b);
+  };
+  /** Does `body` fit the piece map (no map: nothing to check)? Returns the bytes to keep and, to give back, the memory they sit in. */
+  const checkPiece = async (body: Buffer, piece: Piece, memory?: Buffer): Promise<{ ok: boolean; body: Buffer; memory?: Buffer }> => {
+    if (!map) return { ok: true, body, memory };
+    const r = await hasher!.pieceHash(body, map.pieceLength);
+    return { ok: r.hash.equals(map.layer[piece.index]!), body: r.body, memory: memory && r.memory };
+  };
+  // The file's SHA-256 is taken in file order as its prefix is written, by the hashing thread.
+  let prefixPiece = 0;
+  // The store fsyncs the file before it takes it: flush as we go (every SYNC_BYTES, in the background)
+  // so that little is left to write then, and the disk works while the network does.
+  let unsynced = 0;
+  let syncing: Promise<void> = Promise.resolve();
+  const written = async (piece: Piece, body: Buffer) => {
+    await fh.write(body, 0, body.length, piece.start);
+    piece.written = true;
+    while (prefixPiece < pieces.length && pieces[prefixPiece]!.written) prefixPiece++;
+    hasher!.prefixWritten(prefixPiece < pieces.length ? pieces[prefixPiece]!.start : size);
+    unsynced += body.length;
+    if (unsynced >= SYNC_BYTES) {
+      unsynced = 0;
+      syncing = syncing.then(() => fh.datasync()).catch(() => {}); // early flushing only: the commit fsyncs and reports
+    }
+    if (crossChecks.chosen.has(piece)) crossChecks.start(piece);
+  };
+  const crossChecks = new CrossChecks(pieces, states, ctx, opts);
 
   try {
     await fh.truncate(size);
-    if (pieces.length === 1 && pieces[0]!.done && (await hashFile(partial.path)).digest('hex') === d.sha256) {
+    hasher = new PieceHasher(partial.path);
+    if (first.body && first.from && first.body.length === pieces[0]!.end + 1) {
+      const checked = await checkPiece(first.body, pieces[0]!);
+      if (checked.ok) {
+        pieces[0]!.done = true;
+        pieces[0]!.from = first.from;
+        await written(pieces[0]!, checked.body);
+        first.from.bytes += checked.body.length;
+        first.from.ms += first.ms;
+        first.from.pieces++;
+        ctx.onBytes?.(checked.body.length);
+      }
+    }
+    if (pieces.length === 1 && pieces[0]!.done && (await hasher.digest(size)) === d.sha256) {
       return { digest: d.sha256, bytes: size, used: contributions(pieces), blame };
     }
+    let next = 0; // pieces before this one are all done
+    // A piece's bytes are checked and written while its connection already asks for the next one; at
+    // most `segments` pieces wait for that at once (memory: their buffers).
+    const settling = new Set<Promise<void>>();
+    let fatal: unknown;
+    let stopped = false;
     const worker = async () => {
       for (;;) {
         ctx.signal?.throwIfAborted();
-        if (pieces.every((p) => p.done)) return;
-        const piece = pieces.find((p) => !p.done && p.attempts.size === 0) ?? endGamePiece(pieces);
-        const st = piece && pickSource(live(), piece, opts.pieceLength);
+        if (fatal) throw fatal;
+        if (stopped) return;
+        while (next < pieces.length && pieces[next]!.done) next++;
+        if (next === pieces.length) return;
+        let piece: Piece | undefined;
+        for (let i = next; i < pieces.length && !piece; i++) if (!pieces[i]!.done && pieces[i]!.attempts.size === 0) piece = pieces[i];
+        let st = piece && pickSource(live(), piece);
+        if (!piece) {
+          // End game: nothing is left to assign; a source with a free connection takes a piece still
+          // in flight elsewhere when it would likely finish it sooner.
+          for (const cand of live().sort((a, b) => a.active - b.active)) {
+            piece = endGamePiece(pieces, cand, states);
+            if (piece) {
+              st = cand;
+              break;
+            }
+          }
+        }
         if (!piece || !st) {
-          if (live().length === 0) throw noSourceLeft(d, blame, states);
-          await Promise.race([changed, new Promise((r) => setTimeout(r, 250))]);
+          if (live().length === 0 && settling.size === 0) throw noSourceLeft(d, blame, states);
+          await Promise.race([changed, new Promise((r) => setTimeout(r, 50))]);
           continue;
         }
         await fetchPiece(piece, st);
+        while (settling.size >= opts.segments) await Promise.race(settling);
         notify();
       }
     };
@@ -147,49 +215,92 @@ export async function segmentedDownload(d: Distfile, sources: Source[], partial:
       piece.askedOf.add(st);
       st.active++;
       const t0 = Date.now();
+      const release = () => {
+        piece.attempts.delete(abort);
+        ctx.signal?.removeEventListener('abort', onOuterAbort);
+      };
+      let body: Buffer;
+      let memory: Buffer | undefined = takeBuffer();
       try {
-        const got = await readRange(st.source, piece.start, piece.end, ctx, abort.signal, size);
-        if (got === 'no-ranges') {
-          st.noRanges = true;
-          return;
+        // Errors while reading are the source's; errors while checking or writing are ours.
+        const got = await readRange(st.source, piece.start, piece.end, ctx, abort.signal, size, memory);
+        if (got === 'no-ranges') st.noRanges = true;
+        if (got === 'no-ranges' || piece.done) {
+          giveBack(memory);
+          return release(); // a lost end-game race keeps the winner's bytes
         }
-        if (piece.done) return; // lost the end-game race: keep the winner's bytes
-        const body = got.body;
-        if (!fitsMap(body, piece.index)) {
-          drop(st, {
-            source: st.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], expected: map!.layer[piece.index]!.toString('hex'),
-            message: `${st.source.label} served bytes ${piece.start}-${piece.end} of ${d.name} (piece ${piece.index}) that do not match the piece map pinned by its merkle root`,
-          });
-          return;
-        }
-        piece.done = true;
-        piece.from = st;
-        piece.sha256 = createHash('sha256').update(body).digest('hex');
-        await fh.write(body, 0, body.length, piece.start);
-        ctx.onBytes?.(body.length);
-        st.bytes += body.length;
-        st.ms += Date.now() - t0;
-        for (const other of piece.attempts) if (other !== abort) other.abort();
+        body = got.body;
+        if (body.buffer !== memory.buffer) memory = undefined;
       } catch (err) {
+        giveBack(memory);
+        release();
         if (ctx.signal?.aborted) throw err;
         if (abort.signal.aborted) return; // cancelled because another source won
         const e = err instanceof SourcemeshError ? err : (networkError(err, st.source.label) as SourcemeshError);
-        if (e.code === 'E_DISK_FULL' || e.code === 'E_PERMISSION') throw e;
         drop(st, { source: st.source.label, code: e.code, message: e.message, range: [piece.start, piece.end] });
+        return;
       } finally {
         st.active--;
-        piece.attempts.delete(abort);
-        ctx.signal?.removeEventListener('abort', onOuterAbort);
       }
+      const ms = Date.now() - t0;
+      piece.checking = true;
+      const settle = (async () => {
+        try {
+          const checked = await checkPiece(body, piece, memory);
+          memory = checked.memory;
+          if (!checked.ok) {
+            drop(st, {
+              source: st.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], expected: map!.layer[piece.index]!.toString('hex'),
+              message: `${st.source.label} served bytes ${piece.start}-${piece.end} of ${d.name} (piece ${piece.index}) that do not match the piece map pinned by its merkle root`,
+            });
+            return;
+          }
+          if (piece.done) return; // another source's copy won while this one was being checked
+          piece.done = true;
+          piece.from = st;
+          for (const other of piece.attempts) if (other !== abort) other.abort();
+          await written(piece, checked.body);
+          ctx.onBytes?.(checked.body.length);
+          st.bytes += checked.body.length;
+          st.ms += ms;
+          st.pieces++;
+        } catch (err) {
+          fatal ??= fromSystemError(err, partial.path);
+          memory = undefined; // a write may still hold it
+        } finally {
+          giveBack(memory);
+          piece.checking = false;
+          release();
+          notify();
+        }
+      })();
+      settling.add(settle);
+      void settle.finally(() => settling.delete(settle));
     };
 
-    await Promise.all(Array.from({ length: Math.min(opts.segments, pieces.length) }, worker));
+    const workers = Array.from({ length: Math.min(Math.max(opts.segments, 1), pieces.length) }, worker);
+    try {
+      await Promise.all(workers);
+    } catch (err) {
+      // One worker gave up (no source left, a local error, an abort): stop the others before the file
+      // is closed, and wait for them.
+      stopped = true;
+      for (const p of pieces) for (const a of p.attempts) a.abort();
+      await Promise.allSettled(workers);
+      throw err;
+    } finally {
+      await Promise.all(settling);
+    }
+    if (fatal) throw fatal;
 
-    let digest = (await hashFile(partial.path)).digest('hex');
+    let digest = (await hasher.digest(size)) ?? (await hashFile(partial.path)).digest('hex');
     if (digest !== d.sha256) digest = await findLiars(d, pieces, states, fh, partial, ctx, blame);
-    if (digest === d.sha256 && opts.crossCheck > 0) await crossCheck(d, pieces, states, ctx, opts, blame);
+    if (digest === d.sha256) await crossChecks.judge(d, fh, blame);
     return { digest, bytes: size, used: contributions(pieces), blame };
   } finally {
+    await crossChecks.stop();
+    await syncing;
+    await hasher?.close();
     await fh.close();
   }
 }
@@ -291,80 +402,119 @@ function contributions(pieces: Piece[]): { source: Source; bytes: number }[] {
   return [...by].sort((a, b) => b[1] - a[1]).map(([st, bytes]) => ({ source: st.source, bytes }));
 }
 
-/** The source that would finish one more piece soonest, by its measured rate and current load. */
-function pickSource(candidates: SourceState[], piece: Piece, pieceLength: number): SourceState | undefined {
+/**
+ * The source for the next piece: the one with the fewest pieces in flight, so that every source keeps
+ * its share of connections busy and each pulls pieces as fast as it serves them (faster sources get
+ * more pieces without any estimate of their rate). Ties go to the faster one; an untried source is
+ * tried first.
+ */
+function pickSource(candidates: SourceState[], piece: Piece): SourceState | undefined {
   let best: SourceState | undefined;
-  let bestTime = Infinity;
   for (const s of candidates) {
-    if (piece.attempts.size > 0 && piece.askedOf.has(s)) continue; // an end-game duplicate goes elsewhere
-    // Measured rate; an untried idle source is tried at once, but one that has not finished its
-    // first piece yet is not given a second (it may be stalled).
-    const rate = s.ms > 0 ? s.bytes / s.ms : s.active === 0 ? Infinity : 1e-3;
-    const eta = ((s.active + 1) * pieceLength) / rate;
-    if (eta < bestTime || (eta === bestTime && best && s.active < best.active)) {
-      best = s;
-      bestTime = eta;
-    }
+    if (piece.askedOf.has(s)) continue;
+    if (!best || s.active < best.active || (s.active === best.active && rateOf(s) > rateOf(best))) best = s;
   }
   return best;
 }
 
-/** End game: nothing unassigned is left; duplicate the piece that has been in flight longest. */
-function endGamePiece(pieces: Piece[]): Piece | undefined {
+/** Bytes per ms over the pieces a source completed; untried: tried first. */
+const rateOf = (s: SourceState) => (s.ms > 0 ? s.bytes / s.ms : s.pieces > 0 ? Infinity : s.active === 0 ? Infinity : 0);
+
+/**
+ * End game: nothing is left to assign. `st` duplicates the piece in flight longest among those it was
+ * not asked for, once that piece has been in flight for more than twice the time `st` takes for a piece
+ * (500 ms while `st` has none to go by): a stalled or slow source then no longer holds the file.
+ */
+function endGamePiece(pieces: Piece[], st: SourceState, states: SourceState[]): Piece | undefined {
   let oldest: Piece | undefined;
-  for (const p of pieces) if (!p.done && p.attempts.size === 1 && (!oldest || p.startedAt! < oldest.startedAt!)) oldest = p;
-  return oldest && Date.now() - oldest.startedAt! > 500 ? oldest : undefined;
+  for (const p of pieces) if (!p.done && !p.checking && p.attempts.size === 1 && !p.askedOf.has(st) && (!oldest || p.startedAt! < oldest.startedAt!)) oldest = p;
+  if (!oldest) return undefined;
+  const own = st.pieces > 0 ? st.ms / st.pieces : undefined;
+  const typical = own ?? Math.min(...states.filter((s) => s.pieces > 0).map((s) => s.ms / s.pieces), 250);
+  return Date.now() - oldest.startedAt! > Math.max(2 * typical, 5) ? oldest : undefined;
 }
 
 /**
  * The whole file does not verify and there is no piece map: find who lied. Every piece is taken again
  * from the other sources (up to two); where opinions differ, each source that took part in a dispute
  * is in turn assumed to be the liar and its bytes replaced by another's. The assumption under which
- * the file verifies names the liar, with the disputed ranges and both hashes as evidence.
+ * the file verifies names the liar, with the disputed ranges and both hashes as evidence. Disputed
+ * bytes wait in a scratch file beside the partial, not in memory: a liar may dispute every piece.
  */
 async function findLiars(d: Distfile, pieces: Piece[], states: SourceState[], fh: FileHandle, partial: Partial, ctx: DownloadContext, blame: Blame[]): Promise<string> {
-  type Opinion = { st: SourceState; sha: string; body?: Buffer };
+  type Opinion = { st: SourceState; sha: string; at?: number };
   const disputes: { piece: Piece; opinions: Opinion[] }[] = [];
-  for (const piece of pieces) {
-    const opinions: Opinion[] = [{ st: piece.from!, sha: piece.sha256! }];
-    const others = states.filter((s) => s !== piece.from && !s.dropped && !s.noRanges).slice(0, 2);
-    for (const other of others) {
-      try {
-        const got = await readRange(other.source, piece.start, piece.end, ctx, ctx.signal ?? new AbortController().signal, piece.end + 1);
-        if (got !== 'no-ranges') opinions.push({ st: other, sha: createHash('sha256').update(got.body).digest('hex'), body: got.body });
-      } catch {
-        // a source that cannot answer gives no opinion
+  const scratchPath = `${partial.path}.disputed`;
+  const scratch = await open(scratchPath, 'w+').catch((err) => { throw fromSystemError(err, scratchPath); });
+  let scratchSize = 0;
+  const keep = async (body: Buffer) => {
+    const at = scratchSize;
+    await scratch.write(body, 0, body.length, at);
+    scratchSize += body.length;
+    return at;
+  };
+  const kept = async (piece: Piece, o: Opinion) => {
+    const buf = Buffer.allocUnsafe(piece.end - piece.start + 1);
+    await scratch.read(buf, 0, buf.length, o.at!);
+    return buf;
+  };
+  try {
+    for (const piece of pieces) {
+      const mine = await readBack(fh, piece);
+      const opinions: Opinion[] = [{ st: piece.from!, sha: sha256Hex(mine) }];
+      const others = states.filter((s) => s !== piece.from && !s.dropped && !s.noRanges).slice(0, 2);
+      const bodies: Buffer[] = [mine];
+      for (const other of others) {
+        try {
+          const got = await readRange(other.source, piece.start, piece.end, ctx, ctx.signal ?? new AbortController().signal, piece.end + 1);
+          if (got !== 'no-ranges') {
+            opinions.push({ st: other, sha: sha256Hex(got.body) });
+            bodies.push(got.body);
+          }
+        } catch {
+          // a source that cannot answer gives no opinion
+        }
+      }
+      if (new Set(opinions.map((o) => o.sha)).size > 1) {
+        for (const [i, o] of opinions.entries()) o.at = await keep(bodies[i]!); // the first: to undo a wrong assumption
+        disputes.push({ piece, opinions });
       }
     }
-    if (new Set(opinions.map((o) => o.sha)).size > 1) disputes.push({ piece, opinions });
-  }
-  for (const { piece, opinions } of disputes) opinions[0]!.body = await readBack(fh, piece); // to undo a wrong assumption
-  const candidates = [...new Set(disputes.flatMap((x) => x.opinions.map((o) => o.st)))];
-  for (const suspect of candidates) {
-    // Assume `suspect` lied: every disputed piece takes the bytes of someone else.
-    const chosen = disputes.map(({ piece, opinions }) => ({ piece, pick: opinions.find((o) => o.st !== suspect && o.sha !== opinions.find((x) => x.st === suspect)?.sha) ?? opinions.find((o) => o.st !== suspect)! }));
-    for (const { piece, pick } of chosen) if (pick.body) await fh.write(pick.body, 0, pick.body.length, piece.start);
-    const digest = (await hashFile(partial.path)).digest('hex');
-    if (digest === d.sha256) {
-      const lies = disputes.map(({ piece, opinions }) => ({ piece, mine: opinions.find((o) => o.st === suspect), right: chosen.find((c) => c.piece === piece)!.pick })).filter((x) => x.mine && x.mine.sha !== x.right.sha);
-      const first = lies[0]!;
-      const b: Blame = {
-        source: suspect.source.label, code: 'E_CHECKSUM', range: [first.piece.start, first.piece.end], served: first.mine!.sha, expected: first.right.sha,
-        message: `${suspect.source.label} served bytes ${first.piece.start}-${first.piece.end} of ${d.name} with sha256 ${first.mine!.sha}; ${first.right.st.source.label} served ${first.right.sha}, and only that makes the file verify${lies.length > 1 ? ` (${lies.length} pieces in all)` : ''}`,
-      };
-      suspect.dropped = b;
-      blame.push(b);
+    const candidates = [...new Set(disputes.flatMap((x) => x.opinions.map((o) => o.st)))];
+    for (const suspect of candidates) {
+      // Assume `suspect` lied: every disputed piece takes the bytes of someone else.
+      const chosen = disputes.map(({ piece, opinions }) => ({ piece, pick: opinions.find((o) => o.st !== suspect && o.sha !== opinions.find((x) => x.st === suspect)?.sha) ?? opinions.find((o) => o.st !== suspect)! }));
       for (const { piece, pick } of chosen) {
-        piece.from = pick.st;
-        piece.sha256 = pick.sha;
+        const body = await kept(piece, pick);
+        await fh.write(body, 0, body.length, piece.start);
       }
-      return digest;
+      const digest = (await hashFile(partial.path)).digest('hex');
+      if (digest === d.sha256) {
+        const lies = disputes.map(({ piece, opinions }) => ({ piece, mine: opinions.find((o) => o.st === suspect), right: chosen.find((c) => c.piece === piece)!.pick })).filter((x) => x.mine && x.mine.sha !== x.right.sha);
+        const first = lies[0]!;
+        const b: Blame = {
+          source: suspect.source.label, code: 'E_CHECKSUM', range: [first.piece.start, first.piece.end], served: first.mine!.sha, expected: first.right.sha,
+          message: `${suspect.source.label} served bytes ${first.piece.start}-${first.piece.end} of ${d.name} with sha256 ${first.mine!.sha}; ${first.right.st.source.label} served ${first.right.sha}, and only that makes the file verify${lies.length > 1 ? ` (${lies.length} pieces in all)` : ''}`,
+        };
+        suspect.dropped = b;
+        blame.push(b);
+        for (const { piece, pick } of chosen) piece.from = pick.st;
+        return digest;
+      }
+      // Put back the original bytes before trying the next assumption.
+      for (const { piece, opinions } of disputes) {
+        const body = await kept(piece, opinions[0]!);
+        await fh.write(body, 0, body.length, piece.start);
+      }
     }
-    // Put back the original bytes before trying the next assumption.
-    for (const { piece, opinions } of disputes) await fh.write(opinions[0]!.body!, 0, opinions[0]!.body!.length, piece.start);
+    return (await hashFile(partial.path)).digest('hex');
+  } finally {
+    await scratch.close();
+    await rm(scratchPath, { force: true });
   }
-  return (await hashFile(partial.path)).digest('hex');
 }
+
+const sha256Hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 async function readBack(fh: FileHandle, piece: Piece): Promise<Buffer> {
   const buf = Buffer.alloc(piece.end - piece.start + 1);
@@ -372,29 +522,85 @@ async function readBack(fh: FileHandle, piece: Piece): Promise<Buffer> {
   return buf;
 }
 
-/** Take a random fraction of pieces again from another source and compare with the verified bytes. */
-async function crossCheck(d: Distfile, pieces: Piece[], states: SourceState[], ctx: DownloadContext, opts: SegmentOptions, blame: Blame[]): Promise<void> {
-  const chosen = pieces.filter(() => ctx.random() < opts.crossCheck);
-  for (const piece of chosen) {
-    const other = states.filter((s) => s !== piece.from && !s.dropped && !s.noRanges).sort((a, b) => (a.source.role === 'upstream' ? -1 : 1) - (b.source.role === 'upstream' ? -1 : 1))[0];
-    if (!other) return;
-    let got: Awaited<ReturnType<typeof readRange>>;
-    try {
-      got = await readRange(other.source, piece.start, piece.end, ctx, ctx.signal ?? new AbortController().signal, piece.end + 1);
-    } catch {
-      continue;
+const SYNC_BYTES = 32 << 20;
+
+/**
+ * Cross-checks: a random fraction of the pieces is taken again from a second, independent source
+ * (upstream first, else the fastest other mirror) while the download goes on, at most
+ * CROSS_CHECKS_AT_ONCE at a time; once the file has verified, each second opinion is compared with the
+ * verified bytes, and a source that disagrees lied.
+ */
+const CROSS_CHECKS_AT_ONCE = 2;
+
+class CrossChecks {
+  readonly chosen: Set<Piece>;
+  private readonly states: SourceState[];
+  private readonly ctx: DownloadContext;
+  private readonly queue: Piece[] = [];
+  private readonly running = new Set<Promise<void>>();
+  private readonly abort = new AbortController();
+  private readonly opinions: { piece: Piece; other: SourceState; sha: string }[] = [];
+
+  constructor(pieces: Piece[], states: SourceState[], ctx: DownloadContext, opts: SegmentOptions) {
+    this.chosen = new Set(opts.crossCheck > 0 ? pieces.filter(() => ctx.random() < opts.crossCheck) : []);
+    this.states = states;
+    this.ctx = ctx;
+  }
+
+  /** `piece` is written: ask a second source for it (now, or when one of the running checks ends). */
+  start(piece: Piece): void {
+    this.queue.push(piece);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.running.size < CROSS_CHECKS_AT_ONCE && this.queue.length) {
+      const piece = this.queue.shift()!;
+      const run = this.ask(piece);
+      this.running.add(run);
+      void run.finally(() => {
+        this.running.delete(run);
+        this.pump();
+      });
     }
-    if (got === 'no-ranges') continue;
-    const sha = createHash('sha256').update(got.body).digest('hex');
-    if (sha !== piece.sha256) {
+  }
+
+  private async ask(piece: Piece): Promise<void> {
+    const others = this.states.filter((s) => s !== piece.from && !s.dropped && !s.noRanges);
+    const other = others.find((s) => s.source.role === 'upstream') ?? others.sort((a, b) => rateOf(b) - rateOf(a))[0];
+    if (!other) return;
+    try {
+      const signal = this.ctx.signal ? AbortSignal.any([this.ctx.signal, this.abort.signal]) : this.abort.signal;
+      const got = await readRange(other.source, piece.start, piece.end, this.ctx, signal, piece.end + 1);
+      if (got !== 'no-ranges') this.opinions.push({ piece, other, sha: sha256Hex(got.body) });
+    } catch {
+      // a source that cannot answer gives no opinion
+    }
+  }
+
+  /** The file verified: compare every second opinion with the verified bytes. */
+  async judge(d: Distfile, fh: FileHandle, blame: Blame[]): Promise<void> {
+    this.pump();
+    while (this.running.size) await Promise.race(this.running); // each end starts the next queued check
+    for (const { piece, other, sha } of this.opinions) {
+      if (other.dropped) continue;
+      const ours = sha256Hex(await readBack(fh, piece));
+      if (sha === ours) continue;
       // Our bytes verified against the pinned sha256, so the other source is the one that lied.
       const b: Blame = {
-        source: other.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], served: sha, expected: piece.sha256,
-        message: `cross-check: ${other.source.label} served bytes ${piece.start}-${piece.end} of ${d.name} with sha256 ${sha}, the verified bytes have ${piece.sha256}`,
+        source: other.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], served: sha, expected: ours,
+        message: `cross-check: ${other.source.label} served bytes ${piece.start}-${piece.end} of ${d.name} with sha256 ${sha}, the verified bytes have ${ours}`,
       };
       other.dropped = b;
       blame.push(b);
     }
+  }
+
+  /** Stop whatever still runs (the download failed). */
+  async stop(): Promise<void> {
+    this.queue.length = 0;
+    this.abort.abort();
+    await Promise.allSettled(this.running);
   }
 }
 

@@ -27,9 +27,32 @@ export function gitEnv(): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C', HOME: process.env.HOME };
 }
 
-export async function git(args: string[], opts: { cwd?: string; signal?: AbortSignal } = {}): Promise<string> {
+/**
+ * The SOCKS proxy git's own connections go through (`--proxy`, `--tor`), per repository (stream
+ * isolation); undefined: direct. Set once by the command that runs sync.
+ */
+let proxyFor: ((repo: string) => string | undefined) | undefined;
+
+export function routeGitThrough(fn: ((repo: string) => string | undefined) | undefined): void {
+  proxyFor = fn;
+}
+
+/**
+ * What a clone or fetch of `repo` adds when a proxy is set: git's HTTP(S) transport through it (libcurl
+ * takes socks5h:// URLs, names resolved by the proxy), in the environment so that credentials stay out
+ * of the process list; and only the http(s) and local transports: git:// and ssh:// would connect directly.
+ */
+function viaProxy(repo: string): { args: string[]; env: NodeJS.ProcessEnv } {
+  const proxy = proxyFor?.(repo);
+  if (!proxy) return { args: [], env: {} };
+  const transports = ['protocol.allow=never', 'protocol.http.allow=always', 'protocol.https.allow=always', 'protocol.file.allow=always'];
+  return { args: transports.flatMap((c) => ['-c', c]), env: { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.proxy', GIT_CONFIG_VALUE_0: proxy } };
+}
+
+export async function git(args: string[], opts: { cwd?: string; signal?: AbortSignal; repo?: string } = {}): Promise<string> {
   try {
-    const { stdout } = await run('git', [...GIT_SAFE_CONFIG, ...args], { cwd: opts.cwd, env: gitEnv(), signal: opts.signal, maxBuffer: 16 << 20 });
+    const proxy = opts.repo !== undefined ? viaProxy(opts.repo) : { args: [], env: {} };
+    const { stdout } = await run('git', [...GIT_SAFE_CONFIG, ...proxy.args, ...args], { cwd: opts.cwd, env: { ...gitEnv(), ...proxy.env }, signal: opts.signal, maxBuffer: 16 << 20 });
     return stdout;
   } catch (err) {
     const e = err as { code?: string | number; stderr?: string; message: string };
@@ -57,12 +80,12 @@ export async function ensureRepo(repo: string, ref: string, stateDir: string, si
     await ensureDir(path.dirname(dir), 'git state');
     const temp = `${dir}.${process.pid}.tmp`;
     await rm(temp, { recursive: true, force: true });
-    await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal });
+    await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal, repo });
     await rename(temp, dir);
   }
   let commit = await resolveCommit(dir, ref, signal);
   if (!commit) {
-    await git(['fetch', '--quiet', '--tags', '--force', '--prune', 'origin', '+refs/heads/*:refs/heads/*'], { cwd: dir, signal });
+    await git(['fetch', '--quiet', '--tags', '--force', '--prune', 'origin', '+refs/heads/*:refs/heads/*'], { cwd: dir, signal, repo });
     commit = await resolveCommit(dir, ref, signal);
   }
   if (!commit) throw new SourcemeshError('E_ARCHIVE', `${repo}: no commit "${ref}" after fetching`, { repo, ref });

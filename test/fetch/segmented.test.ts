@@ -1,7 +1,7 @@
 // Segmented fetch: one file in pieces from several loopback mirrors at once; liars named with the byte
 // range as evidence and dropped; mirrors that ignore Range or stall do not stop the download.
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
@@ -41,6 +41,15 @@ test('a large file comes in Range pieces from every mirror at once, verified', a
   for (const i of [0, 1, 2]) assert.ok(s.piecesAt(i) >= 1, `mirror ${i} served pieces`);
 });
 
+test('two files in pieces at once (one hashing thread for both), both verified', async (t) => {
+  const s = await mirrors(t, [undefined, undefined, undefined]);
+  const r = await s.fetch(['big', 'other'], '--cross-check', '0', '--jobs', '2');
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+  assert.deepEqual(await readFile(path.join(s.dir, 'out', 'other.tar.gz')), OTHER);
+  for (const f of r.report.files) assert.ok(f.contributors.length >= 2, `${f.name} came in pieces`);
+});
+
 test('a mirror that lies in its pieces is named with the byte range as evidence and dropped for the run; the file verifies', async (t) => {
   const s = await mirrors(t, [undefined, { kind: 'wrong-bytes', every: 100_000 }, undefined]);
   const r = await s.fetch(['big', 'other'], '--cross-check', '0', '--segments', '3');
@@ -64,6 +73,7 @@ test('every piece disputed by a liar among two mirrors: the liar is found and th
     const r = await s.fetch(['big'], '--segments', '4', '--cross-check', '0');
     assert.equal(r.code, 0, r.stderr);
     assert.deepEqual(await readFile(path.join(s.dir, 'out', 'big.tar.gz')), BIG);
+    assert.deepEqual((await readdir(path.join(s.dir, 'store', 'tmp'))).filter((n) => n.endsWith('.disputed')), [], 'disputed bytes are not left behind');
   }
 });
 
