@@ -17,7 +17,7 @@ import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { benchArgs } from './lib/args.ts';
 import { cleanup } from './lib/cleanup.ts';
 import { prepareCli, type CliMode } from './lib/cli.ts';
 import { ensureFile, ensureOwnDir, sha256File, type BenchFile, type FileSpec } from './lib/files.ts';
@@ -29,11 +29,6 @@ const MiB = 1 << 20;
 const GOAL_RATIO = 0.9;
 const GOAL_RSS_BYTES = 150e6; // "150 MB"
 
-function usage(message: string): never {
-  console.error(`bench:fetch: ${message}`);
-  process.exit(2);
-}
-
 const options = {
   reps: { type: 'string', default: process.env.BENCH_REPS ?? '3' },
   files: { type: 'string', default: process.env.BENCH_FILES ?? '20' },
@@ -44,17 +39,7 @@ const options = {
   dir: { type: 'string', default: process.env.BENCH_DIR ?? path.join(os.tmpdir(), 'sourcemesh-bench-fetch') },
   'variant-flags': { type: 'string', default: process.env.BENCH_VARIANT_FLAGS ?? '' },
 } as const;
-const flags = (() => {
-  try {
-    return parseArgs({ options }).values;
-  } catch (err) {
-    return usage((err as Error).message);
-  }
-})();
-const count = (name: string, v: string) => {
-  if (!/^\d+$/.test(v) || Number(v) < 1) usage(`--${name} ${v}: expected a positive integer`);
-  return Number(v);
-};
+const { values: flags, usage, count } = benchArgs('fetch', options);
 const reps = count('reps', flags.reps);
 const smallCount = count('files', flags.files);
 const smallSize = count('file-mib', flags['file-mib']) * MiB;

@@ -28,8 +28,8 @@ import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/pr
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { pieceMapOfFile } from '../src/fetch/piece-map.ts';
+import { benchArgs } from './lib/args.ts';
 import { cleanup } from './lib/cleanup.ts';
 import { prepareCli, type CliMode } from './lib/cli.ts';
 import { ensureFile, ensureOwnDir, sha256File, type BenchFile } from './lib/files.ts';
@@ -45,11 +45,6 @@ const GOAL_LIAR = 1.2;
 // The piece length mirrors publish their piece layers with (mirror sync) and the Metalink's.
 const PIECE = MiB;
 
-function usage(message: string): never {
-  console.error(`bench:mirrors: ${message}`);
-  process.exit(2);
-}
-
 const options = {
   reps: { type: 'string', default: process.env.BENCH_REPS ?? '3' },
   'size-mib': { type: 'string', default: process.env.BENCH_SIZE_MIB ?? '1024' },
@@ -64,17 +59,7 @@ const options = {
   dir: { type: 'string', default: process.env.BENCH_DIR ?? path.join(os.tmpdir(), 'sourcemesh-bench-mirrors') },
   'node-flags': { type: 'string', default: '' },
 } as const;
-const flags = (() => {
-  try {
-    return parseArgs({ options }).values;
-  } catch (err) {
-    return usage((err as Error).message);
-  }
-})();
-const count = (name: string, v: string) => {
-  if (!/^\d+$/.test(v) || Number(v) < 1) usage(`--${name} ${v}: expected a positive integer`);
-  return Number(v);
-};
+const { values: flags, usage, count } = benchArgs('mirrors', options);
 const reps = count('reps', flags.reps);
 const size = count('size-mib', flags['size-mib']) * MiB;
 const rates = flags.rates.split(',').map((r) => {

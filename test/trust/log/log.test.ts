@@ -224,7 +224,7 @@ test('a witness 409 makes the log resend from the witness\'s size; a log restore
   assert.equal(cp9.note.verified.length, 2);
   assert.ok(witness.lines.some((l) => l.msg === 'refused' && l.status === 409 && l.old === 0), 'no 409 from the witness');
   // Resent from 5 (the log may have checkpointed 6, 7 or 8 on the way to 9, each cosigned in turn).
-  assert.ok(witness.lines.some((l) => l.msg === 'cosigned' && l.old === 5 && l.size > 5 && l.size <= 9), 'no resend from the witness\'s size');
+  assert.ok(witness.lines.some((l) => l.msg === 'cosigned' && l.old === 5 && (l.size ?? 0) > 5 && (l.size ?? 0) <= 9), 'no resend from the witness\'s size');
   await log.stop();
   // The copy from before: size 5. It grows differently; the witness, at 9, refuses every checkpoint.
   log = await startLog(backup, logKey, flags);
