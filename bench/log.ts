@@ -4,10 +4,13 @@
 //      the checkpoints published meanwhile: with wrk (C, when installed: the client then takes little of
 //      the CPU it shares with the server), then with undici from this process;
 //   2. inclusion and consistency proof verification time (µs), on proofs computed from the log's tiles;
-//   3. witness cosignature round trip (add-checkpoint with a consistency proof), p50 and p99.
+//   3. witness cosignature round trip (add-checkpoint with a consistency proof), p50 and p99;
+//   4. client catch-up over a 1,000-step release key rotation chain: signature checks and time through
+//      skip links against walking it link by link (key sets of 3 keys, threshold 2).
 // Goals printed beside: at least 10,000 appends/s on one node, proof verification under 100 µs.
 // Environment: BENCH_SECONDS (default 10), BENCH_CLIENTS (default 256), BENCH_ENTRY_BYTES (default 200),
-// BENCH_DIR (default a temporary directory).
+// BENCH_DIR (default a temporary directory), BENCH_ROTATION_STEPS (default 1000), BENCH_ROTATION_ONLY=1
+// (only part 4, no servers).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,6 +27,8 @@ import { formatCheckpoint } from '../src/trust/checkpoint.ts';
 import { TileHashReader, tilePath } from '../src/trust/tiles.ts';
 import { formatAddCheckpoint } from '../src/trust/witness/protocol.ts';
 import { median } from './lib/measure.ts';
+import { chainHops, genesisPosition, planHops, isSkip, walkChain, type SignatureCounter } from '../src/trust/rotation.ts';
+import { buildChain } from '../test/trust/release/chain.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const CLI = path.join(root, 'src/cli/main.ts');
@@ -68,6 +73,49 @@ function percentile(xs: number[], p: number): number {
 const fmt = (n: number, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 console.log(`bench:log on ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), node ${process.version}; ${clients} concurrent submitters, ${entryBytes}-byte entries, ${seconds} s; files in ${work}`);
+
+/** Part 4: catch-up cost over a rotation chain of `steps` statements, with and without skip links. */
+function rotationCatchUp(steps: number): string[] {
+  const t0 = performance.now();
+  const built = buildChain(steps, { label: 'bench' });
+  const buildMs = performance.now() - t0;
+  const genesis = genesisPosition(built.sets[0]!);
+  const walk = (hops: { statement: string; link?: string }[]) => {
+    const counter: SignatureCounter = { checks: 0 };
+    const times: number[] = [];
+    let end;
+    for (let i = 0; i < 5; i++) {
+      counter.checks = 0;
+      const s = performance.now();
+      end = walkChain(genesis, hops, { counter });
+      times.push(performance.now() - s);
+    }
+    if (end!.hash !== built.positions[steps]!.hash) throw new Error('the walk did not reach the last key set');
+    return { hops: hops.length, checks: counter.checks, ms: median(times) };
+  };
+  const skip = walk(chainHops(built.chain));
+  const linear = walk(built.chain.statements.map((s) => ({ statement: s.note })));
+  // The worst starting key set: a client that stopped anywhere along the chain.
+  let worst = { from: 0, hops: 0 };
+  for (let from = 0; from < steps; from++) {
+    const hops = planHops(from, steps, (i, j) => built.chain.links.has(`${i}:${j}`)).length;
+    if (hops > worst.hops) worst = { from, hops };
+  }
+  const bound = 2 * Math.log2(steps);
+  const ok = (b: boolean) => (b ? 'met' : 'NOT met');
+  return [
+    `rotation catch-up over ${steps} statements (key sets of 3, threshold 2; chain built and checked in ${fmt(buildMs / 1000, 1)} s):`,
+    `  from the genesis keys with skip links: ${skip.hops} hops, ${skip.checks} signature checks, ${fmt(skip.ms, 2)} ms   goal <= 2*log2(n) = ${fmt(bound, 1)} checks: ${ok(skip.checks <= bound)}`,
+    `  link by link: ${linear.hops} hops, ${linear.checks} signature checks, ${fmt(linear.ms, 1)} ms   ratio ${fmt(linear.checks / skip.checks, 1)}x checks, ${fmt(linear.ms / skip.ms, 1)}x time`,
+    `  worst starting key set (${worst.from}): ${worst.hops} hops (${2 * worst.hops} checks at threshold 2)   goal <= 2*log2(n) = ${fmt(bound, 1)} hops: ${ok(worst.hops <= bound)}`,
+  ];
+}
+
+if (process.env.BENCH_ROTATION_ONLY === '1') {
+  for (const line of rotationCatchUp(Number(process.env.BENCH_ROTATION_STEPS ?? 1000))) console.log(line);
+  if (!process.env.BENCH_DIR) await rm(work, { recursive: true, force: true });
+  process.exit(0);
+}
 
 const started: Server[] = [];
 const stopAll = () => {
@@ -246,6 +294,7 @@ end
   console.log(`inclusion proof verification: ${fmt(inclusionUs, 2)} µs (proofs of ${proofLength} hashes)   goal < 100 µs: ${ok(inclusionUs < 100)}`);
   console.log(`consistency proof verification: ${fmt(consistencyUs, 2)} µs   goal < 100 µs: ${ok(consistencyUs < 100)}`);
   console.log(`witness cosignature round trip (add-checkpoint, loopback, ${roundTrips.length} requests): p50 ${fmt(percentile(roundTrips, 50), 2)} ms, p99 ${fmt(percentile(roundTrips, 99), 2)} ms`);
+  for (const line of rotationCatchUp(Number(process.env.BENCH_ROTATION_STEPS ?? 1000))) console.log(line);
 } finally {
   stopAll();
   if (!process.env.BENCH_DIR) await rm(work, { recursive: true, force: true });

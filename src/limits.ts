@@ -108,6 +108,29 @@ export const LIMITS = {
   witnessRequestBurst: 1000,
   witnessRateClients: 4096,
 
+  // releases, trust policies and key rotation (`release`, `release verify`, --trust-policy): bundles, policies
+  // and rotation chains come from projects, mirrors and logs, so they are attacker-controlled
+  /** A release bundle (JSON: the release note, checkpoint, proofs, rotation hops). */
+  releaseBundleBytes: 4 * MiB,
+  /** A trust policy file (JSON). */
+  trustPolicyBytes: 64 * KiB,
+  /** A rotation chain file a project keeps (every statement and skip link). */
+  rotationChainBytes: 64 * MiB,
+  /** Keys in one release key set (a policy's genesis set or a rotation statement). */
+  rotationKeys: 64,
+  /** Rotation hops carried in one bundle (O(log n) needed: 128 covers any chain a bundle can name). */
+  rotationHops: 128,
+  /** Statements in one rotation chain file. */
+  rotationStatements: 1_000_000,
+  /** Consistency proofs carried in one bundle, from older tree sizes. */
+  bundleConsistencyProofs: 16,
+  /** Cosignature timestamps up to this far in the future are taken as clock skew, not refused. */
+  trustClockSkewSeconds: 300,
+  /** Fetching a checkpoint or tile from a log (`--trust-policy` online). */
+  logFetchTimeoutMs: 30_000,
+  /** A tile or checkpoint answer from a log. */
+  logFetchBytes: 1 * MiB,
+
   // git objects and tar: a repository being archived is attacker-controlled (objects, packs, refs, attributes)
   /** An object inflated whole into memory: trees, commits, tags, delta bases and results, blobs being converted. */
   gitObjectBytes: 1024 * MiB,

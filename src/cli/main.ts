@@ -11,6 +11,7 @@ import { mirrorCommand } from './mirror.ts';
 import { mirrorsCommand } from './mirrors.ts';
 import { packCommand } from './pack.ts';
 import { printError, processIo, type Io } from './output.ts';
+import { releaseCommand } from './release.ts';
 import { serveCommand } from './serve.ts';
 import { storeCommand } from './store.ts';
 import { verifyCommand } from './verify.ts';
@@ -31,7 +32,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(VERSION)
     .showSuggestionAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal), serveCommand(io, setExit, abort.signal), keyCommand(io), logCommand(io, abort.signal), witnessCommand(io, abort.signal)]) program.addCommand(cmd);
+  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal), serveCommand(io, setExit, abort.signal), keyCommand(io), logCommand(io, abort.signal), witnessCommand(io, abort.signal), releaseCommand(io, setExit)]) program.addCommand(cmd);
   for (const cmd of allCommands(program)) cmd.exitOverride();
 
   try {

@@ -1,0 +1,157 @@
+// A client of a sourcemesh log over HTTP: submit an entry (`POST /add?wait=checkpoint`), read the published
+// checkpoint and tiles (C2SP tlog-tiles), and from them prove inclusion and consistency. Everything the
+// log answers is attacker-controlled: bodies are bounded, and what is computed from tiles is trusted only
+// after it verifies against a checkpoint the policy accepted (policy.ts).
+
+import { request, type Dispatcher } from 'undici';
+import { isSourcemeshError, SourcemeshError } from '../errors.ts';
+import { LIMITS, type Limits } from '../limits.ts';
+import { VERSION } from '../version.ts';
+import { parseCheckpoint } from './checkpoint.ts';
+import { type Hash, leafHash, parseProofLines, proveConsistency, proveInclusion, verifyInclusion } from './merkle.ts';
+import { parseNote } from './note.ts';
+import type { ReleaseBundle } from './release.ts';
+import { type Tile, TileHashReader, tilePath } from './tiles.ts';
+
+export type LogClientLimits = Pick<Limits, 'logFetchTimeoutMs' | 'logFetchBytes' | 'logCheckpointWaitMs' | 'noteBytes' | 'proofHashes' | 'noteSignatures' | 'noteKeyNameBytes' | 'checkpointExtensionLines'>;
+
+export interface Submitted {
+  readonly index: number;
+  readonly checkpoint?: string;
+  readonly inclusionProof?: Hash[];
+}
+
+export class LogClient {
+  readonly url: string;
+  readonly #dispatcher: Dispatcher | undefined;
+  readonly #limits: LogClientLimits;
+  readonly #tiles = new Map<string, Uint8Array>();
+
+  constructor(url: string, options: { dispatcher?: Dispatcher; limits?: LogClientLimits } = {}) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new SourcemeshError('E_USAGE', `log URL ${url}: not a URL`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new SourcemeshError('E_USAGE', `log URL ${url}: expected http(s)`);
+    this.url = url.replace(/\/+$/, '');
+    this.#dispatcher = options.dispatcher;
+    this.#limits = options.limits ?? LIMITS;
+  }
+
+  async #fetch(method: 'GET' | 'POST', path: string, body?: Uint8Array | string, timeoutMs = this.#limits.logFetchTimeoutMs): Promise<{ status: number; body: Buffer }> {
+    const url = `${this.url}/${path}`;
+    try {
+      const res = await request(url, {
+        method,
+        body,
+        headers: { 'user-agent': `sourcemesh/${VERSION}`, ...(body === undefined ? {} : { 'content-type': 'application/octet-stream' }) },
+        ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+        signal: AbortSignal.timeout(timeoutMs),
+        headersTimeout: timeoutMs,
+        bodyTimeout: this.#limits.logFetchTimeoutMs,
+      });
+      const chunks: Buffer[] = [];
+      let length = 0;
+      for await (const chunk of res.body) {
+        length += (chunk as Buffer).length;
+        if (length > this.#limits.logFetchBytes) {
+          res.body.destroy();
+          throw new SourcemeshError('E_FORMAT', `${url}: the log answered with over ${this.#limits.logFetchBytes} bytes`, { url });
+        }
+        chunks.push(chunk as Buffer);
+      }
+      return { status: res.statusCode, body: Buffer.concat(chunks) };
+    } catch (err) {
+      if (isSourcemeshError(err)) throw err;
+      throw new SourcemeshError('E_NETWORK', `${url}: ${(err as Error).message}`, { url }, { cause: err });
+    }
+  }
+
+  /** POST /add?wait=checkpoint: the index, and the cosigned checkpoint and inclusion proof once published. */
+  async add(entry: Uint8Array | string): Promise<Submitted> {
+    const a = await this.#fetch('POST', 'add?wait=checkpoint', entry, this.#limits.logCheckpointWaitMs + this.#limits.logFetchTimeoutMs);
+    if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/add: HTTP ${a.status}: ${a.body.toString('utf8').split('\n', 1)[0]!.slice(0, 200)}`, { status: a.status });
+    let body: { index?: unknown; checkpoint?: unknown; inclusionProof?: unknown };
+    try {
+      body = JSON.parse(a.body.toString('utf8'));
+    } catch {
+      throw new SourcemeshError('E_FORMAT', `${this.url}/add: the answer is not JSON`);
+    }
+    if (!Number.isSafeInteger(body.index) || (body.index as number) < 0) throw new SourcemeshError('E_FORMAT', `${this.url}/add: the answer has no index`);
+    const index = body.index as number;
+    if (typeof body.checkpoint !== 'string' || !Array.isArray(body.inclusionProof) || !body.inclusionProof.every((l) => typeof l === 'string')) return { index };
+    return { index, checkpoint: body.checkpoint, inclusionProof: parseProofLines(body.inclusionProof as string[], this.#limits) };
+  }
+
+  /** GET /checkpoint (not verified here). */
+  async checkpoint(): Promise<string> {
+    const a = await this.#fetch('GET', 'checkpoint');
+    if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/checkpoint: HTTP ${a.status}`, { status: a.status });
+    return a.body.toString('utf8');
+  }
+
+  async tile(tile: Tile): Promise<Uint8Array> {
+    const p = tilePath(tile);
+    const cached = this.#tiles.get(p);
+    if (cached) return cached;
+    const a = await this.#fetch('GET', p);
+    if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/${p}: HTTP ${a.status}`, { status: a.status });
+    this.#tiles.set(p, a.body);
+    return a.body;
+  }
+
+  /** Hashes of the tree of `size` leaves, read from the log's tiles (unauthenticated until a proof verifies). */
+  reader(size: number): TileHashReader {
+    return new TileHashReader(size, (tile) => this.tile(tile));
+  }
+}
+
+/** The size of a checkpoint note, without verifying it (the policy does that). */
+export function checkpointSize(note: string, limits: LogClientLimits = LIMITS): number {
+  return parseCheckpoint(parseNote(note, limits).text, limits).size;
+}
+
+/**
+ * A bundle re-proved against the log's current checkpoint: the same release and rotation hops, the new
+ * checkpoint, inclusion proofs from its tiles, and the consistency proof from `storedSize` (when it is
+ * smaller). Nothing here is trusted yet: verifyRelease checks all of it.
+ */
+export async function refreshBundle(bundle: ReleaseBundle, log: LogClient, storedSize: number | undefined): Promise<{ bundle: ReleaseBundle; consistencyProof?: Hash[] }> {
+  const checkpoint = await log.checkpoint();
+  const size = checkpointSize(checkpoint);
+  const reader = log.reader(size);
+  const prove = async (index: number, what: string) => {
+    if (index >= size) throw new SourcemeshError('E_POLICY', `the log's checkpoint has ${size} entries: ${what} at index ${index} is not in it (a rollback?)`, { index, size });
+    return proveInclusion(index, size, reader);
+  };
+  const inclusionProof = await prove(bundle.index, 'the release');
+  const rotations = [];
+  for (const hop of bundle.rotations) rotations.push({ ...hop, inclusionProof: await prove(hop.index, 'a rotation statement') });
+  const consistencyProof = storedSize !== undefined && storedSize > 0 && storedSize < size ? await proveConsistency(storedSize, size, reader) : undefined;
+  return { bundle: { ...bundle, checkpoint, inclusionProof, rotations, consistency: [] }, ...(consistencyProof ? { consistencyProof } : {}) };
+}
+
+/** Wait until the log publishes a checkpoint covering `index`; the note and the entry's inclusion proof. */
+export async function awaitInclusion(log: LogClient, entry: Uint8Array, index: number, timeoutMs: number, pollMs = 250): Promise<{ checkpoint: string; inclusionProof: Hash[] }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    let note: string | undefined;
+    try {
+      note = await log.checkpoint();
+    } catch (err) {
+      if (!isSourcemeshError(err, 'E_HTTP')) throw err;
+    }
+    if (note !== undefined) {
+      const cp = parseCheckpoint(parseNote(note).text);
+      if (cp.size > index) {
+        const proof = await proveInclusion(index, cp.size, log.reader(cp.size));
+        verifyInclusion(index, cp.size, leafHash(entry), proof, cp.rootHash);
+        return { checkpoint: note, inclusionProof: proof };
+      }
+    }
+    if (Date.now() > deadline) throw new SourcemeshError('E_NETWORK', `${log.url}: no checkpoint covering entry ${index} within ${Math.round(timeoutMs / 1000)} s`, { index });
+    await new Promise((r) => setTimeout(r, pollMs));
+  }
+}
