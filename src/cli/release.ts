@@ -20,7 +20,7 @@ import { parseCheckpoint } from '../trust/checkpoint.ts';
 import { TrustState } from '../trust/client-state.ts';
 import { awaitInclusion, checkpointSize, LogClient, refreshBundle } from '../trust/log-client.ts';
 import { type Hash, leafHash, proveConsistency, proveInclusion, verifyInclusion } from '../trust/merkle.ts';
-import { createSigner, formatVerifierKey, KEY_TYPE_ED25519, parseNote, signNote, type NoteSigner } from '../trust/note.ts';
+import { createSigner, createVerifier, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseNote, signNote, type NoteSignature, type NoteSigner } from '../trust/note.ts';
 import { parsePolicy, type ReleaseSubject, type Verdict, verifyRelease } from '../trust/policy.ts';
 import {
   formatReleaseBundle, formatReleaseStatement, parseReleaseBundle, RELEASE_KINDS, type ReleaseBundle, type ReleaseKind, type RotationHop,
@@ -34,6 +34,8 @@ import { positiveInt, printJson, type Io } from './output.ts';
 
 interface ReleaseFlags {
   key: string[];
+  signature: string[];
+  detached?: boolean;
   log: string;
   output?: string;
   kind: ReleaseKind;
@@ -71,30 +73,40 @@ export function releaseCommand(io: Io, setExit: (n: number) => void): Command {
     .description('sign a release of a manifest or mirror list, log it, and write its release bundle (FILE.release)')
     .argument('<file>', 'the manifest (or, with --kind mirror-list, the mirror list) to release')
     .option('--key <keyfile>', 'a release signing key (`key generate NAME -o KEYFILE`); repeatable, one signature each', collect, [])
+    .option('--signature <note>', 'a signed note of the same release made elsewhere (`--detached`); its signatures are added; repeatable', collect, [])
+    .option('--detached', 'only sign: write the signed release note to -o (default FILE.sig) for another maintainer to add, do not log')
     .option('--log <url>', 'the transparency log (`log serve`) to submit the release to')
-    .option('-o, --output <bundle>', 'where to write the release bundle (default FILE.release)')
+    .option('-o, --output <bundle>', 'where to write the release bundle (default FILE.release; with --detached, the note, default FILE.sig)')
     .addOption(new Option('--kind <kind>', 'what FILE is').choices(RELEASE_KINDS).default('manifest'))
     .option('--name <name>', 'the name released (default the manifest\'s name; required for a mirror list)')
     .option('--release-version <version>', 'the version released (default the manifest\'s version)')
     .option('--chain <file>', 'the project\'s key rotation chain: the bundle carries the hops from the genesis keys to the current ones')
     .option('--json', 'print the index, checkpoint and bundle path as JSON')
     .action(async (file: string, o: ReleaseFlags) => {
-      if (o.key.length === 0) throw new SourcemeshError('E_USAGE', 'release: give at least one --key');
-      if (o.log === undefined) throw new SourcemeshError('E_USAGE', 'release: --log URL is required');
+      if (o.key.length === 0 && o.signature.length === 0) throw new SourcemeshError('E_USAGE', 'release: give at least one --key or --signature');
+      if (o.detached && o.key.length === 0) throw new SourcemeshError('E_USAGE', 'release --detached: give the --key to sign with');
+      if (o.log === undefined && !o.detached) throw new SourcemeshError('E_USAGE', 'release: --log URL is required (or --detached to only sign)');
       const subject = await loadSubject(file, o.kind);
       const name = o.name ?? subject.name;
       const version = o.releaseVersion ?? subject.version;
       if (name === undefined) throw new SourcemeshError('E_USAGE', `${file}: a mirror list has no name; give --name`);
       if (version === undefined) throw new SourcemeshError('E_USAGE', `${file}: no version to release; give --release-version`);
       const signers = await readSigners(o.key);
+      const statement = formatReleaseStatement({ kind: o.kind, name, version, sha256: subject.sha256 });
+      const note = signNote(statement, signers, await readDetachedSignatures(o.signature, statement));
+      if (o.detached) {
+        const out = path.resolve(o.output ?? `${path.resolve(file)}.sig`);
+        await writeFileDurable(out, note);
+        if (o.json) printJson(io, { note: out, release: note });
+        else io.stdout.write(`signed ${out}: add it with --signature ${path.relative(process.cwd(), out) || out} to the release run that logs it\n`);
+        return;
+      }
       const chain = o.chain === undefined ? undefined : await readChain(o.chain);
       if (chain !== undefined) {
         const current = chainPositions(chain).at(-1)!;
-        const members = new Set(current.keySet.keys.map((k) => `${k.keyId}:${k.name}`));
-        const own = signers.filter((s) => members.has(`${s.keyId}:${s.name}`)).length;
-        if (own < current.keySet.threshold) throw new SourcemeshError('E_POLICY', `${o.chain}: the current key set ${current.sequence} needs ${current.keySet.threshold} signatures; ${own} of the --key files are in it`);
+        const own = openNote(note, current.keySet.keys.map(createVerifier)).verified.length;
+        if (own < current.keySet.threshold) throw new SourcemeshError('E_POLICY', `${o.chain}: the current key set ${current.sequence} needs ${current.keySet.threshold} signatures; ${own} of the given keys and signatures are valid ones of it`);
       }
-      const note = signNote(formatReleaseStatement({ kind: o.kind, name, version, sha256: subject.sha256 }), signers);
       const log = new LogClient(o.log);
       const out = path.resolve(o.output ?? `${path.resolve(file)}.release`);
       const previous = await readBundleIfAny(out);
@@ -299,6 +311,27 @@ async function readSigners(files: readonly string[]): Promise<NoteSigner[]> {
     signers.push(createSigner(key));
   }
   return signers;
+}
+
+/**
+ * The signatures of release notes signed elsewhere (`release --detached`). Each must sign exactly
+ * `statement`: a note of another file, name or version is refused rather than mixed in. Their validity
+ * is for the verifier (the policy's keys) to judge; with --chain they are checked against the chain.
+ */
+async function readDetachedSignatures(files: readonly string[], statement: string): Promise<NoteSignature[]> {
+  const all: NoteSignature[] = [];
+  for (const f of files) {
+    let note: ReturnType<typeof parseNote>;
+    try {
+      note = parseNote(await readBounded(f, LIMITS.noteBytes, 'signed note'));
+    } catch (err) {
+      if (isSourcemeshError(err, 'E_FORMAT')) throw new SourcemeshError('E_FORMAT', `--signature ${f}: ${err.message}`, { file: f });
+      throw err;
+    }
+    if (note.text !== statement) throw new SourcemeshError('E_INPUT', `--signature ${f}: signs another release statement than this one (a different file, name, version or kind)`, { file: f });
+    all.push(...note.signatures);
+  }
+  return all;
 }
 
 async function readChain(file: string): Promise<ChainFile> {

@@ -203,3 +203,35 @@ test('key rotation through the CLI: releases by the new keys are accepted throug
   r = await runCli(['release', manifest, '--key', n1.file, '--log', net.log.url, '--chain', chain, '-o', path.join(dir, 'x.release')]);
   assert.equal(exitCode(r), 3);
 });
+
+test('maintainers sign on their own machines: detached signatures are combined into one logged release', async (t) => {
+  const dir = await tempDir(t);
+  const net = await startTrustNetwork(t, dir);
+  const [r1, r2] = net.releaseKeys;
+  const manifest = await writeManifest(path.join(dir, 'manifest.json'), '3.0');
+  const policy = await net.policy('policy.json', { url: false });
+  // Maintainer 2 signs alone, offline: no log is contacted, the note goes to a file.
+  const sig = path.join(dir, 'r2.sig');
+  const detached = await runCli(['release', manifest, '--key', r2!.file, '--detached', '-o', sig]);
+  assert.equal(exitCode(detached), 0, detached.stderr);
+  assert.match(await readFile(sig, 'utf8'), /^sourcemesh\.release\/v1\n[^]*\n\n\u2014 release2\.release\.test \S+\n$/);
+  // A note of another version is refused, not mixed in.
+  const other = await writeManifest(path.join(dir, 'other.json'), '3.1');
+  const otherSig = path.join(dir, 'other.sig');
+  assert.equal(exitCode(await runCli(['release', other, '--key', r2!.file, '--detached', '-o', otherSig])), 0);
+  const mixed = await runCli(['release', manifest, '--key', r1!.file, '--signature', otherSig, '--log', net.log.url]);
+  assert.equal(exitCode(mixed), 2);
+  assert.match(mixed.stderr, /--signature .*other\.sig: signs another release statement/);
+  // Maintainer 1 adds theirs and logs it: two signatures, accepted by the 2-of-3 release key policy.
+  const made = await runCli(['release', manifest, '--key', r1!.file, '--signature', sig, '--log', net.log.url]);
+  assert.equal(exitCode(made), 0, made.stderr);
+  const bundle = parseReleaseBundle(await readFile(`${manifest}.release`, 'utf8'), 'bundle');
+  assert.equal(bundle.release.split('\n').filter((l) => l.startsWith('\u2014 release')).length, 2);
+  const verified = await runCli(['release', 'verify', manifest, '--trust-policy', policy, '--state', path.join(dir, 'state')]);
+  assert.equal(exitCode(verified), 0, verified.stderr);
+  // One maintainer's signature alone is still one: refused.
+  const alone = await runCli(['release', manifest, '--signature', sig, '--log', net.log.url, '-o', path.join(dir, 'alone.release')]);
+  assert.equal(exitCode(alone), 0, alone.stderr);
+  const refused = await runCli(['release', 'verify', manifest, '--trust-policy', policy, '--bundle', path.join(dir, 'alone.release'), '--state', path.join(dir, 'state2')]);
+  assert.equal(exitCode(refused), 3);
+});
