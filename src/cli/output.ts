@@ -1,7 +1,7 @@
 // Printing conventions shared by the commands: one-line errors, --json, human sizes, colour on a TTY only.
 import { styleText } from 'node:util';
-import { rename, rm, writeFile } from 'node:fs/promises';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { SourcemeshError } from '../errors.ts';
+import { writeFileDurable } from '../store/durable-file.ts';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -62,14 +62,7 @@ export function nonNegativeInt(flag: string, value: string, max = Number.MAX_SAF
   return Number(value);
 }
 
-/** Write a whole output file under a temporary name, then rename: never a half-written file. */
-export async function writeFileAtomic(file: string, text: string): Promise<void> {
-  const temp = `${file}.${process.pid}.tmp`;
-  try {
-    await writeFile(temp, text);
-    await rename(temp, file);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw fromSystemError(err, `${file}: cannot write`);
-  }
+/** Write a whole output file: never a half-written file under its name, and durable once we return. */
+export function writeFileAtomic(file: string, text: string): Promise<void> {
+  return writeFileDurable(file, text);
 }

@@ -7,7 +7,7 @@
 // the client's state and prints.
 import { Command, Option } from 'commander';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { fromSystemError, isSourcemeshError, SourcemeshError } from '../errors.ts';
@@ -15,7 +15,8 @@ import { parseMirrorList } from '../fetch/mirror-list.ts';
 import { LIMITS } from '../limits.ts';
 import { canonicalJson, loadManifest, type Manifest } from '../manifest/index.ts';
 import { manifestDigest } from '../manifest/write.ts';
-import { defaultStoreRoot, fsyncDir } from '../store/store.ts';
+import { writeFileDurable } from '../store/durable-file.ts';
+import { defaultStoreRoot } from '../store/store.ts';
 import { parseCheckpoint } from '../trust/checkpoint.ts';
 import { TrustState } from '../trust/client-state.ts';
 import { awaitInclusion, checkpointSize, LogClient, refreshBundle } from '../trust/log-client.ts';
@@ -398,22 +399,4 @@ function originOf(note: string): string | undefined {
   }
 }
 
-/** Write a whole file under a temporary name, fsync it, rename it over FILE, fsync the directory. */
-async function writeFileDurable(file: string, text: string): Promise<void> {
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    const fh = await open(temp, 'wx', 0o644);
-    try {
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, file);
-    await fsyncDir(path.dirname(file));
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw fromSystemError(err, `${file}: cannot write`);
-  }
-}
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
+import { writeFileDurable } from '../store/durable-file.ts';
 import { fsyncDir } from '../store/store.ts';
 import {
   createSigner, createVerifier, formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseSignerKey, parseVerifierKey,
@@ -99,28 +100,13 @@ export function buildInventory(files: Iterable<InventoryFile>, key: SignerKey, g
 }
 
 /**
- * Publish an inventory note at ROOT/.well-known/sourcemesh/inventory: written under a temporary name,
- * fsynced and renamed, so readers (and `serve`, which watches it) never see half of one.
+ * Publish an inventory note at ROOT/.well-known/sourcemesh/inventory, atomically and durably, so readers
+ * (and `serve`, which watches it) never see half of one.
  */
 export async function writeInventory(root: string, note: string): Promise<string> {
   const file = path.join(root, INVENTORY_PATH);
-  const dir = path.dirname(file);
-  const temp = path.join(dir, `.inventory.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    await mkdir(dir, { recursive: true });
-    const fh = await open(temp, 'wx', 0o644);
-    try {
-      await fh.writeFile(note);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, file);
-    await fsyncDir(dir);
-  } catch (err) {
-    await rm(temp, { force: true });
-    throw fromSystemError(err, `${file}: cannot write the inventory`);
-  }
+  await mkdir(path.dirname(file), { recursive: true }).catch((err) => { throw fromSystemError(err, `${file}: cannot write the inventory`); });
+  await writeFileDurable(file, note, 'cannot write the inventory');
   return file;
 }
 
