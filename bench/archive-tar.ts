@@ -23,7 +23,7 @@ import { archiveTar } from '../src/archive/index.ts';
 const SELF = fileURLToPath(import.meta.url);
 const MB = 1e6;
 
-function gitEnv(home: string): NodeJS.ProcessEnv {
+export function gitEnv(home: string): NodeJS.ProcessEnv {
   return {
     PATH: process.env.PATH, HOME: home, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C', TZ: 'UTC',
     GIT_AUTHOR_NAME: 'Bench', GIT_AUTHOR_EMAIL: 'bench@example.org', GIT_AUTHOR_DATE: '1700000000 +0000',
@@ -88,13 +88,13 @@ function sourceText(rng: Prng, lines: number): string {
   return out.join('\n') + '\n';
 }
 
-interface Layout {
+export interface Layout {
   files: number;
   bytes: number;
 }
 
 /** The repository, built with git fast-import then repacked, plus a commit of loose objects. */
-async function buildRepo(dir: string, layout: Layout): Promise<void> {
+export async function buildRepo(dir: string, layout: Layout): Promise<void> {
   const env = gitEnv(dir);
   const repo = path.join(dir, 'repo.git');
   await run('git', ['-c', 'init.defaultBranch=main', 'init', '-q', '--bare', repo], dir, env);
@@ -307,4 +307,5 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+// bench/archive.ts builds its repository with buildRepo: run only when started directly.
+if (import.meta.main) await main();

@@ -131,6 +131,14 @@ export const LIMITS = {
   /** A tile or checkpoint answer from a log. */
   logFetchBytes: 1 * MiB,
 
+  // tarballs (tarSha256, cleanse): compressed streams and tar headers from mirrors and upstreams are attacker-controlled
+  /** Output of decompressing one tarball (a bomb costs time, never memory; refused past this). */
+  decompressedTarBytes: 1024 * 1024 * MiB,
+  /** A pax extended header's payload, held in memory while its entry is read. */
+  tarPaxHeaderBytes: 1 * MiB,
+  /** A path or link name in a tarball being cleansed. */
+  tarPathBytes: 64 * KiB,
+
   // git objects and tar: a repository being archived is attacker-controlled (objects, packs, refs, attributes)
   /** An object inflated whole into memory: trees, commits, tags, delta bases and results, blobs being converted. */
   gitObjectBytes: 1024 * MiB,

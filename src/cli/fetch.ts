@@ -11,6 +11,8 @@ import { METALINK_PIECE, formatMetalink, pieceHashes, type MetalinkFile } from '
 import { POLICIES, mirrorLabel, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest, type Distfile } from '../manifest/index.ts';
+import { routeGitThrough } from '../mirror/git-repo.ts';
+import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, writeFileAtomic, type Io } from './output.ts';
@@ -37,6 +39,7 @@ interface FetchFlags {
   isolatePerFile?: boolean;
   trustPolicy?: string;
   release?: string;
+  snapshotGenerator: string;
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -60,17 +63,20 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--store <dir>', 'content-addressed store (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--metalink <file>', 'also write a Metalink v4 (RFC 5854) file for the fetched files and the mirrors, for aria2 and other clients')
     .option('--json', 'print a JSON report on stdout instead of progress and a summary')
+    .option('--snapshot-generator <name>', 'make git entries\' snapshots from upstream\'s repository (cloned under the store) with `sourcemesh` (our archiver), `git` (git archive | gzip -n) or `none` (only download them)', 'sourcemesh')
     .option('--trust-policy <policy>', 'refuse the manifest, before any download, unless its release bundle passes this sourcemesh.policy/v1')
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
     .action(async (input: string, o: FetchFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const segments = segmentOptions(o);
+      const generator = o.snapshotGenerator === 'none' ? undefined : snapshotGenerator(o.snapshotGenerator);
       const mirrors = o.mirror.map(parseMirror);
       const manifest = await loadManifest(input);
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
       const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
       const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
       const dispatcher = network.dispatcher;
+      routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined); // git snapshots' clones too
       if (o.trustPolicy) await requireManifestRelease(io, input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher }).catch(async (err) => { await network.close(); throw err; });
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
@@ -82,6 +88,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       try {
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
+          openSnapshot: generator && !o.offline ? snapshotOpener(store.root, generator) : undefined,
           onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(mirrorLabel(m))),
         });
         reputation.record(mirrorOutcomes(report));
@@ -115,10 +122,10 @@ async function writeMetalink(out: string, distfiles: Distfile[], report: FetchRe
   const files: MetalinkFile[] = [];
   for (const [i, d] of distfiles.entries()) {
     if (report.files[i]!.status === 'failed') continue;
-    const obj = await store.get(d.sha256);
+    const obj = await store.get(report.files[i]!.sha256);
     if (!obj) continue;
     const { size, pieces } = await pieceHashes(obj.path);
-    files.push({ distfile: d, size, pieces, pieceLength: METALINK_PIECE });
+    files.push({ distfile: { ...d, sha256: obj.sha256 }, size, pieces, pieceLength: METALINK_PIECE });
   }
   await writeFileAtomic(out, formatMetalink(files, mirrors, `sourcemesh/${VERSION}`));
 }

@@ -2,7 +2,9 @@
 // errors into one line and an exit status (0 ok, 1 operational, 2 usage or input, 3 verification).
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../errors.ts';
+import { archiveCommand } from './archive.ts';
 import { auditCommand } from './audit.ts';
+import { cleanseCommand } from './cleanse.ts';
 import { fetchCommand } from './fetch.ts';
 import { importCommand } from './import.ts';
 import { keyCommand } from './key.ts';
@@ -32,7 +34,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(VERSION)
     .showSuggestionAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal), serveCommand(io, setExit, abort.signal), keyCommand(io), logCommand(io, abort.signal), witnessCommand(io, abort.signal), releaseCommand(io, setExit)]) program.addCommand(cmd);
+  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal), serveCommand(io, setExit, abort.signal), keyCommand(io), logCommand(io, abort.signal), witnessCommand(io, abort.signal), archiveCommand(io), cleanseCommand(io), releaseCommand(io, setExit)]) program.addCommand(cmd);
   for (const cmd of allCommands(program)) cmd.exitOverride();
 
   try {

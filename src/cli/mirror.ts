@@ -6,7 +6,7 @@ import { describeRejection } from '../fetch/fetcher.ts';
 import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { loadManifest } from '../manifest/index.ts';
 import { routeGitThrough } from '../mirror/git-repo.ts';
-import { gitArchiveGenerator } from '../mirror/snapshot.ts';
+import { snapshotGenerator } from '../mirror/snapshot.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { stateDirOf, syncMirror, type SyncReport } from '../mirror/sync.ts';
 import { fetchLimits } from './fetch.ts';
@@ -29,6 +29,7 @@ interface SyncFlags {
   keyName?: string;
   trustPolicy?: string;
   release?: string;
+  snapshotGenerator: string;
 }
 
 export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -45,12 +46,14 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
     .option('--proxy <url>', 'every connection, git\'s included, through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
     .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}), each upstream host on its own circuit; longer timeouts, more retries`)
     .option('--json', 'print each run\'s report as JSON')
+    .option('--snapshot-generator <name>', 'make git snapshots with `sourcemesh` (our archiver and deflate) or `git` (git archive | gzip -n, for comparison)', 'sourcemesh')
     .option('--key <file>', 'the node key signing the inventory (default ROOT/.sourcemesh/node.key, created when missing)')
     .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
     .option('--trust-policy <policy>', 'refuse the manifest, before any download, unless its release bundle passes this sourcemesh.policy/v1')
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
     .action(async (input: string, o: SyncFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
+      const generator = snapshotGenerator(o.snapshotGenerator);
       const interval = o.interval !== undefined ? parseDuration('--interval', o.interval) : undefined;
       const maxBytes = o.maxBytes !== undefined ? parseSize('--max-bytes', o.maxBytes) : undefined;
       const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
@@ -67,7 +70,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         let status: number;
         try {
           if (o.trustPolicy) await requireManifestRelease(io, input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher });
-          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator: gitArchiveGenerator, jobs, signal, key, keyFile, onEvent: (e) => view?.onEvent(e) });
+          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator, jobs, signal, key, keyFile, onEvent: (e) => view?.onEvent(e) });
           view?.stop();
           status = printReport(io, report, o, (performance.now() - t0) / 1000);
         } catch (err) {

@@ -47,7 +47,9 @@ export function storeCommand(io: Io): Command {
       let keep: Set<string> | undefined;
       if (o.keep.length) {
         keep = new Set();
-        for (const m of o.keep) for (const d of (await loadManifest(m)).distfiles) keep.add(d.sha256);
+        const names = await store.names();
+        // A distfile pinned by tarSha256 alone keeps the object last fetched under its name.
+        for (const m of o.keep) for (const d of (await loadManifest(m)).distfiles) { const sha = d.sha256 ?? names.get(d.name)?.sha256; if (sha) keep.add(sha); }
       }
       const r = await store.gc({ keep, partials: o.partials });
       if (o.json) return printJson(io, { store: store.root, removedObjects: r.removedObjects.map((x) => x.sha256), removedTemp: r.removedTemp, freedBytes: r.freedBytes });

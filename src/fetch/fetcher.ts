@@ -6,8 +6,10 @@ import { SourcemeshError, fromSystemError, type ErrorCode } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual } from '../store/digest.ts';
+import { checkPinned } from '../store/pinned.ts';
 import { exportObject, sweepExportTemps } from '../store/distdir.ts';
 import { ensureDir, type StoredObject, type Store } from '../store/store.ts';
+import { cleanseIntoStore } from './cleansed.ts';
 import { downloadFrom, type DownloadContext } from './download.ts';
 import type { Outcome } from './reputation.ts';
 import { canSegment, segmentedDownload, type SegmentOptions } from './segmented.ts';
@@ -111,17 +113,20 @@ export async function fetchManifest(manifest: Manifest, options: FetchOptions): 
 }
 
 async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
-  const outcome: FileOutcome = { name: d.name, sha256: d.sha256, status: 'present', rejected: [] };
+  // The sha256 of the bytes, once known: pinned, or (only tarSha256 pinned) of the bytes that verified.
+  const outcome: FileOutcome = { name: d.name, sha256: d.sha256 ?? '', status: 'present', rejected: [] };
   try {
-    let obj = await opts.store.get(d.sha256);
+    let obj = await storedFor(d, opts.store);
     if (!obj) {
-      const lock = await opts.store.lock(d.sha256, opts.signal, (holder) => opts.onEvent?.({ type: 'waiting', name: d.name, holder }));
+      // Only tarSha256 pinned: the lock and the partial are named by it (the bytes' sha256 is not known yet).
+      const key = d.sha256 ?? d.tarSha256!;
+      const lock = await opts.store.lock(key, opts.signal, (holder) => opts.onEvent?.({ type: 'waiting', name: d.name, holder }));
       try {
-        obj = await opts.store.get(d.sha256);
+        obj = await storedFor(d, opts.store);
         if (!obj) {
           opts.onEvent?.({ type: 'start', name: d.name, size: d.size });
           const t0 = Date.now();
-          const got = await acquire(d, opts, outcome.rejected);
+          const got = d.cleanse ? await acquireCleansed(d, opts, outcome.rejected) : await acquire(d, opts, outcome.rejected);
           outcome.ms = Date.now() - t0;
           obj = got.obj;
           outcome.status = 'fetched';
@@ -134,7 +139,8 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
       }
     }
     outcome.size = obj.size;
-    await opts.store.recordName(d.name, d.sha256);
+    outcome.sha256 = obj.sha256;
+    await opts.store.recordName(d.name, obj.sha256);
     if (opts.outDir) await exportObject(opts.outDir, d.name, obj);
   } catch (err) {
     if (opts.signal?.aborted) throw err;
@@ -143,6 +149,52 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
     outcome.error = { code: e.code, message: e.message.startsWith(`${d.name}: `) ? e.message : `${d.name}: ${e.message}` };
   }
   return outcome;
+}
+
+/**
+ * The stored object for `d`: by its pinned sha256; with only tarSha256 pinned, the object last fetched
+ * under its name, if its tar still has that digest.
+ */
+async function storedFor(d: Distfile, store: Store): Promise<StoredObject | undefined> {
+  if (d.sha256 !== undefined) return store.get(d.sha256);
+  const obj = await store.byName(d.name);
+  return obj && (await checkPinned(obj.path, d)).ok ? obj : undefined;
+}
+
+/**
+ * A distfile made by cleansing: a mirror may have the result under its name; otherwise the `from`
+ * tarball (the store's, or fetched by its sha256 from the distfile's upstream sources) is cleansed and
+ * the result checked against the pinned sha256.
+ */
+async function acquireCleansed(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: Source; contributors?: Contributor[] }> {
+  const recipe = d.cleanse!;
+  const cleansedOnly: Distfile = { ...d, urls: [], git: undefined, cleanse: undefined };
+  if (opts.mirrors.length && opts.policy !== 'upstream-only') {
+    try {
+      return await acquire(cleansedOnly, { ...opts, policy: 'mirrors-only' }, rejected);
+    } catch (err) {
+      if (opts.signal?.aborted || !(err instanceof SourcemeshError) || isLocalTrouble(err)) throw err;
+    }
+  }
+  let from = await opts.store.get(recipe.from);
+  let via: Source = { role: 'upstream', label: `store ${recipe.from}`, location: { type: 'file', path: from?.path ?? '' } };
+  if (!from) {
+    if (opts.policy === 'mirrors-only') throw new SourcemeshError('E_NO_SOURCE', `${d.name}: no mirror has it and its cleanse input ${recipe.from} is not in the store (policy mirrors-only)`, { name: d.name, rejected });
+    const original: Distfile = { name: d.name, sha256: recipe.from, urls: d.urls, ...(d.git ? { git: d.git } : {}) };
+    const lock = await opts.store.lock(recipe.from, opts.signal);
+    try {
+      from = await opts.store.get(recipe.from);
+      if (!from) {
+        const got = await acquire(original, { ...opts, mirrors: [], policy: 'upstream-only', segments: undefined }, rejected);
+        from = got.obj;
+        via = got.source;
+      }
+    } finally {
+      await lock?.release();
+    }
+  }
+  const obj = await cleanseIntoStore(d, from, opts.store);
+  return { obj, source: { ...via, label: `cleanse of ${via.label}` } };
 }
 
 /** Try each source until one serves bytes with the pinned digest; blame each one that did not. */
@@ -157,10 +209,19 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
       : dropped.size ? 'every source was dropped earlier in this run' : `no mirror and no upstream URL under policy ${opts.policy}`;
     throw new SourcemeshError('E_NO_SOURCE', `${d.name}: nothing to fetch from (${why})`, { name: d.name });
   }
-  let partial = await opts.store.beginPartial(d.sha256);
+  const key = d.sha256 ?? d.tarSha256!;
+  let partial = await opts.store.beginPartial(key);
   const restart = async () => {
     await opts.store.discardPartial(partial);
-    partial = await opts.store.beginPartial(d.sha256);
+    partial = await opts.store.beginPartial(key);
+  };
+  // Every pinned hash of the partial's bytes (sha256 from the download's running hash; tarSha256 by
+  // decompressing the partial). `sha256` is what the store names the object by.
+  const verdict = async (digest: string, bytes: number, label: string): Promise<{ ok: true; sha256: string } | { ok: false; why: string }> => {
+    if (d.sha256 !== undefined && !digestsEqual(digest, d.sha256)) return { ok: false, why: `${label} served ${bytes} bytes with sha256 ${digest}, expected ${d.sha256}` };
+    if (d.tarSha256 === undefined) return { ok: true, sha256: digest };
+    const c = await checkPinned(partial.path, { ...d, sha256: undefined }, `${label}: ${d.name}`);
+    return c.ok ? { ok: true, sha256: digest } : { ok: false, why: `${label} served ${bytes} bytes whose tar has sha256 ${c.actual}, expected tarSha256 ${d.tarSha256}` };
   };
   const reject = (label: string, role: Source['role'], code: ErrorCode, message: string) => {
     rejected.push({ source: label, role, code, message });
@@ -180,12 +241,15 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
 
   // Large files from several sources at once, in pieces.
   let skip = new Set<string>();
-  if (opts.segments && canSegment(d, sources, opts.segments)) {
+  // (Pieces are checked against the pinned sha256: a file pinned by tarSha256 alone is taken whole.)
+  if (opts.segments && d.sha256 !== undefined && canSegment(d, sources, opts.segments)) {
     try {
-      const r = await segmentedDownload(d, sources, partial, ctxFor('pieces'), opts.segments);
+      const r = await segmentedDownload({ ...d, sha256: d.sha256 }, sources, partial, ctxFor('pieces'), opts.segments);
       for (const b of r.blame) reject(b.source, roleOf(b.source), b.code, b.message);
       if ('notSplit' in r) skip = new Set(r.blame.map((b) => b.source));
       else if (digestsEqual(r.digest, d.sha256)) {
+        const v = await verdict(r.digest, r.bytes, 'pieces');
+        if (!v.ok) throw new SourcemeshError('E_MANIFEST', `${d.name}: ${v.why} (the manifest's sha256 and tarSha256 disagree)`, { name: d.name });
         return { obj: await opts.store.commit(partial), source: r.used[0]!.source, contributors: r.used.map((u) => ({ source: u.source.label, bytes: u.bytes })) };
       }
     } catch (err) {
@@ -201,16 +265,18 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
     const ctx = ctxFor(source.label);
     try {
       let got = await downloadFrom(d, source, partial, ctx);
-      if (!digestsEqual(got.digest, d.sha256) && got.resumed) {
+      let v = await verdict(got.digest, got.bytes, source.label);
+      if (!v.ok && got.resumed) {
         // Part of the bytes came from an earlier attempt or source: before blaming this one, take
         // the whole file from it alone.
         await restart();
         got = await downloadFrom(d, source, partial, ctx);
+        v = await verdict(got.digest, got.bytes, source.label);
       }
-      if (digestsEqual(got.digest, d.sha256)) {
-        return { obj: await opts.store.commit(partial), source };
+      if (v.ok) {
+        return { obj: await opts.store.commit({ ...partial, sha256: v.sha256 }), source };
       }
-      reject(source.label, source.role, 'E_CHECKSUM', `${source.label} served ${got.bytes} bytes with sha256 ${got.digest}, expected ${d.sha256}`);
+      reject(source.label, source.role, 'E_CHECKSUM', v.why);
       await restart();
     } catch (err) {
       if (opts.signal?.aborted) throw err;

@@ -84,7 +84,7 @@ export function canSegment(d: Distfile, sources: Source[], opts: SegmentOptions)
  * failed): the caller then downloads it whole, skipping sources blamed here. A file of unknown size costs no extra round trip: the first
  * piece is asked for first, and its Content-Range tells the size.
  */
-export async function segmentedDownload(d: Distfile, sources: Source[], partial: Partial, ctx: DownloadContext, opts: SegmentOptions): Promise<SegmentedResult | { notSplit: true; blame: Blame[] }> {
+export async function segmentedDownload(d: Distfile & { sha256: string }, sources: Source[], partial: Partial, ctx: DownloadContext, opts: SegmentOptions): Promise<SegmentedResult | { notSplit: true; blame: Blame[] }> {
   const states: SourceState[] = sources.filter((s) => s.location.type !== 'git').map((source) => ({ source, active: 0, bytes: 0, ms: 0, pieces: 0 }));
   const blame: Blame[] = [];
   const fh = await open(partial.path, 'r+').catch((err) => { throw fromSystemError(err, partial.path); });

@@ -24,7 +24,7 @@ export interface Cleanse {
 
 export interface Distfile {
   name: string;
-  sha256: string;
+  sha256?: string;
   size?: number;
   tarSha256?: string;
   merkleRoot?: string;

@@ -2,6 +2,7 @@
 import * as v from 'valibot';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
+import { snapshotPrefix } from './live-bootstrap.ts';
 import { MANIFEST_FORMAT, SHA256_HEX, byName, nameProblem, type Manifest } from './distfile.ts';
 
 const sha256 = v.pipe(v.string(), v.regex(SHA256_HEX, 'must be 64 lowercase hex digits'));
@@ -30,14 +31,16 @@ const gitSource = v.strictObject({
   repo: v.pipe(v.string(), v.minLength(1), v.maxLength(LIMITS.urlBytes)),
   // Never an option (leading "-") nor revision syntax: it ends up on a git command line.
   ref: v.pipe(v.string(), v.regex(/^(?!-)(?!.*\.\.)[^\s~^:?*[\\]+$/, 'must be a git ref or object id')),
-  prefix: v.pipe(v.string(), v.regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$)).*\/$/, 'must be a relative directory ending in "/"')),
+  // Absent: live-bootstrap's rule (snapshotPrefix), filled in below.
+  prefix: v.optional(v.pipe(v.string(), v.regex(/^(?!\/)(?!.*(^|\/)\.\.?(\/|$)).*\/$/, 'must be a relative directory ending in "/"'))),
   compression,
   level: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(9))),
 });
 
 const distfile = v.strictObject({
   name: fileName,
-  sha256,
+  // At least one of sha256 and tarSha256 (checked below): every pinned hash must match.
+  sha256: v.optional(sha256),
   size: v.optional(v.pipe(v.number(), v.integer(), v.minValue(0), v.maxValue(Number.MAX_SAFE_INTEGER))),
   tarSha256: v.optional(sha256),
   merkleRoot: v.optional(sha256),
@@ -67,6 +70,9 @@ export function validateManifest(data: unknown, source: string): Manifest {
   for (const d of out.distfiles) {
     if (seen.has(d.name)) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" is listed twice`, { source, name: d.name });
     seen.add(d.name);
+    if (d.sha256 === undefined && d.tarSha256 === undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" pins neither sha256 nor tarSha256`, { source, name: d.name });
+    if (d.cleanse && d.sha256 === undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" has a cleanse recipe but no sha256 for its result`, { source, name: d.name });
+    if (d.git && d.git.prefix === undefined) d.git.prefix = snapshotPrefix(d.git.repo, d.git.ref);
   }
   out.distfiles.sort(byName);
   return out;

@@ -76,12 +76,31 @@ export function cloneDirFor(stateDir: string, repo: string): string {
  */
 export async function ensureRepo(repo: string, ref: string, stateDir: string, signal?: AbortSignal): Promise<{ dir: string; commit: string }> {
   const dir = cloneDirFor(stateDir, repo);
+  // Several distfiles of one repository are fetched at once: one clone or fetch at a time per clone.
+  const previous = busy.get(dir) ?? Promise.resolve();
+  const mine = previous.catch(() => {}).then(() => ensureRepoNow(dir, repo, ref, signal));
+  const tail = mine.catch(() => {});
+  busy.set(dir, tail);
+  try {
+    return await mine;
+  } finally {
+    if (busy.get(dir) === tail) busy.delete(dir);
+  }
+}
+
+const busy = new Map<string, Promise<unknown>>();
+
+async function ensureRepoNow(dir: string, repo: string, ref: string, signal?: AbortSignal): Promise<{ dir: string; commit: string }> {
   if (!(await stat(dir).catch(() => undefined))) {
     await ensureDir(path.dirname(dir), 'git state');
     const temp = `${dir}.${process.pid}.tmp`;
     await rm(temp, { recursive: true, force: true });
     await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal, repo });
-    await rename(temp, dir);
+    // Another process may have finished its clone first: keep that one.
+    await rename(temp, dir).catch(async (err) => {
+      if (!(await stat(dir).catch(() => undefined))) throw err;
+      await rm(temp, { recursive: true, force: true });
+    });
   }
   let commit = await resolveCommit(dir, ref, signal);
   if (!commit) {

@@ -42,7 +42,8 @@ export async function pack(distfiles: Distfile[], store: Store, opts: PackOption
   const items: Item[] = [];
   const absent: string[] = [];
   for (const d of distfiles) {
-    const obj = await store.get(d.sha256);
+    // Pinned by tarSha256 alone: the object fetched under its name (its tar is checked below).
+    const obj = d.sha256 !== undefined ? await store.get(d.sha256) : await store.byName(d.name);
     if (obj) items.push({ d, obj });
     else absent.push(d.name);
   }
@@ -175,8 +176,10 @@ async function verifyObject(it: Item): Promise<void> {
 }
 
 function assertDigest(it: Item, actual: string): void {
-  if (!digestsEqual(actual, it.d.sha256)) {
-    throw new SourcemeshError('E_CHECKSUM', `${it.d.name}: the store object ${it.obj.path} has sha256 ${actual}, expected ${it.d.sha256} (damaged store: remove it and fetch again)`);
+  // Pinned by tarSha256 alone: the object must still have the sha256 it was stored under when fetch verified it.
+  const expected = it.d.sha256 ?? it.obj.sha256;
+  if (!digestsEqual(actual, expected)) {
+    throw new SourcemeshError('E_CHECKSUM', `${it.d.name}: the store object ${it.obj.path} has sha256 ${actual}, expected ${expected} (damaged store: remove it and fetch again)`);
   }
 }
 

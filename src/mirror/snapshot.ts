@@ -3,6 +3,8 @@
 // deterministic TypeScript archiver (src/archive) and live-bootstrap's own pipeline are interchangeable.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
+import { compressChunks } from '../archive/compress.ts';
+import { openArchive } from '../archive/index.ts';
 import { SourcemeshError } from '../errors.ts';
 import type { Opened } from '../fetch/transport.ts';
 import type { Distfile, GitSource } from '../manifest/distfile.ts';
@@ -13,6 +15,35 @@ export interface SnapshotGenerator {
   readonly name: string;
   /** The snapshot tarball of `commit` in the bare clone `repoDir`, compressed as `git` says. */
   generate(repoDir: string, commit: string, git: GitSource, signal?: AbortSignal): AsyncGenerator<Uint8Array>;
+}
+
+/**
+ * The deterministic TypeScript archiver (src/archive): the tar is read from the clone's objects by our
+ * own reader, byte-identical to git 2.39's `git archive` with default configuration, and compressed by
+ * our own deflate for `gzip-n` (GNU `gzip -n`) and `zlib` (git's internal gzip), so the bytes depend on
+ * our code alone. `xz` and `bzip2` still run the installed `xz -T1` / `bzip2` on our tar.
+ */
+export const archiverGenerator: SnapshotGenerator = {
+  name: 'sourcemesh archive',
+  async *generate(repoDir, commit, git, signal) {
+    const archive = openArchive({ repoPath: repoDir, ref: commit, prefix: git.prefix });
+    try {
+      // A manifest's compression `none` still gets the tar: the generator never spawns git.
+      yield* compressChunks(archive.chunks(), git.compression, git.level, signal);
+    } finally {
+      archive.close();
+    }
+  },
+};
+
+/** The generators `--snapshot-generator` chooses from; the first is the default. */
+export const SNAPSHOT_GENERATORS = { sourcemesh: 'sourcemesh', git: 'git' } as const;
+export type SnapshotGeneratorName = keyof typeof SNAPSHOT_GENERATORS;
+
+export function snapshotGenerator(name: string): SnapshotGenerator {
+  if (name === 'sourcemesh') return archiverGenerator;
+  if (name === 'git') return gitArchiveGenerator;
+  throw new SourcemeshError('E_USAGE', `--snapshot-generator ${name}: expected sourcemesh or git`);
 }
 
 /**

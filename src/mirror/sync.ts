@@ -12,6 +12,7 @@ import { pieceMapOfFile } from '../fetch/piece-map.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from '../store/digest.ts';
+import { checkPinned } from '../store/pinned.ts';
 import { Store, ensureDir } from '../store/store.ts';
 import type { SignerKey } from '../trust/note.ts';
 import { indexRoot, indexedFile, type FileIndex, type IndexedFile } from './file-index.ts';
@@ -37,6 +38,8 @@ export interface SyncOptions {
 }
 
 export interface SyncReport {
+  /** The snapshot generator that made this run's git snapshots (`sourcemesh archive` or `git archive`). */
+  generator: string;
   added: FileOutcome[];
   unchanged: string[];
   quarantined: { name: string; expected: string; actual: string; movedTo: string }[];
@@ -55,13 +58,15 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   const state = stateDirOf(root);
   await ensureDir(root, 'mirror root');
   const store = await Store.open(path.join(state, 'store'));
-  const report: SyncReport = { added: [], unchanged: [], quarantined: [], failed: [] };
+  const report: SyncReport = { generator: opts.generator.name, added: [], unchanged: [], quarantined: [], failed: [] };
   // No file the inventory lists is hashed before this moment (see buildInventory).
   const started = opts.now?.() ?? new Date();
 
   // 1. Re-verify what is published.
   const missing: Distfile[] = [];
   let publishedBytes = 0;
+  // name -> sha256 of the bytes verified this run (pinned, or, for tarSha256 alone, of what verified).
+  const verifiedSha = new Map<string, string>();
   for (const d of manifest.distfiles) {
     const file = path.join(root, d.name);
     const info = await lstat(file).catch(() => undefined);
@@ -69,13 +74,17 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
       missing.push(d);
       continue;
     }
-    const actual = info.isFile() ? await sha256File(file).catch((err) => { throw fromSystemError(err, file); }) : 'not a regular file';
-    if (digestsEqual(actual, d.sha256)) {
+    // A pinned sha256 identifies the bytes; a file pinned by tarSha256 alone is decompressed and its tar hashed.
+    const check = !info.isFile() ? { ok: false as const, expected: d.sha256 ?? d.tarSha256!, actual: 'not a regular file' }
+      : d.sha256 !== undefined ? await sha256File(file).then((actual) => digestsEqual(actual, d.sha256!) ? { ok: true as const, sha256: actual } : { ok: false as const, expected: d.sha256!, actual }, (err) => { throw fromSystemError(err, file); })
+      : await checkPinned(file, d);
+    if (check.ok) {
       report.unchanged.push(d.name);
+      verifiedSha.set(d.name, check.sha256);
       publishedBytes += info.size;
       continue;
     }
-    report.quarantined.push({ name: d.name, expected: d.sha256, actual, movedTo: await quarantine(root, file, store, d, opts.now?.() ?? new Date()) });
+    report.quarantined.push({ name: d.name, expected: check.expected, actual: check.actual, movedTo: await quarantine(root, file, store, d, opts.now?.() ?? new Date()) });
     missing.push(d);
   }
 
@@ -89,16 +98,19 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
       dispatcher: opts.dispatcher, random: opts.random, signal: opts.signal, onEvent: opts.onEvent,
       openSnapshot: snapshotOpener(state, opts.generator),
     });
-    for (const f of fetched.files) (f.status === 'failed' ? report.failed : report.added).push(f);
+    for (const f of fetched.files) {
+      (f.status === 'failed' ? report.failed : report.added).push(f);
+      if (f.status !== 'failed') verifiedSha.set(f.name, f.sha256);
+    }
   }
 
   // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root.
   const failed = new Set(report.failed.map((f) => f.name));
-  for (const d of manifest.distfiles) if (!failed.has(d.name)) await publishPieceLayer(root, d);
+  for (const d of manifest.distfiles) if (!failed.has(d.name)) await publishPieceLayer(root, d, verifiedSha.get(d.name)!);
 
   // 5. The signed inventory of everything the root serves, as `serve` would list it.
   if (opts.key) {
-    const verified = new Map<string, string>(manifest.distfiles.filter((d) => !failed.has(d.name)).map((d) => [d.name, d.sha256]));
+    const verified = new Map<string, string>(manifest.distfiles.filter((d) => !failed.has(d.name)).map((d) => [d.name, verifiedSha.get(d.name)!]));
     report.inventory = await publishInventory(root, verified, started, opts.key, opts);
   }
   return report;
@@ -126,9 +138,9 @@ async function publishInventory(root: string, verified: Map<string, string>, sta
 }
 
 /** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */
-async function publishPieceLayer(root: string, d: Distfile): Promise<void> {
+async function publishPieceLayer(root: string, d: Distfile, sha256: string): Promise<void> {
   const file = path.join(root, d.name);
-  const out = path.join(root, 'sha256', `${d.sha256}.pieces`);
+  const out = path.join(root, 'sha256', `${sha256}.pieces`);
   if ((await stat(file)).size <= PIECE_LAYER_LENGTH || (await stat(out).catch(() => undefined))) return;
   const map = await pieceMapOfFile(file, PIECE_LAYER_LENGTH);
   if (d.merkleRoot && map.root.toString('hex') !== d.merkleRoot) {
@@ -149,7 +161,7 @@ async function quarantine(root: string, file: string, store: Store, d: Distfile,
   const dest = path.join(dir, `${d.name}.${now.toISOString().replace(/[:.]/g, '-')}`);
   // A published file is a hard link to the store object: if its bytes changed in place, so did the
   // object's, and the object must not be published again.
-  const obj = await store.get(d.sha256);
+  const obj = d.sha256 !== undefined ? await store.get(d.sha256) : await store.byName(d.name);
   const [fi, oi] = await Promise.all([stat(file), obj ? stat(obj.path) : undefined]);
   if (obj && oi && fi.ino === oi.ino && fi.dev === oi.dev) await rename(obj.path, `${dest}.object`);
   await rename(file, dest);

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fromSystemError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from './digest.ts';
+import { checkPinned } from './pinned.ts';
 import { fsyncDir, isProcessAlive, linkOrCopy, type StoredObject } from './store.ts';
 
 const TEMP_RE = /^\.(.+)\.(\d+)\.sourcemesh-tmp$/;
@@ -45,7 +46,8 @@ export async function sweepExportTemps(dir: string): Promise<number> {
 export interface DirReport {
   ok: string[];
   missing: string[];
-  mismatched: { name: string; expected: string; actual: string }[];
+  /** `field` is set when the file's tarSha256 (not its sha256) is what differs. */
+  mismatched: { name: string; expected: string; actual: string; field?: 'tarSha256' }[];
   extra: string[];
 }
 
@@ -69,9 +71,10 @@ export async function verifyDir(dir: string, distfiles: Distfile[], jobs = 4): P
         report.missing.push(d.name);
         continue;
       }
-      const actual = await sha256File(path.join(dir, d.name)).catch((err) => { throw fromSystemError(err, `${path.join(dir, d.name)}`); });
-      if (digestsEqual(actual, d.sha256)) report.ok.push(d.name);
-      else report.mismatched.push({ name: d.name, expected: d.sha256, actual });
+      // Every pinned hash: sha256, and tarSha256 (the decompressed tar's) when the manifest pins it.
+      const c = await checkPinned(path.join(dir, d.name), d).catch((err) => { throw fromSystemError(err, `${path.join(dir, d.name)}`); });
+      if (c.ok) report.ok.push(d.name);
+      else report.mismatched.push({ name: d.name, expected: c.expected, actual: c.actual, ...(c.field === 'tarSha256' ? { field: c.field } : {}) });
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, jobs) }, worker));

@@ -201,6 +201,15 @@ export class Store {
     }
   }
 
+  /** The object names/NAME points at, if it is a stored object. */
+  async byName(name: string): Promise<StoredObject | undefined> {
+    if (name.startsWith('.') || name.includes('/')) return undefined;
+    const target = await readlink(path.join(this.root, 'names', name)).catch(() => '');
+    const sha = path.basename(target);
+    if (!SHA256_HEX.test(sha) || target !== path.join('..', 'objects', 'sha256', sha.slice(0, 2), sha)) return undefined;
+    return this.get(sha);
+  }
+
   /** Name -> object, from names/, skipping links that do not point at a stored object. */
   async names(): Promise<Map<string, StoredObject>> {
     const out = new Map<string, StoredObject>();
