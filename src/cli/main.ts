@@ -2,24 +2,31 @@
 // errors into one line and an exit status (0 ok, 1 operational, 2 usage or input, 3 verification).
 import { Command, CommanderError } from 'commander';
 import { EXIT } from '../errors.ts';
-import { archiveCommand } from './archive.ts';
-import { auditCommand } from './audit.ts';
-import { cleanseCommand } from './cleanse.ts';
-import { fetchCommand } from './fetch.ts';
-import { importCommand } from './import.ts';
-import { keyCommand } from './key.ts';
-import { logCommand } from './log.ts';
-import { mirrorCommand } from './mirror.ts';
-import { mirrorsCommand } from './mirrors.ts';
-import { packCommand } from './pack.ts';
 import { printError, processIo, type Io } from './output.ts';
-import { releaseCommand } from './release.ts';
-import { serveCommand } from './serve.ts';
-import { storeCommand } from './store.ts';
-import { verifyCommand } from './verify.ts';
-import { witnessCommand } from './witness.ts';
 import { VERSION } from '../version.ts';
 
+interface Context { io: Io; setExit: (n: number) => void; signal: AbortSignal }
+
+// Each command's module is loaded only when it runs (or for help): a short command such as
+// `archive` or `verify` then does not pay for loading the HTTP, SQLite and trust stacks
+// (docs/BENCHMARKS.md, bench:archive: start-up 0.27 s -> 0.06 s). The order is the help's order.
+const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
+  import: async (c) => (await import('./import.ts')).importCommand(c.io),
+  fetch: async (c) => (await import('./fetch.ts')).fetchCommand(c.io, c.setExit, c.signal),
+  verify: async (c) => (await import('./verify.ts')).verifyCommand(c.io, c.setExit),
+  store: async (c) => (await import('./store.ts')).storeCommand(c.io),
+  mirror: async (c) => (await import('./mirror.ts')).mirrorCommand(c.io, c.setExit, c.signal),
+  pack: async (c) => (await import('./pack.ts')).packCommand(c.io),
+  mirrors: async (c) => (await import('./mirrors.ts')).mirrorsCommand(c.io),
+  audit: async (c) => (await import('./audit.ts')).auditCommand(c.io, c.setExit, c.signal),
+  serve: async (c) => (await import('./serve.ts')).serveCommand(c.io, c.setExit, c.signal),
+  key: async (c) => (await import('./key.ts')).keyCommand(c.io),
+  log: async (c) => (await import('./log.ts')).logCommand(c.io, c.signal),
+  witness: async (c) => (await import('./witness.ts')).witnessCommand(c.io, c.signal),
+  archive: async (c) => (await import('./archive.ts')).archiveCommand(c.io),
+  cleanse: async (c) => (await import('./cleanse.ts')).cleanseCommand(c.io),
+  release: async (c) => (await import('./release.ts')).releaseCommand(c.io, c.setExit),
+};
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
   let exit: number = EXIT.ok;
@@ -34,10 +41,11 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     .version(VERSION)
     .showSuggestionAfterError()
     .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
-  for (const cmd of [importCommand(io), fetchCommand(io, setExit, abort.signal), verifyCommand(io, setExit), storeCommand(io), mirrorCommand(io, setExit, abort.signal), packCommand(io), mirrorsCommand(io), auditCommand(io, setExit, abort.signal), serveCommand(io, setExit, abort.signal), keyCommand(io), logCommand(io, abort.signal), witnessCommand(io, abort.signal), archiveCommand(io), cleanseCommand(io), releaseCommand(io, setExit)]) program.addCommand(cmd);
-  for (const cmd of allCommands(program)) cmd.exitOverride();
+  const named = argv[0] !== undefined && Object.hasOwn(COMMANDS, argv[0]) ? [argv[0]] : Object.keys(COMMANDS);
 
   try {
+    for (const name of named) program.addCommand(await COMMANDS[name]!({ io, setExit, signal: abort.signal }));
+    for (const cmd of allCommands(program)) cmd.exitOverride();
     await program.parseAsync(argv, { from: 'user' });
     return exit;
   } catch (err) {
