@@ -245,6 +245,11 @@ describe('git archive conformance: objects and refs', () => {
     const merge = gitText(dir, ['rev-parse', 'HEAD']);
     await assertSameArchive(dir, 'HEAD', 'P/');
     await assertSameArchive(dir, `v9.9-3-g${merge.slice(0, 9)}`, 'P/');
+    // Ancestry steps: first parents, the second parent of the merge, peeling, and combinations.
+    git(dir, ['tag', '-a', '-m', 'annotated', 'v2', 'HEAD']);
+    for (const rev of ['HEAD~', 'HEAD~2', 'HEAD^', 'HEAD^2', 'HEAD^2~1', 'HEAD^0', 'main^^', 'v2^{commit}', 'v2^{}~1', 'v2^2']) {
+      await assertSameArchive(dir, rev, 'P/');
+    }
     const tree = gitText(dir, ['rev-parse', 'HEAD^{tree}']);
     for (const date of ['8589934591', '8589934592', '99999999999', '18446744073709551615', '99999999999999999999999']) {
       const c = gitText(dir, ['hash-object', '-t', 'commit', '-w', '--stdin', '--literally'], {

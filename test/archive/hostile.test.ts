@@ -348,9 +348,11 @@ describe('bad revisions, prefixes and repositories', () => {
     const dir = repoDir('revs');
     makeRepo(dir, { 'a': 'a' });
     // Revision expressions and names git-check-ref-format refuses never reach the file system.
-    for (const rev of ['HEAD~1', 'HEAD^', 'main:a', 'main@{0}', '../../../etc/passwd', 'refs/../../x', 'a b', '', 'refs/heads/.hidden', 'x.lock']) {
+    for (const rev of ['main:a', 'main@{0}', 'HEAD^{tree}', 'HEAD~1:a', 'HEAD~x', '~1', 'HEAD^-1', '../../../etc/passwd', 'refs/../../x', 'a b', '', 'refs/heads/.hidden', 'x.lock']) {
       await expectCode({ repoPath: dir, ref: rev }, /[~^:]|@\{|\.\./.test(rev) ? 'E_UNSUPPORTED' : 'E_INPUT');
     }
+    // Ancestry past the root commit: no such parent.
+    for (const rev of ['HEAD~1', 'HEAD^', 'HEAD^2', 'HEAD~999999999']) await expectCode({ repoPath: dir, ref: rev }, 'E_INPUT', /no parent/);
     await expectCode({ repoPath: dir, ref: 'nonexistent' }, 'E_INPUT');
     await expectCode({ repoPath: dir, ref: 'abc' }, 'E_INPUT'); // hex, but shorter than git's minimum of 4
     await expectCode({ repoPath: dir, ref: 'f'.repeat(40) }, 'E_INPUT');

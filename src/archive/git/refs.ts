@@ -4,7 +4,8 @@
 // git, which only warns when several do); then "describe" output "...-g<hex>"; then an abbreviated id of at
 // least 4 digits, which must name exactly one object. Ref names are checked with git-check-ref-format's
 // rules before they become file names, so a hostile name cannot walk out of the repository.
-// Revision syntax beyond that (~, ^, :, @{...}) is refused rather than half-implemented.
+// After the name, the ancestry suffixes "~N", "^N" and the peeling "^{commit}", "^{}" (splitRevision);
+// the other revision syntax (":path", "@{...}", "^{tree}", ranges) is refused rather than half-implemented.
 
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -115,6 +116,33 @@ function readdirNames(dir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** One step after the name: `~n` (n-th first-parent ancestor), `^n` (n-th parent, 0 = the commit), or peel. */
+export type RevisionStep = { op: '~' | '^'; n: number } | { op: 'peel' };
+
+/**
+ * Split "NAME<steps>" (gitrevisions(7): "<rev>~<n>", "<rev>^<n>", "<rev>^{commit}", "<rev>^{}"); "~" and "^"
+ * alone mean 1. Null when `rev` has other syntax after the first "~" or "^".
+ */
+export function splitRevision(rev: string): { name: string; steps: RevisionStep[] } | null {
+  const at = rev.search(/[~^]/);
+  if (at <= 0) return at < 0 ? { name: rev, steps: [] } : null;
+  const steps: RevisionStep[] = [];
+  const re = /~(\d*)|\^\{(commit)?\}|\^(\d*)/y;
+  re.lastIndex = at;
+  while (re.lastIndex < rev.length) {
+    const m = re.exec(rev);
+    if (!m) return null;
+    const digits = m[1] ?? m[3];
+    if (digits === undefined) steps.push({ op: 'peel' });
+    else {
+      const n = digits === '' ? 1 : Number(digits);
+      if (!Number.isSafeInteger(n) || digits.length > 9) return null;
+      steps.push({ op: m[1] !== undefined ? '~' : '^', n });
+    }
+  }
+  return { name: rev.slice(0, at), steps };
 }
 
 /** Resolve `rev` to an object id (not yet peeled). E_INPUT when nothing matches or an abbreviation is ambiguous. */

@@ -10,7 +10,7 @@ import { limitsWith, type Limits } from '../../limits.ts';
 import { corrupt, objectName, oidHex, type Oid } from './object-id.ts';
 import { parseCommit, parseTag, parseTree, type Commit, type TreeEntry } from './objects.ts';
 import { ObjectDatabase, readSmallFile } from './odb.ts';
-import { RefStore, resolveRevision } from './refs.ts';
+import { RefStore, resolveRevision, splitRevision } from './refs.ts';
 
 export interface ResolvedCommit {
   /** The commit id after peeling tags: what git writes as the pax `comment`. */
@@ -92,9 +92,28 @@ export class Repository {
     this.odb.close();
   }
 
-  /** Resolve `rev` and peel annotated tags down to a commit; a tree or blob is refused. */
+  /**
+   * Resolve `rev` (a name or id, then "~N", "^N", "^{commit}" steps) and peel annotated tags down to a
+   * commit; a tree or blob is refused. A shallow commit has no parents, as in git.
+   */
   resolveCommit(rev: string): ResolvedCommit {
-    let oid = resolveRevision(rev, this.refs, this.odb);
+    const split = splitRevision(rev);
+    if (!split) throw new SourcemeshError('E_UNSUPPORTED', `${JSON.stringify(rev)}: only names and ids followed by ~N, ^N or ^{commit} are supported`, { ref: rev });
+    let at = this.peelToCommit(resolveRevision(split.name, this.refs, this.odb), rev);
+    for (const step of split.steps) {
+      if (step.op === 'peel' || (step.op === '^' && step.n === 0)) continue;
+      for (let i = 0; i < (step.op === '~' ? step.n : 1); i++) {
+        const parents = this.isShallow(at.oid) ? [] : at.commit.parents;
+        const parent = parents[step.op === '~' ? 0 : step.n - 1];
+        if (!parent) throw new SourcemeshError('E_INPUT', `${rev}: commit ${oidHex(at.oid)} has no ${step.op === '~' ? 'parent' : `parent number ${step.n}`}`, { ref: rev });
+        at = this.peelToCommit(parent, rev);
+      }
+    }
+    return at;
+  }
+
+  private peelToCommit(start: Oid, rev: string): ResolvedCommit {
+    let oid = start;
     for (let depth = 0; ; depth++) {
       const obj = this.odb.read(oid);
       if (obj.type === 'commit') return { oid, commit: parseCommit(obj.data, oid) };
