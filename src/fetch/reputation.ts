@@ -1,9 +1,9 @@
 // What each mirror has done for us, kept in the node's state (node:sqlite, beside the store): bytes
 // served and how fast, failures, and lies with their evidence. Fetch orders mirrors by it; `sourcemesh
 // mirrors status` shows it.
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import path from 'node:path';
-import { fromSystemError } from '../errors.ts';
+import { openDatabase, writeTransaction } from '../store/sqlite.ts';
 
 export interface MirrorRecord {
   mirror: string;
@@ -27,26 +27,21 @@ export interface Outcome {
 }
 
 export class Reputation {
+  readonly file: string;
   private readonly db: DatabaseSync;
 
-  private constructor(db: DatabaseSync) {
+  private constructor(file: string, db: DatabaseSync) {
+    this.file = file;
     this.db = db;
   }
 
   static open(storeRoot: string): Reputation {
     const file = path.join(storeRoot, 'node.sqlite');
-    let db: DatabaseSync;
-    try {
-      db = new DatabaseSync(file);
-      db.exec(`PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;
-        CREATE TABLE IF NOT EXISTS mirrors (
-          mirror TEXT PRIMARY KEY, files INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
-          ms INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, lies INTEGER NOT NULL DEFAULT 0,
-          last_seen INTEGER NOT NULL DEFAULT 0, last_lie TEXT)`);
-    } catch (err) {
-      throw fromSystemError(err, `${file}: cannot open the mirror reputation database`);
-    }
-    return new Reputation(db);
+    const db = openDatabase(file, `CREATE TABLE IF NOT EXISTS mirrors (
+        mirror TEXT PRIMARY KEY, files INTEGER NOT NULL DEFAULT 0, bytes INTEGER NOT NULL DEFAULT 0,
+        ms INTEGER NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, lies INTEGER NOT NULL DEFAULT 0,
+        last_seen INTEGER NOT NULL DEFAULT 0, last_lie TEXT)`, 'the mirror reputation database');
+    return new Reputation(file, db);
   }
 
   /** Record one run's outcomes in one transaction (two fetches may share a store). */
@@ -57,16 +52,11 @@ export class Reputation {
       ON CONFLICT(mirror) DO UPDATE SET files = files + excluded.files, bytes = bytes + excluded.bytes, ms = ms + excluded.ms,
         failures = failures + excluded.failures, lies = lies + excluded.lies, last_seen = excluded.last_seen,
         last_lie = COALESCE(excluded.last_lie, last_lie)`);
-    this.db.exec('BEGIN IMMEDIATE');
-    try {
+    writeTransaction(this.db, () => {
       for (const o of outcomes) {
         upsert.run(o.mirror, o.bytes ? 1 : 0, o.bytes ?? 0, o.ms ?? 0, o.failed ? 1 : 0, o.lie ? 1 : 0, now, o.lie ?? null);
       }
-      this.db.exec('COMMIT');
-    } catch (err) {
-      this.db.exec('ROLLBACK');
-      throw err;
-    }
+    }, `${this.file}: cannot record mirror reputation`);
   }
 
   all(): MirrorRecord[] {

@@ -1,14 +1,13 @@
 // What a client remembers between runs so that a log can't show it an older or forked view later: the
 // newest checkpoint it accepted per log origin, and the newest release key set it reached per rotation
-// chain. node:sqlite in the node's state directory (STATE/trust.sqlite), WAL with synchronous=FULL: a
-// commit is on disk when it returns and a crash leaves the old row or the new one, never a torn one.
-// `update` is a compare-and-swap under BEGIN IMMEDIATE: it stores only if the rows are still what the
+// chain, in the node's state directory (STATE/trust.sqlite; store/sqlite.ts: crash-safe).
+// `update` is a compare-and-swap in one write transaction: it stores only if the rows are still what the
 // verification started from, so two clients verifying at once can't move the state backwards.
 
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync } from 'node:sqlite';
 import { fromSystemError, SourcemeshError } from '../errors.ts';
+import { openDatabase, writeTransaction } from '../store/sqlite.ts';
 import { HASH_SIZE, hashesEqual } from './merkle.ts';
 import type { StoredCheckpoint, StoredKeySet } from './policy.ts';
 
@@ -23,18 +22,10 @@ export class TrustState {
 
   static open(dir: string): TrustState {
     const file = path.join(path.resolve(dir), 'trust.sqlite');
-    let db: DatabaseSync;
-    try {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      db = new DatabaseSync(file);
-      db.exec(`PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-        CREATE TABLE IF NOT EXISTS checkpoints (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
-          note TEXT NOT NULL, updated INTEGER NOT NULL);
-        CREATE TABLE IF NOT EXISTS keysets (chain TEXT PRIMARY KEY, sequence INTEGER NOT NULL, hash TEXT NOT NULL,
-          updated INTEGER NOT NULL)`);
-    } catch (err) {
-      throw fromSystemError(err, `${file}: cannot open the trust state`);
-    }
+    const db = openDatabase(file, `CREATE TABLE IF NOT EXISTS checkpoints (origin TEXT PRIMARY KEY, size INTEGER NOT NULL,
+        root BLOB NOT NULL, note TEXT NOT NULL, updated INTEGER NOT NULL);
+      CREATE TABLE IF NOT EXISTS keysets (chain TEXT PRIMARY KEY, sequence INTEGER NOT NULL, hash TEXT NOT NULL,
+        updated INTEGER NOT NULL)`, 'the trust state', 10_000);
     return new TrustState(file, db);
   }
 
@@ -57,28 +48,25 @@ export class TrustState {
    * Returns false, storing nothing, if another process changed them meanwhile: verify again.
    */
   update(origin: string, expected: { checkpoint?: StoredCheckpoint; keySet?: StoredKeySet }, checkpoint: StoredCheckpoint, keySet: StoredKeySet): boolean {
-    this.#db.exec('BEGIN IMMEDIATE');
+    const what = `${this.file}: cannot store the trust state`;
     try {
-      const cp = this.checkpoint(origin);
-      const ks = this.keySet(keySet.chain);
-      const same = (cp === undefined) === (expected.checkpoint === undefined) && (cp === undefined || (cp.size === expected.checkpoint!.size && hashesEqual(cp.root, expected.checkpoint!.root)))
-        && (ks === undefined) === (expected.keySet === undefined) && (ks === undefined || (ks.sequence === expected.keySet!.sequence && ks.hash === expected.keySet!.hash));
-      if (!same) {
-        this.#db.exec('ROLLBACK');
-        return false;
-      }
-      const now = Date.now();
-      this.#db.prepare(`INSERT INTO checkpoints (origin, size, root, note, updated) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note, updated = excluded.updated`)
-        .run(origin, checkpoint.size, checkpoint.root, checkpoint.note, now);
-      this.#db.prepare(`INSERT INTO keysets (chain, sequence, hash, updated) VALUES (?, ?, ?, ?)
-        ON CONFLICT(chain) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash, updated = excluded.updated`)
-        .run(keySet.chain, keySet.sequence, keySet.hash, now);
-      this.#db.exec('COMMIT');
-      return true;
+      return writeTransaction(this.#db, () => {
+        const cp = this.checkpoint(origin);
+        const ks = this.keySet(keySet.chain);
+        const same = (cp === undefined) === (expected.checkpoint === undefined) && (cp === undefined || (cp.size === expected.checkpoint!.size && hashesEqual(cp.root, expected.checkpoint!.root)))
+          && (ks === undefined) === (expected.keySet === undefined) && (ks === undefined || (ks.sequence === expected.keySet!.sequence && ks.hash === expected.keySet!.hash));
+        if (!same) return false;
+        const now = Date.now();
+        this.#db.prepare(`INSERT INTO checkpoints (origin, size, root, note, updated) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT(origin) DO UPDATE SET size = excluded.size, root = excluded.root, note = excluded.note, updated = excluded.updated`)
+          .run(origin, checkpoint.size, checkpoint.root, checkpoint.note, now);
+        this.#db.prepare(`INSERT INTO keysets (chain, sequence, hash, updated) VALUES (?, ?, ?, ?)
+          ON CONFLICT(chain) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash, updated = excluded.updated`)
+          .run(keySet.chain, keySet.sequence, keySet.hash, now);
+        return true;
+      }, what);
     } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw fromSystemError(err, `${this.file}: cannot store the trust state`);
+      throw fromSystemError(err, what);
     }
   }
 

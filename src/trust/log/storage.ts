@@ -18,10 +18,11 @@
 
 import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, SourcemeshError } from '../../errors.ts';
 import { LIMITS, type Limits } from '../../limits.ts';
+import { commit, openDatabase, rollback } from '../../store/sqlite.ts';
 import { fsyncDir, isProcessAlive } from '../../store/store.ts';
 import { CompactRange, EMPTY_TREE_HASH, type Hash, HASH_SIZE, hashesEqual } from '../merkle.ts';
 import { entryBundlePath, parseEntryBundle, parseTile, TILE_WIDTH, TileHashReader, tilePath, type Tile, type TileFetcher } from '../tiles.ts';
@@ -66,15 +67,9 @@ export class LogStorage {
     } catch (err) {
       throw fromSystemError(err, `${dir}: cannot create the log directory`);
     }
-    let db: DatabaseSync;
-    try {
-      db = new DatabaseSync(path.join(state, 'state.sqlite'));
-      db.exec(`PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-        CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL);
-        CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`);
-    } catch (err) {
-      throw fromSystemError(err, `${state}/state.sqlite: cannot open the log's tree head`);
-    }
+    const db = openDatabase(path.join(state, 'state.sqlite'), `CREATE TABLE IF NOT EXISTS head (id INTEGER PRIMARY KEY CHECK (id = 1),
+        size INTEGER NOT NULL, root BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);`, "the log's tree head");
     const storage = new LogStorage(dir, db, limits);
     await storage.withLock(async () => {
       const bound = db.prepare(`SELECT value FROM meta WHERE key = 'vkey'`).get() as { value: string } | undefined;
@@ -148,15 +143,10 @@ export class LogStorage {
       try {
         result = await fn();
       } catch (err) {
-        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
+        rollback(this.#db);
         throw err;
       }
-      try {
-        this.#db.exec('COMMIT');
-      } catch (err) {
-        if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-        throw fromSystemError(err, `${this.root}: cannot store the tree head`);
-      }
+      commit(this.#db, `${this.root}: cannot store the tree head`);
       return result;
     } finally {
       release();

@@ -1,12 +1,11 @@
-// The witness's durable state: one row per log (origin, size, root, cosigned checkpoint) in node:sqlite,
-// STATE/witness.sqlite, WAL with synchronous=FULL: a transaction is on disk when COMMIT returns, and a
-// crash at any point leaves either the old row or the new one, never a torn one. BEGIN IMMEDIATE takes
-// the write lock before the read, so the check and the store are one step even across processes.
+// The witness's durable state: one row per log (origin, size, root, cosigned checkpoint) in
+// STATE/witness.sqlite (store/sqlite.ts: crash-safe; the check and the store are one write transaction,
+// even across processes).
 
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { DatabaseSync } from 'node:sqlite';
-import { fromSystemError, SourcemeshError } from '../../errors.ts';
+import type { DatabaseSync } from 'node:sqlite';
+import { SourcemeshError } from '../../errors.ts';
+import { openDatabase, writeTransaction } from '../../store/sqlite.ts';
 import { HASH_SIZE } from '../merkle.ts';
 import type { LogRecord, WitnessStore } from './witness.ts';
 
@@ -21,37 +20,15 @@ export class SqliteWitnessStore implements WitnessStore {
 
   static open(dir: string): SqliteWitnessStore {
     const file = path.join(path.resolve(dir), 'witness.sqlite');
-    let db: DatabaseSync;
-    try {
-      mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-      db = new DatabaseSync(file);
-      // busy_timeout blocks this process only while another witness process on the same state holds
-      // the lock for one request (milliseconds); one process per state is the normal case.
-      db.exec(`PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;
-        CREATE TABLE IF NOT EXISTS logs (origin TEXT PRIMARY KEY, size INTEGER NOT NULL, root BLOB NOT NULL,
-          checkpoint TEXT NOT NULL, updated INTEGER NOT NULL)`);
-    } catch (err) {
-      throw fromSystemError(err, `${file}: cannot open the witness state`);
-    }
+    // busy_timeout blocks this process only while another witness process on the same state holds
+    // the lock for one request (milliseconds); one process per state is the normal case.
+    const db = openDatabase(file, `CREATE TABLE IF NOT EXISTS logs (origin TEXT PRIMARY KEY, size INTEGER NOT NULL,
+      root BLOB NOT NULL, checkpoint TEXT NOT NULL, updated INTEGER NOT NULL)`, 'the witness state');
     return new SqliteWitnessStore(file, db);
   }
 
   atomically<T>(fn: () => T): T {
-    this.#db.exec('BEGIN IMMEDIATE');
-    let result: T;
-    try {
-      result = fn();
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw err;
-    }
-    try {
-      this.#db.exec('COMMIT');
-    } catch (err) {
-      if (this.#db.isTransaction) this.#db.exec('ROLLBACK');
-      throw fromSystemError(err, `${this.file}: cannot store the witness state`);
-    }
-    return result;
+    return writeTransaction(this.#db, fn, `${this.file}: cannot store the witness state`);
   }
 
   get(origin: string): LogRecord | undefined {
