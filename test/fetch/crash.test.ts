@@ -20,10 +20,15 @@ test('kill -9 at many moments, then the same command: every file verified, nothi
   const out = path.join(dir, 'distfiles');
   const env = { ...process.env, SOURCEMESH_STORE: store, CI: '1' };
 
-  // Deterministic spread of kill times over the whole run (start-up, downloads, commits, exports).
-  for (const ms of [150, 300, 450, 600, 800, 1000, 1250, 1500]) {
+  // Kills spread over the whole run: two during start-up, then the others at growing delays after the
+  // upstream saw a new request from that process (mid-download, commits, exports), so that how fast the
+  // machine starts processes does not decide whether any download is cut.
+  for (const [round, ms] of [100, 250, 0, 30, 60, 120, 200, 350].entries()) {
+    const requestsBefore = origin.log.length;
     const child = spawn(process.execPath, [CLI, 'fetch', manifest, '-o', out, '--jobs', '3'], { cwd: ROOT, env, stdio: 'ignore' });
-    const closed = new Promise((resolve) => child.on('close', resolve));
+    let exited = false;
+    const closed = new Promise((resolve) => child.on('close', () => resolve((exited = true))));
+    if (round >= 2) for (let i = 0; !exited && origin.log.length === requestsBefore && i < 400; i++) await sleep(50);
     await sleep(ms);
     child.kill('SIGKILL');
     await closed;
@@ -41,15 +46,21 @@ test('kill -9 at many moments, then the same command: every file verified, nothi
 test('two fetch processes on one store: each file downloaded once, both succeed', async (t) => {
   const dir = await tempDir(t);
   const body = bytes(600_000, 99);
-  const origin = await startOrigin({ '/big.tar.gz': { body, behaviour: { kind: 'slow', chunk: 65_536, delayMs: 20 } } });
+  // The upstream holds the first download until the second process says it waits for the first's lock
+  // (or 30 s pass, and the assertions below fail): the order does not depend on how fast processes start.
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const fuse = setTimeout(release, 30_000);
+  t.after(() => clearTimeout(fuse));
+  const origin = await startOrigin({ '/big.tar.gz': { body, behaviour: { kind: 'held', until: held } } });
   t.after(() => origin.close());
   const manifest = await writeManifest(dir, [distfile('big.tar.gz', body, [`${origin.url}/big.tar.gz`])]);
   const env = { SOURCEMESH_STORE: path.join(dir, 'store') };
   await mkdir(path.join(dir, 'a'));
-  const [a, b] = await Promise.all([
-    runCli(['fetch', manifest, '-o', path.join(dir, 'a')], { env }),
-    sleep(50).then(() => runCli(['fetch', manifest, '-o', path.join(dir, 'b')], { env })),
-  ]);
+  const first = runCli(['fetch', manifest, '-o', path.join(dir, 'a')], { env });
+  for (let i = 0; origin.hits('/big.tar.gz') === 0 && i < 600; i++) await sleep(50);
+  const second = runCli(['fetch', manifest, '-o', path.join(dir, 'b')], { env, onStderr: (s) => { if (/waiting +big\.tar\.gz: another process/.test(s)) release(); } });
+  const [a, b] = await Promise.all([first, second]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(b.code, 0, b.stderr);
   assert.equal(origin.hits('/big.tar.gz'), 1);

@@ -17,7 +17,8 @@ export type Behaviour =
   | { kind: 'oversize'; extra: number } // no Content-Length, sends more than the file
   | { kind: 'redirect'; to: string } // 302 to `to` (relative or absolute)
   | { kind: 'status'; status: number }
-  | { kind: 'slow'; chunk: number; delayMs: number }; // honours Range, trickles the body out
+  | { kind: 'slow'; chunk: number; delayMs: number } // honours Range, trickles the body out
+  | { kind: 'held'; until: Promise<void> }; // sends nothing until `until` settles, then the body
 
 export interface Route {
   body: Buffer;
@@ -106,6 +107,9 @@ function serve(route: Route, nth: number, req: http.IncomingMessage, res: http.S
       else bad[bad.length >> 1]! ^= 0x01;
       return sendRange(bad, req, res);
     }
+    case 'held':
+      void b.until.then(() => sendRange(body, req, res));
+      return;
     case 'ignore-range':
       res.writeHead(200, { 'content-length': body.length, etag: etagOf(body) }).end(body);
       return;
