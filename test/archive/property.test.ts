@@ -1,14 +1,17 @@
 // Property: for random trees (names short and long, unicode, nesting, empty directories, executables, symlinks
 // with short and long targets, binary and text contents with random attributes), loose or packed, our tar
-// equals `git archive`'s, for random prefixes; and chunking never changes the bytes.
+// equals `git archive`'s, for random prefixes, and compressed at a random level it equals `git archive |
+// gzip -n -LEVEL` (gzip-n) or `git archive --format=tar.gz -LEVEL` (zlib); chunking never changes the bytes.
 
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
-import { assertSameArchive, commitAll, git, initRepo, ourArchive, tempRoot, writeFiles, type FileSpec } from './git-fixture.ts';
+import { gzipChunks } from '../../src/archive/compress.ts';
+import { assertSameArchive, commitAll, git, gitArchive, initRepo, ourArchive, tempRoot, writeFiles, type FileSpec } from './git-fixture.ts';
 
 const root = tempRoot();
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -51,13 +54,15 @@ function flatten(node: Node, prefix: string, files: Record<string, FileSpec>, di
 
 describe('random trees', () => {
   let run = 0;
-  test('our tar equals git archive for random trees, attributes, prefixes, loose and packed', async () => {
+  test('our tar and tar.gz equal git archive (and gzip -n) for random trees, attributes, prefixes, levels, loose and packed', async () => {
     await fc.assert(fc.asyncProperty(
       treeArb,
       fc.subarray(ATTR_LINES),
       fc.constantFrom(undefined, 'P/', 'some-project-1.2.3/', 'x', `${'p'.repeat(120)}/`),
       fc.boolean(),
-      async (tree, attrLines, prefix, packed) => {
+      fc.constantFrom('gzip-n' as const, 'zlib' as const),
+      fc.integer({ min: 1, max: 9 }),
+      async (tree, attrLines, prefix, packed, flavour, level) => {
         const dir = path.join(root, `t${run++}`);
         initRepo(dir);
         const files: Record<string, FileSpec> = {};
@@ -70,6 +75,14 @@ describe('random trees', () => {
         commitAll(dir, 'random tree');
         if (packed) git(dir, ['gc', '-q', '--aggressive']);
         await assertSameArchive(dir, 'HEAD', prefix);
+        const prefixArg = prefix !== undefined ? [`--prefix=${prefix}`] : [];
+        const theirs = flavour === 'gzip-n'
+          ? execFileSync('gzip', ['-n', `-${level}`], { input: gitArchive(dir, 'HEAD', prefix) })
+          : git(dir, ['archive', '--format=tar.gz', `-${level}`, ...prefixArg, 'HEAD']);
+        const ours: Uint8Array[] = [];
+        const tar = await ourArchive({ repoPath: dir, ref: 'HEAD', prefix: prefix ?? '' });
+        for await (const c of gzipChunks((async function* () { yield tar; })(), flavour, level)) ours.push(c);
+        assert.ok(Buffer.concat(ours).equals(theirs), `${flavour} level ${level} differs from ${flavour === 'gzip-n' ? 'gzip -n' : 'git archive --format=tar.gz'}`);
         rmSync(dir, { recursive: true, force: true });
       },
     ), { numRuns: 30, seed: 1234 });
