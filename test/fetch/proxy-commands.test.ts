@@ -5,7 +5,6 @@ import assert from 'node:assert/strict';
 import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
 import { gitArchiveGzip, gitIn, makeRepo } from '../helpers/git.ts';
 import { startOrigin, type Route } from '../helpers/origin.ts';
@@ -60,7 +59,7 @@ test('mirror sync --proxy: every connection, git\'s clone included, goes through
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).added.length, 3);
   assert.deepEqual(await readFile(path.join(root, 'proj-1.0.tar.gz')), s.snapshot);
-  await sleep(200);
+  await s.socks.logged(s.upstream.connections() + s.forge.connections());
   for (const origin of [s.upstream, s.forge]) {
     const seen = await s.seen(origin.port);
     assert.ok(seen.length > 0, `${origin.url}: reached through the proxy`);
@@ -74,7 +73,7 @@ test('mirror sync --tor: each upstream host on its own credentials, git\'s too',
   const s = await setup(t);
   const r = await runCli(['mirror', 'sync', s.manifest, '--root', path.join(s.dir, 'mirror'), '--json', '--tor', '--proxy', `socks5h://127.0.0.1:${s.socks.port}`]);
   assert.equal(r.code, 0, r.stderr);
-  await sleep(200);
+  await s.socks.logged(s.upstream.connections() + s.forge.connections());
   const up = new Set((await s.seen(s.upstream.port)).map((c) => c.user));
   const forge = new Set((await s.seen(s.forge.port)).map((c) => c.user));
   assert.equal(up.size, 1, [...up].join(' '));
@@ -95,7 +94,7 @@ test('audit --proxy: the audited mirror and upstream are both reached through th
   const report = JSON.parse(r.stdout);
   assert.equal(report.files, 2);
   assert.deepEqual(report.differences, []);
-  await sleep(200);
+  await s.socks.logged(mirror.connections() + s.upstream.connections());
   for (const origin of [mirror, s.upstream]) {
     const seen = await s.seen(origin.port);
     assert.ok(seen.length > 0);

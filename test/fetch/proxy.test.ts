@@ -4,7 +4,6 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
@@ -29,7 +28,7 @@ test('--proxy: every connection to the mirrors goes through the SOCKS server, wi
   const s = await setup(t);
   const r = await s.fetch('--proxy', `socks5h://alice:secret@127.0.0.1:${s.socks.port}`, '--mirror', `${s.origin.url}/a`, '--mirror', `${s.origin.url}/b`);
   assert.equal(r.code, 0, r.stderr);
-  await sleep(200);
+  await s.socks.logged(s.origin.connections());
   const seen = (await s.socks.connections()).filter((c) => c.port === s.origin.port);
   assert.ok(seen.length > 0);
   assert.equal(seen.length, s.origin.connections(), 'the origin saw no connection that did not come through the proxy');
@@ -41,7 +40,7 @@ test('--tor: each mirror on its own credentials; --isolate-per-file: each mirror
   const mirrors = ['--mirror', `${s.origin.url}/a`, '--mirror', `${s.origin.url}/b`];
   const r = await s.fetch('--tor', '--proxy', `socks5h://127.0.0.1:${s.socks.port}`, '--segments', '1', ...mirrors);
   assert.equal(r.code, 0, r.stderr);
-  await sleep(200);
+  await s.socks.logged(s.origin.connections());
   const report = JSON.parse(r.stdout);
   const used = new Set(report.files.map((f: { source: string }) => f.source));
   const users = new Set((await s.socks.connections()).map((c) => c.user));
@@ -52,7 +51,7 @@ test('--tor: each mirror on its own credentials; --isolate-per-file: each mirror
   const before = (await s.socks.connections()).length;
   const r2 = await s.fetch('--tor', '--isolate-per-file', '--proxy', `socks5h://127.0.0.1:${s.socks.port}`, '--segments', '1', '--mirror', `${s.origin.url}/a`);
   assert.equal(r2.code, 0, r2.stderr);
-  await sleep(200);
+  await s.socks.logged(s.origin.connections());
   const perFile = new Set((await s.socks.connections()).slice(before).map((c) => c.user));
   assert.equal(perFile.size, files.length, 'one identity per file from one mirror');
   assert.deepEqual(await readFile(path.join(JSON.parse(r2.stdout).output, files[0]!.name)), files[0]!.body);

@@ -12,6 +12,11 @@ export interface Socks {
   port: number;
   /** Usernames of the connections made so far, with their destination ports. */
   connections(): Promise<{ user: string; port: number }[]>;
+  /**
+   * Wait (at most 10 s) until the log shows at least `count` connections: dante writes its log lines after
+   * the client has moved on. Returns either way; the caller's assertions say what is missing.
+   */
+  logged(count: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,12 +54,16 @@ socks pass {
     if (up) break;
     await new Promise((r) => setTimeout(r, 50));
   }
+  const connections = async () => {
+    const text = await readFile(log, 'utf8').catch(() => '');
+    // e.g. "tcp/connect [: pam.username%alice@127.0.0.1.44088 127.0.0.1.1080 -> 127.0.0.1.58817 127.0.0.1.18081"
+    return [...text.matchAll(/tcp\/connect \[: pam\.username%(\S+)@127\.0\.0\.1\.\d+ \S+ -> \S+ 127\.0\.0\.1\.(\d+)/g)].map((m) => ({ user: m[1]!, port: Number(m[2]) }));
+  };
   return {
     port,
-    async connections() {
-      const text = await readFile(log, 'utf8').catch(() => '');
-      // e.g. "tcp/connect [: pam.username%alice@127.0.0.1.44088 127.0.0.1.1080 -> 127.0.0.1.58817 127.0.0.1.18081"
-      return [...text.matchAll(/tcp\/connect \[: pam\.username%(\S+)@127\.0\.0\.1\.\d+ \S+ -> \S+ 127\.0\.0\.1\.(\d+)/g)].map((m) => ({ user: m[1]!, port: Number(m[2]) }));
+    connections,
+    async logged(count) {
+      for (let i = 0; i < 200 && (await connections()).length < count; i++) await new Promise((r) => setTimeout(r, 50));
     },
     close: () => new Promise((resolve) => {
       if (child.exitCode !== null) return resolve();

@@ -2,7 +2,7 @@
 // live-bootstrap's own download loop, the signed inventory, reindexing, and hostile requests.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -314,9 +314,9 @@ test('shutdown: a slow client in the middle of a download when SIGTERM arrives s
   const server = await startServe(t, ['--root', root, '--no-access-log']);
   const out = path.join(dir, 'big.out');
   const download = tool('curl', ['-sS', '--fail', '--limit-rate', '40M', '-o', out, `${server.url}/big.bin`]);
-  await new Promise((r) => setTimeout(r, 400));
+  await eventually(async () => ((await stat(out).catch(() => null))?.size ?? 0) > 0, 20_000); // the body is flowing
   server.child.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 150));
+  await eventually(async () => server.stderr().includes('shutting down'), 20_000); // the listener is closed
   const refused = await tool('curl', ['-sS', '-o', '/dev/null', `${server.url}/big.bin`]);
   assert.equal(refused.code, 7, 'no new connections once shutting down');
   assert.equal(server.child.exitCode, null, 'still running while the download goes on');
@@ -336,7 +336,7 @@ test('shutdown: past --shutdown-timeout what is left is cut, and the server stil
   await writeFile(path.join(root, 'big.bin'), randomBytes(64 << 20));
   const server = await startServe(t, ['--root', root, '--no-access-log', '--shutdown-timeout', '500ms']);
   const download = tool('curl', ['-sS', '--limit-rate', '1M', '-o', path.join(dir, 'out'), `${server.url}/big.bin`]);
-  await new Promise((r) => setTimeout(r, 300));
+  await eventually(async () => ((await stat(path.join(dir, 'out')).catch(() => null))?.size ?? 0) > 0, 20_000);
   server.child.kill('SIGINT');
   const exit = await server.exited();
   assert.equal(exit.code, 0);
