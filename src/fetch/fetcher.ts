@@ -158,7 +158,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
 async function storedFor(d: Distfile, store: Store): Promise<StoredObject | undefined> {
   if (d.sha256 !== undefined) return store.get(d.sha256);
   const obj = await store.byName(d.name);
-  return obj && (await checkPinned(obj.path, d)).ok ? obj : undefined;
+  return obj && (await checkPinned(obj.path, d, { sha256: obj.sha256, store })).ok ? obj : undefined;
 }
 
 /**
@@ -220,7 +220,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
   const verdict = async (digest: string, bytes: number, label: string): Promise<{ ok: true; sha256: string } | { ok: false; why: string }> => {
     if (d.sha256 !== undefined && !digestsEqual(digest, d.sha256)) return { ok: false, why: `${label} served ${bytes} bytes with sha256 ${digest}, expected ${d.sha256}` };
     if (d.tarSha256 === undefined) return { ok: true, sha256: digest };
-    const c = await checkPinned(partial.path, { ...d, sha256: undefined }, `${label}: ${d.name}`);
+    const c = await checkPinned(partial.path, d, { what: `${label}: ${d.name}`, sha256: digest, store: opts.store });
     return c.ok ? { ok: true, sha256: digest } : { ok: false, why: `${label} served ${bytes} bytes whose tar has sha256 ${c.actual}, expected tarSha256 ${d.tarSha256}` };
   };
   const reject = (label: string, role: Source['role'], code: ErrorCode, message: string) => {

@@ -77,7 +77,7 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
     // A pinned sha256 identifies the bytes; a file pinned by tarSha256 alone is decompressed and its tar hashed.
     const check = !info.isFile() ? { ok: false as const, expected: d.sha256 ?? d.tarSha256!, actual: 'not a regular file' }
       : d.sha256 !== undefined ? await sha256File(file).then((actual) => digestsEqual(actual, d.sha256!) ? { ok: true as const, sha256: actual } : { ok: false as const, expected: d.sha256!, actual }, (err) => { throw fromSystemError(err, file); })
-      : await checkPinned(file, d);
+      : await checkPinned(file, d, { store });
     if (check.ok) {
       report.unchanged.push(d.name);
       verifiedSha.set(d.name, check.sha256);

@@ -5,6 +5,8 @@
 //   tmp/HEX.PID-NONCE.part.json   where the partial came from (for If-Range on resume)
 //   locks/HEX.lock                "PID HOST": one process fetches a given object at a time
 //   names/NAME -> ../objects/...  the last object fetched under each distfile name (for `serve --local`)
+//   tars/ab/abcdef... -> TARHEX   the tarSha256 of a verified object (derived, recomputable): a symlink,
+//                                 so a record appears whole or not at all
 // Correctness never depends on the lock: each writer has its own partial file, adopted by atomic
 // rename, so two processes that both believe they hold a lock still cannot interleave bytes.
 import { randomBytes } from 'node:crypto';
@@ -210,6 +212,30 @@ export class Store {
     return this.get(sha);
   }
 
+  /** The tarSha256 recorded for object `sha256` (see recordTarSha256), if any. */
+  async cachedTarSha256(sha256: string): Promise<string | undefined> {
+    const target = await readlink(this.tarRecordPath(sha256)).catch(() => '');
+    return SHA256_HEX.test(target) ? target : undefined;
+  }
+
+  /**
+   * Record that object `sha256` decompresses to a tar with sha256 `tarSha256`, once that was computed
+   * from its bytes: later runs need not decompress it again. Never fails the caller's work: a record
+   * that cannot be written is only recomputed next time.
+   */
+  async recordTarSha256(sha256: string, tarSha256: string): Promise<void> {
+    checkHex(tarSha256);
+    const record = this.tarRecordPath(sha256);
+    await mkdir(path.dirname(record), { recursive: true })
+      .then(() => symlink(tarSha256, record))
+      .catch(() => {}); // EEXIST: recorded already (the same derived value)
+  }
+
+  private tarRecordPath(sha256: string): string {
+    checkHex(sha256);
+    return path.join(this.root, 'tars', sha256.slice(0, 2), sha256);
+  }
+
   /** Name -> object, from names/, skipping links that do not point at a stored object. */
   async names(): Promise<Map<string, StoredObject>> {
     const out = new Map<string, StoredObject>();
@@ -271,6 +297,16 @@ export class Store {
         await unlink(obj.path);
         removedObjects.push(obj);
         freedBytes += obj.size;
+      }
+    }
+    // tarSha256 records whose object is gone (only with `keep`: a record costs 64 bytes, fetch's gc
+    // stays quick).
+    const tars = path.join(this.root, 'tars');
+    for (const fan of opts.keep ? await readdir(tars).catch(() => [] as string[]) : []) {
+      for (const name of await readdir(path.join(tars, fan)).catch(() => [] as string[])) {
+        if (SHA256_HEX.test(name) && (await this.get(name))) continue;
+        await rm(path.join(tars, fan, name), { force: true });
+        removedTemp++;
       }
     }
     // Names whose object is gone, and temporary links of dead processes.

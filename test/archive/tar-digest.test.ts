@@ -2,7 +2,7 @@
 // and verification when a manifest pins sha256, tarSha256 or both.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { isSourcemeshError } from '../../src/errors.ts';
@@ -120,6 +120,21 @@ test('fetch accepts a file pinned by tarSha256 alone in any compression, and ref
   const again = await runCli(['fetch', manifest, '--store', store, '-o', out, '--json']);
   assert.deepEqual(JSON.parse(again.stdout).files.slice(0, 2).map((f: any) => f.status), ['present', 'present']);
   assert.equal(origin.log.filter((l: any) => !l.path.startsWith('/q')).length, origin.log.slice(0, requests).filter((l: any) => !l.path.startsWith('/q')).length);
+  // The tar's sha256 was recorded when p.tar.xz verified. Records are trusted as store objects are
+  // (a store is written only by its owner): one planted for q.tar.xz's bytes makes them pass unopened,
+  // which shows that fetch reads the records instead of decompressing again.
+  assert.equal(await readlink(path.join(store, 'tars', sha256(xz).slice(0, 2), sha256(xz))), sha256(tar));
+  await mkdir(path.join(store, 'tars', sha256(otherXz).slice(0, 2)), { recursive: true });
+  await symlink(sha256(tar), path.join(store, 'tars', sha256(otherXz).slice(0, 2), sha256(otherXz)));
+  const planted = await runCli(['fetch', manifest, '--store', store, '-o', out, '--json']);
+  assert.equal(planted.code, 0, planted.stderr + planted.stdout);
+  assert.equal(JSON.parse(planted.stdout).files[2].status, 'fetched');
+  // gc drops the records of the objects it removes, and keeps the others.
+  const keepManifest = path.join(dir, 'keep.json');
+  await writeFile(keepManifest, JSON.stringify({ format: MANIFEST_FORMAT, name: 'keep', distfiles: [{ name: 'p.tar.xz', tarSha256: sha256(tar), urls: [] }] }));
+  const gc = await runCli(['store', 'gc', '--store', store, '--keep', keepManifest]);
+  assert.equal(gc.code, 0, gc.stderr);
+  assert.deepEqual((await readdir(path.join(store, 'tars'), { recursive: true })).filter((n) => n.includes('/')), [`${sha256(xz).slice(0, 2)}/${sha256(xz)}`]);
 
   // verify checks every pinned hash of a distfiles directory.
   await writeFile(manifest, JSON.stringify({ format: MANIFEST_FORMAT, name: 'tars', distfiles: [
