@@ -6,7 +6,6 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { isSourcemeshError, type ErrorCode } from '../../src/errors.ts';
 import { formatCheckpoint, parseCheckpoint } from '../../src/trust/checkpoint.ts';
 import { EMPTY_TREE_HASH, type Hash, leafHash, parseProofLines, proveConsistency, proveInclusion, verifyConsistency, verifyInclusion } from '../../src/trust/merkle.ts';
 import {
@@ -15,6 +14,7 @@ import {
 } from '../../src/trust/note.ts';
 import { entryBundlePath, formatEntryBundle, parseEntryBundle, parseTile, parseTilePath, TileHashReader, tilePath } from '../../src/trust/tiles.ts';
 import { MemoryHashStore } from './reference-tree.ts';
+import { outcome, outcomeAsync } from '../helpers/outcome.ts';
 
 const RUNS = { numRuns: 300 };
 const seed = (label: string) => createHash('sha256').update(label).digest();
@@ -23,25 +23,6 @@ const witness = signerKeyFromSeed('fuzz.example/w', KEY_TYPE_COSIGNATURE_V1, see
 const verifiers = [createVerifier(log), createVerifier(witness)];
 const CHECKPOINT = formatCheckpoint({ origin: log.name, size: 12, rootHash: seed('root'), extensions: [] });
 const NOTE = signNote(CHECKPOINT, [createSigner(log), createSigner(witness, { clock: () => 1_700_000_000 })]);
-
-/** Run `fn`; it may return, or throw a SourcemeshError with one of `codes`. Anything else fails. */
-function outcome<T>(fn: () => T, codes: readonly ErrorCode[]): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if (isSourcemeshError(err) && codes.includes(err.code)) return undefined;
-    throw err;
-  }
-}
-
-async function outcomeAsync<T>(fn: () => Promise<T>, codes: readonly ErrorCode[]): Promise<T | undefined> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (isSourcemeshError(err) && codes.includes(err.code)) return undefined;
-    throw err;
-  }
-}
 
 /** Byte-level mutations of a valid input: flips, insertions, deletions, truncations, duplications. */
 const mutation: fc.Arbitrary<Mutation> = fc.oneof(

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { isSourcemeshError, type ErrorCode } from '../../../src/errors.ts';
+import { isSourcemeshError } from '../../../src/errors.ts';
 import { formatCheckpoint } from '../../../src/trust/checkpoint.ts';
 import { proveInclusion, treeHash } from '../../../src/trust/merkle.ts';
 import { createSigner, formatNote, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseNote, signerKeyFromSeed, signNote } from '../../../src/trust/note.ts';
@@ -14,19 +14,11 @@ import { formatReleaseBundle, formatReleaseStatement, parseReleaseBundle, parseR
 import { chainHops, formatChainFile, parseChainFile, parseRotationLink, parseRotationStatement } from '../../../src/trust/rotation.ts';
 import { MemoryHashStore } from '../reference-tree.ts';
 import { buildChain } from './chain.ts';
+import { outcome } from '../../helpers/outcome.ts';
 
 const RUNS = { numRuns: 300 };
 const seed = (label: string) => createHash('sha256').update(`release fuzz ${label}`).digest();
 const NOW = 1_800_000_000;
-
-function outcome<T>(fn: () => T, codes: readonly ErrorCode[]): T | undefined {
-  try {
-    return fn();
-  } catch (err) {
-    if (isSourcemeshError(err) && codes.includes(err.code)) return undefined;
-    throw err;
-  }
-}
 
 const PARSE = ['E_FORMAT', 'E_UNSUPPORTED'] as const;
 const REFUSE = ['E_FORMAT', 'E_UNSUPPORTED', 'E_POLICY', 'E_SIGNATURE', 'E_PROOF'] as const;
