@@ -154,3 +154,21 @@ export async function headSize(url: string, dispatcher: Dispatcher, limits: Limi
   }
   return undefined;
 }
+
+/**
+ * A whole response body of at most `max` bytes. The peer is attacker-controlled: past `max` the body is
+ * destroyed and `tooLarge()` thrown, instead of a buffer growing without end.
+ */
+export async function readBoundedBody(body: Dispatcher.ResponseData['body'], max: number, tooLarge: () => Error): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of body) {
+    length += (chunk as Buffer).length;
+    if (length > max) {
+      body.destroy();
+      throw tooLarge();
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}

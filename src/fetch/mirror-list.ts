@@ -5,6 +5,7 @@ import { request, type Dispatcher } from 'undici';
 import * as v from 'valibot';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
+import { readBoundedBody } from './http.ts';
 import { parseMirror, type Mirror } from './plan.ts';
 
 export const MIRRORS_FORMAT = 'sourcemesh.mirrors/v1';
@@ -58,17 +59,7 @@ export async function loadMirrorList(where: string, dispatcher: Dispatcher, limi
       await res.body.dump();
       throw new SourcemeshError('E_HTTP', `--mirror-list ${where}: HTTP ${res.statusCode}`);
     }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += chunk.length;
-      if (size > limits.manifestBytes) {
-        res.body.destroy();
-        throw new SourcemeshError('E_INPUT', `--mirror-list ${where}: larger than ${limits.manifestBytes} bytes`);
-      }
-      chunks.push(chunk);
-    }
-    text = Buffer.concat(chunks).toString('utf8');
+    text = (await readBoundedBody(res.body, limits.manifestBytes, () => new SourcemeshError('E_INPUT', `--mirror-list ${where}: larger than ${limits.manifestBytes} bytes`))).toString('utf8');
   } else {
     text = await readFile(where, 'utf8').catch((err) => { throw fromSystemError(err, `--mirror-list ${where}`); });
   }

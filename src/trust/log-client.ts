@@ -5,8 +5,8 @@
 
 import { request, type Dispatcher } from 'undici';
 import { isSourcemeshError, SourcemeshError } from '../errors.ts';
+import { readBoundedBody, USER_AGENT } from '../fetch/http.ts';
 import { LIMITS, type Limits } from '../limits.ts';
-import { VERSION } from '../version.ts';
 import { parseCheckpoint } from './checkpoint.ts';
 import { type Hash, leafHash, parseProofLines, proveConsistency, proveInclusion, verifyInclusion } from './merkle.ts';
 import { parseNote } from './note.ts';
@@ -46,23 +46,15 @@ export class LogClient {
       const res = await request(url, {
         method,
         body,
-        headers: { 'user-agent': `sourcemesh/${VERSION}`, ...(body === undefined ? {} : { 'content-type': 'application/octet-stream' }) },
+        headers: { 'user-agent': USER_AGENT, ...(body === undefined ? {} : { 'content-type': 'application/octet-stream' }) },
         ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
         signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,
         bodyTimeout: this.#limits.logFetchTimeoutMs,
       });
-      const chunks: Buffer[] = [];
-      let length = 0;
-      for await (const chunk of res.body) {
-        length += (chunk as Buffer).length;
-        if (length > this.#limits.logFetchBytes) {
-          res.body.destroy();
-          throw new SourcemeshError('E_FORMAT', `${url}: the log answered with over ${this.#limits.logFetchBytes} bytes`, { url });
-        }
-        chunks.push(chunk as Buffer);
-      }
-      return { status: res.statusCode, body: Buffer.concat(chunks) };
+      const max = this.#limits.logFetchBytes;
+      const answer = await readBoundedBody(res.body, max, () => new SourcemeshError('E_FORMAT', `${url}: the log answered with over ${max} bytes`, { url }));
+      return { status: res.statusCode, body: answer };
     } catch (err) {
       if (isSourcemeshError(err)) throw err;
       throw new SourcemeshError('E_NETWORK', `${url}: ${(err as Error).message}`, { url }, { cause: err });

@@ -4,8 +4,8 @@
 
 import { type Dispatcher, request } from 'undici';
 import { isSourcemeshError, SourcemeshError } from '../../errors.ts';
+import { readBoundedBody, USER_AGENT } from '../../fetch/http.ts';
 import type { Limits } from '../../limits.ts';
-import { VERSION } from '../../version.ts';
 import type { Hash } from '../merkle.ts';
 import { createVerifier, formatVerifierKey, type NoteSignature, type NoteVerifier, type VerifierKey } from '../note.ts';
 import { ADD_CHECKPOINT_PATH, formatAddCheckpoint, parseCosignatures, parseTreeSize, TREE_SIZE_CONTENT_TYPE } from '../witness/protocol.ts';
@@ -75,25 +75,17 @@ export class WitnessClient {
       const res = await request(this.url, {
         method: 'POST',
         body,
-        headers: { 'content-type': 'text/plain; charset=utf-8', 'user-agent': `sourcemesh/${VERSION}` },
+        headers: { 'content-type': 'text/plain; charset=utf-8', 'user-agent': USER_AGENT },
         dispatcher: this.#dispatcher,
         signal,
         headersTimeout: this.#limits.logWitnessTimeoutMs,
         bodyTimeout: this.#limits.logWitnessTimeoutMs,
       });
       // The answer is attacker-controlled: at most a note's worth of signature lines is read.
-      const chunks: Buffer[] = [];
-      let length = 0;
-      for await (const chunk of res.body) {
-        length += (chunk as Buffer).length;
-        if (length > this.#limits.noteBytes) {
-          res.body.destroy();
-          throw new SourcemeshError('E_FORMAT', `witness ${this.name} answered with over ${this.#limits.noteBytes} bytes`, { witness: this.name });
-        }
-        chunks.push(chunk as Buffer);
-      }
+      const max = this.#limits.noteBytes;
+      const answer = await readBoundedBody(res.body, max, () => new SourcemeshError('E_FORMAT', `witness ${this.name} answered with over ${max} bytes`, { witness: this.name }));
       const type = res.headers['content-type'];
-      return { status: res.statusCode, contentType: String(Array.isArray(type) ? type[0] : type ?? '').split(';')[0]!.trim(), body: Buffer.concat(chunks).toString('utf8') };
+      return { status: res.statusCode, contentType: String(Array.isArray(type) ? type[0] : type ?? '').split(';')[0]!.trim(), body: answer.toString('utf8') };
     } catch (err) {
       if (isSourcemeshError(err)) throw err;
       throw new SourcemeshError('E_NETWORK', `witness ${this.name} at ${this.url}: ${(err as Error).message}`, { witness: this.name }, { cause: err });
