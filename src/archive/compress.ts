@@ -1,7 +1,7 @@
 // Compressing a tar stream as a snapshot asks: `gzip-n` and `zlib` with our own deflate (the bytes
 // depend on our code only), `none` as is, and `xz` / `bzip2` by the installed tools, run as live-bootstrap's
 // mirror.sh runs them (`xz -T1 -LEVEL`, `bzip2 -LEVEL`): xz's output is stable across 5.2 to 5.8 with
-// `-T1` and a preset (notes/git-tar-and-gzip.md); no pure-JS encoder matches it.
+// `-T1` and a preset (docs/GIT-ARCHIVE.md, "xz"); no pure-JS encoder matches it.
 import { spawn } from 'node:child_process';
 import { crc32 } from 'node:zlib';
 import { SourcemeshError } from '../errors.ts';

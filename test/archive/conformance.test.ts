@@ -1,5 +1,5 @@
 // Conformance: our tar is byte-identical to `git archive --format=tar [--prefix P] REF` on repositories built
-// with the real git (see git-fixture.ts), covering what notes/git-tar-and-gzip.md lists.
+// with the real git (see git-fixture.ts), covering what docs/GIT-ARCHIVE.md lists.
 
 import assert from 'node:assert/strict';
 import { readdirSync, rmSync } from 'node:fs';
