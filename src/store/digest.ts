@@ -9,6 +9,11 @@ export async function hashFile(file: string, hash: Hash = createHash('sha256'), 
   return hash;
 }
 
+/** Hex SHA-256 of bytes or of a string's UTF-8 encoding, in one call. */
+export function sha256Hex(data: string | Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
 export async function sha256File(file: string): Promise<string> {
   return (await hashFile(file)).digest('hex');
 }
