@@ -113,9 +113,17 @@ async function main(): Promise<void> {
   const runEnv = { ...process.env, ...env };
   const pair = async (name: string, peer: string, peerCmd: [string, string[], string?], ourCmd: [string, string[]], bytes: number, goal?: number) => {
     const row: Row = { name, peer, peerRuns: [], ourRuns: [], goal, bytes };
+    // Alternate which side goes first, so neither always runs on a warmer page cache or a cooler CPU.
     for (let i = 0; i < Number(values.runs); i++) {
-      row.peerRuns.push(await timeHashed(peerCmd[0], peerCmd[1], { cwd: repo, env: runEnv, stdin: peerCmd[2] }));
-      row.ourRuns.push(await timeHashed(ourCmd[0], ourCmd[1], { cwd: repo, env: runEnv }));
+      const peerRun = () => timeHashed(peerCmd[0], peerCmd[1], { cwd: repo, env: runEnv, stdin: peerCmd[2] });
+      const ourRun = () => timeHashed(ourCmd[0], ourCmd[1], { cwd: repo, env: runEnv });
+      if (i % 2 === 0) {
+        row.peerRuns.push(await peerRun());
+        row.ourRuns.push(await ourRun());
+      } else {
+        row.ourRuns.push(await ourRun());
+        row.peerRuns.push(await peerRun());
+      }
     }
     rows.push(row);
   };
@@ -130,6 +138,7 @@ async function main(): Promise<void> {
   for (const r of rows) {
     const p = median(r.peerRuns.map((m) => m.seconds));
     const o = median(r.ourRuns.map((m) => m.seconds));
+    const ratios = r.ourRuns.map((m, i) => m.seconds / r.peerRuns[i]!.seconds);
     const pc = median(r.peerRuns.map((m) => m.cpuSeconds ?? NaN));
     const oc = median(r.ourRuns.map((m) => m.cpuSeconds ?? NaN));
     const hashes = new Set([...r.peerRuns, ...r.ourRuns].map((m) => m.sha256));
@@ -138,20 +147,20 @@ async function main(): Promise<void> {
     const rss = Math.max(...r.ourRuns.map((m) => m.maxRssBytes ?? 0));
     const ratio = o / p;
     const goal = r.goal ? (ratio <= r.goal ? ` (goal <= ${r.goal}x: met)` : ` (goal <= ${r.goal}x: MISSED)`) : '';
-    console.log(`${r.name.padEnd(8)} ${r.peer.padEnd(26)} ${p.toFixed(2).padStart(7)} ${o.toFixed(2).padStart(7)} ${ratio.toFixed(2).padStart(5)}x ${(oc / pc).toFixed(2).padStart(8)}x  ${`${(r.bytes / MB / p).toFixed(0)}/${(r.bytes / MB / o).toFixed(0)}`.padEnd(15)} ${`${(rss / MiB).toFixed(0)} MiB`.padStart(13)}  ${identical ? 'yes' : 'NO'}${goal}`);
+    console.log(`${r.name.padEnd(8)} ${r.peer.padEnd(26)} ${p.toFixed(2).padStart(7)} ${o.toFixed(2).padStart(7)} ${ratio.toFixed(2).padStart(5)}x ${(oc / pc).toFixed(2).padStart(8)}x  ${`${(r.bytes / MB / p).toFixed(0)}/${(r.bytes / MB / o).toFixed(0)}`.padEnd(15)} ${`${(rss / MiB).toFixed(0)} MiB`.padStart(13)}  ${identical ? 'yes' : 'NO'}${goal}; per-pair ratios ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x`);
   }
-  // What the CLI's own start-up weighs in the tar row (Node, commander and the archive command's modules).
-  const startups: number[] = [];
-  for (let i = 0; i < 5; i++) {
-    const t0 = process.hrtime.bigint();
-    spawnSync(cli.argv[0]!, [...cli.argv.slice(1), 'archive', '--help'], { stdio: 'ignore' });
-    startups.push(Number(process.hrtime.bigint() - t0) / 1e9);
-  }
-  const startup = median(startups);
-  const tarRow = rows[0]!;
-  const tarOurs = median(tarRow.ourRuns.map((m) => m.seconds));
-  const tarPeer = median(tarRow.peerRuns.map((m) => m.seconds));
-  console.log(`\nCLI start-up (sourcemesh archive --help): ${startup.toFixed(2)} s; tar without it: ${(tarOurs - startup).toFixed(2)} s, ${((tarOurs - startup) / tarPeer).toFixed(2)}x git`);
+  // Start-up is inside every figure above, on both sides (each run is a whole process); shown here for
+  // what it weighs: our CLI's (Node, commander and the archive command's modules) against git's.
+  const startup = async (cmd: string[]): Promise<number> => {
+    const xs: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const t0 = process.hrtime.bigint();
+      spawnSync(cmd[0]!, cmd.slice(1), { stdio: 'ignore' });
+      xs.push(Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+    return median(xs);
+  };
+  console.log(`\nstart-up, counted in both sides' times: sourcemesh archive --help ${(await startup([...cli.argv, 'archive', '--help'])).toFixed(3)} s, git archive --list ${(await startup(['git', 'archive', '--list'])).toFixed(3)} s`);
   if (!allIdentical) {
     console.log('the outputs differ: a conformance bug');
     process.exitCode = 1;
