@@ -11,7 +11,7 @@ import { gzipChunks } from '../archive/compress.ts';
 import { DEFLATE_FLAVOURS, type DeflateFlavour } from '../archive/deflate/index.ts';
 import { openArchive } from '../archive/index.ts';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
-import { fsyncDir } from '../store/store.ts';
+import { fsyncDir } from '../fs/files.ts';
 import { printJson, type Io } from './output.ts';
 
 interface ArchiveFlags {

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { link, lstat, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fromSystemError, SourcemeshError } from '../errors.ts';
-import { fsyncDir } from '../store/store.ts';
+import { fsyncDir } from '../fs/files.ts';
 import {
   formatSignerKey, formatVerifierKey, isValidKeyName, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseSignerKey, parseVerifierKey,
   signerKeyFromSeed, type SignerKey, type VerifierKey,

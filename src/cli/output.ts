@@ -1,7 +1,7 @@
 // Printing conventions shared by the commands: one-line errors, --json, human sizes, colour on a TTY only.
 import { styleText } from 'node:util';
 import { SourcemeshError } from '../errors.ts';
-import { writeFileDurable } from '../store/durable-file.ts';
+import { writeFileDurable } from '../fs/durable-file.ts';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };

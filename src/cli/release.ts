@@ -15,7 +15,7 @@ import { parseMirrorList } from '../fetch/mirror-list.ts';
 import { LIMITS } from '../limits.ts';
 import { canonicalJson, loadManifest, type Manifest } from '../manifest/index.ts';
 import { manifestDigest } from '../manifest/write.ts';
-import { writeFileDurable } from '../store/durable-file.ts';
+import { writeFileDurable } from '../fs/durable-file.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { parseCheckpoint } from '../trust/checkpoint.ts';
 import { TrustState } from '../trust/client-state.ts';

@@ -3,7 +3,7 @@
 // mirrors status` shows it.
 import type { DatabaseSync } from 'node:sqlite';
 import path from 'node:path';
-import { openDatabase, writeTransaction } from '../store/sqlite.ts';
+import { openDatabase, writeTransaction } from '../fs/sqlite.ts';
 
 export interface MirrorRecord {
   mirror: string;

@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fromSystemError } from '../errors.ts';
-import { fsyncDir } from './store.ts';
+import { fsyncDir } from './files.ts';
 
 /** Replace FILE with `data`, atomically and durably; `what` names the file in an error. */
 export async function writeFileDurable(file: string, data: string | Uint8Array, what = 'cannot write', mode = 0o644): Promise<void> {

@@ -6,7 +6,7 @@ import { rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { SourcemeshError } from '../errors.ts';
-import { ensureDir } from '../store/store.ts';
+import { ensureDir } from '../fs/files.ts';
 
 const run = promisify(execFile);
 

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
-import { writeFileDurable } from '../store/durable-file.ts';
-import { fsyncDir } from '../store/store.ts';
+import { writeFileDurable } from '../fs/durable-file.ts';
+import { fsyncDir } from '../fs/files.ts';
 import {
   createSigner, createVerifier, formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseSignerKey, parseVerifierKey,
   signerKeyFromSeed, signNote, type NoteLimits, type OpenedNote, type SignerKey, type VerifierKey,

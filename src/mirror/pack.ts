@@ -10,7 +10,8 @@ import { SourcemeshError, fromSystemError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual } from '../store/digest.ts';
 import { exportObject } from '../store/distdir.ts';
-import { ensureDir, fsyncDir, type Store, type StoredObject } from '../store/store.ts';
+import { ensureDir, fsyncDir } from '../fs/files.ts';
+import { type Store, type StoredObject } from '../store/store.ts';
 
 export const PACK_FORMATS = ['dir', 'tar', 'hex0-disk'] as const;
 export type PackFormat = (typeof PACK_FORMATS)[number];

@@ -6,7 +6,8 @@ import { fromSystemError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from './digest.ts';
 import { checkPinned } from './pinned.ts';
-import { fsyncDir, isProcessAlive, linkOrCopy, type StoredObject } from './store.ts';
+import { fsyncDir, isProcessAlive } from '../fs/files.ts';
+import { linkOrCopy, type StoredObject } from './store.ts';
 
 const TEMP_RE = /^\.(.+)\.(\d+)\.sourcemesh-tmp$/;
 

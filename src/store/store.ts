@@ -11,13 +11,14 @@
 // rename, so two processes that both believe they hold a lock still cannot interleave bytes.
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { chmod, copyFile, link, mkdir, open, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { SHA256_HEX } from '../manifest/distfile.ts';
+import { ensureDir, fsyncDir, fsyncFile, isProcessAlive } from '../fs/files.ts';
 
 export interface StoredObject {
   sha256: string;
@@ -49,16 +50,6 @@ export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.SOURCEMESH_STORE) return env.SOURCEMESH_STORE;
   const cache = env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache');
   return path.join(cache, 'sourcemesh');
-}
-
-export function isProcessAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 export class Store {
@@ -322,24 +313,6 @@ export class Store {
   }
 }
 
-/**
- * mkdir -p that reports the real cause: a recursive mkdir says ENOENT where the first missing
- * component could not be made (a read-only file system, say), so retry that one step to learn why.
- */
-export async function ensureDir(dir: string, what: string): Promise<void> {
-  try {
-    await mkdir(dir, { recursive: true });
-  } catch (err) {
-    let cause = err;
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      let missing = path.resolve(dir);
-      while (await stat(path.dirname(missing)).then(() => false, () => true)) missing = path.dirname(missing);
-      await mkdir(missing).catch((e) => (cause = e));
-    }
-    throw fromSystemError(cause, `${what}: cannot create ${dir}`);
-  }
-}
-
 function checkHex(sha256: string): void {
   if (!SHA256_HEX.test(sha256)) throw new SourcemeshError('E_INPUT', `"${sha256}" is not a sha256 (64 lowercase hex digits)`);
 }
@@ -348,24 +321,6 @@ function sanitizeMeta(meta: unknown): PartialMeta {
   const m = (meta ?? {}) as Record<string, unknown>;
   const str = (x: unknown) => (typeof x === 'string' && x.length < 4096 ? x : undefined);
   return { url: str(m.url), etag: str(m.etag), lastModified: str(m.lastModified) };
-}
-
-export async function fsyncFile(p: string): Promise<void> {
-  const fh = await open(p, 'r+');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 /** Hard-link when the file system allows it, else copy; either way into a temporary name first. */

@@ -1,13 +1,13 @@
 // What a client remembers between runs so that a log can't show it an older or forked view later: the
 // newest checkpoint it accepted per log origin, and the newest release key set it reached per rotation
-// chain, in the node's state directory (STATE/trust.sqlite; store/sqlite.ts: crash-safe).
+// chain, in the node's state directory (STATE/trust.sqlite; fs/sqlite.ts: crash-safe).
 // `update` is a compare-and-swap in one write transaction: it stores only if the rows are still what the
 // verification started from, so two clients verifying at once can't move the state backwards.
 
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { fromSystemError, SourcemeshError } from '../errors.ts';
-import { openDatabase, writeTransaction } from '../store/sqlite.ts';
+import { openDatabase, writeTransaction } from '../fs/sqlite.ts';
 import { HASH_SIZE, hashesEqual } from './merkle.ts';
 import type { StoredCheckpoint, StoredKeySet } from './policy.ts';
 

@@ -1,11 +1,11 @@
 // The witness's durable state: one row per log (origin, size, root, cosigned checkpoint) in
-// STATE/witness.sqlite (store/sqlite.ts: crash-safe; the check and the store are one write transaction,
+// STATE/witness.sqlite (fs/sqlite.ts: crash-safe; the check and the store are one write transaction,
 // even across processes).
 
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
 import { SourcemeshError } from '../../errors.ts';
-import { openDatabase, writeTransaction } from '../../store/sqlite.ts';
+import { openDatabase, writeTransaction } from '../../fs/sqlite.ts';
 import { HASH_SIZE } from '../merkle.ts';
 import type { LogRecord, WitnessStore } from './witness.ts';
 
