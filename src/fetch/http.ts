@@ -9,8 +9,15 @@ import { transferError, type OpenOptions, type Opened } from './transport.ts';
 export const USER_AGENT = `sourcemesh/${VERSION}`;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/**
+ * HTTP/1.1 only (undici 8 would negotiate HTTP/2 over TLS): our timeouts, header bounds and range
+ * handling are the ones proven against hostile HTTP/1.1 servers, and a mirror's files need no more.
+ */
+export const HTTP1_ONLY = { allowH2: false } as const;
+
 export function createAgent(limits: Limits): Dispatcher {
   return new Agent({
+    ...HTTP1_ONLY,
     connect: { timeout: limits.connectTimeoutMs },
     headersTimeout: limits.headersTimeoutMs,
     bodyTimeout: limits.idleTimeoutMs,

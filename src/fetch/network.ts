@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Dispatcher, Socks5ProxyAgent } from 'undici';
 import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
-import { createAgent } from './http.ts';
+import { HTTP1_ONLY, createAgent } from './http.ts';
 import type { Source } from './plan.ts';
 
 export const TOR_DEFAULT_PROXY = 'socks5h://127.0.0.1:9050';
@@ -105,6 +105,7 @@ export class Network {
     base.username = '';
     base.password = '';
     return new Socks5ProxyAgent(base, {
+      ...HTTP1_ONLY,
       ...creds,
       connectTimeout: this.limits.connectTimeoutMs,
       headersTimeout: this.limits.headersTimeoutMs,
