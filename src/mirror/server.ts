@@ -15,7 +15,7 @@ import type { Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
 import { BufferPool, OpenFiles, SmallFileCache, writeFileRange, type OpenFile } from './file-body.ts';
 import { MirrorContent, type ContentOptions, type IndexedFile } from './file-index.ts';
-import { clientKey, RateLimiter } from './rate-limit.ts';
+import { clientKey, retryAfterSeconds, TokenBuckets } from '../net/rate-limit.ts';
 import {
   contentRange, decideRange, evaluatePreconditions, multipartLayout, unsatisfiedRange, type ByteRange, type RangeDecision, type Validators,
 } from './ranges.ts';
@@ -142,7 +142,7 @@ export class MirrorServer {
   readonly address: AddressInfo;
   private readonly server: http.Server;
   private readonly opts: ServeOptions;
-  private readonly limiter: RateLimiter;
+  private readonly limiter: TokenBuckets;
   private readonly pool: BufferPool;
   private readonly cache: SmallFileCache;
   private readonly files: OpenFiles;
@@ -158,7 +158,7 @@ export class MirrorServer {
     this.address = address;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.url = `${opts.tls ? 'https' : 'http'}://${host}:${address.port}`;
-    this.limiter = new RateLimiter({ perSecond: opts.rate.perSecond, burst: opts.rate.burst, maxClients: opts.limits.serveRateClients });
+    this.limiter = new TokenBuckets({ perSecond: opts.rate.perSecond, burst: opts.rate.burst, maxClients: opts.limits.serveRateClients });
     this.pool = new BufferPool(opts.limits.serveStreamBufferBytes, 64, Math.floor(opts.limits.serveBufferBytes / opts.limits.serveStreamBufferBytes));
     this.cache = new SmallFileCache(opts.limits.serveCacheBytes, opts.limits.serveCachedFileBytes, () => void content.refresh());
     this.files = new OpenFiles(opts.limits.serveOpenFiles, () => void content.refresh());
@@ -281,7 +281,7 @@ export class MirrorServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, setBytes: (n: number) => void): Promise<void> {
     const wait = this.limiter.enabled ? this.limiter.take(clientKey(req.socket.remoteAddress), Date.now()) : 0;
-    if (wait > 0) return sendText(res, 429, 'too many requests\n', setBytes, { 'Retry-After': String(Math.max(1, Math.ceil(wait / 1000))) });
+    if (wait > 0) return sendText(res, 429, 'too many requests\n', setBytes, { 'Retry-After': String(retryAfterSeconds(wait)) });
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return sendText(res, 405, 'method not allowed\n', setBytes, { 'Allow': ALLOW });
     const target = parseTarget(req.url ?? '', this.opts.limits.serveTargetBytes);

@@ -1,9 +1,8 @@
-// The pure parts of `serve`'s front door: request targets, client buckets, the rate limiter, --listen.
+// The pure parts of `serve`'s front door: request targets and --listen (client keys and the rate limiter: test/net/rate-limit.test.ts).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { parseListen } from '../../src/cli/serve.ts';
-import { clientKey, RateLimiter } from '../../src/mirror/rate-limit.ts';
 import { parseTarget } from '../../src/mirror/server.ts';
 
 const HEX = 'e207c0bb72093c3a72dde302fcfaa1dbda12a62172d47b73565883a92209ebab';
@@ -40,29 +39,6 @@ test('request target property: whatever is asked, a served name is a plain visib
     if (r.kind !== 'name') return true;
     return !r.name.includes('/') && !r.name.includes('\\') && !r.name.startsWith('.') && !r.name.includes('\u0000');
   }), { numRuns: 5000 });
-});
-
-test('client buckets: IPv4 as is, IPv4-mapped unwrapped, IPv6 by /64', () => {
-  assert.equal(clientKey('127.0.0.1'), '127.0.0.1');
-  assert.equal(clientKey('::ffff:10.1.2.3'), '10.1.2.3');
-  assert.equal(clientKey('2001:db8:1:2:aaaa::1'), '2001:db8:1:2::/64');
-  assert.equal(clientKey('2001:db8:1:2:ffff:ffff:ffff:ffff'), '2001:db8:1:2::/64');
-  assert.equal(clientKey('::1'), '0:0:0:0::/64');
-  assert.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
-  assert.equal(clientKey(undefined), '?');
-});
-
-test('token bucket: a burst, then the sustained rate; the wait is announced; buckets are bounded', () => {
-  const rl = new RateLimiter({ perSecond: 2, burst: 3, maxClients: 4 });
-  const now = 1_000_000;
-  assert.deepEqual([rl.take('a', now), rl.take('a', now), rl.take('a', now)], [0, 0, 0]);
-  assert.equal(rl.take('a', now), 500);
-  assert.equal(rl.take('a', now + 499), 1);
-  assert.equal(rl.take('a', now + 500), 0);
-  assert.equal(rl.take('b', now), 0, 'another client has its own bucket');
-  for (let i = 0; i < 100; i++) rl.take(`c${i}`, now + 10_000);
-  assert.ok(rl.clients <= 4);
-  assert.equal(new RateLimiter({ perSecond: 0, burst: 1, maxClients: 1 }).take('x', 0), 0, 'rate 0: no limit');
 });
 
 test('--listen: addresses, [IPv6]:port, interface names; bad values are usage errors', () => {

@@ -1,10 +1,11 @@
 // What the log and witness HTTP servers share: bounded request bodies, server timeouts and connection
-// caps, plain-text answers, and a request-rate bucket per client address. Everything a client sends is
+// caps, plain-text answers, and the key a client is rate-limited under. Everything a client sends is
 // attacker-controlled: sizes are checked against the declared Content-Length before reading, and again
 // while reading.
 
 import http from 'node:http';
 import type { Limits } from '../../limits.ts';
+import { clientKey } from '../../net/rate-limit.ts';
 
 export type TrustServerLimits = Pick<Limits, 'tlogMaxConnections' | 'tlogMaxHeaderBytes' | 'tlogHeadersTimeoutMs' | 'tlogRequestTimeoutMs' | 'tlogKeepAliveTimeoutMs'>;
 
@@ -60,60 +61,9 @@ export function sendText(res: http.ServerResponse, status: number, body: string,
   res.end(bytes);
 }
 
-/** The remote address a client is counted under: IPv6 by /64 (one host routinely holds a whole /64). */
+/** The key a client is counted under (IPv6 by /64): src/net/rate-limit.ts's, for every server. */
 export function clientAddress(req: http.IncomingMessage): string {
-  let a = req.socket.remoteAddress ?? '?';
-  if (a.startsWith('::ffff:')) a = a.slice(7);
-  if (!a.includes(':')) return a;
-  const groups = expandIpv6(a);
-  return groups === undefined ? a : `${groups.slice(0, 4).join(':')}::/64`;
-}
-
-function expandIpv6(address: string): string[] | undefined {
-  const [head, tail, extra] = address.split('%')[0]!.split('::');
-  if (extra !== undefined) return undefined;
-  const left = head ? head.split(':') : [];
-  const right = tail === undefined ? [] : tail ? tail.split(':') : [];
-  const fill = tail === undefined ? 0 : 8 - left.length - right.length;
-  if (fill < 0) return undefined;
-  return [...left, ...Array<string>(fill).fill('0'), ...right];
-}
-
-/** A token bucket per client: `perSecond` sustained, `burst` at once, at most `maxClients` buckets. */
-export class ClientRate {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
-  readonly #perSecond: number;
-  readonly #burst: number;
-  readonly #maxClients: number;
-
-  constructor(perSecond: number, burst: number, maxClients: number) {
-    this.#perSecond = perSecond;
-    this.#burst = burst;
-    this.#maxClients = maxClients;
-  }
-
-  /** Take a token for `client` at `now` (ms): 0 if allowed, else the seconds until one is due. */
-  take(client: string, now: number): number {
-    if (this.#perSecond <= 0) return 0;
-    let bucket = this.#buckets.get(client);
-    if (bucket === undefined) {
-      // Full buckets are as good as new: forget them first, then the oldest.
-      if (this.#buckets.size >= this.#maxClients) {
-        for (const [key, b] of this.#buckets) if (b.tokens + ((now - b.at) * this.#perSecond) / 1000 >= this.#burst) this.#buckets.delete(key);
-        if (this.#buckets.size >= this.#maxClients) this.#buckets.delete(this.#buckets.keys().next().value!);
-      }
-      bucket = { tokens: this.#burst, at: now };
-      this.#buckets.set(client, bucket);
-    } else {
-      bucket.tokens = Math.min(this.#burst, bucket.tokens + ((now - bucket.at) * this.#perSecond) / 1000);
-      bucket.at = now;
-    }
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return 0;
-    }
-    return Math.max(1, Math.ceil((1 - bucket.tokens) / this.#perSecond));
-  }
+  return clientKey(req.socket.remoteAddress);
 }
 
 /** Listen on HOST:PORT and return the URL clients reach it at. */

@@ -5,7 +5,8 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { LIMITS, type Limits } from '../../limits.ts';
 import { SourcemeshError } from '../../errors.ts';
-import { BodyTooLarge, clientAddress, ClientRate, closeServer, createTrustServer, listen, readBody, sendText } from '../log/http-server.ts';
+import { retryAfterSeconds, TokenBuckets } from '../../net/rate-limit.ts';
+import { BodyTooLarge, clientAddress, closeServer, createTrustServer, listen, readBody, sendText } from '../log/http-server.ts';
 import type { SignerKey, VerifierKey } from '../note.ts';
 import { ADD_CHECKPOINT_PATH } from './protocol.ts';
 import { SqliteWitnessStore } from './state.ts';
@@ -25,7 +26,7 @@ export function createWitnessServer(options: WitnessServerOptions): http.Server 
   const { witness, logger } = options;
   const limits = options.limits ?? LIMITS;
   const now = options.now ?? Date.now;
-  const rate = new ClientRate(limits.witnessRequestsPerSecond, limits.witnessRequestBurst, limits.witnessRateClients);
+  const rate = new TokenBuckets({ perSecond: limits.witnessRequestsPerSecond, burst: limits.witnessRequestBurst, maxClients: limits.witnessRateClients });
 
   return createTrustServer(limits, (req, res) => {
     void handle(req, res).catch((err) => {
@@ -43,7 +44,7 @@ export function createWitnessServer(options: WitnessServerOptions): http.Server 
       const wait = rate.take(clientAddress(req), now());
       if (wait > 0) {
         req.resume();
-        return sendText(res, 429, 'too many requests', { 'retry-after': String(wait) });
+        return sendText(res, 429, 'too many requests', { 'retry-after': String(retryAfterSeconds(wait)) });
       }
       let body: Buffer;
       try {
