@@ -8,7 +8,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
-import { MANIFEST_FORMAT, SHA256_HEX, byName, nameProblem, type Compression, type Distfile, type GitSource, type Manifest } from './distfile.ts';
+import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, nameKey, nameProblem, type Compression, type Distfile, type GitSource, type Manifest } from './distfile.ts';
 
 export interface SourceLine {
   file: string;
@@ -109,7 +109,7 @@ function checkSha(sha: string, fail: (why: string) => never): string {
 
 function checkName(name: string, fail: (why: string) => never): string {
   const problem = nameProblem(name);
-  if (problem) fail(`file name "${name}" ${problem}`);
+  if (problem) fail(`file name ${displayName(name)} ${problem}`);
   return name;
 }
 
@@ -133,12 +133,16 @@ export function mergeSourceLines(lines: SourceLine[]): Distfile[] {
   const byNameMap = new Map<string, { at: SourceLine; d: Distfile }>();
   for (const line of lines) {
     const d = line.distfile;
-    const prev = byNameMap.get(d.name);
+    // Keyed as the file system may see them (docs/FORMATS.md, Manifest, "Names"): the same rule as validate.ts.
+    const prev = byNameMap.get(nameKey(d.name));
     if (!prev) {
-      byNameMap.set(d.name, { at: line, d: structuredClone(d) });
+      byNameMap.set(nameKey(d.name), { at: line, d: structuredClone(d) });
       continue;
     }
     const where = `${prev.at.file}:${prev.at.line} and ${line.file}:${line.line}`;
+    if (prev.d.name !== d.name) {
+      throw new SourcemeshError('E_MANIFEST', `${displayName(prev.d.name)} and ${displayName(d.name)} differ only by Unicode normalization or case, one file on macOS and Windows (${where})`, { name: d.name, other: prev.d.name });
+    }
     if (prev.d.sha256 !== d.sha256) {
       throw new SourcemeshError('E_MANIFEST', `${d.name}: two checksums for one name (${where})`, { name: d.name, first: prev.d.sha256, second: d.sha256 });
     }

@@ -3,7 +3,7 @@ import * as v from 'valibot';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { snapshotPrefix } from './live-bootstrap.ts';
-import { MANIFEST_FORMAT, SHA256_HEX, byName, nameProblem, type Manifest } from './distfile.ts';
+import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, nameKey, nameProblem, type Manifest } from './distfile.ts';
 
 const sha256 = v.pipe(v.string(), v.regex(SHA256_HEX, 'must be 64 lowercase hex digits'));
 
@@ -22,7 +22,7 @@ const url = v.pipe(
 
 const fileName = v.pipe(
   v.string(),
-  v.check((s) => nameProblem(s) === undefined, 'must be a plain file name (no "/", "..", control characters; at most 255 bytes)'),
+  v.check((s) => nameProblem(s) === undefined, (issue) => `${displayName(issue.input as string)} ${nameProblem(issue.input as string)}`),
 );
 
 const compression = v.picklist(['gzip-n', 'zlib', 'xz', 'bzip2', 'none']);
@@ -66,10 +66,12 @@ export function validateManifest(data: unknown, source: string): Manifest {
     throw new SourcemeshError('E_MANIFEST', `${source}: ${where} ${issue.message}`, { source, path: where });
   }
   const out = result.output as Manifest;
-  const seen = new Set<string>();
+  const seen = new Map<string, string>();
   for (const d of out.distfiles) {
-    if (seen.has(d.name)) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" is listed twice`, { source, name: d.name });
-    seen.add(d.name);
+    const other = seen.get(nameKey(d.name));
+    if (other === d.name) throw new SourcemeshError('E_MANIFEST', `${source}: distfile ${displayName(d.name)} is listed twice`, { source, name: d.name });
+    if (other !== undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfiles ${displayName(other)} and ${displayName(d.name)} differ only by Unicode normalization or case (one file on macOS and Windows)`, { source, name: d.name, other });
+    seen.set(nameKey(d.name), d.name);
     if (d.sha256 === undefined && d.tarSha256 === undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" pins neither sha256 nor tarSha256`, { source, name: d.name });
     if (d.cleanse && d.sha256 === undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" has a cleanse recipe but no sha256 for its result`, { source, name: d.name });
     if (d.git && d.git.prefix === undefined) d.git.prefix = snapshotPrefix(d.git.repo, d.git.ref);
