@@ -14,10 +14,11 @@ import { loadManifest, type Distfile } from '../manifest/index.ts';
 import { routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
+import { checkManifestRelease } from '../trust/check-release.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, writeFileAtomic, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
-import { requireManifestRelease } from './release.ts';
+import { describeVerdict } from './verdict.ts';
 
 interface FetchFlags {
   output: string;
@@ -77,7 +78,10 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
       const dispatcher = network.dispatcher;
       routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined); // git snapshots' clones too
-      if (o.trustPolicy) await requireManifestRelease(io, input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher }).catch(async (err) => { await network.close(); throw err; });
+      if (o.trustPolicy) {
+        const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher }).catch(async (err: unknown) => { await network.close(); throw err; });
+        io.stderr.write(`release ${describeVerdict(verdict)}\n`);
+      }
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const reputation = Reputation.open(store.root);

@@ -9,10 +9,11 @@ import { routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator } from '../mirror/snapshot.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { stateDirOf, syncMirror, type SyncReport } from '../mirror/sync.ts';
+import { checkManifestRelease } from '../trust/check-release.ts';
 import { fetchLimits } from './fetch.ts';
 import { formatBytes, paint, positiveInt, printError, printJson, type Io } from './output.ts';
 import { createProgress } from './progress.ts';
-import { requireManifestRelease } from './release.ts';
+import { describeVerdict } from './verdict.ts';
 import { formatDuration, parseDuration, parseSize } from './units.ts';
 
 interface SyncFlags {
@@ -69,7 +70,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         const t0 = performance.now();
         let status: number;
         try {
-          if (o.trustPolicy) await requireManifestRelease(io, input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher });
+          if (o.trustPolicy) io.stderr.write(`release ${describeVerdict(await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher }))}\n`);
           const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator, jobs, signal, key, keyFile, onEvent: (e) => view?.onEvent(e) });
           view?.stop();
           status = printReport(io, report, o, (performance.now() - t0) / 1000);

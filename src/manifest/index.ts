@@ -3,4 +3,4 @@ export { canonicalJson } from './canonical.ts';
 export { validateManifest, parseManifestJson } from './validate.ts';
 export { importStepsDir, importSourcesFile, parseSources, parseStepsManifest, snapshotPrefix } from './live-bootstrap.ts';
 export { loadManifest } from './load.ts';
-export { formatManifest, manifestDigest } from './write.ts';
+export { canonicalDigest, formatManifest, manifestDigest } from './write.ts';

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../store/digest.ts';
 import { canonicalJson } from './canonical.ts';
 import type { Manifest } from './distfile.ts';
 
@@ -16,7 +16,12 @@ export function formatManifest(m: Manifest): string {
   return JSON.stringify(ordered, null, 2) + '\n';
 }
 
-/** sha256 over the RFC 8785 canonical form: what releases sign. */
+/** Hex sha256 over the RFC 8785 canonical form of a JSON value: what releases sign (docs/FORMATS.md, "Releases"). */
+export function canonicalDigest(value: unknown): string {
+  return sha256Hex(canonicalJson(value));
+}
+
+/** The digest a release of this manifest names. */
 export function manifestDigest(m: Manifest): string {
-  return createHash('sha256').update(canonicalJson(m)).digest('hex');
+  return canonicalDigest(m);
 }

@@ -11,17 +11,20 @@
 //      included in the checkpoint; the key set reached not older than the newest this client saw;
 //   4. at least the threshold of distinct valid signatures from that key set on the release statement,
 //      which names the subject's kind and canonical hash;
-//   5. consistency with the newest checkpoint this client stored: the same size needs the same root; a
-//      larger size needs a consistency proof from the stored size (fetched from the log online, or carried
-//      in the bundle; offline without one the larger checkpoint is accepted as unproven); a smaller size
-//      is a rollback. A fork or rollback is E_POLICY with both checkpoints as evidence.
+//   5. consistency with the newest checkpoint this client stored for this log (its origin and the policy's
+//      log key): the same size needs the same root; a larger size needs a consistency proof from the stored
+//      size (fetched from the log online, or carried in the bundle; offline without one the larger
+//      checkpoint is accepted as unproven); a smaller size is a rollback. A fork or rollback is E_POLICY
+//      with both checkpoints, and the key that signed each, as evidence. A checkpoint stored under another
+//      key of the same origin is another log's history (a log re-created with a new key, which the policy
+//      now names): it is not compared, or every re-created log would look forked.
 
 import * as v from 'valibot';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { openCheckpoint } from './checkpoint.ts';
 import { type Hash, hashesEqual, leafHash, verifyConsistency, verifyInclusion } from './merkle.ts';
-import { createVerifier, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseVerifierKey, type VerifierKey } from './note.ts';
+import { createVerifier, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseVerifierKey, type VerifierKey } from './note.ts';
 import { firstIssue, parseBoundedJson, parseReleaseStatement, type ReleaseBundle, type ReleaseKind, type ReleaseStatement } from './release.ts';
 import { genesisPosition, keySetFrom, requireThreshold, type ChainPosition, type KeySet, type SignatureCounter, walkChain } from './rotation.ts';
 
@@ -108,6 +111,8 @@ export interface StoredCheckpoint {
   readonly size: number;
   readonly root: Hash;
   readonly note: string;
+  /** The vkey of the log key that signed it (client-state.ts keys the state by origin and this). */
+  readonly key?: string;
 }
 
 /** The newest release key set a client reached on a chain. */
@@ -181,15 +186,27 @@ export function checkCheckpoint(note: string, policy: TrustPolicy, now: number, 
   return { size: checkpoint.size, root: checkpoint.rootHash, witnesses: fresh.map((s) => s.name) };
 }
 
-/** Check consistency of `current` with `stored`; the verdict's consistency and what to store. */
+/** "name+keyid" of a vkey ("name+keyid+base64"; C2SP signed-note key names contain no "+"). */
+export function keyLabel(vkey: string): string {
+  return vkey.split('+', 2).join('+');
+}
+
+/**
+ * Check consistency of `current` with `stored`; the verdict's consistency and what to store. A stored
+ * checkpoint of another log key (both keys known and different) is not this log's history: 'first'.
+ */
 export function checkConsistency(stored: StoredCheckpoint | undefined, current: StoredCheckpoint, proofs: readonly { size: number; proof: readonly Hash[] }[], limits: Pick<Limits, 'proofHashes'> = LIMITS): { consistency: Verdict['consistency']; newest: StoredCheckpoint } {
-  if (stored === undefined) return { consistency: 'first', newest: current };
-  const evidence = { stored: stored.note, presented: current.note };
+  if (stored === undefined || (stored.key !== undefined && current.key !== undefined && stored.key !== current.key)) return { consistency: 'first', newest: current };
+  const evidence = {
+    stored: stored.note, presented: current.note,
+    ...(stored.key === undefined ? {} : { storedKey: stored.key }), ...(current.key === undefined ? {} : { presentedKey: current.key }),
+  };
+  const signer = current.key === undefined ? 'the log' : `the log key ${keyLabel(current.key)}`;
   if (current.size < stored.size) {
     throw policyError(`rollback: the log shows a tree of ${current.size} entries, but a checkpoint of ${stored.size} was seen before`, evidence);
   }
   if (current.size === stored.size) {
-    if (!hashesEqual(current.root, stored.root)) throw policyError(`fork: two different trees of ${current.size} entries, both signed by the log`, evidence);
+    if (!hashesEqual(current.root, stored.root)) throw policyError(`fork: two different trees of ${current.size} entries, both signed by ${signer}`, evidence);
     return { consistency: 'same', newest: current };
   }
   const proof = proofs.find((p) => p.size === stored.size);
@@ -252,7 +269,7 @@ export function verifyRelease(input: VerifyReleaseInput): Verdict {
   if (subject.name !== undefined && release.name !== subject.name) throw policyError(`the release names ${JSON.stringify(release.name)}, not ${JSON.stringify(subject.name)}`);
 
   // 5. Consistency with what this client saw before.
-  const current: StoredCheckpoint = { size: cp.size, root: cp.root, note: bundle.checkpoint };
+  const current: StoredCheckpoint = { size: cp.size, root: cp.root, note: bundle.checkpoint, key: formatVerifierKey(policy.log.key) };
   const proofs = [...bundle.consistency, ...(input.consistencyProof && input.stored ? [{ size: input.stored.size, proof: input.consistencyProof }] : [])];
   // An online proof comes first: it was fetched for exactly this stored size.
   proofs.reverse();

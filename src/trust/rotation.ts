@@ -11,10 +11,10 @@
 // Everything parsed here is attacker-controlled (statements and links come from bundles and chain files).
 // Formats in docs/FORMATS.md, "Key rotation".
 
-import { createHash } from 'node:crypto';
 import * as v from 'valibot';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
+import { sha256Hex } from '../store/digest.ts';
 import {
   createVerifier, formatVerifierKey, KEY_TYPE_ED25519, parseNote, parseVerifierKey, signNote, type NoteSigner, type NoteVerifier,
   type VerifierKey,
@@ -35,8 +35,6 @@ export interface KeySet {
   readonly keys: readonly VerifierKey[];
   readonly vkeys: readonly string[];
 }
-
-const sha256Hex = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
 
 /** A key set from vkey texts; E_FORMAT (naming `what`) unless every key is an Ed25519 note key, distinct, and 1 <= threshold <= keys. */
 export function keySetFrom(vkeys: readonly string[], threshold: number, what: string, limits: RotationLimits = LIMITS): KeySet {

@@ -104,9 +104,14 @@ test('a split view: the witness that cosigned tree A refuses tree B; a client th
   assert.equal(okA.code, 0, okA.stderr);
   const forked = await verify('b.release');
   assert.equal(forked.code, 3);
-  assert.match(forked.stderr, /fork: two different trees of 2 entries, both signed by the log; both checkpoints are in (\S+) \[E_POLICY\]/);
+  const logLabel = formatVerifierKey(logKey).split('+', 2).join('+');
+  assert.match(forked.stderr, /fork: two different trees of 2 entries, both signed by the log key (\S+); both checkpoints are in (\S+) \[E_POLICY\]/);
+  assert.ok(forked.stderr.includes(`both signed by the log key ${logLabel};`), forked.stderr);
   const evidence = await readFile(/both checkpoints are in (\S+) \[/.exec(forked.stderr)![1]!, 'utf8');
   assert.ok(evidence.includes(cpA.note!) && evidence.includes(cpB.note!));
+  // The evidence says which key signed each checkpoint.
+  assert.ok(evidence.includes(`# the checkpoint seen before, signed by the log key ${logLabel} (vkey ${formatVerifierKey(logKey)}):\n${cpA.note!}`), evidence);
+  assert.ok(evidence.includes(`# the checkpoint presented now, signed by the log key ${logLabel} (vkey ${formatVerifierKey(logKey)}):\n${cpB.note!}`), evidence);
   // Tree B is valid on its own: only the stored checkpoint catches it...
   const fresh = await verify('b.release', policy, path.join(dir, 'state-fresh'));
   assert.equal(fresh.code, 0, fresh.stderr);
