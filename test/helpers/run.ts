@@ -7,8 +7,9 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const CLI = path.join(ROOT, 'src/cli/main.ts');
-export const SHARED = path.resolve(ROOT, '../shared');
-export const LIVE_BOOTSTRAP_STEPS = path.join(SHARED, 'fixtures/live-bootstrap/steps');
+// live-bootstrap's steps/*/sources and steps/manifest, in the repository so that a clone tests alone
+// (provenance in test/fixtures/live-bootstrap/ORIGIN).
+export const LIVE_BOOTSTRAP_STEPS = path.join(ROOT, 'test/fixtures/live-bootstrap/steps');
 
 export interface RunResult {
   code: number | null;
