@@ -18,6 +18,13 @@ export interface Source {
   /** What to call this source in messages and reports: the mirror's base or the upstream URL. */
   label: string;
   location: Location;
+  /**
+   * Asked only once every source without this mark has failed: a mirror with a recorded lie (its
+   * weight is 0). Plans put such sources last, and the segmented scheduler neither hedges to them nor
+   * gives them pieces while another source is usable (issue 11, item 9: a proven liar is never tried
+   * first, not even now and then).
+   */
+  lastResort?: true;
 }
 
 /** Parse `--mirror` values: `http(s)://BASE`, `file:///DIR` or a plain path. */
@@ -57,13 +64,17 @@ export interface PlanOptions {
   random: () => number;
   /** Make git snapshots ourselves (before the forge's tarball URL): what mirrors do. */
   generateGit?: boolean;
-  /** Prefer mirrors by their record (reputation); absent: a uniform random order. */
+  /**
+   * Prefer mirrors by their record (reputation); absent: a uniform random order. A weight of 0 (or
+   * less) marks a mirror as a last resort (`Source.lastResort`): after every other source, always.
+   */
   mirrorWeight?: (m: Mirror) => number;
 }
 
 export function planSources(d: Distfile, opts: PlanOptions): Source[] {
-  const ordered0 = opts.mirrorWeight ? weightedOrder(opts.mirrors, opts.mirrorWeight, opts.random) : shuffle(opts.mirrors, opts.random);
-  const mirrors = ordered0.map((m) => mirrorSource(m, d));
+  const weight = opts.mirrorWeight;
+  const ordered0 = weight ? weightedOrder(opts.mirrors, weight, opts.random) : shuffle(opts.mirrors, opts.random);
+  const mirrors = ordered0.map((m): Source => (weight && !(weight(m) > 0) ? { ...mirrorSource(m, d), lastResort: true } : mirrorSource(m, d)));
   const upstream: Source[] = d.urls.map((url) => ({ role: 'upstream', label: url, location: { type: 'http', url } }));
   if (opts.generateGit && d.git) upstream.unshift({ role: 'upstream', label: `git ${d.git.repo} ${d.git.ref}`, location: { type: 'git' } });
   const ordered =
@@ -71,7 +82,10 @@ export function planSources(d: Distfile, opts: PlanOptions): Source[] {
     : opts.policy === 'upstream-first' ? [...upstream, ...mirrors]
     : opts.policy === 'upstream-only' ? upstream
     : mirrors;
-  return opts.offline ? ordered.filter((s) => s.location.type !== 'http') : ordered;
+  // Last resorts after everything else, upstream included, whatever the policy (stable: their own
+  // order is kept).
+  const usable = [...ordered.filter((s) => !s.lastResort), ...ordered.filter((s) => s.lastResort)];
+  return opts.offline ? usable.filter((s) => s.location.type !== 'http') : usable;
 }
 
 /** Fisher-Yates on a copy. */
@@ -84,7 +98,16 @@ export function shuffle<T>(items: readonly T[], random: () => number): T[] {
   return out;
 }
 
-/** Order by weight with randomness (Efraimidis-Spirakis: key = u^(1/w)), so load still spreads. */
-export function weightedOrder<T>(items: T[], weight: (t: T) => number, random: () => number): T[] {
-  return items.map((t) => ({ t, key: random() ** (1 / Math.max(weight(t), 1e-9)) })).sort((a, b) => b.key - a.key).map((x) => x.t);
+/**
+ * Order by weight with randomness (Efraimidis-Spirakis: key = u^(1/w)), so load still spreads. Items of
+ * weight 0 (or less, or NaN) come after every item of positive weight, always, in a uniform random
+ * order among themselves: the limit of the same rule (u^(1/w) -> 0 as w -> 0), without leaving it to
+ * floating point.
+ */
+export function weightedOrder<T>(items: readonly T[], weight: (t: T) => number, random: () => number): T[] {
+  const keyed = items.map((t) => {
+    const w = weight(t);
+    return w > 0 ? { t, barred: false, key: random() ** (1 / w) } : { t, barred: true, key: random() };
+  });
+  return keyed.sort((a, b) => (a.barred !== b.barred ? (a.barred ? 1 : -1) : b.key - a.key)).map((x) => x.t);
 }

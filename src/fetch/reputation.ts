@@ -70,12 +70,14 @@ export class Reputation {
 }
 
 /**
- * A weight for ordering mirrors: proven liars last, then by failure ratio and speed. Unknown mirrors
- * get a middling weight so that they are tried and measured.
+ * A weight for ordering mirrors (plan.ts `weightedOrder`): by failure ratio and speed; unknown mirrors
+ * get a middling weight so that they are tried and measured. A mirror with a recorded lie gets 0, which
+ * the plan reads as "last resort": after every mirror without one, always, not merely less likely
+ * first.
  */
 export function mirrorWeight(r: MirrorRecord | undefined): number {
   if (!r) return 1;
-  if (r.lies > 0) return 0.001;
+  if (r.lies > 0) return 0;
   const attempts = r.files + r.failures;
   const reliability = attempts ? (r.files + 1) / (attempts + 1) : 1;
   const rate = r.ms > 0 ? r.bytes / r.ms : 1000; // bytes per ms

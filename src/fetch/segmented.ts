@@ -116,7 +116,7 @@ export async function segmentedDownload(d: Distfile & { sha256: string }, source
     blame.push(b);
     notify();
   };
-  const live = () => states.filter((s) => !s.dropped && !s.noRanges);
+  const live = () => usable(states);
   // Piece buffers are reused: a fresh 1 MiB buffer per piece would make V8 collect garbage over and
   // over (external memory), for nothing.
   const pool: Buffer[] = [];
@@ -343,14 +343,22 @@ async function firstPiece(d: Distfile, states: SourceState[], ctx: DownloadConte
     p.finally(() => inflight.delete(p));
     return p;
   };
+  const asking = new Set<SourceState>();
   try {
-    let next = 0;
-    ask(states[next++]!);
+    let next = 1;
+    asking.add(states[0]!);
+    ask(states[0]!);
     while (inflight.size) {
       const hedge = new Promise<'hedge'>((r) => setTimeout(() => r('hedge'), HEDGE_MS).unref());
       const first = await Promise.race([...inflight, hedge]);
       if (first === 'hedge' || first.failed) {
-        if (next < states.length) ask(states[next++]!);
+        if (first !== 'hedge') asking.delete(first.st);
+        const to = hedgeTarget(states, next, [...asking]);
+        if (to !== undefined) {
+          next = to + 1;
+          asking.add(states[to]!);
+          ask(states[to]!);
+        }
         continue;
       }
       const { st, got } = first;
@@ -358,7 +366,13 @@ async function firstPiece(d: Distfile, states: SourceState[], ctx: DownloadConte
       if (d.size !== undefined && got!.total !== d.size) {
         st.dropped = { source: st.source.label, code: 'E_SIZE', message: `${st.source.label} announces ${got!.total} bytes, the manifest pins ${d.size}` };
         blame.push(st.dropped);
-        if (next < states.length) ask(states[next++]!);
+        asking.delete(st);
+        const to = hedgeTarget(states, next, [...asking]);
+        if (to !== undefined) {
+          next = to + 1;
+          asking.add(states[to]!);
+          ask(states[to]!);
+        }
         continue;
       }
       return { size: got!.total, body: got!.body, from: st, ms: Date.now() - t0 };
@@ -367,6 +381,17 @@ async function firstPiece(d: Distfile, states: SourceState[], ctx: DownloadConte
   } finally {
     for (const a of aborts) a.abort();
   }
+}
+
+/**
+ * The next source to ask for the first piece, if any: `states[next]`, unless it is a last resort (a
+ * recorded liar) while a source without that mark is still being asked; a last resort is only asked
+ * once every source before it has failed.
+ */
+export function hedgeTarget(states: readonly { source: Source }[], next: number, asking: readonly { source: Source }[]): number | undefined {
+  if (next >= states.length) return undefined;
+  if (states[next]!.source.lastResort && asking.some((s) => !s.source.lastResort)) return undefined;
+  return next;
 }
 
 /**
@@ -393,6 +418,16 @@ async function fetchPieceLayer(d: Distfile, size: number, states: SourceState[],
     }
   }
   return undefined;
+}
+
+/**
+ * Sources that may be given pieces: not dropped, serving ranges, and no last resort (a recorded liar)
+ * while any other is left.
+ */
+function usable(states: SourceState[]): SourceState[] {
+  const live = states.filter((s) => !s.dropped && !s.noRanges);
+  const preferred = live.filter((s) => !s.source.lastResort);
+  return preferred.length ? preferred : live;
 }
 
 /** Who served the bytes that ended up in the file, most first. */
@@ -566,7 +601,7 @@ class CrossChecks {
   }
 
   private async ask(piece: Piece): Promise<void> {
-    const others = this.states.filter((s) => s !== piece.from && !s.dropped && !s.noRanges);
+    const others = usable(this.states).filter((s) => s !== piece.from);
     const other = others.find((s) => s.source.role === 'upstream') ?? others.sort((a, b) => rateOf(b) - rateOf(a))[0];
     if (!other) return;
     try {

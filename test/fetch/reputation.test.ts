@@ -6,17 +6,20 @@ import { test } from 'node:test';
 import { mirrorWeight } from '../../src/fetch/reputation.ts';
 import { weightedOrder } from '../../src/fetch/plan.ts';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { startOrigin } from '../helpers/origin.ts';
+import { startOrigin, type Behaviour } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
 
 test('a liar is recorded with its evidence, shown by mirrors status, and tried last afterwards', async (t) => {
   const dir = await tempDir(t);
   const files = [0, 1, 2].map((i) => ({ name: `f${i}.tar.gz`, body: bytes(50_000 + i, 70 + i) }));
-  const routes: Record<string, { body: Buffer; behaviour?: { kind: 'wrong-bytes' } }> = {};
+  const routes: Record<string, { body: Buffer; behaviour?: Behaviour }> = {};
   for (const f of files) {
     routes[`/liar/${f.name}`] = { body: f.body, behaviour: { kind: 'wrong-bytes' } };
     routes[`/good/${f.name}`] = { body: f.body };
   }
+  // The later run's good mirror is slower than the 1.5 s after which a silent source is hedged: a
+  // recorded liar must not be the one hedged to (issue 11, item 9).
+  routes[`/good/${files[2]!.name}`] = { body: files[2]!.body, behaviour: { kind: 'slow', chunk: 5_000, delayMs: 200 } };
   const origin = await startOrigin(routes);
   t.after(() => origin.close());
   const env = { SOURCEMESH_STORE: path.join(dir, 'store') };
@@ -40,12 +43,13 @@ test('a liar is recorded with its evidence, shown by mirrors status, and tried l
   const human = await runCli(['mirrors', 'status'], { env });
   assert.match(human.stdout, /^MIRROR +FILES +BYTES +RATE +FAILURES +LIES/m);
 
-  // A later run asks the good mirror first: the liar is not even contacted for the new file.
+  // A later run asks the good mirror first and only: the liar is not even contacted for the new file,
+  // neither by the plan's order, nor by hedging a slow first piece, nor by a cross-check.
   const before = origin.log.filter((l) => l.path.startsWith('/liar/')).length;
   const m2Dir = path.join(dir, 'two');
   await (await import('node:fs/promises')).mkdir(m2Dir);
   const m2 = await writeManifest(m2Dir, [distfile(files[2]!.name, files[2]!.body, [])]);
-  const r = await runCli(['fetch', m2, '-o', path.join(dir, 'out'), '--json', ...mirrors], { env });
+  const r = await runCli(['fetch', m2, '-o', path.join(dir, 'out'), '--json', ...mirrors, '--cross-check', '1'], { env });
   assert.equal(r.code, 0, r.stderr);
   assert.equal(JSON.parse(r.stdout).files[0].source, `${origin.url}/good`);
   assert.equal(origin.log.filter((l) => l.path.startsWith('/liar/')).length, before);
