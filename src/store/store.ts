@@ -3,7 +3,8 @@
 //   objects/sha256/ab/abcdef...   verified objects, read-only
 //   tmp/HEX.PID-NONCE.part        partial downloads, owned by one process each (resumable)
 //   tmp/HEX.PID-NONCE.part.json   where the partial came from (for If-Range on resume)
-//   locks/HEX.lock                "PID HOST": one process fetches a given object at a time
+//   locks/HEX.lock                "PID HOST START": one process fetches a given object at a time (START:
+//                                 when that process started, where the OS says; a PID alone is reused)
 //   names/NAME -> ../objects/...  the last object fetched under each distfile name (for `serve --local`)
 //   tars/ab/abcdef... -> TARHEX   the tarSha256 of a verified object (derived, recomputable): a symlink,
 //                                 so a record appears whole or not at all
@@ -45,6 +46,39 @@ export interface Lock {
 }
 
 const PART_RE = /^([0-9a-f]{64})\.(\d+)-([0-9a-f]+)\.part$/;
+
+/**
+ * Locks and partials this process holds, by path. One named with our own PID that is not here was left
+ * by an earlier process that had the same PID (in a container every run may be PID 1): it is dead.
+ */
+const heldLocks = new Set<string>();
+const ownPartials = new Set<string>();
+
+/** A lock file still empty after this long was never written: its maker died between create and write. */
+const EMPTY_LOCK_GRACE_MS = 10_000;
+
+/**
+ * When process `pid` started, as "TICKS@BOOT_ID" (Linux /proc: clock ticks since boot, and which boot),
+ * or undefined where the OS does not say. With the PID it names one process: a PID reused by a later
+ * process has another start.
+ */
+async function processStart(pid: number): Promise<string | undefined> {
+  try {
+    bootId ??= (await readFile('/proc/sys/kernel/random/boot_id', 'latin1')).trim();
+    const line = await readFile(`/proc/${pid}/stat`, 'latin1');
+    // proc(5): "PID (COMM) STATE ..." where COMM may hold anything; starttime is field 22.
+    const ticks = line.slice(line.lastIndexOf(')') + 2).split(' ')[19];
+    return ticks && /^\d+$/.test(ticks) && /^[0-9a-f-]+$/.test(bootId) ? `${ticks}@${bootId}` : undefined;
+  } catch {
+    return undefined; // no /proc (not Linux) or the process is gone: the PID alone must do
+  }
+}
+let bootId: string | undefined;
+
+/** Does a live process still own the partial `file` named with `pid`? */
+function partialOwnerAlive(file: string, pid: number): boolean {
+  return pid === process.pid ? ownPartials.has(file) : isProcessAlive(pid);
+}
 
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.SOURCEMESH_STORE) return env.SOURCEMESH_STORE;
@@ -89,38 +123,65 @@ export class Store {
   async lock(sha256: string, signal?: AbortSignal, onWait?: (holder: string) => void): Promise<Lock | undefined> {
     checkHex(sha256);
     const lockPath = path.join(this.root, 'locks', `${sha256}.lock`);
-    const me = `${process.pid} ${this.host}\n`;
+    const start = await processStart(process.pid);
+    const me = `${process.pid} ${this.host}${start ? ` ${start}` : ''}\n`;
     const deadline = Date.now() + LIMITS.lockWaitMs;
     let told = false;
     for (;;) {
       signal?.throwIfAborted();
       if (await this.get(sha256)) return undefined;
-      try {
-        await writeFile(lockPath, me, { flag: 'wx' });
-        return { release: () => unlink(lockPath).catch(() => {}) };
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `lock ${lockPath}`);
+      // Another job of this process holds it (or is taking it): wait, never break it.
+      let holder: { content: string; mtimeMs: number } | undefined = { content: `${process.pid} (this process)`, mtimeMs: Date.now() };
+      if (!heldLocks.has(lockPath)) {
+        heldLocks.add(lockPath); // before the file exists: a sibling job must not take it for a predecessor's
+        try {
+          await writeFile(lockPath, me, { flag: 'wx' });
+          return {
+            release: async () => {
+              heldLocks.delete(lockPath);
+              await unlink(lockPath).catch(() => {});
+            },
+          };
+        } catch (err) {
+          heldLocks.delete(lockPath);
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `lock ${lockPath}`);
+        }
+        holder = await readLock(lockPath);
+        if (holder === undefined) continue; // released meanwhile
+        if (await this.isStaleLock(lockPath, holder)) {
+          // The holder died (kill -9, a crash, a container restart): break its lock. A race here costs at
+          // most duplicate work.
+          await unlink(lockPath).catch(() => {});
+          continue;
+        }
       }
-      const holder = await readFile(lockPath, 'utf8').catch(() => '');
-      if (this.isStaleLock(holder)) {
-        // The holder died (kill -9): break its lock. A race here costs at most duplicate work.
-        await unlink(lockPath).catch(() => {});
-        continue;
-      }
+      const who = holder.content.trim().split(' ').slice(0, 2).join(' ') || 'a process still writing the lock'; // PID HOST
       if (!told) {
-        onWait?.(holder.trim());
+        onWait?.(who);
         told = true;
       }
-      if (Date.now() > deadline) throw new SourcemeshError('E_LOCKED', `${lockPath}: held by ${holder.trim()} for too long`);
+      if (Date.now() > deadline) throw new SourcemeshError('E_LOCKED', `${lockPath}: held by ${who} for too long`);
       await sleep(LIMITS.lockPollMs, undefined, { signal });
     }
   }
 
-  private isStaleLock(content: string): boolean {
-    const [pidText, host] = content.trim().split(' ');
+  /**
+   * A lock is stale when its holder is gone: a dead PID on this host, our own PID without our holding it,
+   * a live PID whose process started at another time than the lock says (the PID was reused), garbage,
+   * or an empty file that stayed empty. A lock from another host is never broken here.
+   */
+  private async isStaleLock(lockPath: string, holder: { content: string; mtimeMs: number }): Promise<boolean> {
+    const { content, mtimeMs } = holder;
+    if (content.length === 0) return Date.now() - mtimeMs > EMPTY_LOCK_GRACE_MS; // else still being written
+    const [pidText, host, start] = content.trim().split(' ');
     const pid = Number(pidText);
-    if (!Number.isInteger(pid) || pid <= 0) return content.length > 0; // garbage: stale; empty: being written
-    return host === this.host && !isProcessAlive(pid);
+    if (!Number.isInteger(pid) || pid <= 0) return true; // garbage
+    if (host !== this.host) return false;
+    if (pid === process.pid) return !heldLocks.has(lockPath);
+    if (!isProcessAlive(pid)) return true;
+    if (start === undefined) return false;
+    const now = await processStart(pid);
+    return now !== undefined && now !== start;
   }
 
   /** Begin writing an object: adopt a partial left by a dead process, or start an empty one. */
@@ -131,7 +192,7 @@ export class Store {
     const mine = path.join(tmp, `${sha256}.${process.pid}-${nonce}.part`);
     for (const name of await readdir(tmp)) {
       const m = PART_RE.exec(name);
-      if (!m || m[1] !== sha256 || isProcessAlive(Number(m[2]))) continue;
+      if (!m || m[1] !== sha256 || partialOwnerAlive(path.join(tmp, name), Number(m[2]))) continue;
       try {
         await rename(path.join(tmp, name), mine); // atomic: only one adopter wins
       } catch {
@@ -140,11 +201,14 @@ export class Store {
       const meta = await readFile(path.join(tmp, `${name}.json`), 'utf8').then(JSON.parse, () => ({}));
       await rm(path.join(tmp, `${name}.json`), { force: true });
       const size = (await stat(mine)).size;
+      ownPartials.add(mine);
       return { sha256, path: mine, size, meta: sanitizeMeta(meta) };
     }
     try {
+      ownPartials.add(mine);
       await writeFile(mine, '', { flag: 'wx' });
     } catch (err) {
+      ownPartials.delete(mine);
       throw fromSystemError(err, `store ${this.root}: cannot create a temporary file`);
     }
     return { sha256, path: mine, size: 0, meta: {} };
@@ -158,6 +222,7 @@ export class Store {
   async discardPartial(partial: Partial): Promise<void> {
     await rm(partial.path, { force: true });
     await rm(`${partial.path}.json`, { force: true });
+    ownPartials.delete(partial.path);
   }
 
   /**
@@ -171,6 +236,7 @@ export class Store {
       await chmod(partial.path, 0o444);
       await mkdir(path.dirname(dest), { recursive: true });
       await rename(partial.path, dest);
+      ownPartials.delete(partial.path);
       await fsyncDir(path.dirname(dest));
       await rm(`${partial.path}.json`, { force: true });
     } catch (err) {
@@ -266,7 +332,8 @@ export class Store {
     let freedBytes = 0;
     for (const name of await readdir(path.join(this.root, 'locks'))) {
       const p = path.join(this.root, 'locks', name);
-      if (this.isStaleLock(await readFile(p, 'utf8').catch(() => ''))) {
+      const holder = await readLock(p);
+      if (holder && (await this.isStaleLock(p, holder))) {
         await unlink(p).catch(() => {});
         removedTemp++;
       }
@@ -274,7 +341,7 @@ export class Store {
     const tmp = path.join(this.root, 'tmp');
     for (const name of await readdir(tmp)) {
       const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json)?$/.exec(name);
-      if (m && isProcessAlive(Number(m[2]))) continue;
+      if (m && partialOwnerAlive(path.join(tmp, m[3] ? name.slice(0, -'.json'.length) : name), Number(m[2]))) continue;
       const orphanMeta = m?.[3] !== undefined && !(await stat(path.join(tmp, name.slice(0, -'.json'.length))).catch(() => undefined));
       if (m && !orphanMeta && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
       const p = path.join(tmp, name);
@@ -310,6 +377,17 @@ export class Store {
       }
     }
     return { removedObjects, removedTemp, freedBytes };
+  }
+}
+
+/** A lock file's content and age; undefined when it is gone. */
+async function readLock(lockPath: string): Promise<{ content: string; mtimeMs: number } | undefined> {
+  try {
+    const [content, s] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
+    return { content, mtimeMs: s.mtimeMs };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw fromSystemError(err, `lock ${lockPath}`);
   }
 }
 
