@@ -138,6 +138,8 @@ export const LIMITS = {
   tarPaxHeaderBytes: 1 * MiB,
   /** A path or link name in a tarball being cleansed. */
   tarPathBytes: 64 * KiB,
+  /** Symbolic links a cleanse remembers (their paths and targets, bytes) to refuse any later path through one. */
+  tarLinkPathBytes: 64 * MiB,
 
   // git objects and tar: a repository being archived is attacker-controlled (objects, packs, refs, attributes)
   /** An object inflated whole into memory: trees, commits, tags, delta bases and results, blobs being converted. */

@@ -192,6 +192,79 @@ function checkPath(p: string, what: string, kind: string): void {
   if (p.split('/').includes('..')) throw new SourcemeshError('E_ARCHIVE', `${what}: ${kind} ${JSON.stringify(p)} has a ".." component`);
 }
 
+/** An archive path's components as an extractor walks them ("" and "." dropped). */
+function components(p: string): string[] {
+  return p.split('/').filter((c) => c !== '' && c !== '.');
+}
+
+/**
+ * A symbolic link's target is resolved from the link's directory: it may climb with leading ".."
+ * components, never above the archive's root, and never absolute (docs/FORMATS.md, "Cleanse recipe").
+ * A ".." after other components is refused: the components before it may be links themselves, so where
+ * it climbs from is not where it seems (`a/l -> ../..` makes `a/l/../..` leave the tree).
+ */
+function checkSymlinkTarget(target: string, linkPath: string, what: string, kind: string): void {
+  if (target.length === 0) throw new SourcemeshError('E_ARCHIVE', `${what}: ${kind} is empty`);
+  if (target.includes('\0')) throw new SourcemeshError('E_ARCHIVE', `${what}: ${kind} ${JSON.stringify(target)} contains a NUL byte`);
+  if (target.startsWith('/')) throw new SourcemeshError('E_ARCHIVE', `${what}: ${kind} ${JSON.stringify(target)} is an absolute path`);
+  const parts = components(target);
+  let ups = 0;
+  while (parts[ups] === '..') ups++;
+  if (parts.indexOf('..', ups) !== -1) throw new SourcemeshError('E_ARCHIVE', `${what}: ${kind} ${JSON.stringify(target)} has ".." after other components`);
+  const depth = components(linkPath).length - 1;
+  if (ups > depth) throw new SourcemeshError('E_ARCHIVE', `${what}: ${kind} ${JSON.stringify(target)} points out of the archive (up ${ups} from ${depth} directories deep)`);
+}
+
+interface LinkNode { children: Map<string, LinkNode>; link?: { path: string; target: string } }
+
+/**
+ * The symbolic links met so far, as a tree of path components, so that a later path going through one
+ * is found in one walk of its components: an extractor would follow the link and write (or hard-link)
+ * where the link leads, not where the path says. What is remembered is bounded by `tarLinkPathBytes`.
+ */
+class SymlinkPaths {
+  private readonly root: LinkNode = { children: new Map() };
+  private bytes = 0;
+  private readonly limit: number;
+  private readonly what: string;
+
+  constructor(limit: number, what: string) {
+    this.limit = limit;
+    this.what = what;
+  }
+
+  add(path: string, target: string): void {
+    this.bytes += path.length + target.length;
+    if (this.bytes > this.limit) throw new SourcemeshError('E_ARCHIVE', `${this.what}: more symbolic links than cleanse remembers (their paths pass ${this.limit} bytes)`);
+    let node = this.root;
+    for (const c of components(path)) {
+      let next = node.children.get(c);
+      if (!next) node.children.set(c, (next = { children: new Map() }));
+      node = next;
+    }
+    node.link = { path, target };
+  }
+
+  /** The link that `path` itself is, if any. */
+  at(path: string): { path: string; target: string } | undefined {
+    let node: LinkNode | undefined = this.root;
+    for (const c of components(path)) if (!(node = node.children.get(c))) return undefined;
+    return node.link;
+  }
+
+  /** The link (as written in the archive) that `path` goes through: one of its parent directories. */
+  through(path: string): string | undefined {
+    if (this.root.children.size === 0) return undefined;
+    const parts = components(path);
+    let node: LinkNode | undefined = this.root;
+    for (let i = 0; i < parts.length - 1; i++) {
+      if (!(node = node.children.get(parts[i]!))) return undefined;
+      if (node.link) return node.link.path;
+    }
+    return undefined;
+  }
+}
+
 // Entry types without data (POSIX: link, symlink, character and block device, directory, FIFO).
 const NO_DATA = new Set([0x31, 0x32, 0x33, 0x34, 0x35, 0x36]);
 
@@ -204,6 +277,7 @@ export async function* cleanseTarChunks(tar: AsyncIterable<Uint8Array>, patterns
   checkPatterns(patterns);
   const used = new Set<string>();
   const r = new ByteReader(tar);
+  const symlinks = new SymlinkPaths(limits.tarLinkPathBytes, what);
   let written = 0;
   let pending: Buffer[] = []; // extended headers waiting for the entry they belong to
   let pax = new Map<string, string>();
@@ -265,7 +339,25 @@ export async function* cleanseTarChunks(tar: AsyncIterable<Uint8Array>, patterns
       if (name.length === 0) throw new SourcemeshError('E_ARCHIVE', `${what}: an entry with an empty name at byte ${at}`);
       if (name.length > limits.tarPathBytes) throw new SourcemeshError('E_ARCHIVE', `${what}: a path of ${name.length} bytes at byte ${at}`);
       checkPath(name, what, 'path');
-      if (type === 0x31 /* hard link */) checkPath(pax.get('linkpath') ?? longLink ?? cstring(h, 157, 100), what, `hard link target of ${name}`);
+      // Links are checked on every entry, deleted or not: an input that has such an entry is hostile.
+      const via = symlinks.through(name);
+      if (via !== undefined) throw new SourcemeshError('E_ARCHIVE', `${what}: path ${JSON.stringify(name)} goes through the symbolic link ${JSON.stringify(via)}`);
+      if (type === 0x31 /* hard link */) {
+        const target = pax.get('linkpath') ?? longLink ?? cstring(h, 157, 100);
+        checkPath(target, what, `hard link target of ${name}`);
+        const targetVia = symlinks.through(target);
+        if (targetVia !== undefined) throw new SourcemeshError('E_ARCHIVE', `${what}: hard link target of ${name} ${JSON.stringify(target)} goes through the symbolic link ${JSON.stringify(targetVia)}`);
+        // A hard link to a symbolic link is that link again, read from another directory.
+        const linked = symlinks.at(target);
+        if (linked) {
+          checkSymlinkTarget(linked.target, name, what, `symbolic link target of ${name} (a hard link to ${linked.path})`);
+          symlinks.add(name, linked.target);
+        }
+      } else if (type === 0x32 /* symbolic link */) {
+        const target = pax.get('linkpath') ?? longLink ?? cstring(h, 157, 100);
+        checkSymlinkTarget(target, name, what, `symbolic link target of ${name}`);
+        symlinks.add(name, target);
+      }
       let size = headerSize;
       if (pax.has('size')) {
         const s = pax.get('size')!;
