@@ -2,8 +2,8 @@
 // `pretest` script): as root it installs what is missing with apt-get (one `apt-get update` first, as on
 // a fresh machine whose package lists are empty); otherwise it stops at once with the command to run.
 //
-//   node scripts/test-deps.ts            what `npm test` and `npm run test:slow` need
-//   node scripts/test-deps.ts --bench    also what the `bench:*` scripts compare against
+//   npx node scripts/test-deps.ts            what `npm test` and `npm run test:slow` need
+//   npx node scripts/test-deps.ts --bench    also what the `bench:*` scripts compare against
 //
 // SOURCEMESH_TEST_DEPS_EXTRA="name ..." adds package names to check (the test of this script uses a name
 // that does not exist, to see the refusal without touching the machine).
@@ -84,7 +84,7 @@ function apt(args: string[]): void {
 function main(argv: string[]): number {
   const bench = argv.includes('--bench');
   const unknown = argv.filter((a) => a !== '--bench');
-  if (unknown.length > 0) throw new Error(`test-deps: unknown argument ${unknown[0]} (usage: node scripts/test-deps.ts [--bench])`);
+  if (unknown.length > 0) throw new Error(`test-deps: unknown argument ${unknown[0]} (usage: npx node scripts/test-deps.ts [--bench])`);
   const wanted = wantedPackages(bench);
   const missing = missingPackages(wanted);
   if (missing === undefined) {

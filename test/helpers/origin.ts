@@ -3,7 +3,9 @@
 import { createHash } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo, Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export type Behaviour =
   | { kind: 'ok' }
@@ -47,7 +49,7 @@ export async function startOrigin(routes: Record<string, Route> = {}, tls?: { ke
   const table = new Map(Object.entries(routes));
   const log: RequestLog[] = [];
   const counts = new Map<string, number>();
-  const sockets = new Set<import('node:net').Socket>();
+  const sockets = new Set<Socket>();
   const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     log.push({ path, range: req.headers.range, ifRange: req.headers['if-range'] as string | undefined, acceptEncoding: req.headers['accept-encoding'] });
@@ -62,7 +64,7 @@ export async function startOrigin(routes: Record<string, Route> = {}, tls?: { ke
   };
   const server = tls ? https.createServer({ key: tls.key, cert: tls.cert }, handler) : http.createServer(handler);
   let accepted = 0;
-  server.on(tls ? 'secureConnection' : 'connection', (s: import('node:net').Socket) => {
+  server.on(tls ? 'secureConnection' : 'connection', (s: Socket) => {
     accepted++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
@@ -81,6 +83,35 @@ export async function startOrigin(routes: Record<string, Route> = {}, tls?: { ke
       if (server.listening) await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** /proc/net/tcp's form of an IPv4 address and port: the address's four bytes reversed, both in hex. */
+function procAddress(ip: string | undefined, port: number | undefined): string {
+  const bytes = (ip ?? '').split('.').map((b) => Number(b).toString(16).padStart(2, '0').toUpperCase());
+  return `${bytes.reverse().join('')}:${(port ?? 0).toString(16).padStart(4, '0').toUpperCase()}`;
+}
+
+/**
+ * Resolves once neither end of this loopback connection holds data in flight: nothing unacknowledged in
+ * our send queue, nothing unread in the client's receive queue (both in /proc/net/tcp, the client's socket
+ * being on this machine too). Then the client process has read all we sent. Checked every 5 ms, for at
+ * most 20 s (then the test's own assertions say what is missing).
+ */
+async function drained(socket: Socket): Promise<void> {
+  const ours = `${procAddress(socket.localAddress, socket.localPort)} ${procAddress(socket.remoteAddress, socket.remotePort)}`;
+  const theirs = `${procAddress(socket.remoteAddress, socket.remotePort)} ${procAddress(socket.localAddress, socket.localPort)}`;
+  for (let i = 0; i < 4000 && !socket.destroyed; i++) {
+    let queued = 0;
+    for (const line of (await readFile('/proc/net/tcp', 'utf8')).split('\n')) {
+      // "  sl  local_address rem_address   st tx_queue:rx_queue ..."
+      const f = line.trim().split(/\s+/);
+      const [tx, rx] = (f[4] ?? '').split(':').map((h) => parseInt(h, 16));
+      if (`${f[1]} ${f[2]}` === ours) queued += tx ?? 0;
+      else if (`${f[1]} ${f[2]}` === theirs) queued += rx ?? 0;
+    }
+    if (queued === 0) return;
+    await sleep(5);
+  }
 }
 
 const etagOf = (body: Buffer) => `"${createHash('sha256').update(body).digest('hex')}"`;
@@ -130,8 +161,10 @@ function serve(route: Route, nth: number, req: http.IncomingMessage, res: http.S
     case 'reset-once':
       if (b.kind === 'reset' || nth === 1) {
         const [start] = writeRangeHead(req, res, body);
-        // Let the bytes reach the client before the reset, which would otherwise discard them.
-        res.write(body.subarray(start, start + b.after), () => setTimeout(() => res.socket?.resetAndDestroy(), 150));
+        // Reset once the client process has read every byte from its socket: a RST that arrives in the
+        // same read as the data makes the client drop what it had not yet handed on.
+        const socket = res.socket!;
+        res.write(body.subarray(start, start + b.after), () => void drained(socket).then(() => socket.resetAndDestroy()));
         return;
       }
       return sendRange(body, req, res);
