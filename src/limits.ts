@@ -30,6 +30,9 @@ export const LIMITS = {
   lockPollMs: 100,
   lockWaitMs: 24 * 60 * 60 * 1000,
 
+  // output paths (`-o` and the like): symbolic links followed to what they lead to (Linux's MAXSYMLINKS)
+  outputSymlinkHops: 40,
+
   // trust
   /** A signed note (checkpoint, release statement, witness response) as a whole. */
   noteBytes: 256 * KiB,

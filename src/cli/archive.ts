@@ -1,17 +1,15 @@
 // `sourcemesh archive REPO REF`: the tar (or tar.gz) of a commit, byte-identical to `git archive`
-// (| `gzip -n`), made by our own object reader, tar writer and deflate. Streams; the output appears
-// under its name only when complete (temporary file, fsync, rename), or goes to stdout with `-o -`.
-import { createHash, randomBytes } from 'node:crypto';
-import { fstatSync, write as fsWrite } from 'node:fs';
-import { Socket } from 'node:net';
-import { open, rename, rm } from 'node:fs/promises';
+// (| `gzip -n`), made by our own object reader, tar writer and deflate. Streams; a new or regular output
+// file appears under its name only when complete, a device or FIFO is written through
+// (src/fs/durable-file.ts), and `-o -` is stdout.
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Command, Option } from 'commander';
 import { gzipChunks } from '../archive/compress.ts';
 import { DEFLATE_FLAVOURS, type DeflateFlavour } from '../archive/deflate/index.ts';
 import { openArchive } from '../archive/index.ts';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
-import { fsyncDir } from '../fs/files.ts';
+import { SourcemeshError } from '../errors.ts';
+import { writeChunksToStdout, writeOutputChunks } from '../fs/durable-file.ts';
 import { printJson, type Io } from './output.ts';
 
 interface ArchiveFlags {
@@ -58,7 +56,7 @@ export function archiveCommand(io: Io): Command {
       const body = format === 'tar.gz' ? gzipChunks(tar(), compression, level) : archive.chunks();
       let written: { sha256: string; bytes: number };
       try {
-        written = toStdout ? await writeChunksToStdout(body) : await writeChunksAtomic(o.output, body);
+        written = toStdout ? await writeChunksToStdout(body) : await writeOutputChunks(o.output, body);
       } finally {
         archive.close();
       }
@@ -73,115 +71,4 @@ export function archiveCommand(io: Io): Command {
         out.write(o.json ? JSON.stringify(result) + '\n' : `commit  ${result.commit}\nsha256  ${result.sha256}  ${toStdout ? '-' : o.output}\n${format === 'tar.gz' ? `tar     ${tarSha256}\n` : ''}`);
       }
     });
-}
-
-/**
- * Write `chunks` to `file` under a temporary name in the same directory, fsync, then rename: a reader
- * never sees a partial file under the final name, and a failure leaves nothing behind. Returns the
- * sha256 and size of what was written.
- */
-export async function writeChunksAtomic(file: string, chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
-  // As src/store/durable-file.ts does for small files, streamed: a temporary name of its own, fsync,
-  // rename, and the directory fsynced so that the rename survives a crash.
-  const dir = path.dirname(path.resolve(file));
-  const temp = path.join(dir, `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  let handle;
-  try {
-    handle = await open(temp, 'wx', 0o644);
-  } catch (err) {
-    throw fromSystemError(err, `${file}: cannot write`);
-  }
-  try {
-    const written = await writeOverlapped(handle.fd, chunks);
-    await handle.sync();
-    await handle.close();
-    handle = undefined;
-    await rename(temp, file);
-    await fsyncDir(dir);
-    return written;
-  } catch (err) {
-    await handle?.close().catch(() => {});
-    await rm(temp, { force: true });
-    throw err instanceof SourcemeshError ? err : fromSystemError(err, `${file}: cannot write`);
-  }
-}
-
-/**
- * Write `chunks` to standard output, hashing them. A pipe or socket gets a stream of its own, written as
- * it becomes writable (process.stdout writes to pipes synchronously, which would stop the producer
- * whenever the reader is behind); a file or terminal is written on the thread pool.
- */
-export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
-  try {
-    const st = fstatSync(1);
-    if (!st.isFIFO() && !st.isSocket()) return await writeOverlapped(1, chunks);
-    const out = new Socket({ fd: 1, readable: false, writable: true });
-    let failure: Error | undefined;
-    out.on('error', (err) => { failure ??= err; });
-    const hash = createHash('sha256');
-    let bytes = 0;
-    try {
-      for await (const chunk of chunks) {
-        if (failure) throw failure;
-        hash.update(chunk);
-        bytes += chunk.length;
-        out.write(chunk);
-        // Let the event loop write what the pipe takes now, so the reader works while we produce.
-        if (out.writableLength > 0) await new Promise((resolve) => setImmediate(resolve));
-        // Up to a few MiB queued while the reader catches up.
-        while (out.writableLength > 4 << 20 && !failure) await new Promise((resolve) => { out.once('drain', resolve); out.once('error', resolve); });
-      }
-      await new Promise<void>((resolve) => out.end(resolve));
-      if (failure) throw failure;
-    } finally {
-      out.destroy();
-    }
-    return { sha256: hash.digest('hex'), bytes };
-  } catch (err) {
-    throw err instanceof SourcemeshError ? err : fromSystemError(err, 'standard output');
-  }
-}
-
-/**
- * Write and hash `chunks` in batches of about 1 MiB, with one batch being written (on libuv's thread
- * pool) while the next is produced: a write that blocks on a slow reader, such as a pipe, does not stop
- * the producer.
- */
-async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  let batch: Uint8Array[] = [];
-  let batchBytes = 0;
-  let inFlight: Promise<void> = Promise.resolve();
-  const writeAll = async (buf: Uint8Array) => {
-    let off = 0;
-    while (off < buf.length) {
-      try {
-        off += await new Promise<number>((resolve, reject) => fsWrite(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
-      } catch (err) {
-        // A non-blocking descriptor (a pipe someone set O_NONBLOCK on) that is full: wait, then again.
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
-        await new Promise((resolve) => setTimeout(resolve, 1));
-      }
-    }
-  };
-  const flush = async () => {
-    if (!batchBytes) return;
-    const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
-    batch = [];
-    batchBytes = 0;
-    await inFlight;
-    inFlight = writeAll(buf);
-    inFlight.catch(() => {}); // awaited before the next batch and at the end
-  };
-  for await (const chunk of chunks) {
-    hash.update(chunk);
-    bytes += chunk.length;
-    batch.push(chunk);
-    batchBytes += chunk.length;
-    if (batchBytes >= 1 << 20) await flush();
-  }
-  await flush();
-  await inFlight;
-  return { sha256: hash.digest('hex'), bytes };
 }

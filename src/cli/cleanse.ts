@@ -6,8 +6,8 @@ import path from 'node:path';
 import { Command } from 'commander';
 import { CLEANSE_RECIPE_FORMAT, cleanseTarball, type CleanseRecipe } from '../archive/cleanse.ts';
 import { fromSystemError } from '../errors.ts';
-import { writeChunksAtomic } from './archive.ts';
-import { printJson, writeFileAtomic, type Io } from './output.ts';
+import { writeOutputChunks, writeOutputFile } from '../fs/durable-file.ts';
+import { printJson, type Io } from './output.ts';
 
 interface CleanseFlags {
   delete: string[];
@@ -33,9 +33,9 @@ export function cleanseCommand(io: Io): Command {
         }
       }
       const run = cleanseTarball(read(), o.delete, input);
-      const written = await writeChunksAtomic(o.output, run.chunks);
+      const written = await writeOutputChunks(o.output, run.chunks);
       const recipe: CleanseRecipe = { format: CLEANSE_RECIPE_FORMAT, from: run.fromSha256(), delete: o.delete, result: written.sha256 };
-      if (o.recipe) await writeFileAtomic(o.recipe, JSON.stringify(recipe, null, 2) + '\n');
+      if (o.recipe) await writeOutputFile(o.recipe, JSON.stringify(recipe, null, 2) + '\n');
       for (const p of run.report.unused) io.stderr.write(`sourcemesh: warning: --delete ${p} matched nothing\n`);
       if (o.json) {
         printJson(io, { ...recipe, output: path.resolve(o.output), bytes: written.bytes, kept: run.report.kept, deleted: run.report.deleted, unused: run.report.unused, ...(o.recipe ? { recipe: path.resolve(o.recipe) } : {}) });

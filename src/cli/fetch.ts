@@ -13,10 +13,11 @@ import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest, type Distfile } from '../manifest/index.ts';
 import { routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
+import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { checkManifestRelease } from '../trust/check-release.ts';
 import { VERSION } from '../version.ts';
-import { nonNegativeInt, positiveInt, printJson, writeFileAtomic, type Io } from './output.ts';
+import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
 import { describeVerdict } from './verdict.ts';
 
@@ -131,7 +132,7 @@ async function writeMetalink(out: string, distfiles: Distfile[], report: FetchRe
     const { size, pieces } = await pieceHashes(obj.path);
     files.push({ distfile: { ...d, sha256: obj.sha256 }, size, pieces, pieceLength: METALINK_PIECE });
   }
-  await writeFileAtomic(out, formatMetalink(files, mirrors, `sourcemesh/${VERSION}`));
+  await writeOutputFile(out, formatMetalink(files, mirrors, `sourcemesh/${VERSION}`));
 }
 
 function segmentOptions(o: FetchFlags): SegmentOptions | undefined {

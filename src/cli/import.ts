@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { formatManifest, loadManifest } from '../manifest/index.ts';
-import { writeFileAtomic, type Io } from './output.ts';
+import { writeOutputFile } from '../fs/durable-file.ts';
+import { type Io } from './output.ts';
 
 export function importCommand(io: Io): Command {
   const cmd = new Command('import').description('convert a distfile list from another project into a sourcemesh manifest');
@@ -18,7 +19,7 @@ export function importCommand(io: Io): Command {
         io.stdout.write(text);
         return;
       }
-      await writeFileAtomic(o.output, text);
+      await writeOutputFile(o.output, text);
       io.stderr.write(`wrote ${o.output}: ${manifest.distfiles.length} distfiles (${manifest.distfiles.filter((d) => d.git).length} git snapshots)\n`);
     });
   return cmd;

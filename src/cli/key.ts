@@ -4,10 +4,10 @@
 import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { link, lstat, open, readFile, rename, rm } from 'node:fs/promises';
+import { lstat, open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fromSystemError, SourcemeshError } from '../errors.ts';
-import { fsyncDir } from '../fs/files.ts';
+import { writeOutputFile } from '../fs/durable-file.ts';
 import {
   formatSignerKey, formatVerifierKey, isValidKeyName, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseSignerKey, parseVerifierKey,
   signerKeyFromSeed, type SignerKey, type VerifierKey,
@@ -45,9 +45,12 @@ export function keyCommand(io: Io): Command {
           if (await lstat(f).then(() => true, () => false)) throw new SourcemeshError('E_INPUT', `${f} exists; refusing to overwrite a key (use --force to replace it)`, { file: f });
         }
       }
-      await writeKeyFile(keyFile, `${formatSignerKey(key)}\n`, 0o600, Boolean(o.force));
+      // A key must be readable again beside its .pub: a device or FIFO is refused. Without --force the
+      // final step is link(2), which fails if a racing writer got there first.
+      const keyOpts = { exclusive: !o.force, regularOnly: true, what: 'cannot write the key' };
+      await writeOutputFile(keyFile, `${formatSignerKey(key)}\n`, { ...keyOpts, mode: 0o600 });
       try {
-        await writeKeyFile(pubFile, `${vkey}\n`, 0o644, Boolean(o.force));
+        await writeOutputFile(pubFile, `${vkey}\n`, { ...keyOpts, mode: 0o644 });
       } catch (err) {
         if (!o.force) await rm(keyFile, { force: true });
         throw err;
@@ -56,35 +59,6 @@ export function keyCommand(io: Io): Command {
       else io.stdout.write(`${vkey}\n`);
     });
   return cmd;
-}
-
-/**
- * Write a key file atomically: a synced temporary file (created with `mode`, so never readable by others
- * even for a moment), then link(2) to the final name, which fails if it exists, or rename(2) with --force.
- */
-async function writeKeyFile(file: string, text: string, mode: number, force: boolean): Promise<void> {
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    const fh = await open(temp, 'wx', mode);
-    try {
-      await fh.chmod(mode);
-      await fh.writeFile(text);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    if (force) {
-      await rename(temp, file);
-    } else {
-      await link(temp, file);
-      await rm(temp, { force: true });
-    }
-    await fsyncDir(path.dirname(file));
-  } catch (err) {
-    await rm(temp, { force: true });
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new SourcemeshError('E_INPUT', `${file} exists; refusing to overwrite a key (use --force to replace it)`, { file });
-    throw fromSystemError(err, `${file}: cannot write the key`);
-  }
 }
 
 /** Read a signer key file (`PRIVATE+KEY+...`, as `key generate` and Go's note.GenerateKey write it). */

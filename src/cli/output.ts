@@ -1,7 +1,6 @@
 // Printing conventions shared by the commands: one-line errors, --json, human sizes, colour on a TTY only.
 import { styleText } from 'node:util';
 import { SourcemeshError } from '../errors.ts';
-import { writeFileDurable } from '../fs/durable-file.ts';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -60,9 +59,4 @@ export function positiveInt(flag: string, value: string, max = Number.MAX_SAFE_I
 export function nonNegativeInt(flag: string, value: string, max = Number.MAX_SAFE_INTEGER): number {
   if (!/^\d+$/.test(value) || Number(value) > max) throw new SourcemeshError('E_USAGE', `${flag} ${value}: expected a whole number from 0 to ${max}`);
   return Number(value);
-}
-
-/** Write a whole output file: never a half-written file under its name, and durable once we return. */
-export function writeFileAtomic(file: string, text: string): Promise<void> {
-  return writeFileDurable(file, text);
 }

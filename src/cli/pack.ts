@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { loadManifest } from '../manifest/index.ts';
-import { PACK_FORMATS, pack, type PackFormat } from '../mirror/pack.ts';
+import { PACK_FORMATS, pack, type PackFormat } from '../mirror/offline-image.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { formatBytes, printJson, type Io } from './output.ts';
 import { parseSize } from './units.ts';

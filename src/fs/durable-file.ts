@@ -1,27 +1,467 @@
-// Small files that must never be seen half-written, nor lost after we said they were written: written
-// under a temporary name of their own, fsynced, renamed over the final name, and the directory fsynced
-// so that the rename itself survives a crash.
-import { randomBytes } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+// The one way files reach disk whole (docs/OPERATIONS.md, "Output paths"). Two entry points:
+//
+// - Output paths a user names (`-o`, `--recipe`, `--chain`, ...), by `openOutput` / `writeOutputFile` /
+//   `writeOutputChunks`. What is at the path decides how it is written:
+//     new path or regular file: atomically (a temporary name beside it, fsync, rename, fsync of the
+//       directory); a file being replaced keeps its permissions where they are narrower than ours;
+//     character or block device, FIFO: written through, in place, as tar, gzip and curl do (never
+//       replaced: `-o /dev/null` as root must leave /dev/null a device);
+//     symbolic link: followed; what it points to is written by the rules above (a dangling link's target
+//       is created), so the link stays a link. A link in a world-writable sticky directory (/tmp) owned by
+//       neither us nor the directory's owner is refused, as the kernel's protected_symlinks would;
+//     directory or socket: refused with E_INPUT.
+// - State files that a command keeps for itself (inventories, node keys, piece layers, evidence), by
+//   `writeFileDurable`: always an atomic replacement of the name itself; nothing is followed.
+//
+// Either way a temporary file is named `.NAME.PID-NONCE.tmp`, created exclusively, removed on any failure,
+// on SIGINT/SIGTERM (output paths) and at exit; one left by a process killed with -9 is removed by the
+// next write of the same name once its PID is dead.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants as fsc, fstatSync, rmSync, write as fsWrite, type Stats } from 'node:fs';
+import { lstat, open, link, readdir, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { Socket } from 'node:net';
 import path from 'node:path';
-import { fromSystemError } from '../errors.ts';
-import { fsyncDir } from './files.ts';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { LIMITS } from '../limits.ts';
+import { fsyncDir, isProcessAlive } from './files.ts';
 
-/** Replace FILE with `data`, atomically and durably; `what` names the file in an error. */
-export async function writeFileDurable(file: string, data: string | Uint8Array, what = 'cannot write', mode = 0o644): Promise<void> {
-  const temp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  try {
-    const fh = await open(temp, 'wx', mode);
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
+export interface OutputOptions {
+  /** Mode of a new file (before the umask): 0o600 for private keys. */
+  mode?: number;
+  /** Refuse when something is at the path already (link(2), so even a racing writer loses cleanly). */
+  exclusive?: boolean;
+  /** Refuse devices and FIFOs: the file must be readable again later (a key beside its .pub). */
+  regularOnly?: boolean;
+  /** Ends the one-line error: `FILE: cannot write...` by default. */
+  what?: string;
+}
+
+export interface Output {
+  /** The path as given. */
+  readonly path: string;
+  /** Where the bytes land: the path, or what its symbolic links lead to. */
+  readonly target: string;
+  /** True when written in place (device, FIFO, /proc link), false when written atomically. */
+  readonly through: boolean;
+  /** Append bytes (sequentially: a FIFO cannot seek). */
+  write(data: Uint8Array): Promise<void>;
+  /** Write `chunks` in about 1 MiB batches, one on the thread pool while the next is made; hashed. */
+  writeChunks(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }>;
+  /** Make the output final and durable. */
+  commit(): Promise<void>;
+  /** Give up: the temporary file is removed, nothing appears under the name. */
+  abort(): Promise<void>;
+}
+
+type Plan =
+  | { kind: 'atomic'; target: string; replacing?: Stats }
+  | { kind: 'through'; target: string; stats: Stats };
+
+/** Decide how FILE is written (see the top of this file); throws the one-line refusals. */
+async function planOutput(file: string, opts: OutputOptions): Promise<Plan> {
+  const what = opts.what ?? 'cannot write';
+  let current = path.resolve(file);
+  for (let hops = 0; ; hops++) {
+    const st = await lstat(current).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return undefined;
+      throw fromSystemError(err, `${file}: ${what}`);
+    });
+    if (st === undefined) return { kind: 'atomic', target: current };
+    if (opts.exclusive) throw new SourcemeshError('E_INPUT', `${file} exists; refusing to replace it`, { file, errno: 'EEXIST' });
+    if (st.isSymbolicLink()) {
+      if (hops >= LIMITS.outputSymlinkHops) throw new SourcemeshError('E_INPUT', `${file}: more than ${LIMITS.outputSymlinkHops} symbolic links to follow`, { file });
+      await checkLinkOwner(file, current, st);
+      // /dev/stdout leads to /proc/self/fd/1, whose "target" (pipe:[123], a deleted file) is no path:
+      // the kernel follows such links itself, and what they reach is written through.
+      if (current.startsWith('/proc/')) break;
+      const to = await readlink(current).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
+      const next = path.resolve(path.dirname(current), to);
+      // Directory links on the way resolve as the kernel resolves them, not lexically.
+      const parent = await realpath(path.dirname(next)).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
+      current = path.basename(next) === '' ? parent : path.join(parent, path.basename(next));
+      continue;
     }
-    await rename(temp, file);
-    await fsyncDir(path.dirname(file));
+    if (st.isFile()) return { kind: 'atomic', target: current, replacing: st };
+    return through(file, current, st, opts); // character or block device, FIFO (or refused)
+  }
+  const st = await stat(file).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
+  return through(file, current, st, opts);
+}
+
+function through(file: string, target: string, st: Stats, opts: OutputOptions): Plan {
+  if (st.isDirectory()) throw new SourcemeshError('E_INPUT', `${file}: is a directory; give the name of a file to write`, { file });
+  if (st.isSocket()) throw new SourcemeshError('E_INPUT', `${file}: is a socket, which cannot be written as a file`, { file });
+  if (opts.regularOnly) throw new SourcemeshError('E_INPUT', `${file}: is ${kindOf(st)}; this output must be a regular file or a new path`, { file });
+  return { kind: 'through', target, stats: st };
+}
+
+function kindOf(st: Stats): string {
+  return st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : st.isFIFO() ? 'a FIFO' : 'reached through /proc';
+}
+
+/**
+ * The kernel's protected_symlinks rule (fs.protected_symlinks=1), applied by us because a rename in
+ * the link's target directory would bypass it: in a sticky world-writable directory, follow a link only
+ * when we or the directory's owner own it. Otherwise anyone could point /tmp/out.tar at /etc/passwd.
+ */
+async function checkLinkOwner(file: string, link: string, st: Stats): Promise<void> {
+  const euid = process.geteuid?.();
+  if (euid === undefined || st.uid === euid) return;
+  const dir = await stat(path.dirname(link));
+  if ((dir.mode & 0o1002) === 0o1002 && st.uid !== dir.uid) {
+    throw new SourcemeshError('E_PERMISSION', `${file}: a symbolic link owned by another user in the world-writable sticky directory ${path.dirname(link)}; refusing to follow it`, { file });
+  }
+}
+
+/** Open FILE for writing by the rules at the top of this file. */
+export async function openOutput(file: string, opts: OutputOptions = {}): Promise<Output> {
+  const plan = await planOutput(file, opts);
+  const what = opts.what ?? 'cannot write';
+  if (plan.kind === 'through') {
+    // No O_CREAT: the thing must still be there; no O_TRUNC before we know it is not a regular file.
+    const fh = await open(file, fsc.O_WRONLY | fsc.O_NOCTTY).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
+    const st = await fh.stat();
+    if (st.isFile()) await fh.truncate(0); // reached through /proc/self/fd/N: as a shell's `>` would
+    return new ThroughOutput(file, plan.target, fh, st, what);
+  }
+  return AtomicOutput.create(file, plan.target, plan.replacing, opts, true);
+}
+
+/** Write a whole output file (see `openOutput`): never a partial one under its name. */
+export async function writeOutputFile(file: string, data: string | Uint8Array, opts: OutputOptions = {}): Promise<void> {
+  const out = await openOutput(file, opts);
+  try {
+    await out.write(typeof data === 'string' ? Buffer.from(data) : data);
+    await out.commit();
   } catch (err) {
-    await rm(temp, { force: true });
-    throw fromSystemError(err, `${file}: ${what}`);
+    await out.abort();
+    throw err;
+  }
+}
+
+/** Stream `chunks` into an output file (see `openOutput`); returns their sha256 and length. */
+export async function writeOutputChunks(file: string, chunks: AsyncIterable<Uint8Array>, opts: OutputOptions = {}): Promise<{ sha256: string; bytes: number }> {
+  const out = await openOutput(file, opts);
+  try {
+    const written = await out.writeChunks(chunks);
+    await out.commit();
+    return written;
+  } catch (err) {
+    await out.abort();
+    throw err;
+  }
+}
+
+/**
+ * Replace a state file FILE with `data`, atomically and durably; a link at FILE is replaced, not
+ * followed. With `exclusive`, returns false (writing nothing) when FILE exists already. A string for
+ * `options` is `what`.
+ */
+export async function writeFileDurable(file: string, data: string | Uint8Array, options: Omit<OutputOptions, 'regularOnly'> | string = {}): Promise<boolean> {
+  const opts = typeof options === 'string' ? { what: options } : options;
+  const target = path.resolve(file);
+  const out = await AtomicOutput.create(file, target, undefined, opts, false);
+  try {
+    await out.write(typeof data === 'string' ? Buffer.from(data) : data);
+    await out.commit();
+    return true;
+  } catch (err) {
+    await out.abort();
+    if (opts.exclusive && (err as SourcemeshError).details?.errno === 'EEXIST') return false;
+    throw err;
+  }
+}
+
+// Temporary files alive in this process: removed at exit whatever the cause, and (output paths) on
+// SIGINT/SIGTERM, after which their writers fail instead of renaming.
+const live = new Set<AtomicOutput>();
+let exitHook = false;
+
+function onSignal(signal: NodeJS.Signals): void {
+  for (const out of live) if (out.interruptible) out.interrupt(signal);
+}
+
+function track(out: AtomicOutput): void {
+  if (!exitHook) {
+    exitHook = true;
+    process.on('exit', () => { for (const o of live) rmSync(o.temp, { force: true }); });
+  }
+  const before = [...live].some((o) => o.interruptible);
+  live.add(out);
+  if (out.interruptible && !before) {
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  }
+}
+
+function untrack(out: AtomicOutput): void {
+  live.delete(out);
+  if (out.interruptible && ![...live].some((o) => o.interruptible)) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** `.NAME.PID-NONCE.tmp`, the name cut so that the whole stays within NAME_MAX (255 bytes). */
+function tempPrefix(base: string): string {
+  const b = Buffer.from(base);
+  if (b.length <= 200) return `.${base}.`;
+  let cut = 200;
+  while (cut > 0 && (b[cut]! & 0xc0) === 0x80) cut--; // not inside a UTF-8 sequence
+  return `.${b.subarray(0, cut).toString()}.`;
+}
+
+/** Remove temporaries of TARGET left by processes that are gone (kill -9, power loss). */
+async function sweepStale(target: string): Promise<void> {
+  const dir = path.dirname(target);
+  const prefix = tempPrefix(path.basename(target));
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)-[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
+    if (m && !isProcessAlive(Number(m[1]))) await rm(path.join(dir, name), { force: true });
+  }
+}
+
+class AtomicOutput implements Output {
+  readonly through = false;
+  private fh: FileHandle | undefined;
+  private interrupted: NodeJS.Signals | undefined;
+
+  readonly path: string;
+  readonly target: string;
+  readonly temp: string;
+  /** An output path (SIGINT/SIGTERM stop it), not a state file. */
+  readonly interruptible: boolean;
+  private readonly opts: OutputOptions;
+
+  private constructor(file: string, target: string, temp: string, interruptible: boolean, opts: OutputOptions) {
+    this.path = file;
+    this.target = target;
+    this.temp = temp;
+    this.interruptible = interruptible;
+    this.opts = opts;
+  }
+
+  static async create(file: string, target: string, replacing: Stats | undefined, opts: OutputOptions, interruptible: boolean): Promise<AtomicOutput> {
+    const what = opts.what ?? 'cannot write';
+    await sweepStale(target);
+    const temp = path.join(path.dirname(target), `${tempPrefix(path.basename(target))}${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+    const out = new AtomicOutput(file, target, temp, interruptible, opts);
+    try {
+      out.fh = await open(temp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, opts.mode ?? 0o644);
+    } catch (err) {
+      throw fromSystemError(err, `${file}: ${what}`);
+    }
+    track(out);
+    try {
+      // Never wider than the file it replaces (a 0600 file stays private), nor than asked for.
+      if (replacing) {
+        const mode = (await out.fh.stat()).mode & 0o777;
+        if ((mode & replacing.mode & 0o777) !== mode) await out.fh.chmod(mode & replacing.mode & 0o777);
+      }
+    } catch (err) {
+      await out.abort();
+      throw fromSystemError(err, `${file}: ${what}`);
+    }
+    return out;
+  }
+
+  interrupt(signal: NodeJS.Signals): void {
+    this.interrupted = signal;
+    rmSync(this.temp, { force: true });
+  }
+
+  private checkInterrupted(): void {
+    if (this.interrupted) throw new SourcemeshError('E_IO', `${this.path}: interrupted by ${this.interrupted}; nothing was written under this name`, { file: this.path, signal: this.interrupted });
+  }
+
+  private check(): FileHandle {
+    this.checkInterrupted();
+    if (!this.fh) throw new SourcemeshError('E_INTERNAL', `${this.path}: written after it was closed`);
+    return this.fh;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    await writeAll(this.check().fd, data).catch((err) => { throw this.fail(err); });
+  }
+
+  async writeChunks(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
+    return writeOverlapped(this.check().fd, chunks, () => void this.check()).catch((err) => { throw this.fail(err); });
+  }
+
+  async commit(): Promise<void> {
+    const fh = this.check();
+    try {
+      await fh.sync();
+      await fh.close();
+      this.fh = undefined;
+      this.checkInterrupted();
+      if (this.opts.exclusive) {
+        await link(this.temp, this.target);
+        await rm(this.temp, { force: true });
+      } else {
+        await rename(this.temp, this.target);
+      }
+      untrack(this);
+      await fsyncDir(path.dirname(this.target));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new SourcemeshError('E_INPUT', `${this.path} exists; refusing to replace it`, { file: this.path, errno: 'EEXIST' });
+      throw this.fail(err);
+    }
+  }
+
+  async abort(): Promise<void> {
+    await this.fh?.close().catch(() => {});
+    this.fh = undefined;
+    if (live.has(this)) {
+      await rm(this.temp, { force: true }).catch(() => {});
+      untrack(this);
+    }
+  }
+
+  /** Our errors as they are; a system error after an interruption (the temporary file is gone) as that. */
+  private fail(err: unknown): SourcemeshError {
+    if (err instanceof SourcemeshError) return err;
+    try {
+      this.checkInterrupted();
+    } catch (interrupted) {
+      return interrupted as SourcemeshError;
+    }
+    return fromSystemError(err, `${this.path}: ${this.opts.what ?? 'cannot write'}`);
+  }
+}
+
+class ThroughOutput implements Output {
+  readonly through = true;
+  readonly path: string;
+  readonly target: string;
+  private fh: FileHandle | undefined;
+  private readonly st: Stats;
+  private readonly what: string;
+
+  constructor(file: string, target: string, fh: FileHandle, st: Stats, what: string) {
+    this.path = file;
+    this.target = target;
+    this.fh = fh;
+    this.st = st;
+    this.what = what;
+  }
+
+  private handle(): FileHandle {
+    if (!this.fh) throw new SourcemeshError('E_INTERNAL', `${this.path}: written after it was closed`);
+    return this.fh;
+  }
+
+  async write(data: Uint8Array): Promise<void> {
+    await writeAll(this.handle().fd, data).catch((err) => { throw fromSystemError(err, `${this.path}: ${this.what}`); });
+  }
+
+  async writeChunks(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
+    return writeOverlapped(this.handle().fd, chunks).catch((err) => { throw fromSystemError(err, `${this.path}: ${this.what}`); });
+  }
+
+  async commit(): Promise<void> {
+    const fh = this.handle();
+    try {
+      // A disk or a file behind /proc holds data worth flushing; a tty, /dev/null or a pipe cannot fsync.
+      if (this.st.isFile() || this.st.isBlockDevice()) await fh.sync();
+      await fh.close();
+      this.fh = undefined;
+    } catch (err) {
+      throw fromSystemError(err, `${this.path}: ${this.what}`);
+    }
+  }
+
+  async abort(): Promise<void> {
+    await this.fh?.close().catch(() => {});
+    this.fh = undefined;
+  }
+}
+
+/** Write all of `buf` at the descriptor's offset (FIFOs and devices: no positions). */
+async function writeAll(fd: number, buf: Uint8Array): Promise<void> {
+  let off = 0;
+  while (off < buf.length) {
+    try {
+      off += await new Promise<number>((resolve, reject) => fsWrite(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+    } catch (err) {
+      // A non-blocking descriptor (a pipe someone set O_NONBLOCK on) that is full: wait, then again.
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+}
+
+/**
+ * Write and hash `chunks` in batches of about 1 MiB, with one batch being written (on libuv's thread
+ * pool) while the next is produced: a write that blocks on a slow reader, such as a pipe, does not stop
+ * the producer. `check` runs before each batch (an interrupted output stops there).
+ */
+async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, check: () => void = () => {}): Promise<{ sha256: string; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let batch: Uint8Array[] = [];
+  let batchBytes = 0;
+  let inFlight: Promise<void> = Promise.resolve();
+  const flush = async () => {
+    if (!batchBytes) return;
+    const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+    batch = [];
+    batchBytes = 0;
+    await inFlight;
+    check();
+    inFlight = writeAll(fd, buf);
+    inFlight.catch(() => {}); // awaited before the next batch and at the end
+  };
+  try {
+    for await (const chunk of chunks) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      batch.push(chunk);
+      batchBytes += chunk.length;
+      if (batchBytes >= 1 << 20) await flush();
+    }
+    await flush();
+  } finally {
+    await inFlight.catch(() => {});
+  }
+  await inFlight;
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+/**
+ * Write `chunks` to standard output (`-o -`), hashing them. A pipe or socket gets a stream of its own,
+ * written as it becomes writable (process.stdout writes to pipes synchronously, which would stop the
+ * producer whenever the reader is behind); a file or terminal is written on the thread pool.
+ */
+export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
+  try {
+    const st = fstatSync(1);
+    if (!st.isFIFO() && !st.isSocket()) return await writeOverlapped(1, chunks);
+    const out = new Socket({ fd: 1, readable: false, writable: true });
+    let failure: Error | undefined;
+    out.on('error', (err) => { failure ??= err; });
+    const hash = createHash('sha256');
+    let bytes = 0;
+    try {
+      for await (const chunk of chunks) {
+        if (failure) throw failure;
+        hash.update(chunk);
+        bytes += chunk.length;
+        out.write(chunk);
+        // Let the event loop write what the pipe takes now, so the reader works while we produce.
+        if (out.writableLength > 0) await new Promise((resolve) => setImmediate(resolve));
+        // Up to a few MiB queued while the reader catches up.
+        while (out.writableLength > 4 << 20 && !failure) await new Promise((resolve) => { out.once('drain', resolve); out.once('error', resolve); });
+      }
+      await new Promise<void>((resolve) => out.end(resolve));
+      if (failure) throw failure;
+    } finally {
+      out.destroy();
+    }
+    return { sha256: hash.digest('hex'), bytes };
+  } catch (err) {
+    throw err instanceof SourcemeshError ? err : fromSystemError(err, 'standard output');
   }
 }

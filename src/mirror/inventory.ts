@@ -4,15 +4,13 @@
 // describes the files; clients (audit, fetch) read it with `parseInventory` and the mirror's vkey from
 // a mirror list. Also here: the node key, created on first use.
 import { randomBytes } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
 import { writeFileDurable } from '../fs/durable-file.ts';
-import { fsyncDir } from '../fs/files.ts';
 import {
   createSigner, createVerifier, formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseSignerKey, parseVerifierKey,
   signerKeyFromSeed, signNote, type NoteLimits, type OpenedNote, type SignerKey, type VerifierKey,
@@ -106,7 +104,7 @@ export function buildInventory(files: Iterable<InventoryFile>, key: SignerKey, g
 export async function writeInventory(root: string, note: string): Promise<string> {
   const file = path.join(root, INVENTORY_PATH);
   await mkdir(path.dirname(file), { recursive: true }).catch((err) => { throw fromSystemError(err, `${file}: cannot write the inventory`); });
-  await writeFileDurable(file, note, 'cannot write the inventory');
+  await writeFileDurable(file, note, { what: 'cannot write the inventory' });
   return file;
 }
 
@@ -216,47 +214,14 @@ export async function openNodeKey(files: NodeKeyFiles, name: string, random: (n:
     key = await readSignerKeyFile(files.key);
   } else {
     const fresh = signerKeyFromSeed(name, KEY_TYPE_ED25519, random(32));
-    const temp = `${files.key}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
-    try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      const fh = await open(temp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
-      try {
-        await fh.writeFile(formatSignerKey(fresh) + '\n');
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      try {
-        await link(temp, files.key);
-        created = true;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      }
-      await fsyncDir(dir);
-    } catch (err) {
-      throw fromSystemError(err, `${files.key}: cannot create the node key`);
-    } finally {
-      await rm(temp, { force: true });
-    }
+    await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => { throw fromSystemError(err, `${files.key}: cannot create the node key`); });
+    // Exclusive (link(2) into place): two processes starting at once end up with the same key.
+    created = await writeFileDurable(files.key, formatSignerKey(fresh) + '\n', { mode: 0o600, exclusive: true, what: 'cannot create the node key' });
     key = created ? fresh : await readSignerKeyFile(files.key);
   }
   const vkey = formatVerifierKey(key) + '\n';
   if ((await readFile(files.pub, 'utf8').catch(() => '')) !== vkey) {
-    const temp = `${files.pub}.${process.pid}.tmp`;
-    try {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await rm(temp, { force: true });
-      const fh = await open(temp, 'wx', 0o644);
-      try {
-        await fh.writeFile(vkey);
-      } finally {
-        await fh.close();
-      }
-      await rename(temp, files.pub);
-    } catch (err) {
-      await rm(temp, { force: true });
-      throw fromSystemError(err, `${files.pub}: cannot write the node's public key`);
-    }
+    await writeFileDurable(files.pub, vkey, { what: "cannot write the node's public key" });
   }
   return { key, created };
 }

@@ -2,7 +2,7 @@
 // manifest's URLs, and git snapshots we generate from upstream's repositories), never from other
 // mirrors. Files already published are re-verified every run; one that no longer matches is moved to
 // quarantine and fetched again. Nothing is published before its sha256 matched.
-import { lstat, mkdir, realpath, rename, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, realpath, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Dispatcher } from 'undici';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
@@ -13,6 +13,7 @@ import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from '../store/digest.ts';
 import { checkPinned } from '../store/pinned.ts';
+import { writeFileDurable } from '../fs/durable-file.ts';
 import { ensureDir } from '../fs/files.ts';
 import { Store } from '../store/store.ts';
 import type { SignerKey } from '../trust/note.ts';
@@ -148,9 +149,7 @@ async function publishPieceLayer(root: string, d: Distfile, sha256: string): Pro
     throw new SourcemeshError('E_MANIFEST', `${d.name}: its verified bytes have merkle root ${map.root.toString('hex')}, the manifest says ${d.merkleRoot}`);
   }
   await ensureDir(path.dirname(out), 'mirror piece layers');
-  const temp = `${out}.${process.pid}.tmp`;
-  await writeFile(temp, Buffer.concat(map.layer));
-  await rename(temp, out);
+  await writeFileDurable(out, Buffer.concat(map.layer), 'cannot write the piece layer');
 }
 
 const PIECE_LAYER_LENGTH = 1 << 20;

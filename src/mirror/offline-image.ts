@@ -1,16 +1,17 @@
 // `pack`: the distfiles of a manifest, taken from the store, in a form an isolated build machine can
 // read without any network: a directory, a deterministic tar, or live-bootstrap's builder-hex0 source
-// disk format. Every byte is re-hashed on the way out; each image appears under its final name only
-// when complete.
+// disk format. Every byte is re-hashed on the way out; an image file appears under its final name only
+// when complete, and an image written to a disk or FIFO goes through in place (src/fs/durable-file.ts).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual } from '../store/digest.ts';
 import { exportObject } from '../store/distdir.ts';
-import { ensureDir, fsyncDir } from '../fs/files.ts';
+import { openOutput, type Output } from '../fs/durable-file.ts';
+import { ensureDir } from '../fs/files.ts';
 import { type Store, type StoredObject } from '../store/store.ts';
 
 export const PACK_FORMATS = ['dir', 'tar', 'hex0-disk'] as const;
@@ -54,6 +55,13 @@ export async function pack(distfiles: Distfile[], store: Store, opts: PackOption
   const hex0Dir = (opts.hex0Dir ?? '/external/distfiles').replace(/\/+$/, '');
   const layout = layouts[opts.format](hex0Dir);
   const groups = split(items, layout, opts.maxDiskBytes);
+  if (groups.length > 1) {
+    // Split images are OUT.1, OUT.2, ...: beside a device that would be files in /dev, not disks.
+    const st = await stat(opts.out).catch(() => undefined);
+    if (st && !st.isFile() && !st.isDirectory()) {
+      throw new SourcemeshError('E_USAGE', `${opts.out}: not a regular file or directory, but the distfiles need ${groups.length} images of at most ${opts.maxDiskBytes} bytes (written as ${opts.out}.1, ${opts.out}.2, ...); give a file name`, { file: opts.out });
+    }
+  }
   const images: PackedImage[] = [];
   for (const [i, group] of groups.entries()) {
     const target = groups.length === 1 ? opts.out : `${opts.out}.${i + 1}`;
@@ -74,6 +82,11 @@ const layouts: Record<PackFormat, (hex0Dir: string) => Layout> = {
     cost: (it) => it.obj.size,
     overhead: 0,
     async write(target, items) {
+      // A link to a directory is followed; anything else already there is not a directory to fill.
+      const st = await stat(target).catch(() => undefined);
+      if (st && !st.isDirectory()) {
+        throw new SourcemeshError('E_INPUT', `${target}: is not a directory; --format dir writes the files into a directory`, { file: target });
+      }
       await ensureDir(target, 'pack output');
       for (const it of items) {
         await verifyObject(it);
@@ -85,14 +98,15 @@ const layouts: Record<PackFormat, (hex0Dir: string) => Layout> = {
   tar: () => ({
     cost: (it) => TAR_BLOCK + roundUp(it.obj.size, TAR_BLOCK),
     overhead: TAR_RECORD, // two zero blocks, then padding to a whole record: at most one record
-    write: (target, items) => writeImage(target, items, async (fh, pos) => {
+    write: (target, items) => writeImage(target, items, async (out) => {
+      let pos = 0;
       for (const it of items) {
-        pos = await put(fh, pos, ustarHeader(it.d.name, it.obj.size));
-        pos = await copyVerified(fh, pos, it);
-        pos = await put(fh, pos, Buffer.alloc(roundUp(it.obj.size, TAR_BLOCK) - it.obj.size));
+        pos = await put(out, pos, ustarHeader(it.d.name, it.obj.size));
+        pos = await copyVerified(out, pos, it);
+        pos = await put(out, pos, Buffer.alloc(roundUp(it.obj.size, TAR_BLOCK) - it.obj.size));
       }
       const end = roundUp(pos + 2 * TAR_BLOCK, TAR_RECORD);
-      return put(fh, pos, Buffer.alloc(end - pos));
+      return put(out, pos, Buffer.alloc(end - pos));
     }),
   }),
   'hex0-disk': (hex0Dir) => {
@@ -103,11 +117,11 @@ const layouts: Record<PackFormat, (hex0Dir: string) => Layout> = {
       cost: (it) => line(it).length + it.obj.size,
       overhead: dirLines.length,
       // builder-hex0's source file system: "src SIZE PATH\n" then SIZE bytes; "src 0 DIR" makes a directory.
-      write: (target, items) => writeImage(target, items, async (fh, pos) => {
-        pos = await put(fh, pos, dirLines);
+      write: (target, items) => writeImage(target, items, async (out) => {
+        let pos = await put(out, 0, dirLines);
         for (const it of items) {
-          pos = await put(fh, pos, line(it));
-          pos = await copyVerified(fh, pos, it);
+          pos = await put(out, pos, line(it));
+          pos = await copyVerified(out, pos, it);
         }
         return pos;
       }),
@@ -132,39 +146,34 @@ function split(items: Item[], layout: Layout, max: number | undefined): Item[][]
   return groups;
 }
 
-async function writeImage(target: string, items: Item[], body: (fh: FileHandle, pos: number) => Promise<number>): Promise<PackedImage> {
+async function writeImage(target: string, items: Item[], body: (out: Output) => Promise<number>): Promise<PackedImage> {
   await ensureDir(path.dirname(path.resolve(target)), 'pack output');
-  const temp = `${target}.${process.pid}.tmp`;
-  let bytes = 0;
+  // A new path or regular file atomically, a disk (/dev/sdb) or FIFO written through (src/fs/durable-file.ts).
+  const out = await openOutput(target, { what: 'cannot write the image' });
+  let bytes: number;
   try {
-    const fh = await open(temp, 'w');
-    try {
-      bytes = await body(fh, 0);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(temp, target);
-    await fsyncDir(path.dirname(path.resolve(target)));
+    bytes = await body(out);
+    await out.commit();
   } catch (err) {
-    await rm(temp, { force: true });
+    await out.abort();
     throw err instanceof SourcemeshError ? err : fromSystemError(err, `${target}: cannot write`);
   }
   return { path: target, bytes, files: items.map((it) => it.d.name) };
 }
 
-async function put(fh: FileHandle, pos: number, buf: Uint8Array): Promise<number> {
-  if (buf.length) await fh.write(buf, 0, buf.length, pos);
+/** Append `buf` (sequentially: a FIFO or tape cannot seek); returns the position after it. */
+async function put(out: Output, pos: number, buf: Uint8Array): Promise<number> {
+  if (buf.length) await out.write(buf);
   return pos + buf.length;
 }
 
 /** Copy a store object into the image while hashing it: the store is trusted, but disks rot. */
-async function copyVerified(fh: FileHandle, pos: number, it: Item): Promise<number> {
+async function copyVerified(out: Output, pos: number, it: Item): Promise<number> {
   const hash = createHash('sha256');
   let at = pos;
   for await (const chunk of createReadStream(it.obj.path, { highWaterMark: 1 << 20 })) {
     hash.update(chunk as Buffer);
-    at = await put(fh, at, chunk as Buffer);
+    at = await put(out, at, chunk as Buffer);
   }
   assertDigest(it, hash.digest('hex'));
   return at;
