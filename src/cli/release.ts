@@ -9,7 +9,7 @@ import { Command, Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError } from '../errors.ts';
-import { writeFileDurable } from '../fs/durable-file.ts';
+import { writeOutputFile } from '../fs/durable-file.ts';
 import { LIMITS } from '../limits.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { checkRelease, readPolicy } from '../trust/check-release.ts';
@@ -120,7 +120,7 @@ async function signedStatement(file: string, o: SignFlags): Promise<string> {
 
 async function writeDetached(io: Io, file: string, note: string, o: SignFlags): Promise<void> {
   const out = path.resolve(o.output ?? `${path.resolve(file)}.sig`);
-  await writeFileDurable(out, note);
+  await writeOutputFile(out, note);
   if (o.json) printJson(io, { note: out, release: note });
   else io.stdout.write(`signed ${out}: add it with --signature ${path.relative(process.cwd(), out) || out} to the release run that logs it\n`);
 }
@@ -138,7 +138,7 @@ async function logRelease(io: Io, file: string, note: string, o: SignFlags): Pro
   const previous = await readBundleIfAny(out);
   const logged = await submitToLog(log, note);
   const bundle = await assembleBundle(log, note, logged, chain, previous);
-  await writeFileDurable(out, formatReleaseBundle(bundle));
+  await writeOutputFile(out, formatReleaseBundle(bundle));
   if (o.json) printJson(io, { index: logged.index, checkpoint: bundle.checkpoint, bundle: out, release: note });
   else io.stdout.write(`index ${logged.index}\n${bundle.checkpoint}bundle ${out}\n`);
 }
@@ -182,7 +182,7 @@ function initChainCommand(io: Io): Command {
     .action(async (o: InitChainFlags) => {
       const genesis = keySetFrom(await readVkeys(o.vkey), positiveInt('--threshold', o.threshold, LIMITS.rotationKeys), '--vkey');
       if (await stat(o.chain).then(() => true, () => false)) throw new SourcemeshError('E_INPUT', `${o.chain} exists; refusing to start another chain over it`);
-      await writeFileDurable(path.resolve(o.chain), formatChainFile({ genesis, statements: [], links: new Map() }));
+      await writeOutputFile(path.resolve(o.chain), formatChainFile({ genesis, statements: [], links: new Map() }));
       io.stdout.write(`chain ${chainIdOf(genesis)}\n`);
     });
 }
@@ -210,7 +210,7 @@ async function rotate(io: Io, o: RotateFlags): Promise<void> {
   const sequence = at.sequence + 1;
   const links = skipLinks(io, positions, sequence, parseNote(note).text, signers);
   const logged = await submitToLog(new LogClient(o.log), note);
-  await writeFileDurable(path.resolve(o.chain), formatChainFile(appendToChain(chain, note, logged.index, links)));
+  await writeOutputFile(path.resolve(o.chain), formatChainFile(appendToChain(chain, note, logged.index, links)));
   if (o.json) printJson(io, { sequence, index: logged.index, checkpoint: logged.checkpoint, links: links.map((l) => l.from) });
   else io.stdout.write(`rotation ${sequence} index ${logged.index} (skip links from ${links.map((l) => l.from).join(', ') || 'none'})\n${logged.checkpoint}`);
 }
