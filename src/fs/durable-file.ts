@@ -75,10 +75,11 @@ async function planOutput(file: string, opts: OutputOptions): Promise<Plan> {
       // the kernel follows such links itself, and what they reach is written through.
       if (current.startsWith('/proc/')) break;
       const to = await readlink(current).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
-      const next = path.resolve(path.dirname(current), to);
-      // Directory links on the way resolve as the kernel resolves them, not lexically.
-      const parent = await realpath(path.dirname(next)).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
-      current = path.basename(next) === '' ? parent : path.join(parent, path.basename(next));
+      // Resolved as the kernel resolves it, not lexically: in `sub/../x`, `..` is the parent of where sub leads.
+      const next = to.startsWith('/') ? to : `${path.dirname(current)}/${to}`;
+      const last = path.basename(next);
+      const resolved = last === '..' || last === '.' ? realpath(next) : realpath(path.dirname(next)).then((parent) => path.join(parent, last));
+      current = await resolved.catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
       continue;
     }
     if (st.isFile()) return { kind: 'atomic', target: current, replacing: st };
