@@ -2,7 +2,7 @@
 // identities, no system or user configuration, HOME in a temporary directory), so that any difference
 // between our tar and `git archive`'s is ours.
 
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, chmodSync } from 'node:fs';
 import os from 'node:os';
@@ -123,8 +123,4 @@ export async function assertSameArchive(dir: string, ref: string, prefix?: strin
   const ours = await ourArchive({ repoPath: dir, ref, prefix: prefix ?? '', ...extra });
   const diff = tarDifference(ours, theirs);
   if (diff) throw new Error(`${dir} ${ref} prefix=${JSON.stringify(prefix)}: ${diff}`);
-}
-
-export function gitAvailable(): boolean {
-  return spawnSync('git', ['--version']).status === 0;
 }

@@ -1,7 +1,7 @@
 // `fetch --metalink`: the real aria2c downloads through our Metalink from our mirrors and verifies.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { promisify } from 'node:util';
@@ -35,6 +35,28 @@ test('aria2c -M downloads every file through our Metalink and checks its piece a
   const used = origin.log.slice(before).map((l) => l.path.split('/')[1]);
   assert.ok(used.includes('m1') || used.includes('m2'), `aria2 used our mirrors: ${used}`);
   assert.equal(sha256(await readFile(path.join(out, 'big.tar.gz'))), sha256(big));
+});
+
+test('aria2c refuses a file whose sources serve a tampered piece: the piece hash catches it, the download fails', async (t) => {
+  const dir = await tempDir(t);
+  const big = bytes(3_500_000, 53);
+  const origin = await startOrigin({ '/m1/big.tar.gz': { body: big }, '/up/big.tar.gz': { body: big } });
+  t.after(() => origin.close());
+  const m = await writeManifest(dir, [distfile('big.tar.gz', big, [`${origin.url}/up/big.tar.gz`])]);
+  const meta = path.join(dir, 'distfiles.meta4');
+  const r = await runCli(['fetch', m, '-o', path.join(dir, 'ours'), '--mirror', `${origin.url}/m1`, '--metalink', meta], { env: { SOURCEMESH_STORE: path.join(dir, 'store') } });
+  assert.equal(r.code, 0, r.stderr);
+  // From now on the mirror and upstream both flip one byte in the middle of the file: in piece 1 of 4.
+  for (const p of ['/m1/big.tar.gz', '/up/big.tar.gz']) origin.routes.get(p)!.behaviour = { kind: 'wrong-bytes' };
+  const out = path.join(dir, 'aria2');
+  const argv = ['-M', meta, '-d', out, '--check-integrity=true', '-x', '2', '-s', '2', '--allow-overwrite=true', '--console-log-level=warn', '--summary-interval=0', '--file-allocation=none', '--max-tries=2', '--retry-wait=1'];
+  const refused = await run('aria2c', argv, { timeout: 60_000 }).then(() => undefined, (err: { code?: number; stdout?: string }) => err);
+  assert.ok(refused, 'aria2c accepted a file with a tampered piece');
+  assert.notEqual(refused.code, 0);
+  // Caught by the hash of the piece holding the flipped byte (a whole-file check would say no index).
+  assert.match(refused.stdout ?? '', /Invalid checksum index=1\b/, refused.stdout);
+  // What is on disk stays marked unfinished: aria2's control file is kept beside it, for a resume.
+  assert.ok((await readdir(out)).includes('big.tar.gz.aria2'), 'the download is left unfinished');
 });
 
 test('Metalink text escapes XML in names and URLs', () => {

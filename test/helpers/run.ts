@@ -42,6 +42,18 @@ export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: st
   });
 }
 
+/**
+ * Wait for a condition rather than for a guessed time: resolves once `ready()` holds, checked every
+ * `everyMs`; throws naming `what` after `timeoutMs` (a bound, not a schedule).
+ */
+export async function waitFor(what: string, ready: () => boolean | Promise<boolean>, { timeoutMs = 30_000, everyMs = 10 } = {}): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await ready())) {
+    if (Date.now() > end) throw new Error(`waited ${timeoutMs} ms for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
 export async function tempDir(t: { after(fn: () => Promise<void> | void): void }, prefix = 'sourcemesh-test-'): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
   t.after(() => rm(dir, { recursive: true, force: true }));
