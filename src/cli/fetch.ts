@@ -93,7 +93,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       try {
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
-          openSnapshot: generator && !o.offline ? snapshotOpener(store.root, generator) : undefined,
+          openSnapshot: generator ? snapshotOpener(store.root, generator, { offline: o.offline }) : undefined,
           onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(mirrorLabel(m))),
         });
         reputation.record(mirrorOutcomes(report));

@@ -98,6 +98,17 @@ export function displayName(name: string, maxChars = 120): string {
   return `"${out}"`;
 }
 
+/**
+ * A repository on this machine rather than upstream, as git tells them apart: a `file:` URL, or no
+ * `scheme://` and no scp-like `host:` before the first `/` (an absolute or relative path).
+ */
+export function isLocalRepo(repo: string): boolean {
+  if (/^file:/i.test(repo)) return true;
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(repo)) return false;
+  const colon = repo.indexOf(':');
+  return colon === -1 || (repo.indexOf('/') !== -1 && repo.indexOf('/') < colon);
+}
+
 export const SHA256_HEX = /^[0-9a-f]{64}$/;
 
 export function byName(a: Distfile, b: Distfile): number {

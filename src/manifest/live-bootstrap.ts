@@ -8,7 +8,7 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
-import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, nameKey, nameProblem, type Compression, type Distfile, type GitSource, type Manifest } from './distfile.ts';
+import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, isLocalRepo, nameKey, nameProblem, type Compression, type Distfile, type GitSource, type Manifest } from './distfile.ts';
 
 export interface SourceLine {
   file: string;
@@ -45,6 +45,8 @@ export function parseSources(text: string, file: string, step?: string): SourceL
       const repo = repoRef.slice(0, tilde);
       const ref = repoRef.slice(tilde + 1);
       if (/[\s^:?*[\\]/.test(ref) || ref.includes('..') || ref.startsWith('-')) fail(`"${ref}" is not a valid git ref`);
+      // The prefix comes from upstream's name in the URL (snapshotPrefix): a local path has none.
+      if (isLocalRepo(repo)) fail(`git repository "${repo}" is a local path: the snapshot's prefix can't be derived from it (use a manifest with git.prefix)`);
       if (httpSource !== '_') checkUrl(httpSource, fail);
       if (httpSource === '_' && name === undefined) fail('a git source with no HTTP source ("_") must name its tarball');
       const fileName = checkName(name ?? lastSegment(httpSource), fail);

@@ -3,7 +3,7 @@ import * as v from 'valibot';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { snapshotPrefix } from './live-bootstrap.ts';
-import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, nameKey, nameProblem, type Manifest } from './distfile.ts';
+import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, isLocalRepo, nameKey, nameProblem, type Manifest } from './distfile.ts';
 
 const sha256 = v.pipe(v.string(), v.regex(SHA256_HEX, 'must be 64 lowercase hex digits'));
 
@@ -67,14 +67,19 @@ export function validateManifest(data: unknown, source: string): Manifest {
   }
   const out = result.output as Manifest;
   const seen = new Map<string, string>();
-  for (const d of out.distfiles) {
+  for (const [i, d] of out.distfiles.entries()) {
     const other = seen.get(nameKey(d.name));
     if (other === d.name) throw new SourcemeshError('E_MANIFEST', `${source}: distfile ${displayName(d.name)} is listed twice`, { source, name: d.name });
     if (other !== undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfiles ${displayName(other)} and ${displayName(d.name)} differ only by Unicode normalization or case (one file on macOS and Windows)`, { source, name: d.name, other });
     seen.set(nameKey(d.name), d.name);
     if (d.sha256 === undefined && d.tarSha256 === undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" pins neither sha256 nor tarSha256`, { source, name: d.name });
     if (d.cleanse && d.sha256 === undefined) throw new SourcemeshError('E_MANIFEST', `${source}: distfile "${d.name}" has a cleanse recipe but no sha256 for its result`, { source, name: d.name });
-    if (d.git && d.git.prefix === undefined) d.git.prefix = snapshotPrefix(d.git.repo, d.git.ref);
+    if (d.git && d.git.prefix === undefined) {
+      // live-bootstrap's rule reads upstream's name from the URL; a local path names only where a copy is
+      // kept (`/srv/git/flex/repo` would give `repo-REF/`), so there the prefix must be written out.
+      if (isLocalRepo(d.git.repo)) throw new SourcemeshError('E_MANIFEST', `${source}: distfiles.${i}.git.prefix is required when git.repo is a local path (${JSON.stringify(d.git.repo)}): there is no upstream name to derive it from`, { source, name: d.name });
+      d.git.prefix = snapshotPrefix(d.git.repo, d.git.ref);
+    }
   }
   out.distfiles.sort(byName);
   return out;

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { SourcemeshError } from '../errors.ts';
 import { ensureDir } from '../fs/files.ts';
+import { isLocalRepo } from '../manifest/distfile.ts';
 
 const run = promisify(execFile);
 
@@ -22,6 +23,9 @@ export const GIT_SAFE_CONFIG = [
   '-c', 'protocol.file.allow=always',
   '-c', 'core.fsmonitor=false',
 ];
+
+/** `--offline`: later `-c` win, so only the local transport is left (nothing git does can reach the network). */
+const GIT_LOCAL_ONLY = ['-c', 'protocol.https.allow=never', '-c', 'protocol.http.allow=never', '-c', 'protocol.git.allow=never'];
 
 export function gitEnv(): NodeJS.ProcessEnv {
   return { PATH: process.env.PATH, GIT_TERMINAL_PROMPT: '0', GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', LC_ALL: 'C', HOME: process.env.HOME };
@@ -49,10 +53,10 @@ function viaProxy(repo: string): { args: string[]; env: NodeJS.ProcessEnv } {
   return { args: transports.flatMap((c) => ['-c', c]), env: { GIT_CONFIG_COUNT: '1', GIT_CONFIG_KEY_0: 'http.proxy', GIT_CONFIG_VALUE_0: proxy } };
 }
 
-export async function git(args: string[], opts: { cwd?: string; signal?: AbortSignal; repo?: string } = {}): Promise<string> {
+export async function git(args: string[], opts: { cwd?: string; signal?: AbortSignal; repo?: string; offline?: boolean } = {}): Promise<string> {
   try {
     const proxy = opts.repo !== undefined ? viaProxy(opts.repo) : { args: [], env: {} };
-    const { stdout } = await run('git', [...GIT_SAFE_CONFIG, ...proxy.args, ...args], { cwd: opts.cwd, env: { ...gitEnv(), ...proxy.env }, signal: opts.signal, maxBuffer: 16 << 20 });
+    const { stdout } = await run('git', [...GIT_SAFE_CONFIG, ...proxy.args, ...(opts.offline ? GIT_LOCAL_ONLY : []), ...args], { cwd: opts.cwd, env: { ...gitEnv(), ...proxy.env }, signal: opts.signal, maxBuffer: 16 << 20 });
     return stdout;
   } catch (err) {
     const e = err as { code?: string | number; stderr?: string; message: string };
@@ -72,13 +76,15 @@ export function cloneDirFor(stateDir: string, repo: string): string {
 /**
  * A bare clone of `repo` that contains `ref`, cloned or fetched as needed; returns the clone and the
  * commit `ref` names. A clone is made under a temporary name and renamed, so a crash never leaves a
- * half-cloned repository under the final name.
+ * half-cloned repository under the final name. `offline` (`fetch --offline`): a repository on this
+ * machine is cloned and fetched as ever, but a remote one only used as its clone in the store already
+ * is, never cloned nor fetched (README, `fetch`).
  */
-export async function ensureRepo(repo: string, ref: string, stateDir: string, signal?: AbortSignal): Promise<{ dir: string; commit: string }> {
+export async function ensureRepo(repo: string, ref: string, stateDir: string, signal?: AbortSignal, opts: { offline?: boolean } = {}): Promise<{ dir: string; commit: string }> {
   const dir = cloneDirFor(stateDir, repo);
   // Several distfiles of one repository are fetched at once: one clone or fetch at a time per clone.
   const previous = busy.get(dir) ?? Promise.resolve();
-  const mine = previous.catch(() => {}).then(() => ensureRepoNow(dir, repo, ref, signal));
+  const mine = previous.catch(() => {}).then(() => ensureRepoNow(dir, repo, ref, signal, Boolean(opts.offline)));
   const tail = mine.catch(() => {});
   busy.set(dir, tail);
   try {
@@ -90,12 +96,14 @@ export async function ensureRepo(repo: string, ref: string, stateDir: string, si
 
 const busy = new Map<string, Promise<unknown>>();
 
-async function ensureRepoNow(dir: string, repo: string, ref: string, signal?: AbortSignal): Promise<{ dir: string; commit: string }> {
+async function ensureRepoNow(dir: string, repo: string, ref: string, signal: AbortSignal | undefined, offline: boolean): Promise<{ dir: string; commit: string }> {
+  const noNetwork = offline && !isLocalRepo(repo);
   if (!(await stat(dir).catch(() => undefined))) {
+    if (noNetwork) throw new SourcemeshError('E_NO_SOURCE', `${repo}: not cloned in the store (${dir}), and --offline does not clone`, { repo, ref });
     await ensureDir(path.dirname(dir), 'git state');
     const temp = `${dir}.${process.pid}.tmp`;
     await rm(temp, { recursive: true, force: true });
-    await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal, repo });
+    await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal, repo, offline });
     // Another process may have finished its clone first: keep that one.
     await rename(temp, dir).catch(async (err) => {
       if (!(await stat(dir).catch(() => undefined))) throw err;
@@ -104,7 +112,8 @@ async function ensureRepoNow(dir: string, repo: string, ref: string, signal?: Ab
   }
   let commit = await resolveCommit(dir, ref, signal);
   if (!commit) {
-    await git(['fetch', '--quiet', '--tags', '--force', '--prune', 'origin', '+refs/heads/*:refs/heads/*'], { cwd: dir, signal, repo });
+    if (noNetwork) throw new SourcemeshError('E_NO_SOURCE', `${repo}: no commit "${ref}" in the local clone ${dir} (--offline: not fetched)`, { repo, ref });
+    await git(['fetch', '--quiet', '--tags', '--force', '--prune', 'origin', '+refs/heads/*:refs/heads/*'], { cwd: dir, signal, repo, offline });
     commit = await resolveCommit(dir, ref, signal);
   }
   if (!commit) throw new SourcemeshError('E_ARCHIVE', `${repo}: no commit "${ref}" after fetching`, { repo, ref });

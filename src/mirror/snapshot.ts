@@ -94,11 +94,14 @@ async function* piped(procs: ChildProcess[], out: Readable): AsyncGenerator<Uint
   }
 }
 
-/** Opens generated snapshots for the downloader: clone or update under `stateDir`, then generate. */
-export function snapshotOpener(stateDir: string, generator: SnapshotGenerator) {
+/**
+ * Opens generated snapshots for the downloader: clone or update under `stateDir`, then generate.
+ * `offline`: only from repositories on this machine or clones already under `stateDir` (ensureRepo).
+ */
+export function snapshotOpener(stateDir: string, generator: SnapshotGenerator, opts: { offline?: boolean } = {}) {
   return async (d: Distfile, signal?: AbortSignal): Promise<Opened> => {
     if (!d.git) throw new SourcemeshError('E_INTERNAL', `${d.name}: not a git snapshot`);
-    const { dir, commit } = await ensureRepo(d.git.repo, d.git.ref, stateDir, signal);
+    const { dir, commit } = await ensureRepo(d.git.repo, d.git.ref, stateDir, signal, opts);
     const body = generator.generate(dir, commit, d.git, signal);
     return { body, start: 0, ranged: false, url: `${generator.name} ${d.git.repo} ${commit}`, cancel: () => void body.return(undefined) };
   };

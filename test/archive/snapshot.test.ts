@@ -38,7 +38,7 @@ test('mirror sync publishes git snapshots made by our archiver, equal to git arc
   const s = await setup(t);
   const ref = s.commit.slice(0, 10);
   const level9 = gitArchiveGzip(s.repo, 'proj-1.0/', s.commit, 9);
-  // No prefix in the manifest: live-bootstrap's rule, basename(repo) - REF with the leading v dropped.
+  // A tag as the ref. (A local repository must give its prefix: live-bootstrap's rule reads upstream's URL.)
   const noPrefix = gitArchiveGzip(s.repo, 'proj-1.0/', 'v1.0');
   const zlib = gitIn(s.repo, ['archive', '--format=tar.gz', '--prefix=proj-1.0/', s.commit]);
   const manifest = path.join(s.dir, 'manifest.json');
@@ -46,7 +46,7 @@ test('mirror sync publishes git snapshots made by our archiver, equal to git arc
     format: MANIFEST_FORMAT, name: 'snapshots', distfiles: [
       { name: 'proj-1.0-9.tar.gz', sha256: sha256(level9), urls: [], git: { repo: s.repo, ref, prefix: 'proj-1.0/', compression: 'gzip-n', level: 9 } },
       { name: 'proj-1.0-zlib.tar.gz', sha256: sha256(zlib), urls: [], git: { repo: s.repo, ref, prefix: 'proj-1.0/', compression: 'zlib', level: 6 } },
-      { name: 'proj-1.0.tar.gz', sha256: sha256(noPrefix), urls: [], git: { repo: s.repo, ref: 'v1.0', compression: 'gzip-n' } },
+      { name: 'proj-1.0.tar.gz', sha256: sha256(noPrefix), urls: [], git: { repo: s.repo, ref: 'v1.0', prefix: 'proj-1.0/', compression: 'gzip-n' } },
     ],
   }));
   const root = path.join(s.dir, 'mirror');
