@@ -133,4 +133,8 @@ test('a trust state from before keys were recorded is migrated in place: its che
   assert.equal((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, 2);
   const rows = db.prepare('SELECT origin, key, size FROM checkpoints ORDER BY key').all().map((r) => ({ ...r }));
   assert.deepEqual(rows, [formatVerifierKey(keyA), formatVerifierKey(keyB)].sort().map((key) => ({ origin: ORIGIN, key, size: 1 })));
+
+  // A schema newer than this version knows is refused, not guessed at.
+  db.exec('PRAGMA user_version = 3');
+  await assert.rejects(check(policies.a, bundles.a!, state), (e: { code?: string; message?: string }) => e.code === 'E_UNSUPPORTED' && /trust state schema 3 is newer/.test(e.message!));
 });
