@@ -48,7 +48,10 @@ export const LIMITS = {
   tilePathBytes: 128,
 
   // mirror server (`sourcemesh serve`): everything a client sends is attacker-controlled
+  /** Open connections in all; when full, an idle one of the client holding the most makes room. */
   serveMaxConnections: 1024,
+  /** Open connections per client address (IPv6: per /64); more are closed at accept. */
+  serveClientConnections: 64,
   /** Request line and headers together (Node's maxHeaderSize); larger gets 431. */
   serveMaxHeaderBytes: 16 * KiB,
   /** The request target (path and query) as sent; longer gets 400 before any decoding. */
@@ -59,6 +62,12 @@ export const LIMITS = {
   serveKeepAliveTimeoutMs: 5_000,
   /** A client that takes no byte for this long (a stalled reader) is dropped. */
   serveIdleTimeoutMs: 60_000,
+  /**
+   * A response of which the kernel takes no byte for this long is cut (its buffers go back). The kernel
+   * takes bytes in steps of about a third of its send buffer (about 1.3 MB on Linux), so a client must
+   * read some 22 KB/s not to be cut; nginx's send_timeout is 60 s too.
+   */
+  serveSendTimeoutMs: 60_000,
   /**
    * Token bucket per client address (IPv6: per /64): sustained requests per second, and burst. A
    * segmented fetch asks for 1 MiB pieces, so 1,000/s still lets one client take about 1 GB/s.
@@ -73,8 +82,17 @@ export const LIMITS = {
   serveShutdownMs: 30_000,
   /** Read buffer size: 1 MiB instead of 64 KiB is what gets Node near sendfile speed. */
   serveStreamBufferBytes: 1 * MiB,
+  /** The smaller buffers a response gets when its client or the pool is short of 1 MiB ones. */
+  serveSmallBufferBytes: 64 * KiB,
   /** Read buffers lent to responses at once, in bytes (two per large response at most). */
   serveBufferBytes: 256 * MiB,
+  /** The part of serveBufferBytes lent only as small buffers: one for each of 1,024 connections. */
+  serveBufferReserveBytes: 64 * MiB,
+  /** Read buffers one client address (IPv6: /64) may hold at once; its further responses wait. */
+  serveClientBufferBytes: 16 * MiB,
+  /** Idle read buffers kept for reuse; beyond this, buffers unused for serveBufferIdleMs are freed. */
+  serveBufferFloorBytes: 8 * MiB,
+  serveBufferIdleMs: 10_000,
   /** Files up to this size are kept in memory once read and verified, up to serveCacheBytes in all. */
   serveCachedFileBytes: 1 * MiB,
   serveCacheBytes: 64 * MiB,

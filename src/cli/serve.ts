@@ -5,10 +5,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
-import { LIMITS } from '../limits.ts';
+import { limitsWith, LIMITS } from '../limits.ts';
+import type { Logger, LogFields } from '../logger.ts';
 import type { ContentEvent } from '../mirror/file-index.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
-import { MirrorServer, type ServerLog } from '../mirror/server.ts';
+import { MirrorServer } from '../mirror/server.ts';
 import { stateDirOf } from '../mirror/sync.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { formatVerifierKey } from '../trust/note.ts';
@@ -27,6 +28,8 @@ interface ServeFlags {
   rate: string;
   burst: string;
   maxConnections: string;
+  maxConnectionsPerClient: string;
+  sendTimeout: string;
   shutdownTimeout: string;
 }
 
@@ -44,7 +47,9 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--no-access-log', 'no access log')
     .option('--rate <n>', 'requests per second allowed per client address (IPv6: per /64); 0 for no limit', String(LIMITS.serveRequestsPerSecond))
     .option('--burst <n>', 'requests a client may make at once before --rate applies', String(LIMITS.serveRequestBurst))
-    .option('--max-connections <n>', 'open connections at most', String(LIMITS.serveMaxConnections))
+    .option('--max-connections <n>', 'open connections at most (when full, an idle one makes room)', String(LIMITS.serveMaxConnections))
+    .option('--max-connections-per-client <n>', 'open connections per client address (IPv6: per /64); 0 for no limit', String(LIMITS.serveClientConnections))
+    .option('--send-timeout <duration>', 'cut a response of which the client takes no byte for this long', `${LIMITS.serveSendTimeoutMs / 1000}s`)
     .option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long in-flight responses may take to finish', `${LIMITS.serveShutdownMs / 1000}s`)
     .action(async (o: ServeFlags) => {
       // Flags first, all of them, so a mistake costs one clear line before anything is touched.
@@ -54,6 +59,9 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const rate = nonNegativeInt('--rate', o.rate, 1_000_000);
       const burst = positiveInt('--burst', o.burst, 1_000_000);
       const maxConnections = positiveInt('--max-connections', o.maxConnections, 1_000_000);
+      const perClient = nonNegativeInt('--max-connections-per-client', o.maxConnectionsPerClient, 1_000_000);
+      const sendTimeoutMs = parseDuration('--send-timeout', o.sendTimeout);
+      if (sendTimeoutMs <= 0) throw new SourcemeshError('E_USAGE', `--send-timeout ${o.sendTimeout}: must be more than 0`);
       const shutdownMs = parseDuration('--shutdown-timeout', o.shutdownTimeout);
 
       const source = o.root !== undefined
@@ -70,18 +78,25 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
         key: await readFile(o.tlsKey!).catch((err) => { throw fromSystemError(err, `--tls-key ${o.tlsKey}`); }),
       } : undefined;
 
-      const dest = o.accessLog === false ? undefined : pino.destination({ dest: o.accessLog === '-' ? 1 : o.accessLog, sync: false, mkdir: true, append: true });
+      const logFile = o.accessLog === false || o.accessLog === '-' ? undefined : o.accessLog;
+      const dest = o.accessLog === false ? undefined : pino.destination({ dest: logFile ?? 1, sync: false, mkdir: true, append: true });
+      // A log file that cannot be written (its disk full, its directory gone) is said on stderr; serving goes on.
+      dest?.on('error', (err: Error) => io.stderr.write(`sourcemesh serve: access log ${logFile ?? 'stdout'}: ${err.message}\n`));
       const logger = dest ? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, dest) : undefined;
-      const log: ServerLog = {
-        request: (r) => logger?.info(r, 'request'),
-        notice: (level, msg, fields) => {
-          if (listening) logger?.[level](fields ?? {}, msg);
-          if (level === 'warn') io.stderr.write(`sourcemesh serve: ${msg}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`);
-        },
-      };
       let listening = false; // nothing goes to the log before the "listening" line
+      // Warnings and errors also go to stderr, for an operator watching the terminal.
+      const loud = (level: 'warn' | 'error') => (fields: LogFields, msg: string) => {
+        if (listening) logger?.[level](fields, msg);
+        io.stderr.write(`sourcemesh serve: ${msg}${Object.keys(fields).length ? ` ${JSON.stringify(fields)}` : ''}\n`);
+      };
+      const log: Logger = {
+        debug: (fields, msg) => listening && logger?.debug(fields, msg),
+        info: (fields, msg) => listening && logger?.info(fields, msg),
+        warn: loud('warn'),
+        error: loud('error'),
+      };
       const onEvent = (e: ContentEvent) => {
-        if (e.kind === 'warning') return log.notice('warn', e.message);
+        if (e.kind === 'warning') return log.warn({}, e.message);
         for (const s of e.skipped) io.stderr.write(`sourcemesh serve: not serving ${JSON.stringify(s.name)}: ${s.why}\n`);
         const hashed = e.hashedBytes ? `, hashed ${formatBytes(e.hashedBytes)}` : '';
         io.stderr.write(`indexed ${e.files} files${source.kind === 'store' ? ` (${e.objects} objects)` : ''} in ${formatDuration(e.ms)}${hashed}; inventory ${e.inventory}\n`);
@@ -89,7 +104,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       };
 
       const server = await MirrorServer.start({
-        source, key, keyFile, limits: LIMITS, onEvent, host, port, tls, log, maxConnections,
+        source, key, keyFile, limits: limitsWith({ serveClientConnections: perClient, serveSendTimeoutMs: sendTimeoutMs }), onEvent, host, port, tls, log, maxConnections,
         rate: { perSecond: rate, burst },
       });
       const vkey = formatVerifierKey(key);
@@ -100,7 +115,15 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
 
       const onHup = () => {
-        dest?.reopen(); // log rotation
+        // Log rotation: a file is reopened under its name (logrotate renamed the old one); stdout has
+        // nothing to reopen. A failure to reopen is a warning, never the end of serving.
+        if (dest && logFile !== undefined) {
+          try {
+            dest.reopen();
+          } catch (err) {
+            log.warn({ file: logFile, error: (err as Error).message }, 'cannot reopen the access log');
+          }
+        }
         void server.reload();
       };
       process.on('SIGHUP', onHup);

@@ -1,7 +1,8 @@
 // Response bodies from disk for the mirror server, at close to sendfile speed without sendfile:
 // - large bodies are read with positional reads into reused 1 MiB buffers and written to the socket,
 //   the next read starting when the kernel has taken the previous buffer (the socket's own buffer keeps
-//   the pipe full meanwhile). Fresh buffers per read would cost page faults and garbage on every MiB;
+//   the pipe full meanwhile). What each client holds is bounded, and when the pool runs short a
+//   response gets 64 KiB buffers instead of waiting (BufferPool). Fresh buffers per read would cost page faults and garbage on every MiB;
 //   64 KiB stream reads cost a system call and a callback per 64 KiB.
 // - files up to 1 MiB are kept in memory after a first read whose bytes hashed to the indexed sha256,
 //   so the cache only ever holds verified bytes (serving them costs one copy less than reading the
@@ -13,105 +14,263 @@ import type http from 'node:http';
 import { SourcemeshError } from '../errors.ts';
 import type { FileIndex, IndexedFile } from './file-index.ts';
 
+export interface BufferPoolLimits {
+  /** The size that gets Node near sendfile speed (1 MiB). */
+  largeBytes: number;
+  /** What a response gets when its client or the pool is short of large buffers (64 KiB). */
+  smallBytes: number;
+  /** Bytes lent at once, in all. */
+  maxBytes: number;
+  /** The last part of maxBytes, lent only as small buffers, so that a newcomer gets one at once. */
+  reserveBytes: number;
+  /** Bytes one client may hold at once. */
+  clientBytes: number;
+  /** Idle bytes always kept for reuse; idle buffers beyond are freed after `idleMs` unused. */
+  floorBytes: number;
+  idleMs: number;
+}
+
+interface Waiter {
+  client: string;
+  resolve: (buf: Buffer) => void;
+}
+
 /**
- * Read buffers of one size, reused; at most `max` lent out at once (responses wait for one beyond
- * that, so many slow clients cannot make us hold unbounded memory), at most `keep` idle ones held.
+ * Read buffers for response bodies, reused, in two sizes. Everything a client holds is bounded (docs/
+ * OPERATIONS.md, "Limits"): a client past `clientBytes` waits for its own buffers to come back, so many
+ * slow readers on one address (IPv6: one /64) hold little. When the pool runs short, responses get
+ * small buffers from a reserve instead of waiting for large ones. Idle buffers beyond the floor are
+ * freed at once (detached, not left to the garbage collector), so memory taken in a burst is given back.
+ *
+ * The decision of which size to lend is pure (`sizeFor`); a future coordinator of worker processes can
+ * hold the per-client counts instead of this object.
  */
 export class BufferPool {
-  private readonly idle: Buffer[] = [];
-  private readonly waiting: ((buf: Buffer) => void)[] = [];
-  private lent = 0;
-  readonly size: number;
-  private readonly keep: number;
-  private readonly max: number;
+  readonly limits: BufferPoolLimits;
+  private readonly idle: { large: Buffer[]; small: Buffer[] } = { large: [], small: [] };
+  private readonly waiting: Waiter[] = [];
+  private readonly held = new Map<string, number>();
+  private lentBytes = 0;
+  /** When a buffer was last lent beyond what the floor holds (for the idle trim). */
+  private busyAt = 0;
 
-  constructor(size: number, keep: number, max: number) {
-    this.size = size;
-    this.keep = keep;
-    this.max = Math.max(1, max);
+  constructor(limits: BufferPoolLimits) {
+    this.limits = limits;
   }
 
-  take(): Promise<Buffer> {
-    if (this.lent < this.max) {
-      this.lent++;
-      // allocUnsafeSlow: a buffer of its own (never a slice of Node's shared pool), reused many times.
-      return Promise.resolve(this.idle.pop() ?? Buffer.allocUnsafeSlow(this.size));
+  /** Bytes lent now, in all and to `client`. */
+  lent(client?: string): number {
+    return client === undefined ? this.lentBytes : this.held.get(client) ?? 0;
+  }
+
+  /** Bytes held idle for reuse. */
+  get idleBytes(): number {
+    return this.idle.large.length * this.limits.largeBytes + this.idle.small.length * this.limits.smallBytes;
+  }
+
+  /**
+   * The size `client` may borrow now: large while both its share and the pool outside the reserve
+   * allow, else small while its share and the whole pool allow, else none (wait). `largeOnly` is for a
+   * read-ahead, which is worth a large buffer only.
+   */
+  sizeFor(client: string, largeOnly = false): number | undefined {
+    const { largeBytes, smallBytes, maxBytes, reserveBytes, clientBytes } = this.limits;
+    const mine = this.held.get(client) ?? 0;
+    if (mine + largeBytes <= clientBytes && this.lentBytes + largeBytes <= maxBytes - reserveBytes) return largeBytes;
+    if (largeOnly) return undefined;
+    // A client holding nothing always gets a small buffer while the pool has one, whatever its share.
+    if ((mine === 0 || mine + smallBytes <= clientBytes) && this.lentBytes + smallBytes <= maxBytes) return smallBytes;
+    return undefined;
+  }
+
+  /** A buffer for `client`, waiting (first come, first served among those that fit) when none may be lent. */
+  take(client: string, now: number): Promise<Buffer> {
+    const buf = this.tryTake(client, now);
+    if (buf !== undefined) return Promise.resolve(buf);
+    return new Promise((resolve) => this.waiting.push({ client, resolve }));
+  }
+
+  /** A buffer for `client` if one may be lent now (`largeOnly`: a large one, for a read-ahead). */
+  tryTake(client: string, now: number, largeOnly = false): Buffer | undefined {
+    const size = this.sizeFor(client, largeOnly);
+    return size === undefined ? undefined : this.lend(client, size, now);
+  }
+
+  /** Return a buffer of `client`'s that nothing references any more (its write completed or failed). */
+  give(client: string, buf: Buffer, now: number): void {
+    this.unlend(client, buf.length);
+    this.keep(buf);
+    this.serveWaiters(now);
+  }
+
+  /**
+   * A buffer of `client`'s whose connection closed while a write of it may still be pending: it no
+   * longer counts against anyone, and comes back through `late` once the write has completed (or
+   * been cancelled), never earlier.
+   */
+  release(client: string, size: number, now: number): void {
+    this.unlend(client, size);
+    this.serveWaiters(now);
+  }
+
+  /** A buffer released earlier whose pending write has since completed: kept for reuse or freed. */
+  late(buf: Buffer): void {
+    this.keep(buf);
+  }
+
+  /** Free idle buffers beyond the floor, small ones first, once none was needed for `idleMs` (call now and then). */
+  trim(now: number): void {
+    if (now - this.busyAt < this.limits.idleMs) return;
+    while (this.idleBytes > this.limits.floorBytes) {
+      const buf = this.idle.small.pop() ?? this.idle.large.pop();
+      if (buf === undefined) break;
+      free(buf);
     }
-    return new Promise((resolve) => this.waiting.push(resolve));
   }
 
-  /** Return a buffer nobody references any more. */
-  give(buf: Buffer): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) return next(buf);
-    this.lent--;
-    if (this.idle.length < this.keep) this.idle.push(buf);
+  private lend(client: string, size: number, now: number): Buffer {
+    this.lentBytes += size;
+    this.held.set(client, (this.held.get(client) ?? 0) + size);
+    const list = size === this.limits.largeBytes ? this.idle.large : this.idle.small;
+    if (this.lentBytes > this.limits.floorBytes) this.busyAt = now;
+    return list.pop() ?? allocate(size);
   }
 
-  /** A lent buffer that may still be referenced (a cancelled socket write): never reused. */
-  forget(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) return next(Buffer.allocUnsafeSlow(this.size));
-    this.lent--;
+  private unlend(client: string, size: number): void {
+    this.lentBytes -= size;
+    const left = (this.held.get(client) ?? size) - size;
+    if (left > 0) this.held.set(client, left);
+    else this.held.delete(client);
+  }
+
+  private keep(buf: Buffer): void {
+    const list = buf.length === this.limits.largeBytes ? this.idle.large : buf.length === this.limits.smallBytes ? this.idle.small : undefined;
+    // Idle memory beyond what the pool may lend is never kept; the rest waits for `trim`.
+    if (list === undefined || this.idleBytes + this.lentBytes + buf.length > this.limits.maxBytes) return free(buf);
+    list.push(buf);
+  }
+
+  private serveWaiters(now: number): void {
+    for (let i = 0; i < this.waiting.length; i++) {
+      const w = this.waiting[i]!;
+      const size = this.sizeFor(w.client);
+      if (size === undefined) continue;
+      this.waiting.splice(i--, 1);
+      w.resolve(this.lend(w.client, size, now));
+    }
   }
 }
 
 /**
- * Write bytes [start, end] of an open file to `res` (whose head is written), with backpressure: a
- * buffer goes back to the pool only once the socket has taken its bytes. The next chunk is read while
- * the current one is written (two buffers per response at most). Resolves when the last byte is handed
- * to the socket (and the response ended, when `last`), or when the client went away.
+ * A buffer of its own (never a slice of Node's shared pool), reused many times, whose memory can be
+ * given back to the system. Its ArrayBuffer is resizable only so that V8 maps its memory itself
+ * instead of taking it from malloc: freed malloc chunks of 1 MiB stay in the process (measured: the
+ * server's RSS stayed at 350 MiB after 200 MiB of plain pool buffers were freed), a mapping is unmapped.
  */
-export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, start: number, end: number, pool: BufferPool, last: boolean): Promise<void> {
-  const readAt = async (pos: number): Promise<{ buf: Buffer; n: number }> => {
-    const buf = await pool.take();
-    try {
-      const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1), pos);
-      if (bytesRead === 0) throw new SourcemeshError('E_IO', 'the file is shorter than indexed');
-      return { buf, n: bytesRead };
-    } catch (err) {
-      pool.give(buf);
-      throw err;
-    }
+function allocate(size: number): Buffer {
+  return Buffer.from(new ArrayBuffer(size, { maxByteLength: size }));
+}
+
+/**
+ * Give a buffer's memory back now rather than at some later garbage collection: detaching its
+ * ArrayBuffer drops the backing store at once. Only for a buffer that nothing, native writes
+ * included, reads any more.
+ */
+function free(buf: Buffer): void {
+  const ab = buf.buffer;
+  try {
+    if (ab instanceof ArrayBuffer) (ab as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
+  } catch {
+    // not detachable (never the case for allocUnsafeSlow): left to the garbage collector
+  }
+}
+
+/**
+ * Write bytes [start, end] of an open file to `res` (whose head is written), with backpressure, on
+ * behalf of `client` (the pool's key). The next chunk is read while the socket takes the current one
+ * when the pool lends a second buffer (a read-ahead); otherwise one buffer goes back and forth. A
+ * buffer goes back to the pool only once its write is over. Resolves when the last byte is handed to
+ * the socket (and the response ended, when `last`), or when the client went away.
+ */
+export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, start: number, end: number, pool: BufferPool, client: string, last: boolean): Promise<void> {
+  const now = () => performance.now();
+  const readInto = async (buf: Buffer, pos: number): Promise<number> => {
+    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1), pos);
+    if (bytesRead === 0) throw new SourcemeshError('E_IO', 'the file is shorter than indexed');
+    return bytesRead;
   };
   let pos = start;
-  let next: Promise<{ buf: Buffer; n: number }> | undefined = readAt(pos);
+  // The buffer being filled or written; undefined once it is no longer ours to give back.
+  let current: Buffer | undefined = await pool.take(client, now());
+  // A read-ahead in flight: its buffer and the promise of its byte count.
+  let ahead: { buf: Buffer; n: Promise<number> } | undefined;
   try {
-    while (next !== undefined) {
-      const { buf, n } = await next;
-      next = undefined;
+    if (res.destroyed) return;
+    let n = await readInto(current, pos);
+    for (;;) {
+      const chunk: Buffer = n === current.length ? current : current.subarray(0, n);
       pos += n;
-      if (pos <= end) next = readAt(pos);
-      if (res.destroyed) {
-        pool.give(buf);
+      const more = pos <= end;
+      if (more && ahead === undefined) {
+        const next = pool.tryTake(client, now(), true);
+        if (next !== undefined) ahead = { buf: next, n: readInto(next, pos) };
+      }
+      const written: Buffer = current;
+      const outcome = await writeChunk(res, chunk, () => pool.late(written));
+      if (outcome === 'closed') {
+        // The connection closed with the write perhaps still pending: the buffer stops counting now
+        // and comes back through late() when the write is over, never before.
+        pool.release(client, written.length, now());
+        current = undefined;
         return;
       }
-      const chunk = n === buf.length ? buf : buf.subarray(0, n);
-      const ok = await new Promise<boolean>((resolve) => {
-        let settled = false;
-        const done = (flushed: boolean) => {
-          if (settled) return;
-          settled = true;
-          res.off('close', onClose);
-          resolve(flushed);
-        };
-        // If the connection closes first, the buffer may still be referenced by a cancelled write:
-        // it is left to the garbage collector, never reused.
-        const onClose = () => done(false);
-        res.once('close', onClose);
-        if (last && pos > end) res.end(chunk, () => done(true));
-        else res.write(chunk, (err) => done(!err));
-      });
-      if (!ok) {
-        pool.forget();
+      if (outcome === 'failed' || !more) {
+        if (outcome === 'written' && last) res.end();
         return;
       }
-      pool.give(buf);
+      if (ahead !== undefined) {
+        pool.give(client, written, now());
+        current = ahead.buf;
+        const pending = ahead.n;
+        ahead = undefined;
+        n = await pending;
+      } else {
+        n = await readInto(current, pos);
+      }
+      if (res.destroyed) return;
     }
   } finally {
-    // A read still in flight when we stop: let it finish, then recycle its buffer.
-    if (next !== undefined) next.then(({ buf }) => pool.give(buf), () => {});
+    if (current !== undefined) pool.give(client, current, now());
+    // A read still in flight finishes before its buffer goes back.
+    if (ahead !== undefined) {
+      const a = ahead;
+      a.n.then(() => pool.give(client, a.buf, now()), () => pool.give(client, a.buf, now()));
+    }
   }
+}
+
+/**
+ * Write one chunk: 'written' once the socket took it, 'failed' if the write failed (it is over), or
+ * 'closed' if the connection closed first, the write perhaps still pending: then `lateOver` runs when
+ * it is over (Node calls a write's callback once libuv has completed or cancelled it; from then on
+ * nothing reads the chunk's memory). A write dropped without a callback never calls `lateOver`, and
+ * its buffer is left to the garbage collector.
+ */
+function writeChunk(res: http.ServerResponse, chunk: Buffer, lateOver: () => void): Promise<'written' | 'failed' | 'closed'> {
+  return new Promise((resolve) => {
+    let settled = false;
+    const onClose = () => {
+      settled = true;
+      resolve('closed');
+    };
+    res.once('close', onClose);
+    res.write(chunk, (err) => {
+      if (settled) return lateOver();
+      settled = true;
+      res.off('close', onClose);
+      resolve(err ? 'failed' : 'written');
+    });
+  });
 }
 
 interface CachedFile {

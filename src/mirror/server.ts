@@ -4,7 +4,9 @@
 // backpressure (pipeline), ranges and conditional requests follow RFC 9110 (src/mirror/ranges.ts).
 //
 // Everything in a request is attacker-controlled: the target is bounded and decoded strictly, header
-// size, connections, request rate and every timeout are limited (src/limits.ts, "mirror server").
+// size, connections, request rate and every timeout are limited (src/limits.ts, "mirror server"). What
+// one client address (IPv6: one /64) can hold is bounded too: connections, read buffers, and the time a
+// response may make no progress (docs/OPERATIONS.md, "Limits").
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
 import http from 'node:http';
@@ -13,6 +15,8 @@ import net, { type AddressInfo, type Socket } from 'node:net';
 import { fromSystemError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
+import type { Logger } from '../logger.ts';
+import { SendWatch } from '../net/send-watch.ts';
 import { BufferPool, OpenFiles, SmallFileCache, writeFileRange, type OpenFile } from './file-body.ts';
 import { MirrorContent, type ContentOptions, type IndexedFile } from './file-index.ts';
 import { clientKey, retryAfterSeconds, TokenBuckets } from '../net/rate-limit.ts';
@@ -100,12 +104,7 @@ function percentDecode(seg: string): string | undefined {
 // ---------------------------------------------------------------------------------------------------
 // The server
 
-/** One access-log record per request, and the server's own notices. */
-export interface ServerLog {
-  request(r: AccessRecord): void;
-  notice(level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>): void;
-}
-
+/** The fields of the access-log record ('request') written for each response. */
 export interface AccessRecord {
   remote: string;
   method: string;
@@ -127,8 +126,20 @@ export interface ServeOptions extends ContentOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** Requests per second and burst per client; perSecond 0 turns the limit off. */
   rate: { perSecond: number; burst: number };
+  /** Open connections in all (per client address: limits.serveClientConnections). */
   maxConnections: number;
-  log?: ServerLog;
+  /** Access records ('request', info), notices (info) and warnings (warn). */
+  log?: Logger;
+}
+
+/** An open connection: whose it is and how many responses it has in progress. */
+interface Connection {
+  /** The TCP socket (under TLS, the one beneath the TLS socket). */
+  raw: Socket;
+  /** The socket HTTP runs on (the TLS socket under TLS), once known. */
+  http: Socket;
+  client: string;
+  active: number;
 }
 
 const TEXT = 'text/plain; charset=utf-8';
@@ -146,10 +157,15 @@ export class MirrorServer {
   private readonly pool: BufferPool;
   private readonly cache: SmallFileCache;
   private readonly files: OpenFiles;
+  private readonly sendWatch: SendWatch;
+  private readonly timer: NodeJS.Timeout;
   private closing = false;
   private inFlight = 0;
-  /** Open connections and how many responses each has in progress. */
-  private readonly sockets = new Map<Socket, number>();
+  /** Open connections by TCP socket, and how many each client address holds. */
+  private readonly connections = new Map<Socket, Connection>();
+  private readonly perClient = new Map<string, number>();
+  /** Connections refused or closed to make room since the last warning (one warning a second at most). */
+  private refused = { perClient: 0, full: 0, evicted: 0, stalled: 0, at: 0 };
 
   private constructor(opts: ServeOptions, content: MirrorContent, server: http.Server, address: AddressInfo) {
     this.opts = opts;
@@ -159,7 +175,16 @@ export class MirrorServer {
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     this.url = `${opts.tls ? 'https' : 'http'}://${host}:${address.port}`;
     this.limiter = new TokenBuckets({ perSecond: opts.rate.perSecond, burst: opts.rate.burst, maxClients: opts.limits.serveRateClients });
-    this.pool = new BufferPool(opts.limits.serveStreamBufferBytes, 64, Math.floor(opts.limits.serveBufferBytes / opts.limits.serveStreamBufferBytes));
+    const l = opts.limits;
+    this.pool = new BufferPool({
+      largeBytes: l.serveStreamBufferBytes, smallBytes: l.serveSmallBufferBytes, maxBytes: l.serveBufferBytes, reserveBytes: l.serveBufferReserveBytes,
+      clientBytes: l.serveClientBufferBytes, floorBytes: l.serveBufferFloorBytes, idleMs: l.serveBufferIdleMs,
+    });
+    this.sendWatch = new SendWatch(l.serveSendTimeoutMs);
+    // Stalled sends, idle buffers and pending warnings are looked at once a second (a quarter of the
+    // send timeout when that is shorter).
+    const every = Math.max(50, Math.min(1000, Math.floor(l.serveSendTimeoutMs / 4) || 1000));
+    this.timer = setInterval(() => this.tick(performance.now()), every).unref();
     this.cache = new SmallFileCache(opts.limits.serveCacheBytes, opts.limits.serveCachedFileBytes, () => void content.refresh());
     this.files = new OpenFiles(opts.limits.serveOpenFiles, () => void content.refresh());
   }
@@ -182,7 +207,8 @@ export class MirrorServer {
       noDelay: true,
     };
     const server = opts.tls ? https.createServer({ ...options, cert: opts.tls.cert, key: opts.tls.key }) : http.createServer(options);
-    server.maxConnections = opts.maxConnections;
+    // Connections are admitted by onConnection (per client, and making room when full), not by Node's
+    // maxConnections, which refuses newcomers while idle keep-alive connections hold every slot.
     server.timeout = limits.serveIdleTimeoutMs; // idle sockets, stalled readers included, are destroyed
     try {
       await new Promise<void>((resolve, reject) => {
@@ -198,13 +224,16 @@ export class MirrorServer {
     }
     const self = new MirrorServer(opts, content, server, server.address() as AddressInfo);
     onIndexed = () => self.files.retain(content.index);
-    server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
-      self.sockets.set(socket, 0);
-      socket.once('close', () => self.sockets.delete(socket));
-    });
+    // 'connection' is the TCP socket for HTTP and HTTPS alike (before any TLS handshake).
+    server.on('connection', (socket: Socket) => self.onConnection(socket));
+    if (opts.tls) {
+      server.on('secureConnection', (socket: Socket) => {
+        const c = self.connections.get(rawOf(socket));
+        if (c !== undefined) c.http = socket;
+      });
+    }
     server.on('request', (req, res) => self.onRequest(req, res));
     server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => self.onClientError(err, socket));
-    server.on('drop', (data?: { remoteAddress?: string }) => opts.log?.notice('warn', 'connection refused: too many connections', { remote: data?.remoteAddress, max: opts.maxConnections }));
     content.watch();
     return self;
   }
@@ -227,15 +256,87 @@ export class MirrorServer {
     // and it deems a response idle once end() was called, while its last bytes may still be queued
     // for a slow client. Connections are ended here instead, each once its responses are out.
     const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
-    for (const [socket, active] of this.sockets) if (active === 0) socket.end();
+    for (const c of this.connections.values()) if (c.active === 0) c.http.end();
     const timer = setTimeout(() => {
-      cut = this.sockets.size;
-      for (const socket of this.sockets.keys()) socket.destroy();
+      cut = this.connections.size;
+      for (const c of this.connections.values()) c.raw.destroy();
     }, deadlineMs);
     await closed;
     clearTimeout(timer);
+    clearInterval(this.timer);
     this.files.closeAll();
     return { cut };
+  }
+
+  /** Open connections held by `client` now. */
+  connectionsOf(client: string): number {
+    return this.perClient.get(client) ?? 0;
+  }
+
+  /**
+   * Admit a new TCP connection: refused when its client address already holds its share; when every
+   * slot is taken, an idle connection (no response in progress: an idle keep-alive, or one that never
+   * sent a request) of the client holding the most connections is closed to make room, so idle
+   * connections never starve a newcomer; refused when none is idle.
+   */
+  private onConnection(socket: Socket): void {
+    const client = clientKey(socket.remoteAddress);
+    const held = this.perClient.get(client) ?? 0;
+    const { serveClientConnections } = this.opts.limits;
+    if (serveClientConnections > 0 && held >= serveClientConnections) {
+      this.refused.perClient++;
+      socket.destroy();
+      return;
+    }
+    if (this.connections.size >= this.opts.maxConnections) {
+      const victim = this.idleOfBusiestClient();
+      if (victim === undefined) {
+        this.refused.full++;
+        socket.destroy();
+        return;
+      }
+      this.refused.evicted++;
+      this.forget(victim);
+      victim.raw.destroy();
+    }
+    const c: Connection = { raw: socket, http: socket, client, active: 0 };
+    this.connections.set(socket, c);
+    this.perClient.set(client, held + 1);
+    socket.once('close', () => this.forget(c));
+  }
+
+  private forget(c: Connection): void {
+    if (this.connections.get(c.raw) !== c) return;
+    this.connections.delete(c.raw);
+    const left = (this.perClient.get(c.client) ?? 1) - 1;
+    if (left > 0) this.perClient.set(c.client, left);
+    else this.perClient.delete(c.client);
+  }
+
+  /** The oldest idle connection of the client that holds the most connections (a scan: only when full). */
+  private idleOfBusiestClient(): Connection | undefined {
+    let best: Connection | undefined;
+    let bestHeld = 0;
+    for (const c of this.connections.values()) {
+      if (c.active > 0) continue;
+      const held = this.perClient.get(c.client) ?? 0;
+      if (held > bestHeld) {
+        best = c;
+        bestHeld = held;
+      }
+    }
+    return best;
+  }
+
+  private tick(now: number): void {
+    this.sendWatch.tick(now);
+    this.pool.trim(now);
+    const r = this.refused;
+    if (r.perClient + r.full + r.evicted + r.stalled > 0 && now - r.at >= 1000) {
+      this.opts.log?.warn({ perClientCap: r.perClient, full: r.full, idleClosed: r.evicted, stalled: r.stalled, maxConnections: this.opts.maxConnections, maxPerClient: this.opts.limits.serveClientConnections },
+        'connections refused or closed by the limits');
+      this.refused = { perClient: 0, full: 0, evicted: 0, stalled: 0, at: now };
+    }
   }
 
   private onClientError(err: NodeJS.ErrnoException, socket: Socket): void {
@@ -244,7 +345,7 @@ export class MirrorServer {
     if (err.code !== 'ECONNRESET' && socket.writable && !busy) {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-      this.opts.log?.notice('info', 'bad request', { remote: socket.remoteAddress, status, error: err.code });
+      this.opts.log?.info({ remote: socket.remoteAddress, status, error: err.code }, 'bad request');
     }
     socket.destroy();
   }
@@ -254,33 +355,40 @@ export class MirrorServer {
     this.inFlight++;
     let bytes = 0;
     const socket = req.socket;
-    this.sockets.set(socket, (this.sockets.get(socket) ?? 0) + 1);
+    const conn = this.connections.get(rawOf(socket));
+    if (conn !== undefined) conn.active++;
+    const client = conn?.client ?? clientKey(socket.remoteAddress);
+    // A response of which the kernel takes nothing for the send timeout is cut (src/net/send-watch.ts).
+    const unwatch = this.sendWatch.watch(socket, performance.now(), () => {
+      this.refused.stalled++;
+      res.destroy();
+    });
     res.once('close', () => {
       this.inFlight--;
-      const active = (this.sockets.get(socket) ?? 1) - 1;
-      if (this.sockets.has(socket)) this.sockets.set(socket, active);
+      unwatch();
+      const active = conn === undefined ? 0 : --conn.active;
       // Shutting down: end this connection once its responses are out. end(), not destroy(): bytes
       // still queued for a slow client are flushed before the FIN.
       if (this.closing && active === 0 && !socket.destroyed) socket.end();
-      this.opts.log?.request({
+      this.opts.log?.info({
         remote: req.socket.remoteAddress ?? '?', method: String(req.method).slice(0, 16), target: String(req.url).slice(0, 512),
         status: res.statusCode, bytes: req.method === 'HEAD' ? 0 : bytes, complete: res.writableFinished, ms: Math.round((performance.now() - t0) * 100) / 100,
         ...(req.headers.range !== undefined ? { range: req.headers.range.slice(0, 128) } : {}),
         ...(req.headers['user-agent'] !== undefined ? { ua: req.headers['user-agent'].slice(0, 256) } : {}),
-      });
+      } satisfies AccessRecord, 'request');
     });
     if (this.closing) res.setHeader('Connection', 'close');
     const setBytes = (n: number) => (bytes = n);
-    this.handle(req, res, setBytes).catch((err) => {
+    this.handle(req, res, client, setBytes).catch((err) => {
       // A read error after the head was sent can only be signalled by cutting the connection short.
-      this.opts.log?.notice('warn', 'response failed', { target: String(req.url).slice(0, 512), error: (err as Error).message });
+      this.opts.log?.warn({ target: String(req.url).slice(0, 512), error: (err as Error).message }, 'response failed');
       if (!res.headersSent) sendText(res, 500, 'internal error\n', setBytes);
       else res.destroy();
     });
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse, setBytes: (n: number) => void): Promise<void> {
-    const wait = this.limiter.enabled ? this.limiter.take(clientKey(req.socket.remoteAddress), Date.now()) : 0;
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, client: string, setBytes: (n: number) => void): Promise<void> {
+    const wait = this.limiter.enabled ? this.limiter.take(client, Date.now()) : 0;
     if (wait > 0) return sendText(res, 429, 'too many requests\n', setBytes, { 'Retry-After': String(retryAfterSeconds(wait)) });
     const method = req.method;
     if (method !== 'GET' && method !== 'HEAD') return sendText(res, 405, 'method not allowed\n', setBytes, { 'Allow': ALLOW });
@@ -292,7 +400,7 @@ export class MirrorServer {
       case 'inventory': {
         const inv = this.content.inventory;
         const e: Entity = { headers: { 'Cache-Control': 'no-cache' }, size: inv.body.length, etag: inv.etag, lastModified: inv.lastModified, lastModifiedHttp: inv.lastModifiedHttp, contentType: TEXT, buffer: inv.body };
-        return this.sendEntity(req, res, method, e, setBytes);
+        return this.sendEntity(req, res, method, e, client, setBytes);
       }
       case 'name':
       case 'sha256':
@@ -301,12 +409,12 @@ export class MirrorServer {
         if (f === undefined) return sendText(res, 404, 'not found\n', setBytes);
         // Content-addressed paths never change meaning: caches may keep them for good.
         const headers = target.kind === 'name' ? { 'Repr-Digest': f.reprDigest } : target.kind === 'sha256' ? { 'Repr-Digest': f.reprDigest, 'Cache-Control': IMMUTABLE } : { 'Cache-Control': IMMUTABLE };
-        return this.sendEntity(req, res, method, entityOf(f, headers), setBytes);
+        return this.sendEntity(req, res, method, entityOf(f, headers), client, setBytes);
       }
     }
   }
 
-  private async sendEntity(req: http.IncomingMessage, res: http.ServerResponse, method: 'GET' | 'HEAD', e: Entity, setBytes: (n: number) => void): Promise<void> {
+  private async sendEntity(req: http.IncomingMessage, res: http.ServerResponse, method: 'GET' | 'HEAD', e: Entity, client: string, setBytes: (n: number) => void): Promise<void> {
     const now = Date.now();
     const validators: Validators = { etag: e.etag, lastModified: e.lastModified, lastModifiedIsStrong: now - e.lastModified * 1000 >= 2000 };
     const head: http.OutgoingHttpHeaders = { ...e.headers, 'ETag': e.etag, 'Last-Modified': e.lastModifiedHttp, 'Accept-Ranges': 'bytes' };
@@ -357,7 +465,7 @@ export class MirrorServer {
           if (buffer !== undefined) {
             if (!(await flushed(res, buffer.subarray(start, end + 1)))) return;
           } else {
-            await writeFileRange(fh!, res, start, end, this.pool, false);
+            await writeFileRange(fh!, res, start, end, this.pool, client, false);
           }
         }
         res.end(layout.tail);
@@ -372,11 +480,16 @@ export class MirrorServer {
       setBytes(length);
       if (method === 'HEAD' || length === 0) return void res.end();
       if (buffer !== undefined) return void res.end(range.start === 0 && length === buffer.length ? buffer : buffer.subarray(range.start, range.end + 1));
-      await writeFileRange(fh!, res, range.start, range.end, this.pool, true);
+      await writeFileRange(fh!, res, range.start, range.end, this.pool, client, true);
     } finally {
       file?.release();
     }
   }
+}
+
+/** The TCP socket beneath `socket` (itself, unless it is a TLS socket). */
+function rawOf(socket: Socket): Socket {
+  return (Reflect.get(socket, '_parent') as Socket | null | undefined) ?? socket;
 }
 
 /** Write a chunk and wait until the socket took it; false when the client went away first. */
