@@ -120,6 +120,23 @@ export const LIMITS = {
   logLockWaitMs: 30_000,
   /** One add-checkpoint exchange from the log to a witness. */
   logWitnessTimeoutMs: 10_000,
+  /** Who may write to the log (`log serve --admit...`): per-key quotas, the defaults of --key-entries-per-hour and --key-bytes-per-day. */
+  logKeyEntriesPerHour: 1000,
+  logKeyBytesPerDay: 16 * MiB,
+  /** Submitting keys whose quota state is held in memory; the others are read back from the log's state. */
+  logQuotaKeysCached: 100_000,
+  /** POST /add per client address (IPv6: per /64): sustained per second, burst (defaults of --add-rate); buckets kept. */
+  logAddRequestsPerSecond: 200,
+  logAddRequestBurst: 2000,
+  logAddRateClients: 65_536,
+  /** Entries waiting for or in signature verification; beyond this /add answers 503 (backpressure). */
+  logVerifyPending: 16_384,
+  /** An admission file (`--admit-file`, JSON), its keys and its projects. */
+  logAdmissionBytes: 4 * MiB,
+  logAdmittedKeys: 100_000,
+  logAdmittedProjects: 100_000,
+  /** vkeys one submission may name in Sourcemesh-Key headers (`--admit-any-signed`). */
+  logSubmitterKeys: 16,
   /** An add-checkpoint body: the old size line, proof lines, a checkpoint note (noteBytes). */
   witnessRequestBytes: 260 * KiB,
   /** C2SP tlog-witness: a client MUST NOT send more than 63 consistency proof lines. */

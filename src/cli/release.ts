@@ -136,7 +136,7 @@ async function logRelease(io: Io, file: string, note: string, o: SignFlags): Pro
   const log = new LogClient(o.log);
   const out = path.resolve(o.output ?? `${path.resolve(file)}.release`);
   const previous = await readBundleIfAny(out);
-  const logged = await submitToLog(log, note);
+  const logged = await submitToLog(log, note, (await readSigners(o.key)).map((s) => formatVerifierKey(s)));
   const bundle = await assembleBundle(log, note, logged, chain, previous);
   await writeOutputFile(out, formatReleaseBundle(bundle));
   if (o.json) printJson(io, { index: logged.index, checkpoint: bundle.checkpoint, bundle: out, release: note });
@@ -209,7 +209,7 @@ async function rotate(io: Io, o: RotateFlags): Promise<void> {
   const note = makeRotationStatement(at, next, signers.filter((s) => members.has(`${s.keyId}:${s.name}`)));
   const sequence = at.sequence + 1;
   const links = skipLinks(io, positions, sequence, parseNote(note).text, signers);
-  const logged = await submitToLog(new LogClient(o.log), note);
+  const logged = await submitToLog(new LogClient(o.log), note, signers.map((s) => formatVerifierKey(s)));
   await writeOutputFile(path.resolve(o.chain), formatChainFile(appendToChain(chain, note, logged.index, links)));
   if (o.json) printJson(io, { sequence, index: logged.index, checkpoint: logged.checkpoint, links: links.map((l) => l.from) });
   else io.stdout.write(`rotation ${sequence} index ${logged.index} (skip links from ${links.map((l) => l.from).join(', ') || 'none'})\n${logged.checkpoint}`);

@@ -40,13 +40,13 @@ export class LogClient {
     this.#limits = options.limits ?? LIMITS;
   }
 
-  async #fetch(method: 'GET' | 'POST', path: string, body?: Uint8Array | string, timeoutMs = this.#limits.logFetchTimeoutMs): Promise<{ status: number; body: Buffer }> {
+  async #fetch(method: 'GET' | 'POST', path: string, body?: Uint8Array | string, timeoutMs = this.#limits.logFetchTimeoutMs, headers: Record<string, string> = {}): Promise<{ status: number; body: Buffer; retryAfter?: string }> {
     const url = `${this.url}/${path}`;
     try {
       const res = await request(url, {
         method,
         body,
-        headers: { 'user-agent': USER_AGENT, ...(body === undefined ? {} : { 'content-type': 'application/octet-stream' }) },
+        headers: { 'user-agent': USER_AGENT, ...(body === undefined ? {} : { 'content-type': 'application/octet-stream' }), ...headers },
         ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
         signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,
@@ -54,17 +54,23 @@ export class LogClient {
       });
       const max = this.#limits.logFetchBytes;
       const answer = await readBoundedBody(res.body, max, () => new SourcemeshError('E_FORMAT', `${url}: the log answered with over ${max} bytes`, { url }));
-      return { status: res.statusCode, body: answer };
+      const retryAfter = res.headers['retry-after'];
+      return { status: res.statusCode, body: answer, ...(typeof retryAfter === 'string' ? { retryAfter } : {}) };
     } catch (err) {
       if (isSourcemeshError(err)) throw err;
       throw new SourcemeshError('E_NETWORK', `${url}: ${(err as Error).message}`, { url }, { cause: err });
     }
   }
 
-  /** POST /add?wait=checkpoint: the index, and the cosigned checkpoint and inclusion proof once published. */
-  async add(entry: Uint8Array | string): Promise<Submitted> {
-    const a = await this.#fetch('POST', 'add?wait=checkpoint', entry, this.#limits.logCheckpointWaitMs + this.#limits.logFetchTimeoutMs);
-    if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/add: HTTP ${a.status}: ${a.body.toString('utf8').split('\n', 1)[0]!.slice(0, 200)}`, { status: a.status });
+  /**
+   * POST /add?wait=checkpoint: the index, and the cosigned checkpoint and inclusion proof once published.
+   * `keys`: the vkeys of the keys that signed the entry, for a log that admits any signed statement (it
+   * can't verify a signature without the key). A refusal by the log's admission is E_REFUSED with its reason.
+   */
+  async add(entry: Uint8Array | string, options: { keys?: readonly string[] } = {}): Promise<Submitted> {
+    const headers: Record<string, string> = options.keys !== undefined && options.keys.length > 0 ? { 'sourcemesh-key': options.keys.join(' ') } : {};
+    const a = await this.#fetch('POST', 'add?wait=checkpoint', entry, this.#limits.logCheckpointWaitMs + this.#limits.logFetchTimeoutMs, headers);
+    if (a.status !== 200) throw refusal(`${this.url}/add`, a.status, a.body, a.retryAfter);
     let body: { index?: unknown; checkpoint?: unknown; inclusionProof?: unknown };
     try {
       body = JSON.parse(a.body.toString('utf8'));
@@ -98,6 +104,23 @@ export class LogClient {
   reader(size: number): TileHashReader {
     return new TileHashReader(size, (tile) => this.tile(tile));
   }
+}
+
+/**
+ * The log's answer to a submission as one line: 400, 403 and 413 (not a statement it takes, not admitted,
+ * too large) are E_REFUSED, with the log's reason; 429 (a quota or rate) says when to retry; the rest is E_HTTP.
+ */
+function refusal(url: string, status: number, body: Buffer, retryAfter: string | undefined): SourcemeshError {
+  // The reason is the log's text: one line of printable characters, bounded.
+  const reason = body.toString('utf8').split('\n', 1)[0]!.replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ').trim().slice(0, 300) || 'no reason given';
+  if (status === 400 || status === 403 || status === 413) {
+    return new SourcemeshError('E_REFUSED', `${url} refused the entry: ${reason} (HTTP ${status})`, { status, reason });
+  }
+  if (status === 429) {
+    const after = retryAfter !== undefined && /^\d{1,9}$/.test(retryAfter) ? `; retry after ${retryAfter} s` : '';
+    return new SourcemeshError('E_HTTP', `${url} refused the entry for now: ${reason} (HTTP 429${after})`, { status, reason, ...(after ? { retryAfter: Number(retryAfter) } : {}) });
+  }
+  return new SourcemeshError('E_HTTP', `${url}: HTTP ${status}: ${reason}`, { status });
 }
 
 /** The size of a checkpoint note, without verifying it (the policy does that). */

@@ -190,6 +190,8 @@ export interface NoteSigner {
   readonly name: string;
   readonly keyId: number;
   readonly type: KeyType;
+  /** The public key, so that a submitter can name its vkey to a log (`log serve --admit-any-signed`). */
+  readonly publicKey: Uint8Array;
   /** The signature bytes (without the key ID) over the note text. */
   sign(text: Uint8Array): Uint8Array;
 }
@@ -244,7 +246,7 @@ export function createVerifier(key: VerifierKey): NoteVerifier {
 export function createSigner(key: SignerKey, options: { clock?: () => number } = {}): NoteSigner {
   const keyType = keyTypeOf(key.type, 'the signer key');
   const privateKey = privateKeyFromSeed(key.seed);
-  const base = { name: key.name, keyId: key.keyId, type: keyType };
+  const base = { name: key.name, keyId: key.keyId, type: keyType, publicKey: Buffer.from(key.publicKey) };
   if (keyType === KEY_TYPE_ED25519) {
     return { ...base, sign: (text) => cryptoSign(null, text, privateKey) };
   }

@@ -16,10 +16,13 @@ export interface LoggedEntry {
   readonly inclusionProof: Hash[];
 }
 
-/** Submit a signed note; the index, and the cosigned checkpoint with the entry's inclusion proof (verified). */
-export async function submitToLog(log: LogClient, note: string): Promise<LoggedEntry> {
+/**
+ * Submit a signed note; the index, and the cosigned checkpoint with the entry's inclusion proof (verified).
+ * `keys`: the signers' vkeys, for a log that admits any signed statement (LogClient.add).
+ */
+export async function submitToLog(log: LogClient, note: string, keys: readonly string[] = []): Promise<LoggedEntry> {
   const entry = new TextEncoder().encode(note);
-  const added = await log.add(entry);
+  const added = await log.add(entry, { keys });
   if (added.checkpoint !== undefined && added.inclusionProof !== undefined) {
     const size = checkpointSize(added.checkpoint);
     const root = parseCheckpoint(parseNote(added.checkpoint).text).rootHash;

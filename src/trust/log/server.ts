@@ -1,5 +1,7 @@
 // The log over HTTP:
-//   POST /add                    body = one entry; 200 {"index": N} once it is durably stored
+//   POST /add                    body = one entry (a statement: gate.ts); 200 {"index": N} once it is durably
+//                                stored, or logged before; 400 not a statement it takes, 403 not admitted,
+//                                413 too large, 429 over a quota or the address's rate, 503 busy
 //   POST /add?wait=checkpoint    the same, answered once a published checkpoint covers it, with that
 //                                checkpoint and the entry's inclusion proof
 //   GET  /checkpoint             the published checkpoint (C2SP tlog-tiles), never cached for long
@@ -11,27 +13,40 @@ import type http from 'node:http';
 import type { Logger } from 'pino';
 import { isSourcemeshError } from '../../errors.ts';
 import type { Limits } from '../../limits.ts';
+import { clientKey, retryAfterSeconds, TokenBuckets } from '../../net/rate-limit.ts';
 import { encodeBase64 } from '../base64.ts';
 import { parseTilePath, TILE_WIDTH, tileWidth, tilePath, entryBundlePath, type TilePath } from '../tiles.ts';
 import { BodyTooLarge, createTrustServer, readBody, sendText } from './http-server.ts';
 import type { Checkpointer } from './checkpoints.ts';
+import { type Gate, Refused } from './gate.ts';
 import type { Sequencer } from './sequencer.ts';
 import type { LogStorage } from './storage.ts';
 
 export interface LogServerOptions {
   readonly storage: LogStorage;
-  readonly sequencer: Sequencer;
+  readonly sequencer: Pick<Sequencer<unknown>, 'head'>;
+  readonly gate: Gate;
   readonly checkpointer: Checkpointer;
   readonly logger: Logger;
   readonly limits: Limits;
+  /** POST /add per client address: sustained per second (0: no limit) and burst. */
+  readonly addRate: { readonly perSecond: number; readonly burst: number };
+  /** Milliseconds (tests pin it). */
+  readonly now?: () => number;
 }
+
+/** Header in which a submitter names the vkeys that signed its entry (used under --admit-any-signed). */
+export const SUBMITTER_KEY_HEADER = 'sourcemesh-key';
 
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const SHORT = 'public, max-age=10';
 
 export function createLogServer(options: LogServerOptions): http.Server {
-  const { storage, sequencer, checkpointer, logger, limits } = options;
+  const { storage, sequencer, gate, checkpointer, logger, limits } = options;
   const maxEntry = Math.min(limits.logEntryBytes, 0xffff);
+  const now = options.now ?? Date.now;
+  // Per address as well as per key: unsigned junk and bad signatures cost a check each, and no key pays for them.
+  const rate = new TokenBuckets({ perSecond: options.addRate.perSecond, burst: options.addRate.burst, maxClients: limits.logAddRateClients });
 
   return createTrustServer(limits, (req, res) => {
     void handle(req, res).catch((err) => {
@@ -61,9 +76,21 @@ export function createLogServer(options: LogServerOptions): http.Server {
       req.resume();
       return sendText(res, 405, 'use POST', { allow: 'POST' });
     }
-    if (!sequencer.accepting) {
+    const waitMs = rate.take(clientKey(req.socket.remoteAddress), now());
+    if (waitMs > 0) {
+      req.resume();
+      return sendText(res, 429, 'too many submissions from this address; slow down', { 'retry-after': String(retryAfterSeconds(waitMs)) });
+    }
+    if (!gate.accepting) {
       req.resume();
       return sendText(res, 503, 'the log is busy; try again', { 'retry-after': '1' });
+    }
+    let keys: string[];
+    try {
+      keys = submitterKeys(req);
+    } catch (err) {
+      req.resume();
+      return sendText(res, 400, (err as Error).message);
     }
     let entry: Buffer;
     try {
@@ -74,8 +101,12 @@ export function createLogServer(options: LogServerOptions): http.Server {
     }
     let index: number;
     try {
-      index = await sequencer.submit(entry);
+      index = await gate.submit(entry, keys);
     } catch (err) {
+      if (err instanceof Refused) {
+        logger.debug({ status: err.status, reason: err.message, client: clientKey(req.socket.remoteAddress) }, 'entry refused');
+        return sendText(res, err.status, oneLine(err.message), err.retryAfterSeconds === undefined ? {} : { 'retry-after': String(err.retryAfterSeconds) });
+      }
       return sendText(res, 503, `entry not stored: ${isSourcemeshError(err) ? err.message : 'internal error'}`, { 'retry-after': '1' });
     }
     if (!wait) return sendJson(res, { index });
@@ -88,6 +119,15 @@ export function createLogServer(options: LogServerOptions): http.Server {
     if (published === undefined) return sendJson(res, { index });
     const proof = await checkpointer.inclusionProof(index, published.size);
     sendJson(res, { index, checkpoint: published.note, inclusionProof: proof.map(encodeBase64) });
+  }
+
+  /** The vkeys named in Sourcemesh-Key headers (space-separated; the header may repeat). */
+  function submitterKeys(req: http.IncomingMessage): string[] {
+    const lines = req.headersDistinct[SUBMITTER_KEY_HEADER];
+    if (lines === undefined) return [];
+    const keys = lines.flatMap((l) => l.split(' ')).filter((k) => k.length > 0);
+    if (keys.length > limits.logSubmitterKeys) throw new Error(`at most ${limits.logSubmitterKeys} keys in ${SUBMITTER_KEY_HEADER} headers`);
+    return keys;
   }
 
   async function checkpoint(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -114,6 +154,11 @@ export function createLogServer(options: LogServerOptions): http.Server {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length, 'cache-control': parsed.width === TILE_WIDTH ? IMMUTABLE : SHORT });
     res.end(req.method === 'HEAD' ? undefined : data);
   }
+}
+
+/** Refusal reasons quote submitted text: one line of printable characters. */
+function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f]+/g, ' ').slice(0, 1000);
 }
 
 function sendJson(res: http.ServerResponse, value: unknown): void {

@@ -96,6 +96,16 @@ export class LogStorage {
     if (this.#db.isOpen) this.#db.close();
   }
 
+  /** The state database's connection: what must change in the same transaction as the tree head (entry-index.ts) goes through it, inside withLock. */
+  get database(): DatabaseSync {
+    return this.#db;
+  }
+
+  /** The state database's file (entry-index.ts reads committed rows through a connection of its own). */
+  get stateFile(): string {
+    return path.join(this.root, STATE_DIR, 'state.sqlite');
+  }
+
   // -------------------------------------------------------------------------------------------------
   // The tree head
 

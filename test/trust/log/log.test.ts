@@ -1,17 +1,24 @@
 // `sourcemesh log serve` as real processes on loopback, with real `witness serve` processes: appends and
-// proofs, witness quorum, kill -9 at random moments, and two log processes on one directory.
+// proofs, witness quorum, kill -9 at seeded moments, and two log processes on one directory. Every log
+// here admits one submitting key, and its entries are release statements that key signed.
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, test } from 'node:test';
 import { openCheckpoint } from '../../../src/trust/checkpoint.ts';
 import { CompactRange, type Hash, leafHash, proveConsistency, proveInclusion, verifyConsistency, verifyInclusion } from '../../../src/trust/merkle.ts';
-import { createVerifier, parseVerifierKey } from '../../../src/trust/note.ts';
+import { createVerifier, formatVerifierKey, KEY_TYPE_ED25519, parseVerifierKey, signerKeyFromSeed } from '../../../src/trust/note.ts';
 import { entryBundlePath, tilePath } from '../../../src/trust/tiles.ts';
+import { withSeed } from '../../helpers/prng.ts';
 import { runCli, tempDir } from '../../helpers/run.ts';
-import { add, deadUrl, http, type KeyFiles, readLog, ServerProcess, writeKey } from './servers.ts';
+import { add, deadUrl, http, type KeyFiles, NO_QUOTAS, readLog, releaseEntry, ServerProcess, writeKey } from './servers.ts';
 
 const verifierOf = (k: KeyFiles) => createVerifier(parseVerifierKey(k.vkey));
+const SUBMITTER = signerKeyFromSeed('submitter.log.test', KEY_TYPE_ED25519, createHash('sha256').update('log.test submitter').digest());
+const ADMIT = ['--admit', formatVerifierKey(SUBMITTER), ...NO_QUOTAS];
+/** An entry the logs here take; distinct labels make distinct entries. */
+const entry = (label: string) => Buffer.from(releaseEntry([SUBMITTER], label));
 
 // Every server this file starts is stopped at the end, even when a test failed half-way: a server left
 // running would keep the test process alive.
@@ -29,7 +36,7 @@ function startWitness(dir: string, key: KeyFiles, logs: KeyFiles[]): Promise<Ser
 }
 
 function startLog(root: string, key: KeyFiles, extra: string[] = []): Promise<ServerProcess> {
-  return started(ServerProcess.start(['log', 'serve', '--root', root, '--key', key.file, '--listen', '127.0.0.1:0', ...extra]));
+  return started(ServerProcess.start(['log', 'serve', '--root', root, '--key', key.file, '--listen', '127.0.0.1:0', ...ADMIT, ...extra]));
 }
 
 /** Roots of every prefix size of `entries` that is in `sizes`. */
@@ -68,7 +75,7 @@ test('appends get indexes once stored; proofs from the served tiles verify again
 
   // 700 entries from 50 concurrent clients: crosses two full tiles.
   const N = 700;
-  const entries = Array.from({ length: N }, (_, i) => Buffer.from(`release ${i}\n${'x'.repeat(i % 90)}`));
+  const entries = Array.from({ length: N }, (_, i) => entry(`${i} ${'x'.repeat(i % 90)}`.trim()));
   const byIndex = new Map<number, Buffer>();
   let next = 0;
   await Promise.all(Array.from({ length: 50 }, async () => {
@@ -84,7 +91,7 @@ test('appends get indexes once stored; proofs from the served tiles verify again
   // ?wait=checkpoint answers with a checkpoint cosigned by both witnesses and the inclusion proof.
   const verifiers = [verifierOf(logKey), verifierOf(w1), verifierOf(w2)];
   const waited = await Promise.all([0, 1, 2].map(async (i) => {
-    const e = Buffer.from(`waited ${i}\n`);
+    const e = entry(`waited ${i}`);
     const a = await http('POST', `${log.url}/add?wait=checkpoint`, e);
     assert.equal(a.status, 200, a.text);
     assert.equal(a.headers['content-type'], 'application/json');
@@ -137,7 +144,10 @@ test('appends get indexes once stored; proofs from the served tiles verify again
   assert.equal((await http('GET', `${log.url}/tile/0/../../.sourcemesh-log/state.sqlite`)).status, 404);
   assert.equal((await http('GET', `${log.url}/add`)).status, 405);
   assert.equal((await http('POST', `${log.url}/add`, Buffer.alloc(65_536))).status, 413);
-  assert.equal((await http('POST', `${log.url}/add`, Buffer.alloc(65_535, 1))).status, 200);
+  // Bytes that are no statement are refused (test/adversarial/log-admission.test.ts has the rest), and
+  // nothing refused reaches the tree: the next entry takes the next index.
+  assert.equal((await http('POST', `${log.url}/add`, Buffer.alloc(65_535, 1))).status, 400);
+  assert.equal(await add(log.url, entry('after the refusals')), N + 3);
 });
 
 test('a checkpoint is published only with K cosignatures: not with 2 of 2 when one witness is down, yes with 2 of 3', async (t) => {
@@ -153,8 +163,8 @@ test('a checkpoint is published only with K cosignatures: not with 2 of 2 when o
   const b = await startLog(path.join(dir, 'b'), logB, ['--witness', `${keys[0]!.vkey}=${w1!.url}`, '--witness', `${keys[1]!.vkey}=${w2!.url}`, '--witness', `${keys[2]!.vkey}=${down}`, '--quorum', '2', '--checkpoint-interval', '100ms']);
   t.after(() => b.stop());
   for (let i = 0; i < 5; i++) {
-    await add(a.url, `a ${i}`);
-    await add(b.url, `b ${i}`);
+    await add(a.url, entry(`a ${i}`));
+    await add(b.url, entry(`b ${i}`));
   }
   const cpB = await waitForCheckpoint(b.url, 5);
   const opened = openCheckpoint(cpB, [verifierOf(logB), ...keys.map(verifierOf)]);
@@ -192,8 +202,9 @@ test('a witness that never answers does not hold back checkpoints the others can
   const log = await startLog(path.join(dir, 'log'), logKey, ['--witness', `${keys[0]!.vkey}=${w1.url}`, '--witness', `${keys[1]!.vkey}=${hangingUrl}`, '--quorum', '1', '--checkpoint-interval', '100ms']);
   t.after(() => log.stop());
   const t0 = Date.now();
+  let n = 0;
   for (const size of [3, 6, 9]) {
-    while ((await add(log.url, `entry ${size}`)) < size - 1);
+    while ((await add(log.url, entry(`entry ${n++}`))) < size - 1);
     const cp = openCheckpoint(await waitForCheckpoint(log.url, size, 5000), [verifierOf(logKey), verifierOf(keys[0]!)]);
     assert.equal(cp.note.verified.length, 2);
   }
@@ -210,7 +221,7 @@ test('a witness 409 makes the log resend from the witness\'s size; a log restore
   const root = path.join(dir, 'log');
   const flags = ['--witness', `${wKey.vkey}=${witness.url}`, '--checkpoint-interval', '100ms'];
   let log = await startLog(root, logKey, flags);
-  for (let i = 0; i < 5; i++) await add(log.url, `entry ${i}`);
+  for (let i = 0; i < 5; i++) await add(log.url, entry(`entry ${i}`));
   await waitForCheckpoint(log.url, 5);
   await log.stop();
   const backup = path.join(dir, 'backup');
@@ -219,7 +230,7 @@ test('a witness 409 makes the log resend from the witness\'s size; a log restore
   // asks again with a proof from 5.
   await rm(path.join(root, 'checkpoint'));
   log = await startLog(root, logKey, flags);
-  for (let i = 5; i < 9; i++) await add(log.url, `entry ${i}`);
+  for (let i = 5; i < 9; i++) await add(log.url, entry(`entry ${i}`));
   const cp9 = openCheckpoint(await waitForCheckpoint(log.url, 9), [verifierOf(logKey), verifierOf(wKey)]);
   assert.equal(cp9.note.verified.length, 2);
   assert.ok(witness.lines.some((l) => l.msg === 'refused' && l.status === 409 && l.old === 0), 'no 409 from the witness');
@@ -229,7 +240,7 @@ test('a witness 409 makes the log resend from the witness\'s size; a log restore
   // The copy from before: size 5. It grows differently; the witness, at 9, refuses every checkpoint.
   log = await startLog(backup, logKey, flags);
   t.after(() => log.stop());
-  for (let i = 0; i < 7; i++) await add(log.url, `another entry ${i}`);
+  for (let i = 0; i < 7; i++) await add(log.url, entry(`another entry ${i}`));
   await log.waitFor((l) => l.msg === 'checkpoint not published: too few cosignatures' && l.size === 12);
   assert.equal(openCheckpoint(await waitForCheckpoint(log.url, 5), [verifierOf(logKey)]).checkpoint.size, 5);
   assert.ok(log.lines.some((l) => l.msg === 'no cosignature from witness' && l.size === 12));
@@ -239,75 +250,95 @@ test('a witness 409 makes the log resend from the witness\'s size; a log restore
   assert.ok(witness.lines.some((l) => l.status === 422 && l.old === 9 && l.size === 12));
 });
 
-test('kill -9 at random moments during appends: every acknowledged entry survives, the tree and checkpoints stay consistent', async (t) => {
+test('kill -9 at seeded moments during appends: every acknowledged entry survives once, replays find it, the tree and checkpoints stay consistent', async (t) => {
   const dir = await tempDir(t);
   const logKey = await writeKey(dir, 'log.test/crash');
   const root = path.join(dir, 'log');
   const acked = new Map<number, Buffer>();
+  /** Entries whose request the kill cut off: in the log or not, but never twice. */
+  const cut: Buffer[] = [];
   const seen = new Map<number, string>(); // checkpoint size -> root, as served
   let counter = 0;
   const ROUNDS = 5;
-  for (let round = 0; round < ROUNDS; round++) {
-    const log = await startLog(root, logKey, ['--checkpoint-interval', '50ms', '--batch', '64']);
-    if (round > 0) {
-      // After a crash, the published checkpoint is one of a size seen before or later, never behind what
-      // was served before the crash, and of the same tree.
-      const cp = openCheckpoint(await waitForCheckpoint(log.url, 0), [verifierOf(logKey)]).checkpoint;
-      const maxSeen = Math.max(...seen.keys());
-      assert.ok(cp.size >= maxSeen, `published checkpoint went back from ${maxSeen} to ${cp.size}`);
-    }
-    let stop = false;
-    const submitters = Array.from({ length: 24 }, async () => {
-      while (!stop) {
-        const e = Buffer.from(`crash round ${round} entry ${counter++}`);
-        let index: number;
-        try {
-          index = await add(log.url, e);
-        } catch {
-          return; // the server died under this request: the entry may or may not be in the log
-        }
-        const before = acked.get(index);
-        assert.ok(before === undefined, `index ${index} acknowledged for two entries`);
-        acked.set(index, e);
+  await withSeed(t, async (rng) => {
+    for (let round = 0; round < ROUNDS; round++) {
+      const log = await startLog(root, logKey, ['--checkpoint-interval', '50ms', '--batch', '64']);
+      if (round > 0) {
+        // After a crash, the published checkpoint is one of a size seen before or later, never behind what
+        // was served before the crash, and of the same tree.
+        const cp = openCheckpoint(await waitForCheckpoint(log.url, 0), [verifierOf(logKey)]).checkpoint;
+        const maxSeen = Math.max(...seen.keys());
+        assert.ok(cp.size >= maxSeen, `published checkpoint went back from ${maxSeen} to ${cp.size}`);
       }
-    });
-    const watcher = (async () => {
-      while (!stop) {
-        try {
-          const a = await http('GET', `${log.url}/checkpoint`);
-          if (a.status === 200) {
-            const [, size, r] = a.text.split('\n');
-            const prev = seen.get(Number(size));
-            assert.ok(prev === undefined || prev === r, `two roots for size ${size}`);
-            seen.set(Number(size), r!);
+      // The kill comes after a seeded number of acknowledgements in this round: a moment set by what the
+      // log did, not by the clock of a loaded machine.
+      const killAfter = rng.between(30, 500);
+      let ackedThisRound = 0;
+      let enough!: () => void;
+      const reached = new Promise<void>((resolve) => (enough = resolve));
+      let stop = false;
+      const submitters = Array.from({ length: 24 }, async () => {
+        while (!stop) {
+          const e = entry(`crash round ${round} entry ${counter++}`);
+          let index: number;
+          try {
+            index = await add(log.url, e);
+          } catch {
+            cut.push(e); // the server died under this request: the entry may or may not be in the log
+            return;
           }
-        } catch {
-          return;
+          const before = acked.get(index);
+          assert.ok(before === undefined, `index ${index} acknowledged for two entries`);
+          acked.set(index, e);
+          if (++ackedThisRound >= killAfter) enough();
         }
-        await new Promise((r) => setTimeout(r, 10));
+      });
+      const watcher = (async () => {
+        while (!stop) {
+          try {
+            const a = await http('GET', `${log.url}/checkpoint`);
+            if (a.status === 200) {
+              const [, size, r] = a.text.split('\n');
+              const prev = seen.get(Number(size));
+              assert.ok(prev === undefined || prev === r, `two roots for size ${size}`);
+              seen.set(Number(size), r!);
+            }
+          } catch {
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      // Submitters only end early when the log fails them: then the race ends instead of waiting forever.
+      await Promise.race([reached, Promise.all(submitters)]);
+      if (round < ROUNDS - 1) {
+        await log.kill9();
+        stop = true;
+        await Promise.all([...submitters, watcher]);
+        continue;
       }
-    })();
-    await new Promise((r) => setTimeout(r, 150 + Math.random() * 600));
-    if (round < ROUNDS - 1) {
-      await log.kill9();
       stop = true;
       await Promise.all([...submitters, watcher]);
-    } else {
-      stop = true;
-      await Promise.all([...submitters, watcher]);
-      const max = Math.max(...acked.keys());
+      // Replays, after four kills: an acknowledged entry gets its own index back, an entry whose request
+      // was cut off gets the index it was stored at if it was, and none is logged twice.
+      for (const [index, e] of acked) if (rng.below(8) === 0) assert.equal(await add(log.url, e), index, 'a replay of an acknowledged entry');
+      const replayed = new Map<number, Buffer>();
+      for (const e of cut) replayed.set(await add(log.url, e), e);
+      const max = Math.max(...acked.keys(), ...replayed.keys());
       await waitForCheckpoint(log.url, max + 1);
       const client = await readLog(log.url, [verifierOf(logKey)]);
-      for (const [index, e] of acked) assert.deepEqual(client.entries[index], e, `acknowledged entry ${index}`);
+      for (const [index, e] of [...acked, ...replayed]) assert.deepEqual(client.entries[index], e, `acknowledged entry ${index}`);
+      const distinct = new Set(client.entries.map((e) => e.toString('base64')));
+      assert.equal(distinct.size, client.entries.length, 'an entry is in the log twice');
       const roots = prefixRoots(client.entries, [...seen.keys(), client.opened.checkpoint.size]);
       assert.deepEqual(Buffer.from(roots.get(client.opened.checkpoint.size)!), Buffer.from(client.opened.checkpoint.rootHash));
       for (const [size, r] of seen) assert.equal(Buffer.from(roots.get(size)!).toString('base64'), r, `checkpoint of ${size} is a prefix of the final tree`);
       assert.ok(acked.size > 200, `only ${acked.size} entries acknowledged`);
       assert.ok(seen.size > 5);
-      t.diagnostic(`${ROUNDS - 1} kills; ${acked.size} entries acknowledged, ${client.entries.length} in the log; ${seen.size} checkpoint sizes seen`);
+      t.diagnostic(`${ROUNDS - 1} kills; ${acked.size} entries acknowledged, ${cut.length} cut off and replayed, ${client.entries.length} in the log; ${seen.size} checkpoint sizes seen`);
       await log.stop();
     }
-  }
+  });
 });
 
 test('two log processes on one directory take turns and never sign two checkpoints of one size', async (t) => {
@@ -325,7 +356,7 @@ test('two log processes on one directory take turns and never sign two checkpoin
   const deadline = Date.now() + 2500;
   await Promise.all([p, q].flatMap((server, s) => Array.from({ length: 12 }, async () => {
     while (Date.now() < deadline) {
-      const e = Buffer.from(`process ${s} entry ${counter++}`);
+      const e = entry(`process ${s} entry ${counter++}`);
       const index = await add(server.url, e);
       assert.ok(!acked.has(index), `index ${index} acknowledged twice`);
       acked.set(index, e);
@@ -366,24 +397,30 @@ test('a log directory is bound to its key and refuses state it cannot trust', as
   const other = await writeKey(dir, 'log.test/other');
   const root = path.join(dir, 'log');
   const log = await startLog(root, logKey);
-  await add(log.url, 'one');
+  await add(log.url, entry('one'));
   await log.stop();
-  const wrongKey = await runCli(['log', 'serve', '--root', root, '--key', other.file, '--listen', '127.0.0.1:0']);
+  const wrongKey = await runCli(['log', 'serve', '--root', root, '--key', other.file, '--listen', '127.0.0.1:0', ...ADMIT]);
   assert.equal(wrongKey.code, 2, wrongKey.stderr);
   assert.match(wrongKey.stderr, /is the log of key .*log\.test\/bound.*\[E_INPUT\]/);
   const witnessKey = await writeKey(dir, 'w.test', 'cosignature');
-  const asLog = await runCli(['log', 'serve', '--root', path.join(dir, 'x'), '--key', witnessKey.file, '--listen', '127.0.0.1:0']);
+  const asLog = await runCli(['log', 'serve', '--root', path.join(dir, 'x'), '--key', witnessKey.file, '--listen', '127.0.0.1:0', ...ADMIT]);
   assert.equal(asLog.code, 2);
   assert.match(asLog.stderr, /Ed25519 note key/);
   // Tiles without a tree head: the state was lost; do not start a second tree over the first.
   const orphan = path.join(dir, 'orphan');
   await mkdir(path.join(orphan, 'tile'), { recursive: true });
   await writeFile(path.join(orphan, 'checkpoint'), 'x');
-  const lost = await runCli(['log', 'serve', '--root', orphan, '--key', logKey.file, '--listen', '127.0.0.1:0']);
+  const lost = await runCli(['log', 'serve', '--root', orphan, '--key', logKey.file, '--listen', '127.0.0.1:0', ...ADMIT]);
   assert.equal(lost.code, 3, lost.stderr);
   assert.match(lost.stderr, /no tree head/);
-  const badFlag = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0', '--witness', 'nonsense']);
+  const badFlag = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0', ...ADMIT, '--witness', 'nonsense']);
   assert.equal(badFlag.code, 2);
-  const badQuorum = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0', '--quorum', '1']);
+  const badQuorum = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0', ...ADMIT, '--quorum', '1']);
   assert.equal(badQuorum.code, 2);
+  // Saying who may write is not optional.
+  const noAdmission = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0']);
+  assert.equal(noAdmission.code, 2);
+  assert.match(noAdmission.stderr, /say who may write to the log.*\[E_USAGE\]/);
+  const unsignedAndKeys = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0', '--admit-unsigned', ...ADMIT]);
+  assert.equal(unsignedAndKeys.code, 2);
 });

@@ -8,9 +8,10 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import { CLI, ROOT } from '../../helpers/run.ts';
 import {
-  formatSignerKey, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, signerKeyFromSeed, type SignerKey,
-  type NoteVerifier,
+  createSigner, formatSignerKey, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, signerKeyFromSeed, signNote, type NoteSigner,
+  type SignerKey, type NoteVerifier,
 } from '../../../src/trust/note.ts';
+import { formatReleaseStatement } from '../../../src/trust/release.ts';
 import { openCheckpoint, type OpenedCheckpoint } from '../../../src/trust/checkpoint.ts';
 import { entryBundlePath, parseEntryBundle, TILE_WIDTH, TileHashReader, tilePath } from '../../../src/trust/tiles.ts';
 
@@ -98,6 +99,11 @@ export class ServerProcess {
     }
   }
 
+  /** Send SIGHUP (log serve: reload the admission file). */
+  hup(): void {
+    this.child.kill('SIGHUP');
+  }
+
   async kill9(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     await this.exited;
@@ -125,6 +131,24 @@ export async function writeKey(dir: string, name: string, type: 'note' | 'cosign
   await writeFile(`${file}.pub`, `${vkey}\n`);
   return { file, pub: `${file}.pub`, key, vkey };
 }
+
+const signers = new WeakMap<SignerKey, NoteSigner>();
+
+/**
+ * A release statement (sourcemesh.release/v1) of a manifest `name` at `version`, signed by `keys`: an entry
+ * a log admitting those keys takes. Distinct versions make distinct entries.
+ */
+export function releaseEntry(keys: readonly SignerKey[], version: string, name = 'log-test'): string {
+  const text = formatReleaseStatement({ kind: 'manifest', name, version, sha256: '0'.repeat(64) });
+  return signNote(text, keys.map((k) => {
+    let s = signers.get(k);
+    if (s === undefined) signers.set(k, (s = createSigner(k)));
+    return s;
+  }));
+}
+
+/** `log serve` flags that lift the per-key quotas and the per-address rate (tests that submit in bulk). */
+export const NO_QUOTAS = ['--key-entries-per-hour', '0', '--key-bytes-per-day', '0', '--add-rate', '0'];
 
 export const agent = new Agent({ connections: 256, keepAliveTimeout: 10_000 });
 

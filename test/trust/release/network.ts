@@ -25,6 +25,8 @@ export async function startTrustNetwork(t: { after(fn: () => unknown): void }, d
   const onLog = options.witnessesOnLog ?? 3;
   const log = await ServerProcess.start([
     'log', 'serve', '--root', path.join(dir, 'log'), '--key', logKey.file, '--listen', '127.0.0.1:0', '--checkpoint-interval', '100ms', '--log-level', 'warn',
+    // A private log that takes any bytes: these tests log releases that clients must refuse.
+    '--admit-unsigned',
     '--quorum', String(options.quorum ?? 2), ...witnessKeys.slice(0, onLog).flatMap((k, i) => ['--witness', `${k.pub}=${witnesses[i]!.url}`]),
   ]);
   t.after(() => log.stop());
