@@ -88,7 +88,10 @@ export const LIMITS = {
   serveBufferBytes: 256 * MiB,
   /** The part of serveBufferBytes lent only as small buffers: one for each of 1,024 connections. */
   serveBufferReserveBytes: 64 * MiB,
-  /** Read buffers one client address (IPv6: /64) may hold at once; its further responses wait. */
+  /**
+   * 1 MiB read buffers one client address (IPv6: /64) may hold at once; beyond, its responses get one
+   * small buffer per connection it may open (serveClientConnections), and then wait for its own.
+   */
   serveClientBufferBytes: 16 * MiB,
   /** Idle read buffers kept for reuse; beyond this, buffers unused for serveBufferIdleMs are freed. */
   serveBufferFloorBytes: 8 * MiB,

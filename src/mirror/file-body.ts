@@ -23,8 +23,10 @@ export interface BufferPoolLimits {
   maxBytes: number;
   /** The last part of maxBytes, lent only as small buffers, so that a newcomer gets one at once. */
   reserveBytes: number;
-  /** Bytes one client may hold at once. */
+  /** Bytes of large buffers one client may hold at once. */
   clientBytes: number;
+  /** Small buffers one client may hold beyond that (one per connection it may open), before it waits. */
+  clientSmallBytes: number;
   /** Idle bytes always kept for reuse; idle buffers beyond are freed after `idleMs` unused. */
   floorBytes: number;
   idleMs: number;
@@ -37,9 +39,10 @@ interface Waiter {
 
 /**
  * Read buffers for response bodies, reused, in two sizes. Everything a client holds is bounded (docs/
- * OPERATIONS.md, "Limits"): a client past `clientBytes` waits for its own buffers to come back, so many
- * slow readers on one address (IPv6: one /64) hold little. When the pool runs short, responses get
- * small buffers from a reserve instead of waiting for large ones. Idle buffers beyond the floor are
+ * OPERATIONS.md, "Limits"): past `clientBytes` of large buffers a client's further responses get small
+ * ones, and past `clientSmallBytes` more they wait for its own buffers to come back, so many slow
+ * readers on one address (IPv6: one /64) hold little. When the pool runs short, responses get small
+ * buffers from a reserve instead of waiting for large ones. Idle buffers beyond the floor are
  * freed at once (detached, not left to the garbage collector), so memory taken in a burst is given back.
  *
  * The decision of which size to lend is pure (`sizeFor`); a future coordinator of worker processes can
@@ -70,16 +73,16 @@ export class BufferPool {
 
   /**
    * The size `client` may borrow now: large while both its share and the pool outside the reserve
-   * allow, else small while its share and the whole pool allow, else none (wait). `largeOnly` is for a
-   * read-ahead, which is worth a large buffer only.
+   * allow, else small while its share with the small allowance and the whole pool allow, else none
+   * (wait). `largeOnly` is for a read-ahead, which is worth a large buffer only.
    */
   sizeFor(client: string, largeOnly = false): number | undefined {
-    const { largeBytes, smallBytes, maxBytes, reserveBytes, clientBytes } = this.limits;
+    const { largeBytes, smallBytes, maxBytes, reserveBytes, clientBytes, clientSmallBytes } = this.limits;
     const mine = this.held.get(client) ?? 0;
     if (mine + largeBytes <= clientBytes && this.lentBytes + largeBytes <= maxBytes - reserveBytes) return largeBytes;
     if (largeOnly) return undefined;
     // A client holding nothing always gets a small buffer while the pool has one, whatever its share.
-    if ((mine === 0 || mine + smallBytes <= clientBytes) && this.lentBytes + smallBytes <= maxBytes) return smallBytes;
+    if ((mine === 0 || mine + smallBytes <= clientBytes + clientSmallBytes) && this.lentBytes + smallBytes <= maxBytes) return smallBytes;
     return undefined;
   }
 

@@ -176,9 +176,14 @@ export class MirrorServer {
     this.url = `${opts.tls ? 'https' : 'http'}://${host}:${address.port}`;
     this.limiter = new TokenBuckets({ perSecond: opts.rate.perSecond, burst: opts.rate.burst, maxClients: opts.limits.serveRateClients });
     const l = opts.limits;
+    // No per-client connection cap (serving behind a proxy, where every client has its address) means
+    // no per-client buffer share either. Otherwise each connection a client may open can at least get
+    // a small buffer beyond its share of large ones.
+    const perClient = l.serveClientConnections > 0;
     this.pool = new BufferPool({
       largeBytes: l.serveStreamBufferBytes, smallBytes: l.serveSmallBufferBytes, maxBytes: l.serveBufferBytes, reserveBytes: l.serveBufferReserveBytes,
-      clientBytes: l.serveClientBufferBytes, floorBytes: l.serveBufferFloorBytes, idleMs: l.serveBufferIdleMs,
+      clientBytes: perClient ? l.serveClientBufferBytes : l.serveBufferBytes, clientSmallBytes: perClient ? l.serveClientConnections * l.serveSmallBufferBytes : l.serveBufferBytes,
+      floorBytes: l.serveBufferFloorBytes, idleMs: l.serveBufferIdleMs,
     });
     this.sendWatch = new SendWatch(l.serveSendTimeoutMs);
     // Stalled sends, idle buffers and pending warnings are looked at once a second (a quarter of the

@@ -7,13 +7,13 @@ import { BufferPool, type BufferPoolLimits } from '../../src/mirror/file-body.ts
 import { sendState } from '../../src/net/send-watch.ts';
 
 const KiB = 1024;
-const L: BufferPoolLimits = { largeBytes: 64 * KiB, smallBytes: 4 * KiB, maxBytes: 512 * KiB, reserveBytes: 128 * KiB, clientBytes: 192 * KiB, floorBytes: 128 * KiB, idleMs: 1000 };
+const L: BufferPoolLimits = { largeBytes: 64 * KiB, smallBytes: 4 * KiB, maxBytes: 512 * KiB, reserveBytes: 128 * KiB, clientBytes: 192 * KiB, clientSmallBytes: 8 * KiB, floorBytes: 128 * KiB, idleMs: 1000 };
 
-test('buffer pool: a client at its share waits for its own buffers; others still get large ones', async () => {
+test('buffer pool: a client past its share gets small buffers, then waits for its own; others still get large ones', async () => {
   const pool = new BufferPool(L);
-  const mine = [0, 1, 2].map(() => pool.tryTake('a', 0)!);
-  assert.deepEqual(mine.map((b) => b.length), [64 * KiB, 64 * KiB, 64 * KiB]);
-  assert.equal(pool.tryTake('a', 0), undefined, 'a holds its whole share: nothing more, not even small');
+  const mine = [0, 1, 2, 3, 4].map(() => pool.tryTake('a', 0)!);
+  assert.deepEqual(mine.map((b) => b.length), [64 * KiB, 64 * KiB, 64 * KiB, 4 * KiB, 4 * KiB]);
+  assert.equal(pool.tryTake('a', 0), undefined, 'a holds its whole share and small allowance: nothing more');
   assert.equal(pool.tryTake('b', 0)!.length, 64 * KiB, 'b is not held back by a');
   let got: Buffer | undefined;
   const waiting = pool.take('a', 0).then((b) => (got = b));
@@ -21,7 +21,7 @@ test('buffer pool: a client at its share waits for its own buffers; others still
   assert.equal(got, undefined, 'a waits');
   pool.give('a', mine[0]!, 1);
   await waiting;
-  assert.equal(got!.length, 64 * KiB, 'a gets its returned share back');
+  assert.equal(got!.length, 4 * KiB, 'a\'s waiting response goes on once its own buffer is back (small: its large share is still held)');
 });
 
 test('buffer pool: when large buffers run out, the reserve lends small ones; a newcomer always gets one', () => {
