@@ -5,7 +5,7 @@
 // Publishing is a compare-and-swap under the log's lock too: DIR/checkpoint never goes back to a smaller
 // tree, even with two processes on one directory.
 
-import type { Logger } from 'pino';
+import type { Logger } from '../../logger.ts';
 import { SourcemeshError } from '../../errors.ts';
 import type { Limits } from '../../limits.ts';
 import { formatCheckpoint, openCheckpoint } from '../checkpoint.ts';

@@ -7,7 +7,7 @@
 // index of logged entries, rotation statements and quota charges is written in the transaction that
 // moves the tree head (entry-index.ts).
 
-import type { Logger } from 'pino';
+import type { Logger } from '../../logger.ts';
 import type { Limits } from '../../limits.ts';
 import type { ChainPosition } from '../rotation.ts';
 import { type AdmissionPolicy, decide, genesisPositions, knownKeys } from './admission.ts';

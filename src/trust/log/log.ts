@@ -2,7 +2,7 @@
 // and HTTP server assembled. `sourcemesh log serve` is this
 // with flags parsed; tests and benchmarks start it the same way, through the CLI.
 
-import type { Logger } from 'pino';
+import type { Logger } from '../../logger.ts';
 import { Agent } from 'undici';
 import { SourcemeshError } from '../../errors.ts';
 import { LIMITS, type Limits } from '../../limits.ts';

@@ -7,7 +7,7 @@
 // refuse entries or answer them with the index they already have, and it records what it must in the
 // same transaction as the tree head.
 
-import type { Logger } from 'pino';
+import type { Logger } from '../../logger.ts';
 import { SourcemeshError } from '../../errors.ts';
 import type { Limits } from '../../limits.ts';
 import { sameHead, type LogStorage, type TreeHead } from './storage.ts';

@@ -10,7 +10,7 @@
 // Only tiles of the committed tree are served, so files a crash left beyond it never reach a client.
 
 import type http from 'node:http';
-import type { Logger } from 'pino';
+import type { Logger } from '../../logger.ts';
 import { isSourcemeshError } from '../../errors.ts';
 import type { Limits } from '../../limits.ts';
 import { clientKey, retryAfterSeconds, TokenBuckets } from '../../net/rate-limit.ts';

@@ -2,7 +2,7 @@
 // GET /<hex SHA-256 of the origin>/checkpoint. The submission and monitoring prefixes are both the root.
 
 import type http from 'node:http';
-import type { Logger } from 'pino';
+import type { Logger } from '../../logger.ts';
 import { LIMITS, type Limits } from '../../limits.ts';
 import { SourcemeshError } from '../../errors.ts';
 import { retryAfterSeconds, TokenBuckets } from '../../net/rate-limit.ts';
