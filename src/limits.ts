@@ -29,6 +29,11 @@ export const LIMITS = {
   // store
   lockPollMs: 100,
   lockWaitMs: 24 * 60 * 60 * 1000,
+  /**
+   * The piece record beside a partial split across sources (tmp/*.part.pieces), read back on resume: a
+   * bit per piece, base64 in JSON. 64 GiB in 16 KiB pieces is 4 Mi pieces, some 700 KiB.
+   */
+  pieceRecordBytes: 2 * MiB,
 
   // output paths (`-o` and the like): symbolic links followed to what they lead to (Linux's MAXSYMLINKS)
   outputSymlinkHops: 40,

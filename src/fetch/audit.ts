@@ -1,9 +1,9 @@
 // Audit: does a mirror faithfully replicate upstream (or another mirror)? Random byte ranges of random
 // files are compared between the two, without downloading everything. A difference is evidence: the
 // file, the range, and both hashes.
-import { createHash } from 'node:crypto';
 import { SourcemeshError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
+import { sha256Hex } from '../store/digest.ts';
 import type { DownloadContext } from './download.ts';
 import { mirrorSource, type Mirror, type Source } from './plan.ts';
 import { readRange } from './range.ts';
@@ -76,7 +76,7 @@ export async function auditMirror(mirror: Mirror, distfiles: Distfile[], ctx: Do
     const compare = (start: number, a: Buffer, b: Buffer) => {
       report.ranges++;
       report.bytes += a.length;
-      const [ha, hb] = [sha(a), sha(b)];
+      const [ha, hb] = [sha256Hex(a), sha256Hex(b)];
       if (ha !== hb) report.differences.push({ name: d.name, range: [start, start + a.length - 1], mirror: audited.label, reference: reference.label, problem: `bytes ${start}-${start + a.length - 1}: sha256 ${ha} on the mirror, ${hb} on ${reference.label}` });
       return ha === hb;
     };
@@ -96,7 +96,6 @@ export async function auditMirror(mirror: Mirror, distfiles: Distfile[], ctx: Do
   return report;
 }
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const signalOf = (ctx: DownloadContext) => ctx.signal ?? new AbortController().signal;
 
 type Failed = { error: string };

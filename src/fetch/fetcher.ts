@@ -251,7 +251,9 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
       else if (digestsEqual(r.digest, d.sha256)) {
         const v = await verdict(r.digest, r.bytes, 'pieces');
         if (!v.ok) throw new SourcemeshError('E_MANIFEST', `${d.name}: ${v.why} (the manifest's sha256 and tarSha256 disagree)`, { name: d.name });
-        return { obj: await opts.store.commit(partial), source: r.used[0]!.source, contributors: r.used.map((u) => ({ source: u.source.label, bytes: u.bytes })) };
+        // No source of this run served any (every piece came from an interrupted run's partial): name
+        // the first planned one.
+        return { obj: await opts.store.commit(partial), source: r.used[0]?.source ?? sources[0]!, contributors: r.used.map((u) => ({ source: u.source.label, bytes: u.bytes })) };
       }
     } catch (err) {
       if (opts.signal?.aborted || !(err instanceof SourcemeshError) || isLocalTrouble(err)) throw err;

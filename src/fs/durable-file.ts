@@ -179,7 +179,15 @@ const live = new Set<AtomicOutput>();
 let exitHook = false;
 
 function onSignal(signal: NodeJS.Signals): void {
+  const again = [...live].some((o) => o.interrupted !== undefined);
   for (const out of live) if (out.interruptible) out.interrupt(signal);
+  // A second signal while the writer is still stuck (its producer waits on a stalled input): the
+  // temporary files are gone, so stop listening and let the signal do what it does by default.
+  if (again && process.listenerCount(signal) === 1) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.kill(process.pid, signal);
+  }
 }
 
 function track(out: AtomicOutput): void {
@@ -227,7 +235,8 @@ async function sweepStale(target: string): Promise<void> {
 class AtomicOutput implements Output {
   readonly through = false;
   private fh: FileHandle | undefined;
-  private interrupted: NodeJS.Signals | undefined;
+  /** The signal that stopped this output, if one did. */
+  interrupted: NodeJS.Signals | undefined;
 
   readonly path: string;
   readonly target: string;

@@ -3,6 +3,8 @@
 //   objects/sha256/ab/abcdef...   verified objects, read-only
 //   tmp/HEX.PID-NONCE.part        partial downloads, owned by one process each (resumable)
 //   tmp/HEX.PID-NONCE.part.json   where the partial came from (for If-Range on resume)
+//   tmp/HEX.PID-NONCE.part.pieces which pieces of a download split across sources are in place
+//                                 (fetch/piece-record.ts); moves with its partial when adopted
 //   locks/HEX.lock                "PID HOST START": one process fetches a given object at a time (START:
 //                                 when that process started, where the OS says; a PID alone is reused)
 //   names/NAME -> ../objects/...  the last object fetched under each distfile name (for `serve --local`)
@@ -200,6 +202,8 @@ export class Store {
       }
       const meta = await readFile(path.join(tmp, `${name}.json`), 'utf8').then(JSON.parse, () => ({}));
       await rm(path.join(tmp, `${name}.json`), { force: true });
+      // The piece record goes with its partial; if it cannot, the pieces are only fetched again.
+      await rename(path.join(tmp, `${name}.pieces`), `${mine}.pieces`).catch(() => {});
       const size = (await stat(mine)).size;
       ownPartials.add(mine);
       return { sha256, path: mine, size, meta: sanitizeMeta(meta) };
@@ -222,6 +226,7 @@ export class Store {
   async discardPartial(partial: Partial): Promise<void> {
     await rm(partial.path, { force: true });
     await rm(`${partial.path}.json`, { force: true });
+    await rm(`${partial.path}.pieces`, { force: true });
     ownPartials.delete(partial.path);
   }
 
@@ -239,6 +244,7 @@ export class Store {
       ownPartials.delete(partial.path);
       await fsyncDir(path.dirname(dest));
       await rm(`${partial.path}.json`, { force: true });
+      await rm(`${partial.path}.pieces`, { force: true });
     } catch (err) {
       throw fromSystemError(err, `store: cannot commit ${partial.sha256}`);
     }
@@ -340,9 +346,12 @@ export class Store {
     }
     const tmp = path.join(this.root, 'tmp');
     for (const name of await readdir(tmp)) {
-      const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json)?$/.exec(name);
-      if (m && partialOwnerAlive(path.join(tmp, m[3] ? name.slice(0, -'.json'.length) : name), Number(m[2]))) continue;
-      const orphanMeta = m?.[3] !== undefined && !(await stat(path.join(tmp, name.slice(0, -'.json'.length))).catch(() => undefined));
+      const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json|\.pieces)?$/.exec(name);
+      if (m && partialOwnerAlive(path.join(tmp, m[3] ? name.slice(0, -m[3].length) : name), Number(m[2]))) continue;
+      // A durable write's temporary name (.NAME.PID-RAND.tmp, fs/durable-file.ts) while its writer lives.
+      const writing = /^\..*\.(\d+)-[0-9a-f]+\.tmp$/.exec(name);
+      if (writing && isProcessAlive(Number(writing[1]))) continue;
+      const orphanMeta = m?.[3] !== undefined && !(await stat(path.join(tmp, name.slice(0, -m[3].length))).catch(() => undefined));
       if (m && !orphanMeta && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
       const p = path.join(tmp, name);
       freedBytes += (await stat(p).catch(() => ({ size: 0 }))).size;
