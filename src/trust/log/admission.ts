@@ -71,7 +71,13 @@ export function admittedKey(text: string, what: string, limits: Pick<Limits, 'no
 
 /** Parse an admission file (`sourcemesh.log-admission/v1`); `source` names it in errors. Operator-written, still bounded. */
 export function parseAdmissionFile(text: string, source: string, limits: AdmissionLimits = LIMITS): AdmissionFile {
-  const data = parseBoundedJson(text, source, limits.logAdmissionBytes, 'log admission file');
+  let data: unknown;
+  try {
+    data = parseBoundedJson(text, source, limits.logAdmissionBytes, 'log admission file');
+  } catch (err) {
+    // The operator's own file: bad input (E_INPUT), like a bad flag.
+    throw new SourcemeshError('E_INPUT', (err as Error).message, { source });
+  }
   const vkey = v.pipe(v.string(), v.maxLength(1024));
   const schema = v.strictObject({
     format: v.literal(ADMISSION_FORMAT),

@@ -139,6 +139,7 @@ export class Gate implements BatchGate<EntryMeta> {
       if (!d.ok) throw new Refused(403, d.reason);
       const r = this.#quota.reserve(d.charge, entry.length, this.#now());
       if ('retryAfterMs' in r) {
+        if (r.retryAfterMs === Infinity) throw new Refused(413, `${entry.length} bytes are more than the key ${r.key.split('+')[0]} may add (${r.what})`);
         const seconds = Math.max(1, Math.ceil(r.retryAfterMs / 1000));
         throw new Refused(429, `the key ${r.key.split('+')[0]} is over its quota of ${r.what}; retry after ${seconds} s`, seconds);
       }

@@ -29,6 +29,8 @@ export interface QuotaLimits {
  * Returns the new state, or how long until the charge would fit.
  */
 export function take(until: number, now: number, units: number, amount: number, windowMs: number): { ok: true; until: number } | { ok: false; retryAfterMs: number } {
+  // More than the whole allowance never fits (Infinity: no retry helps).
+  if (units > amount) return { ok: false, retryAfterMs: Infinity };
   const next = Math.max(until, now) + (units * windowMs) / amount;
   const over = next - now - windowMs;
   return over <= 1e-6 ? { ok: true, until: next } : { ok: false, retryAfterMs: over };

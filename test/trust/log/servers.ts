@@ -147,6 +147,26 @@ export function releaseEntry(keys: readonly SignerKey[], version: string, name =
   }));
 }
 
+/**
+ * An in-toto statement about `subject` in a DSSE envelope signed by `keys` (keyid `name+hex key ID`), as the
+ * log takes attestations; `padding` bytes in the predicate make it as large as a test needs.
+ */
+export function dsseEntry(keys: readonly SignerKey[], subject: string, padding = 0): string {
+  const payload = Buffer.from(JSON.stringify({
+    _type: 'https://in-toto.io/Statement/v1',
+    subject: [{ name: subject, digest: { sha256: '0'.repeat(64) } }],
+    predicateType: 'https://sourcemesh.example/test/v1',
+    predicate: { padding: 'p'.repeat(padding) },
+  }));
+  const type = 'application/vnd.in-toto+json';
+  const pae = Buffer.concat([Buffer.from(`DSSEv1 ${type.length} ${type} ${payload.length} `), payload]);
+  return JSON.stringify({
+    payloadType: type,
+    payload: payload.toString('base64'),
+    signatures: keys.map((k) => ({ keyid: `${k.name}+${k.keyId.toString(16).padStart(8, '0')}`, sig: Buffer.from(createSigner(k).sign(pae)).toString('base64') })),
+  });
+}
+
 /** `log serve` flags that lift the per-key quotas and the per-address rate (tests that submit in bulk). */
 export const NO_QUOTAS = ['--key-entries-per-hour', '0', '--key-bytes-per-day', '0', '--add-rate', '0'];
 

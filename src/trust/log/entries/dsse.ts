@@ -1,8 +1,9 @@
 // Log entry type `dsse`: an in-toto Statement v1 in a DSSE envelope (the rebuilders' attestations), signed
 // with Ed25519 by note keys. The envelope is JSON {"payloadType", "payload", "signatures": [{"keyid", "sig"}]}
-// (DSSE v1); each signature is over PAE(payloadType, payload) = "DSSEv1 <len> <type> <len> <payload>", and
-// its keyid names the key as `<name>+<8 hex key ID>` (a vkey without its key; the whole vkey is accepted
-// too), so that the log finds it the way it finds a signed note's. Format: docs/FORMATS.md, "Log entry types".
+// (DSSE v1, standard or URL-safe base64); each signature is over PAE(payloadType, payload) =
+// "DSSEv1 <len> <type> <len> <payload>", and its keyid names the key as `<name>+<8 hex key ID>` (a vkey
+// without its key; the whole vkey is accepted too), so that the log finds it the way it finds a signed
+// note's. Format: docs/FORMATS.md, "Log entry types".
 // The admission policy admits it when an admitted key signed it.
 
 import * as v from 'valibot';
@@ -15,6 +16,13 @@ import type { EntryType, KeyLookup } from './types.ts';
 export const DSSE_PAYLOAD_TYPE = 'application/vnd.in-toto+json';
 export const IN_TOTO_STATEMENT_V1 = 'https://in-toto.io/Statement/v1';
 const utf8 = new TextEncoder();
+
+/** DSSE v1: standard or URL-safe base64 (verifiers MUST accept both), padded or not; no mix of the two alphabets. */
+function decodeDsseBase64(text: string): Buffer | undefined {
+  if (/[+/]/.test(text) && /[-_]/.test(text)) return undefined;
+  const std = text.replace(/-/g, '+').replace(/_/g, '/');
+  return decodeBase64(std.endsWith('=') ? std : std.padEnd(std.length + ((4 - (std.length % 4)) % 4), '='));
+}
 
 /** DSSE v1 pre-authentication encoding. */
 export function pae(payloadType: string, payload: Uint8Array): Uint8Array {
@@ -38,8 +46,12 @@ const statementSchema = v.looseObject({
 
 /** The known key a DSSE keyid names: `<name>+<hex key ID>` or a whole vkey. */
 function keyOf(keyid: string, keys: KeyLookup): { name: string; known: ReturnType<KeyLookup['byId']> } {
-  const [name, id, key, ...rest] = keyid.split('+');
-  if (name === undefined || id === undefined || rest.length > 0 || !isValidKeyName(name) || !/^[0-9a-f]{8}$/.test(id)) {
+  // Split like a vkey: the name has no `+`, the key ID is 8 hex digits, the key's base64 may hold more `+`.
+  const first = keyid.indexOf('+');
+  const name = first < 0 ? keyid : keyid.slice(0, first);
+  const id = first < 0 ? undefined : keyid.slice(first + 1, first + 9);
+  const key = keyid.length > first + 9 ? keyid.slice(first + 9) : undefined;
+  if (id === undefined || !isValidKeyName(name) || !/^[0-9a-f]{8}$/.test(id) || (key !== undefined && !key.startsWith('+'))) {
     throw new SourcemeshError('E_FORMAT', `DSSE keyid ${JSON.stringify(keyid.slice(0, 80))} is not <name>+<8 hex digits> (a vkey without its key)`);
   }
   const known = keys.byId(name, Number.parseInt(id, 16));
@@ -64,7 +76,7 @@ export const dsseEntry: EntryType = {
     if (!env.success) return bad(firstIssue(env.issues));
     const { payloadType, payload: payloadText, signatures } = env.output;
     if (payloadType !== DSSE_PAYLOAD_TYPE) bad(`payloadType ${JSON.stringify(payloadType)}; the log takes ${DSSE_PAYLOAD_TYPE} (in-toto statements)`);
-    const payload = decodeBase64(payloadText) ?? bad('the payload is not canonical base64');
+    const payload = decodeDsseBase64(payloadText) ?? bad('the payload is not canonical base64');
     let statement: unknown;
     try {
       statement = JSON.parse(payload.toString('utf8'));
@@ -80,7 +92,7 @@ export const dsseEntry: EntryType = {
       const { name, known } = keyOf(s.keyid, keys);
       if (seen.has(s.keyid)) bad(`two signatures by the key ${name}`);
       seen.add(s.keyid);
-      const sig = decodeBase64(s.sig) ?? bad(`the signature by ${name} is not canonical base64`);
+      const sig = decodeDsseBase64(s.sig) ?? bad(`the signature by ${name} is not canonical base64`);
       if (known === undefined) continue;
       if (known.verifier.verify(message, sig) === undefined) throw new SourcemeshError('E_SIGNATURE', `the DSSE signature by ${name} does not verify`, { name });
       if (!signers.includes(known.vkey)) signers.push(known.vkey);
