@@ -3,6 +3,7 @@
 // mirror.sh runs them (`xz -T1 -LEVEL`, `bzip2 -LEVEL`): xz's output is stable across 5.2 to 5.8 with
 // `-T1` and a preset (docs/GIT-ARCHIVE.md, "xz"); no pure-JS encoder matches it.
 import { spawn } from 'node:child_process';
+import { pipeline } from 'node:stream/promises';
 import { crc32 } from 'node:zlib';
 import { SourcemeshError } from '../errors.ts';
 import type { Compression } from '../manifest/distfile.ts';
@@ -76,19 +77,21 @@ async function* throughTool(source: AsyncIterable<Uint8Array>, argv: string[], s
     proc.on('close', (code) => resolve(code));
   });
   exit.catch(() => {}); // observed below; an early failure must not be an unhandled rejection
+  // stream.pipeline keeps one set of listeners for the whole feed (a 'drain' and a 'close' listener per
+  // wait stayed behind after each 'drain': MaxListenersExceededWarning after ten waits on one tool).
+  // An error of the source is ours to report; one of stdin (EPIPE: the tool died) its exit status explains.
   let feedError: unknown;
-  const feed = (async () => {
+  async function* watched(): AsyncGenerator<Uint8Array> {
     try {
-      for await (const chunk of source) {
-        if (!proc.stdin!.write(chunk)) await new Promise<void>((resolve) => { proc.stdin!.once('drain', resolve); proc.stdin!.once('close', resolve); });
-        if (proc.stdin!.destroyed) break;
-      }
-      proc.stdin!.end();
+      yield* source;
     } catch (err) {
       feedError = err;
-      proc.kill();
+      throw err;
     }
-  })();
+  }
+  const feed = pipeline(watched(), proc.stdin!).catch(() => {
+    if (feedError !== undefined) proc.kill();
+  });
   proc.stdin!.on('error', () => {}); // EPIPE when the tool died: its exit status says why
   try {
     for await (const chunk of proc.stdout!) yield chunk as Uint8Array;

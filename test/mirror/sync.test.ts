@@ -5,7 +5,7 @@ import { chmod, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { bytes, distfile, sha256, writeManifest } from '../helpers/distfiles.ts';
-import { commitFiles, gitArchiveGzip, makeRepo } from '../helpers/git.ts';
+import { commitFiles, gitArchiveGzip, gitIn, makeRepo } from '../helpers/git.ts';
 import { parseInventory } from '../../src/mirror/inventory.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { CLI, ROOT, runCli, tempDir } from '../helpers/run.ts';
@@ -154,4 +154,23 @@ test('sync publishes BEP 52 piece layers beside large files, matching libtorrent
   const bad = await s.sync(wrong);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /big\.bin: its verified bytes have merkle root [0-9a-f]{64}, the manifest says abab/);
+});
+
+test('a sync that makes a large xz snapshot prints no warning (issue 11: MaxListenersExceededWarning on every run)', async (t) => {
+  const s = await setup(t);
+  // Big blobs come out of the archiver in large chunks, each a wait for 'drain' on xz's stdin: before the
+  // fix a listener stayed per wait, and Node warned after ten.
+  const files: Record<string, Buffer> = {};
+  for (let i = 0; i < 40; i++) files[`data/f${i}.bin`] = bytes(100_000, 100 + i);
+  const repo = path.join(s.dir, 'upstream', 'big');
+  const commit = await makeRepo(repo, files);
+  const tar = gitIn(repo, ['archive', '--format=tar', '--prefix=big-1.0/', commit]);
+  const m = await writeManifest(s.dir, [
+    { name: 'big-1.0.tar.xz', tarSha256: sha256(tar), urls: [], git: { repo, ref: commit, prefix: 'big-1.0/', compression: 'xz', level: 0 } },
+    distfile('a.tar.gz', A, [`${s.origin.url}/a.tar.gz`]),
+  ]);
+  const r = await runCli(['mirror', 'sync', m, '--root', s.root]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /sync .*: 2 added/);
+  assert.doesNotMatch(r.stderr, /Warning|\(node:\d+\)/);
 });
