@@ -52,6 +52,26 @@ export function isSourcemeshError(err: unknown, code?: ErrorCode): err is Source
   return err instanceof SourcemeshError && (code === undefined || err.code === code);
 }
 
+/**
+ * Anything thrown that is not in our family is a bug: E_INTERNAL, on one line like every other error,
+ * with the original kept as the cause (its stack is what a bug report needs).
+ */
+export function asSourcemeshError(err: unknown): SourcemeshError {
+  if (err instanceof SourcemeshError) return err;
+  const e = err as Error | undefined;
+  const what = e instanceof Error ? `${e.name}: ${e.message}` : String(err);
+  return new SourcemeshError('E_INTERNAL', `internal error (a bug in sourcemesh: please report it): ${what.split('\n')[0]}`, {}, { cause: err });
+}
+
+/**
+ * Only ENOENT and ENOTDIR say that a path is not there. Any other failure (EACCES, EIO, ELOOP, EISDIR...)
+ * is a fault to report as what it is, never to take for "not found".
+ */
+export function isNotFound(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
 /** Turn a Node system error about `path` into our family, naming the path and the cause. */
 export function fromSystemError(err: unknown, what: string): SourcemeshError {
   if (err instanceof SourcemeshError) return err;
@@ -73,6 +93,8 @@ function systemReason(code: string): string {
     case 'EROFS': return 'read-only file system';
     case 'ENOTDIR': return 'not a directory';
     case 'EISDIR': return 'is a directory';
+    case 'ELOOP': return 'too many levels of symbolic links';
+    case 'EIO': return 'input/output error';
     case 'EEXIST': return 'already exists';
     case 'EMFILE': case 'ENFILE': return 'too many open files';
     default: return 'system error';

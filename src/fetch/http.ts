@@ -97,7 +97,9 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
     }
     await res.body.dump().catch(() => {});
     if (status === 416) {
-      throw transferError('E_HTTP', `${current}: HTTP 416 for ${wanted}`, false, { url: current, status, rangeNotSatisfiable: true });
+      // RFC 9110 §15.5.17: the length of the whole file, when the server says ("bytes */LENGTH").
+      const whole = /^bytes \*\/(\d+)$/.exec(header('content-range') ?? '');
+      throw transferError('E_HTTP', `${current}: HTTP 416 for ${wanted}`, false, { url: current, status, rangeNotSatisfiable: true, completeLength: whole ? Number(whole[1]) : undefined });
     }
     const retryable = status >= 500 || status === 429 || status === 408;
     throw transferError('E_HTTP', `${current}: HTTP ${status}`, retryable, { url: current, status, retryAfter: header('retry-after'), notFound: status === 404 || status === 410 });
@@ -142,17 +144,27 @@ export function networkError(err: unknown, url: string): unknown {
   return transferError('E_NETWORK', `${url}: ${why}`, retryable, { url, cause: code ?? e?.code }, err);
 }
 
-/** The size a server announces for `url` (HEAD; redirects followed as for GET), if it says. */
+/**
+ * The size a server announces for `url` (HEAD; redirects followed as for GET), if it says. Only a hint:
+ * an unreachable server, an error status or a bad redirect announce nothing (the GET that follows
+ * reports why); only an abort is thrown.
+ */
 export async function headSize(url: string, dispatcher: Dispatcher, limits: Limits, signal?: AbortSignal): Promise<number | undefined> {
   let current = url;
   for (let hop = 0; hop <= limits.maxRedirects; hop++) {
-    const res = await request(current, { method: 'HEAD', dispatcher, signal, headers: { 'accept-encoding': 'identity', 'user-agent': USER_AGENT } }).catch(() => undefined);
-    if (!res) return undefined;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(current, { method: 'HEAD', dispatcher, signal, headers: { 'accept-encoding': 'identity', 'user-agent': USER_AGENT }, headersTimeout: limits.headersTimeoutMs, bodyTimeout: limits.idleTimeoutMs });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      return undefined;
+    }
     await res.body.dump().catch(() => {});
     const location = res.headers.location;
     if (REDIRECTS.has(res.statusCode) && typeof location === 'string') {
-      const next = new URL(location, current);
-      if (next.protocol !== 'http:' && next.protocol !== 'https:') return undefined;
+      // The Location header is attacker-controlled: one that is not a URL ends the walk, it is no bug.
+      const next = URL.parse(location, current);
+      if (!next || (next.protocol !== 'http:' && next.protocol !== 'https:')) return undefined;
       current = next.href;
       continue;
     }

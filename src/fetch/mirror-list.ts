@@ -5,7 +5,7 @@ import { request, type Dispatcher } from 'undici';
 import * as v from 'valibot';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
-import { readBoundedBody } from './http.ts';
+import { USER_AGENT, networkError, readBoundedBody } from './http.ts';
 import { parseMirror, type Mirror } from './plan.ts';
 
 export const MIRRORS_FORMAT = 'sourcemesh.mirrors/v1';
@@ -49,17 +49,21 @@ export function parseMirrorList(text: string, source: string): MirrorEntry[] {
 export async function loadMirrorList(where: string, dispatcher: Dispatcher, limits: Limits): Promise<Mirror[]> {
   let text: string;
   if (/^https?:\/\//i.test(where)) {
-    let res: Dispatcher.ResponseData;
+    // The server and every byte it sends are attacker-controlled: each failure, from connecting to the
+    // last byte of the body, is one line in our family naming the list.
     try {
-      res = await request(where, { dispatcher, headers: { 'accept-encoding': 'identity' } });
+      const res = await request(where, { dispatcher, headers: { 'accept-encoding': 'identity', 'user-agent': USER_AGENT }, headersTimeout: limits.headersTimeoutMs, bodyTimeout: limits.idleTimeoutMs });
+      if (res.statusCode !== 200) {
+        await res.body.dump().catch(() => {});
+        throw new SourcemeshError('E_HTTP', `--mirror-list ${where}: HTTP ${res.statusCode}`, { url: where, status: res.statusCode });
+      }
+      text = (await readBoundedBody(res.body, limits.manifestBytes, () => new SourcemeshError('E_INPUT', `--mirror-list ${where}: larger than ${limits.manifestBytes} bytes`))).toString('utf8');
     } catch (err) {
-      throw new SourcemeshError('E_NETWORK', `--mirror-list ${where}: ${(err as Error).message}`);
+      if (err instanceof SourcemeshError) throw err;
+      const e = networkError(err, where);
+      if (!(e instanceof SourcemeshError)) throw e; // an abort
+      throw new SourcemeshError(e.code, `--mirror-list ${e.message}`, e.details, { cause: err });
     }
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      throw new SourcemeshError('E_HTTP', `--mirror-list ${where}: HTTP ${res.statusCode}`);
-    }
-    text = (await readBoundedBody(res.body, limits.manifestBytes, () => new SourcemeshError('E_INPUT', `--mirror-list ${where}: larger than ${limits.manifestBytes} bytes`))).toString('utf8');
   } else {
     text = await readFile(where, 'utf8').catch((err) => { throw fromSystemError(err, `--mirror-list ${where}`); });
   }

@@ -11,6 +11,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { pieceHash } from './piece-map.ts';
 
 const ROLE = 'sourcemesh-piece-hasher';
@@ -25,7 +26,7 @@ type Request =
   | { type: 'close'; file: number };
 type Reply =
   | { type: 'piece'; id: number; hash: Uint8Array; buf: ArrayBuffer }
-  | { type: 'digest'; id: number; hex?: string; error?: string };
+  | { type: 'digest'; id: number; hex?: string; short?: string; fault?: { message: string; code?: string; syscall?: string } };
 
 /** The thread and the requests waiting for its answers. */
 class Thread {
@@ -43,7 +44,8 @@ class Thread {
       w?.resolve(r);
     });
     const fail = (err: Error) => {
-      this.failed ??= err;
+      // The thread is ours: its death is no answer about the file, and no "could not read" either.
+      this.failed ??= new SourcemeshError('E_INTERNAL', `the hashing thread failed: ${err.message}`, {}, { cause: err });
       if (shared === this) shared = undefined; // the next file starts a new one
       for (const w of this.waiting.values()) w.reject(err);
       this.waiting.clear();
@@ -79,7 +81,10 @@ export class PieceHasher {
   private closed = false;
 
   /** Hash the file at `path` (read by the worker as its prefix is written) and the pieces sent here. */
+  private readonly path: string;
+
   constructor(path: string) {
+    this.path = path;
     shared ??= new Thread();
     this.thread = shared;
     this.thread.users++;
@@ -96,7 +101,7 @@ export class PieceHasher {
     const own = body.byteOffset === 0 && body.buffer instanceof ArrayBuffer;
     const buf = own ? (body.buffer as ArrayBuffer) : new Uint8Array(body).buffer;
     const r = await this.thread.call({ type: 'piece', id: this.thread.nextId(), buf, length, pieceLength }, [buf]);
-    if (r.type !== 'piece') throw new Error('unexpected reply from the hashing thread');
+    if (r.type !== 'piece') throw new SourcemeshError('E_INTERNAL', 'unexpected reply from the hashing thread');
     const memory = Buffer.from(r.buf);
     return { hash: Buffer.from(r.hash), body: memory.subarray(0, length), memory };
   }
@@ -108,14 +113,19 @@ export class PieceHasher {
     this.thread.post({ type: 'prefix', file: this.file, bytes });
   }
 
-  /** SHA-256 (hex) of the file's first `size` bytes, all written by now; undefined if it could not be read. */
+  /**
+   * SHA-256 (hex) of the file's first `size` bytes, all written by now; undefined when the file is shorter
+   * than that (its bytes are not all there: no hash of them). A read that fails (EIO, EISDIR...) is
+   * thrown as the fault it is, naming the file; so is a failure of the thread.
+   */
   async digest(size: number): Promise<string | undefined> {
-    try {
-      const r = await this.thread.call({ type: 'digest', id: this.thread.nextId(), file: this.file, size });
-      return r.type === 'digest' ? r.hex : undefined;
-    } catch {
-      return undefined;
+    const r = await this.thread.call({ type: 'digest', id: this.thread.nextId(), file: this.file, size });
+    if (r.type !== 'digest') throw new SourcemeshError('E_INTERNAL', 'unexpected reply from the hashing thread');
+    if (r.fault) {
+      const err = Object.assign(new Error(r.fault.message), { code: r.fault.code, syscall: r.fault.syscall });
+      throw fromSystemError(err, `${this.path}: cannot hash`);
     }
+    return r.hex;
   }
 
   async close(): Promise<void> {
@@ -135,7 +145,10 @@ interface FileState {
   hash: Hash;
   hashed: number;
   target: number;
-  broken?: string;
+  /** Ends before the bytes asked for: no digest of them. */
+  short?: string;
+  /** A read failed: reported as the fault it is. */
+  fault?: { message: string; code?: string; syscall?: string };
   digests: { id: number; size: number }[];
 }
 
@@ -146,10 +159,11 @@ function serve(): void {
   let scheduled = false;
 
   const answer = (f: FileState) => {
+    const broken = f.short !== undefined || f.fault !== undefined;
     f.digests = f.digests.filter((d) => {
-      if (!f.broken && f.hashed < d.size) return true;
-      const ok = !f.broken && f.hashed === d.size;
-      port.postMessage({ type: 'digest', id: d.id, ...(ok ? { hex: f.hash.copy().digest('hex') } : { error: f.broken ?? `hashed ${f.hashed} of ${d.size} bytes` }) } satisfies Reply);
+      if (!broken && f.hashed < d.size) return true;
+      const ok = !broken && f.hashed === d.size;
+      port.postMessage({ type: 'digest', id: d.id, ...(ok ? { hex: f.hash.copy().digest('hex') } : f.fault ? { fault: f.fault } : { short: f.short ?? `hashed ${f.hashed} of ${d.size} bytes` }) } satisfies Reply);
       return false;
     });
   };
@@ -158,19 +172,23 @@ function serve(): void {
     scheduled = false;
     let more = false;
     for (const f of open.values()) {
-      if (!f.broken && f.hashed < f.target) {
+      const broken = () => f.short !== undefined || f.fault !== undefined;
+      if (!broken() && f.hashed < f.target) {
         try {
           f.fd ??= openSync(f.path, 'r');
           const n = readSync(f.fd, scratch, 0, Math.min(READ_BYTES, f.target - f.hashed), f.hashed);
-          if (n === 0) throw new Error(`${f.path}: ends at ${f.hashed} bytes`);
-          f.hash.update(scratch.subarray(0, n));
-          f.hashed += n;
+          if (n === 0) f.short = `${f.path}: ends at ${f.hashed} bytes`;
+          else {
+            f.hash.update(scratch.subarray(0, n));
+            f.hashed += n;
+          }
         } catch (err) {
-          f.broken = (err as Error).message;
+          const e = err as NodeJS.ErrnoException;
+          f.fault = { message: e.message, code: e.code, syscall: e.syscall };
         }
       }
       answer(f);
-      if (!f.broken && f.hashed < f.target) more = true;
+      if (!broken() && f.hashed < f.target) more = true;
     }
     if (more) schedule();
   };
@@ -192,7 +210,7 @@ function serve(): void {
     }
     const f = open.get(m.file);
     if (!f) {
-      if (m.type === 'digest') port.postMessage({ type: 'digest', id: m.id, error: 'not open' } satisfies Reply);
+      if (m.type === 'digest') port.postMessage({ type: 'digest', id: m.id, fault: { message: 'digest of a file that is not open' } } satisfies Reply);
       return;
     }
     if (m.type === 'close') {

@@ -1,9 +1,10 @@
 // General file-system helpers shared by the store, the mirror and the trust layer: mkdir -p with the real
-// cause, fsync of a file or a directory, and the liveness check behind every "PID"-named temporary.
-import { constants as fsc } from 'node:fs';
-import { mkdir, open, stat } from 'node:fs/promises';
+// cause, fsync of a file or a directory, the liveness check behind every "PID"-named temporary, and
+// stat/readdir/readlink of what may be absent without taking a fault for an absence.
+import { constants as fsc, readdirSync, statSync, type Stats } from 'node:fs';
+import { mkdir, open, readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { fromSystemError } from '../errors.ts';
+import { fromSystemError, isNotFound } from '../errors.ts';
 
 /** True when PID names a live process (EPERM: alive, owned by someone else). */
 export function isProcessAlive(pid: number): boolean {
@@ -49,5 +50,56 @@ export async function fsyncDir(dir: string): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+// Looking for something that may not be there: only ENOENT and ENOTDIR mean it is not (errors.ts
+// isNotFound). EACCES, EIO, ELOOP and the like are faults of the disk or of the tree, thrown in our family
+// naming the path, never taken for "not found".
+
+export async function statIfExists(p: string): Promise<Stats | undefined> {
+  try {
+    return await stat(p);
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw fromSystemError(err, p);
+  }
+}
+
+export function statIfExistsSync(p: string): Stats | undefined {
+  try {
+    return statSync(p, { throwIfNoEntry: false }); // no exception for the common ENOENT: cheap in lookups
+  } catch (err) {
+    if (isNotFound(err)) return undefined;
+    throw fromSystemError(err, p);
+  }
+}
+
+/** A directory's names; none when it is not there. */
+export async function readdirIfExists(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw fromSystemError(err, dir);
+  }
+}
+
+export function readdirIfExistsSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (err) {
+    if (isNotFound(err)) return [];
+    throw fromSystemError(err, dir);
+  }
+}
+
+/** A symlink's target; '' when there is none (nothing there, or not a symlink: EINVAL). */
+export async function readlinkIfAny(p: string): Promise<string> {
+  try {
+    return await readlink(p);
+  } catch (err) {
+    if (isNotFound(err) || (err as NodeJS.ErrnoException).code === 'EINVAL') return '';
+    throw fromSystemError(err, p);
   }
 }

@@ -2,11 +2,11 @@
 // made from upstream's objects by us rather than downloaded from a forge's snapshot endpoint.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { rename, rm, stat } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { SourcemeshError } from '../errors.ts';
-import { ensureDir } from '../fs/files.ts';
+import { SourcemeshError, fromSystemError, isSourcemeshError } from '../errors.ts';
+import { ensureDir, statIfExists } from '../fs/files.ts';
 import { isLocalRepo } from '../manifest/distfile.ts';
 
 const run = promisify(execFile);
@@ -62,7 +62,7 @@ export async function git(args: string[], opts: { cwd?: string; signal?: AbortSi
     const e = err as { code?: string | number; stderr?: string; message: string };
     if (e.code === 'ENOENT') throw new SourcemeshError('E_UNSUPPORTED', 'git is not installed (needed to clone repositories for git snapshots)');
     const why = (e.stderr ?? e.message).trim().split('\n').filter(Boolean).at(-1) ?? 'failed';
-    throw new SourcemeshError('E_ARCHIVE', `git ${args.filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')}: ${why}`, { retryable: false });
+    throw new SourcemeshError('E_ARCHIVE', `git ${args.filter((a) => !a.startsWith('-')).slice(0, 2).join(' ')}: ${why}`, { retryable: false, exitCode: typeof e.code === 'number' ? e.code : undefined });
   }
 }
 
@@ -98,7 +98,8 @@ const busy = new Map<string, Promise<unknown>>();
 
 async function ensureRepoNow(dir: string, repo: string, ref: string, signal: AbortSignal | undefined, offline: boolean): Promise<{ dir: string; commit: string }> {
   const noNetwork = offline && !isLocalRepo(repo);
-  if (!(await stat(dir).catch(() => undefined))) {
+  // Only a clone that is not there is made; one that cannot be looked at (ELOOP, EIO) is an error.
+  if (!(await statIfExists(dir))) {
     if (noNetwork) throw new SourcemeshError('E_NO_SOURCE', `${repo}: not cloned in the store (${dir}), and --offline does not clone`, { repo, ref });
     await ensureDir(path.dirname(dir), 'git state');
     const temp = `${dir}.${process.pid}.tmp`;
@@ -106,7 +107,7 @@ async function ensureRepoNow(dir: string, repo: string, ref: string, signal: Abo
     await git(['clone', '--bare', '--quiet', '--', repo, temp], { signal, repo, offline });
     // Another process may have finished its clone first: keep that one.
     await rename(temp, dir).catch(async (err) => {
-      if (!(await stat(dir).catch(() => undefined))) throw err;
+      if (!(await statIfExists(dir))) throw fromSystemError(err, `cannot move the clone of ${repo} to ${dir}`);
       await rm(temp, { recursive: true, force: true });
     });
   }
@@ -123,7 +124,10 @@ async function ensureRepoNow(dir: string, repo: string, ref: string, signal: Abo
 async function resolveCommit(dir: string, ref: string, signal?: AbortSignal): Promise<string | undefined> {
   try {
     return (await git(['rev-parse', '--verify', '--quiet', '--end-of-options', `${ref}^{commit}`], { cwd: dir, signal })).trim() || undefined;
-  } catch {
-    return undefined;
+  } catch (err) {
+    // --verify --quiet exits 1, saying nothing, when the name names no commit; anything else (a clone
+    // that is not a repository, an abort) is reported, not taken for a ref to fetch.
+    if (isSourcemeshError(err, 'E_ARCHIVE') && err.details.exitCode === 1) return undefined;
+    throw err;
   }
 }

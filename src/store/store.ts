@@ -14,14 +14,14 @@
 // rename, so two processes that both believe they hold a lock still cannot interleave bytes.
 import { randomBytes } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { chmod, copyFile, link, mkdir, readFile, readdir, readlink, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, link, mkdir, readFile, rename, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { SourcemeshError, fromSystemError, isNotFound } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { SHA256_HEX } from '../manifest/distfile.ts';
-import { ensureDir, fsyncDir, fsyncFile, isProcessAlive } from '../fs/files.ts';
+import { ensureDir, fsyncDir, fsyncFile, isProcessAlive, readdirIfExists, readlinkIfAny, statIfExists } from '../fs/files.ts';
 
 export interface StoredObject {
   sha256: string;
@@ -113,7 +113,7 @@ export class Store {
       const s = await stat(p);
       return s.isFile() ? { sha256, size: s.size, path: p } : undefined;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (isNotFound(err)) return undefined;
       throw fromSystemError(err, `store object ${p}`);
     }
   }
@@ -192,19 +192,20 @@ export class Store {
     const tmp = path.join(this.root, 'tmp');
     const nonce = randomBytes(6).toString('hex');
     const mine = path.join(tmp, `${sha256}.${process.pid}-${nonce}.part`);
-    for (const name of await readdir(tmp)) {
+    for (const name of await readdirIfExists(tmp)) {
       const m = PART_RE.exec(name);
       if (!m || m[1] !== sha256 || partialOwnerAlive(path.join(tmp, name), Number(m[2]))) continue;
       try {
         await rename(path.join(tmp, name), mine); // atomic: only one adopter wins
-      } catch {
-        continue;
+      } catch (err) {
+        if (isNotFound(err)) continue; // another process adopted it first
+        throw fromSystemError(err, `store: cannot adopt ${path.join(tmp, name)}`);
       }
-      const meta = await readFile(path.join(tmp, `${name}.json`), 'utf8').then(JSON.parse, () => ({}));
+      const meta = await readMeta(path.join(tmp, `${name}.json`));
       await rm(path.join(tmp, `${name}.json`), { force: true });
       // The piece record goes with its partial; if it cannot, the pieces are only fetched again.
       await rename(path.join(tmp, `${name}.pieces`), `${mine}.pieces`).catch(() => {});
-      const size = (await stat(mine)).size;
+      const size = (await stat(mine).catch((err) => { throw fromSystemError(err, mine); })).size;
       ownPartials.add(mine);
       return { sha256, path: mine, size, meta: sanitizeMeta(meta) };
     }
@@ -245,17 +246,17 @@ export class Store {
       await fsyncDir(path.dirname(dest));
       await rm(`${partial.path}.json`, { force: true });
       await rm(`${partial.path}.pieces`, { force: true });
+      return { sha256: partial.sha256, size: (await stat(dest)).size, path: dest };
     } catch (err) {
       throw fromSystemError(err, `store: cannot commit ${partial.sha256}`);
     }
-    return { sha256: partial.sha256, size: (await stat(dest)).size, path: dest };
   }
 
   /** Point names/NAME at an object (atomically: a temporary symlink renamed over the old one). */
   async recordName(name: string, sha256: string): Promise<void> {
     const target = path.join('..', 'objects', 'sha256', sha256.slice(0, 2), sha256);
     const link = path.join(this.root, 'names', name);
-    if ((await readlink(link).catch(() => undefined)) === target) return;
+    if ((await readlinkIfAny(link)) === target) return;
     const temp = path.join(this.root, 'names', `.${name}.${process.pid}.tmp`);
     try {
       await rm(temp, { force: true });
@@ -269,7 +270,7 @@ export class Store {
   /** The object names/NAME points at, if it is a stored object. */
   async byName(name: string): Promise<StoredObject | undefined> {
     if (name.startsWith('.') || name.includes('/')) return undefined;
-    const target = await readlink(path.join(this.root, 'names', name)).catch(() => '');
+    const target = await readlinkIfAny(path.join(this.root, 'names', name));
     const sha = path.basename(target);
     if (!SHA256_HEX.test(sha) || target !== path.join('..', 'objects', 'sha256', sha.slice(0, 2), sha)) return undefined;
     return this.get(sha);
@@ -277,7 +278,7 @@ export class Store {
 
   /** The tarSha256 recorded for object `sha256` (see recordTarSha256), if any. */
   async cachedTarSha256(sha256: string): Promise<string | undefined> {
-    const target = await readlink(this.tarRecordPath(sha256)).catch(() => '');
+    const target = await readlinkIfAny(this.tarRecordPath(sha256));
     return SHA256_HEX.test(target) ? target : undefined;
   }
 
@@ -302,9 +303,9 @@ export class Store {
   /** Name -> object, from names/, skipping links that do not point at a stored object. */
   async names(): Promise<Map<string, StoredObject>> {
     const out = new Map<string, StoredObject>();
-    for (const name of (await readdir(path.join(this.root, 'names'))).sort()) {
+    for (const name of (await readdirIfExists(path.join(this.root, 'names'))).sort()) {
       if (name.startsWith('.')) continue;
-      const target = await readlink(path.join(this.root, 'names', name)).catch(() => '');
+      const target = await readlinkIfAny(path.join(this.root, 'names', name));
       const sha = path.basename(target);
       if (!SHA256_HEX.test(sha) || target !== path.join('..', 'objects', 'sha256', sha.slice(0, 2), sha)) continue;
       const obj = await this.get(sha);
@@ -315,12 +316,12 @@ export class Store {
 
   async *list(): AsyncGenerator<StoredObject> {
     const base = path.join(this.root, 'objects', 'sha256');
-    for (const fan of (await readdir(base)).sort()) {
+    for (const fan of (await readdirIfExists(base)).sort()) {
       if (!/^[0-9a-f]{2}$/.test(fan)) continue;
-      for (const name of (await readdir(path.join(base, fan))).sort()) {
+      for (const name of (await readdirIfExists(path.join(base, fan))).sort()) {
         if (!SHA256_HEX.test(name) || !name.startsWith(fan)) continue;
         const p = path.join(base, fan, name);
-        const s = await stat(p).catch(() => undefined);
+        const s = await statIfExists(p);
         if (s?.isFile()) yield { sha256: name, size: s.size, path: p };
       }
     }
@@ -336,7 +337,7 @@ export class Store {
     const removedObjects: StoredObject[] = [];
     let removedTemp = 0;
     let freedBytes = 0;
-    for (const name of await readdir(path.join(this.root, 'locks'))) {
+    for (const name of await readdirIfExists(path.join(this.root, 'locks'))) {
       const p = path.join(this.root, 'locks', name);
       const holder = await readLock(p);
       if (holder && (await this.isStaleLock(p, holder))) {
@@ -345,16 +346,16 @@ export class Store {
       }
     }
     const tmp = path.join(this.root, 'tmp');
-    for (const name of await readdir(tmp)) {
+    for (const name of await readdirIfExists(tmp)) {
       const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json|\.pieces)?$/.exec(name);
       if (m && partialOwnerAlive(path.join(tmp, m[3] ? name.slice(0, -m[3].length) : name), Number(m[2]))) continue;
       // A durable write's temporary name (.NAME.PID-RAND.tmp, fs/durable-file.ts) while its writer lives.
       const writing = /^\..*\.(\d+)-[0-9a-f]+\.tmp$/.exec(name);
       if (writing && isProcessAlive(Number(writing[1]))) continue;
-      const orphanMeta = m?.[3] !== undefined && !(await stat(path.join(tmp, name.slice(0, -m[3].length))).catch(() => undefined));
+      const orphanMeta = m?.[3] !== undefined && !(await statIfExists(path.join(tmp, name.slice(0, -m[3].length))));
       if (m && !orphanMeta && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
       const p = path.join(tmp, name);
-      freedBytes += (await stat(p).catch(() => ({ size: 0 }))).size;
+      freedBytes += (await statIfExists(p))?.size ?? 0;
       await rm(p, { force: true, recursive: true });
       removedTemp++;
     }
@@ -369,23 +370,45 @@ export class Store {
     // tarSha256 records whose object is gone (only with `keep`: a record costs 64 bytes, fetch's gc
     // stays quick).
     const tars = path.join(this.root, 'tars');
-    for (const fan of opts.keep ? await readdir(tars).catch(() => [] as string[]) : []) {
-      for (const name of await readdir(path.join(tars, fan)).catch(() => [] as string[])) {
+    for (const fan of opts.keep ? await readdirIfExists(tars) : []) {
+      for (const name of await readdirIfExists(path.join(tars, fan))) {
         if (SHA256_HEX.test(name) && (await this.get(name))) continue;
         await rm(path.join(tars, fan, name), { force: true });
         removedTemp++;
       }
     }
     // Names whose object is gone, and temporary links of dead processes.
-    for (const name of await readdir(path.join(this.root, 'names'))) {
+    for (const name of await readdirIfExists(path.join(this.root, 'names'))) {
       const p = path.join(this.root, 'names', name);
       const temp = /^\..*\.(\d+)\.tmp$/.exec(name);
-      if (temp ? !isProcessAlive(Number(temp[1])) : !(await stat(p).catch(() => undefined))) {
+      if (temp ? !isProcessAlive(Number(temp[1])) : !(await statIfExists(p))) {
         await rm(p, { force: true });
         removedTemp++;
       }
     }
     return { removedObjects, removedTemp, freedBytes };
+  }
+}
+
+// Only ENOENT and ENOTDIR mean that something is not there (fs/files.ts): EACCES, EIO, ELOOP and the like are
+// faults of the store's disk, reported as such, never taken for a missing object, name or record.
+
+/**
+ * Where an adopted partial came from: only a hint for If-Range, so a missing or torn file (a crash in the
+ * middle of writing it) is no hint at all, never a reason to give up the partial.
+ */
+async function readMeta(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    if (isNotFound(err)) return {};
+    throw fromSystemError(err, file);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    return {};
   }
 }
 

@@ -3,9 +3,10 @@
 // Packed objects stored as deltas are rebuilt by following OFS_DELTA and REF_DELTA bases to a whole object,
 // with a bounded depth, cycle detection, and a small LRU of rebuilt bases.
 
-import { existsSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { SourcemeshError, fromSystemError } from '../../errors.ts';
+import { SourcemeshError, fromSystemError, isNotFound } from '../../errors.ts';
+import { readdirIfExistsSync, statIfExistsSync } from '../../fs/files.ts';
 import type { Limits } from '../../limits.ts';
 import { DeltaBaseCache, type CachedObject } from './base-cache.ts';
 import { applyDelta } from './delta.ts';
@@ -57,7 +58,7 @@ export class ObjectDatabase {
     try {
       real = realpathSync(dir);
     } catch (err) {
-      if (depth === 0) throw fromSystemError(err, `object directory ${dir}`);
+      if (depth === 0 || !isNotFound(err)) throw fromSystemError(err, `object directory ${dir}`);
       return; // git skips alternates that do not exist
     }
     if (seen.has(real)) return;
@@ -65,23 +66,18 @@ export class ObjectDatabase {
     const od: ObjectDirectory = { path: real, packs: [], midxCount: 0, midxPacks: new Set() };
     this.dirs.push(od);
     const packDir = path.join(real, 'pack');
-    let names: string[] = [];
-    try {
-      names = readdirSync(packDir).sort();
-    } catch {
-      names = [];
-    }
+    const names = readdirIfExistsSync(packDir).sort();
     for (const name of names) {
       if (!/^pack-[0-9a-f]+\.idx$/.test(name)) continue;
       const packFile = path.join(packDir, name.slice(0, -4) + '.pack');
-      if (!existsSync(packFile)) continue; // git ignores an index without its pack
+      if (!statIfExistsSync(packFile)) continue; // git ignores an index without its pack
       const pack = new Pack(packFile, PackIndex.read(path.join(packDir, name), this.limits), this.nextPackId++);
       od.packs.push(pack);
       this.packs.push(pack);
     }
     this.readMultiPackIndex(od, path.join(packDir, 'multi-pack-index'));
     const alternates = path.join(real, 'info', 'alternates');
-    if (!existsSync(alternates)) return;
+    if (!statIfExistsSync(alternates)) return;
     if (depth >= this.limits.gitAlternatesDepth) throw new SourcemeshError('E_UNSUPPORTED', `${alternates}: alternates nested deeper than ${this.limits.gitAlternatesDepth} levels`);
     const text = readSmallFile(alternates, this.limits.gitRefFileBytes);
     for (const line of text.split('\n')) {
@@ -97,7 +93,7 @@ export class ObjectDatabase {
    * Lookups keep using the per-pack indexes, which git keeps beside it.
    */
   private readMultiPackIndex(od: ObjectDirectory, file: string): void {
-    if (!existsSync(file)) return;
+    if (!statIfExistsSync(file)) return;
     const buf = readSmallFile(file, this.limits.gitPackIndexBytes, true);
     const fail = (cause: string) => corrupt(file, cause);
     if (buf.length < 12 || buf.toString('latin1', 0, 4) !== 'MIDX') throw fail('not a multi-pack-index');
@@ -137,7 +133,7 @@ export class ObjectDatabase {
     const hex = oidHex(oid);
     for (const d of this.dirs) {
       const file = path.join(d.path, hex.slice(0, 2), hex.slice(2));
-      if (existsSync(file)) return { file };
+      if (statIfExistsSync(file)) return { file };
     }
     return null;
   }
@@ -286,7 +282,7 @@ export class ObjectDatabase {
       }
     }
     for (const d of this.dirs) {
-      for (const name of listDir(path.join(d.path, prefix.slice(0, 2)))) {
+      for (const name of readdirIfExistsSync(path.join(d.path, prefix.slice(0, 2)))) {
         const hex = prefix.slice(0, 2) + name;
         if (name.length === OID_HEX - 2 && hex.startsWith(prefix)) found.add(hex);
         if (found.size > max) return [...found];
@@ -332,7 +328,7 @@ export class ObjectDatabase {
       if (pos > 0) extend(oidHex(idx.oidAt(pos - 1)));
     }
     for (const d of this.dirs) {
-      for (const name of listDir(path.join(d.path, hex.slice(0, 2)))) {
+      for (const name of readdirIfExistsSync(path.join(d.path, hex.slice(0, 2)))) {
         if (name.length !== OID_HEX - 2) continue;
         const other = hex.slice(0, 2) + name;
         if (other !== hex) extend(other);
@@ -342,13 +338,6 @@ export class ObjectDatabase {
   }
 }
 
-function listDir(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
-}
 
 /** Read a small control file (refs, alternates, config...), refusing anything larger than `max` bytes. */
 export function readSmallFile(file: string, max: number, binary: true): Buffer;

@@ -7,9 +7,9 @@
 // After the name, the ancestry suffixes "~N", "^N" and the peeling "^{commit}", "^{}" (splitRevision);
 // the other revision syntax (":path", "@{...}", "^{tree}", ranges) is refused rather than half-implemented.
 
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { SourcemeshError } from '../../errors.ts';
+import { readdirIfExistsSync, statIfExistsSync } from '../../fs/files.ts';
 import type { Limits } from '../../limits.ts';
 import { OID_HEX, corrupt, isHex, parseOidHex, type Oid } from './object-id.ts';
 import { readSmallFile, type ObjectDatabase } from './odb.ts';
@@ -51,7 +51,7 @@ export class RefStore {
     if (this.packed) return this.packed;
     const map = new Map<string, Oid>();
     const file = path.join(this.commonDir, 'packed-refs');
-    if (existsSync(file)) {
+    if (statIfExistsSync(file)) {
       const text = readSmallFile(file, this.limits.gitPackedRefsBytes);
       for (const line of text.split('\n')) {
         if (line === '' || line.startsWith('#') || line.startsWith('^')) continue;
@@ -69,13 +69,8 @@ export class RefStore {
   read(name: string, depth = 0): Oid | null {
     if (!isValidRefName(name)) return null;
     const file = path.join(isPerWorktree(name) ? this.gitDir : this.commonDir, name);
-    let isFile = false;
-    try {
-      isFile = statSync(file).isFile();
-    } catch {
-      isFile = false;
-    }
-    if (isFile) {
+    // A ref that is not there is looked for elsewhere; a ref that cannot be read is an error (ELOOP, EIO).
+    if (statIfExistsSync(file)?.isFile()) {
       const text = readSmallFile(file, this.limits.gitRefFileBytes);
       if (text.startsWith('ref:')) {
         if (depth >= this.limits.gitSymrefDepth) throw corrupt(file, `symbolic refs nested deeper than ${this.limits.gitSymrefDepth}`);
@@ -99,23 +94,11 @@ export class RefStore {
 }
 
 function hasFiles(dir: string): boolean {
-  let st;
-  try {
-    st = statSync(dir);
-  } catch {
-    return false;
-  }
+  const st = statIfExistsSync(dir);
+  if (!st) return false;
   if (!st.isDirectory()) return st.isFile();
-  for (const name of readdirNames(dir)) if (hasFiles(path.join(dir, name))) return true;
+  for (const name of readdirIfExistsSync(dir)) if (hasFiles(path.join(dir, name))) return true;
   return false;
-}
-
-function readdirNames(dir: string): string[] {
-  try {
-    return readdirSync(dir);
-  } catch {
-    return [];
-  }
 }
 
 /** One step after the name: `~n` (n-th first-parent ancestor), `^n` (n-th parent, 0 = the commit), or peel. */
