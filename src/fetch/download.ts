@@ -176,9 +176,13 @@ async function transferOnce(d: Distfile, source: Source, partial: Partial, write
     else throw new SourcemeshError('E_UNSUPPORTED', `${d.name}: no snapshot generator configured`);
   } catch (err) {
     if (err instanceof SourcemeshError && (err.details.rangeNotSatisfiable || err.details.badRange) && offset > 0) {
-      // The server will not resume from here (our partial may even be complete): start over.
+      // The partial reaches the end of the file or beyond (RFC 9110 §14.1.2: no byte from `offset` on).
+      // As long as the file, it may be the whole file: the caller's digest judges it, and fetches the file
+      // again whole if it does not verify. Otherwise (longer: garbage; or a range the server garbled)
+      // drop it and take the whole file now, not after a retry's backoff.
+      if (d.size === undefined && err.details.completeLength === writer.written) return;
       await writer.restart();
-      throw transferError('E_HTTP', err.message, true, err.details);
+      return transferOnce(d, source, partial, writer, ctx); // from byte 0: no Range, cannot come back here
     }
     throw err;
   }

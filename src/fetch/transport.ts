@@ -32,7 +32,8 @@ export interface OpenOptions {
 
 /** Errors that may go away if we try again later (network trouble, 5xx). */
 export function transferError(code: ErrorCode, message: string, retryable: boolean, details: Record<string, unknown> = {}, cause?: unknown): SourcemeshError {
-  return new SourcemeshError(code, message, { retryable, ...details }, cause === undefined ? undefined : { cause });
+  // `retryable` as given wins over one in `details` (details copied from an earlier error say its own).
+  return new SourcemeshError(code, message, { ...details, retryable }, cause === undefined ? undefined : { cause });
 }
 
 export function isRetryable(err: unknown): boolean {
