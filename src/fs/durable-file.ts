@@ -108,21 +108,37 @@ function kindOf(st: Stats): string {
 async function checkLinkOwner(file: string, link: string, st: Stats): Promise<void> {
   const euid = process.geteuid?.();
   if (euid === undefined || st.uid === euid) return;
-  const dir = await stat(path.dirname(link));
+  const dir = await stat(path.dirname(link)).catch((err) => { throw fromSystemError(err, `${file}: cannot write`); });
   if ((dir.mode & 0o1002) === 0o1002 && st.uid !== dir.uid) {
     throw new SourcemeshError('E_PERMISSION', `${file}: a symbolic link owned by another user in the world-writable sticky directory ${path.dirname(link)}; refusing to follow it`, { file });
   }
 }
 
 /** Open FILE for writing by the rules at the top of this file. */
-export async function openOutput(file: string, opts: OutputOptions = {}): Promise<Output> {
+export function openOutput(file: string, opts: OutputOptions = {}): Promise<Output> {
+  return openPlanned(file, opts, false);
+}
+
+async function openPlanned(file: string, opts: OutputOptions, retried: boolean): Promise<Output> {
   const plan = await planOutput(file, opts);
   const what = opts.what ?? 'cannot write';
   if (plan.kind === 'through') {
     // No O_CREAT: the thing must still be there; no O_TRUNC before we know it is not a regular file.
     const fh = await open(file, fsc.O_WRONLY | fsc.O_NOCTTY).catch((err) => { throw fromSystemError(err, `${file}: ${what}`); });
-    const st = await fh.stat();
-    if (st.isFile()) await fh.truncate(0); // reached through /proc/self/fd/N: as a shell's `>` would
+    let st: Stats;
+    try {
+      st = await fh.stat();
+      if (st.isFile() && !plan.stats.isFile()) {
+        // A regular file took the device's place between the look and the open: decide again, once.
+        await fh.close();
+        if (retried) throw new SourcemeshError('E_IO', `${file}: ${what}: it keeps changing between a device and a file`, { file });
+        return openPlanned(file, opts, true);
+      }
+      if (st.isFile()) await fh.truncate(0); // reached through /proc/self/fd/N: as a shell's `>` would
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw fromSystemError(err, `${file}: ${what}`);
+    }
     return new ThroughOutput(file, plan.target, fh, st, what);
   }
   return AtomicOutput.create(file, plan.target, plan.replacing, opts, true);
