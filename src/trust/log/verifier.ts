@@ -19,9 +19,13 @@ import type { CheckedEntry, EntryLimits, KeyLookup, KnownKey } from './entries/t
 
 const ROLE = 'sourcemesh-log-verifier';
 
+/**
+ * A batch of jobs travels as one transferred buffer holding every entry: a request body is often a view
+ * of a larger socket buffer, which structured cloning would copy whole.
+ */
 type Request =
   | { type: 'keys'; vkeys: readonly string[] }
-  | { type: 'check'; jobs: { id: number; entry: Uint8Array; extra: readonly string[] }[] };
+  | { type: 'check'; buf: ArrayBuffer; jobs: { id: number; offset: number; length: number; extra: readonly string[] }[] };
 type Result = { id: number; checked: CheckedEntry } | { id: number; code: ErrorCode; message: string };
 
 /** Verifier keys by vkey text, parsed once and kept while they stay in the table. */
@@ -84,8 +88,12 @@ if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
   let table = new KeyTable();
   const cache = new Map<string, KnownKey | undefined>();
   parentPort!.on('message', (m: Request) => {
-    if (m.type === 'keys') table = new KeyTable(table, m.vkeys);
-    else parentPort!.postMessage(m.jobs.map((job) => runJob(job, table, cache, limits)));
+    if (m.type === 'keys') {
+      table = new KeyTable(table, m.vkeys);
+      return;
+    }
+    const all = new Uint8Array(m.buf);
+    parentPort!.postMessage(m.jobs.map((job) => runJob({ id: job.id, entry: all.subarray(job.offset, job.offset + job.length), extra: job.extra }, table, cache, limits)));
   });
 }
 
@@ -190,7 +198,17 @@ export class EntryVerifier {
       if (t.queued.length === 0) continue;
       const jobs = t.queued;
       t.queued = [];
-      t.worker.postMessage({ type: 'check', jobs } satisfies Request);
+      let size = 0;
+      for (const j of jobs) size += j.entry.length;
+      const buf = new ArrayBuffer(size);
+      const all = new Uint8Array(buf);
+      let offset = 0;
+      const sent = jobs.map((j) => {
+        all.set(j.entry, offset);
+        offset += j.entry.length;
+        return { id: j.id, offset: offset - j.entry.length, length: j.entry.length, extra: j.extra };
+      });
+      t.worker.postMessage({ type: 'check', buf, jobs: sent } satisfies Request, [buf]);
     }
   }
 
