@@ -2,7 +2,11 @@
 // A 1 MiB young generation: socket buffers that a download has hashed and written die young and are
 // freed by cheap scavenges instead of piling up until a full mark-compact (docs/BENCHMARKS.md,
 // bench:fetch: peak RSS 182 -> 124 MB, CPU -25%). The flag only works when Node starts.
-// The published entry point runs the compiled CLI; `npm ci` builds it through the `prepare` script.
-import { main } from '../dist/cli/main.js';
+// The published entry point runs the compiled CLI; `npm ci` builds it through the `prepare` script. The
+// Node.js version is checked first: the CLI is imported only afterwards, since on an older Node its
+// imports (node:sqlite) fail before any of its code could say why.
+import { checkNodeVersion } from './node-version.js';
 
+checkNodeVersion();
+const { main } = await import('../dist/cli/main.js');
 process.exitCode = await main(process.argv.slice(2));

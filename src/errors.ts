@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   E_PERMISSION: EXIT.operational, // EACCES / EPERM
   E_IO: EXIT.operational, // any other local I/O failure
   E_LOCKED: EXIT.operational, // another process holds a lock we need and did not release in time
+  E_RUNTIME: EXIT.operational, // the Node.js running us is older than package.json's engines.node (bin/node-version.js)
   E_INTERNAL: EXIT.operational, // a bug: please report it
 } as const;
 
