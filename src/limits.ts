@@ -178,8 +178,19 @@ export const LIMITS = {
   logFetchBytes: 1 * MiB,
 
   // tarballs (tarSha256, cleanse): compressed streams and tar headers from mirrors and upstreams are attacker-controlled
-  /** Output of decompressing one tarball (a bomb costs time, never memory; refused past this). */
-  decompressedTarBytes: 1024 * 1024 * MiB,
+  /**
+   * Output of decompressing one tarball, whatever its compressed size (a bomb costs time, never memory;
+   * refused past this). 64 GiB: about 8 minutes of bzip2 on one core, and as much as a download may send.
+   */
+  decompressedTarBytes: 64 * 1024 * MiB,
+  /**
+   * Decompressed bytes per compressed byte read so far, past decompressionFloorBytes: more is refused as a
+   * bomb (a 104 KB .tar.bz2 of 16 GiB once cost 129 s). Deflate cannot exceed about 1032:1, source
+   * tarballs are rarely past 20:1; bzip2 and xz bombs reach millions to one.
+   */
+  decompressionRatio: 1024,
+  /** Output any input may decompress to before the ratio applies (an empty tar is 10 KiB of zeros). */
+  decompressionFloorBytes: 64 * MiB,
   /** A pax extended header's payload, held in memory while its entry is read. */
   tarPaxHeaderBytes: 1 * MiB,
   /** A path or link name in a tarball being cleansed. */

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import { SourcemeshError } from '../errors.ts';
 import { limitsWith, type Limits } from '../limits.ts';
-import { decompressedChunks } from '../store/tar-digest.ts';
+import { decompressedChunks } from '../compression/decompress.ts';
 import { wildmatch } from './attributes/wildmatch.ts';
 import { gzipChunks } from './compress.ts';
 
@@ -414,7 +414,7 @@ export function cleanseTarball(input: AsyncIterable<Uint8Array>, patterns: strin
     digest = hash.digest('hex');
   }
   const report: CleanseReport = { kept: 0, deleted: [], unused: [] };
-  const tar = cleanseTarChunks(decompressedChunks(hashed(), what), patterns, what, report, limits);
+  const tar = cleanseTarChunks(decompressedChunks(hashed(), what, limits), patterns, what, report, limits);
   return {
     chunks: gzipChunks(tar, 'gzip-n', 6),
     report,
