@@ -9,7 +9,7 @@
 // piece that was wrong). The record is our own state, but it is read as untrusted: bounded, validated,
 // and ignored when it does not fit the partial.
 import { open, type FileHandle } from 'node:fs/promises';
-import { fromSystemError } from '../errors.ts';
+import { fromSystemError, isNotFound } from '../errors.ts';
 import { writeFileDurable } from '../fs/durable-file.ts';
 import { LIMITS } from '../limits.ts';
 
@@ -62,7 +62,7 @@ export async function readPieceRecord(file: string, limits: { pieceRecordBytes: 
   try {
     fh = await open(file, 'r');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (isNotFound(err)) return undefined;
     throw fromSystemError(err, file);
   }
   try {

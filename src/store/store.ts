@@ -203,8 +203,10 @@ export class Store {
       }
       const meta = await readMeta(path.join(tmp, `${name}.json`));
       await rm(path.join(tmp, `${name}.json`), { force: true });
-      // The piece record goes with its partial; if it cannot, the pieces are only fetched again.
-      await rename(path.join(tmp, `${name}.pieces`), `${mine}.pieces`).catch(() => {});
+      // The piece record goes with its partial (none: a partial of one source, or none recorded yet).
+      await rename(path.join(tmp, `${name}.pieces`), `${mine}.pieces`).catch((err) => {
+        if (!isNotFound(err)) throw fromSystemError(err, `store: cannot adopt ${path.join(tmp, `${name}.pieces`)}`);
+      });
       const size = (await stat(mine).catch((err) => { throw fromSystemError(err, mine); })).size;
       ownPartials.add(mine);
       return { sha256, path: mine, size, meta: sanitizeMeta(meta) };
