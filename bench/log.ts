@@ -187,6 +187,9 @@ interface AppendRun {
 
 async function main(): Promise<void> {
   const wrkVersion = /wrk (\S+)/.exec((spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout ?? '') + (spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stderr ?? ''))?.[1];
+  // Witnesses remember each origin's last checkpoint: state from an earlier run in the same --dir would
+  // refuse these logs' (new keys, same names) as rollbacks.
+  for (const d of ['w1', 'w2']) await rm(path.join(work, d), { recursive: true, force: true });
   const submitter = signerKeyFromSeed('bench.sourcemesh.example/release', KEY_TYPE_ED25519, randomBytes(32));
   const runs = pairs * 2;
   const logKeys = Array.from({ length: runs }, (_, i) => keygen(`bench.sourcemesh.example/log-${i}`, 'note'));
