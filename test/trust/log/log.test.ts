@@ -424,3 +424,23 @@ test('a log directory is bound to its key and refuses state it cannot trust', as
   const unsignedAndKeys = await runCli(['log', 'serve', '--root', root, '--key', logKey.file, '--listen', '127.0.0.1:0', '--admit-unsigned', ...ADMIT]);
   assert.equal(unsignedAndKeys.code, 2);
 });
+
+test('a log written before it kept an index of its entries is indexed when it starts: replays find their index', async (t) => {
+  const dir = await tempDir(t);
+  const logKey = await writeKey(dir, 'log.test/catch-up');
+  const root = path.join(dir, 'log');
+  let log = await startLog(root, logKey, ['--checkpoint-interval', '50ms']);
+  // 600 entries: more than two full entry bundles and a partial one.
+  const entries = Array.from({ length: 600 }, (_, i) => entry(`catch-up ${i}`));
+  for (const [i, e] of entries.entries()) assert.equal(await add(log.url, e), i);
+  await log.stop();
+  // What a log of an earlier version holds: the tree head and its files, no index.
+  const { DatabaseSync } = await import('node:sqlite');
+  const db = new DatabaseSync(path.join(root, '.sourcemesh-log', 'state.sqlite'));
+  db.exec(`DROP TABLE entry; DROP TABLE rotation; DELETE FROM meta WHERE key = 'indexed'`);
+  db.close();
+  log = await startLog(root, logKey, ['--checkpoint-interval', '50ms']);
+  for (const i of [0, 255, 256, 511, 512, 599]) assert.equal(await add(log.url, entries[i]!), i, `a replay of entry ${i}`);
+  assert.equal(await add(log.url, entry('catch-up new')), 600);
+  await log.stop();
+});
