@@ -35,9 +35,24 @@ export interface AuditReport {
   skipped: AuditFinding[];
 }
 
+/**
+ * ceil(fraction x n) of `items`, at least one, chosen at random without repeats (a partial Fisher-Yates
+ * shuffle of the indexes), in their original order. A fixed count, not a coin per file: with coins, an
+ * audit of a few files could compare none and report the mirror faithful.
+ */
+export function sampleFiles<T>(items: readonly T[], fraction: number, random: () => number): T[] {
+  const index = items.map((_, i) => i);
+  const count = Math.min(items.length, Math.max(1, Math.ceil(fraction * items.length)));
+  for (let i = 0; i < count; i++) {
+    const j = i + Math.floor(random() * (index.length - i));
+    [index[i], index[j]] = [index[j]!, index[i]!];
+  }
+  return index.slice(0, count).sort((a, b) => a - b).map((i) => items[i]!);
+}
+
 export async function auditMirror(mirror: Mirror, distfiles: Distfile[], ctx: DownloadContext, opts: AuditOptions): Promise<AuditReport> {
   const report: AuditReport = { mirror: mirrorSource(mirror, { name: '', sha256: '', urls: [] }).label, reference: opts.against ? mirrorSource(opts.against, { name: '', sha256: '', urls: [] }).label : 'upstream', files: 0, ranges: 0, bytes: 0, differences: [], skipped: [] };
-  const chosen = distfiles.filter(() => ctx.random() < Math.max(opts.sample, 1 / Math.max(distfiles.length, 1)));
+  const chosen = sampleFiles(distfiles, opts.sample, ctx.random);
   for (const d of chosen) {
     const audited = mirrorSource(mirror, d);
     const references: Source[] = opts.against ? [mirrorSource(opts.against, d)] : d.urls.map((url) => ({ role: 'upstream', label: url, location: { type: 'http', url } }));
