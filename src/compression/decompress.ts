@@ -1,18 +1,14 @@
 // Decompression of the streams a tarball comes in: gzip with node:zlib, xz with xz-decompress (xz-embedded
-// as WebAssembly), bzip2 with unbzip2-stream's block decoder (pure JavaScript). Used by tarSha256
+// as WebAssembly), bzip2 with our own decoder (bzip2.ts). Used by tarSha256
 // (store/tar-digest.ts) and by cleansing (archive/cleanse.ts). Every byte decompressed here is
 // attacker-controlled: the output is bounded by a ratio to the input read and by an absolute cap
 // (src/limits.ts), so a decompression bomb is refused early instead of burning hours.
 import { Readable, pipeline } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-// unbzip2-stream's decoder modules (pinned in the lockfile): its stream wrapper cannot bound memory.
-// @ts-expect-error no types for the package's internal modules
-import bz2 from 'unbzip2-stream/lib/bzip2.js';
-// @ts-expect-error no types for the package's internal modules
-import bitIterator from 'unbzip2-stream/lib/bit_iterator.js';
 import xzDecompress from 'xz-decompress';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
+import { bunzip2 } from './bzip2.ts';
 
 export type DecompressionLimits = Pick<Limits, 'decompressionRatio' | 'decompressionFloorBytes' | 'decompressedTarBytes'>;
 
@@ -106,77 +102,7 @@ async function* decoded(kind: Compression, input: AsyncGenerator<Uint8Array>): A
       return;
     }
     case 'bzip2':
-      yield* bunzip2Blocks(input);
+      yield* bunzip2(input);
       return;
-  }
-}
-
-/**
- * bzip2 with unbzip2-stream's block decoder, driven one block at a time: its stream wrapper decodes
- * every block left at the end of input in one synchronous call, so a small file of long runs (a block
- * expands to about 45 MB) would be held in memory whole. Here at most one block's output is, and it is
- * handed on before the next block is decoded. Concatenated streams (pbzip2) are read in turn.
- */
-async function* bunzip2Blocks(input: AsyncGenerator<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const queue: Uint8Array[] = [];
-  let buffered = 0;
-  let inputDone = false;
-  // The bit reader takes its first buffer when made: made once the first bytes are in.
-  let bits: { (n: number | null): number; bytesRead: number } = Object.assign(() => 0, { bytesRead: 0 });
-  let reading = false;
-  let blockSize = 0;
-  let streamCrc: number | null = null;
-  let started = false;
-  for (;;) {
-    // The decoder reads synchronously: make sure the largest possible compressed block is buffered.
-    const need = blockSize ? BZIP2_BLOCK_AHEAD * blockSize + 25_000 : 4;
-    while (!inputDone && buffered - bits.bytesRead + 1 < need) {
-      const r = await input.next();
-      if (r.done) inputDone = true;
-      else if (r.value.length) {
-        queue.push(r.value);
-        buffered += r.value.length;
-      }
-    }
-    if (buffered <= bits.bytesRead) break;
-    if (!reading) {
-      bits = bitIterator(() => queue.shift());
-      reading = true;
-    }
-    if (!blockSize) {
-      blockSize = truncatedIfOut(() => bz2.header(bits), inputDone);
-      streamCrc = 0;
-      started = true;
-      continue;
-    }
-    const out: Buffer[] = [];
-    let piece = Buffer.allocUnsafe(1 << 16);
-    let used = 0;
-    const size = BZIP2_BLOCK_AHEAD * blockSize;
-    streamCrc = truncatedIfOut(() => bz2.decompress(bits, (b: number) => {
-      piece[used++] = b;
-      if (used === piece.length) {
-        out.push(piece);
-        piece = Buffer.allocUnsafe(1 << 16);
-        used = 0;
-      }
-    }, new Int32Array(size), size, streamCrc), inputDone);
-    if (used) out.push(piece.subarray(0, used));
-    yield* out;
-    if (streamCrc === null) blockSize = 0; // end of one stream; another may follow
-  }
-  if (!started) throw new Error('no bzip2 stream');
-  if (blockSize) throw new Error('the stream ended before its end-of-stream marker');
-}
-
-const BZIP2_BLOCK_AHEAD = 100_000;
-
-/** The decoder reads past the last buffer as a TypeError: at the end of input, that is a truncated file. */
-function truncatedIfOut<T>(fn: () => T, inputDone: boolean): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (inputDone && err instanceof TypeError) throw new Error('the input ends in the middle of a block');
-    throw err;
   }
 }
