@@ -34,3 +34,37 @@ test('bodies without a length, ended by FIN while the parser is paused: fetch co
   assert.deepEqual(await readdir(path.join(store, 'locks')), []);
   assert.deepEqual(await readdir(path.join(store, 'tmp')), []);
 });
+
+test('an endless body without a length is cut at the pinned size, the next source serves the file; no crash', async (t) => {
+  const dir = await tempDir(t);
+  const body = bytes(500_000, 31);
+  let sent = 0;
+  let closedByClient = false;
+  // Sends 64 KiB chunks as fast as the client takes them, for ever (here: until 256 MiB, then FIN).
+  const endless = await startRawServer((_req, _nth, sock) => {
+    sock.on('close', () => (closedByClient = sent < 256 << 20));
+    const chunk = bytes(65_536, 32);
+    const more = () => {
+      while (!sock.destroyed && sent < 256 << 20) {
+        sent += chunk.length;
+        if (!sock.write(chunk)) return void sock.once('drain', more);
+      }
+      sock.end();
+    };
+    setImmediate(more);
+    return { bytes: [closeDelimitedHead()], keepOpen: true };
+  });
+  t.after(() => endless.close());
+  const honest = await startRawServer(() => ({ bytes: [closeDelimitedHead(), body] }));
+  t.after(() => honest.close());
+  const manifest = await writeManifest(dir, [distfile('f.tar', body, [`${endless.url}/f.tar`, `${honest.url}/f.tar`], { size: body.length })]);
+  const r = await runCli(['fetch', manifest, '-o', path.join(dir, 'out'), '--json'], { env: { SOURCEMESH_STORE: path.join(dir, 'store') }, timeoutMs: 120_000 });
+  assert.doesNotMatch(r.stderr, /AssertionError|internal error|\n\s+at /, r.stderr);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(dir, 'out', 'f.tar')), body);
+  const [file] = JSON.parse(r.stdout).files;
+  assert.equal(file.rejected[0].code, 'E_SIZE');
+  assert.ok(closedByClient, `the client hung up on the endless body (${sent} bytes sent)`);
+  assert.ok(sent < 64 << 20, `${sent} bytes sent before the client hung up`);
+});
+

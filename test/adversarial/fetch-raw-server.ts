@@ -11,7 +11,7 @@ export interface RawRequest {
   headers: Record<string, string>;
 }
 
-/** What to send for one request: raw bytes, then FIN unless `keepOpen`. */
+/** What to send for one request: raw bytes, then FIN unless `keepOpen` (the answer then owns the socket). */
 export type RawAnswer = { bytes: Buffer[]; keepOpen?: boolean };
 
 export interface RawServer {
@@ -20,7 +20,7 @@ export interface RawServer {
   close(): Promise<void>;
 }
 
-export async function startRawServer(answer: (req: RawRequest, nth: number) => RawAnswer | Promise<RawAnswer>): Promise<RawServer> {
+export async function startRawServer(answer: (req: RawRequest, nth: number, sock: Socket) => RawAnswer | Promise<RawAnswer>): Promise<RawServer> {
   const requests: RawRequest[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((sock) => {
@@ -43,7 +43,7 @@ export async function startRawServer(answer: (req: RawRequest, nth: number) => R
       }
       const req = { method, path: decodeURIComponent(new URL(target, 'http://x').pathname), headers };
       requests.push(req);
-      const a = await answer(req, requests.length);
+      const a = await answer(req, requests.length, sock);
       // One write of everything, then FIN: the client receives the end of the body and the end of the
       // stream together.
       sock.write(Buffer.concat(a.bytes));
