@@ -1,7 +1,7 @@
 // The sourcemesh command line: one module per command; this file only assembles them and turns
 // errors into one line and an exit status (0 ok, 1 operational, 2 usage or input, 3 verification).
 import { Command, CommanderError } from 'commander';
-import { EXIT, asSourcemeshError } from '../errors.ts';
+import { EXIT } from '../errors.ts';
 import { printError, processIo, type Io } from './output.ts';
 import { VERSION } from '../version.ts';
 
@@ -54,11 +54,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
       io.stderr.write('sourcemesh: interrupted; partial downloads are kept and resume next time\n');
       return 130;
     }
-    const e = asSourcemeshError(err);
-    const status = printError(io, e);
-    // A bug: the one line above, then where it happened, for the report.
-    if (e.code === 'E_INTERNAL' && e.cause instanceof Error && e.cause.stack) io.stderr.write(`${e.cause.stack}\n`);
-    return status;
+    return printError(io, err); // a bug: one line with E_INTERNAL, then its stack
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -1,6 +1,6 @@
 // Printing conventions shared by the commands: one-line errors, --json, human sizes, colour on a TTY only.
 import { styleText } from 'node:util';
-import { SourcemeshError } from '../errors.ts';
+import { SourcemeshError, asSourcemeshError } from '../errors.ts';
 
 export interface Io {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -22,14 +22,12 @@ export function printJson(io: Io, value: unknown): void {
   io.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
+/** One line with the code; for a bug (anything not in our family: E_INTERNAL), its stack after it. */
 export function printError(io: Io, err: unknown): number {
-  if (err instanceof SourcemeshError) {
-    io.stderr.write(`sourcemesh: ${paint(io, io.stderr, 'red', 'error')}: ${err.message} [${err.code}]\n`);
-    return err.exitStatus;
-  }
-  const e = err as Error;
-  io.stderr.write(`sourcemesh: internal error: ${e?.stack ?? String(err)}\n`);
-  return 1;
+  const e = asSourcemeshError(err);
+  io.stderr.write(`sourcemesh: ${paint(io, io.stderr, 'red', 'error')}: ${e.message} [${e.code}]\n`);
+  if (e.code === 'E_INTERNAL' && e.cause instanceof Error && e.cause.stack) io.stderr.write(`${e.cause.stack}\n`);
+  return e.exitStatus;
 }
 
 export function formatBytes(n: number): string {
