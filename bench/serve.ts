@@ -26,6 +26,7 @@ import { benchArgs } from './lib/args.ts';
 import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { prepareCli, type CliMode } from './lib/cli.ts';
 import { ensureFile, type BenchFile } from './lib/files.ts';
+import { median } from './lib/measure.ts';
 import { startNginx, stopChild, type StaticServer } from './lib/nginx.ts';
 import { countWrkRun, runWrk, wrkScript, type WrkRun } from './lib/wrk.ts';
 
@@ -153,11 +154,6 @@ interface Cell {
   problems: string[];
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
 async function main(): Promise<void> {
   const wrk = wrkVersion();
   if (!wrk) throw new Error('wrk is not installed (Debian: apt-get install wrk)');
@@ -174,7 +170,7 @@ async function main(): Promise<void> {
   // Warm up both (page cache, JIT, the open-file and small-file caches).
   for (const c of cases) for (const s of [nginx, ours]) await wrkRun(s.url, { ...c, seconds: 1 }, 4);
 
-  const rows: string[][] = [['case', 'conns', 'nginx req/s', 'nginx MiB/s', 'nginx p99', 'ours req/s', 'ours MiB/s', 'ours p99', 'ours/nginx', 'goal']];
+  const rows: string[][] = [['case', 'conns', 'nginx req/s', 'nginx MiB/s', 'nginx p99', 'ours req/s', 'ours MiB/s', 'ours p99', 'ours/nginx, median (pairs min-max)', 'goal']];
   const results: unknown[] = [];
   for (const c of cases) {
     for (const conns of connections) {
@@ -195,14 +191,17 @@ async function main(): Promise<void> {
       const o = median(cells.ours.mibps);
       const valid = cells.nginx.problems.length === 0 && cells.ours.problems.length === 0;
       const ratio = valid ? o / n : NaN;
+      // Each run of ours against the nginx run of the same pair: the spread a reader should expect.
+      const pairRatios = cells.ours.mibps.map((x, i) => x / cells.nginx.mibps[i]!);
+      const spread = `${Math.min(...pairRatios).toFixed(2)}-${Math.max(...pairRatios).toFixed(2)}`;
       const verdict = !valid ? 'INVALID' : c.goal === undefined ? '(none)' : `${c.goal}x ${ratio >= c.goal ? 'met' : 'NOT met'}`;
       const p99 = (cell: Cell) => `${median(cell.runs.map((r) => r.p99ms)).toFixed(2)} ms`;
       const row = [c.label, String(conns), (n * MiB / bodyOf(c)).toFixed(0), n.toFixed(0), p99(cells.nginx),
-        (o * MiB / bodyOf(c)).toFixed(0), o.toFixed(0), p99(cells.ours), valid ? `${ratio.toFixed(2)}x` : '-', verdict];
+        (o * MiB / bodyOf(c)).toFixed(0), o.toFixed(0), p99(cells.ours), valid ? `${ratio.toFixed(2)}x (${spread})` : '-', verdict];
       rows.push(row);
       console.log(row.join('  '));
       for (const who of ['nginx', 'ours'] as const) for (const p of cells[who].problems) console.log(`  ${who}: ${p}`);
-      results.push({ case: c.label, connections: conns, nginx: cells.nginx, ours: cells.ours, nginxMiBps: n, oursMiBps: o, ratio: valid ? ratio : null, goal: c.goal });
+      results.push({ case: c.label, connections: conns, nginx: cells.nginx, ours: cells.ours, nginxMiBps: n, oursMiBps: o, ratio: valid ? ratio : null, pairRatios, goal: c.goal });
     }
   }
   await ours.stop();
