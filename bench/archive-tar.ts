@@ -198,6 +198,123 @@ export async function buildRepo(dir: string, layout: Layout): Promise<void> {
   writeFileSync(path.join(dir, 'ready'), JSON.stringify(layout));
 }
 
+export interface HistoryLayout {
+  /** Files in the first commit (about 86% text, the rest binary). */
+  files: number;
+  commits: number;
+}
+
+/** The ref of the history-rich repository's commit from the first tenth of its history. */
+export const HISTORY_EARLY_REF = 'refs/tags/early';
+
+/**
+ * A history-rich repository, like a long-lived project's (gnulib's): `layout.commits` commits of small edits
+ * (a line changed, inserted or removed in a text file, a few bytes of a binary one) over about
+ * `layout.files` files in a few large directories, a ChangeLog that grows with every commit and is rotated
+ * to ChangeLog-N now and then, a rename every 40 commits, a file added every 60 and removed every 90; then
+ * `git gc --aggressive` (window 250, depth 50), which leaves the old versions at the deep end of long delta
+ * chains. One `git fast-import` reads a generated stream (no process per commit). HISTORY_EARLY_REF names
+ * the commit at a tenth of the history. Deterministic: the same bytes on every machine.
+ */
+export async function buildHistoryRepo(dir: string, layout: HistoryLayout): Promise<void> {
+  const env = gitEnv(dir);
+  const repo = path.join(dir, 'repo.git');
+  await run('git', ['-c', 'init.defaultBranch=main', 'init', '-q', '--bare', repo], dir, env);
+  const rng = new Prng(20240817);
+  // Directory shares as in gnulib: lib/, modules/, m4/, tests/ (with binary test data), doc/.
+  const dirs: [string, number, 'text' | 'bin'][] = [
+    ['lib', 0.24, 'text'], ['modules', 0.24, 'text'], ['m4', 0.1, 'text'], ['tests', 0.22, 'text'], ['doc', 0.06, 'text'], ['tests/data', 0.14, 'bin'],
+  ];
+  const paths: string[] = [];
+  const contents: (string | Buffer)[] = [];
+  const binary = (size: number, i: number) => (i % 2 ? rng.bytes(size) : Buffer.from(rng.bytes(Math.ceil(size / 16)).toString('hex').repeat(8).slice(0, size)));
+  for (const [d, share, kind] of dirs) {
+    const n = Math.round(layout.files * share);
+    for (let i = 0; i < n; i++) {
+      paths.push(`${d}/${kind === 'bin' ? `blob${i}.bin` : `${d.replace('/', '-')}-${i}.${['c', 'h', 'm4', 'texi'][i % 4]}`}`);
+      // Text: 10 to 250 lines (about 0.4 to 10 KB); binary: 256 B to 24 KiB.
+      contents.push(kind === 'bin' ? binary(256 + rng.int(24 * 1024), i) : sourceText(rng, 10 + rng.int(240)));
+    }
+  }
+  const live = new Set(paths.keys());
+  let changeLog = '';
+  let rotated = 0;
+  const ident = (t: number) => `Bench <bench@example.org> ${t} +0000`;
+  const inline = (p: string, data: Buffer | string, mode = '100644') => {
+    const b = typeof data === 'string' ? Buffer.from(data) : data;
+    return [Buffer.from(`M ${mode} inline ${p}\ndata ${b.length}\n`), b, Buffer.from('\n')];
+  };
+  const early = Math.max(1, Math.floor(layout.commits / 10));
+
+  async function* stream(): AsyncGenerator<Buffer> {
+    for (let c = 1; c <= layout.commits; c++) {
+      const t = 1600000000 + c * 3600;
+      const parts: Buffer[] = [];
+      const msg = `change ${c}\n`;
+      parts.push(Buffer.from(`commit refs/heads/main\nmark :${c}\nauthor ${ident(t)}\ncommitter ${ident(t)}\ndata ${msg.length}\n${msg}`));
+      if (c === 1) {
+        for (const i of live) parts.push(...inline(paths[i]!, contents[i]!));
+        parts.push(...inline('link-to-readme', 'README', '120000'));
+      } else {
+        parts.push(Buffer.from(`from :${c - 1}\n`));
+        const ids = [...live];
+        for (let k = 1 + rng.int(3); k > 0; k--) {
+          const i = ids[rng.int(ids.length)]!;
+          const old = contents[i]!;
+          if (typeof old === 'string') {
+            const lines = old.split('\n');
+            const at = rng.int(lines.length);
+            const op = rng.int(3);
+            if (op === 0 && lines.length > 2) lines.splice(at, 1);
+            else lines.splice(at, op === 1 ? 1 : 0, sourceText(rng, 1).slice(0, -1));
+            contents[i] = lines.join('\n');
+          } else {
+            const b = Buffer.from(old);
+            const at = rng.int(Math.max(1, b.length - 64));
+            rng.bytes(Math.min(64, b.length - at)).copy(b, at);
+            contents[i] = b;
+          }
+          parts.push(...inline(paths[i]!, contents[i]!));
+        }
+        if (c % 40 === 0) {
+          const i = ids[rng.int(ids.length)]!;
+          const to = paths[i]!.replace(/([^/]*)$/, `r${c}-$1`);
+          parts.push(Buffer.from(`R ${paths[i]} ${to}\n`));
+          paths[i] = to;
+        }
+        if (c % 60 === 0) {
+          const i = paths.length;
+          paths.push(`lib/new-${c}.c`);
+          contents.push(sourceText(rng, 20 + rng.int(100)));
+          live.add(i);
+          parts.push(...inline(paths[i]!, contents[i]!));
+        }
+        if (c % 90 === 0) {
+          const i = ids[rng.int(ids.length)]!;
+          live.delete(i);
+          parts.push(Buffer.from(`D ${paths[i]}\n`));
+        }
+      }
+      // gnulib-style ChangeLog: a new entry on top in every commit, rotated away at about 120 KB.
+      if (changeLog.length > 120_000) {
+        parts.push(Buffer.from(`R ChangeLog ChangeLog-${++rotated}\n`));
+        changeLog = '';
+      }
+      changeLog = `2020-01-01  Bench  <bench@example.org>\n\n\t* change ${c}: ${sourceText(rng, 1)}\n` + changeLog;
+      parts.push(...inline('ChangeLog', changeLog));
+      parts.push(Buffer.from('\n'));
+      if (c === early) parts.push(Buffer.from(`reset ${HISTORY_EARLY_REF}\nfrom :${c}\n\n`));
+      yield Buffer.concat(parts);
+    }
+  }
+
+  process.stdout.write(`  git fast-import (${layout.commits} commits) ...\n`);
+  await run('git', ['fast-import', '--quiet'], repo, env, stream());
+  process.stdout.write('  git gc --aggressive ...\n');
+  await run('git', ['gc', '--aggressive', '--prune=now', '--quiet'], repo, env);
+  writeFileSync(path.join(dir, 'ready'), JSON.stringify(layout));
+}
+
 interface Result {
   seconds: number;
   bytes: number;

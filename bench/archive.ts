@@ -11,6 +11,11 @@
 // 4. end to end: `git archive | gzip -n` (two processes) against `sourcemesh archive --format tar.gz`.
 // Prints median wall time, CPU time, the time ratios, peak RSS, and whether the bytes are identical
 // (exit 1 if not).
+// 5. (issue 14) a history-rich repository (bench/archive-tar.ts's buildHistoryRepo, cached like the first;
+//    --history-commits N --history-files N): its newest commit and one from the first tenth of its history,
+//    ours against `git archive` (tar) and `git archive | gzip -n` (tar.gz), with both sides' CPU and peak RSS.
+//    `--only flat` or `--only history` runs one of the two; `--repo PATH [--ref REF]` runs step 5's
+//    comparison on any local repository instead (see compareRefs for getting a gnulib clone).
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -22,9 +27,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipChunks } from '../src/archive/compress.ts';
 import { benchArgs } from './lib/args.ts';
-import { buildRepo, gitEnv, type Layout } from './archive-tar.ts';
+import { buildHistoryRepo, buildRepo, gitEnv, HISTORY_EARLY_REF, type HistoryLayout, type Layout } from './archive-tar.ts';
 import { cleanup } from './lib/cleanup.ts';
-import { prepareCli, type CliMode } from './lib/cli.ts';
+import { prepareCli, type Cli, type CliMode } from './lib/cli.ts';
 import { describeMachine, formatMachine } from './lib/machine.ts';
 import { hasGnuTime, median, rssMethod } from './lib/measure.ts';
 
@@ -73,6 +78,92 @@ function timeHashed(cmd: string, args: string[], opts: { cwd: string; env: NodeJ
 
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
+// A gnulib clone for --repo (the reference case of a long history; about 100 MB, one pack after a clone):
+//   git clone --bare https://git.savannah.gnu.org/git/gnulib.git /tmp/gnulib.git
+//   node bench/archive.ts --repo /tmp/gnulib.git --ref 8e128ebf42e16c8631f971a68f188c30962818be
+// (an old commit, deep in the delta chains; --ref HEAD for the newest tree). The repository is only read.
+
+/**
+ * Ours against git on one repository, for each ref: `sourcemesh archive --format tar` against `git archive`
+ * and `--format tar.gz` against `git archive | gzip -n -LEVEL`, alternating which side goes first; every run a
+ * whole process (start-up counted on both sides). Prints wall (median and the worst pair's ratio), CPU
+ * (user+sys) and peak RSS of both sides (for a pipe, GNU time reports the shell with its children: the sum
+ * of their CPU and the largest RSS). Returns false when any output differs from git's.
+ */
+async function compareRefs(o: { title: string; repo: string; refs: [string, string][]; cli: string[]; runs: number; level: number; env: NodeJS.ProcessEnv }): Promise<boolean> {
+  interface Pair { label: string; git: Timed[]; ours: Timed[] }
+  const pairs: Pair[] = [];
+  for (const [label, ref] of o.refs) {
+    const cases: [string, [string, string[]], string[]][] = [
+      ['tar', ['git', ['archive', '--format=tar', '--prefix=P/', ref]], ['--format', 'tar']],
+      ['tar.gz', ['sh', ['-c', `git archive --format=tar --prefix=P/ ${sh(ref)} | gzip -n -${o.level}`]], ['--format', 'tar.gz', '--level', String(o.level)]],
+    ];
+    for (const [format, peer, ourArgs] of cases) {
+      const p: Pair = { label: `${label} ${format}`, git: [], ours: [] };
+      const ourCmd = [...o.cli, 'archive', o.repo, ref, '--prefix', 'P/', ...ourArgs, '-o', '-'];
+      for (let i = 0; i < o.runs; i++) {
+        const gitRun = async () => p.git.push(await timeHashed(peer[0], peer[1], { cwd: o.repo, env: o.env }));
+        const ourRun = async () => p.ours.push(await timeHashed(ourCmd[0]!, ourCmd.slice(1), { cwd: o.repo, env: o.env }));
+        if (i % 2 === 0) await gitRun().then(ourRun);
+        else await ourRun().then(gitRun);
+      }
+      pairs.push(p);
+    }
+  }
+  console.log(`\n${o.title}`);
+  console.log(`${'ref, format'.padEnd(22)} ${'git s'.padStart(6)} ${'ours s'.padStart(7)} ${'ratio'.padStart(6)} ${'worst'.padStart(6)} ${'cpu git/ours s'.padStart(15)} ${'RSS git/ours MiB'.padStart(17)}  identical`);
+  let identical = true;
+  for (const p of pairs) {
+    const g = median(p.git.map((m) => m.seconds));
+    const us = median(p.ours.map((m) => m.seconds));
+    const worst = Math.max(...p.ours.map((m, i) => m.seconds / p.git[i]!.seconds));
+    const cpu = (ms: Timed[]) => median(ms.map((m) => m.cpuSeconds ?? NaN)).toFixed(2);
+    const rss = (ms: Timed[]) => (Math.max(...ms.map((m) => m.maxRssBytes ?? 0)) / MiB).toFixed(0);
+    const same = new Set([...p.git, ...p.ours].map((m) => m.sha256)).size === 1;
+    identical &&= same;
+    console.log(`${p.label.padEnd(22)} ${g.toFixed(2).padStart(6)} ${us.toFixed(2).padStart(7)} ${(us / g).toFixed(2).padStart(5)}x ${worst.toFixed(2).padStart(5)}x ${`${cpu(p.git)}/${cpu(p.ours)}`.padStart(15)} ${`${rss(p.git)}/${rss(p.ours)}`.padStart(17)}  ${same ? 'yes' : 'NO'}`);
+  }
+  console.log(`goals (issue 14): ratio <= 1.5x for tar and tar.gz; our peak RSS <= git's + 96 MiB`);
+  return identical;
+}
+
+/** The history-rich repository (bench/archive-tar.ts's buildHistoryRepo), built once and cached in `dir`. */
+async function historyRepo(dir: string, layout: HistoryLayout): Promise<string> {
+  if (!existsSync(path.join(dir, 'ready'))) {
+    console.log(`building a history-rich repository of ${layout.commits} commits over ${layout.files} files in ${dir} (cached for later runs) ...`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const t0 = Date.now();
+    await buildHistoryRepo(dir, layout);
+    console.log(`  built in ${((Date.now() - t0) / 1000).toFixed(0)} s`);
+  }
+  return path.join(dir, 'repo.git');
+}
+
+/**
+ * --repo PATH [--ref REF]: the comparison on a repository the user names; --only history, or after the
+ * flat repository's rows: on the history-rich one, for its newest commit and one from its first tenth.
+ */
+async function historyComparisons(values: { repo?: string; ref: string; only?: string; dir?: string; runs: string; cli: string; 'history-files': string; 'history-commits': string }, level: number, given?: Cli): Promise<boolean> {
+  const layout: HistoryLayout = { files: Number(values['history-files']), commits: Number(values['history-commits']) };
+  const own = path.join(os.tmpdir(), values.repo ? 'sourcemesh-bench-archive-repo' : `sourcemesh-bench-archive-history-${layout.commits}-${layout.files}`);
+  const dir = given ? own : (values.dir ?? own);
+  const repo = values.repo ? path.resolve(values.repo) : await historyRepo(dir, layout);
+  let cli = given;
+  if (!cli) {
+    mkdirSync(dir, { recursive: true });
+    cli = await prepareCli(ROOT, dir, values.cli as CliMode);
+    console.log(formatMachine(describeMachine()));
+    console.log(`sourcemesh: ${cli.describe}`);
+    for (const w of cli.warnings) console.log(`warning: ${w}`);
+    console.log(`peak RSS: ${rssMethod()}; ${values.runs} runs each, medians`);
+  }
+  const refs: [string, string][] = values.repo ? [[values.ref, values.ref]] : [['newest', 'HEAD'], ['early (1/10)', HISTORY_EARLY_REF]];
+  const title = values.repo ? `repository ${repo}` : `history-rich repository: ${layout.commits} commits over ${layout.files} files, git gc --aggressive (${repo})`;
+  // The user's own git configuration stays out of both sides; HOME is the bench directory.
+  return compareRefs({ title, repo, refs, cli: cli.argv, runs: Number(values.runs), level, env: { ...process.env, ...gitEnv(dir) } });
+}
+
 async function main(): Promise<void> {
   const { values } = benchArgs('bench:archive', {
     files: { type: 'string', default: '20000' },
@@ -82,9 +173,20 @@ async function main(): Promise<void> {
     dir: { type: 'string' },
     cli: { type: 'string', default: 'build' },
     'child-deflate': { type: 'string' },
+    // Issue 14: a history-rich repository (--only history skips the flat one), or --repo PATH --ref REF.
+    only: { type: 'string' },
+    repo: { type: 'string' },
+    ref: { type: 'string', default: 'HEAD' },
+    'history-files': { type: 'string', default: '5000' },
+    'history-commits': { type: 'string', default: '3000' },
   });
   const level = Number(values.level);
   if (values['child-deflate']) return childDeflate(values['child-deflate'], level);
+  if (values.only !== undefined && values.only !== 'flat' && values.only !== 'history') throw new Error(`--only ${values.only}: expected flat or history`);
+  if (values.repo || values.only === 'history') {
+    if (!(await historyComparisons(values, level))) process.exitCode = 1;
+    return;
+  }
 
   const layout: Layout = { files: Number(values.files), bytes: Number(values.mb) * MB };
   const dir = values.dir ?? path.join(os.tmpdir(), `sourcemesh-bench-archive-${layout.files}-${values.mb}`);
@@ -161,6 +263,7 @@ async function main(): Promise<void> {
     return median(xs);
   };
   console.log(`\nstart-up, counted in both sides' times: sourcemesh archive --help ${(await startup([...cli.argv, 'archive', '--help'])).toFixed(3)} s, git archive --list ${(await startup(['git', 'archive', '--list'])).toFixed(3)} s`);
+  if (values.only !== 'flat') allIdentical = (await historyComparisons(values, level, cli)) && allIdentical;
   if (!allIdentical) {
     console.log('the outputs differ: a conformance bug');
     process.exitCode = 1;
