@@ -25,6 +25,7 @@ const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
   witness: async (c) => (await import('./witness.ts')).witnessCommand(c.io, c.signal),
   archive: async (c) => (await import('./archive.ts')).archiveCommand(c.io),
   cleanse: async (c) => (await import('./cleanse.ts')).cleanseCommand(c.io),
+  compress: async (c) => (await import('./compress.ts')).compressCommand(c.io),
   release: async (c) => (await import('./release.ts')).releaseCommand(c.io, c.setExit),
 };
 
