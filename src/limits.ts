@@ -207,6 +207,8 @@ export const LIMITS = {
   gitDeltaDepth: 10_000,
   /** Rebuilt delta bases kept for reuse (git's core.deltaBaseCacheLimit defaults to 96 MiB). */
   gitDeltaBaseCacheBytes: 96 * MiB,
+  /** Blocks of a pack kept in memory, per pack (src/archive/git/pack.ts; git maps whole packs instead). */
+  gitPackCacheBytes: 16 * MiB,
   /** Annotated tags peeled to reach a commit. */
   gitTagDepth: 64,
   /** Trees nested below the root tree. */

@@ -71,7 +71,7 @@ export class ObjectDatabase {
       if (!/^pack-[0-9a-f]+\.idx$/.test(name)) continue;
       const packFile = path.join(packDir, name.slice(0, -4) + '.pack');
       if (!statIfExistsSync(packFile)) continue; // git ignores an index without its pack
-      const pack = new Pack(packFile, PackIndex.read(path.join(packDir, name), this.limits), this.nextPackId++);
+      const pack = new Pack(packFile, PackIndex.read(path.join(packDir, name), this.limits), this.nextPackId++, this.limits.gitPackCacheBytes);
       od.packs.push(pack);
       this.packs.push(pack);
     }
@@ -118,6 +118,17 @@ export class ObjectDatabase {
     for (const name of buf.toString('latin1', pnam, pnamEnd).split('\0')) {
       if (name) od.midxPacks.add(name.replace(/\.(idx|pack)$/, ''));
     }
+  }
+
+  /** Reads of pack blocks, hits, and extents read exactly, over every pack (for tests and profiles). */
+  packStats(): { blockReads: number; blockHits: number; exactReads: number } {
+    const t = { blockReads: 0, blockHits: 0, exactReads: 0 };
+    for (const p of this.packs) {
+      t.blockReads += p.stats.blockReads;
+      t.blockHits += p.stats.blockHits;
+      t.exactReads += p.stats.exactReads;
+    }
+    return t;
   }
 
   close(): void {
@@ -233,6 +244,9 @@ export class ObjectDatabase {
         break;
       }
       if (chain.length >= limits.gitDeltaDepth) throw corrupt(what, `delta chain is deeper than ${limits.gitDeltaDepth}`);
+      // The compressed bytes are fetched again when the delta is applied: views held for a whole chain
+      // (up to gitDeltaDepth entries) would keep as many pack blocks alive.
+      e.compressed = null;
       chain.push({ pack: curPack, entry: e, key });
       if (e.type === OBJ_OFS_DELTA) {
         curOffset = e.baseOffset;
