@@ -12,7 +12,7 @@ import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
-import { hashFile } from '../store/digest.ts';
+import { digestsEqual, hashFile } from '../store/digest.ts';
 import type { Partial } from '../store/store.ts';
 import { CrossChecks, readBack } from './cross-check.ts';
 import type { DownloadContext } from './download.ts';
@@ -145,8 +145,8 @@ class PieceRun {
     if (this.fatal) throw this.fatal;
 
     let digest = (await this.hasher.digest(this.size)) ?? (await hashFile(partial.path)).digest('hex');
-    if (digest !== d.sha256) digest = await findLiars(d, pieces, this.states, this.fh, partial, this.ctx, this.blame, earlierRun(partial));
-    if (digest === d.sha256) await crossChecks.judge(d, this.fh, this.blame);
+    if (!digestsEqual(digest, d.sha256)) digest = await findLiars(d, pieces, this.states, this.fh, partial, this.ctx, this.blame, earlierRun(partial));
+    if (digestsEqual(digest, d.sha256)) await crossChecks.judge(d, this.fh, this.blame);
     return { digest, bytes: this.size, used: contributions(pieces), resumed: this.resumedBytes, blame: this.blame };
   }
 
