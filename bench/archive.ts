@@ -7,7 +7,8 @@
 //    files and 200 MB (bench/archive-tar.ts's buildRepo: packed with deltas, plus loose objects).
 // 2. tar: `git archive --format=tar --prefix=P/ HEAD` against `sourcemesh archive REPO HEAD --prefix P/
 //    --format tar -o -` (the CLI as users run it), each stdout hashed by this process.
-// 3. deflate: GNU `gzip -n -LEVEL` against our gzip-n stream on that same tar (a file), both hashed.
+// 3. deflate: `gzip -n -LEVEL -c TAR` against `sourcemesh compress TAR --level LEVEL -o -` on that same tar
+//    (a file), both hashed.
 // 4. end to end: `git archive | gzip -n` (two processes) against `sourcemesh archive --format tar.gz`.
 // Prints median wall time, CPU time, the time ratios, peak RSS, and whether the bytes are identical
 // (exit 1 if not).
@@ -19,13 +20,10 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { gzipChunks } from '../src/archive/compress.ts';
 import { benchArgs } from './lib/args.ts';
 import { buildHistoryRepo, buildRepo, gitEnv, HISTORY_EARLY_REF, type HistoryLayout, type Layout } from './archive-tar.ts';
 import { cleanup } from './lib/cleanup.ts';
@@ -37,12 +35,6 @@ const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), '..');
 const MB = 1e6;
 const MiB = 2 ** 20;
-
-/** Child mode: our gzip-n of FILE to stdout (the parent hashes it, as it hashes gzip's). */
-async function childDeflate(file: string, level: number): Promise<void> {
-  // Read ahead 1 MiB so file reads overlap compression (gzip reads in 32-64 KiB pieces).
-  await pipeline(Readable.from(gzipChunks(createReadStream(file, { highWaterMark: 1 << 20 }), 'gzip-n', level)), process.stdout);
-}
 
 interface Timed {
   seconds: number;
@@ -172,7 +164,6 @@ async function main(): Promise<void> {
     level: { type: 'string', default: '6' },
     dir: { type: 'string' },
     cli: { type: 'string', default: 'build' },
-    'child-deflate': { type: 'string' },
     // Issue 14: a history-rich repository (--only history skips the flat one), or --repo PATH --ref REF.
     only: { type: 'string' },
     repo: { type: 'string' },
@@ -181,7 +172,6 @@ async function main(): Promise<void> {
     'history-commits': { type: 'string', default: '3000' },
   });
   const level = Number(values.level);
-  if (values['child-deflate']) return childDeflate(values['child-deflate'], level);
   if (values.only !== undefined && values.only !== 'flat' && values.only !== 'history') throw new Error(`--only ${values.only}: expected flat or history`);
   if (values.repo || values.only === 'history') {
     if (!(await historyComparisons(values, level))) process.exitCode = 1;
@@ -231,7 +221,8 @@ async function main(): Promise<void> {
   };
   const ourArchive = (...args: string[]): [string, string[]] => [cli.argv[0]!, [...cli.argv.slice(1), 'archive', repo, 'HEAD', '--prefix', 'P/', ...args, '-o', '-']];
   await pair('tar', 'git archive', ['git', ['archive', '--format=tar', '--prefix=P/', 'HEAD']], ourArchive('--format', 'tar'), tarBytes, 1.5);
-  await pair('deflate', `gzip -n -${level}`, ['gzip', ['-n', `-${level}`], tar], [process.execPath, [SELF, '--child-deflate', tar, '--level', String(level)]], tarBytes, 2);
+  // Both read the tar by name, as users run them; each run a whole process (start-up on both sides).
+  await pair('deflate', `gzip -n -${level}`, ['gzip', ['-n', `-${level}`, '-c', tar]], [cli.argv[0]!, [...cli.argv.slice(1), 'compress', tar, '--level', String(level), '-o', '-']], tarBytes, 2);
   await pair('tar.gz', `git archive | gzip -n -${level}`, ['sh', ['-c', `git archive --format=tar --prefix=P/ HEAD | gzip -n -${level}`]], ourArchive('--format', 'tar.gz', '--level', String(level)), tarBytes);
 
   console.log(`\nrepository: ${layout.files} files, ~${values.mb} MB; tar ${(tarBytes / MB).toFixed(1)} MB`);
@@ -262,7 +253,7 @@ async function main(): Promise<void> {
     }
     return median(xs);
   };
-  console.log(`\nstart-up, counted in both sides' times: sourcemesh archive --help ${(await startup([...cli.argv, 'archive', '--help'])).toFixed(3)} s, git archive --list ${(await startup(['git', 'archive', '--list'])).toFixed(3)} s`);
+  console.log(`\nstart-up, counted in both sides' times: sourcemesh archive --help ${(await startup([...cli.argv, 'archive', '--help'])).toFixed(3)} s, git archive --list ${(await startup(['git', 'archive', '--list'])).toFixed(3)} s; sourcemesh compress --help ${(await startup([...cli.argv, 'compress', '--help'])).toFixed(3)} s, gzip --version ${(await startup(['gzip', '--version'])).toFixed(3)} s`);
   if (values.only !== 'flat') allIdentical = (await historyComparisons(values, level, cli)) && allIdentical;
   if (!allIdentical) {
     console.log('the outputs differ: a conformance bug');
