@@ -11,6 +11,8 @@ export interface Stalled {
   socket: net.Socket;
   /** Whether the response head arrived before the socket was paused. */
   started: boolean;
+  /** Bytes of the first read, taken before the socket was paused (head included). */
+  bytes: number;
   closed: boolean;
 }
 
@@ -24,7 +26,7 @@ export async function stalledReaders(port: number, from: string, target: string,
   let notify = () => {};
   for (let i = 0; i < n; i++) {
     const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
-    const s: Stalled = { socket, started: false, closed: false };
+    const s: Stalled = { socket, started: false, bytes: 0, closed: false };
     all.push(s);
     socket.on('error', () => {});
     socket.on('close', () => {
@@ -32,8 +34,9 @@ export async function stalledReaders(port: number, from: string, target: string,
       notify();
     });
     socket.once('connect', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: mirror.test\r\n\r\n`));
-    socket.once('data', () => {
+    socket.once('data', (d: Buffer) => {
       socket.pause();
+      s.bytes = d.length;
       s.started = true;
       notify();
     });
@@ -49,6 +52,86 @@ export async function stalledReaders(port: number, from: string, target: string,
     notify();
   });
   return all;
+}
+
+/** What a paced reader saw. */
+export interface Paced {
+  /** Status of the response (0: no head came). */
+  status: number;
+  /** Body bytes taken while pacing. */
+  paced: number;
+  /** Body bytes in all, after the fast read of the rest. */
+  body: number;
+  /** The Content-Length the head announced. */
+  length: number;
+  /** The server ended the connection before the whole body came. */
+  cut: boolean;
+}
+
+/**
+ * A slow reader that keeps reading: GET `target` from `from`, take bytes at no more than `bytesPerSecond`
+ * for `paceMs` (looked at every 20 ms; the socket stays paused in between, so the kernel's buffers drain
+ * at that pace and no faster: what curl's --limit-rate was meant to do, which Debian's curl 7.88.1 does
+ * not on loopback), then read the rest as fast as it comes, for at most `restMs`. A server that cut the
+ * response while it was paced can't deliver the whole body afterwards.
+ */
+export function pacedReader(port: number, from: string, target: string, bytesPerSecond: number, paceMs: number, restMs = 20_000): Promise<Paced> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress: from });
+    const result: Paced = { status: 0, paced: 0, body: 0, length: -1, cut: false };
+    let head = Buffer.alloc(0);
+    let taken = 0; // bytes read, head included
+    let pacing = true;
+    let timer: NodeJS.Timeout | undefined;
+    const t0 = performance.now();
+    const finish = () => {
+      clearInterval(pace);
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(result);
+    };
+    const complete = () => result.length >= 0 && result.body >= result.length;
+    const take = (chunk: Buffer) => {
+      taken += chunk.length;
+      if (result.length < 0) {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const text = head.subarray(0, end).toString('latin1');
+        result.status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+        result.length = Number(/\r\ncontent-length: *(\d+)/i.exec(text)?.[1] ?? 0);
+        result.body = head.length - end - 4;
+        head = Buffer.alloc(0);
+      } else {
+        result.body += chunk.length;
+      }
+      if (pacing) result.paced = result.body;
+      if (!pacing && complete()) finish();
+    };
+    socket.on('error', () => {});
+    socket.once('close', () => {
+      result.cut = !complete();
+      finish();
+    });
+    socket.pause();
+    socket.once('connect', () => socket.write(`GET ${target} HTTP/1.1\r\nHost: mirror.test\r\n\r\n`));
+    const pace = setInterval(() => {
+      const allowed = ((performance.now() - t0) / 1000) * bytesPerSecond;
+      while (taken < allowed) {
+        const chunk = socket.read() as Buffer | null; // what the stream holds: at most about 64 KiB
+        if (chunk === null) break;
+        take(chunk);
+      }
+    }, 20);
+    timer = setTimeout(() => {
+      pacing = false;
+      clearInterval(pace);
+      if (complete()) return finish();
+      timer = setTimeout(finish, restMs);
+      socket.on('data', take);
+      socket.resume();
+    }, paceMs);
+  });
 }
 
 /** Read what a paused socket still gets until it closes or `ms` pass: the bytes, and whether it closed. */
