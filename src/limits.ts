@@ -45,6 +45,10 @@ export const LIMITS = {
   noteSignatures: 64,
   /** A key name (for a checkpoint, also its origin line). */
   noteKeyNameBytes: 256,
+  /** A key file (`PRIVATE+KEY+...`, a vkey, KEYFILE.pub): a few hundred bytes in practice. */
+  keyFileBytes: 4 * KiB,
+  /** A TLS certificate chain or private key in PEM (`serve --tls-cert`, `--tls-key`). */
+  tlsPemBytes: 1 * MiB,
   checkpointExtensionLines: 16,
   /** Hashes in one inclusion or consistency proof; 64 covers any tree of up to 2^63 leaves. */
   proofHashes: 64,

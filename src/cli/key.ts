@@ -4,12 +4,13 @@
 import { Command } from 'commander';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { lstat, open, readFile, rm } from 'node:fs/promises';
+import { lstat, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fromSystemError, SourcemeshError } from '../errors.ts';
+import { SourcemeshError } from '../errors.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
+import { readVerifierKeyFile } from '../trust/key-file.ts';
 import {
-  formatSignerKey, formatVerifierKey, isValidKeyName, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseSignerKey, parseVerifierKey,
+  formatSignerKey, formatVerifierKey, isValidKeyName, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, parseVerifierKey,
   signerKeyFromSeed, type SignerKey, type VerifierKey,
 } from '../trust/note.ts';
 import { printJson, type Io } from './output.ts';
@@ -61,36 +62,9 @@ export function keyCommand(io: Io): Command {
   return cmd;
 }
 
-/** Read a signer key file (`PRIVATE+KEY+...`, as `key generate` and Go's note.GenerateKey write it). */
-export async function readSignerKeyFile(file: string): Promise<SignerKey> {
-  let text: string;
-  try {
-    const fh = await open(file, 'r');
-    try {
-      const { size } = await fh.stat();
-      if (size > 4096) throw new SourcemeshError('E_INPUT', `${file} is ${size} bytes: not a key file`);
-      text = await fh.readFile('utf8');
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    throw fromSystemError(err, `${file}: cannot read the key`);
-  }
-  try {
-    return parseSignerKey(text.trim());
-  } catch (err) {
-    throw new SourcemeshError('E_INPUT', `${file}: ${(err as Error).message}`, { file });
-  }
-}
-
 /** A verifier key given on the command line: the vkey text itself, or a file holding it (KEYFILE.pub). */
 export async function readVerifierKeyArg(value: string): Promise<VerifierKey> {
   if (value.includes('+')) return parseVerifierKey(value.trim());
   if (!existsSync(value)) throw new SourcemeshError('E_USAGE', `${value} is neither a vkey (name+id+key) nor a file`);
-  try {
-    return parseVerifierKey((await readFile(value, 'utf8')).trim());
-  } catch (err) {
-    if (err instanceof SourcemeshError) throw new SourcemeshError(err.code, `${value}: ${err.message}`, { file: value });
-    throw fromSystemError(err, `${value}: cannot read the vkey`);
-  }
+  return readVerifierKeyFile(value);
 }

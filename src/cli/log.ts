@@ -5,15 +5,16 @@
 // Prints `listening on URL` as the first line on stdout; JSON logs (pino) go to stderr. SIGHUP reloads
 // the admission file.
 import { Command } from 'commander';
-import { open } from 'node:fs/promises';
 import { pino, type Logger } from 'pino';
-import { fromSystemError, SourcemeshError } from '../errors.ts';
+import { SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { type AdmissionMode, type AdmissionPolicy, admissionPolicy, admittedKey, parseAdmissionFile } from '../trust/log/admission.ts';
 import { type RunningLog, startLog } from '../trust/log/log.ts';
 import { splitWitnessFlag, type WitnessEndpoint } from '../trust/log/witness-client.ts';
 import { formatVerifierKey } from '../trust/note.ts';
-import { readSignerKeyFile, readVerifierKeyArg } from './key.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
+import { readSignerKeyFile } from '../trust/key-file.ts';
+import { readVerifierKeyArg } from './key.ts';
 import { nonNegativeInt, type Io } from './output.ts';
 import { parseDuration, parseSize } from './units.ts';
 
@@ -131,21 +132,8 @@ async function admissionFlags(o: ServeFlags): Promise<{ load(): Promise<Admissio
   return out;
 }
 
-async function readAdmissionFile(file: string): Promise<string> {
-  try {
-    const fh = await open(file, 'r');
-    try {
-      const { size } = await fh.stat();
-      if (size > LIMITS.logAdmissionBytes) throw new SourcemeshError('E_INPUT', `${file}: ${size} bytes, larger than an admission file may be (${LIMITS.logAdmissionBytes})`, { file });
-      return await fh.readFile('utf8');
-    } finally {
-      await fh.close();
-    }
-  } catch (err) {
-    if (err instanceof SourcemeshError) throw err;
-    const e = fromSystemError(err, `${file}: cannot read the admission file`);
-    throw e.code === 'E_IO' ? new SourcemeshError('E_INPUT', e.message, e.details) : e;
-  }
+function readAdmissionFile(file: string): Promise<string> {
+  return readBoundedFile(file, LIMITS.logAdmissionBytes, 'admission file', 'E_INPUT');
 }
 
 function describeAdmission(policy: AdmissionPolicy, log: RunningLog) {

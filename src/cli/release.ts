@@ -22,7 +22,8 @@ import {
   appendToChain, chainIdOf, chainPositions, formatChainFile, keySetFrom, makeRotationLink, makeRotationStatement, requireThreshold, skipSources,
   type ChainPosition,
 } from '../trust/rotation.ts';
-import { readSignerKeyFile, readVerifierKeyArg } from './key.ts';
+import { readSignerKeyFile } from '../trust/key-file.ts';
+import { readVerifierKeyArg } from './key.ts';
 import { positiveInt, printJson, type Io } from './output.ts';
 import { describeVerdict, verdictJson } from './verdict.ts';
 

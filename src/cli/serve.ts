@@ -1,10 +1,11 @@
 import { Command } from 'commander';
-import { readFile, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { SourcemeshError } from '../errors.ts';
+import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { limitsWith, LIMITS } from '../limits.ts';
 import type { Logger, LogFields } from '../logger.ts';
 import type { ContentEvent } from '../mirror/file-index.ts';
@@ -74,8 +75,8 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const { key, file: keyFile, created } = await resolveNodeKey(keyDir, o.key, o.keyName);
       if (created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
       const tls = o.tlsCert !== undefined ? {
-        cert: await readFile(o.tlsCert).catch((err) => { throw fromSystemError(err, `--tls-cert ${o.tlsCert}`); }),
-        key: await readFile(o.tlsKey!).catch((err) => { throw fromSystemError(err, `--tls-key ${o.tlsKey}`); }),
+        cert: await readBoundedBytes(o.tlsCert, LIMITS.tlsPemBytes, 'TLS certificate (--tls-cert)', 'E_INPUT'),
+        key: await readBoundedBytes(o.tlsKey!, LIMITS.tlsPemBytes, 'TLS key (--tls-key)', 'E_INPUT'),
       } : undefined;
 
       const logFile = o.accessLog === false || o.accessLog === '-' ? undefined : o.accessLog;

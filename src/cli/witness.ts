@@ -3,7 +3,8 @@
 import { Command } from 'commander';
 import { SourcemeshError } from '../errors.ts';
 import { startWitness } from '../trust/witness/server.ts';
-import { readSignerKeyFile, readVerifierKeyArg } from './key.ts';
+import { readSignerKeyFile } from '../trust/key-file.ts';
+import { readVerifierKeyArg } from './key.ts';
 import { createLogger, parseListen, untilAborted } from './log.ts';
 import type { Io } from './output.ts';
 

@@ -4,9 +4,11 @@
 //     f|file URL SHA256 [NAME]                       NAME defaults to the last path segment of URL
 //     g|git  REPO~REF HTTP_SOURCE|_ SHA256 [NAME]    a git snapshot; NAME is required when HTTP_SOURCE is _
 // A file listed by several steps becomes one entry with every step recorded.
-import { readFile, readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { SourcemeshError } from '../errors.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
+import { statIfExists } from '../fs/files.ts';
 import { LIMITS } from '../limits.ts';
 import { MANIFEST_FORMAT, SHA256_HEX, byName, displayName, isLocalRepo, nameKey, nameProblem, type Compression, type Distfile, type GitSource, type Manifest } from './distfile.ts';
 
@@ -170,11 +172,7 @@ export interface ImportOptions {
 export async function importStepsDir(stepsDir: string, opts: ImportOptions = {}): Promise<Manifest> {
   const manifestPath = path.join(stepsDir, 'manifest');
   let manifestText: string;
-  try {
-    manifestText = await readFile(manifestPath, 'utf8');
-  } catch (err) {
-    throw fromSystemError(err, `${manifestPath}: cannot read the steps manifest`);
-  }
+  manifestText = await readBoundedFile(manifestPath, LIMITS.manifestBytes, 'steps manifest', 'E_MANIFEST');
   const { builds, beforeNetwork } = parseStepsManifest(manifestText);
   let order: string[];
   if (opts.beforeNetwork) {
@@ -191,13 +189,8 @@ export async function importStepsDir(stepsDir: string, opts: ImportOptions = {})
     if (done.has(step)) continue;
     done.add(step);
     const sourcesPath = path.join(stepsDir, step, 'sources');
-    let text: string;
-    try {
-      text = await readFile(sourcesPath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') continue;
-      throw fromSystemError(err, `${sourcesPath}: cannot read`);
-    }
+    if (!(await statIfExists(sourcesPath))) continue; // a step without sources
+    const text = await readBoundedFile(sourcesPath, LIMITS.manifestBytes, 'sources file', 'E_MANIFEST');
     lines.push(...parseSources(text, sourcesPath, step));
   }
   return { format: MANIFEST_FORMAT, name: opts.name ?? 'live-bootstrap', distfiles: mergeSourceLines(lines) };
@@ -205,9 +198,11 @@ export async function importStepsDir(stepsDir: string, opts: ImportOptions = {})
 
 /** Import a single `sources` file; its directory's name is the step. */
 export async function importSourcesFile(file: string, opts: ImportOptions = {}): Promise<Manifest> {
-  const info = await stat(file).catch((err) => { throw fromSystemError(err, `${file}: cannot read`); });
-  if (info.size > LIMITS.manifestBytes) throw new SourcemeshError('E_MANIFEST', `${file}: larger than ${LIMITS.manifestBytes} bytes`);
-  const text = await readFile(file, 'utf8');
+  return importSourcesText(await readBoundedFile(file, LIMITS.manifestBytes, 'sources file', 'E_MANIFEST'), file, opts);
+}
+
+/** A `sources` file's text, read from `file`, whose directory's name is the step. */
+export function importSourcesText(text: string, file: string, opts: ImportOptions = {}): Manifest {
   const step = path.basename(path.dirname(path.resolve(file)));
   return { format: MANIFEST_FORMAT, name: opts.name ?? step, distfiles: mergeSourceLines(parseSources(text, file, step)) };
 }

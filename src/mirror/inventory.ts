@@ -11,8 +11,10 @@ import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
 import { writeFileDurable } from '../fs/durable-file.ts';
+import { statIfExists } from '../fs/files.ts';
+import { readSignerKeyFile } from '../trust/key-file.ts';
 import {
-  createSigner, createVerifier, formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseSignerKey, parseVerifierKey,
+  createSigner, createVerifier, formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseVerifierKey,
   signerKeyFromSeed, signNote, type NoteLimits, type OpenedNote, type SignerKey, type VerifierKey,
 } from '../trust/note.ts';
 
@@ -169,24 +171,12 @@ export function nodeKeyFiles(dir: string): NodeKeyFiles {
   return { key: path.join(dir, 'node.key'), pub: path.join(dir, 'node.pub') };
 }
 
-/** Read a signer key file (`--key`). */
-export async function readSignerKeyFile(file: string): Promise<SignerKey> {
-  const text = await readFile(file, 'utf8').catch((err) => {
-    throw fromSystemError(err, `${file}: cannot read the node key`);
-  });
-  try {
-    return parseSignerKey(text.trim());
-  } catch (err) {
-    throw new SourcemeshError('E_INPUT', `${file}: ${(err as Error).message}`, {}, { cause: err });
-  }
-}
-
 /**
  * The node key a command signs with: `--key FILE` as given, else the one in `dir`, created when
  * missing (named `name`, default this host's name). `created` says a new key was just made.
  */
 export async function resolveNodeKey(dir: string, keyFile?: string, name?: string): Promise<{ key: SignerKey; file: string; created: boolean }> {
-  if (keyFile !== undefined) return { key: await readSignerKeyFile(keyFile), file: keyFile, created: false };
+  if (keyFile !== undefined) return { key: await readSignerKeyFile(keyFile, 'node key'), file: keyFile, created: false };
   const files = nodeKeyFiles(dir);
   const opened = await openNodeKey(files, name ?? defaultKeyName());
   return { ...opened, file: files.key };
@@ -206,18 +196,14 @@ export async function openNodeKey(files: NodeKeyFiles, name: string, random: (n:
   let created = false;
   let key: SignerKey;
   const dir = path.dirname(files.key);
-  const existing = await readFile(files.key, 'utf8').catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw fromSystemError(err, `${files.key}: cannot read the node key`);
-  });
-  if (existing !== undefined) {
-    key = await readSignerKeyFile(files.key);
+  if (await statIfExists(files.key)) {
+    key = await readSignerKeyFile(files.key, 'node key');
   } else {
     const fresh = signerKeyFromSeed(name, KEY_TYPE_ED25519, random(32));
     await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => { throw fromSystemError(err, `${files.key}: cannot create the node key`); });
     // Exclusive (link(2) into place): two processes starting at once end up with the same key.
     created = await writeFileDurable(files.key, formatSignerKey(fresh) + '\n', { mode: 0o600, exclusive: true, what: 'cannot create the node key' });
-    key = created ? fresh : await readSignerKeyFile(files.key);
+    key = created ? fresh : await readSignerKeyFile(files.key, 'node key');
   }
   const vkey = formatVerifierKey(key) + '\n';
   if ((await readFile(files.pub, 'utf8').catch(() => '')) !== vkey) {

@@ -17,7 +17,8 @@ import { LogClient, refreshBundle } from './log-client.ts';
 import type { Hash } from './merkle.ts';
 import { formatVerifierKey } from './note.ts';
 import { keyLabel, parsePolicy, type ReleaseSubject, type TrustPolicy, type Verdict, verifyRelease } from './policy.ts';
-import { manifestSubject, readBoundedFile } from './release-files.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
+import { manifestSubject } from './release-files.ts';
 import { parseReleaseBundle } from './release.ts';
 import { chainIdOf } from './rotation.ts';
 

@@ -2,53 +2,15 @@
 // notes, each bounded by its limit in src/limits.ts; and the subject a release names (a manifest or a
 // mirror list) with the digest the release statement carries (docs/FORMATS.md, "Releases").
 
-import { open } from 'node:fs/promises';
-import { fromSystemError, isSourcemeshError, SourcemeshError } from '../errors.ts';
+import { isSourcemeshError, SourcemeshError } from '../errors.ts';
 import { parseMirrorList } from '../fetch/mirror-list.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
 import { LIMITS } from '../limits.ts';
 import { canonicalDigest, loadManifest, manifestDigest, type Manifest } from '../manifest/index.ts';
 import { parseNote, type NoteSignature } from './note.ts';
 import type { ReleaseSubject } from './policy.ts';
 import { parseReleaseBundle, type ReleaseBundle, type ReleaseKind } from './release.ts';
 import { parseChainFile, type ChainFile } from './rotation.ts';
-
-const CHUNK = 64 * 1024;
-
-/**
- * A file's text, refused (E_FORMAT) past `max` bytes. The bound holds while reading, not only by the size
- * stat reports, so a file that grows or a pipe (`<(...)`) can't make us hold more. Unreadable: E_INPUT.
- */
-export async function readBoundedFile(file: string, max: number, what: string): Promise<string> {
-  let fh;
-  try {
-    fh = await open(file, 'r');
-  } catch (err) {
-    throw inputError(err, `${file}: cannot read the ${what}`);
-  }
-  try {
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const buf = Buffer.allocUnsafe(Math.min(CHUNK, max + 1 - total));
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      chunks.push(buf.subarray(0, bytesRead));
-      total += bytesRead;
-      if (total > max) throw new SourcemeshError('E_FORMAT', `${file}: larger than a ${what} may be (${max} bytes)`, { file });
-    }
-    return Buffer.concat(chunks, total).toString('utf8');
-  } catch (err) {
-    if (isSourcemeshError(err)) throw err;
-    throw inputError(err, `${file}: cannot read the ${what}`);
-  } finally {
-    await fh.close();
-  }
-}
-
-function inputError(err: unknown, what: string): SourcemeshError {
-  const e = fromSystemError(err, what);
-  return e.code === 'E_IO' ? new SourcemeshError('E_INPUT', e.message, e.details) : e;
-}
 
 /** The release subject of a manifest already loaded. */
 export function manifestSubject(manifest: Manifest): ReleaseSubject {

@@ -5,8 +5,9 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import {
-  buildInventory, formatGenerated, generatedSeconds, INVENTORY_PATH, nodeKeyFiles, openNodeKey, parseInventory, readSignerKeyFile, writeInventory,
+  buildInventory, formatGenerated, generatedSeconds, INVENTORY_PATH, nodeKeyFiles, openNodeKey, parseInventory, writeInventory,
 } from '../../src/mirror/inventory.ts';
+import { readSignerKeyFile } from '../../src/trust/key-file.ts';
 import { createSigner, formatVerifierKey, KEY_TYPE_ED25519, openNote, parseVerifierKey, signerKeyFromSeed, signNote } from '../../src/trust/note.ts';
 import { tempDir } from '../helpers/run.ts';
 
@@ -95,5 +96,5 @@ test('the node key is created once, mode 0600, with its vkey beside it; concurre
   assert.equal((await readSignerKeyFile(paths.key)).keyId, a.key.keyId);
   await writeFile(paths.key, 'PRIVATE+KEY+garbage\n');
   await assert.rejects(openNodeKey(paths, 'x'), { code: 'E_INPUT' });
-  await assert.rejects(readSignerKeyFile(path.join(dir, 'missing')), { code: 'E_IO' });
+  await assert.rejects(readSignerKeyFile(path.join(dir, 'missing')), { code: 'E_INPUT' });
 });
