@@ -17,6 +17,7 @@
 // on SIGINT/SIGTERM (output paths) and at exit; one left by a process killed with -9 is removed by the
 // next write of the same name once its PID is dead.
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { constants as fsc, fstatSync, rmSync, write as fsWrite, type Stats } from 'node:fs';
 import { lstat, open, link, readdir, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
@@ -478,8 +479,9 @@ export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>): Pr
         out.write(chunk);
         // Let the event loop write what the pipe takes now, so the reader works while we produce.
         if (out.writableLength > 0) await new Promise((resolve) => setImmediate(resolve));
-        // Up to a few MiB queued while the reader catches up.
-        while (out.writableLength > 4 << 20 && !failure) await new Promise((resolve) => { out.once('drain', resolve); out.once('error', resolve); });
+        // Up to a few MiB queued while the reader catches up. events.once removes both of its listeners
+        // ('drain' and 'error') whichever comes: nothing accumulates over thousands of waits.
+        while (out.writableLength > 4 << 20 && !failure) await once(out, 'drain').catch(() => {});
       }
       await new Promise<void>((resolve) => out.end(resolve));
       if (failure) throw failure;

@@ -2,6 +2,8 @@
 // "Output paths"); state files are always replaced atomically. Real files, devices, FIFOs and links.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { chmod, lchown, lstat, mkdir, readFile, readdir, readlink, stat, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -272,6 +274,50 @@ test('SIGINT during a write: the temporary file is removed, the writer fails, no
   assert.equal(await exited, 7, stderr);
   assert.match(stderr, /E_IO .*interrupted by SIGINT; nothing was written under this name/);
   assert.deepEqual(await readdir(dir), []);
+});
+
+test('standard output as a slow pipe: many waits for the reader add no listeners that stay, no MaxListenersExceededWarning', async () => {
+  // A child writes 128 MiB to its stdout, a pipe this test reads in small steps: the writer waits for
+  // 'drain' about 20 times. Every listener added to a socket is counted as it is added.
+  const script = `
+    import net from 'node:net';
+    import { createHash } from 'node:crypto';
+    import { writeChunksToStdout } from ${JSON.stringify(path.join(ROOT, 'src/fs/durable-file.ts'))};
+    const seen = { error: 0, drain: 0, waits: 0 };
+    for (const m of ['on', 'once', 'addListener', 'prependListener', 'prependOnceListener']) {
+      const orig = net.Socket.prototype[m];
+      net.Socket.prototype[m] = function (name, fn) {
+        const r = orig.call(this, name, fn);
+        if (m === 'once' && name === 'drain') seen.waits++;
+        seen.error = Math.max(seen.error, this.listenerCount('error'));
+        seen.drain = Math.max(seen.drain, this.listenerCount('drain'));
+        return r;
+      };
+    }
+    async function* chunks() { for (let i = 0; i < 512; i++) yield Buffer.alloc(256 << 10, i); }
+    const written = await writeChunksToStdout(chunks());
+    console.error(JSON.stringify({ ...seen, ...written }));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const hash = createHash('sha256');
+  let bytes = 0;
+  child.stdout.on('data', (d: Buffer) => {
+    hash.update(d);
+    bytes += d.length;
+    child.stdout.pause(); // a slow reader: one pipe's worth, then a turn of the event loop
+    setImmediate(() => child.stdout.resume());
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const [code] = await once(child, 'close');
+  clearTimeout(timer);
+  assert.equal(code, 0, stderr);
+  assert.doesNotMatch(stderr, /MaxListenersExceededWarning/);
+  const seen = JSON.parse(stderr.trim().split('\n').at(-1)!);
+  assert.ok(seen.waits >= 12, `the writer waited for the reader ${seen.waits} times`);
+  assert.ok(seen.error <= 3 && seen.drain <= 2, `listeners at most: ${seen.error} 'error', ${seen.drain} 'drain'`);
+  assert.equal(bytes, 128 << 20);
+  assert.deepEqual({ sha256: seen.sha256, bytes: seen.bytes }, { sha256: hash.digest('hex'), bytes });
 });
 
 test('protected_symlinks: a link of another user in a sticky world-writable directory is not followed', { skip: !isRoot && 'lchown needs root' }, async (t) => {
