@@ -15,6 +15,17 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  */
 export const HTTP1_ONLY = { allowH2: false } as const;
 
+let shared: Dispatcher | undefined;
+
+/**
+ * The dispatcher of a client given none (`release`, `release rotate`, `release verify --online`): HTTP/1.1
+ * like every other, where undici's global one would negotiate HTTP/2 over TLS. Its idle connections do not
+ * keep the process alive (undici unrefs them).
+ */
+export function defaultDispatcher(): Dispatcher {
+  return (shared ??= new Agent({ ...HTTP1_ONLY, keepAliveTimeout: 10_000 }));
+}
+
 export function createAgent(limits: Limits): Dispatcher {
   return new Agent({
     ...HTTP1_ONLY,

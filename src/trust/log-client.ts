@@ -5,7 +5,7 @@
 
 import { request, type Dispatcher } from 'undici';
 import { isSourcemeshError, SourcemeshError } from '../errors.ts';
-import { readBoundedBody, USER_AGENT } from '../fetch/http.ts';
+import { defaultDispatcher, readBoundedBody, USER_AGENT } from '../fetch/http.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { parseCheckpoint } from './checkpoint.ts';
 import { type Hash, leafHash, parseProofLines, proveConsistency, proveInclusion, verifyInclusion } from './merkle.ts';
@@ -23,7 +23,7 @@ export interface Submitted {
 
 export class LogClient {
   readonly url: string;
-  readonly #dispatcher: Dispatcher | undefined;
+  readonly #dispatcher: Dispatcher;
   readonly #limits: LogClientLimits;
   readonly #tiles = new Map<string, Uint8Array>();
 
@@ -36,7 +36,7 @@ export class LogClient {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new SourcemeshError('E_USAGE', `log URL ${url}: expected http(s)`);
     this.url = url.replace(/\/+$/, '');
-    this.#dispatcher = options.dispatcher;
+    this.#dispatcher = options.dispatcher ?? defaultDispatcher();
     this.#limits = options.limits ?? LIMITS;
   }
 
@@ -47,7 +47,7 @@ export class LogClient {
         method,
         body,
         headers: { 'user-agent': USER_AGENT, ...(body === undefined ? {} : { 'content-type': 'application/octet-stream' }), ...headers },
-        ...(this.#dispatcher ? { dispatcher: this.#dispatcher } : {}),
+        dispatcher: this.#dispatcher,
         signal: AbortSignal.timeout(timeoutMs),
         headersTimeout: timeoutMs,
         bodyTimeout: this.#limits.logFetchTimeoutMs,

@@ -5,6 +5,7 @@
 import type { Logger } from '../../logger.ts';
 import { Agent } from 'undici';
 import { SourcemeshError } from '../../errors.ts';
+import { HTTP1_ONLY } from '../../fetch/http.ts';
 import { LIMITS, type Limits } from '../../limits.ts';
 import { closeServer, listen } from './http-server.ts';
 import { createSigner, createVerifier, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, type SignerKey } from '../note.ts';
@@ -79,7 +80,8 @@ export async function startLog(options: LogOptions): Promise<RunningLog> {
   }
   const verifier = new EntryVerifier({ limits, threads: options.admission.mode === 'unsigned' ? 0 : options.verifyThreads });
   const gate = new Gate({ index, verifier, policy: options.admission, quota: options.quota, logger, limits });
-  const dispatcher = new Agent({ keepAliveTimeout: 30_000, connections: 4, connect: { timeout: limits.logWitnessTimeoutMs } });
+  // HTTP/1.1 to witnesses, as every client of ours (fetch/http.ts HTTP1_ONLY).
+  const dispatcher = new Agent({ ...HTTP1_ONLY, keepAliveTimeout: 30_000, connections: 4, connect: { timeout: limits.logWitnessTimeoutMs } });
   let checkpointer: Checkpointer | undefined;
   const sequencer = new Sequencer<EntryMeta>({ storage, limits, logger, gate, onCommitted: (_head, added) => checkpointer?.appended(added) });
   gate.attach(sequencer);
