@@ -15,7 +15,8 @@
 //
 // Either way a temporary file is named `.NAME.PID-NONCE.tmp`, created exclusively, removed on any failure,
 // on SIGINT/SIGTERM (output paths) and at exit; one left by a process killed with -9 is removed by the
-// next write of the same name once its PID is dead.
+// next write of the same name once its PID is dead, or is ours but not this process's writing (an earlier
+// run with the same PID, as every run is PID 1 in a container).
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { constants as fsc, fstatSync, rmSync, write as fsWrite, type Stats } from 'node:fs';
@@ -24,7 +25,7 @@ import { Socket } from 'node:net';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
-import { fsyncDir, isProcessAlive } from './files.ts';
+import { disown, fsyncDir, isLiveOwner, own } from './files.ts';
 
 export interface OutputOptions {
   /** Mode of a new file (before the umask): 0o600 for private keys. */
@@ -222,6 +223,7 @@ function track(out: AtomicOutput): void {
 
 function untrack(out: AtomicOutput): void {
   live.delete(out);
+  disown(out.temp);
   if (out.interruptible && ![...live].some((o) => o.interruptible)) {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -237,7 +239,10 @@ function tempPrefix(base: string): string {
   return `.${b.subarray(0, cut).toString()}.`;
 }
 
-/** Remove temporaries of TARGET left by processes that are gone (kill -9, power loss). */
+/**
+ * Remove temporaries of TARGET left by processes that are gone (kill -9, power loss), or by an earlier
+ * process with our PID (fs/files.ts isLiveOwner: in a container every run may be PID 1).
+ */
 async function sweepStale(target: string): Promise<void> {
   const dir = path.dirname(target);
   const prefix = tempPrefix(path.basename(target));
@@ -245,7 +250,7 @@ async function sweepStale(target: string): Promise<void> {
   for (const name of names) {
     if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
     const m = /^(\d+)-[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length));
-    if (m && !isProcessAlive(Number(m[1]))) await rm(path.join(dir, name), { force: true });
+    if (m && !isLiveOwner(path.join(dir, name), Number(m[1]))) await rm(path.join(dir, name), { force: true });
   }
 }
 
@@ -275,9 +280,11 @@ class AtomicOutput implements Output {
     await sweepStale(target);
     const temp = path.join(path.dirname(target), `${tempPrefix(path.basename(target))}${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
     const out = new AtomicOutput(file, target, temp, interruptible, opts);
+    own(temp); // before it exists: another write of the same name in this process must not sweep it
     try {
       out.fh = await open(temp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, opts.mode ?? 0o644);
     } catch (err) {
+      disown(temp);
       throw fromSystemError(err, `${file}: ${what}`);
     }
     track(out);

@@ -6,7 +6,10 @@ import { mkdir, open, readdir, readlink, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fromSystemError, isNotFound } from '../errors.ts';
 
-/** True when PID names a live process (EPERM: alive, owned by someone else). */
+/**
+ * True when PID names a live process (EPERM: alive, owned by someone else). For a file named with a PID
+ * ask `isLiveOwner`: our own PID says nothing about who made a file.
+ */
 export function isProcessAlive(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
@@ -15,6 +18,36 @@ export function isProcessAlive(pid: number): boolean {
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
+}
+
+/**
+ * The PID-named temporaries and locks this process is writing or holding, by absolute path. One named with
+ * our own PID that is not here was left by an earlier process that had the same PID: in a container every
+ * run may be PID 1, so a temporary of a killed run would otherwise never be swept.
+ */
+const ownedHere = new Set<string>();
+
+/** Say that this process is writing or holding FILE, named with its PID, until `disown(FILE)`. Call before creating it. */
+export function own(file: string): void {
+  ownedHere.add(path.resolve(file));
+}
+
+export function disown(file: string): void {
+  ownedHere.delete(path.resolve(file));
+}
+
+/** Whether this process registered FILE with `own` (and has not disowned it). */
+export function ownsHere(file: string): boolean {
+  return ownedHere.has(path.resolve(file));
+}
+
+/**
+ * Is the temporary or lock FILE, named with PID, owned by a live writer? Every sweep asks this: another
+ * PID is alive or not; our own PID only when this process registered FILE (`own`); no PID, not at all.
+ */
+export function isLiveOwner(file: string, pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  return pid === process.pid ? ownsHere(file) : isProcessAlive(pid);
 }
 
 /**

@@ -6,7 +6,7 @@ import { fromSystemError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual, sha256File } from './digest.ts';
 import { checkPinned } from './pinned.ts';
-import { fsyncDir, isProcessAlive } from '../fs/files.ts';
+import { disown, fsyncDir, isLiveOwner, own } from '../fs/files.ts';
 import { linkOrCopy, type StoredObject } from './store.ts';
 
 const TEMP_RE = /^\.(.+)\.(\d+)\.sourcemesh-tmp$/;
@@ -21,9 +21,14 @@ export async function exportObject(dir: string, name: string, obj: StoredObject)
       if (have.size === want.size && digestsEqual(await sha256File(dest), obj.sha256)) return 'present';
     }
     const temp = path.join(dir, `.${name}.${process.pid}.sourcemesh-tmp`);
-    await rm(temp, { force: true });
-    await linkOrCopy(obj.path, temp);
-    await rename(temp, dest);
+    own(temp);
+    try {
+      await rm(temp, { force: true });
+      await linkOrCopy(obj.path, temp);
+      await rename(temp, dest);
+    } finally {
+      disown(temp);
+    }
     await fsyncDir(dir);
     return 'exported';
   } catch (err) {
@@ -31,12 +36,12 @@ export async function exportObject(dir: string, name: string, obj: StoredObject)
   }
 }
 
-/** Remove temporary files left in DIR by exports of processes that died. */
+/** Remove temporary files left in DIR by exports of processes that died (or of an earlier run with our PID). */
 export async function sweepExportTemps(dir: string): Promise<number> {
   let n = 0;
   for (const name of await readdir(dir).catch(() => [] as string[])) {
     const m = TEMP_RE.exec(name);
-    if (m && !isProcessAlive(Number(m[2]))) {
+    if (m && !isLiveOwner(path.join(dir, name), Number(m[2]))) {
       await rm(path.join(dir, name), { force: true });
       n++;
     }

@@ -21,7 +21,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { SourcemeshError, fromSystemError, isNotFound } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { SHA256_HEX } from '../manifest/distfile.ts';
-import { ensureDir, fsyncDir, fsyncFile, isProcessAlive, readdirIfExists, readlinkIfAny, statIfExists } from '../fs/files.ts';
+import { disown, ensureDir, fsyncDir, fsyncFile, isLiveOwner, own, ownsHere, readdirIfExists, readlinkIfAny, statIfExists } from '../fs/files.ts';
 
 export interface StoredObject {
   sha256: string;
@@ -49,12 +49,9 @@ export interface Lock {
 
 const PART_RE = /^([0-9a-f]{64})\.(\d+)-([0-9a-f]+)\.part$/;
 
-/**
- * Locks and partials this process holds, by path. One named with our own PID that is not here was left
- * by an earlier process that had the same PID (in a container every run may be PID 1): it is dead.
- */
-const heldLocks = new Set<string>();
-const ownPartials = new Set<string>();
+// Locks and partials this process holds are registered with fs/files.ts `own`: one named with our own PID
+// that is not registered was left by an earlier process that had the same PID (in a container every run
+// may be PID 1): it is dead.
 
 /** A lock file still empty after this long was never written: its maker died between create and write. */
 const EMPTY_LOCK_GRACE_MS = 10_000;
@@ -76,11 +73,6 @@ async function processStart(pid: number): Promise<string | undefined> {
   }
 }
 let bootId: string | undefined;
-
-/** Does a live process still own the partial `file` named with `pid`? */
-function partialOwnerAlive(file: string, pid: number): boolean {
-  return pid === process.pid ? ownPartials.has(file) : isProcessAlive(pid);
-}
 
 export function defaultStoreRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env.SOURCEMESH_STORE) return env.SOURCEMESH_STORE;
@@ -134,18 +126,18 @@ export class Store {
       if (await this.get(sha256)) return undefined;
       // Another job of this process holds it (or is taking it): wait, never break it.
       let holder: { content: string; mtimeMs: number } | undefined = { content: `${process.pid} (this process)`, mtimeMs: Date.now() };
-      if (!heldLocks.has(lockPath)) {
-        heldLocks.add(lockPath); // before the file exists: a sibling job must not take it for a predecessor's
+      if (!ownsHere(lockPath)) {
+        own(lockPath); // before the file exists: a sibling job must not take it for a predecessor's
         try {
           await writeFile(lockPath, me, { flag: 'wx' });
           return {
             release: async () => {
-              heldLocks.delete(lockPath);
+              disown(lockPath);
               await unlink(lockPath).catch(() => {});
             },
           };
         } catch (err) {
-          heldLocks.delete(lockPath);
+          disown(lockPath);
           if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `lock ${lockPath}`);
         }
         holder = await readLock(lockPath);
@@ -179,8 +171,8 @@ export class Store {
     const pid = Number(pidText);
     if (!Number.isInteger(pid) || pid <= 0) return true; // garbage
     if (host !== this.host) return false;
-    if (pid === process.pid) return !heldLocks.has(lockPath);
-    if (!isProcessAlive(pid)) return true;
+    if (!isLiveOwner(lockPath, pid)) return true;
+    if (pid === process.pid) return false;
     if (start === undefined) return false;
     const now = await processStart(pid);
     return now !== undefined && now !== start;
@@ -194,7 +186,7 @@ export class Store {
     const mine = path.join(tmp, `${sha256}.${process.pid}-${nonce}.part`);
     for (const name of await readdirIfExists(tmp)) {
       const m = PART_RE.exec(name);
-      if (!m || m[1] !== sha256 || partialOwnerAlive(path.join(tmp, name), Number(m[2]))) continue;
+      if (!m || m[1] !== sha256 || isLiveOwner(path.join(tmp, name), Number(m[2]))) continue;
       try {
         await rename(path.join(tmp, name), mine); // atomic: only one adopter wins
       } catch (err) {
@@ -208,14 +200,14 @@ export class Store {
         if (!isNotFound(err)) throw fromSystemError(err, `store: cannot adopt ${path.join(tmp, `${name}.pieces`)}`);
       });
       const size = (await stat(mine).catch((err) => { throw fromSystemError(err, mine); })).size;
-      ownPartials.add(mine);
+      own(mine);
       return { sha256, path: mine, size, meta: sanitizeMeta(meta) };
     }
     try {
-      ownPartials.add(mine);
+      own(mine);
       await writeFile(mine, '', { flag: 'wx' });
     } catch (err) {
-      ownPartials.delete(mine);
+      disown(mine);
       throw fromSystemError(err, `store ${this.root}: cannot create a temporary file`);
     }
     return { sha256, path: mine, size: 0, meta: {} };
@@ -230,7 +222,7 @@ export class Store {
     await rm(partial.path, { force: true });
     await rm(`${partial.path}.json`, { force: true });
     await rm(`${partial.path}.pieces`, { force: true });
-    ownPartials.delete(partial.path);
+    disown(partial.path);
   }
 
   /**
@@ -244,7 +236,7 @@ export class Store {
       await chmod(partial.path, 0o444);
       await mkdir(path.dirname(dest), { recursive: true });
       await rename(partial.path, dest);
-      ownPartials.delete(partial.path);
+      disown(partial.path);
       await fsyncDir(path.dirname(dest));
       await rm(`${partial.path}.json`, { force: true });
       await rm(`${partial.path}.pieces`, { force: true });
@@ -260,12 +252,15 @@ export class Store {
     const link = path.join(this.root, 'names', name);
     if ((await readlinkIfAny(link)) === target) return;
     const temp = path.join(this.root, 'names', `.${name}.${process.pid}.tmp`);
+    own(temp);
     try {
       await rm(temp, { force: true });
       await symlink(target, temp);
       await rename(temp, link);
     } catch (err) {
       throw fromSystemError(err, `${link}: cannot record the name`);
+    } finally {
+      disown(temp);
     }
   }
 
@@ -350,10 +345,10 @@ export class Store {
     const tmp = path.join(this.root, 'tmp');
     for (const name of await readdirIfExists(tmp)) {
       const m = /^([0-9a-f]{64})\.(\d+)-[0-9a-f]+\.part(\.json|\.pieces)?$/.exec(name);
-      if (m && partialOwnerAlive(path.join(tmp, m[3] ? name.slice(0, -m[3].length) : name), Number(m[2]))) continue;
+      if (m && isLiveOwner(path.join(tmp, m[3] ? name.slice(0, -m[3].length) : name), Number(m[2]))) continue;
       // A durable write's temporary name (.NAME.PID-RAND.tmp, fs/durable-file.ts) while its writer lives.
       const writing = /^\..*\.(\d+)-[0-9a-f]+\.tmp$/.exec(name);
-      if (writing && isProcessAlive(Number(writing[1]))) continue;
+      if (writing && isLiveOwner(path.join(tmp, name), Number(writing[1]))) continue;
       const orphanMeta = m?.[3] !== undefined && !(await statIfExists(path.join(tmp, name.slice(0, -m[3].length))));
       if (m && !orphanMeta && !opts.partials && !(await this.get(m[1]!))) continue; // a later fetch resumes it
       const p = path.join(tmp, name);
@@ -383,7 +378,7 @@ export class Store {
     for (const name of await readdirIfExists(path.join(this.root, 'names'))) {
       const p = path.join(this.root, 'names', name);
       const temp = /^\..*\.(\d+)\.tmp$/.exec(name);
-      if (temp ? !isProcessAlive(Number(temp[1])) : !(await statIfExists(p))) {
+      if (temp ? !isLiveOwner(p, Number(temp[1])) : !(await statIfExists(p))) {
         await rm(p, { force: true });
         removedTemp++;
       }

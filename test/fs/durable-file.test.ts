@@ -213,11 +213,24 @@ test('temporary files of dead processes are swept by the next write of the same 
   const out = path.join(dir, 'out.tar');
   const dead = spawn(process.execPath, ['-e', '0']);
   const deadPid = await new Promise<number>((resolve) => dead.on('exit', () => resolve(dead.pid!)));
+  const live = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => live.kill('SIGKILL'));
   const stale = `.out.tar.${deadPid}-0123abcd.tmp`;
-  const alive = `.out.tar.${process.pid}-89abcdef.tmp`;
+  // Our own PID, but not a temporary this process is writing: an earlier run's (every run is PID 1 in a container).
+  const earlierRun = `.out.tar.${process.pid}-89abcdef.tmp`;
+  const alive = `.out.tar.${live.pid}-89abcdef.tmp`;
   const other = `.other.${deadPid}-0123abcd.tmp`;
-  for (const n of [stale, alive, other]) await writeFile(path.join(dir, n), 'litter');
+  for (const n of [stale, earlierRun, alive, other]) await writeFile(path.join(dir, n), 'litter');
+  // One this process is writing right now is kept, and completes after the other write swept.
+  const writing = await openOutput(out);
+  t.after(() => writing.abort());
+  await writing.write(Buffer.from('first'));
+  const ours = (await readdir(dir)).filter((n) => n.endsWith('.tmp') && ![stale, earlierRun, alive, other].includes(n));
+  assert.equal(ours.length, 1);
   await writeOutputFile(out, 'x');
+  assert.deepEqual((await readdir(dir)).sort(), [alive, other, ours[0], 'out.tar'].sort());
+  await writing.commit();
+  assert.equal(await readFile(out, 'utf8'), 'first');
   assert.deepEqual((await readdir(dir)).sort(), [alive, other, 'out.tar'].sort());
 });
 

@@ -23,7 +23,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, SourcemeshError } from '../../errors.ts';
 import { LIMITS, type Limits } from '../../limits.ts';
 import { commit, openDatabase, rollback } from '../../fs/sqlite.ts';
-import { fsyncDir, isProcessAlive } from '../../fs/files.ts';
+import { disown, fsyncDir, isLiveOwner, own } from '../../fs/files.ts';
 import { CompactRange, EMPTY_TREE_HASH, type Hash, HASH_SIZE, hashesEqual } from '../merkle.ts';
 import { entryBundlePath, parseEntryBundle, parseTile, TILE_WIDTH, TileHashReader, tilePath, type Tile, type TileFetcher } from '../tiles.ts';
 import { checkEdge, hashesAtTileLevel, type TreeEdge, type TreeFile } from './tree.ts';
@@ -191,6 +191,7 @@ export class LogStorage {
     await Promise.all(files.map(async (file) => {
       const target = this.#resolve(file.path);
       const temp = path.join(this.#staging, `${process.pid}-${++this.#counter}`);
+      own(temp);
       try {
         const fh = await open(temp, 'wx', 0o644);
         try {
@@ -212,6 +213,8 @@ export class LogStorage {
       } catch (err) {
         await rm(temp, { force: true });
         throw fromSystemError(err, `${target}: cannot write`);
+      } finally {
+        disown(temp);
       }
     }));
     await Promise.all([...dirs].map(async (dir) => {
@@ -320,8 +323,7 @@ export class LogStorage {
       return;
     }
     await Promise.all(names.map(async (name) => {
-      const pid = Number(name.split('-')[0]);
-      if (pid === process.pid || (Number.isSafeInteger(pid) && pid > 0 && isProcessAlive(pid))) return;
+      if (isLiveOwner(path.join(this.#staging, name), Number(name.split('-')[0]))) return;
       await rm(path.join(this.#staging, name), { force: true });
     }));
   }
