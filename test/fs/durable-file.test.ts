@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { isSourcemeshError } from '../../src/errors.ts';
-import { openOutput, writeFileDurable, writeOutputChunks, writeOutputFile } from '../../src/fs/durable-file.ts';
+import { openOutput, sweepTemps, writeFileDurable, writeFilesDurable, writeOutputChunks, writeOutputFile } from '../../src/fs/durable-file.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { ROOT, tempDir } from '../helpers/run.ts';
 
@@ -253,6 +253,70 @@ test('state files: a link at the name is replaced, not followed; exclusive says 
   assert.equal(await writeFileDurable(state, 'again', { exclusive: true }), false);
   assert.equal(await readFile(state, 'utf8'), 'ours');
   assert.deepEqual(await litter(dir, 'state', 'elsewhere'), []);
+});
+
+test('a batch of state files: each whole under its name, new directories made, temporaries in tempDir and none left', async (t) => {
+  const dir = await tempDir(t);
+  const staging = path.join(dir, 'staging');
+  await mkdir(staging);
+  await writeFile(path.join(dir, 'old'), 'old bytes');
+  await symlink('old', path.join(dir, 'link'));
+  const files = [
+    { path: path.join(dir, 'old'), data: Buffer.from('new bytes') },
+    { path: path.join(dir, 'link'), data: Buffer.from('replaced, not followed') },
+    { path: path.join(dir, 'tile/0/x001/000'), data: Buffer.alloc(8192, 1) },
+    { path: path.join(dir, 'tile/1/000'), data: Buffer.alloc(32, 2) },
+  ];
+  const synced = await writeFilesDurable(files, { tempDir: staging });
+  for (const f of files) assert.deepEqual(await readFile(f.path), f.data);
+  assert.ok((await lstat(path.join(dir, 'link'))).isFile());
+  assert.deepEqual(await readdir(staging), []);
+  assert.deepEqual(await litter(dir, 'old', 'link', 'tile', 'staging'), []);
+  // Every directory a file landed in, once, and the parents of those it made (their entries changed).
+  assert.deepEqual([...synced].sort(), [dir, path.join(dir, 'tile'), path.join(dir, 'tile/0'), path.join(dir, 'tile/0/x001'), path.join(dir, 'tile/1')].sort());
+  // Known directories are not made again, nor synced unless a file landed in them.
+  const again = await writeFilesDurable([{ path: path.join(dir, 'tile/1/001'), data: Buffer.from('x') }], { tempDir: staging, knownDirs: synced });
+  assert.deepEqual([...again], [path.join(dir, 'tile/1')]);
+  // Without tempDir, the temporaries are made beside each file.
+  await writeFilesDurable([{ path: path.join(dir, 'beside'), data: Buffer.from('b') }]);
+  assert.deepEqual(await litter(dir, 'old', 'link', 'tile', 'staging', 'beside'), []);
+});
+
+test('a batch with a file that cannot be written: one line naming it, no temporary left, the others whole or absent', async (t) => {
+  const dir = await tempDir(t);
+  const staging = path.join(dir, 'staging');
+  await mkdir(staging);
+  await writeFile(path.join(dir, 'file'), 'a file, not a directory');
+  const files = [
+    { path: path.join(dir, 'a'), data: Buffer.alloc(100_000, 3) },
+    { path: path.join(dir, 'file/b'), data: Buffer.from('b') },
+  ];
+  await assert.rejects(writeFilesDurable(files, { tempDir: staging }), (err: unknown) => {
+    assert.ok(isSourcemeshError(err), String(err));
+    assert.match(err.message, /file\/b: cannot write/);
+    assert.doesNotMatch(err.message, /\n/);
+    return true;
+  });
+  assert.deepEqual(await readdir(staging), []);
+  const a = await readFile(path.join(dir, 'a')).catch(() => undefined);
+  assert.ok(a === undefined || a.equals(files[0]!.data));
+});
+
+test('sweepTemps: a batch\'s temporaries left by a dead process or an earlier run with our PID go; a live writer\'s stay', async (t) => {
+  const dir = await tempDir(t);
+  const dead = spawn(process.execPath, ['-e', '0']);
+  const deadPid = await new Promise<number>((resolve) => dead.on('exit', () => resolve(dead.pid!)));
+  const live = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => live.kill('SIGKILL'));
+  const names = {
+    dead: `.000.${deadPid}-0123abcd.tmp`,
+    earlierRun: `.checkpoint.${process.pid}-0123abcd.tmp`,
+    live: `.001.${live.pid}-0123abcd.tmp`,
+    notOurs: 'README',
+  };
+  for (const n of Object.values(names)) await writeFile(path.join(dir, n), 'litter');
+  assert.equal(await sweepTemps(dir), 2);
+  assert.deepEqual((await readdir(dir)).sort(), [names.live, names.notOurs].sort());
 });
 
 test('signal listeners exist only while an output is being written', async (t) => {

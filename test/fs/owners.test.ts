@@ -50,16 +50,17 @@ test('log staging: a temporary with our PID left by an earlier run is swept when
   const other = liveOther(t);
   const staging = path.join(dir, STATE_DIR, 'tmp');
   await mkdir(staging, { recursive: true });
-  const left = `${process.pid}-1`;
-  const writing = `${process.pid}-2`;
-  const theirs = `${other.pid}-1`;
-  for (const n of [left, writing, theirs]) await writeFile(path.join(staging, n), 'tile');
-  own(path.join(staging, writing));
-  t.after(() => disown(path.join(staging, writing)));
+  // fs/durable-file.ts names (.NAME.PID-NONCE.tmp), and PID-COUNTER of versions before it.
+  const left = [`.000.${process.pid}-0123abcd.tmp`, `${process.pid}-1`];
+  const writing = [`.001.${process.pid}-89abcdef.tmp`, `${process.pid}-2`];
+  const theirs = [`.000.${other.pid}-0123abcd.tmp`, `${other.pid}-1`];
+  for (const n of [...left, ...writing, ...theirs]) await writeFile(path.join(staging, n), 'tile');
+  for (const n of writing) own(path.join(staging, n));
+  t.after(() => writing.forEach((n) => disown(path.join(staging, n))));
   const vkey = formatVerifierKey(signerKeyFromSeed('owners.test', KEY_TYPE_ED25519, Buffer.alloc(32, 7)));
   const storage = await LogStorage.open(dir, vkey);
   storage.close();
-  assert.deepEqual((await readdir(staging)).sort(), [writing, theirs].sort());
+  assert.deepEqual((await readdir(staging)).sort(), [...writing, ...theirs].sort());
 });
 
 test('store gc: a durable temporary and a name\'s temporary link with our PID left by an earlier run are swept; ours are kept', async (t) => {

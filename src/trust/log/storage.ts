@@ -5,10 +5,11 @@
 //   DIR/tile/<L>/<N>[.p/<W>]          Merkle tree tiles
 //   DIR/tile/entries/<N>[.p/<W>]      entry bundles
 //   DIR/.sourcemesh-log/state.sqlite  the tree head (size, root) and the log's verifier key
-//   DIR/.sourcemesh-log/tmp/          files being written (PID-COUNTER), renamed into place once synced
+//   DIR/.sourcemesh-log/tmp/          files being written (.NAME.PID-NONCE.tmp), renamed into place once synced
 //
 // Crash safety: data files are written under a temporary name, fsynced, renamed into place and their
-// directories fsynced *before* the tree head moves, so a stored head always has its files. Files beyond
+// directories fsynced (fs/durable-file.ts writeFilesDurable, one fsync per directory per batch) *before*
+// the tree head moves, so a stored head always has its files. Files beyond
 // the head (a batch cut short by a crash) are never referenced by a head or a checkpoint and are
 // overwritten when the tree reaches them. The tree head moves by compare-and-swap inside an SQLite write
 // transaction: the transaction is the lock (SQLite holds it with POSIX advisory locks, which the kernel
@@ -16,14 +17,15 @@
 // head is still the one this process built on. Two `log serve` processes on one DIR therefore take turns,
 // each reloading the tree when the other moved it, and the heads form one chain: never two roots for one size.
 
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fromSystemError, SourcemeshError } from '../../errors.ts';
 import { LIMITS, type Limits } from '../../limits.ts';
 import { commit, openDatabase, rollback } from '../../fs/sqlite.ts';
-import { disown, fsyncDir, isLiveOwner, own } from '../../fs/files.ts';
+import { sweepTemps, writeFilesDurable } from '../../fs/durable-file.ts';
+import { isLiveOwner } from '../../fs/files.ts';
 import { CompactRange, EMPTY_TREE_HASH, type Hash, HASH_SIZE, hashesEqual } from '../merkle.ts';
 import { entryBundlePath, parseEntryBundle, parseTile, TILE_WIDTH, TileHashReader, tilePath, type Tile, type TileFetcher } from '../tiles.ts';
 import { checkEdge, hashesAtTileLevel, type TreeEdge, type TreeFile } from './tree.ts';
@@ -41,7 +43,6 @@ export class LogStorage {
   readonly #db: DatabaseSync;
   readonly #staging: string;
   readonly #limits: Limits;
-  #counter = 0;
   /** Directories known to exist (and to be durable): no mkdir for them on every batch. */
   readonly #dirs = new Set<string>();
   readonly #statements: { select?: StatementSync; update?: StatementSync } = {};
@@ -185,46 +186,10 @@ export class LogStorage {
   // -------------------------------------------------------------------------------------------------
   // Files
 
-  /** Write files durably: each synced under a temporary name, renamed into place, directories synced. */
+  /** Write files durably as one batch (fs/durable-file.ts writeFilesDurable), temporaries in the staging directory. */
   async writeFiles(files: readonly { path: string; data: Uint8Array }[]): Promise<void> {
-    const dirs = new Set<string>();
-    await Promise.all(files.map(async (file) => {
-      const target = this.#resolve(file.path);
-      const temp = path.join(this.#staging, `${process.pid}-${++this.#counter}`);
-      own(temp);
-      try {
-        const fh = await open(temp, 'wx', 0o644);
-        try {
-          await fh.writeFile(file.data);
-          await fh.datasync();
-        } finally {
-          await fh.close();
-        }
-        const parent = path.dirname(target);
-        if (!this.#dirs.has(parent)) {
-          const created = await mkdir(parent, { recursive: true });
-          if (created !== undefined) {
-            // A new directory's entry lives in its parent: sync every parent from the first one made down.
-            for (let d = parent; d.length >= created.length; d = path.dirname(d)) dirs.add(path.dirname(d));
-          }
-        }
-        await rename(temp, target);
-        dirs.add(parent);
-      } catch (err) {
-        await rm(temp, { force: true });
-        throw fromSystemError(err, `${target}: cannot write`);
-      } finally {
-        disown(temp);
-      }
-    }));
-    await Promise.all([...dirs].map(async (dir) => {
-      try {
-        await fsyncDir(dir);
-      } catch (err) {
-        throw fromSystemError(err, `${dir}: cannot sync`);
-      }
-    }));
-    for (const dir of dirs) if (this.#dirs.size < 10_000) this.#dirs.add(dir);
+    const synced = await writeFilesDurable(files.map((f) => ({ path: this.#resolve(f.path), data: f.data })), { tempDir: this.#staging, knownDirs: this.#dirs });
+    for (const dir of synced) if (this.#dirs.size < 10_000) this.#dirs.add(dir);
   }
 
   /** Delete the partial versions (`<path>.p/`) of tiles and bundles that are full now (C2SP tlog-tiles: MAY). */
@@ -316,16 +281,12 @@ export class LogStorage {
 
   /** Files a crashed process left in the staging directory (never ones of a live process). */
   async #cleanStaging(): Promise<void> {
-    let names: string[] = [];
-    try {
-      names = await readdir(this.#staging);
-    } catch {
-      return;
+    await sweepTemps(this.#staging);
+    // PID-COUNTER: the names of versions before fs/durable-file.ts wrote the log's files.
+    for (const name of await readdir(this.#staging).catch(() => [] as string[])) {
+      const m = /^(\d+)-\d+$/.exec(name);
+      if (m && !isLiveOwner(path.join(this.#staging, name), Number(m[1]))) await rm(path.join(this.#staging, name), { force: true });
     }
-    await Promise.all(names.map(async (name) => {
-      if (isLiveOwner(path.join(this.#staging, name), Number(name.split('-')[0]))) return;
-      await rm(path.join(this.#staging, name), { force: true });
-    }));
   }
 }
 
