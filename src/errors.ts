@@ -1,7 +1,7 @@
 // One error family with stable codes. Codes are documented in docs/ERRORS.md and never reused for
 // another meaning; tests assert codes, not wording. The CLI maps each code to an exit status.
 
-/** Exit statuses (DESIGN.md): 1 operational failure, 2 bad usage or input, 3 verification failure. */
+/** Exit statuses (docs/ERRORS.md): 1 operational failure, 2 bad usage or input, 3 verification failure. */
 export const EXIT = { ok: 0, operational: 1, input: 2, verification: 3 } as const;
 
 export const ERROR_CODES = {

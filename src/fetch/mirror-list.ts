@@ -1,5 +1,5 @@
-// Mirror lists (`sourcemesh.mirrors/v1`, DESIGN.md): JSON that can live in a git repository and later be
-// signed and logged like a manifest release.
+// Mirror lists (docs/FORMATS.md, "Mirror list (`sourcemesh.mirrors/v1`)"): JSON that can live in a git
+// repository and later be signed and logged like a manifest release.
 import { readFile } from 'node:fs/promises';
 import { request, type Dispatcher } from 'undici';
 import * as v from 'valibot';

@@ -1,4 +1,4 @@
-// The Distfile and Manifest model (DESIGN.md, "Manifest (sourcemesh.manifest/v1)").
+// The Distfile and Manifest model (docs/FORMATS.md, "Manifest (`sourcemesh.manifest/v1`)").
 
 export const MANIFEST_FORMAT = 'sourcemesh.manifest/v1';
 

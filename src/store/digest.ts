@@ -18,7 +18,7 @@ export async function sha256File(file: string): Promise<string> {
   return (await hashFile(file)).digest('hex');
 }
 
-/** Constant-time comparison of two hex digests of equal length (DESIGN.md: compare digests in constant time). */
+/** Constant-time comparison of two hex digests of equal length (docs/ARCHITECTURE.md, "Conventions"). */
 export function digestsEqual(a: string, b: string): boolean {
   const x = Buffer.from(a, 'hex');
   const y = Buffer.from(b, 'hex');
