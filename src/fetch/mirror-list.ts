@@ -1,9 +1,9 @@
 // Mirror lists (docs/FORMATS.md, "Mirror list (`sourcemesh.mirrors/v1`)"): JSON that can live in a git
 // repository and later be signed and logged like a manifest release.
-import { readFile } from 'node:fs/promises';
 import { request, type Dispatcher } from 'undici';
 import * as v from 'valibot';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { SourcemeshError } from '../errors.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
 import type { Limits } from '../limits.ts';
 import { USER_AGENT, networkError, readBoundedBody } from './http.ts';
 import { parseMirror, type Mirror } from './plan.ts';
@@ -65,7 +65,7 @@ export async function loadMirrorList(where: string, dispatcher: Dispatcher, limi
       throw new SourcemeshError(e.code, `--mirror-list ${e.message}`, e.details, { cause: err });
     }
   } else {
-    text = await readFile(where, 'utf8').catch((err) => { throw fromSystemError(err, `--mirror-list ${where}`); });
+    text = await readBoundedFile(where, limits.manifestBytes, 'mirror list (--mirror-list)', 'E_INPUT');
   }
   return parseMirrorList(text, where).map((m) => parseMirror(m.url));
 }

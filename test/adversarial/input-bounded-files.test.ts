@@ -57,6 +57,15 @@ test('a live-bootstrap sources file that is /dev/zero (in a steps/ tree) is refu
   oneLine(r.stderr);
 });
 
+test('a mirror list (--mirror-list) that is /dev/zero: E_INPUT, one line, exit 2', async (t) => {
+  const dir = await tempDir(t);
+  const m = await writeManifest(dir, [distfile('a.bin', bytes(10, 1), [])]);
+  const r = await runCli(['fetch', m, '-o', path.join(dir, 'out'), '--mirror-list', '/dev/zero', '--policy', 'mirrors-only'], { env: { SOURCEMESH_STORE: path.join(dir, 'store') }, timeoutMs: 60_000 });
+  assert.equal(r.code, 2, r.stderr);
+  assert.match(r.stderr, /\/dev\/zero: the mirror list \(--mirror-list\) is larger than.*\[E_INPUT\]/);
+  oneLine(r.stderr);
+});
+
 test('key files, admission files and TLS certificates that are /dev/zero: E_INPUT, one line, exit 2', async (t) => {
   const dir = await tempDir(t);
   await assert.rejects(readSignerKeyFile('/dev/zero'), /the key is larger than 4096 bytes/);
