@@ -250,16 +250,24 @@ export async function writeFilesDurable(files: readonly DurableFile[], options: 
 const live = new Set<AtomicOutput>();
 let exitHook = false;
 
+/** How long an interrupted writer may take to meet the interruption and fail in its own words. */
+const INTERRUPT_GRACE_MS = 3000;
+
 function onSignal(signal: NodeJS.Signals): void {
   const again = [...live].some((o) => o.interrupted !== undefined);
   for (const out of live) if (out.interruptible) out.interrupt(signal);
-  // A second signal while the writer is still stuck (its producer waits on a stalled input): the
-  // temporary files are gone, so stop listening and let the signal do what it does by default.
-  if (again && process.listenerCount(signal) === 1) {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.kill(process.pid, signal);
-  }
+  // The temporary files are gone. A writer normally stops at its next batch with one line; one whose
+  // producer waits on a stalled input (a FIFO, a terminal) never gets there, so a second signal, or
+  // the grace running out, lets the signal do what it does by default (as gzip or tar would at once).
+  if (again) resignal(signal);
+  else setTimeout(() => { if ([...live].some((o) => o.interrupted !== undefined)) resignal(signal); }, INTERRUPT_GRACE_MS).unref();
+}
+
+function resignal(signal: NodeJS.Signals): void {
+  if (process.listenerCount(signal) > 1) return; // someone else handles it (a server's graceful stop)
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.kill(process.pid, signal);
 }
 
 function track(out: AtomicOutput): void {

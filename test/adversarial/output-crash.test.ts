@@ -121,6 +121,24 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test(`one ${signal} while the input stalls ends the process within seconds (as gzip would), nothing left behind`, async (t) => {
+    const dir = await tempDir(t);
+    const tar = await bigTar(dir);
+    const out = path.join(dir, 'out.tar.gz');
+    const run = await startCleanse(dir, tar, out, 16 << 20);
+    t.after(() => run.writer.close().catch(() => {}));
+    const sent = Date.now();
+    run.child.kill(signal); // the input never comes: a writer waiting on it must not keep the process
+    const exit = await Promise.race([run.exited, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 30_000))]);
+    assert.notEqual(exit, 'hung', `still running 30 s after ${signal}: ${run.stderr()}`);
+    const { code, signal: got } = exit as Awaited<typeof run.exited>;
+    assert.ok(got === signal || code === 128 + (signal === 'SIGINT' ? 2 : 15), `code ${code} signal ${got}: ${run.stderr()}`);
+    assert.ok(Date.now() - sent < 15_000, 'ended within the grace, not at some later timeout');
+    assert.deepEqual((await readdir(dir)).sort(), ['in.tar', 'src']);
+  });
+}
+
 test('a second SIGINT while the input stalls ends the process at once, with nothing left behind', async (t) => {
   const dir = await tempDir(t);
   const tar = await bigTar(dir);
