@@ -218,6 +218,12 @@ export class DeflateEngine {
     return distCount < Math.floor(count / 2) && outLength < Math.floor(inLength / 2);
   }
 
+  // runLazy and runFast are the hot loops (most of a snapshot's compression time is spent in them) and
+  // stay long on purpose: they follow GNU gzip's deflate() and deflate_fast() step for step, which is
+  // what makes the output byte-identical, and they copy the matcher's state into locals on entry and
+  // back on exit so that the loop body touches no object fields. Their shared prologue and epilogue
+  // look alike but move different state; folding them into helpers would put field accesses back in.
+
   /**
    * Levels 4 to 9: at each position look for a match; emit the previous position's match only when
    * this one is not longer, else emit the previous byte as a literal and keep the new match pending.
