@@ -15,13 +15,16 @@
 // Goals printed beside: at least 10,000 appends/s on one node, admission at most 15% slower than
 // without, proof verification under 100 µs.
 //
-//   node bench/log.ts [--cli build|src|dist] [--seconds N] [--runs N] [--clients N] [--max-rate N] [--dir DIR]
+//   node bench/log.ts [--cli build|src|dist] [--seconds N] [--runs N] [--clients N] [--max-rate N] [--dir DIR] [--verify-threads N] [--cpu-prof DIR]
+// --verify-threads N: log serve's --verify-threads in the runs with admission (default: its own default).
+// --cpu-prof DIR: each log serve runs with node --cpu-prof (every thread: main and verifier threads), its
+// profiles in DIR/run-N-MODE/ (profiling slows the log: the figures of such a run are not the benchmark's).
 // Environment (the same defaults): BENCH_SECONDS (10), BENCH_RUNS (3 pairs), BENCH_CLIENTS (256),
 // BENCH_MAX_RATE (15000: entries signed per second of a run), BENCH_DIR (a temporary directory),
 // BENCH_ROTATION_STEPS (1000), BENCH_ROTATION_ONLY=1 (only part 4, no servers).
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -52,12 +55,15 @@ const { values: flags, usage, count } = benchArgs('log', {
   clients: { type: 'string', default: process.env.BENCH_CLIENTS ?? '256' },
   'max-rate': { type: 'string', default: process.env.BENCH_MAX_RATE ?? '15000' },
   dir: { type: 'string', default: process.env.BENCH_DIR },
+  'verify-threads': { type: 'string' },
+  'cpu-prof': { type: 'string' },
 });
 if (!['build', 'src', 'dist'].includes(flags.cli)) usage(`--cli ${flags.cli}: expected build, src or dist`);
 const seconds = count('seconds', flags.seconds);
 const pairs = count('runs', flags.runs);
 const clients = count('clients', flags.clients);
 const maxRate = count('max-rate', flags['max-rate']);
+const verifyThreads = flags['verify-threads'] === undefined ? [] : ['--verify-threads', String(count('verify-threads', flags['verify-threads']))];
 const work = flags.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'sourcemesh-bench-log-')));
 
 interface Server {
@@ -119,8 +125,8 @@ if (process.env.BENCH_ROTATION_ONLY === '1') {
 const cli = await prepareCli(root, work, flags.cli as CliMode);
 for (const w of cli.warnings) console.log(`warning: ${w}`);
 
-function start(args: string[]): Promise<Server> {
-  const child = spawn(cli.argv[0]!, [...cli.argv.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function start(args: string[], nodeFlags: string[] = []): Promise<Server> {
+  const child = spawn(cli.argv[0]!, [...nodeFlags, ...cli.argv.slice(1), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const off = onCleanup(() => stopChild(child), () => child.kill('SIGKILL'));
   child.on('close', off);
   let err = '';
@@ -160,14 +166,38 @@ async function awaitTree(url: string, size: number, timeoutMs = 20_000): Promise
   }
 }
 
-/** CPU seconds (user + system) of a process, all its threads, and of its main thread alone (Linux /proc). */
-async function cpuOf(pid: number): Promise<{ all: number; main: number } | undefined> {
+/** The name verifier threads carry (src/trust/log/verifier.ts), in /proc/PID/task/TID/comm. */
+const VERIFIER_THREAD = 'sm-verifier';
+
+interface CpuSample {
+  /** CPU seconds (user + system) of the log process, all its threads. */
+  all: number;
+  /** Of its main (sequencing) thread alone. */
+  main: number;
+  /** Of its signature verification threads (those alive at the sample). */
+  verifier: number;
+  /** CPU seconds the whole machine was busy (all processes: the log, wrk, the witnesses, anything else). */
+  machine: number;
+  /** CPU seconds the hypervisor gave the machine's CPUs to others while they had work (steal). */
+  steal: number;
+}
+
+/** CPU use of a process and its threads, and of the machine (Linux /proc). */
+async function cpuOf(pid: number): Promise<CpuSample | undefined> {
   const ticks = async (file: string) => {
     const fields = (await readFile(file, 'utf8')).replace(/^.*\) /s, '').split(' ');
     return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in USER_HZ (100 on Linux)
   };
   try {
-    return { all: await ticks(`/proc/${pid}/stat`), main: await ticks(`/proc/${pid}/task/${pid}/stat`) };
+    let verifier = 0;
+    for (const tid of await readdir(`/proc/${pid}/task`)) {
+      const comm = await readFile(`/proc/${pid}/task/${tid}/comm`, 'utf8').catch(() => '');
+      if (comm.trim() === VERIFIER_THREAD) verifier += await ticks(`/proc/${pid}/task/${tid}/stat`).catch(() => 0);
+    }
+    // /proc/stat's first line: user nice system idle iowait irq softirq steal ... in USER_HZ.
+    const [user, nice, system, , , irq, softirq, steal] = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!.split(/\s+/).slice(1, 9).map(Number) as number[];
+    const machine = (user! + nice! + system! + irq! + softirq!) / 100;
+    return { all: await ticks(`/proc/${pid}/stat`), main: await ticks(`/proc/${pid}/task/${pid}/stat`), verifier, machine, steal: steal! / 100 };
   } catch {
     return undefined;
   }
@@ -180,8 +210,11 @@ interface AppendRun {
   acknowledged: number;
   refused: number;
   p99ms: number;
-  /** The log process's CPU per acknowledged append (µs): all threads, and the main (sequencing) thread. */
-  cpuUs?: { all: number; main: number };
+  /**
+   * CPU per acknowledged append (µs): the log process's, all threads, its main (sequencing) thread, its
+   * verifier threads; and the whole machine's (the log, wrk and the witnesses share its cores).
+   */
+  cpuUs?: { all: number; main: number; verifier: number; machine: number; steal: number };
   problems: string[];
 }
 
@@ -209,7 +242,7 @@ async function main(): Promise<void> {
   const poolFile = path.join(work, 'entries.bin');
   await writeFile(poolFile, entries.join('\0'));
   const entryBytes = Math.round(entries.reduce((n, e) => n + Buffer.byteLength(e), 0) / entries.length);
-  console.log(`bench:log on ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), node ${process.version}, ${cli.describe}; ${clients} concurrent submitters, ${entryBytes}-byte signed entries (${poolSize} signed in ${fmt((performance.now() - t0) / 1000, 1)} s), ${pairs} pairs of ${seconds} s runs; files in ${work}`);
+  console.log(`bench:log on ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), node ${process.version}, ${cli.describe}; ${clients} concurrent submitters, ${entryBytes}-byte signed entries (${poolSize} signed in ${fmt((performance.now() - t0) / 1000, 1)} s), ${pairs} pairs of ${seconds} s runs${verifyThreads.length ? `, admission with --verify-threads ${verifyThreads[1]}` : ''}; files in ${work}`);
   if (!wrkVersion) console.log('wrk is not installed (Debian: apt-get install wrk): appends are sent with undici from this process, which takes CPU the log would have');
 
   /** wrk posts entries [first, first + count) once each, in order; a run that needs more is void. */
@@ -258,10 +291,12 @@ end
     const dir = path.join(work, `log-${i}`);
     await rm(dir, { recursive: true, force: true });
     const admission = mode === 'admitted'
-      ? ['--admit', formatVerifierKey(submitter), '--key-entries-per-hour', '1000000000', '--key-bytes-per-day', '1T']
+      ? ['--admit', formatVerifierKey(submitter), '--key-entries-per-hour', '1000000000', '--key-bytes-per-day', '1T', ...verifyThreads]
       : ['--admit-unsigned'];
+    const profile = flags['cpu-prof'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', path.resolve(flags['cpu-prof'], `run-${i + 1}-${mode}`)];
+    if (profile.length > 0) await mkdir(profile[2]!, { recursive: true });
     const server = await start(['log', 'serve', '--root', dir, '--key', logKey.file, '--listen', '127.0.0.1:0', '--witness', `${w[0]!.vkey}=${witnesses[0]!.url}`,
-      '--witness', `${w[1]!.vkey}=${witnesses[1]!.url}`, '--quorum', '2', '--checkpoint-interval', '1s', '--add-rate', '0', '--log-level', 'warn', ...admission]);
+      '--witness', `${w[1]!.vkey}=${witnesses[1]!.url}`, '--quorum', '2', '--checkpoint-interval', '1s', '--add-rate', '0', '--log-level', 'warn', ...admission], profile);
     const measured = poolSize - warmCount;
     let warm: { good: number; requests: number };
     let run: { good: number; requests: number; refused: number; seconds: number; p99ms: number; exhausted: boolean };
@@ -281,7 +316,8 @@ end
       run = await undiciRun(server.url, 0, measured, seconds * 1000);
       cpu1 = await cpuOf(server.child.pid!);
     }
-    const cpuUs = cpu0 && cpu1 && run.good > 0 ? { all: ((cpu1.all - cpu0.all) * 1e6) / run.good, main: ((cpu1.main - cpu0.main) * 1e6) / run.good } : undefined;
+    const per = (k: keyof CpuSample) => ((cpu1![k] - cpu0![k]) * 1e6) / run.good;
+    const cpuUs = cpu0 && cpu1 && run.good > 0 ? { all: per('all'), main: per('main'), verifier: per('verifier'), machine: per('machine'), steal: per('steal') } : undefined;
     const problems: string[] = [];
     if (warm.requests > warmCount) problems.push('the warm-up ran out of entries');
     if (run.exhausted) problems.push(`ran out of the ${measured} signed entries (raise --max-rate)`);
@@ -299,7 +335,7 @@ end
     for (const [k, mode] of order.entries()) {
       const r = await appendRun(mode, p * 2 + k);
       results.push(r);
-      console.log(`  run ${p * 2 + k + 1} (${mode}): ${fmt(r.rate, 0)} acknowledged appends/s (${r.acknowledged} in ${seconds} s, ${r.refused} not 200), p99 ${fmt(r.p99ms, 1)} ms${r.cpuUs ? `, log CPU ${fmt(r.cpuUs.all, 0)} µs/append (main thread ${fmt(r.cpuUs.main, 0)})` : ''}${r.problems.length ? `; VOID: ${r.problems.join('; ')}` : ''}`);
+      console.log(`  run ${p * 2 + k + 1} (${mode}): ${fmt(r.rate, 0)} acknowledged appends/s (${r.acknowledged} in ${seconds} s, ${r.refused} not 200), p99 ${fmt(r.p99ms, 1)} ms${r.cpuUs ? `, log CPU ${fmt(r.cpuUs.all, 0)} µs/append (main thread ${fmt(r.cpuUs.main, 0)}, verifier threads ${fmt(r.cpuUs.verifier, 0)}), machine CPU ${fmt(r.cpuUs.machine, 0)} µs/append${r.cpuUs.steal * r.rate > 10_000 ? ` (steal ${fmt(r.cpuUs.steal, 0)})` : ''}` : ''}${r.problems.length ? `; VOID: ${r.problems.join('; ')}` : ''}`);
       if (last) await stopChild(last.server.child);
       last = r;
     }
@@ -402,8 +438,10 @@ end
   }
   const cost = 1 - admitted.median / unchecked.median;
   console.log(`admission cost: ${fmt(cost * 100, 1)}% fewer appends/s (medians; per pair ${pairCosts.map((c) => `${fmt(c * 100, 1)}%`).join(', ') || 'none valid'})   goal <= 15%: ${ok(cost <= 0.15)}`);
-  const cpu = (mode: Mode, which: 'all' | 'main') => median(by(mode).flatMap((r) => (r.cpuUs ? [r.cpuUs[which]] : [])));
-  console.log(`log CPU per acknowledged append (medians): ${fmt(cpu('admitted', 'all'), 0)} µs with admission, ${fmt(cpu('unchecked', 'all'), 0)} µs unchecked; on the main (sequencing) thread ${fmt(cpu('admitted', 'main'), 0)} µs and ${fmt(cpu('unchecked', 'main'), 0)} µs`);
+  const cpu = (mode: Mode, which: keyof CpuSample) => median(by(mode).flatMap((r) => (r.cpuUs ? [r.cpuUs[which]] : [])));
+  console.log(`log CPU per acknowledged append (medians): ${fmt(cpu('admitted', 'all'), 0)} µs with admission, ${fmt(cpu('unchecked', 'all'), 0)} µs unchecked; on the main (sequencing) thread ${fmt(cpu('admitted', 'main'), 0)} µs and ${fmt(cpu('unchecked', 'main'), 0)} µs; on the verifier threads ${fmt(cpu('admitted', 'verifier'), 0)} µs`);
+  // What decides the rate when every core is busy: the CPU an append costs on the whole machine.
+  console.log(`machine CPU per acknowledged append (medians; the log, wrk and both witnesses on ${os.availableParallelism()} cores): ${fmt(cpu('admitted', 'machine'), 0)} µs with admission, ${fmt(cpu('unchecked', 'machine'), 0)} µs unchecked`);
   if (voided.length > 0) console.log(`void runs (not counted): ${voided.length}`);
   console.log(`  every acknowledged append was in the tree; the last run's checkpoint covers ${size} entries, cosigned by both witnesses`);
   console.log(`inclusion proof verification: ${fmt(inclusionUs, 2)} µs (proofs of ${proofLength} hashes)   goal < 100 µs: ${ok(inclusionUs < 100)}`);

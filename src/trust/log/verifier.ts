@@ -116,7 +116,8 @@ class Thread {
   failed = false;
 
   constructor(limits: EntryLimits, vkeys: readonly string[], onFail: (t: Thread, err: Error) => void) {
-    this.worker = new Worker(new URL(import.meta.url), { workerData: { role: ROLE, limits } });
+    // Named so that its CPU shows apart in /proc/PID/task/TID/comm (bench/log.ts measures it).
+    this.worker = new Worker(new URL(import.meta.url), { workerData: { role: ROLE, limits }, name: 'sm-verifier' });
     this.worker.unref();
     this.worker.postMessage({ type: 'keys', vkeys } satisfies Request);
     this.worker.on('message', (results: Result[]) => {
