@@ -9,7 +9,7 @@ interface Context { io: Io; setExit: (n: number) => void; signal: AbortSignal }
 
 // Each command's module is loaded only when it runs (or for help): a short command such as
 // `archive` or `verify` then does not pay for loading the HTTP, SQLite and trust stacks
-// (docs/BENCHMARKS.md, bench:archive: start-up 0.27 s -> 0.06 s). The order is the help's order.
+// (its start-up is measured in docs/BENCHMARKS.md, bench:archive). The order is the help's order.
 const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
   import: async (c) => (await import('./import.ts')).importCommand(c.io),
   fetch: async (c) => (await import('./fetch.ts')).fetchCommand(c.io, c.setExit, c.signal),
