@@ -34,7 +34,7 @@ const utf8 = new TextEncoder();
  */
 export function isValidKeyName(name: string, limits: Pick<Limits, 'noteKeyNameBytes'> = LIMITS): boolean {
   return typeof name === 'string' && name.length > 0 && name.isWellFormed() && !/[\p{White_Space}+]/u.test(name)
-    && !/[\u0000-\u001f]/.test(name) && utf8.encode(name).length <= limits.noteKeyNameBytes;
+    && !/[\u0000-\u001f]/.test(name) && Buffer.byteLength(name, 'utf8') <= limits.noteKeyNameBytes;
 }
 
 /** C2SP signed-note: key ID = SHA-256(name || 0x0A || type || public key)[:4], as a big-endian uint32. */
@@ -345,6 +345,12 @@ function parseSignatureLine(line: string, number: number, limits: NoteLimits): N
   return { name, keyId: raw.readUInt32BE(0), signature: Buffer.from(raw.subarray(4)) };
 }
 
+/** Where the last "\n\n" of `bytes` starts (-1 if none). */
+function lastBlankLine(bytes: Uint8Array): number {
+  for (let i = bytes.length - 2; i >= 0; i--) if (bytes[i] === 0x0a && bytes[i + 1] === 0x0a) return i;
+  return -1;
+}
+
 /**
  * Split a signed note into its text and signature lines, checking the C2SP signed-note format but no
  * signature. The text is everything up to the last blank line. Attacker-controlled.
@@ -374,7 +380,10 @@ export function parseNote(note: Uint8Array | string, limits: NoteLimits = LIMITS
     throw new SourcemeshError('E_FORMAT', `the note has ${lines.length} signatures, over the limit of ${limits.noteSignatures}`, { count: lines.length });
   }
   const signatures = lines.map((line, i) => parseSignatureLine(line, i + 1, limits));
-  return { text: body, textBytes: utf8.encode(body), signatures };
+  // Bytes given: the text's bytes are theirs up to the same blank line (valid UTF-8, and no byte of a
+  // multi-byte character is a newline), not encoded again.
+  const textBytes = typeof note === 'string' ? utf8.encode(body) : bytes.subarray(0, lastBlankLine(bytes) + 1);
+  return { text: body, textBytes, signatures };
 }
 
 /**

@@ -31,7 +31,6 @@ export interface ReleaseStatement {
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/;
-const utf8 = new TextEncoder();
 /** A name or version: one line of printable text, no leading or trailing space. */
 const FIELD_BYTES = 256;
 
@@ -40,7 +39,7 @@ function fieldProblem(value: string): string | undefined {
   if (!value.isWellFormed()) return 'is not valid Unicode';
   if (/[\u0000-\u001f\u007f]/.test(value)) return 'contains a control character';
   if (value.trim() !== value) return 'has leading or trailing white space';
-  if (utf8.encode(value).length > FIELD_BYTES) return `is longer than ${FIELD_BYTES} bytes`;
+  if (Buffer.byteLength(value, 'utf8') > FIELD_BYTES) return `is longer than ${FIELD_BYTES} bytes`;
   return undefined;
 }
 
