@@ -7,20 +7,19 @@ import { LIMITS } from '../limits.ts';
 import { parseSignerKey, parseVerifierKey, type SignerKey, type VerifierKey } from './note.ts';
 
 /** The signer key in `file`; `what` names it in errors ("node key", "key"). */
-export async function readSignerKeyFile(file: string, what = 'key'): Promise<SignerKey> {
-  const text = await readBoundedFile(file, LIMITS.keyFileBytes, what, 'E_INPUT');
-  try {
-    return parseSignerKey(text.trim());
-  } catch (err) {
-    throw new SourcemeshError('E_INPUT', `${file}: ${(err as Error).message}`, { file }, { cause: err });
-  }
+export function readSignerKeyFile(file: string, what = 'key'): Promise<SignerKey> {
+  return readKeyFile(file, what, parseSignerKey);
 }
 
 /** The vkey in `file` (KEYFILE.pub). */
-export async function readVerifierKeyFile(file: string): Promise<VerifierKey> {
-  const text = await readBoundedFile(file, LIMITS.keyFileBytes, 'vkey', 'E_INPUT');
+export function readVerifierKeyFile(file: string): Promise<VerifierKey> {
+  return readKeyFile(file, 'vkey', parseVerifierKey);
+}
+
+async function readKeyFile<K>(file: string, what: string, parse: (text: string) => K): Promise<K> {
+  const text = await readBoundedFile(file, LIMITS.keyFileBytes, what, 'E_INPUT');
   try {
-    return parseVerifierKey(text.trim());
+    return parse(text.trim());
   } catch (err) {
     throw new SourcemeshError('E_INPUT', `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
