@@ -45,7 +45,7 @@ export async function readBoundedFile(file: string, max: number, what: string, t
 }
 
 /** A path that names no readable file is the user's input to fix (E_INPUT); a failing disk stays E_IO. */
-function inputError(err: unknown, what: string): SourcemeshError {
+export function inputError(err: unknown, what: string): SourcemeshError {
   const e = fromSystemError(err, what);
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
   return isNotFound(err) || errno === 'EISDIR' || errno === 'ELOOP' ? new SourcemeshError('E_INPUT', e.message, e.details, { cause: err }) : e;

@@ -4,15 +4,15 @@
 // first character decides: `{` is JSON, anything else a sources file.
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { SourcemeshError, fromSystemError } from '../errors.ts';
-import { readBoundedFile } from '../fs/bounded-read.ts';
+import { SourcemeshError } from '../errors.ts';
+import { inputError, readBoundedFile } from '../fs/bounded-read.ts';
 import { LIMITS } from '../limits.ts';
 import type { Manifest } from './distfile.ts';
 import { importSourcesText, importStepsDir, type ImportOptions } from './live-bootstrap.ts';
 import { parseManifestJson } from './validate.ts';
 
 export async function loadManifest(input: string, opts: ImportOptions = {}): Promise<Manifest> {
-  const info = await stat(input).catch((err) => { throw asInputError(err, input); });
+  const info = await stat(input).catch((err) => { throw inputError(err, input); });
   if (info.isDirectory()) {
     const stepsDir = await isFile(path.join(input, 'manifest')) ? input
       : await isFile(path.join(input, 'steps', 'manifest')) ? path.join(input, 'steps')
@@ -23,11 +23,6 @@ export async function loadManifest(input: string, opts: ImportOptions = {}): Pro
   const text = await readBoundedFile(input, LIMITS.manifestBytes, 'manifest', 'E_MANIFEST');
   if (text.trimStart().startsWith('{')) return parseManifestJson(text, input);
   return importSourcesText(text, input, opts);
-}
-
-function asInputError(err: unknown, input: string): SourcemeshError {
-  const e = fromSystemError(err, input);
-  return e.code === 'E_IO' ? new SourcemeshError('E_INPUT', e.message, e.details) : e;
 }
 
 async function isFile(p: string): Promise<boolean> {
