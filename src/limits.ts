@@ -174,6 +174,10 @@ export const LIMITS = {
   rotationStatements: 1_000_000,
   /** Consistency proofs carried in one bundle, from older tree sizes. */
   bundleConsistencyProofs: 16,
+  /** A Sigstore bundle of one attestation (its DSSE envelope must fit a log entry, 65,535 bytes). */
+  attestationBytes: 128 * KiB,
+  /** Attestation files read from one directory (`attest verify DIR`, policy checks). */
+  attestationFiles: 100_000,
   /** Cosignature timestamps up to this far in the future are taken as clock skew, not refused. */
   trustClockSkewSeconds: 300,
   /** Fetching a checkpoint or tile from a log (`--trust-policy` online). */
