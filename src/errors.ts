@@ -11,6 +11,7 @@ export const ERROR_CODES = {
   E_FORMAT: EXIT.input, // a note, checkpoint, proof, tile or other structured input is malformed
   E_ARCHIVE: EXIT.input, // a repository, pack, tarball or compressed stream is malformed or hostile
   E_UNSUPPORTED: EXIT.input, // well-formed input asking for something we refuse to do
+  E_CONFIG: EXIT.input, // a node config (node.json, or a change from the panel) is malformed: the field is named
   E_REFUSED: EXIT.input, // a log refused a submission: not a statement it takes, a bad signature, a key it does not admit
   E_CHECKSUM: EXIT.verification, // bytes did not hash to the pinned digest
   E_SIZE: EXIT.verification, // a source sent more or fewer bytes than the pinned size

@@ -158,6 +158,28 @@ export const LIMITS = {
   witnessRequestBurst: 1000,
   witnessRateClients: 4096,
 
+  // the node (`node run`, its panel): the config file and everything a browser sends are attacker-controlled
+  /** The node config (DIR/node.json). */
+  nodeConfigBytes: 1 * MiB,
+  /** A request body to the panel (a form or a config); the panel's request head and timeouts. */
+  panelBodyBytes: 64 * KiB,
+  panelMaxHeaderBytes: 16 * KiB,
+  panelRequestTimeoutMs: 30_000,
+  /** Login sessions kept at once (oldest dropped first) and how long one lasts. */
+  panelSessions: 64,
+  panelSessionMs: 12 * 60 * 60 * 1000,
+  /** Failed logins per client address: sustained per minute, burst. */
+  panelLoginsPerMinute: 10,
+  panelLoginBurst: 20,
+  /** A crashed service is restarted after a backoff from this to the max (doubling), reset after it ran this long. */
+  nodeRestartBaseMs: 1000,
+  nodeRestartMaxMs: 60_000,
+  nodeRestartResetMs: 60_000,
+  /** A stopping service gets this long after SIGTERM, then SIGKILL. */
+  nodeStopMs: 35_000,
+  /** One line of a service's output kept for the node's log; longer lines are cut. */
+  nodeServiceLineBytes: 16 * KiB,
+
   // releases, trust policies and key rotation (`release`, `release verify`, --trust-policy): bundles, policies
   // and rotation chains come from projects, mirrors and logs, so they are attacker-controlled
   /** A release bundle (JSON: the release note, checkpoint, proofs, rotation hops). */
