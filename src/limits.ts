@@ -257,6 +257,18 @@ export const LIMITS = {
   gitPackIndexBytes: 2048 * MiB,
   /** Alternate object directories followed (git stops at 5 levels). */
   gitAlternatesDepth: 5,
+
+  // BitTorrent (src/torrent/): .torrent files and everything peers send are attacker-controlled
+  /** Lists and dictionaries nested in one bencoded value (a multi-file torrent nests one per directory). */
+  bencodeDepth: 64,
+  /** Values in one bencoded input (each costs a JavaScript object, far more than its 2 bytes of input). */
+  bencodeItems: 1_000_000,
+  /** A .torrent file read whole: 64 GiB in 16 KiB pieces has 2 MiB of piece layer and 80 MiB of v1 pieces. */
+  torrentBytes: 128 * MiB,
+  /** Files in one torrent (pad files included). */
+  torrentFiles: 400_000,
+  /** Largest piece length we make or accept (BEP 52 asks only for a power of two of at least 16 KiB). */
+  torrentMaxPieceLength: 64 * MiB,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof LIMITS]: (typeof LIMITS)[K] extends number ? number : (typeof LIMITS)[K] };
