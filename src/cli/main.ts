@@ -23,10 +23,14 @@ const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
   key: async (c) => (await import('./key.ts')).keyCommand(c.io),
   log: async (c) => (await import('./log.ts')).logCommand(c.io, c.signal),
   witness: async (c) => (await import('./witness.ts')).witnessCommand(c.io, c.signal),
+  node: async (c) => (await import('./node.ts')).nodeCommand(c.io, c.signal),
   archive: async (c) => (await import('./archive.ts')).archiveCommand(c.io),
   cleanse: async (c) => (await import('./cleanse.ts')).cleanseCommand(c.io),
   compress: async (c) => (await import('./compress.ts')).compressCommand(c.io),
   release: async (c) => (await import('./release.ts')).releaseCommand(c.io, c.setExit),
+  torrent: async (c) => (await import('./torrent.ts')).torrentCommand(c.io, c.setExit),
+  rebuild: async (c) => (await import('./rebuild.ts')).rebuildCommand(c.io, c.setExit, c.signal),
+  attest: async (c) => (await import('./attest.ts')).attestCommand(c.io, c.setExit),
 };
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {

@@ -36,6 +36,11 @@ export interface TrustPolicy {
   /** The genesis release key set; later sets come through rotation statements. */
   readonly release: KeySet;
   readonly maxCheckpointAgeSeconds: number;
+  /**
+   * The builders' quorum for git snapshots (src/attest/quorum.ts): `threshold` distinct builders of
+   * `keys` must attest the same bytes. Absent: snapshots are judged by their pinned hashes alone.
+   */
+  readonly builders?: { readonly threshold: number; readonly keys: readonly VerifierKey[]; readonly vkeys: readonly string[] };
 }
 
 export type PolicyLimits = Pick<Limits, 'trustPolicyBytes' | 'rotationKeys' | 'noteKeyNameBytes'>;
@@ -66,6 +71,12 @@ function policySchema(limits: PolicyLimits) {
       vkeys: v.pipe(v.array(vkey), v.minLength(1), v.maxLength(limits.rotationKeys)),
     }),
     maxCheckpointAgeSeconds: v.pipe(v.number(), v.safeInteger(), v.minValue(1)),
+    // Added with attestations (issue 19). Clients from before refuse a policy that has it (unknown field,
+    // E_FORMAT): an old client never silently ignores a builders' quorum it cannot enforce.
+    builders: v.optional(v.strictObject({
+      threshold: v.pipe(v.number(), v.safeInteger(), v.minValue(1)),
+      vkeys: v.pipe(v.array(vkey), v.minLength(1), v.maxLength(limits.rotationKeys)),
+    })),
   });
 }
 
@@ -95,11 +106,24 @@ export function parsePolicy(text: string, source: string, limits: PolicyLimits =
   }
   if (o.witnesses.quorum > witnesses.length) throw new SourcemeshError('E_FORMAT', `${source}: witnesses.quorum ${o.witnesses.quorum} is more than the ${witnesses.length} witnesses`, { source });
   const release = keySetFrom(o.release.vkeys, o.release.threshold, `${source}: release`, limits);
+  let builders: TrustPolicy['builders'];
+  if (o.builders !== undefined) {
+    const keys = o.builders.vkeys.map((b, i) => key(b, KEY_TYPE_ED25519, `builders.vkeys.${i}`));
+    const seen = new Set<string>();
+    for (const k of keys) {
+      const id = Buffer.from(k.publicKey).toString('hex');
+      if (seen.has(`${k.name}+${k.keyId}`) || seen.has(id)) throw new SourcemeshError('E_FORMAT', `${source}: builders.vkeys: ${k.name} is listed twice`, { source });
+      seen.add(`${k.name}+${k.keyId}`).add(id);
+    }
+    if (o.builders.threshold > keys.length) throw new SourcemeshError('E_FORMAT', `${source}: builders.threshold ${o.builders.threshold} is more than the ${keys.length} builders`, { source });
+    builders = { threshold: o.builders.threshold, keys, vkeys: keys.map(formatVerifierKey) };
+  }
   return {
     log: { key: logKey, vkey: o.log.vkey, ...(o.log.url === undefined ? {} : { url: o.log.url.replace(/\/+$/, '') }) },
     witnesses: { keys: witnesses, quorum: o.witnesses.quorum },
     release,
     maxCheckpointAgeSeconds: o.maxCheckpointAgeSeconds,
+    ...(builders === undefined ? {} : { builders }),
   };
 }
 

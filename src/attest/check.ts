@@ -1,0 +1,69 @@
+// Checking attestations against a trust policy's builders: verify each bundle, then decide each snapshot
+// by the quorum (quorum.ts), keeping the evidence of any disagreement. Used by `attest verify`; the
+// snapshot inputs come from a manifest (with its pinned hashes) or, without one, from the claims themselves.
+import { SourcemeshError } from '../errors.ts';
+import type { Limits } from '../limits.ts';
+import type { Manifest } from '../manifest/distfile.ts';
+import type { TrustPolicy } from '../trust/policy.ts';
+import { keyLookup, type VerifiedAttestation } from './bundle.ts';
+import { attestationFiles, readAttestations, saveEvidence, type Refused } from './files.ts';
+import { decideSnapshot, type Attested, type QuorumVerdict, type SnapshotInputs } from './quorum.ts';
+import type { SnapshotClaim } from './statement.ts';
+
+type Source = { file: string; attestation: VerifiedAttestation };
+
+export interface SnapshotDecision {
+  readonly name: string;
+  readonly inputs: SnapshotInputs;
+  readonly verdict?: QuorumVerdict<Source>;
+  readonly error?: SourcemeshError;
+  /** Where the bundles of a disagreement were saved. */
+  readonly evidenceDir?: string;
+}
+
+export interface AttestationReport {
+  readonly verified: readonly Attested<Source>[];
+  readonly refused: readonly Refused[];
+  readonly snapshots: readonly SnapshotDecision[];
+}
+
+export function inputsOfClaim(c: SnapshotClaim): SnapshotInputs {
+  return { name: c.name, repository: c.repository, ref: c.ref, prefix: c.prefix, compression: c.compression, ...(c.level === undefined ? {} : { level: c.level }) };
+}
+
+export function inputsOfManifest(manifest: Manifest): SnapshotInputs[] {
+  return manifest.distfiles.filter((d) => d.git !== undefined).map((d) => ({
+    name: d.name, repository: d.git!.repo, ref: d.git!.ref, prefix: d.git!.prefix, compression: d.git!.compression,
+    ...(d.git!.level === undefined ? {} : { level: d.git!.level }), ...(d.sha256 === undefined ? {} : { sha256: d.sha256 }),
+  }));
+}
+
+export async function checkAttestations(o: { paths: readonly string[]; policy: TrustPolicy; manifest?: Manifest; stateDir: string; now: Date; limits: Limits }): Promise<AttestationReport> {
+  const builders = o.policy.builders;
+  if (builders === undefined) throw new SourcemeshError('E_USAGE', 'the trust policy names no builders (builders: {threshold, vkeys})');
+  const files = await attestationFiles(o.paths, o.limits);
+  const { verified, refused } = await readAttestations(files, keyLookup(builders.keys), o.limits);
+  let inputs: SnapshotInputs[];
+  if (o.manifest) {
+    inputs = inputsOfManifest(o.manifest);
+  } else {
+    const seen = new Map<string, SnapshotInputs>();
+    for (const a of verified) if (a.claim.kind === 'git-snapshot') seen.set(JSON.stringify(inputsOfClaim(a.claim)), inputsOfClaim(a.claim));
+    inputs = [...seen.values()];
+  }
+  const snapshots: SnapshotDecision[] = [];
+  for (const i of inputs) {
+    try {
+      const verdict = decideSnapshot(i, verified, builders.threshold);
+      const evidenceDir = verdict.evidence.length ? await saveEvidence(o.stateDir, i.name, verdict.evidence.map((e) => ({ claim: e.claim, bundle: e.source.attestation.bundle })), o.now) : undefined;
+      snapshots.push({ name: i.name, inputs: i, verdict, ...(evidenceDir ? { evidenceDir } : {}) });
+    } catch (err) {
+      if (!(err instanceof SourcemeshError) || err.code !== 'E_POLICY') throw err;
+      const sources = (err.details.evidence ?? []) as Source[];
+      const evidenceDir = sources.length ? await saveEvidence(o.stateDir, i.name, sources.map((s) => ({ claim: s.attestation.claim, bundle: s.attestation.bundle })), o.now) : undefined;
+      const error = evidenceDir ? new SourcemeshError('E_POLICY', `${err.message}; the bundles are kept in ${evidenceDir}`, { ...err.details, evidence: sources.map((s) => s.file), evidenceDir }) : new SourcemeshError('E_POLICY', err.message, { ...err.details, evidence: [] });
+      snapshots.push({ name: i.name, inputs: i, error, ...(evidenceDir ? { evidenceDir } : {}) });
+    }
+  }
+  return { verified, refused, snapshots };
+}
