@@ -1,8 +1,9 @@
 # Driven by test/torrent/*.test.ts: libtorrent (Debian python3-libtorrent, 2.0.8) reads torrents and makes
 # its own for the same files, so the tests compare ours with the reference BEP 52 implementation.
 #   read FILE...                   each torrent's v1 and v2 info-hashes, name, files, as libtorrent sees them
-#   make PATH PIECE_LENGTH KIND    libtorrent's own torrent for PATH (a file or a directory), KIND v1|v2|hybrid,
-#                                  written to stdout as bencoded bytes
+#   make OUTDIR PIECE_LENGTH KIND PATH...
+#                                  libtorrent's own torrent for each PATH (a file or a directory), KIND
+#                                  v1|v2|hybrid, written to OUTDIR/BASENAME.torrent without a creation date
 import json
 import os
 import sys
@@ -30,7 +31,7 @@ def read(files):
     print(json.dumps(out))
 
 
-def make(path, piece_length, kind):
+def make(out, path, piece_length, kind):
     fs = lt.file_storage()
     lt.add_files(fs, path)
     flags = {'v1': lt.create_torrent.v1_only, 'v2': lt.create_torrent.v2_only, 'hybrid': 0}[kind]
@@ -38,12 +39,14 @@ def make(path, piece_length, kind):
     lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
     e = t.generate()
     e.pop(b'creation date', None)
-    sys.stdout.buffer.write(lt.bencode(e))
+    with open(os.path.join(out, os.path.basename(path) + '.torrent'), 'wb') as f:
+        f.write(lt.bencode(e))
 
 
 if sys.argv[1] == 'read':
     read(sys.argv[2:])
 elif sys.argv[1] == 'make':
-    make(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    for p in sys.argv[5:]:
+        make(sys.argv[2], p, int(sys.argv[3]), sys.argv[4])
 else:
-    sys.exit('usage: libtorrent-create.py read FILE... | make PATH PIECE_LENGTH v1|v2|hybrid')
+    sys.exit('usage: libtorrent-create.py read FILE... | make OUTDIR PIECE_LENGTH v1|v2|hybrid PATH...')
