@@ -269,6 +269,30 @@ export const LIMITS = {
   torrentFiles: 400_000,
   /** Largest piece length we make or accept (BEP 52 asks only for a power of two of at least 16 KiB). */
   torrentMaxPieceLength: 64 * MiB,
+
+  // discovery (src/discovery/): mDNS packets from anyone on the link, DHT nodes and their answers are attacker-controlled
+  /** Node announcements (instances of _sourcemesh._tcp) kept at once while discovering; more are counted and dropped. */
+  discoveryCandidates: 1024,
+  /** Announced nodes whose inventory is fetched and checked at once. */
+  discoveryChecksInFlight: 16,
+  /** One node's inventory fetch during discover: connect, headers and body within this. */
+  discoveryCheckTimeoutMs: 2_000,
+  /** mDNS packets decoded per second at most (a burst beyond is dropped unread). */
+  discoveryPacketsPerSecond: 20_000,
+  /** A DNS-SD TXT string (RFC 6763 §6.1: one length byte). */
+  discoveryTxtBytes: 255,
+  /** A DNS-SD instance label (RFC 6763 §4.1.1: one DNS label). */
+  discoveryInstanceBytes: 63,
+  /** The DHT state file (known nodes, our node id). */
+  dhtStateBytes: 1 * MiB,
+  /** Nodes remembered in the DHT state file. */
+  dhtStateNodes: 2_000,
+  /** A BEP 44 value, bencoded (BEP 44: at most 1000 bytes). */
+  dhtValueBytes: 1000,
+  /** BEP 44 salt (at most 64 bytes). */
+  dhtSaltBytes: 64,
+  /** One DHT get or lookup as a whole. */
+  dhtQueryTimeoutMs: 30_000,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof LIMITS]: (typeof LIMITS)[K] extends number ? number : (typeof LIMITS)[K] };

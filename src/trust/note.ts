@@ -57,6 +57,24 @@ function privateKeyFromSeed(seed: Uint8Array): KeyObject {
   return createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' });
 }
 
+/**
+ * A raw Ed25519 signature (RFC 8032) of `message` by the key with this seed, for formats that sign bytes
+ * other than notes (BEP 44 mutable DHT items).
+ */
+export function signEd25519(seed: Uint8Array, message: Uint8Array): Uint8Array {
+  return cryptoSign(null, message, privateKeyFromSeed(seed));
+}
+
+/** Whether `signature` is a valid raw Ed25519 signature of `message` by the 32-byte `publicKey`. */
+export function verifyEd25519(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean {
+  if (publicKey.length !== ED25519_KEY_BYTES || signature.length !== ED25519_SIGNATURE_BYTES) return false;
+  try {
+    return cryptoVerify(null, message, publicKeyObject(publicKey), signature);
+  } catch {
+    return false; // a public key that is not a curve point
+  }
+}
+
 function publicKeyObject(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: Buffer.concat([SPKI_ED25519_PREFIX, raw]), format: 'der', type: 'spki' });
 }
