@@ -1,0 +1,110 @@
+// What each service of a node is, as a command of our own CLI (pure: config in, arguments out), and what
+// changes when a config replaces another. The supervisor runs each switched-on service as a child process
+// of `sourcemesh`: the commands an operator would start by hand, with the same flags, so a node behaves
+// as they are documented, and a service that crashes takes no other service with it (docs/OPERATIONS.md,
+// "Running a node").
+import { nodePath, type NodeConfig, SERVICE_NAMES, type ServiceName } from './config.ts';
+import { nodeKeyFiles } from '../mirror/inventory.ts';
+import path from 'node:path';
+
+export interface ServiceInfo {
+  title: string;
+  /** What it exposes and who can reach it, for the panel. */
+  exposes: (c: NodeConfig) => string;
+}
+
+export const SERVICES: Record<ServiceName, ServiceInfo> = {
+  serve: {
+    title: 'Serve',
+    exposes: (c) => `HTTP on ${hostPort(c.services.serve.host, c.services.serve.port)}: /NAME and /sha256/HEX of every file in the mirror root, /.well-known/sourcemesh/inventory signed by the node key. ${reach(c.services.serve.host)}`,
+  },
+  mirrorSync: {
+    title: 'Mirror sync',
+    exposes: () => 'Nothing: it connects out, to the upstream URLs and git repositories of the manifest, and writes the mirror root.',
+  },
+  logServe: {
+    title: 'Transparency log',
+    exposes: (c) => `HTTP on ${hostPort(c.services.logServe.host, c.services.logServe.port)}: POST /add for statements, GET /checkpoint and /tile/... for anyone. ${reach(c.services.logServe.host)}`,
+  },
+  witnessServe: {
+    title: 'Witness',
+    exposes: (c) => `HTTP on ${hostPort(c.services.witnessServe.host, c.services.witnessServe.port)}: POST /add-checkpoint (C2SP tlog-witness) from the logs it witnesses. ${reach(c.services.witnessServe.host)}`,
+  },
+};
+
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function reach(host: string): string {
+  return host === '::1' || host.startsWith('127.') ? 'Only this machine can reach it.' : 'Every network this machine is on can reach it.';
+}
+
+/** The node's own key, which signs the mirror inventory: DIR/keys/node.key. */
+export function nodeKeyOf(dir: string) {
+  return nodeKeyFiles(path.join(dir, 'keys'));
+}
+
+/** The arguments of `sourcemesh ...` for a service, or undefined when it is off. */
+export function serviceArgs(c: NodeConfig, dir: string, name: ServiceName): string[] | undefined {
+  const key = nodeKeyOf(dir).key;
+  switch (name) {
+    case 'serve': {
+      const s = c.services.serve;
+      if (!s.enabled) return undefined;
+      return ['serve', '--root', nodePath(dir, s.root), '--listen', hostPort(s.host, s.port), '--key', key,
+        '--rate', String(s.rate), '--burst', String(s.burst), '--max-connections', String(s.maxConnections)];
+    }
+    case 'mirrorSync': {
+      const s = c.services.mirrorSync;
+      if (!s.enabled) return undefined;
+      const manifest = /^https?:\/\//.test(s.manifest) ? s.manifest : nodePath(dir, s.manifest);
+      return ['mirror', 'sync', manifest, '--root', nodePath(dir, s.root), '--interval', `${s.intervalSeconds}s`, '--key', key,
+        '--jobs', String(s.jobs), '--json', ...(s.maxBytes > 0 ? ['--max-bytes', String(s.maxBytes)] : [])];
+    }
+    case 'logServe': {
+      const s = c.services.logServe;
+      if (!s.enabled) return undefined;
+      return ['log', 'serve', '--root', nodePath(dir, s.root), '--key', nodePath(dir, s.key), '--listen', hostPort(s.host, s.port),
+        s.admit === 'unsigned' ? '--admit-unsigned' : '--admit-any-signed'];
+    }
+    case 'witnessServe': {
+      const s = c.services.witnessServe;
+      if (!s.enabled) return undefined;
+      return ['witness', 'serve', '--state', nodePath(dir, s.state), '--key', nodePath(dir, s.key), '--listen', hostPort(s.host, s.port),
+        ...s.logs.flatMap((l) => ['--log', l])];
+    }
+  }
+}
+
+export interface Plan {
+  start: ServiceName[];
+  stop: ServiceName[];
+  /** Switched on in both, with other arguments: stopped, then started with the new ones. */
+  restart: ServiceName[];
+}
+
+/**
+ * What to do to go from the services running now (name -> arguments) to those `wanted`: a service whose
+ * arguments did not change is left alone.
+ */
+export function planChanges(running: ReadonlyMap<ServiceName, readonly string[]>, wanted: ReadonlyMap<ServiceName, readonly string[]>): Plan {
+  const plan: Plan = { start: [], stop: [], restart: [] };
+  for (const name of SERVICE_NAMES) {
+    const now = running.get(name);
+    const next = wanted.get(name);
+    if (now === undefined && next !== undefined) plan.start.push(name);
+    else if (now !== undefined && next === undefined) plan.stop.push(name);
+    else if (now !== undefined && next !== undefined && JSON.stringify(now) !== JSON.stringify(next)) plan.restart.push(name);
+  }
+  return plan;
+}
+
+export function wantedServices(c: NodeConfig, dir: string): Map<ServiceName, string[]> {
+  const m = new Map<ServiceName, string[]>();
+  for (const name of SERVICE_NAMES) {
+    const args = serviceArgs(c, dir, name);
+    if (args) m.set(name, args);
+  }
+  return m;
+}
