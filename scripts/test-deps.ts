@@ -38,6 +38,8 @@ export const PACKAGES: readonly DebianPackage[] = [
   { name: 'avahi-daemon', for: 'test', why: 'a real mDNS/DNS-SD responder our announcements and discover interoperate with' },
   { name: 'avahi-utils', for: 'test', why: 'avahi-browse and avahi-publish against our announce and discover' },
   { name: 'dbus-daemon', for: 'test', why: "a system bus inside a namespace for avahi-daemon" },
+  { name: 'chromium', for: 'test', why: 'the node control panel tested in a real browser (driven by playwright-core)' },
+  { name: 'rsync', for: 'bench', why: 'the peer bench:node measures node clone against (an rsync daemon on loopback)' },
   { name: 'nginx', for: 'bench', why: 'the peer bench:serve and bench:fetch measure against' },
   { name: 'wrk', for: 'bench', why: 'the load generator of bench:serve and bench:log' },
   { name: 'time', for: 'bench', why: 'GNU time for peak RSS in the benchmarks' },
