@@ -293,6 +293,28 @@ export const LIMITS = {
   dhtSaltBytes: 64,
   /** One DHT get or lookup as a whole. */
   dhtQueryTimeoutMs: 30_000,
+
+  // Roughtime (src/time/, RFC 10049): every datagram a server or client receives is attacker-controlled
+  /** One Roughtime packet (a request is padded to 1024 bytes; a response with a 32-hash PATH is some 1.5 KiB). */
+  roughtimePacketBytes: 4 * KiB,
+  /** Tags in one message (a request has 3 to 5; unknown tags are ignored, but not without bound). */
+  roughtimeTags: 64,
+  /** Requests answered under one signature (one Merkle tree of their hashes; a PATH of log2 of this). */
+  roughtimeBatch: 64,
+  /** A datagram waits at most this long for its batch to fill before the batch is signed. */
+  roughtimeBatchWaitMs: 1,
+  /** Requests queued for signing; more are dropped unanswered (a flood costs no memory). */
+  roughtimeQueue: 4096,
+  /** One Roughtime query: the answer must arrive within this, or the attempt is lost. */
+  roughtimeTimeoutMs: 1_000,
+  /** Attempts per server in one measurement (the RFC's backoff is for repeated measurements). */
+  roughtimeAttempts: 3,
+  /** A delegated online key is valid this long (MINT..MAXT); the server makes a new one before it ends. */
+  roughtimeDelegationSeconds: 24 * 60 * 60,
+  /** Signed time and the local clock may disagree by this much before a policy decision is refused. */
+  signedTimeSkewSeconds: 300,
+  /** A Roughtime proof file (RFC 10049 malfeasance report) read back. */
+  roughtimeProofBytes: 1 * MiB,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof LIMITS]: (typeof LIMITS)[K] extends number ? number : (typeof LIMITS)[K] };
