@@ -7,8 +7,11 @@
 // size, connections, request rate and every timeout are limited (src/limits.ts, "mirror server"). What
 // one client address (IPv6: one /64) can hold is bounded too: connections, read buffers, and the time a
 // response may make no progress (docs/OPERATIONS.md, "Limits").
-import { randomBytes } from 'node:crypto';
-import type { FileHandle } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, type FileHandle } from 'node:fs/promises';
+import path from 'node:path';
+import { ATTESTATIONS_DIR } from '../attest/files.ts';
+import { readBoundedBytes } from '../fs/bounded-read.ts';
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo, type Socket } from 'node:net';
@@ -32,6 +35,7 @@ export type Target =
   | { kind: 'sha256'; hex: string }
   | { kind: 'pieces'; hex: string }
   | { kind: 'inventory' }
+  | { kind: 'attestation'; name: string }
   | { kind: 'refused'; status: 400 | 404; why: string };
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -77,6 +81,12 @@ export function parseTarget(raw: string, maxBytes: number): Target {
     return refuse(404, 'not a lowercase sha256');
   }
   if (segments.length === 3 && segments[0] === '.well-known' && segments[1] === 'sourcemesh' && segments[2] === 'inventory') return { kind: 'inventory' };
+  // A node's attestations (docs/FORMATS.md, "Attestations"), beside the inventory.
+  if (segments.length === 4 && segments[0] === '.well-known' && segments[1] === 'sourcemesh' && segments[2] === 'attestations') {
+    const name = segments[3]!;
+    if (name.startsWith('.') || !name.endsWith('.sigstore.json') || nameProblem(name) !== undefined) return refuse(404, 'not an attestation name');
+    return { kind: 'attestation', name };
+  }
   return refuse(404, 'no such path');
 }
 
@@ -407,6 +417,11 @@ export class MirrorServer {
         const e: Entity = { headers: { 'Cache-Control': 'no-cache' }, size: inv.body.length, etag: inv.etag, lastModified: inv.lastModified, lastModifiedHttp: inv.lastModifiedHttp, contentType: TEXT, buffer: inv.body };
         return this.sendEntity(req, res, method, e, client, setBytes);
       }
+      case 'attestation': {
+        const e = await attestationEntity(this.opts.source, target.name, this.opts.limits);
+        if (e === undefined) return sendText(res, 404, 'not found\n', setBytes);
+        return this.sendEntity(req, res, method, e, client, setBytes);
+      }
       case 'name':
       case 'sha256':
       case 'pieces': {
@@ -520,6 +535,21 @@ interface Entity {
   /** In memory (the inventory), or a file from the index. */
   buffer?: Buffer;
   file?: IndexedFile;
+}
+
+/** ROOT/.well-known/sourcemesh/attestations/NAME, a regular file of at most attestationBytes, read now. */
+async function attestationEntity(source: ContentOptions['source'], name: string, limits: Limits): Promise<Entity | undefined> {
+  if (source.kind !== 'root') return undefined;
+  const file = path.join(source.root, ATTESTATIONS_DIR, name);
+  const st = await lstat(file).catch(() => undefined);
+  if (!st?.isFile() || st.size > limits.attestationBytes) return undefined;
+  const body = await readBoundedBytes(file, limits.attestationBytes, 'attestation').catch(() => undefined);
+  if (body === undefined) return undefined;
+  const lastModified = Math.floor(st.mtimeMs / 1000);
+  return {
+    headers: { 'Cache-Control': 'no-cache' }, size: body.length, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`,
+    lastModified, lastModifiedHttp: new Date(lastModified * 1000).toUTCString(), contentType: 'application/json', buffer: body,
+  };
 }
 
 function entityOf(f: IndexedFile, headers: http.OutgoingHttpHeaders): Entity {

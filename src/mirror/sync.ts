@@ -17,6 +17,12 @@ import { writeFileDurable } from '../fs/durable-file.ts';
 import { ensureDir } from '../fs/files.ts';
 import { Store } from '../store/store.ts';
 import type { SignerKey } from '../trust/note.ts';
+import { signAttestation } from '../attest/bundle.ts';
+import { ATTESTATIONS_DIR, writeBundles } from '../attest/files.ts';
+import type { Claim } from '../attest/statement.ts';
+import { formatVerifierKey } from '../trust/note.ts';
+import { VERSION } from '../version.ts';
+import { ensureRepo } from './git-repo.ts';
 import { indexRoot, indexedFile, type FileIndex, type IndexedFile } from './file-index.ts';
 import { buildInventory, writeInventory } from './inventory.ts';
 import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
@@ -48,6 +54,8 @@ export interface SyncReport {
   failed: FileOutcome[];
   /** The signed inventory written at the end of the run (when a node key was given). */
   inventory?: { path: string; files: number };
+  /** Attestations written this run (when a node key was given): one per file made or downloaded. */
+  attestations?: string[];
 }
 
 /** Private state under the root: never served. */
@@ -110,7 +118,10 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   const failed = new Set(report.failed.map((f) => f.name));
   for (const d of manifest.distfiles) if (!failed.has(d.name)) await publishPieceLayer(root, d, verifiedSha.get(d.name)!);
 
-  // 5. The signed inventory of everything the root serves, as `serve` would list it.
+  // 5. What this node derived this run, attested with its key (docs/FORMATS.md, "Attestations").
+  if (opts.key) report.attestations = await publishAttestations(root, manifest, report.added.filter((f) => f.status === 'fetched'), opts.key, opts);
+
+  // 6. The signed inventory of everything the root serves, as `serve` would list it.
   if (opts.key) {
     const verified = new Map<string, string>(manifest.distfiles.filter((d) => !failed.has(d.name)).map((d) => [d.name, verifiedSha.get(d.name)!]));
     report.inventory = await publishInventory(root, verified, started, opts.key, opts);
@@ -137,6 +148,33 @@ async function publishInventory(root: string, verified: Map<string, string>, sta
   const files = [...index.byName.values()].map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
   const file = await writeInventory(root, buildInventory(files, key, started, opts.limits));
   return { path: file, files: files.length };
+}
+
+/**
+ * ROOT/.well-known/sourcemesh/attestations/NAME.KEY.sigstore.json for each file this run made (a git
+ * snapshot: its commit from the clone the snapshot was made from) or downloaded from upstream (its URL).
+ */
+async function publishAttestations(root: string, manifest: Manifest, fetched: FileOutcome[], key: SignerKey, opts: SyncOptions): Promise<string[]> {
+  const byName = new Map(manifest.distfiles.map((d) => [d.name, d]));
+  const builder = formatVerifierKey(key);
+  const bundles = [];
+  for (const f of fetched) {
+    const d = byName.get(f.name);
+    if (!d) continue;
+    const tar = d.tarSha256 === undefined ? {} : { tarSha256: d.tarSha256 };
+    let claim: Claim;
+    if (d.git) {
+      // The clone is there: this resolves the ref the snapshot was made from, without the network
+      // (a ref that moved since would resolve to its new commit only after a fetch, which this never does).
+      const { commit } = await ensureRepo(d.git.repo, d.git.ref, stateDirOf(root), opts.signal, { offline: true });
+      claim = { kind: 'git-snapshot', name: d.name, sha256: f.sha256, builder, repository: d.git.repo, ref: d.git.ref, commit, prefix: d.git.prefix, compression: d.git.compression, ...(d.git.level === undefined ? {} : { level: d.git.level }), ...tar };
+    } else {
+      if (f.source === undefined) continue;
+      claim = { kind: 'upstream-download', name: d.name, sha256: f.sha256, builder, url: f.source, ...tar };
+    }
+    bundles.push({ name: d.name, builder, bundle: signAttestation(claim, key, { version: VERSION, finishedOn: opts.now?.() ?? new Date() }) });
+  }
+  return writeBundles(path.join(root, ATTESTATIONS_DIR), bundles);
 }
 
 /** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */
