@@ -269,6 +269,20 @@ export const LIMITS = {
   torrentFiles: 400_000,
   /** Largest piece length we make or accept (BEP 52 asks only for a power of two of at least 16 KiB). */
   torrentMaxPieceLength: 64 * MiB,
+  /** A peer wire message (length prefix included): a bitfield of 8 Mi pieces, or a 16 KiB block with room. */
+  peerMessageBytes: 1 * MiB + 16,
+  /** A block a peer may request (BEP 3 clients ask for 16 KiB; libtorrent refuses more). */
+  peerBlockBytes: 16 * KiB,
+  /** Requests a peer may have waiting on us (advertised as `reqq`, BEP 10); twice this ends the connection. */
+  peerRequestQueue: 250,
+  /** Hashes in one BEP 52 `hashes` answer (8 KiB hashes: 256 KiB). */
+  peerHashesPerRequest: 8192,
+  /** A new connection must complete its handshake within this. */
+  peerHandshakeTimeoutMs: 10_000,
+  /** A connection silent for this long is closed (BEP 3 keep-alives come every two minutes). */
+  peerIdleTimeoutMs: 180_000,
+  /** Default of `seed --max-peers`. */
+  seedMaxPeers: 200,
 
   // discovery (src/discovery/): mDNS packets from anyone on the link, DHT nodes and their answers are attacker-controlled
   /** Node announcements (instances of _sourcemesh._tcp) kept at once while discovering; more are counted and dropped. */
