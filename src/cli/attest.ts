@@ -47,7 +47,7 @@ export function attestCommand(io: Io, setExit: (n: number) => void): Command {
         });
       } else {
         const rows = report.snapshots.map((s) => s.verdict
-          ? [s.name, 'accepted', s.verdict.sha256.slice(0, 16), `${s.verdict.builders.length} builders${s.verdict.liars.length ? `; liars: ${s.verdict.liars.map((l) => keyLabel(l.builder)).join(', ')}` : ''}`]
+          ? [s.name, 'accepted', s.verdict.sha256.slice(0, 16), `${s.verdict.builders.length} builder${s.verdict.builders.length === 1 ? '' : 's'}${s.verdict.liars.length ? `; liars: ${s.verdict.liars.map((l) => keyLabel(l.builder)).join(', ')}` : ''}`]
           : [s.name, 'REFUSED', '', s.error!.message]);
         io.stdout.write(table(rows));
         for (const s of report.snapshots) if (s.evidenceDir) io.stdout.write(`evidence for ${s.name}: ${s.evidenceDir}\n`);
