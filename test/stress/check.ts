@@ -1,0 +1,233 @@
+// The checker of a stress run: reads the history and asserts the promises, Jepsen style (pure: a list of
+// records in, violations and figures out).
+//
+//   exports      no client ever exports a byte that does not verify (every exported file hashes to its pin)
+//   completion   every fetch finishes when one honest mirror with every file stayed up and unfaulted for
+//                the whole operation
+//   attribution  every lie served to a client is named by that client's fetch, and nothing else is ever
+//                blamed for wrong bytes: no honest mirror, no upstream that served what was pinned
+//   witnesses    no witness cosigns two different trees of one size
+//   log          no acknowledged log entry is lost: each release the log acknowledged is still included
+//                in its newest checkpoint at the end (`release verify --online`), and verifies offline
+//   mirrors      a mirror never publishes an unverified file (every scan of a mirror root matches the pins)
+import type { Exported, Rec } from './history.ts';
+
+export interface Violation {
+  invariant: 'exports' | 'completion' | 'attribution' | 'witnesses' | 'log' | 'mirrors';
+  message: string;
+}
+
+export interface Figures {
+  fetches: number;
+  fetchesOk: number;
+  fetchesExcused: number;
+  p50ms: number | undefined;
+  p99ms: number | undefined;
+  bytesBySource: Record<string, number>;
+  faults: Record<string, number>;
+  liesServed: number;
+  liedResponses: number;
+  liesCaught: number;
+  releases: number;
+  releasesAcknowledged: number;
+  releaseVerifies: number;
+  releaseVerifiesOk: number;
+  checkpoints: number;
+  mirrorScans: number;
+}
+
+export interface CheckResult {
+  ok: boolean;
+  violations: Violation[];
+  figures: Figures;
+}
+
+type Run = Extract<Rec, { type: 'run' }>;
+type Fetch = Extract<Rec, { type: 'fetch' }>;
+
+interface Interval {
+  target: string;
+  kind: string;
+  from: number;
+  to: number;
+}
+
+export function percentile(sorted: readonly number[], p: number): number | undefined {
+  if (sorted.length === 0) return undefined;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+/** The node a source label names: a URL's host is a node's address; `git REPO REF` is upstream's. */
+function nodeOf(label: string, byIp: Map<string, string>): string {
+  const url = label.startsWith('git ') ? label.split(' ')[1]! : label;
+  try {
+    return byIp.get(new URL(url).hostname) ?? label;
+  } catch {
+    return label;
+  }
+}
+
+export function check(history: readonly Rec[]): CheckResult {
+  const violations: Violation[] = [];
+  const fail = (invariant: Violation['invariant'], message: string) => violations.push({ invariant, message });
+  const run = history.find((r): r is Run => r.type === 'run');
+  if (!run) throw new Error('the history has no run record');
+  const end = history.at(-1)!.t;
+  const byIp = new Map(Object.entries(run.nodes).map(([name, ip]) => [ip, name]));
+  const pinned = new Map<string, string>(); // name -> sha256, across versions (a name is never re-pinned)
+  for (const files of Object.values(run.pins)) for (const [n, sha] of Object.entries(files)) pinned.set(n, sha);
+
+  // Fault intervals, from the start and end records (a fault never ended lasts to the end of the run).
+  const intervals: Interval[] = [];
+  const open = new Map<string, Interval>();
+  const faults: Record<string, number> = {};
+  for (const r of history) {
+    if (r.type !== 'fault') continue;
+    const key = `${r.kind} ${r.target}`;
+    if (r.phase === 'start') {
+      faults[r.kind] = (faults[r.kind] ?? 0) + 1;
+      const iv = { target: r.target, kind: r.kind, from: r.t, to: end };
+      open.set(key, iv);
+      intervals.push(iv);
+    } else {
+      const iv = open.get(key);
+      if (iv) iv.to = r.t;
+      open.delete(key);
+    }
+  }
+  const liarSince = new Map<string, number>();
+  for (const iv of intervals) if (iv.kind === 'liar' && !liarSince.has(iv.target)) liarSince.set(iv.target, iv.from);
+  const replacedSince = intervals.filter((iv) => iv.kind === 'replace').reduce((m, iv) => Math.min(m, iv.from), Infinity);
+
+  // mirrors: every scan of a published root matches the pins.
+  const scans = history.filter((r): r is Extract<Rec, { type: 'mirror-files' }> => r.type === 'mirror-files');
+  for (const s of scans) {
+    for (const f of s.files) {
+      const want = pinned.get(f.name);
+      if (want === undefined) fail('mirrors', `${s.mirror} publishes ${f.name}, which no manifest pins (at ${s.t} ms)`);
+      else if (f.sha256 !== want) fail('mirrors', `${s.mirror} publishes ${f.name} with sha256 ${f.sha256}, pinned ${want} (at ${s.t} ms)`);
+    }
+  }
+  /** The mirror's root at time t (its last scan before t) holds every file of `version`, verified. */
+  const hasAll = (mirror: string, version: string, t: number): boolean => {
+    const last = scans.filter((s) => s.mirror === mirror && s.t <= t).at(-1);
+    if (!last) return false;
+    const have = new Map(last.files.map((f: Exported) => [f.name, f.sha256]));
+    return Object.entries(run.pins[version] ?? {}).every(([n, sha]) => have.get(n) === sha);
+  };
+
+  const fetches = history.filter((r): r is Fetch => r.type === 'fetch');
+  const durations: number[] = [];
+  const bytesBySource: Record<string, number> = {};
+  let liesCaught = 0;
+  let excused = 0;
+  for (const f of fetches) {
+    // exports
+    for (const e of f.exported) {
+      const want = run.pins[f.version]?.[e.name];
+      if (want === undefined) fail('exports', `${f.client} op ${f.op} exported ${e.name}, which manifest ${f.version} does not pin`);
+      else if (e.sha256 !== want) fail('exports', `${f.client} op ${f.op} exported ${e.name} with sha256 ${e.sha256}, pinned ${want}`);
+    }
+    // completion
+    if (f.exit === 0) durations.push(f.t - f.start);
+    else {
+      const honest = run.mirrors.filter((m) => {
+        if ((liarSince.get(m) ?? Infinity) <= f.t) return false;
+        if (intervals.some((iv) => iv.target === m && iv.from < f.t && iv.to > f.start)) return false;
+        return hasAll(m, f.version, f.start);
+      });
+      if (honest.length > 0) fail('completion', `${f.client} op ${f.op} (${f.start}-${f.t} ms) exited ${f.exit} although ${honest.join(', ')} stayed honest and up with every file`);
+      else excused++;
+    }
+    // attribution: what was blamed for wrong bytes must have served wrong bytes.
+    for (const file of f.files) {
+      for (const c of file.contributors ?? (file.source && file.size ? [{ source: file.source, bytes: file.size }] : [])) {
+        const node = nodeOf(c.source, byIp);
+        bytesBySource[node] = (bytesBySource[node] ?? 0) + c.bytes;
+      }
+      for (const rej of file.rejected) {
+        if (rej.code !== 'E_CHECKSUM') continue;
+        const node = nodeOf(rej.source, byIp);
+        const lying = (liarSince.get(node) ?? Infinity) <= f.t || (node === 'up' && replacedSince <= f.t);
+        if (!lying) fail('attribution', `${f.client} op ${f.op} blamed ${node} (${rej.source}) for wrong bytes of ${file.name}, which it never served`);
+        else if (node !== 'up') liesCaught++;
+      }
+    }
+  }
+  // attribution: every lie served is named by the fetch it was served to.
+  const lies = history.filter((r): r is Extract<Rec, { type: 'lie' }> => r.type === 'lie');
+  for (const lie of lies) {
+    const client = byIp.get(lie.client) ?? lie.client;
+    const op = fetches.find((f) => f.client === client && f.start <= lie.t && lie.t <= f.t);
+    if (!op) continue; // the client was killed with its fetch at the end of the run: nothing was exported from it
+    const named = op.files.some((file) => file.rejected.some((rej) => nodeOf(rej.source, byIp) === lie.mirror));
+    if (!named) fail('attribution', `${lie.mirror} served ${lie.flipped} flipped byte(s) of ${lie.path} to ${client} (op ${op.op}, at ${lie.t} ms), and that fetch did not name it`);
+  }
+
+  // witnesses: one root per (witness, size).
+  const seen = new Map<string, string>();
+  const checkpoints = history.filter((r): r is Extract<Rec, { type: 'checkpoint' }> => r.type === 'checkpoint');
+  for (const c of checkpoints) {
+    for (const w of c.cosigners) {
+      const key = `${w} ${c.size}`;
+      const prev = seen.get(key);
+      if (prev !== undefined && prev !== c.root) fail('witnesses', `${w} cosigned two trees of size ${c.size}: ${prev} and ${c.root}`);
+      seen.set(key, c.root);
+    }
+  }
+
+  // log: every acknowledged release is still in the log at the end, and verifies.
+  const releases = history.filter((r): r is Extract<Rec, { type: 'release' }> => r.type === 'release');
+  const acked = releases.filter((r) => r.exit === 0 && r.index !== undefined);
+  const entryChecks = history.filter((r): r is Extract<Rec, { type: 'entry-check' }> => r.type === 'entry-check');
+  for (const r of acked) {
+    const c = entryChecks.find((e) => e.index === r.index && e.version === r.version);
+    if (!c) fail('log', `release ${r.version} (entry ${r.index}) was acknowledged but never checked at the end`);
+    else if (c.exit !== 0) fail('log', `release ${r.version} (entry ${r.index}) was acknowledged, but at the end release verify --online exited ${c.exit}`);
+  }
+  const verifies = history.filter((r): r is Extract<Rec, { type: 'release-verify' }> => r.type === 'release-verify');
+  for (const v of verifies) if (v.exit !== 0 && acked.some((r) => r.version === v.version)) fail('log', `${v.client}: release verify of acknowledged release ${v.version} exited ${v.exit} (at ${v.t} ms)`);
+
+  const sorted = durations.sort((a, b) => a - b);
+  return {
+    ok: violations.length === 0,
+    violations,
+    figures: {
+      fetches: fetches.length,
+      fetchesOk: sorted.length,
+      fetchesExcused: excused,
+      p50ms: percentile(sorted, 50),
+      p99ms: percentile(sorted, 99),
+      bytesBySource,
+      faults,
+      liesServed: lies.reduce((n, l) => n + l.flipped, 0),
+      liedResponses: lies.length,
+      liesCaught,
+      releases: releases.length,
+      releasesAcknowledged: acked.length,
+      releaseVerifies: verifies.length,
+      releaseVerifiesOk: verifies.filter((v) => v.exit === 0).length,
+      checkpoints: checkpoints.length,
+      mirrorScans: scans.length,
+    },
+  };
+}
+
+/** The report as people read it: violations first, then the figures. */
+export function formatReport(r: CheckResult): string {
+  const f = r.figures;
+  const lines = [
+    r.ok ? 'checker: every invariant holds' : `checker: ${r.violations.length} violation(s)`,
+    ...r.violations.slice(0, 50).map((v) => `  VIOLATION ${v.invariant}: ${v.message}`),
+    ...(r.violations.length > 50 ? [`  ... and ${r.violations.length - 50} more (the history has them all)`] : []),
+    `fetches: ${f.fetches} (${f.fetchesOk} ok, ${f.fetchesExcused} failed with no honest mirror up)`,
+    `completion: p50 ${f.p50ms ?? '-'} ms, p99 ${f.p99ms ?? '-'} ms`,
+    `faults injected: ${Object.entries(f.faults).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
+    `lies: ${f.liesServed} flipped bytes in ${f.liedResponses} responses served, ${f.liesCaught} rejections naming a liar`,
+    `log: ${f.releasesAcknowledged} of ${f.releases} releases acknowledged, ${f.checkpoints} checkpoints seen; release verify ${f.releaseVerifiesOk}/${f.releaseVerifies} accepted`,
+    `mirror scans: ${f.mirrorScans}`,
+    'bytes by source:',
+    ...Object.entries(f.bytesBySource).sort((a, b) => b[1] - a[1]).map(([s, n]) => `  ${s.padEnd(8)} ${(n / 1048576).toFixed(1).padStart(8)} MiB`),
+  ];
+  return `${lines.join('\n')}\n`;
+}

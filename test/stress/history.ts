@@ -1,0 +1,56 @@
+// The history of a stress run: every operation and fault as one JSON line, appended as it happens (the
+// file is the record a failing run leaves behind; the checker reads it back).
+import { appendFileSync, readFileSync } from 'node:fs';
+import type { Fault } from './schedule.ts';
+
+export interface Exported {
+  name: string;
+  sha256: string;
+}
+
+export interface FileReport {
+  name: string;
+  status: string;
+  source?: string;
+  size?: number;
+  ms?: number;
+  contributors?: { source: string; bytes: number }[];
+  rejected: { source: string; code: string }[];
+}
+
+export type Entry =
+  | { type: 'run'; seed: number; durationMs: number; nodes: Record<string, string>; mirrors: string[]; clients: string[]; faults: Fault[]; pins: Record<string, Record<string, string>>; broken?: string }
+  | { type: 'fault'; kind: Fault['kind']; target: string; phase: 'start' | 'end'; param?: number | string }
+  | { type: 'lie'; mirror: string; client: string; path: string; flipped: number }
+  | { type: 'fetch'; op: number; client: string; start: number; exit: number | null; version: string; exported: Exported[]; files: FileReport[]; broken?: boolean }
+  | { type: 'sync'; mirror: string; version: string; exit: number | null; start: number }
+  | { type: 'mirror-files'; mirror: string; files: Exported[] }
+  | { type: 'release'; version: string; exit: number | null; index?: number }
+  | { type: 'release-verify'; client: string; version: string; exit: number | null }
+  | { type: 'checkpoint'; size: number; root: string; cosigners: string[] }
+  | { type: 'entry-check'; version: string; index: number; exit: number | null }
+  | { type: 'end' };
+
+export type Rec = Entry & { t: number };
+
+export class History {
+  readonly file: string;
+  readonly #t0: number;
+
+  constructor(file: string, t0: number) {
+    this.file = file;
+    this.#t0 = t0;
+  }
+
+  now(): number {
+    return Math.round(performance.now() - this.#t0);
+  }
+
+  add(e: Entry, t = this.now()): void {
+    appendFileSync(this.file, `${JSON.stringify({ t, ...e })}\n`);
+  }
+}
+
+export function readHistory(file: string): Rec[] {
+  return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Rec);
+}
