@@ -66,30 +66,35 @@ export function planFaults(input: ScheduleInput): Fault[] {
     new Set(out.filter((f) => f.target.startsWith('m') && f.at < to && (f.until ?? Infinity) > from).map((f) => f.target)).size;
   const witnessesBusy = (from: number, to: number) =>
     out.some((f) => /^w\d$/.test(f.target) && f.at < to && (f.until ?? Infinity) > from);
-  for (const [i, kind] of order.entries()) {
-    // Spread the faults over the window, each in its own slot, jittered.
-    const slot = (end - start) / order.length;
-    const at = Math.round(start + slot * i + rng.below(Math.max(1, Math.round(slot / 2))));
-    const span = Math.round(Math.min(15_000, Math.max(2_000, durationMs / 12)) * (0.5 + rng.below(1000) / 1000));
-    const permanent = kind === 'liar' || kind === 'replace';
-    const until = permanent ? undefined : at + span;
-    const to = until ?? Infinity;
+  // Faults that last to the end are placed first: the others fit around them.
+  const placing = [...order.entries()].sort((a, b) => Number(b[1] === 'liar' || b[1] === 'replace') - Number(a[1] === 'liar' || a[1] === 'replace'));
+  for (const [i, kind] of placing) {
     if (kind === 'liar' && out.filter((f) => f.kind === 'liar').length >= maxLiars) continue;
-    const candidates = targets(kind, mirrors).filter((t) => {
-      if (busy(t, at, to)) return false;
-      if (t.startsWith('m') && mirrorsBusy(at, to) + 1 > Math.floor(mirrors / 2)) return false;
-      if (/^w\d$/.test(t) && witnessesBusy(at, to)) return false;
-      return true;
-    });
-    if (candidates.length === 0) continue;
-    const target = candidates[rng.below(candidates.length)]!;
-    const f: Fault = { kind, at, target, ...(until !== undefined ? { until } : {}) };
-    if (kind === 'loss') f.param = 10 + rng.below(30);
-    if (kind === 'latency') f.param = 50 + rng.below(250);
-    if (kind === 'bandwidth') f.param = (64 + rng.below(448)) * 1024;
-    if (kind === 'reset') f.param = 20 + rng.below(50);
-    if (kind === 'replace') f.param = input.files[rng.below(input.files.length)];
-    out.push(f);
+    const permanent = kind === 'liar' || kind === 'replace';
+    // First try the fault's own slot of the window (jittered), then anywhere in it, shorter each time.
+    for (let attempt = 0; attempt < 24; attempt++) {
+      const slot = (end - start) / order.length;
+      const at = attempt === 0 ? Math.round(start + slot * i + rng.below(Math.max(1, Math.round(slot / 2)))) : start + rng.below(end - start);
+      const span = Math.round(Math.min(15_000, Math.max(2_000, durationMs / 12)) * (0.5 + rng.below(1000) / 1000) / (1 + attempt / 4));
+      const until = permanent ? undefined : at + span;
+      const to = until ?? Infinity;
+      const candidates = targets(kind, mirrors).filter((t) => {
+        if (busy(t, at, to)) return false;
+        if (t.startsWith('m') && mirrorsBusy(at, to) + 1 > Math.floor(mirrors / 2)) return false;
+        if (/^w\d$/.test(t) && witnessesBusy(at, to)) return false;
+        return true;
+      });
+      if (candidates.length === 0) continue;
+      const target = candidates[rng.below(candidates.length)]!;
+      const f: Fault = { kind, at, target, ...(until !== undefined ? { until } : {}) };
+      if (kind === 'loss') f.param = 10 + rng.below(30);
+      if (kind === 'latency') f.param = 50 + rng.below(250);
+      if (kind === 'bandwidth') f.param = (64 + rng.below(448)) * 1024;
+      if (kind === 'reset') f.param = 20 + rng.below(50);
+      if (kind === 'replace') f.param = input.files[rng.below(input.files.length)];
+      out.push(f);
+      break;
+    }
   }
   return out.sort((a, b) => a.at - b.at || (a.target < b.target ? -1 : 1));
 }
