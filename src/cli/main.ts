@@ -20,6 +20,7 @@ const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
   mirrors: async (c) => (await import('./mirrors.ts')).mirrorsCommand(c.io),
   audit: async (c) => (await import('./audit.ts')).auditCommand(c.io, c.setExit, c.signal),
   serve: async (c) => (await import('./serve.ts')).serveCommand(c.io, c.setExit, c.signal),
+  discover: async (c) => (await import('./discover.ts')).discoverCommand(c.io, c.setExit, c.signal),
   key: async (c) => (await import('./key.ts')).keyCommand(c.io),
   log: async (c) => (await import('./log.ts')).logCommand(c.io, c.signal),
   witness: async (c) => (await import('./witness.ts')).witnessCommand(c.io, c.signal),

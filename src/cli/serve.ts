@@ -9,7 +9,8 @@ import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { limitsWith, LIMITS } from '../limits.ts';
 import type { Logger, LogFields } from '../logger.ts';
 import type { ContentEvent } from '../mirror/file-index.ts';
-import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
+import { announceNode, type Announcer } from '../discovery/announce.ts';
+import { INVENTORY_PATH, nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { MirrorServer } from '../mirror/server.ts';
 import { stateDirOf } from '../mirror/sync.ts';
 import { defaultStoreRoot } from '../store/store.ts';
@@ -32,6 +33,8 @@ interface ServeFlags {
   maxConnectionsPerClient: string;
   sendTimeout: string;
   shutdownTimeout: string;
+  announce?: boolean;
+  announceInterface?: string[];
 }
 
 export function serveCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -52,6 +55,8 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--max-connections-per-client <n>', 'open connections per client address (IPv6: per /64); 0 for no limit', String(LIMITS.serveClientConnections))
     .option('--send-timeout <duration>', 'cut a response of which the client takes no byte for this long', `${LIMITS.serveSendTimeoutMs / 1000}s`)
     .option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long in-flight responses may take to finish', `${LIMITS.serveShutdownMs / 1000}s`)
+    .option('--announce', 'announce this mirror on the local network (DNS-SD over mDNS, _sourcemesh._tcp) for `sourcemesh discover`')
+    .option('--announce-interface <name...>', 'interfaces to announce on (default: every IPv4 interface that is up, loopback aside)')
     .action(async (o: ServeFlags) => {
       // Flags first, all of them, so a mistake costs one clear line before anything is touched.
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'serve needs exactly one of --root DIR and --local [STORE]');
@@ -114,6 +119,19 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url: server.url, ...source, files: server.content.index.byName.size, key: vkey }) + '\n');
       listening = true;
       io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
+      let announcer: Announcer | undefined;
+      if (o.announce || o.announceInterface) {
+        try {
+          announcer = await announceNode({
+            key, port: Number(new URL(server.url).port), roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`,
+            ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log,
+          });
+          io.stderr.write(`announcing ${JSON.stringify(announcer.announcement.instance)} on ${announcer.links().map((l) => `${l.name} (${l.address})`).join(', ')}\n`);
+        } catch (err) {
+          await server.close(0);
+          throw err;
+        }
+      }
 
       const onHup = () => {
         // Log rotation: a file is reopened under its name (logrotate renamed the old one); stdout has
@@ -131,6 +149,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       try {
         if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
         io.stderr.write(`shutting down: finishing responses in flight (at most ${formatDuration(shutdownMs)})\n`);
+        await announcer?.close(); // goodbye first: browsers stop sending clients here
         const { cut } = await server.close(shutdownMs);
         if (cut > 0) io.stderr.write(`shutdown: ${cut} connections cut at the deadline\n`);
         logger?.info({ cut }, 'stopped');

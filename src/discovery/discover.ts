@@ -1,0 +1,157 @@
+// `discover`: browse the local network for _sourcemesh._tcp nodes and keep those that prove the key
+// they announce: a node is kept only when what it serves under its announced path (its signed
+// inventory, or a log's checkpoint) verifies against that key. Anyone on the link may announce
+// anything, so every announced node is a claim until checked, and checking is bounded: candidates
+// (limits.discoveryCandidates, 16 per sender), checks in flight (limits.discoveryChecksInFlight), each
+// check's time (limits.discoveryCheckTimeoutMs) and the whole run (the timeout, then checks in flight end).
+import type { Dispatcher } from 'undici';
+import { SourcemeshError } from '../errors.ts';
+import { createAgent, openHttp, readBoundedBody } from '../fetch/http.ts';
+import { LIMITS, type Limits } from '../limits.ts';
+import { SILENT, type Logger } from '../logger.ts';
+import { INVENTORY_PATH, parseInventory } from '../mirror/inventory.ts';
+import { openCheckpoint } from '../trust/checkpoint.ts';
+import { createVerifier, parseVerifierKey } from '../trust/note.ts';
+import { BrowseState, SERVICE_TYPE, type Candidate, type Refusal, type Role } from './dns-sd.ts';
+import { MDNS_PORT, MdnsSockets } from './mdns.ts';
+
+export interface DiscoveredNode {
+  instance: string;
+  /** Base URL of the node: scheme://address:port */
+  url: string;
+  key: string;
+  roles: Role[];
+  /** What was checked: files in the inventory, or the log's tree size. */
+  checked: { inventory: { files: number; generated: string } } | { checkpoint: { origin: string; size: number } };
+  /** Milliseconds from the start of discovery to the end of this node's check. */
+  ms: number;
+}
+
+export interface DiscoverResult {
+  nodes: DiscoveredNode[];
+  /** Announced nodes that failed their check, or whose announcement was malformed. */
+  refused: Refusal[];
+  /** Announcements beyond the bounds, and packets over the rate. */
+  dropped: number;
+}
+
+export interface DiscoverOptions {
+  timeoutMs: number;
+  interfaces?: readonly string[];
+  limits?: Limits;
+  log?: Logger;
+  dispatcher?: Dispatcher;
+  /** For tests: another mDNS port. */
+  mdnsPort?: number;
+  /** Called as each node passes its check (fetch --discover starts using it at once). */
+  onNode?: (node: DiscoveredNode) => void;
+  signal?: AbortSignal;
+}
+
+export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverResult> {
+  const limits = options.limits ?? LIMITS;
+  const log = options.log ?? SILENT;
+  const start = performance.now();
+  const dispatcher = options.dispatcher ?? createAgent({ ...limits, connectTimeoutMs: limits.discoveryCheckTimeoutMs, headersTimeoutMs: limits.discoveryCheckTimeoutMs, idleTimeoutMs: limits.discoveryCheckTimeoutMs });
+  const nodes: DiscoveredNode[] = [];
+  const refused: Refusal[] = [];
+  const queue: Candidate[] = [];
+  const running = new Set<Promise<void>>();
+  const stop = new AbortController();
+  const onAbort = () => stop.abort();
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+
+  const pump = () => {
+    while (running.size < limits.discoveryChecksInFlight && queue.length > 0 && !stop.signal.aborted) {
+      const c = queue.shift()!;
+      const p = checkCandidate(c, dispatcher, limits, stop.signal).then(
+        (checked) => {
+          const node: DiscoveredNode = { instance: c.instance, url: baseUrl(c), key: c.key, roles: c.roles, checked, ms: Math.round(performance.now() - start) };
+          nodes.push(node);
+          log.info({ instance: c.instance, url: node.url }, 'node found and checked');
+          options.onNode?.(node);
+        },
+        (err: Error) => {
+          refused.push({ instance: c.instance, address: `${c.address}:${c.port}`, reason: err.message });
+        },
+      ).finally(() => {
+        running.delete(p);
+        pump();
+      });
+      running.add(p);
+    }
+  };
+  const state = new BrowseState((c) => {
+    queue.push(c);
+    pump();
+  }, limits);
+
+  const sockets = await MdnsSockets.open({
+    ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+    ...(options.mdnsPort !== undefined ? { port: options.mdnsPort } : {}),
+    limits,
+    log,
+    onPacket: (packet, from, link) => {
+      // RFC 6762 §6: responses not sent from port 5353 are ignored.
+      if (packet.type !== 'response' || from.port !== (options.mdnsPort ?? MDNS_PORT)) return;
+      state.add([...packet.answers, ...packet.additionals], from.address, link);
+    },
+  });
+  const timers: NodeJS.Timeout[] = [];
+  try {
+    // RFC 6762 §5.2: the first query at once, the next one second later, then doubling; in between,
+    // ask for what is missing (an instance heard without its SRV, TXT or address).
+    const ask = () => {
+      sockets.query([{ name: SERVICE_TYPE, type: 'PTR' }]);
+      const more = [...state.unresolved(), ...state.missing()].slice(0, 32);
+      if (more.length > 0) sockets.query(more);
+    };
+    ask();
+    for (let at = 1000; at < options.timeoutMs; at *= 2) timers.push(setTimeout(ask, at));
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, options.timeoutMs);
+      timers.push(t);
+      stop.signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    await sockets.close();
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+  // Checks in flight get their own bound to finish; the queue left is reported, not checked.
+  const late = setTimeout(() => stop.abort(), limits.discoveryCheckTimeoutMs);
+  while (running.size > 0) await Promise.race(running);
+  clearTimeout(late);
+  for (const c of queue) refused.push({ instance: c.instance, address: `${c.address}:${c.port}`, reason: 'not checked before the timeout' });
+  if (options.dispatcher === undefined) await dispatcher.close();
+  nodes.sort((a, b) => a.ms - b.ms);
+  return { nodes, refused: [...state.refused, ...refused], dropped: state.dropped + sockets.droppedPackets };
+}
+
+export function baseUrl(c: Pick<Candidate, 'scheme' | 'address' | 'port'>): string {
+  return `${c.scheme}://${c.address}:${c.port}`;
+}
+
+/** Fetch what the candidate says it signs and verify it against the announced key. */
+async function checkCandidate(c: Candidate, dispatcher: Dispatcher, limits: Limits, stop: AbortSignal): Promise<DiscoveredNode['checked']> {
+  const key = parseVerifierKey(c.key, limits);
+  const isLog = !c.roles.includes('mirror') && !c.roles.includes('seed') && c.roles.includes('log');
+  const path = c.path ?? (isLog ? '/checkpoint' : `/${INVENTORY_PATH}`);
+  const url = `${baseUrl(c)}${path}`;
+  const signal = AbortSignal.any([stop, AbortSignal.timeout(limits.discoveryCheckTimeoutMs)]);
+  const max = isLog ? limits.noteBytes : limits.inventoryBytes;
+  let body: Buffer;
+  try {
+    const opened = await openHttp(url, { offset: 0, dispatcher, limits: { ...limits, maxRedirects: 0 }, signal });
+    body = await readBoundedBody(opened.body as Parameters<typeof readBoundedBody>[0], max, () => new SourcemeshError('E_SIZE', `${url}: more than ${max} bytes`));
+  } catch (err) {
+    if (signal.aborted) throw new SourcemeshError('E_NETWORK', `${url}: no answer within ${limits.discoveryCheckTimeoutMs / 1000} s`);
+    throw err;
+  }
+  if (isLog) {
+    const { checkpoint } = openCheckpoint(body, [createVerifier(key)], limits);
+    return { checkpoint: { origin: checkpoint.origin, size: checkpoint.size } };
+  }
+  const inv = parseInventory(body, key, limits);
+  return { inventory: { files: inv.files.length, generated: inv.generated } };
+}

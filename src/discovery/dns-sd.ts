@@ -1,0 +1,317 @@
+// DNS-SD (RFC 6763) for sourcemesh nodes, as pure code: the records a node announces, the answer to a
+// query, and the bounded collection of what a browser hears. No sockets here (mdns.ts has them).
+//
+// One service instance per node, of type _sourcemesh._tcp (docs/FORMATS.md, "Discovery: DNS-SD
+// records"): PTR _sourcemesh._tcp.local -> INSTANCE._sourcemesh._tcp.local, SRV -> port and host
+// sourcemesh-KEYID.local, TXT with the node's vkey, roles and the paths of what it signs, A per
+// interface. Everything a browser hears is attacker-controlled: anyone on the link may announce
+// anything, so names and TXT values are checked here and the node itself is checked by discover.ts.
+import net from 'node:net';
+import { SourcemeshError } from '../errors.ts';
+import { LIMITS, type Limits } from '../limits.ts';
+import { parseVerifierKey, type VerifierKey } from '../trust/note.ts';
+
+export const SERVICE_TYPE = '_sourcemesh._tcp.local';
+/** RFC 6763 §9: the meta-query that lists the service types present on the link. */
+export const SERVICE_TYPES = '_services._dns-sd._udp.local';
+/** TTLs of RFC 6762 §10: 120 s for records about a host, 75 minutes for the others. */
+export const HOST_TTL = 120;
+export const OTHER_TTL = 4500;
+/** Version of our TXT keys (RFC 6763 §6.7). */
+export const TXT_VERSION = '1';
+
+export const ROLES = ['mirror', 'log', 'witness', 'seed'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface Announcement {
+  /** The instance label (one DNS label, at most 63 bytes, no dots). */
+  instance: string;
+  /** The host label: the host name is HOST.local. */
+  host: string;
+  port: number;
+  /** The vkey that signs what the node serves. */
+  key: string;
+  roles: Role[];
+  scheme: 'http' | 'https';
+  /** Path of the signed inventory (role mirror or seed), or of the signed checkpoint (role log). */
+  path?: string;
+}
+
+type AnnounceLimits = Pick<Limits, 'discoveryTxtBytes' | 'discoveryInstanceBytes'>;
+
+/** The announcement of a node whose key is `key`: instance "NAME KEYID", host sourcemesh-KEYID. */
+export function announcementFor(key: VerifierKey, vkey: string, options: { port: number; roles: Role[]; scheme: 'http' | 'https'; path?: string }, limits: AnnounceLimits = LIMITS): Announcement {
+  const id = key.keyId.toString(16).padStart(8, '0');
+  // Dots would split the label (RFC 6763 §4.3 allows them escaped; multicast-dns does not escape).
+  const name = truncateUtf8(key.name.replace(/\./g, '-'), limits.discoveryInstanceBytes - id.length - 1);
+  const a: Announcement = { instance: `${name} ${id}`, host: `sourcemesh-${id}`, port: options.port, key: vkey, roles: [...new Set(options.roles)], scheme: options.scheme, ...(options.path !== undefined ? { path: options.path } : {}) };
+  txtStrings(a, limits); // refuse now what could not be announced
+  return a;
+}
+
+function truncateUtf8(text: string, maxBytes: number): string {
+  let out = '';
+  for (const ch of text) {
+    if (Buffer.byteLength(out + ch) > maxBytes) break;
+    out += ch;
+  }
+  return out;
+}
+
+/** RFC 6763 §6: key=value strings, each at most 255 bytes. */
+export function txtStrings(a: Announcement, limits: AnnounceLimits = LIMITS): Buffer[] {
+  const pairs: [string, string][] = [['txtvers', TXT_VERSION], ['key', a.key], ['roles', a.roles.join(',')], ['scheme', a.scheme]];
+  if (a.path !== undefined) pairs.push(['path', a.path]);
+  return pairs.map(([k, v]) => {
+    const s = Buffer.from(`${k}=${v}`, 'utf8');
+    if (s.length > limits.discoveryTxtBytes) throw new SourcemeshError('E_USAGE', `cannot announce: the TXT record ${k}= is ${s.length} bytes, over DNS-SD's ${limits.discoveryTxtBytes} (a shorter key name helps)`);
+    return s;
+  });
+}
+
+export const instanceName = (a: Announcement) => `${a.instance}.${SERVICE_TYPE}`;
+export const hostName = (a: Announcement) => `${a.host}.local`;
+
+/** The records of `a` as heard on an interface whose address is `address`; ttl 0 says goodbye (RFC 6762 §10.1). */
+export function announcementRecords(a: Announcement, address: string, goodbye = false): { answers: DnsRecord[]; additionals: DnsRecord[] } {
+  const ttl = (t: number) => (goodbye ? 0 : t);
+  const ptr: DnsRecord = { name: SERVICE_TYPE, type: 'PTR', ttl: ttl(OTHER_TTL), data: instanceName(a) };
+  return {
+    answers: [ptr],
+    additionals: [
+      // Unique records carry the cache-flush bit (RFC 6762 §10.2); shared ones (PTR) do not.
+      { name: instanceName(a), type: 'SRV', ttl: ttl(HOST_TTL), flush: true, data: { port: a.port, target: hostName(a), priority: 0, weight: 0 } },
+      { name: instanceName(a), type: 'TXT', ttl: ttl(OTHER_TTL), flush: true, data: txtStrings(a) },
+      { name: hostName(a), type: 'A', ttl: ttl(HOST_TTL), flush: true, data: address },
+    ],
+  };
+}
+
+export interface DnsRecord {
+  name: string;
+  type: string;
+  ttl?: number;
+  flush?: boolean;
+  data?: unknown;
+}
+
+export interface DnsQuestion {
+  name: string;
+  type: string;
+}
+
+const same = (x: string, y: string) => x.toLowerCase() === y.toLowerCase(); // DNS names are case-insensitive
+
+/**
+ * The answer to a query (RFC 6762 §6), or undefined when it asks nothing of ours: the service PTR (with
+ * SRV, TXT and A as additionals, so one packet is enough), the instance's SRV or TXT, the host's A, and
+ * the service-type enumeration of RFC 6763 §9.
+ */
+export function answerQuestions(a: Announcement, address: string, questions: readonly DnsQuestion[]): { answers: DnsRecord[]; additionals: DnsRecord[] } | undefined {
+  const all = announcementRecords(a, address);
+  const [srv, txt, host] = all.additionals as [DnsRecord, DnsRecord, DnsRecord];
+  const answers: DnsRecord[] = [];
+  const want = (q: DnsQuestion, type: string) => q.type === type || q.type === 'ANY';
+  for (const q of questions) {
+    if (same(q.name, SERVICE_TYPE) && want(q, 'PTR')) answers.push(all.answers[0]!);
+    else if (same(q.name, SERVICE_TYPES) && want(q, 'PTR')) answers.push({ name: SERVICE_TYPES, type: 'PTR', ttl: OTHER_TTL, data: SERVICE_TYPE });
+    else if (same(q.name, instanceName(a))) {
+      if (want(q, 'SRV')) answers.push(srv);
+      if (want(q, 'TXT')) answers.push(txt);
+    } else if (same(q.name, hostName(a)) && want(q, 'A')) answers.push(host);
+  }
+  if (answers.length === 0) return undefined;
+  const additionals = [srv, txt, host].filter((r) => !answers.includes(r));
+  return { answers, additionals };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Browsing: what the link says, collected within bounds
+
+/** A node as announced (not yet checked): the address to reach it, its port and its claimed key. */
+export interface Candidate {
+  instance: string;
+  address: string;
+  port: number;
+  key: string;
+  roles: Role[];
+  scheme: 'http' | 'https';
+  path: string | undefined;
+}
+
+export interface Refusal {
+  instance: string;
+  address?: string;
+  reason: string;
+}
+
+/** An interface a packet was heard on: its IPv4 address and netmask. */
+export interface Link {
+  address: string;
+  netmask: string;
+}
+
+type BrowseLimits = Pick<Limits, 'discoveryCandidates' | 'noteKeyNameBytes'>;
+
+/** Candidates heard from one source address at most: one host flooding the link gets only these. */
+export const CANDIDATES_PER_SOURCE = 16;
+
+/**
+ * What a browser has heard. `add` takes the records of one packet (answers and additionals alike) with
+ * the address it came from and the link it came in on; `candidate` fires once per distinct (address,
+ * port, key), in the order heard. Memory is bounded: at most limits.discoveryCandidates instances,
+ * hosts and candidates, CANDIDATES_PER_SOURCE per source; the rest is counted in `dropped`.
+ */
+export class BrowseState {
+  readonly #limits: BrowseLimits;
+  readonly #srv = new Map<string, { port: number; target: string; source: string }>();
+  readonly #txt = new Map<string, Buffer[]>();
+  readonly #hosts = new Map<string, Set<string>>();
+  readonly #seen = new Set<string>();
+  readonly #perSource = new Map<string, number>();
+  readonly #refused = new Map<string, Refusal>();
+  readonly #onCandidate: (c: Candidate) => void;
+  dropped = 0;
+
+  constructor(onCandidate: (c: Candidate) => void, limits: BrowseLimits = LIMITS) {
+    this.#onCandidate = onCandidate;
+    this.#limits = limits;
+  }
+
+  get refused(): Refusal[] {
+    return [...this.#refused.values()];
+  }
+
+  /** Instances whose SRV, TXT or host address has not been heard: what to ask for next. */
+  missing(): DnsQuestion[] {
+    const qs: DnsQuestion[] = [];
+    for (const [name, srv] of this.#srv) {
+      if (!this.#txt.has(name)) qs.push({ name, type: 'TXT' });
+      if (!this.#hosts.has(srv.target.toLowerCase())) qs.push({ name: srv.target, type: 'A' });
+    }
+    return qs;
+  }
+
+  /** Instance names heard in PTR records without their SRV. */
+  unresolved(): DnsQuestion[] {
+    return [...this.#ptrOnly].filter((n) => !this.#srv.has(n)).map((name) => ({ name, type: 'SRV' }));
+  }
+
+  readonly #ptrOnly = new Set<string>();
+
+  add(records: readonly DnsRecord[], source: string, link: Link): void {
+    const touched = new Set<string>();
+    for (const r of records) {
+      if (typeof r?.name !== 'string' || typeof r.type !== 'string') continue;
+      const name = r.name.toLowerCase();
+      if (r.type === 'PTR' && same(r.name, SERVICE_TYPE) && typeof r.data === 'string' && r.data.toLowerCase().endsWith(`.${SERVICE_TYPE}`)) {
+        if (this.#ptrOnly.size < this.#limits.discoveryCandidates) this.#ptrOnly.add(r.data.toLowerCase());
+        else this.dropped++;
+      } else if (r.type === 'SRV' && name.endsWith(`.${SERVICE_TYPE}`)) {
+        const d = r.data as { port?: unknown; target?: unknown } | undefined;
+        if (!Number.isInteger(d?.port) || (d!.port as number) < 1 || (d!.port as number) > 65535 || typeof d?.target !== 'string') continue;
+        if (r.ttl === 0) continue; // a goodbye
+        if (!this.#srv.has(name) && this.#srv.size >= this.#limits.discoveryCandidates) {
+          this.dropped++;
+          continue;
+        }
+        this.#srv.set(name, { port: d.port as number, target: d.target.toLowerCase(), source });
+        touched.add(name);
+      } else if (r.type === 'TXT' && name.endsWith(`.${SERVICE_TYPE}`)) {
+        if (!Array.isArray(r.data) || r.ttl === 0) continue;
+        if (!this.#txt.has(name) && this.#txt.size >= this.#limits.discoveryCandidates) {
+          this.dropped++;
+          continue;
+        }
+        this.#txt.set(name, (r.data as unknown[]).filter((x): x is Buffer => Buffer.isBuffer(x)));
+        touched.add(name);
+      } else if (r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data) && r.ttl !== 0) {
+        // Only an address on the link it was heard on, or the sender's own: an announcement must not
+        // send us to any address on the internet (RFC 6762 §11, source address check).
+        if (r.data !== source && !onLink(r.data, link)) continue;
+        let set = this.#hosts.get(name);
+        if (!set) {
+          if (this.#hosts.size >= this.#limits.discoveryCandidates) {
+            this.dropped++;
+            continue;
+          }
+          set = new Set();
+          this.#hosts.set(name, set);
+        }
+        if (set.size < 4) set.add(r.data);
+        for (const [inst, srv] of this.#srv) if (srv.target === name) touched.add(inst);
+      }
+    }
+    for (const inst of touched) this.#complete(inst);
+  }
+
+  #complete(name: string): void {
+    const srv = this.#srv.get(name);
+    const txt = this.#txt.get(name);
+    const addresses = srv && this.#hosts.get(srv.target);
+    if (!srv || !txt || !addresses) return;
+    const instance = displayName(name.slice(0, -SERVICE_TYPE.length - 1));
+    const parsed = parseTxt(txt, this.#limits);
+    if ('problem' in parsed) {
+      if (this.#refused.size < this.#limits.discoveryCandidates) this.#refused.set(name, { instance, reason: parsed.problem });
+      return;
+    }
+    for (const address of addresses) {
+      const id = `${address}|${srv.port}|${parsed.key}`;
+      if (this.#seen.has(id)) continue;
+      const n = this.#perSource.get(srv.source) ?? 0;
+      if (this.#seen.size >= this.#limits.discoveryCandidates || n >= CANDIDATES_PER_SOURCE) {
+        this.dropped++;
+        continue;
+      }
+      this.#seen.add(id);
+      this.#perSource.set(srv.source, n + 1);
+      this.#onCandidate({ instance, address, port: srv.port, key: parsed.key, roles: parsed.roles, scheme: parsed.scheme, path: parsed.path });
+    }
+  }
+}
+
+/** Whether `address` is in the IPv4 subnet of `link`. */
+export function onLink(address: string, link: Link): boolean {
+  if (!net.isIPv4(address) || !net.isIPv4(link.address) || !net.isIPv4(link.netmask)) return false;
+  const n = (s: string) => s.split('.').reduce((acc, b) => ((acc << 8) | Number(b)) >>> 0, 0);
+  const mask = n(link.netmask);
+  return ((n(address) & mask) >>> 0) === ((n(link.address) & mask) >>> 0);
+}
+
+/** An instance name to print: control characters escaped, at most 63 characters. */
+export function displayName(name: string): string {
+  return name.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).slice(0, 63 * 6);
+}
+
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Our TXT keys (RFC 6763 §6.3: case-insensitive, first occurrence wins), checked; `problem` says why not. */
+export function parseTxt(strings: readonly Buffer[], limits: Pick<Limits, 'noteKeyNameBytes'> = LIMITS): { key: string; roles: Role[]; scheme: 'http' | 'https'; path: string | undefined } | { problem: string } {
+  const pairs = new Map<string, string>();
+  for (const s of strings) {
+    let text: string;
+    try {
+      text = fatalUtf8.decode(s);
+    } catch {
+      return { problem: 'a TXT string is not valid UTF-8' };
+    }
+    const eq = text.indexOf('=');
+    const k = (eq < 0 ? text : text.slice(0, eq)).toLowerCase();
+    if (!pairs.has(k)) pairs.set(k, eq < 0 ? '' : text.slice(eq + 1));
+  }
+  if (pairs.get('txtvers') !== TXT_VERSION) return { problem: `txtvers is not ${TXT_VERSION}` };
+  const key = pairs.get('key') ?? '';
+  try {
+    parseVerifierKey(key, limits);
+  } catch (err) {
+    return { problem: `key= is not a verifier key (${(err as Error).message})` };
+  }
+  const roles = (pairs.get('roles') ?? '').split(',').filter((r): r is Role => (ROLES as readonly string[]).includes(r));
+  if (roles.length === 0) return { problem: 'roles= names no role we know' };
+  const scheme = pairs.get('scheme') ?? 'http';
+  if (scheme !== 'http' && scheme !== 'https') return { problem: `scheme=${scheme.slice(0, 20)} is not http or https` };
+  const p = pairs.get('path');
+  if (p !== undefined && !/^\/[A-Za-z0-9._~\-/]{0,200}$/.test(p)) return { problem: 'path= is not a plain absolute path' };
+  return { key, roles, scheme, path: p };
+}
