@@ -200,6 +200,8 @@ export const LIMITS = {
   attestationBytes: 128 * KiB,
   /** Attestation files read from one directory (`attest verify DIR`, policy checks). */
   attestationFiles: 100_000,
+  /** Entries a client reads from a log to find attestations (the whole tree is re-hashed to its checkpoint). */
+  attestationLogEntries: 1_000_000,
   /** Cosignature timestamps up to this far in the future are taken as clock skew, not refused. */
   trustClockSkewSeconds: 300,
   /** Fetching a checkpoint or tile from a log (`--trust-policy` online). */

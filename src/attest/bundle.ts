@@ -81,7 +81,19 @@ export type AttestationLimits = Pick<Limits, 'attestationBytes' | 'logEntryBytes
 export function verifyAttestation(text: string, source: string, keys: KeyLookup, limits: AttestationLimits = LIMITS): VerifiedAttestation {
   const data = parseBoundedJson(text, source, limits.attestationBytes, 'Sigstore bundle');
   const bundle = bundleShape(data, source);
+  const sig = bundle.dsseEnvelope.signatures[0]!;
+  if (sig.keyid !== bundle.verificationMaterial.publicKey.hint) {
+    throw new SourcemeshError('E_FORMAT', `${source}: the public-key hint ${JSON.stringify(bundle.verificationMaterial.publicKey.hint.slice(0, 80))} is not the signature's keyid`, { source });
+  }
   const entry = envelopeBytes(bundle.dsseEnvelope);
+  return { claim: verifyEnvelopeEntry(entry, source, keys, limits), entry, bundle };
+}
+
+/**
+ * The claim of a DSSE envelope as the log holds it (envelopeBytes), signed by one builder `keys` knows;
+ * the same refusals as verifyAttestation. The bundle of a log entry is rebuilt by bundleOfEntry.
+ */
+export function verifyEnvelopeEntry(entry: Uint8Array, source: string, keys: KeyLookup, limits: AttestationLimits = LIMITS): Claim {
   let checked;
   try {
     checked = dsseEntry.check(entry, keys, limits);
@@ -89,19 +101,23 @@ export function verifyAttestation(text: string, source: string, keys: KeyLookup,
     if (err instanceof SourcemeshError) throw new SourcemeshError(err.code, `${source}: ${err.message}`, { source, ...err.details });
     throw err;
   }
-  const sig = bundle.dsseEnvelope.signatures[0]!;
-  if (sig.keyid !== bundle.verificationMaterial.publicKey.hint) {
-    throw new SourcemeshError('E_FORMAT', `${source}: the public-key hint ${JSON.stringify(bundle.verificationMaterial.publicKey.hint.slice(0, 80))} is not the signature's keyid`, { source });
-  }
+  const env = JSON.parse(Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString('utf8')) as DsseEnvelope;
+  if (env.signatures.length !== 1) throw new SourcemeshError('E_FORMAT', `${source}: an attestation carries exactly one signature`, { source });
   const signer = checked.signers[0];
-  if (signer === undefined) throw new SourcemeshError('E_POLICY', `${source}: signed by ${sig.keyid.slice(0, 80)}, which is not a builder the policy names`, { source, builder: sig.keyid.slice(0, 300) });
+  if (signer === undefined) throw new SourcemeshError('E_POLICY', `${source}: signed by ${env.signatures[0]!.keyid.slice(0, 80)}, which is not a builder the policy names`, { source, builder: env.signatures[0]!.keyid.slice(0, 300) });
   // dsseEntry.check parsed the payload already; it is parsed again here for the fields it leaves alone.
-  const statement: unknown = JSON.parse(Buffer.from(bundle.dsseEnvelope.payload.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8'));
+  const statement: unknown = JSON.parse(Buffer.from(env.payload.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString('utf8'));
   const claim = parseStatement(statement, source);
   if (claim.builder !== signer) {
     throw new SourcemeshError('E_POLICY', `${source}: signed by the builder ${keyLabel(signer)}, but its statement names the builder ${keyLabel(claim.builder).slice(0, 80)}`, { source });
   }
-  return { claim, entry, bundle };
+  return claim;
+}
+
+/** The Sigstore bundle of a verified log entry (for evidence: the same envelope, with its hint). */
+export function bundleOfEntry(entry: Uint8Array): AttestationBundle {
+  const env = JSON.parse(Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString('utf8')) as DsseEnvelope;
+  return { mediaType: BUNDLE_MEDIA_TYPE, verificationMaterial: { publicKey: { hint: env.signatures[0]!.keyid }, tlogEntries: [] }, dsseEnvelope: env };
 }
 
 /** The bundle's fields we read; anything else in a v0.3 bundle with a public key is refused. */

@@ -7,10 +7,11 @@ import type { Manifest } from '../manifest/distfile.ts';
 import type { TrustPolicy } from '../trust/policy.ts';
 import { keyLookup, type VerifiedAttestation } from './bundle.ts';
 import { attestationFiles, readAttestations, saveEvidence, type Refused } from './files.ts';
+import { attestationsFromLog, type LogReader } from './log-source.ts';
 import { decideSnapshot, type Attested, type QuorumVerdict, type SnapshotInputs } from './quorum.ts';
 import type { SnapshotClaim } from './statement.ts';
 
-type Source = { file: string; attestation: VerifiedAttestation };
+type Source = { file: string; attestation: VerifiedAttestation; index?: number };
 
 export interface SnapshotDecision {
   readonly name: string;
@@ -38,11 +39,16 @@ export function inputsOfManifest(manifest: Manifest): SnapshotInputs[] {
   }));
 }
 
-export async function checkAttestations(o: { paths: readonly string[]; policy: TrustPolicy; manifest?: Manifest; stateDir: string; now: Date; limits: Limits }): Promise<AttestationReport> {
+export async function checkAttestations(o: { paths: readonly string[]; policy: TrustPolicy; manifest?: Manifest; log?: LogReader; stateDir: string; now: Date; limits: Limits }): Promise<AttestationReport> {
   const builders = o.policy.builders;
   if (builders === undefined) throw new SourcemeshError('E_USAGE', 'the trust policy names no builders (builders: {threshold, vkeys})');
-  const files = await attestationFiles(o.paths, o.limits);
-  const { verified, refused } = await readAttestations(files, keyLookup(builders.keys), o.limits);
+  const keys = keyLookup(builders.keys);
+  const { verified, refused } = await readAttestations(await attestationFiles(o.paths, o.limits), keys, o.limits);
+  if (o.log) {
+    const logged = await attestationsFromLog(o.log, o.policy, keys, Math.floor(o.now.getTime() / 1000), o.limits);
+    verified.push(...logged.verified);
+    refused.push(...logged.refused);
+  }
   let inputs: SnapshotInputs[];
   if (o.manifest) {
     inputs = inputsOfManifest(o.manifest);
@@ -52,18 +58,39 @@ export async function checkAttestations(o: { paths: readonly string[]; policy: T
     inputs = [...seen.values()];
   }
   const snapshots: SnapshotDecision[] = [];
-  for (const i of inputs) {
-    try {
-      const verdict = decideSnapshot(i, verified, builders.threshold);
-      const evidenceDir = verdict.evidence.length ? await saveEvidence(o.stateDir, i.name, verdict.evidence.map((e) => ({ claim: e.claim, bundle: e.source.attestation.bundle })), o.now) : undefined;
-      snapshots.push({ name: i.name, inputs: i, verdict, ...(evidenceDir ? { evidenceDir } : {}) });
-    } catch (err) {
-      if (!(err instanceof SourcemeshError) || err.code !== 'E_POLICY') throw err;
-      const sources = (err.details.evidence ?? []) as Source[];
-      const evidenceDir = sources.length ? await saveEvidence(o.stateDir, i.name, sources.map((s) => ({ claim: s.attestation.claim, bundle: s.attestation.bundle })), o.now) : undefined;
-      const error = evidenceDir ? new SourcemeshError('E_POLICY', `${err.message}; the bundles are kept in ${evidenceDir}`, { ...err.details, evidence: sources.map((s) => s.file), evidenceDir }) : new SourcemeshError('E_POLICY', err.message, { ...err.details, evidence: [] });
-      snapshots.push({ name: i.name, inputs: i, error, ...(evidenceDir ? { evidenceDir } : {}) });
-    }
-  }
+  for (const i of inputs) snapshots.push(await decideAndKeep(i, verified, builders.threshold, o.stateDir, o.now));
   return { verified, refused, snapshots };
+}
+
+async function decideAndKeep(i: SnapshotInputs, verified: readonly Attested<Source>[], threshold: number, stateDir: string, now: Date): Promise<SnapshotDecision> {
+  try {
+    const verdict = decideSnapshot(i, verified, threshold);
+    const evidenceDir = verdict.evidence.length ? await saveEvidence(stateDir, i.name, verdict.evidence.map((e) => ({ claim: e.claim, bundle: e.source.attestation.bundle })), now) : undefined;
+    return { name: i.name, inputs: i, verdict, ...(evidenceDir ? { evidenceDir } : {}) };
+  } catch (err) {
+    if (!(err instanceof SourcemeshError) || err.code !== 'E_POLICY') throw err;
+    const sources = (err.details.evidence ?? []) as Source[];
+    const evidenceDir = sources.length ? await saveEvidence(stateDir, i.name, sources.map((s) => ({ claim: s.attestation.claim, bundle: s.attestation.bundle })), now) : undefined;
+    const error = evidenceDir ? new SourcemeshError('E_POLICY', `${err.message}; the bundles are kept in ${evidenceDir}`, { ...err.details, evidence: sources.map((s) => s.file), evidenceDir }) : new SourcemeshError('E_POLICY', err.message, { ...err.details, evidence: [] });
+    return { name: i.name, inputs: i, error, ...(evidenceDir ? { evidenceDir } : {}) };
+  }
+}
+
+/**
+ * What `fetch --trust-policy` and `release verify` ask when the policy has builders: every git snapshot of
+ * `manifest` accepted by the builders' quorum, from attestation files and the policy's log. Throws E_POLICY
+ * (after keeping any evidence) naming each refused snapshot; otherwise the manifest with each snapshot
+ * pinned to the bytes the quorum accepted, so that the download is checked against them.
+ */
+export async function requireBuilders(o: { manifest: Manifest; policy: TrustPolicy; paths: readonly string[]; log?: LogReader; stateDir: string; now: Date; limits: Limits }): Promise<{ manifest: Manifest; report?: AttestationReport }> {
+  if (o.policy.builders === undefined || !o.manifest.distfiles.some((d) => d.git)) return { manifest: o.manifest };
+  const report = await checkAttestations(o);
+  const refused = report.snapshots.filter((s) => s.error);
+  if (refused.length) {
+    throw new SourcemeshError('E_POLICY', `${refused[0]!.error!.message}${refused.length > 1 ? ` (and ${refused.length - 1} more git snapshot(s) refused)` : ''}`, {
+      snapshots: refused.map((s) => ({ name: s.name, message: s.error!.message, ...s.error!.details })), refusedAttestations: report.refused,
+    });
+  }
+  const accepted = new Map(report.snapshots.map((s) => [s.name, s.verdict!.sha256]));
+  return { manifest: { ...o.manifest, distfiles: o.manifest.distfiles.map((d) => (d.git && accepted.has(d.name) ? { ...d, sha256: accepted.get(d.name)! } : d)) }, report };
 }

@@ -11,7 +11,7 @@ import { parseCheckpoint } from './checkpoint.ts';
 import { type Hash, leafHash, parseProofLines, proveConsistency, proveInclusion, verifyInclusion } from './merkle.ts';
 import { parseNote } from './note.ts';
 import type { ReleaseBundle } from './release.ts';
-import { type Tile, TileHashReader, tilePath } from './tiles.ts';
+import { type EntryBundle, entryBundlePath, type Tile, TileHashReader, tilePath } from './tiles.ts';
 
 export type LogClientLimits = Pick<Limits, 'logFetchTimeoutMs' | 'logFetchBytes' | 'logCheckpointWaitMs' | 'noteBytes' | 'proofHashes' | 'noteSignatures' | 'noteKeyNameBytes' | 'checkpointExtensionLines'>;
 
@@ -97,6 +97,14 @@ export class LogClient {
     const a = await this.#fetch('GET', p);
     if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/${p}: HTTP ${a.status}`, { status: a.status });
     this.#tiles.set(p, a.body);
+    return a.body;
+  }
+
+  /** GET tile/entries/N[.p/W]: an entry bundle's bytes (unauthenticated until the entries hash to a checkpoint's root). */
+  async entryBundle(bundle: EntryBundle): Promise<Uint8Array> {
+    const p = entryBundlePath(bundle);
+    const a = await this.#fetch('GET', p);
+    if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/${p}: HTTP ${a.status}`, { status: a.status });
     return a.body;
   }
 

@@ -1,0 +1,56 @@
+// Attestations from a transparency log: every entry up to the log's newest checkpoint, that checkpoint
+// checked against the trust policy (the log's signature and a fresh witness quorum, trust/policy.ts), and
+// the entries' leaf hashes folded into the tree root (RFC 9162 §2.1) and compared with the checkpoint's: one
+// comparison proves every entry read is in the witnessed tree, as an inclusion proof per entry would. DSSE
+// entries signed by a policy builder become claims; everything else in the log is passed over.
+import { SourcemeshError } from '../errors.ts';
+import type { Limits } from '../limits.ts';
+import { CompactRange, hashesEqual, leafHash } from '../trust/merkle.ts';
+import type { KeyLookup } from '../trust/log/entries/types.ts';
+import { checkCheckpoint, type TrustPolicy } from '../trust/policy.ts';
+import { parseEntryBundle, TILE_WIDTH, type EntryBundle } from '../trust/tiles.ts';
+import { bundleOfEntry, verifyEnvelopeEntry, type AttestationLimits, type VerifiedAttestation } from './bundle.ts';
+import type { Refused } from './files.ts';
+import type { Attested } from './quorum.ts';
+
+/** What is read from the log: its checkpoint and entry bundles (LogClient). */
+export interface LogReader {
+  readonly url: string;
+  checkpoint(): Promise<string>;
+  entryBundle(bundle: EntryBundle): Promise<Uint8Array>;
+}
+
+export type LogSource = { file: string; attestation: VerifiedAttestation; index: number };
+
+export async function attestationsFromLog(log: LogReader, policy: TrustPolicy, keys: KeyLookup, now: number, limits: Limits & AttestationLimits): Promise<{ verified: Attested<LogSource>[]; refused: Refused[]; size: number }> {
+  const cp = checkCheckpoint(await log.checkpoint(), policy, now, limits);
+  if (cp.size > limits.attestationLogEntries) {
+    throw new SourcemeshError('E_UNSUPPORTED', `${log.url}: the log holds ${cp.size} entries; reading more than ${limits.attestationLogEntries} to find attestations is refused`, { size: cp.size });
+  }
+  const range = new CompactRange();
+  const verified: Attested<LogSource>[] = [];
+  const refused: Refused[] = [];
+  for (let index = 0; index * TILE_WIDTH < cp.size; index++) {
+    const width = Math.min(TILE_WIDTH, cp.size - index * TILE_WIDTH);
+    // Attacker-controlled until the root matches: parsed bounded, judged only after the fold below.
+    const entries = parseEntryBundle(await log.entryBundle({ index, width }), width, limits);
+    for (const [i, entry] of entries.entries()) {
+      range.append(leafHash(entry));
+      if (entry[0] !== 0x7b) continue; // '{': the DSSE entry type (log entries registry)
+      const at = index * TILE_WIDTH + i;
+      const file = `${log.url} entry ${at}`;
+      try {
+        const claim = verifyEnvelopeEntry(entry, file, keys, limits);
+        verified.push({ claim, source: { file, index: at, attestation: { claim, entry, bundle: bundleOfEntry(entry) } } });
+      } catch (err) {
+        if (!(err instanceof SourcemeshError) || err.code === 'E_INTERNAL') throw err;
+        // Another signer's statement is no attestation of ours; a builder's bad signature is reported.
+        if (err.code === 'E_SIGNATURE') refused.push({ file, code: err.code, message: err.message });
+      }
+    }
+  }
+  if (!hashesEqual(range.root(), cp.root)) {
+    throw new SourcemeshError('E_PROOF', `${log.url}: its ${cp.size} entries do not hash to the root of its witnessed checkpoint`, { size: cp.size });
+  }
+  return { verified, refused, size: cp.size };
+}
