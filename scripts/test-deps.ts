@@ -40,7 +40,7 @@ export const PACKAGES: readonly DebianPackage[] = [
   { name: 'dbus-daemon', for: 'test', why: "a system bus inside a namespace for avahi-daemon" },
   { name: 'chromium', for: 'test', why: 'the node control panel tested in a real browser (driven by playwright-core)' },
   { name: 'rsync', for: 'bench', why: 'the peer bench:node measures node clone against (an rsync daemon on loopback)' },
-  { name: 'nginx', for: 'bench', why: 'the peer bench:serve and bench:fetch measure against' },
+  { name: 'nginx', for: 'test', why: 'mirror nginx-config tested against the real nginx; the peer bench:serve and bench:fetch measure against' },
   { name: 'iproute2', for: 'test', why: 'network namespaces, veth pairs and a bridge for the stress harness (test/stress/)' },
   { name: 'nftables', for: 'test', why: "partitions and packet loss inside the stress harness's namespaces" },
   { name: 'util-linux', for: 'test', why: "fallocate fills a mirror's tmpfs for the stress harness's full-disk fault" },
