@@ -1,7 +1,11 @@
 import { Command } from 'commander';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { EXIT, ERROR_CODES, type ErrorCode } from '../errors.ts';
+import { EXIT, ERROR_CODES, SourcemeshError, type ErrorCode } from '../errors.ts';
+import { LIMITS } from '../limits.ts';
+import { nginxConfig } from '../mirror/nginx-config.ts';
+import { VERSION } from '../version.ts';
 import { describeRejection } from '../fetch/fetcher.ts';
 import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { loadManifest } from '../manifest/index.ts';
@@ -31,6 +35,7 @@ interface SyncFlags {
   trustPolicy?: string;
   release?: string;
   snapshotGenerator: string;
+  staticLinks?: boolean;
 }
 
 export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -52,6 +57,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
     .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
     .option('--trust-policy <policy>', 'refuse the manifest, before any download, unless its release bundle passes this sourcemesh.policy/v1')
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
+    .option('--static-links', 'also write ROOT/sha256/HEX as hard links, for a static web server in front (see `mirror nginx-config`)')
     .action(async (input: string, o: SyncFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const generator = snapshotGenerator(o.snapshotGenerator);
@@ -71,7 +77,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         let status: number;
         try {
           if (o.trustPolicy) io.stderr.write(`release ${describeVerdict(await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher }))}\n`);
-          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator, jobs, signal, key, keyFile, onEvent: (e) => view?.onEvent(e) });
+          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator, jobs, signal, key, keyFile, staticLinks: o.staticLinks, onEvent: (e) => view?.onEvent(e) });
           view?.stop();
           status = printReport(io, report, o, (performance.now() - t0) / 1000);
         } catch (err) {
@@ -93,6 +99,22 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         }
       }
     });
+  cmd.command('nginx-config')
+    .description('print an nginx configuration (http context) that serves a mirror root as `serve` does')
+    .argument('<root>', 'the mirror root that `mirror sync --static-links` keeps')
+    .option('--listen <host:port>', 'address and port nginx listens on', '127.0.0.1:8080')
+    .option('--server-name <name>', 'the server_name (default: any)')
+    .action(async (rootArg: string, o: { listen: string; serverName?: string }) => {
+      const { parseListen } = await import('./serve.ts'); // serve's modules only for this subcommand
+      const { host, port } = parseListen(o.listen);
+      const root = await realpath(path.resolve(rootArg)).catch(() => undefined);
+      const st = root === undefined ? undefined : await stat(root).catch(() => undefined);
+      if (root === undefined || !st?.isDirectory()) throw new SourcemeshError('E_INPUT', `mirror root ${rootArg}: not a directory`);
+      io.stdout.write(nginxConfig({ root, host, port, serverName: o.serverName, limits: LIMITS, version: VERSION }));
+      const links = await readdir(path.join(root, 'sha256')).catch(() => [] as string[]);
+      if (!links.some((n) => /^[0-9a-f]{64}$/.test(n))) io.stderr.write(`note: ${root}/sha256/ has no HEX links yet: run \`sourcemesh mirror sync --static-links\` for /sha256/HEX\n`);
+      setExit(EXIT.ok);
+    });
   return cmd;
 }
 
@@ -110,6 +132,7 @@ function printReport(io: Io, r: SyncReport, o: SyncFlags, seconds: number): numb
     const bytes = r.added.reduce((n, f) => n + (f.size ?? 0), 0);
     io.stderr.write(`sync ${o.root}: ${r.added.length} added (${formatBytes(bytes)}), ${r.unchanged.length} unchanged, ${r.quarantined.length} quarantined, ${r.failed.length} failed in ${seconds.toFixed(1)} s\n`);
     if (r.inventory) io.stderr.write(`inventory of ${r.inventory.files} file(s) signed in ${r.inventory.path}\n`);
+    if (r.hashLinks) io.stderr.write(`sha256/ links: ${r.hashLinks.linked} made, ${r.hashLinks.removed} removed${r.hashLinks.skipped.length ? `, ${r.hashLinks.skipped.length} not linkable: ${r.hashLinks.skipped.map((s) => s.why).join('; ')}` : ''}\n`);
   }
   return worst ? ERROR_CODES[worst] : EXIT.ok;
 }

@@ -24,6 +24,7 @@ import { formatVerifierKey } from '../trust/note.ts';
 import { VERSION } from '../version.ts';
 import { ensureRepo } from './git-repo.ts';
 import { indexRoot, indexedFile, type FileIndex, type IndexedFile } from './file-index.ts';
+import { publishHashLinks, type HashLinkReport } from './hash-links.ts';
 import { buildInventory, writeInventory } from './inventory.ts';
 import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
 
@@ -43,6 +44,8 @@ export interface SyncOptions {
   key?: SignerKey;
   /** The node key's file, never listed even if hard-linked into the root. */
   keyFile?: string;
+  /** Also write ROOT/sha256/HEX hard links, for a static server in front (src/mirror/hash-links.ts). */
+  staticLinks?: boolean;
 }
 
 export interface SyncReport {
@@ -56,6 +59,8 @@ export interface SyncReport {
   inventory?: { path: string; files: number };
   /** Attestations written this run (when a node key was given): one per file made or downloaded. */
   attestations?: string[];
+  /** ROOT/sha256/HEX links for a static server (with staticLinks). */
+  hashLinks?: HashLinkReport;
 }
 
 /** Private state under the root: never served. */
@@ -122,19 +127,21 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   if (opts.key) report.attestations = await publishAttestations(root, manifest, report.added.filter((f) => f.status === 'fetched'), opts.key, opts);
 
   // 6. The signed inventory of everything the root serves, as `serve` would list it.
-  if (opts.key) {
+  if (opts.key || opts.staticLinks) {
     const verified = new Map<string, string>(manifest.distfiles.filter((d) => !failed.has(d.name)).map((d) => [d.name, verifiedSha.get(d.name)!]));
-    report.inventory = await publishInventory(root, verified, started, opts.key, opts);
+    const index = await indexPublished(root, verified, opts);
+    if (opts.key) report.inventory = await publishInventory(root, index, started, opts.key, opts);
+    // 7. What a static server needs to answer /sha256/HEX as serve does.
+    if (opts.staticLinks) report.hashLinks = await publishHashLinks(root, index);
   }
   return report;
 }
 
 /**
- * Index the root as `serve` does and sign the listing. Files this run verified keep the hash it
- * checked (as serve keeps hashes across reindexing, by inode, size, mtime and ctime); anything else
- * in the root is hashed now.
+ * Index the root as `serve` does. Files this run verified keep the hash it checked (as serve keeps
+ * hashes across reindexing, by inode, size, mtime and ctime); anything else in the root is hashed now.
  */
-async function publishInventory(root: string, verified: Map<string, string>, started: Date, key: SignerKey, opts: SyncOptions) {
+async function indexPublished(root: string, verified: Map<string, string>, opts: SyncOptions): Promise<FileIndex> {
   const rootReal = await realpath(root);
   const byName = new Map<string, IndexedFile>();
   for (const [name, sha256] of verified) {
@@ -144,7 +151,11 @@ async function publishInventory(root: string, verified: Map<string, string>, sta
   }
   const previous: FileIndex = { byName, bySha256: new Map(), pieces: new Map(), skipped: [], hashedBytes: 0 };
   const exclude = opts.keyFile ? await stat(opts.keyFile).then((s) => [{ dev: s.dev, ino: s.ino }], () => []) : [];
-  const index = await indexRoot(root, { previous, exclude });
+  return indexRoot(root, { previous, exclude });
+}
+
+/** Sign the listing of the root as `serve` would list it. */
+async function publishInventory(root: string, index: FileIndex, started: Date, key: SignerKey, opts: SyncOptions) {
   const files = [...index.byName.values()].map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
   const file = await writeInventory(root, buildInventory(files, key, started, opts.limits));
   return { path: file, files: files.length };
