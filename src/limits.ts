@@ -317,8 +317,6 @@ export const LIMITS = {
   roughtimeTags: 64,
   /** Requests answered under one signature (one Merkle tree of their hashes; a PATH of log2 of this). */
   roughtimeBatch: 64,
-  /** A datagram waits at most this long for its batch to fill before the batch is signed. */
-  roughtimeBatchWaitMs: 1,
   /** Requests queued for signing; more are dropped unanswered (a flood costs no memory). */
   roughtimeQueue: 4096,
   /** One Roughtime query: the answer must arrive within this, or the attempt is lost. */

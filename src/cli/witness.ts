@@ -5,7 +5,9 @@ import { SourcemeshError } from '../errors.ts';
 import { startWitness } from '../trust/witness/server.ts';
 import { readSignerKeyFile } from '../trust/key-file.ts';
 import { readVerifierKeyArg } from './key.ts';
+import { startRoughtimeServer } from '../time/server.ts';
 import { createLogger, parseListen, untilAborted } from './log.ts';
+import { positiveInt } from './output.ts';
 import type { Io } from './output.ts';
 
 interface ServeFlags {
@@ -14,6 +16,8 @@ interface ServeFlags {
   listen: string;
   log: string[];
   logLevel: string;
+  roughtime?: string;
+  roughtimeRadius: string;
 }
 
 export function witnessCommand(io: Io, signal: AbortSignal): Command {
@@ -24,6 +28,8 @@ export function witnessCommand(io: Io, signal: AbortSignal): Command {
     .requiredOption('--key <keyfile>', 'the witness\'s cosignature key (`sourcemesh key generate NAME --type cosignature -o KEYFILE`)')
     .requiredOption('--listen <host:port>', 'address to serve on (port 0: any free port)')
     .requiredOption('--log <vkey>', 'a log to witness: its vkey (or a .pub file); the vkey\'s name is the log\'s origin; repeatable', (v: string, p: string[]) => [...p, v], [])
+    .option('--roughtime <host:port>', 'also answer Roughtime (RFC 10049) over UDP here, signed by a key the witness key delegates to')
+    .option('--roughtime-radius <seconds>', 'the RADI of Roughtime answers: how far this machine\'s clock may be off', '3')
     .option('--log-level <level>', 'fatal, error, warn, info, debug or silent', 'info')
     .action(async (o: ServeFlags) => {
       const listen = parseListen(o.listen);
@@ -32,11 +38,25 @@ export function witnessCommand(io: Io, signal: AbortSignal): Command {
       const logs = [];
       for (const v of o.log) logs.push(await readVerifierKeyArg(v));
       const logger = createLogger(o.logLevel, 'witness');
+      const roughtimeAt = o.roughtime === undefined ? undefined : roughtimeListen(o.roughtime);
+      const radius = positiveInt('--roughtime-radius', o.roughtimeRadius, 86_400);
       const witness = await startWitness({ stateDir: o.state, key, logs, host: listen.host, port: listen.port, logger });
+      const roughtime = roughtimeAt === undefined ? undefined
+        : await startRoughtimeServer({ key, host: roughtimeAt.host, port: roughtimeAt.port, radius, logger }).catch(async (err: unknown) => { await witness.close(); throw err; });
       io.stdout.write(`listening on ${witness.url}\n`);
+      if (roughtime !== undefined) io.stdout.write(`roughtime on udp ${roughtime.address}\n`);
       await untilAborted(signal);
-      logger.info('shutting down');
+      logger.info({}, 'shutting down');
+      await roughtime?.close();
       await witness.close();
     });
   return cmd;
+}
+
+function roughtimeListen(value: string): { host: string; port: number } {
+  try {
+    return parseListen(value);
+  } catch {
+    throw new SourcemeshError('E_USAGE', `--roughtime ${value}: expected HOST:PORT, e.g. 127.0.0.1:2002 or [::1]:0`);
+  }
 }

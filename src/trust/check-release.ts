@@ -21,6 +21,7 @@ import { readBoundedFile } from '../fs/bounded-read.ts';
 import { manifestSubject } from './release-files.ts';
 import { parseReleaseBundle } from './release.ts';
 import { chainIdOf } from './rotation.ts';
+import { type NowDecision, raiseFloor, trustedNow } from '../time/signed-now.ts';
 
 /** How many times a check is repeated when other processes keep moving the stored state. */
 const STATE_ATTEMPTS = 5;
@@ -36,7 +37,10 @@ export interface CheckReleaseOptions {
   /** Re-prove the bundle against the log's newest checkpoint (the policy's log URL) first. */
   readonly online: boolean;
   readonly dispatcher?: Dispatcher;
-  /** The clock, in POSIX seconds (tests pin it); the system clock when absent. */
+  /**
+   * The local clock, in POSIX seconds (tests pin it); the system clock when absent. The decision's "now"
+   * comes from signed time when the policy names Roughtime witnesses (src/time/signed-now.ts).
+   */
   readonly now?: () => number;
 }
 
@@ -49,6 +53,8 @@ export interface CheckedRelease extends Verdict {
    * key (the log was re-created with a new key): their history is kept but not compared.
    */
   readonly otherLogKeys: readonly string[];
+  /** The "now" the decision used and where it came from (signed time, the floor, the local clock). */
+  readonly time: NowDecision;
 }
 
 export async function readPolicy(file: string): Promise<TrustPolicy> {
@@ -69,6 +75,7 @@ export async function checkRelease(o: CheckReleaseOptions): Promise<CheckedRelea
   const logKey = formatVerifierKey(policy.log.key);
   const chain = chainIdOf(policy.release);
   const clock = o.now ?? (() => Date.now() / 1000);
+  const { signed: _signed, ...time } = await trustedNow(policy, { stateDir: o.stateDir, local: clock });
   const state = TrustState.open(o.stateDir);
   try {
     for (let attempt = 1; ; attempt++) {
@@ -81,7 +88,7 @@ export async function checkRelease(o: CheckReleaseOptions): Promise<CheckedRelea
         checked = refreshed.bundle;
         consistencyProof = refreshed.consistencyProof;
       }
-      const now = Math.floor(clock());
+      const now = time.now;
       let verdict: Verdict;
       try {
         verdict = verifyRelease({ policy, bundle: checked, subject: o.subject, now, stored, storedKeySet, ...(consistencyProof ? { consistencyProof } : {}) });
@@ -90,7 +97,8 @@ export async function checkRelease(o: CheckReleaseOptions): Promise<CheckedRelea
       }
       if (state.update(origin, policy.log.key, { checkpoint: stored, keySet: storedKeySet }, verdict.newest, verdict.keySet)) {
         const otherLogKeys = stored === undefined ? state.keysOf(origin).filter((k) => k !== logKey) : [];
-        return { ...verdict, mode: online ? 'online' : 'offline', logKey, otherLogKeys };
+        raiseFloor(o.stateDir, policy, verdict.checkpoint.note);
+        return { ...verdict, mode: online ? 'online' : 'offline', logKey, otherLogKeys, time };
       }
       if (attempt >= STATE_ATTEMPTS) throw new SourcemeshError('E_LOCKED', `${state.file}: the stored checkpoint kept changing while this release was checked`);
     }

@@ -41,6 +41,16 @@ export interface TrustPolicy {
    * `keys` must attest the same bytes. Absent: snapshots are judged by their pinned hashes alone.
    */
   readonly builders?: { readonly threshold: number; readonly keys: readonly VerifierKey[]; readonly vkeys: readonly string[] };
+  /**
+   * Signed time (src/time/): the policy's witnesses that answer Roughtime (RFC 10049) and where; `quorum`
+   * of them must agree; the local clock may be off by `maxSkewSeconds` at most. Absent: "now" is the
+   * local clock, floored by the newest cosignature timestamps seen (src/time/signed-now.ts).
+   */
+  readonly time?: {
+    readonly roughtime: readonly { readonly name: string; readonly address: string; readonly publicKey: Uint8Array }[];
+    readonly quorum: number;
+    readonly maxSkewSeconds: number;
+  };
 }
 
 export type PolicyLimits = Pick<Limits, 'trustPolicyBytes' | 'rotationKeys' | 'noteKeyNameBytes'>;
@@ -76,6 +86,16 @@ function policySchema(limits: PolicyLimits) {
     builders: v.optional(v.strictObject({
       threshold: v.pipe(v.number(), v.safeInteger(), v.minValue(1)),
       vkeys: v.pipe(v.array(vkey), v.minLength(1), v.maxLength(limits.rotationKeys)),
+    })),
+    // Added with signed time (issue 18). Clients from before refuse a policy that has it (unknown field,
+    // E_FORMAT): an old client never decides on its local clock a policy meant to be decided on signed time.
+    time: v.optional(v.strictObject({
+      roughtime: v.pipe(v.array(v.strictObject({
+        witness: v.pipe(v.string(), v.maxLength(limits.noteKeyNameBytes)),
+        address: v.pipe(v.string(), v.maxLength(300), v.regex(/^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]+):\d{1,5}$/, 'must be HOST:PORT or [IPV6]:PORT')),
+      })), v.minLength(1), v.maxLength(MAX_WITNESSES)),
+      quorum: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
+      maxSkewSeconds: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
     })),
   });
 }
@@ -118,12 +138,25 @@ export function parsePolicy(text: string, source: string, limits: PolicyLimits =
     if (o.builders.threshold > keys.length) throw new SourcemeshError('E_FORMAT', `${source}: builders.threshold ${o.builders.threshold} is more than the ${keys.length} builders`, { source });
     builders = { threshold: o.builders.threshold, keys, vkeys: keys.map(formatVerifierKey) };
   }
+  let time: TrustPolicy['time'];
+  if (o.time !== undefined) {
+    const roughtime = o.time.roughtime.map((r, i) => {
+      const w = witnesses.find((k) => k.name === r.witness);
+      if (w === undefined) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime.${i}.witness: ${JSON.stringify(r.witness)} is not one of witnesses.vkeys (its Roughtime key is the witness key)`, { source });
+      return { name: w.name, address: r.address, publicKey: w.publicKey };
+    });
+    if (new Set(roughtime.map((r) => r.name)).size !== roughtime.length) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime: a witness is listed twice`, { source });
+    const quorum = o.time.quorum ?? Math.min(o.witnesses.quorum, roughtime.length);
+    if (quorum > roughtime.length) throw new SourcemeshError('E_FORMAT', `${source}: time.quorum ${quorum} is more than the ${roughtime.length} Roughtime witnesses`, { source });
+    time = { roughtime, quorum, maxSkewSeconds: o.time.maxSkewSeconds ?? LIMITS.signedTimeSkewSeconds };
+  }
   return {
     log: { key: logKey, vkey: o.log.vkey, ...(o.log.url === undefined ? {} : { url: o.log.url.replace(/\/+$/, '') }) },
     witnesses: { keys: witnesses, quorum: o.witnesses.quorum },
     release,
     maxCheckpointAgeSeconds: o.maxCheckpointAgeSeconds,
     ...(builders === undefined ? {} : { builders }),
+    ...(time === undefined ? {} : { time }),
   };
 }
 
