@@ -31,6 +31,7 @@ const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
   compress: async (c) => (await import('./compress.ts')).compressCommand(c.io),
   release: async (c) => (await import('./release.ts')).releaseCommand(c.io, c.setExit),
   torrent: async (c) => (await import('./torrent.ts')).torrentCommand(c.io, c.setExit),
+  seed: async (c) => (await import('./seed.ts')).seedCommand(c.io, c.setExit, c.signal),
   rebuild: async (c) => (await import('./rebuild.ts')).rebuildCommand(c.io, c.setExit, c.signal),
   attest: async (c) => (await import('./attest.ts')).attestCommand(c.io, c.setExit),
 };

@@ -12,6 +12,8 @@ export interface HashedFile {
   size: number;
   root: Buffer;
   layer: Buffer[];
+  /** The 16 KiB block hashes (BEP 52 leaves): a seeder checks each block against them before sending it. */
+  leaves: Buffer[];
 }
 
 /** SHA-1 of each `pieceLength` bytes of a stream fed in any chunking. */
@@ -81,7 +83,7 @@ export async function hashTorrentFiles(files: { path: string; pad: number }[], p
     if (carry.length) leaves.push(createHash('sha256').update(carry).digest());
     pieces?.zeros(f.pad);
     const map = pieceMapFromLeaves(leaves, pieceLength);
-    out.push({ sha256: sha.digest('hex'), size, root: map.root, layer: map.layer });
+    out.push({ sha256: sha.digest('hex'), size, root: map.root, layer: map.layer, leaves });
   }
   return { files: out, v1Pieces: pieces?.finish() };
 }

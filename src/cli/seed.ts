@@ -1,0 +1,63 @@
+// sourcemesh seed --root DIR | --local [STORE] [--listen HOST:PORT] [--max-peers N] [--upload-rate R]
+// Every verified file of a mirror root (as `serve` indexes it) or of the store, seeded to BitTorrent peers.
+import { Command } from 'commander';
+import path from 'node:path';
+import { pino } from 'pino';
+import { SourcemeshError, asSourcemeshError } from '../errors.ts';
+import { LIMITS } from '../limits.ts';
+import type { Logger } from '../logger.ts';
+import { indexRoot, indexStore } from '../mirror/file-index.ts';
+import { defaultStoreRoot } from '../store/store.ts';
+import { Seeder, prepareSeedFile, type SeededFile } from '../torrent/seeder.ts';
+import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
+import { parseListen } from './serve.ts';
+import { parseSize } from './units.ts';
+
+interface SeedFlags {
+  root?: string;
+  local?: string | true;
+  listen: string;
+  maxPeers: string;
+  uploadRate: string;
+}
+
+export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
+  return new Command('seed')
+    .description('seed every verified file of a mirror root (or the store) to BitTorrent peers (v1, v2 and hybrid torrents of `torrent create`)')
+    .option('--root <dir>', 'the mirror root that `mirror sync` keeps (the files `serve --root` serves)')
+    .option('--local [store]', 'seed the store instead (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
+    .option('--listen <host:port>', 'address and TCP port for peers', '0.0.0.0:6881')
+    .option('--max-peers <n>', 'connected peers at most', String(LIMITS.seedMaxPeers))
+    .option('--upload-rate <rate>', 'bytes per second for all peers together, e.g. 10M; 0 for no limit', '0')
+    .action(async (o: SeedFlags) => {
+      if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'seed needs exactly one of --root DIR and --local [STORE]');
+      const { host, port } = parseListen(o.listen);
+      const maxPeers = positiveInt('--max-peers', o.maxPeers, 100_000);
+      const uploadRate = o.uploadRate === '0' ? 0 : parseSize('--upload-rate', o.uploadRate);
+      nonNegativeInt('--upload-rate', String(uploadRate));
+      const index = o.root !== undefined ? await indexRoot(path.resolve(o.root)) : await indexStore(path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!));
+      const files: SeededFile[] = [];
+      for (const f of index.byName.values()) {
+        if (/^[0-9a-f]{64}$/.test(f.name) && f.name === f.sha256) continue; // a store object without a name: no torrent names it
+        try {
+          files.push(await prepareSeedFile({ name: f.name, path: f.path, size: f.size, sha256: f.sha256 }));
+        } catch (err) {
+          const e = asSourcemeshError(err);
+          io.stderr.write(`sourcemesh seed: not seeding ${f.name}: ${e.message} [${e.code}]\n`);
+        }
+      }
+      const logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ dest: 1, sync: true }));
+      const log: Logger = logger;
+      const seeder = await Seeder.start(files, { host, port, maxPeers, uploadRate, log });
+      io.stdout.write(JSON.stringify({
+        level: 'info', time: new Date().toISOString(), msg: 'listening', address: seeder.url, port: seeder.port,
+        files: files.map((f) => ({ name: f.name, size: f.size, pieceLength: f.pieceLength, merkleRoot: f.root.toString('hex'), infoHashes: f.infoHashes })),
+      }) + '\n');
+      io.stderr.write(`seeding ${files.length} file(s) (${formatBytes(files.reduce((n, f) => n + f.size, 0))}) to peers at ${seeder.url}\n`);
+      if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      await seeder.close();
+      logger.info({ uploaded: seeder.uploaded, hashesSent: seeder.hashesSent, hashesRejected: seeder.hashesRejected, banned: Object.fromEntries(seeder.banned) }, 'stopped');
+      io.stderr.write(`stopped: ${formatBytes(seeder.uploaded)} uploaded, ${seeder.hashesSent} hash request(s) answered, ${seeder.banned.size} peer(s) banned\n`);
+      setExit(0);
+    });
+}

@@ -1,0 +1,33 @@
+// The one importer of `bittorrent-protocol` (the BitTorrent v1 peer wire, BEP 3, with the BEP 10
+// extension protocol): the rest of the code takes the Wire from here.
+import BittorrentProtocol from 'bittorrent-protocol';
+
+/** The parts of the library's Wire we use (it ships no types). */
+export interface Wire extends NodeJS.ReadWriteStream {
+  peerRequests: unknown[];
+  extendedHandshake: Record<string, unknown>;
+  handshake(infoHash: Uint8Array, peerId: Uint8Array, extensions?: { dht?: boolean; fast?: boolean }): void;
+  bitfield(bits: Uint8Array): void;
+  unchoke(): void;
+  choke(): void;
+  destroy(): void;
+  on(event: 'handshake', fn: (infoHashHex: string, peerIdHex: string, ext: Record<string, boolean>) => void): this;
+  on(event: 'request', fn: (index: number, offset: number, length: number, respond: (err: Error | null, data?: Uint8Array) => void) => void): this;
+  on(event: 'unknownmessage', fn: (message: Uint8Array) => void): this;
+  on(event: 'interested' | 'uninterested' | 'close' | 'finish' | 'end', fn: () => void): this;
+  on(event: 'error', fn: (err: Error) => void): this;
+  on(event: string, fn: (...args: never[]) => void): this;
+}
+
+/** A new wire for an incoming TCP connection. */
+export function createWire(): Wire {
+  return new (BittorrentProtocol as unknown as new (type: string) => Wire)('tcpIncoming');
+}
+
+/**
+ * Send a message the library has no method for (BEP 52 ids 21-23): length, id and payload. The library's
+ * own framing routine is used, so its state (encryption, a finished wire) stays in charge.
+ */
+export function sendMessage(wire: Wire, id: number, payload: Uint8Array): void {
+  (wire as unknown as { _message(id: number, numbers: number[], data: Uint8Array): void })._message(id, [], payload);
+}
