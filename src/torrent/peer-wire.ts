@@ -55,6 +55,7 @@ export class MessageGuard extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     let data = chunk;
+    if (data.length === 0) return done();
     if (this.handshakeLeft > 0) {
       const take = Math.min(this.handshakeLeft, data.length);
       // Not the plaintext handshake: most often an encrypted one (MSE), which clients retry in plaintext;

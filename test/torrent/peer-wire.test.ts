@@ -1,0 +1,118 @@
+// The pure parts of our peer wire: the Merkle tree's hash answers (BEP 52) against the root they must
+// prove, and the message guard over every way a stream can be cut into chunks.
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { blockHashes, pieceMapFromLeaves } from '../../src/fetch/piece-map.ts';
+import { MerkleTree } from '../../src/torrent/merkle-tree.ts';
+import { MessageGuard, fullBitfield, hashMessagePayload, parseHashRequest } from '../../src/torrent/peer-wire.ts';
+import { bytes } from '../helpers/distfiles.ts';
+
+const h2 = (a: Buffer, b: Buffer) => createHash('sha256').update(a).update(b).digest();
+
+/** Rebuild the root from a `hashes` answer as a receiver does: hash the range up, then fold in the uncles. */
+function rootFrom(tree: MerkleTree, base: number, index: number, length: number, answer: Buffer[]): Buffer {
+  let row = answer.slice(0, length);
+  while (row.length > 1) {
+    const next: Buffer[] = [];
+    for (let i = 0; i < row.length; i += 2) next.push(h2(row[i]!, row[i + 1]!));
+    row = next;
+  }
+  let node = row[0]!;
+  let at = index / length;
+  for (const uncle of answer.slice(length)) {
+    node = at % 2 === 0 ? h2(node, uncle) : h2(uncle, node);
+    at = Math.floor(at / 2);
+  }
+  return node;
+}
+
+test('the tree\'s root is the manifest\'s merkleRoot (src/fetch/piece-map.ts), for every leaf count', () => {
+  for (const size of [1, 16_384, 16_385, 100_000, 600_000]) {
+    const leaves = blockHashes(bytes(size, size));
+    assert.ok(new MerkleTree(leaves).root.equals(pieceMapFromLeaves(leaves, 16_384).root), `size ${size}`);
+  }
+});
+
+test('property: every answerable hash request proves its range against the root with all proof layers', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 300 }), fc.nat(), fc.nat(), fc.nat(), (leafCount, b, l, i) => {
+    const leaves = Array.from({ length: leafCount }, (_, k) => createHash('sha256').update(`leaf ${k}`).digest());
+    const tree = new MerkleTree(leaves);
+    const base = b % tree.height;
+    const width = tree.width(base);
+    const length = 2 ** (l % (Math.log2(width) + 1));
+    const index = (i % (width / length)) * length;
+    const all = tree.height - 1 - base - Math.log2(length);
+    const answer = tree.hashes(base, index, length, 64, 8192)!;
+    assert.equal(answer.length, length + all, 'uncles up to, not including, the root');
+    assert.ok(rootFrom(tree, base, index, length, answer).equals(tree.root));
+    // Fewer proof layers give a prefix of the same answer.
+    assert.deepEqual(tree.hashes(base, index, length, 1, 8192), answer.slice(0, length + Math.min(1, all)));
+  }), { numRuns: 300 });
+});
+
+test('hash requests that do not fit the tree are refused (a hash reject), never answered with padding', () => {
+  const tree = new MerkleTree(blockHashes(bytes(200_000, 1))); // 13 leaves, 16 wide, height 5
+  assert.equal(tree.hashes(5, 0, 1, 0, 8192), undefined, 'no such layer');
+  assert.equal(tree.hashes(0, 0, 3, 0, 8192), undefined, 'not a power of two');
+  assert.equal(tree.hashes(0, 2, 4, 0, 8192), undefined, 'not aligned');
+  assert.equal(tree.hashes(0, 16, 1, 0, 8192), undefined, 'past the width');
+  assert.equal(tree.hashes(0, 0, 16, 0, 8), undefined, 'more than the bound');
+  assert.equal(tree.hashes(0, 0, 0, 0, 8192), undefined, 'none');
+  assert.equal(tree.hashes(0, 0x7fffffff, 1, 0, 8192), undefined);
+  assert.equal(tree.hashes(0, 0, 16, 0, 8192)!.length, 16);
+});
+
+test('hash message payloads round-trip; other lengths are malformed', () => {
+  const r = { root: Buffer.alloc(32, 9), base: 2, index: 64, length: 32, proofLayers: 5 };
+  assert.deepEqual(parseHashRequest(hashMessagePayload(r)), r);
+  assert.equal(parseHashRequest(Buffer.alloc(47)), undefined);
+  assert.equal(parseHashRequest(Buffer.alloc(49)), undefined);
+  assert.equal(hashMessagePayload(r, [Buffer.alloc(32, 1), Buffer.alloc(32, 2)]).length, 48 + 64);
+});
+
+test('bitfields: exactly the pieces set, spare bits zero (BEP 3)', () => {
+  assert.deepEqual([...fullBitfield(1)], [0x80]);
+  assert.deepEqual([...fullBitfield(8)], [0xff]);
+  assert.deepEqual([...fullBitfield(11)], [0xff, 0xe0]);
+});
+
+function guard(stream: Buffer, cuts: number[], max: number): { out: Buffer; violation?: string } {
+  let violation: string | undefined;
+  const g = new MessageGuard(max, (why) => (violation ??= why));
+  const out: Buffer[] = [];
+  g.on('data', (d: Buffer) => out.push(d));
+  let at = 0;
+  for (const c of [...cuts.map((x) => x % (stream.length + 1)).sort((a, b) => a - b), stream.length]) {
+    if (violation !== undefined) break;
+    g.write(stream.subarray(at, Math.max(at, c)));
+    at = Math.max(at, c);
+  }
+  return { out: Buffer.concat(out), violation };
+}
+
+const handshake = Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol'), Buffer.alloc(48, 1)]);
+const message = (len: number, fill = 0) => Buffer.concat([Buffer.from([len >>> 24, (len >>> 16) & 255, (len >>> 8) & 255, len & 255]), Buffer.alloc(len, fill)]);
+
+test('property: the guard passes the handshake and whole messages unchanged, however the stream is cut', () => {
+  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 12 }), fc.array(fc.nat(), { maxLength: 20 }), (lens, cuts) => {
+    const stream = Buffer.concat([handshake, ...lens.map((n, i) => message(n, i))]);
+    const r = guard(stream, cuts, 300);
+    assert.equal(r.violation, undefined);
+    assert.ok(r.out.equals(stream));
+  }), { numRuns: 500 });
+});
+
+test('property: a length prefix over the bound stops the stream before its body, however it is cut', () => {
+  fc.assert(fc.property(fc.integer({ min: 301, max: 0xffffffff }), fc.array(fc.nat(), { maxLength: 20 }), (len, cuts) => {
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(len);
+    const stream = Buffer.concat([handshake, message(5), head, Buffer.alloc(2000)]);
+    const r = guard(stream, cuts, 300);
+    assert.match(r.violation ?? '', new RegExp(`a message of ${len} bytes`));
+    assert.ok(r.out.length <= handshake.length + 9, 'nothing of the oversized message was passed on');
+  }), { numRuns: 300 });
+  // Not a plaintext handshake at all (an encrypted one): closed without blame.
+  assert.equal(guard(Buffer.from([0x8a, 1, 2, 3]), [], 300).violation, '');
+});
