@@ -15,7 +15,9 @@ import { routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
-import { checkManifestRelease } from '../trust/check-release.ts';
+import { requireBuilders } from '../attest/check.ts';
+import { checkManifestRelease, readPolicy } from '../trust/check-release.ts';
+import { LogClient } from '../trust/log-client.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
@@ -41,6 +43,7 @@ interface FetchFlags {
   isolatePerFile?: boolean;
   trustPolicy?: string;
   release?: string;
+  attestations: string[];
   snapshotGenerator: string;
 }
 
@@ -68,12 +71,14 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--snapshot-generator <name>', 'make git entries\' snapshots from upstream\'s repository (cloned under the store) with `sourcemesh` (our archiver), `git` (git archive | gzip -n) or `none` (only download them)', 'sourcemesh')
     .option('--trust-policy <policy>', 'refuse the manifest, before any download, unless its release bundle passes this sourcemesh.policy/v1')
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
+    .option('--attestations <path>', 'with --trust-policy naming builders: attestation bundles (files or directories), besides those in the policy\'s log', collect, [])
     .action(async (input: string, o: FetchFlags) => {
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const segments = segmentOptions(o);
       const generator = o.snapshotGenerator === 'none' ? undefined : snapshotGenerator(o.snapshotGenerator);
       const mirrors = o.mirror.map(parseMirror);
-      const manifest = await loadManifest(input);
+      if (o.attestations.length && !o.trustPolicy) throw new SourcemeshError('E_USAGE', '--attestations needs --trust-policy (with builders)');
+      let manifest = await loadManifest(input);
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
       const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
       const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
@@ -82,6 +87,17 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (o.trustPolicy) {
         const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher }).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`release ${describeVerdict(verdict)}\n`);
+        // The builders' quorum for git snapshots (docs/FORMATS.md, "Builders' quorum"), before any download:
+        // each snapshot is then pinned to the bytes the quorum accepted.
+        const policy = await readPolicy(o.trustPolicy);
+        if (policy.builders) {
+          const log = policy.log.url !== undefined && !o.offline ? new LogClient(policy.log.url, { dispatcher }) : undefined;
+          const r = await requireBuilders({ manifest, policy, paths: o.attestations, ...(log ? { log } : {}), stateDir: store.root, now: new Date(), limits }).catch(async (err: unknown) => { await network.close(); throw err; });
+          manifest = r.manifest;
+          for (const s of r.report?.snapshots ?? []) {
+            io.stderr.write(`builders: ${s.name} sha256 ${s.verdict!.sha256} attested by ${s.verdict!.builders.length} of ${policy.builders.keys.length}${s.verdict!.liars.length ? `; ${s.verdict!.liars.length} disagreed, evidence in ${s.evidenceDir}` : ''}\n`);
+          }
+        }
       }
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);

@@ -12,6 +12,8 @@ import { SourcemeshError } from '../errors.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { LIMITS } from '../limits.ts';
 import { defaultStoreRoot } from '../store/store.ts';
+import { requireBuilders } from '../attest/check.ts';
+import { loadManifest } from '../manifest/load.ts';
 import { checkRelease, readPolicy } from '../trust/check-release.ts';
 import { LogClient } from '../trust/log-client.ts';
 import { createSigner, formatVerifierKey, KEY_TYPE_ED25519, parseNote, signNote, type NoteSigner } from '../trust/note.ts';
@@ -42,6 +44,7 @@ interface SignFlags {
 
 interface VerifyFlags {
   trustPolicy: string;
+  attestations: string[];
   bundle?: string;
   kind: ReleaseKind;
   state?: string;
@@ -156,6 +159,7 @@ function verifyCommand(io: Io, setExit: (n: number) => void): Command {
     .addOption(new Option('--kind <kind>', 'what FILE is').choices(RELEASE_KINDS).default('manifest'))
     .option('--state <dir>', 'where this client keeps the newest checkpoint it saw (default the store: $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--online', 'also fetch the log\'s newest checkpoint and proofs from its tiles (the policy\'s log URL)')
+    .option('--attestations <path>', 'with a policy naming builders: attestation bundles (files or directories); --online also reads the log\'s', (v: string, prev: string[]) => [...prev, v], [])
     .option('--json', 'print the verdict as JSON')
     .action(async (file: string, o: VerifyFlags) => {
       const { subject } = await loadReleaseSubject(file, o.kind);
@@ -165,8 +169,16 @@ function verifyCommand(io: Io, setExit: (n: number) => void): Command {
       const verdict = await checkRelease({
         file, subject, policyFile: o.trustPolicy, bundleFile: o.bundle, stateDir: o.state ?? defaultStoreRoot(io.env), online: Boolean(o.online),
       });
-      if (o.json) printJson(io, verdictJson(verdict));
-      else io.stdout.write(`${describeVerdict(verdict)}\n`);
+      // The builders' quorum for the manifest's git snapshots (docs/FORMATS.md, "Builders' quorum").
+      const policy = await readPolicy(o.trustPolicy);
+      let builders: { name: string; sha256: string; builders: readonly string[]; liars: readonly { builder: string; sha256: string }[]; evidence?: string }[] | undefined;
+      if (policy.builders && o.kind === 'manifest') {
+        const log = o.online && policy.log.url !== undefined ? new LogClient(policy.log.url) : undefined;
+        const r = await requireBuilders({ manifest: await loadManifest(file), policy, paths: o.attestations, ...(log ? { log } : {}), stateDir: o.state ?? defaultStoreRoot(io.env), now: new Date(), limits: LIMITS });
+        builders = (r.report?.snapshots ?? []).map((s) => ({ name: s.name, sha256: s.verdict!.sha256, builders: s.verdict!.builders, liars: s.verdict!.liars, ...(s.evidenceDir ? { evidence: s.evidenceDir } : {}) }));
+      }
+      if (o.json) printJson(io, { ...verdictJson(verdict), ...(builders ? { builders } : {}) });
+      else io.stdout.write(`${describeVerdict(verdict)}${builders?.length ? `; git snapshots attested by the builders' quorum: ${builders.map((b) => `${b.name} (${b.builders.length})`).join(', ')}` : ''}\n`);
       setExit(0);
     });
 }
