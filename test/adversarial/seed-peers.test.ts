@@ -1,0 +1,200 @@
+// Hostile peers against `sourcemesh seed`: a raw TCP peer written here sends what no honest client does.
+// Each case comes from its own loopback address (bans are per address). The seed must ban or refuse,
+// keep serving honest peers, and never send a byte that is not the verified file's.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { writeFile, mkdir, open } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+import { bytes } from '../helpers/distfiles.ts';
+import { tempDir, waitFor } from '../helpers/run.ts';
+import { startSeed, type Seeding } from '../torrent/seed-process.ts';
+
+const SIZE = 200_000; // 13 blocks of 16 KiB, 13 pieces
+const DATA = bytes(SIZE, 42);
+
+class RawPeer {
+  readonly socket: net.Socket;
+  private buf = Buffer.alloc(0);
+  handshake?: Buffer;
+  readonly messages: Buffer[] = [];
+  closed = false;
+
+  constructor(address: string, from: string) {
+    const [host, port] = address.split(':');
+    this.socket = net.connect({ host, port: Number(port), localAddress: from });
+    this.socket.on('data', (d: Buffer) => this.take(d));
+    this.socket.on('close', () => (this.closed = true));
+    this.socket.on('error', () => {});
+  }
+
+  private take(d: Buffer): void {
+    this.buf = Buffer.concat([this.buf, d]);
+    if (!this.handshake && this.buf.length >= 68) {
+      this.handshake = this.buf.subarray(0, 68);
+      this.buf = this.buf.subarray(68);
+    }
+    while (this.handshake && this.buf.length >= 4 && this.buf.length >= 4 + this.buf.readUInt32BE(0)) {
+      const len = this.buf.readUInt32BE(0);
+      if (len > 0) this.messages.push(this.buf.subarray(4, 4 + len));
+      this.buf = this.buf.subarray(4 + len);
+    }
+  }
+
+  async connected(): Promise<void> {
+    if (!this.socket.connecting) return;
+    await once(this.socket, 'connect');
+  }
+
+  send(b: Buffer): void {
+    if (!this.socket.destroyed) this.socket.write(b);
+  }
+
+  greet(infoHash: string): void {
+    this.send(Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol'), Buffer.alloc(8), Buffer.from(infoHash, 'hex'), Buffer.from('-XX0001-hostilepeer!')]));
+  }
+
+  async message(id: number, what: string): Promise<Buffer> {
+    let found: Buffer | undefined;
+    await waitFor(what, () => {
+      found = this.messages.find((m) => m[0] === id);
+      if (!found && this.closed) throw new Error(`closed while waiting for ${what}`);
+      return found !== undefined;
+    }, { timeoutMs: 15_000 });
+    return found!;
+  }
+
+  async closedByPeer(what: string): Promise<void> {
+    await waitFor(what, () => this.closed, { timeoutMs: 15_000 });
+  }
+}
+
+const msg = (id: number, ...parts: (number | Buffer)[]) => {
+  const body = Buffer.concat([Buffer.from([id]), ...parts.map((p) => (typeof p === 'number' ? u32(p) : p))]);
+  return Buffer.concat([u32(body.length), body]);
+};
+const u32 = (n: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+};
+
+async function setup(t: { after(fn: () => unknown): void }): Promise<{ seed: Seeding; v1: string; v2: string; file: string; root: Buffer }> {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'root');
+  await mkdir(root);
+  const file = path.join(root, 'file.tar');
+  await writeFile(file, DATA);
+  const seed = await startSeed(t, ['--root', root]);
+  const f = seed.first.files[0] as unknown as { infoHashes: { hybrid: { v1: string; v2: string } }; merkleRoot: string };
+  return { seed, v1: f.infoHashes.hybrid.v1, v2: f.infoHashes.hybrid.v2.slice(0, 40), file, root: Buffer.from(f.merkleRoot, 'hex') };
+}
+
+/** An honest exchange from `from`: handshake, interested, one block; returns it. */
+async function honestBlock(seed: Seeding, infoHash: string, from: string, index: number): Promise<Buffer> {
+  const p = new RawPeer(seed.address, from);
+  await p.connected();
+  p.greet(infoHash);
+  await p.message(5, 'the bitfield');
+  p.send(msg(2));
+  await p.message(1, 'unchoke');
+  p.send(msg(6, index, 0, 16_384));
+  const piece = await p.message(7, 'the piece');
+  p.socket.destroy();
+  return piece.subarray(9);
+}
+
+test('oversized, out-of-range, endless and malformed messages get the peer banned; honest peers are served', async (t) => {
+  const { seed, v1, v2 } = await setup(t);
+
+  // A length prefix of almost 4 GiB: banned at once, before the seed buffers any of it.
+  const big = new RawPeer(seed.address, '127.0.0.21');
+  await big.connected();
+  big.greet(v1);
+  await big.message(5, 'the bitfield');
+  big.send(Buffer.concat([u32(0xfffffff0), Buffer.alloc(64 * 1024, 1)]));
+  await big.closedByPeer('the oversized message to end the connection');
+  // Banned for the run: a new connection from the same address is closed without a handshake.
+  const again = new RawPeer(seed.address, '127.0.0.21');
+  await again.closedByPeer('the banned address to be refused');
+  assert.equal(again.handshake, undefined);
+
+  // A request past the end of the file, and one longer than a block.
+  for (const [from, request] of [['127.0.0.22', msg(6, 13, 0, 16_384)], ['127.0.0.23', msg(6, 0, 0, 1 << 20)], ['127.0.0.24', msg(6, 12, 3_000, 16_384)]] as const) {
+    const p = new RawPeer(seed.address, from);
+    await p.connected();
+    p.greet(v1);
+    await p.message(5, 'the bitfield');
+    p.send(msg(2));
+    await p.message(1, 'unchoke');
+    p.send(request);
+    await p.closedByPeer(`the bad request from ${from} to end the connection`);
+    assert.equal(p.messages.filter((m) => m[0] === 7).length, 0, 'no piece for a bad request');
+  }
+
+  // Endless requests that are never read: banned past twice the advertised queue, memory held one block.
+  const greedy = new RawPeer(seed.address, '127.0.0.25');
+  await greedy.connected();
+  greedy.greet(v1);
+  await greedy.message(5, 'the bitfield');
+  greedy.socket.pause();
+  greedy.send(msg(2));
+  greedy.send(Buffer.concat(Array.from({ length: 20_000 }, (_, i) => msg(6, i % 13, 0, i % 13 === 12 ? SIZE - 12 * 16_384 : 16_384))));
+  greedy.socket.resume();
+  await greedy.closedByPeer('the endless requester to be dropped');
+
+  // A malformed hash request (not 48 bytes) is a ban; well-formed ones we cannot answer get a hash reject.
+  const hashes = new RawPeer(seed.address, '127.0.0.26');
+  await hashes.connected();
+  hashes.greet(v2);
+  await hashes.message(5, 'the bitfield');
+  const bogus = Buffer.concat([Buffer.alloc(32, 0xee), u32(0), u32(0), u32(2), u32(0)]);
+  hashes.send(msg(21, bogus));
+  const reject = await hashes.message(23, 'a hash reject for an unknown root');
+  assert.ok(reject.subarray(1).equals(bogus), 'the reject repeats the request');
+  hashes.send(msg(21, Buffer.alloc(10)));
+  await hashes.closedByPeer('the malformed hash request to end the connection');
+
+  // An info-hash we do not seed: closed, nobody banned.
+  const stranger = new RawPeer(seed.address, '127.0.0.27');
+  await stranger.connected();
+  stranger.greet('00'.repeat(20));
+  await stranger.closedByPeer('an unknown info-hash to be refused');
+
+  // Honest peers still get the right bytes, over v1 and over the truncated v2 info-hash.
+  assert.ok((await honestBlock(seed, v1, '127.0.0.28', 3)).equals(DATA.subarray(3 * 16_384, 4 * 16_384)));
+  assert.ok((await honestBlock(seed, v2, '127.0.0.29', 0)).equals(DATA.subarray(0, 16_384)));
+
+  const records = await seed.stop();
+  const banned = (records.find((r) => r.msg === 'stopped')!.banned ?? {}) as Record<string, string>;
+  assert.deepEqual(Object.keys(banned).sort(), ['127.0.0.21', '127.0.0.22', '127.0.0.23', '127.0.0.24', '127.0.0.25', '127.0.0.26']);
+  assert.match(banned['127.0.0.21']!, /a message of 4294967280 bytes/);
+  assert.match(banned['127.0.0.25']!, /more than 500 requests waiting/);
+});
+
+test('a file changed on disk after it was verified is never sent: the seed stops seeding it', async (t) => {
+  const { seed, v1, file } = await setup(t);
+  assert.ok((await honestBlock(seed, v1, '127.0.0.31', 1)).equals(DATA.subarray(16_384, 32_768)));
+  // Same size, one byte changed in place (the inode the seed holds open).
+  const fh = await open(file, 'r+');
+  await fh.write(Buffer.from([DATA[5 * 16_384 + 7]! ^ 1]), 0, 1, 5 * 16_384 + 7);
+  await fh.close();
+  const p = new RawPeer(seed.address, '127.0.0.32');
+  await p.connected();
+  p.greet(v1);
+  await p.message(5, 'the bitfield');
+  p.send(msg(2));
+  await p.message(1, 'unchoke');
+  p.send(msg(6, 5, 0, 16_384));
+  await p.closedByPeer('the connection to end instead of a changed block');
+  assert.equal(p.messages.filter((m) => m[0] === 7).length, 0, 'no piece of the changed block');
+  // And the file is no longer offered at all.
+  const later = new RawPeer(seed.address, '127.0.0.33');
+  await later.connected();
+  later.greet(v1);
+  await later.closedByPeer('a retired file to be refused');
+  assert.equal(later.handshake, undefined);
+  const records = await seed.stop();
+  assert.ok(records.some((r) => r.msg === 'cannot send a block; the file is no longer seeded'));
+});
