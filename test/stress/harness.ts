@@ -126,6 +126,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
   const proxies = new Map<string, ChildProcess>();
   const timers: NodeJS.Timeout[] = [];
   let ending = false;
+  const harnessErrors: string[] = [];
   const t0 = performance.now();
   const history = new History(path.join(out, 'history.jsonl'), t0);
   const onExit = () => net.destroy(work);
@@ -329,8 +330,12 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
 
       // --- the load phase: faults, releases, re-syncs, clients, checkpoint watch
       const load0 = performance.now();
-      const at = (ms: number, fn: () => unknown) => timers.push(setTimeout(() => void Promise.resolve().then(fn).catch((e) => say(`error: ${(e as Error).stack}`)), ms));
-      const nftTable = (node: string, rule: string) => net.nft(node, `table inet stress {\n chain in { type filter hook input priority 0; iifname "eth0" ${rule} }\n chain out { type filter hook output priority 0; oifname "eth0" ${rule} }\n}\n`);
+      // A fault the harness failed to inject ends the run as a harness failure: a run must not pass on faults that never happened.
+      const at = (ms: number, fn: () => unknown) => timers.push(setTimeout(() => void Promise.resolve().then(fn).catch((e) => {
+        harnessErrors.push((e as Error).message);
+        say(`error: ${(e as Error).stack}`);
+      }), ms));
+      const nftTable = (node: string, rule: string) => net.nft(node, `table inet stress {\n chain in { type filter hook input priority 0; iifname "eth0" ${rule}; }\n chain out { type filter hook output priority 0; oifname "eth0" ${rule}; }\n}\n`);
       const nftClear = (node: string) => net.nft(node, 'delete table inet stress\n');
       const filler = (m: string) => path.join(roots.get(m)!, '.filler');
       const applyFault = async (f: Fault, phase: 'start' | 'end') => {
@@ -387,9 +392,9 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       for (const f of faults) {
         at(f.at, async () => {
           if (ending) return;
+          await applyFault(f, 'start');
           on.add(f);
           history.add({ type: 'fault', kind: f.kind, target: f.target, phase: 'start', ...(f.param !== undefined ? { param: f.param } : {}) });
-          await applyFault(f, 'start');
         });
         if (f.until !== undefined) {
           at(f.until, async () => {
@@ -500,6 +505,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       }
       clearInterval(watch);
       history.add({ type: 'end' });
+      if (harnessErrors.length > 0) throw new Error(`the harness failed to inject or end faults: ${harnessErrors.join('; ')}`);
       const result = check(readHistory(history.file));
       const report = `sourcemesh stress run ${runId}: seed ${o.seed}, ${o.mirrors} mirrors, ${o.clients} clients, ${o.durationMs / 1000} s, faults ${o.faults.join(',') || 'none'}\n${formatReport(result)}history: ${history.file}\n`;
       writeFileSync(path.join(out, 'report.txt'), report);
