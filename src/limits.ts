@@ -293,8 +293,9 @@ export const LIMITS = {
   discoveryChecksInFlight: 16,
   /** One node's inventory fetch during discover: connect, headers and body within this. */
   discoveryCheckTimeoutMs: 2_000,
-  /** mDNS packets decoded per second at most (a burst beyond is dropped unread). */
-  discoveryPacketsPerSecond: 20_000,
+  /** mDNS packets taken per second from one sender address, and its burst; beyond, dropped. */
+  discoveryPacketsPerSecond: 100,
+  discoveryPacketBurst: 200,
   /** A DNS-SD TXT string (RFC 6763 §6.1: one length byte). */
   discoveryTxtBytes: 255,
   /** A DNS-SD instance label (RFC 6763 §4.1.1: one DNS label). */

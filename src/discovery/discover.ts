@@ -103,7 +103,7 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
     // ask for what is missing (an instance heard without its SRV, TXT or address).
     const ask = () => {
       sockets.query([{ name: SERVICE_TYPE, type: 'PTR' }]);
-      const more = [...state.unresolved(), ...state.missing()].slice(0, 32);
+      const more = state.missing().slice(0, 32);
       if (more.length > 0) sockets.query(more);
     };
     ask();

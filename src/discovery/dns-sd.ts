@@ -153,22 +153,34 @@ export interface Link {
 
 type BrowseLimits = Pick<Limits, 'discoveryCandidates' | 'noteKeyNameBytes'>;
 
-/** Candidates heard from one source address at most: one host flooding the link gets only these. */
+/**
+ * Records one source address may have kept at once, per kind (instances, TXT, hosts, candidates): one
+ * host flooding the link fills its own share, never the room of the others.
+ */
 export const CANDIDATES_PER_SOURCE = 16;
+
+interface Share {
+  ptr: number;
+  srv: number;
+  txt: number;
+  hosts: number;
+  candidates: number;
+}
 
 /**
  * What a browser has heard. `add` takes the records of one packet (answers and additionals alike) with
  * the address it came from and the link it came in on; `candidate` fires once per distinct (address,
- * port, key), in the order heard. Memory is bounded: at most limits.discoveryCandidates instances,
- * hosts and candidates, CANDIDATES_PER_SOURCE per source; the rest is counted in `dropped`.
+ * port, key), in the order heard. Memory is bounded: at most limits.discoveryCandidates entries of each
+ * kind and of sources, CANDIDATES_PER_SOURCE of each kind per source; the rest is counted in `dropped`.
  */
 export class BrowseState {
   readonly #limits: BrowseLimits;
-  readonly #srv = new Map<string, { port: number; target: string; source: string }>();
+  readonly #ptr = new Map<string, string>();
+  readonly #srv = new Map<string, { port: number; target: string; name: string }>();
   readonly #txt = new Map<string, Buffer[]>();
   readonly #hosts = new Map<string, Set<string>>();
   readonly #seen = new Set<string>();
-  readonly #perSource = new Map<string, number>();
+  readonly #shares = new Map<string, Share>();
   readonly #refused = new Map<string, Refusal>();
   readonly #onCandidate: (c: Candidate) => void;
   dropped = 0;
@@ -185,56 +197,60 @@ export class BrowseState {
   /** Instances whose SRV, TXT or host address has not been heard: what to ask for next. */
   missing(): DnsQuestion[] {
     const qs: DnsQuestion[] = [];
+    for (const [name, ptr] of this.#ptr) if (!this.#srv.has(name)) qs.push({ name: ptr, type: 'SRV' });
     for (const [name, srv] of this.#srv) {
-      if (!this.#txt.has(name)) qs.push({ name, type: 'TXT' });
-      if (!this.#hosts.has(srv.target.toLowerCase())) qs.push({ name: srv.target, type: 'A' });
+      if (!this.#txt.has(name)) qs.push({ name: srv.name, type: 'TXT' });
+      if (!this.#hosts.has(srv.target)) qs.push({ name: srv.target, type: 'A' });
     }
     return qs;
   }
 
-  /** Instance names heard in PTR records without their SRV. */
-  unresolved(): DnsQuestion[] {
-    return [...this.#ptrOnly].filter((n) => !this.#srv.has(n)).map((name) => ({ name, type: 'SRV' }));
+  /** Room for one more new entry of `kind` from `source`: taken, or counted as dropped. */
+  #room(source: string, kind: keyof Share, map: Map<string, unknown> | Set<string>): boolean {
+    let share = this.#shares.get(source);
+    if (!share) {
+      if (this.#shares.size >= this.#limits.discoveryCandidates) {
+        this.dropped++;
+        return false;
+      }
+      share = { ptr: 0, srv: 0, txt: 0, hosts: 0, candidates: 0 };
+      this.#shares.set(source, share);
+    }
+    if (share[kind] >= CANDIDATES_PER_SOURCE || map.size >= this.#limits.discoveryCandidates) {
+      this.dropped++;
+      return false;
+    }
+    share[kind]++;
+    return true;
   }
-
-  readonly #ptrOnly = new Set<string>();
 
   add(records: readonly DnsRecord[], source: string, link: Link): void {
     const touched = new Set<string>();
     for (const r of records) {
       if (typeof r?.name !== 'string' || typeof r.type !== 'string') continue;
       const name = r.name.toLowerCase();
-      if (r.type === 'PTR' && same(r.name, SERVICE_TYPE) && typeof r.data === 'string' && r.data.toLowerCase().endsWith(`.${SERVICE_TYPE}`)) {
-        if (this.#ptrOnly.size < this.#limits.discoveryCandidates) this.#ptrOnly.add(r.data.toLowerCase());
-        else this.dropped++;
+      if (r.ttl === 0) continue; // a goodbye: nothing to add
+      if (r.type === 'PTR' && name === SERVICE_TYPE && typeof r.data === 'string' && r.data.toLowerCase().endsWith(`.${SERVICE_TYPE}`)) {
+        const inst = r.data.toLowerCase();
+        if (this.#ptr.has(inst) || this.#room(source, 'ptr', this.#ptr)) this.#ptr.set(inst, r.data);
       } else if (r.type === 'SRV' && name.endsWith(`.${SERVICE_TYPE}`)) {
         const d = r.data as { port?: unknown; target?: unknown } | undefined;
         if (!Number.isInteger(d?.port) || (d!.port as number) < 1 || (d!.port as number) > 65535 || typeof d?.target !== 'string') continue;
-        if (r.ttl === 0) continue; // a goodbye
-        if (!this.#srv.has(name) && this.#srv.size >= this.#limits.discoveryCandidates) {
-          this.dropped++;
-          continue;
-        }
-        this.#srv.set(name, { port: d.port as number, target: d.target.toLowerCase(), source });
+        if (!this.#srv.has(name) && !this.#room(source, 'srv', this.#srv)) continue;
+        this.#srv.set(name, { port: d.port as number, target: d.target.toLowerCase(), name: r.name });
         touched.add(name);
       } else if (r.type === 'TXT' && name.endsWith(`.${SERVICE_TYPE}`)) {
-        if (!Array.isArray(r.data) || r.ttl === 0) continue;
-        if (!this.#txt.has(name) && this.#txt.size >= this.#limits.discoveryCandidates) {
-          this.dropped++;
-          continue;
-        }
-        this.#txt.set(name, (r.data as unknown[]).filter((x): x is Buffer => Buffer.isBuffer(x)));
+        if (!Array.isArray(r.data)) continue;
+        if (!this.#txt.has(name) && !this.#room(source, 'txt', this.#txt)) continue;
+        this.#txt.set(name, (r.data as unknown[]).filter((x): x is Buffer => Buffer.isBuffer(x)).slice(0, 32));
         touched.add(name);
-      } else if (r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data) && r.ttl !== 0) {
+      } else if (r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data)) {
         // Only an address on the link it was heard on, or the sender's own: an announcement must not
         // send us to any address on the internet (RFC 6762 §11, source address check).
         if (r.data !== source && !onLink(r.data, link)) continue;
         let set = this.#hosts.get(name);
         if (!set) {
-          if (this.#hosts.size >= this.#limits.discoveryCandidates) {
-            this.dropped++;
-            continue;
-          }
+          if (!this.#room(source, 'hosts', this.#hosts)) continue;
           set = new Set();
           this.#hosts.set(name, set);
         }
@@ -242,15 +258,15 @@ export class BrowseState {
         for (const [inst, srv] of this.#srv) if (srv.target === name) touched.add(inst);
       }
     }
-    for (const inst of touched) this.#complete(inst);
+    for (const inst of touched) this.#complete(inst, source);
   }
 
-  #complete(name: string): void {
+  #complete(name: string, source: string): void {
     const srv = this.#srv.get(name);
     const txt = this.#txt.get(name);
     const addresses = srv && this.#hosts.get(srv.target);
     if (!srv || !txt || !addresses) return;
-    const instance = displayName(name.slice(0, -SERVICE_TYPE.length - 1));
+    const instance = displayName(srv.name.slice(0, -SERVICE_TYPE.length - 1));
     const parsed = parseTxt(txt, this.#limits);
     if ('problem' in parsed) {
       if (this.#refused.size < this.#limits.discoveryCandidates) this.#refused.set(name, { instance, reason: parsed.problem });
@@ -258,14 +274,8 @@ export class BrowseState {
     }
     for (const address of addresses) {
       const id = `${address}|${srv.port}|${parsed.key}`;
-      if (this.#seen.has(id)) continue;
-      const n = this.#perSource.get(srv.source) ?? 0;
-      if (this.#seen.size >= this.#limits.discoveryCandidates || n >= CANDIDATES_PER_SOURCE) {
-        this.dropped++;
-        continue;
-      }
+      if (this.#seen.has(id) || !this.#room(source, 'candidates', this.#seen)) continue;
       this.#seen.add(id);
-      this.#perSource.set(srv.source, n + 1);
       this.#onCandidate({ instance, address, port: srv.port, key: parsed.key, roles: parsed.roles, scheme: parsed.scheme, path: parsed.path });
     }
   }

@@ -7,12 +7,13 @@
 // On Linux every socket bound to port 5353 receives the group's packets from every interface, so each
 // packet reaches every socket: it is handed on once, by the socket of the link whose subnet holds the
 // sender (else by the first). Packets are attacker-controlled: decoding errors are dropped, and the
-// rate of packets handed on is bounded (limits.discoveryPacketsPerSecond).
+// packets handed on per sender address are bounded (limits.discoveryPacketsPerSecond and Burst).
 import os from 'node:os';
 import mdns from 'multicast-dns';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { SILENT, type Logger } from '../logger.ts';
+import { TokenBuckets } from '../net/rate-limit.ts';
 import { onLink, type DnsQuestion, type DnsRecord, type Link } from './dns-sd.ts';
 
 export interface MdnsPacket {
@@ -53,7 +54,7 @@ export interface MdnsOptions {
   onPacket: (packet: MdnsPacket, from: Rinfo, link: MdnsLink) => void;
   /** A link came up (and on start, for each): responders announce themselves on it. */
   onLink?: (link: MdnsLink) => void;
-  limits?: Pick<Limits, 'discoveryPacketsPerSecond'>;
+  limits?: Pick<Limits, 'discoveryPacketsPerSecond' | 'discoveryPacketBurst'>;
   log?: Logger;
   /** For tests: another port than 5353. */
   port?: number;
@@ -69,13 +70,15 @@ export class MdnsSockets {
   readonly #open = new Map<string, Open>();
   readonly #timer: NodeJS.Timeout;
   #closed = false;
-  /** Packets handed on in the current second, and that second. */
-  #window = { second: 0, count: 0 };
+  /** A token bucket per sender address: one host flooding the link is cut to its share. */
+  readonly #rate: TokenBuckets;
   /** Packets dropped by the rate bound. */
   droppedPackets = 0;
 
   private constructor(opts: MdnsOptions) {
     this.#opts = opts;
+    const limits = opts.limits ?? LIMITS;
+    this.#rate = new TokenBuckets({ perSecond: limits.discoveryPacketsPerSecond, burst: limits.discoveryPacketBurst, maxClients: 4096 });
     this.#timer = setInterval(() => void this.#scan(), RESCAN_MS);
     this.#timer.unref();
   }
@@ -128,9 +131,7 @@ export class MdnsSockets {
     const links = this.links;
     const home = links.find((l) => onLink(rinfo.address, l)) ?? links[0];
     if (home?.name !== link.name) return;
-    const second = Math.floor(Date.now() / 1000);
-    if (second !== this.#window.second) this.#window = { second, count: 0 };
-    if (++this.#window.count > (this.#opts.limits ?? LIMITS).discoveryPacketsPerSecond) {
+    if (this.#rate.take(rinfo.address, Date.now()) !== 0) {
       this.droppedPackets++;
       return;
     }
