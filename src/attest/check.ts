@@ -10,6 +10,7 @@ import { attestationFiles, readAttestations, saveEvidence, type Refused } from '
 import { attestationsFromLog, type LogReader } from './log-source.ts';
 import { decideSnapshot, type Attested, type QuorumVerdict, type SnapshotInputs } from './quorum.ts';
 import type { SnapshotClaim } from './statement.ts';
+import { upstreamChanges, type UpstreamChange } from './upstream.ts';
 
 type Source = { file: string; attestation: VerifiedAttestation; index?: number };
 
@@ -26,6 +27,8 @@ export interface AttestationReport {
   readonly verified: readonly Attested<Source>[];
   readonly refused: readonly Refused[];
   readonly snapshots: readonly SnapshotDecision[];
+  /** URLs for which attestations record different downloaded bytes (upstream.ts). */
+  readonly upstreamChanges: readonly UpstreamChange<Source>[];
 }
 
 export function inputsOfClaim(c: SnapshotClaim): SnapshotInputs {
@@ -59,7 +62,7 @@ export async function checkAttestations(o: { paths: readonly string[]; policy: T
   }
   const snapshots: SnapshotDecision[] = [];
   for (const i of inputs) snapshots.push(await decideAndKeep(i, verified, builders.threshold, o.stateDir, o.now));
-  return { verified, refused, snapshots };
+  return { verified, refused, snapshots, upstreamChanges: upstreamChanges(verified) };
 }
 
 async function decideAndKeep(i: SnapshotInputs, verified: readonly Attested<Source>[], threshold: number, stateDir: string, now: Date): Promise<SnapshotDecision> {

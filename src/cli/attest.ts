@@ -35,7 +35,8 @@ export function attestCommand(io: Io, setExit: (n: number) => void): Command {
       let exit: number = EXIT.ok;
       for (const r of report.refused) exit = Math.max(exit, ERROR_CODES[r.code as ErrorCode] ?? EXIT.verification);
       if (report.snapshots.some((s) => s.error)) exit = EXIT.verification;
-      if (report.snapshots.length === 0 && report.refused.length === 0) exit = EXIT.verification; // nothing attested
+      if (report.upstreamChanges.length) exit = EXIT.verification; // upstream served different bytes under one URL
+      if (report.snapshots.length === 0 && report.refused.length === 0 && report.verified.length === 0) exit = EXIT.verification; // nothing attested
       if (o.json) {
         printJson(io, {
           accepted: exit === EXIT.ok,
@@ -44,6 +45,7 @@ export function attestCommand(io: Io, setExit: (n: number) => void): Command {
           snapshots: report.snapshots.map((s) => s.verdict
             ? { name: s.name, accepted: true, sha256: s.verdict.sha256, commit: s.verdict.commit, builders: s.verdict.builders, liars: s.verdict.liars, ignored: s.verdict.ignored.map((i) => ({ file: i.source.file, why: i.why })), ...(s.evidenceDir ? { evidence: s.evidenceDir } : {}) }
             : { name: s.name, accepted: false, code: s.error!.code, message: s.error!.message, ...s.error!.details }),
+          upstreamChanges: report.upstreamChanges.map((c) => ({ url: c.url, versions: c.versions.map((v) => ({ sha256: v.sha256, builders: v.builders, files: v.sources.map((x) => x.file) })) })),
         });
       } else {
         const rows = report.snapshots.map((s) => s.verdict
@@ -52,7 +54,10 @@ export function attestCommand(io: Io, setExit: (n: number) => void): Command {
         io.stdout.write(table(rows));
         for (const s of report.snapshots) if (s.evidenceDir) io.stdout.write(`evidence for ${s.name}: ${s.evidenceDir}\n`);
         for (const r of report.refused) io.stderr.write(`sourcemesh: refused: ${r.message} [${r.code}]\n`);
-        if (report.snapshots.length === 0 && report.refused.length === 0) io.stderr.write('sourcemesh: no attestation given\n');
+        for (const c of report.upstreamChanges) {
+          io.stderr.write(`sourcemesh: upstream changed: ${c.url} was downloaded as ${c.versions.map((v) => `sha256 ${v.sha256} (by ${v.builders.map(keyLabel).join(', ')})`).join(' and as ')} [E_POLICY]\n`);
+        }
+        if (report.snapshots.length === 0 && report.refused.length === 0 && report.verified.length === 0) io.stderr.write('sourcemesh: no attestation given\n');
       }
       setExit(exit);
     });

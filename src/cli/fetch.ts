@@ -97,6 +97,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
           for (const s of r.report?.snapshots ?? []) {
             io.stderr.write(`builders: ${s.name} sha256 ${s.verdict!.sha256} attested by ${s.verdict!.builders.length} of ${policy.builders.keys.length}${s.verdict!.liars.length ? `; ${s.verdict!.liars.length} disagreed, evidence in ${s.evidenceDir}` : ''}\n`);
           }
+          for (const c of r.report?.upstreamChanges ?? []) io.stderr.write(`warning: upstream changed: ${c.url} was downloaded as ${c.versions.map((v) => `sha256 ${v.sha256} (by ${v.builders.length} node(s))`).join(' and as ')}\n`);
         }
       }
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
