@@ -1,0 +1,91 @@
+// The pure DNS-SD code: what a node announces and answers, and the bounds of what a browser keeps.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  announcementFor, announcementRecords, answerQuestions, BrowseState, CANDIDATES_PER_SOURCE, parseTxt, SERVICE_TYPE, txtStrings,
+  type Candidate, type DnsRecord,
+} from '../../src/discovery/dns-sd.ts';
+import { isSourcemeshError } from '../../src/errors.ts';
+import { limitsWith } from '../../src/limits.ts';
+import { formatVerifierKey, KEY_TYPE_ED25519, signerKeyFromSeed } from '../../src/trust/note.ts';
+
+const key = signerKeyFromSeed('mirror.example.org', KEY_TYPE_ED25519, Buffer.alloc(32, 1));
+const vkey = formatVerifierKey(key);
+const link = { address: '10.0.0.1', netmask: '255.255.255.0' };
+
+test('an announcement: instance "NAME KEYID" without dots, host by key ID, TXT keys of docs/FORMATS.md', () => {
+  const a = announcementFor(key, vkey, { port: 8080, roles: ['mirror'], scheme: 'http', path: '/.well-known/sourcemesh/inventory' });
+  const id = key.keyId.toString(16).padStart(8, '0');
+  assert.equal(a.instance, `mirror-example-org ${id}`);
+  assert.equal(a.host, `sourcemesh-${id}`);
+  assert.deepEqual(txtStrings(a).map(String), ['txtvers=1', `key=${vkey}`, 'roles=mirror', 'scheme=http', 'path=/.well-known/sourcemesh/inventory']);
+  // A key name too long for one TXT string is refused when announcing, not cut.
+  const long = signerKeyFromSeed('n'.repeat(250), KEY_TYPE_ED25519, Buffer.alloc(32, 2));
+  assert.throws(() => announcementFor(long, formatVerifierKey(long), { port: 1, roles: ['mirror'], scheme: 'http' }), (e) => isSourcemeshError(e, 'E_USAGE'));
+  assert.ok(Buffer.byteLength(announcementFor(signerKeyFromSeed('é'.repeat(100), KEY_TYPE_ED25519, Buffer.alloc(32, 3)), 'x', { port: 1, roles: ['mirror'], scheme: 'http' }, limitsWith({ discoveryTxtBytes: 10_000 })).instance) <= 63);
+});
+
+test('queries: the service PTR brings SRV, TXT and A; the instance and host are answered by name, in any case; others are not ours', () => {
+  const a = announcementFor(key, vkey, { port: 8080, roles: ['mirror'], scheme: 'http' });
+  const ptr = answerQuestions(a, '10.0.0.1', [{ name: SERVICE_TYPE.toUpperCase(), type: 'PTR' }]);
+  assert.deepEqual(ptr?.answers.map((r) => r.type), ['PTR']);
+  assert.deepEqual(ptr?.additionals.map((r) => r.type), ['SRV', 'TXT', 'A']);
+  assert.equal(ptr?.additionals[2]!.data, '10.0.0.1');
+  assert.deepEqual(answerQuestions(a, '10.0.0.1', [{ name: `${a.instance}.${SERVICE_TYPE}`, type: 'TXT' }])?.answers.map((r) => r.type), ['TXT']);
+  assert.deepEqual(answerQuestions(a, '10.0.0.1', [{ name: `${a.host}.LOCAL`, type: 'A' }])?.answers.map((r) => r.type), ['A']);
+  assert.deepEqual(answerQuestions(a, '10.0.0.1', [{ name: '_services._dns-sd._udp.local', type: 'PTR' }])?.answers.map((r) => r.data), [SERVICE_TYPE]);
+  assert.equal(answerQuestions(a, '10.0.0.1', [{ name: '_http._tcp.local', type: 'PTR' }]), undefined);
+  assert.ok(announcementRecords(a, '10.0.0.1', true).additionals.every((r) => r.ttl === 0));
+});
+
+test('a browser turns one packet of ours into one candidate, and refuses an A record off the link', () => {
+  const a = announcementFor(key, vkey, { port: 8080, roles: ['mirror', 'seed'], scheme: 'http' });
+  const heard: Candidate[] = [];
+  const state = new BrowseState((c) => heard.push(c));
+  const { answers, additionals } = announcementRecords(a, '10.0.0.7');
+  state.add([...answers, ...additionals], '10.0.0.7', link);
+  state.add([...answers, ...additionals], '10.0.0.7', link); // heard twice: one candidate
+  assert.deepEqual(heard, [{ instance: a.instance, address: '10.0.0.7', port: 8080, key: vkey, roles: ['mirror', 'seed'], scheme: 'http', path: undefined }]);
+  const off = announcementRecords({ ...a, instance: 'elsewhere', host: 'elsewhere', port: 9000 }, '203.0.113.5');
+  state.add([...off.answers, ...off.additionals], '10.0.0.7', link);
+  assert.equal(heard.length, 1);
+});
+
+test('TXT parsing never throws, whatever the bytes', () => {
+  fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }), (strings) => {
+    const r = parseTxt(strings.map((s) => Buffer.from(s)));
+    assert.ok('problem' in r || typeof r.key === 'string');
+  }));
+  assert.match((parseTxt([Buffer.from('txtvers=1'), Buffer.from([0x6b, 0x65, 0x79, 0x3d, 0xff])]) as { problem: string }).problem, /UTF-8/);
+  assert.deepEqual(parseTxt([Buffer.from('TXTVERS=1'), Buffer.from(`KEY=${vkey}`), Buffer.from('key=ignored'), Buffer.from('roles=mirror,unknown')]), { key: vkey, roles: ['mirror'], scheme: 'http', path: undefined });
+});
+
+test('whatever is heard, a browser keeps at most its bounds: per sender and in all', () => {
+  const limits = limitsWith({ discoveryCandidates: 40 });
+  const records = fc.record({
+    source: fc.constantFrom('10.0.0.2', '10.0.0.3', '10.0.0.4', '10.0.0.5'),
+    n: fc.nat(5000),
+    port: fc.integer({ min: 1, max: 65535 }),
+  });
+  fc.assert(fc.property(fc.array(records, { maxLength: 400 }), (packets) => {
+    const heard: Candidate[] = [];
+    const perSource = new Map<string, number>();
+    const state = new BrowseState((c) => heard.push(c), limits);
+    for (const p of packets) {
+      const inst = `x${p.n}.${SERVICE_TYPE}`;
+      const recs: DnsRecord[] = [
+        { name: SERVICE_TYPE, type: 'PTR', data: inst },
+        { name: inst, type: 'SRV', data: { port: p.port, target: `h${p.n}.local` } },
+        { name: inst, type: 'TXT', data: [Buffer.from('txtvers=1'), Buffer.from(`key=${vkey}`), Buffer.from('roles=mirror')] },
+        { name: `h${p.n}.local`, type: 'A', data: p.source },
+      ];
+      const before = heard.length;
+      state.add(recs, p.source, link);
+      perSource.set(p.source, (perSource.get(p.source) ?? 0) + heard.length - before);
+    }
+    assert.ok(heard.length <= limits.discoveryCandidates);
+    for (const n of perSource.values()) assert.ok(n <= CANDIDATES_PER_SOURCE);
+    assert.ok(state.missing().length <= 3 * limits.discoveryCandidates);
+  }));
+});
