@@ -105,3 +105,46 @@ test('archives of the newest and the first commit are byte-identical to git arch
   await assertSameArchive(dir, 'HEAD', 'p/', { limits });
   await assertSameArchive(dir, 'first', 'p/', { limits });
 });
+
+test('blobs opened for reading later come out as git has them, deltas applied in place, even when read after the next blob is opened', () => {
+  const blobs = gitText(dir, ['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(objecttype) %(deltabase)'])
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([, type]) => type === 'blob');
+  // The case this is about: blobs stored as deltas (their last delta is applied into the caller's buffer).
+  const deltas = blobs.filter(([, , base]) => !/^0+$/.test(base!)).length;
+  assert.ok(deltas > 20, `only ${deltas} blobs stored as deltas`);
+  for (const budget of [1, 16 << 20]) {
+    const odb = new ObjectDatabase(objectsDir, limitsWith({ gitPackCacheBytes: budget, gitDeltaBaseCacheBytes: budget }));
+    let deferred = 0;
+    try {
+      const order = shuffled(blobs, 99 + budget);
+      for (let i = 0; i + 1 < order.length; i += 2) {
+        // Two readers open at once, read in the opposite order: the first one's delta was overwritten by the
+        // second's in the reused scratch buffer, and must still come out right.
+        const pair = [order[i]!, order[i + 1]!].map(([oid]) => ({ oid: oid!, r: odb.openBlob(Buffer.from(oid!, 'hex'), 16 << 20) }));
+        for (const { oid, r } of pair.reverse()) {
+          const want = execFileSync('git', ['cat-file', 'blob', oid], { cwd: dir, maxBuffer: 1 << 28 });
+          assert.equal(r.size, want.length, oid);
+          // A blob already rebuilt as another's base comes from the cache, whole.
+          if (r.kind === 'data') {
+            assert.ok(r.data.equals(want), `${oid} (cached) differs from git cat-file`);
+            continue;
+          }
+          assert.equal(r.kind, 'inflate', oid);
+          if (r.kind !== 'inflate') continue;
+          deferred++;
+          // Into a larger buffer, between guard bytes: nothing is written outside [at, at + size + 1).
+          const buf = Buffer.alloc(r.size + 64, 0xee);
+          r.readInto(buf, 31);
+          assert.ok(buf.subarray(31, 31 + r.size).equals(want), `${oid} differs from git cat-file`);
+          assert.ok(buf.subarray(0, 31).every((b) => b === 0xee) && buf.subarray(32 + r.size).every((b) => b === 0xee), `${oid} wrote outside its range`);
+          assert.ok(r.read().equals(want), `${oid} (read) differs from git cat-file`);
+        }
+      }
+      assert.ok(deferred > blobs.length / 2, `${deferred} of ${blobs.length} blobs read in place`);
+    } finally {
+      odb.close();
+    }
+  }
+});

@@ -32,14 +32,32 @@ export function deltaResultSize(delta: Buffer, what: What): number {
 /** Apply `delta` to `base`; the result is exactly the declared size or an E_ARCHIVE error. */
 export function applyDelta(base: Buffer, delta: Buffer, maxBytes: number, what: What): Buffer {
   const [baseSize, p1] = readSize(delta, 0, what);
+  const [resultSize] = readSize(delta, p1, what);
+  // The same checks, in the same order, as applyDeltaInto, before allocating.
+  if (baseSize !== base.length) throw corrupt(what, `delta expects a base of ${baseSize} bytes, the base has ${base.length}`);
+  if (resultSize > maxBytes) throw corrupt(what, `delta result of ${resultSize} bytes exceeds the limit of ${maxBytes}`);
+  const out = Buffer.allocUnsafe(resultSize);
+  applyDeltaInto(base, delta, out, 0, maxBytes, what);
+  return out;
+}
+
+/**
+ * Apply `delta` to `base`, writing the result to out[at, at + result size) (the caller sized it with
+ * deltaResultSize): the last step of a chain goes straight into the tar's output buffer, with no buffer of
+ * its own and no copy. Returns the result size.
+ */
+export function applyDeltaInto(base: Buffer, delta: Buffer, out: Buffer, at: number, maxBytes: number, what: What): number {
+  const [baseSize, p1] = readSize(delta, 0, what);
   const [resultSize, p2] = readSize(delta, p1, what);
   if (baseSize !== base.length) {
     throw corrupt(what, `delta expects a base of ${baseSize} bytes, the base has ${base.length}`);
   }
   if (resultSize > maxBytes) throw corrupt(what, `delta result of ${resultSize} bytes exceeds the limit of ${maxBytes}`);
-  const out = Buffer.allocUnsafe(resultSize);
+  // Checked here too, so that no instruction can write outside the caller's range whatever it sized.
+  if (at + resultSize > out.length) throw corrupt(what, `delta result of ${resultSize} bytes does not fit the ${out.length - at} bytes given`);
   let pos = p2;
-  let o = 0;
+  let o = at;
+  const stop = at + resultSize;
   const end = delta.length;
   while (pos < end) {
     const op = delta[pos++]!;
@@ -63,12 +81,12 @@ export function applyDelta(base: Buffer, delta: Buffer, maxBytes: number, what: 
       if (offset + size > base.length) {
         throw corrupt(what, `delta copies bytes ${offset}..${offset + size} out of a ${base.length}-byte base`);
       }
-      if (o + size > resultSize) throw corrupt(what, `delta writes past its declared size of ${resultSize} bytes`);
+      if (o + size > stop) throw corrupt(what, `delta writes past its declared size of ${resultSize} bytes`);
       base.copy(out, o, offset, offset + size);
       o += size;
     } else if (op !== 0) {
       if (pos + op > end) throw corrupt(what, 'delta insert instruction runs past the end of the delta');
-      if (o + op > resultSize) throw corrupt(what, `delta writes past its declared size of ${resultSize} bytes`);
+      if (o + op > stop) throw corrupt(what, `delta writes past its declared size of ${resultSize} bytes`);
       delta.copy(out, o, pos, pos + op);
       pos += op;
       o += op;
@@ -76,6 +94,6 @@ export function applyDelta(base: Buffer, delta: Buffer, maxBytes: number, what: 
       throw corrupt(what, 'delta uses the reserved instruction 0');
     }
   }
-  if (o !== resultSize) throw corrupt(what, `delta produced ${o} bytes, it declares ${resultSize}`);
-  return out;
+  if (o !== stop) throw corrupt(what, `delta produced ${o - at} bytes, it declares ${resultSize}`);
+  return resultSize;
 }

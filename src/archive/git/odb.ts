@@ -9,10 +9,10 @@ import { SourcemeshError, fromSystemError, isNotFound } from '../../errors.ts';
 import { readdirIfExistsSync, statIfExistsSync } from '../../fs/files.ts';
 import type { Limits } from '../../limits.ts';
 import { DeltaBaseCache, type CachedObject } from './base-cache.ts';
-import { applyDelta } from './delta.ts';
+import { applyDelta, applyDeltaInto, deltaResultSize } from './delta.ts';
 import { readLooseHeader, readLooseWhole, streamLoose } from './loose.ts';
 import { OID_BYTES, OID_HEX, corrupt, objectName, oidHex, type ObjectType, type Oid } from './object-id.ts';
-import { OBJ_OFS_DELTA, OBJ_TAG, Pack, TYPE_NAMES } from './pack.ts';
+import { OBJ_OFS_DELTA, OBJ_TAG, Pack, TYPE_NAMES, type PackEntry } from './pack.ts';
 import { PackIndex } from './pack-index.ts';
 
 export type BlobContent =
@@ -23,14 +23,33 @@ export type BlobReader =
   | { kind: 'data'; size: number; data: Buffer }
   | { kind: 'stream'; size: number; stream: AsyncIterable<Buffer> }
   | {
+      /**
+       * A packed blob located but not yet produced: inflated (stored whole) or its last delta applied
+       * (stored as a delta) only when read, straight into the caller's buffer. Read it before the next call
+       * to the database.
+       */
       kind: 'inflate';
       size: number;
       read(): Buffer;
-      /** Inflate into buf[at, at + size + 1): one spare byte past the content is overwritten. */
+      /** Produce into buf[at, at + size + 1): one spare byte past the content may be overwritten. */
       readInto(buf: Buffer, at: number): void;
     };
 
 type Location = { pack: Pack; pos: number } | { file: string };
+
+/** One entry of a delta chain: the delta at `entry`, whose result is cached under `key`. */
+interface ChainStep {
+  pack: Pack;
+  entry: PackEntry;
+  key: string;
+}
+
+/**
+ * Deltas are inflated into one reused buffer, since each is consumed by the step that applies it; a
+ * delta larger than this gets a buffer of its own instead, so that one huge delta is not kept for the
+ * rest of the process.
+ */
+const DELTA_SCRATCH_BYTES = 1024 * 1024;
 
 interface ObjectDirectory {
   path: string;
@@ -46,6 +65,9 @@ export class ObjectDatabase {
   private readonly packs: Pack[] = [];
   private readonly cache: DeltaBaseCache;
   private nextPackId = 0;
+  private deltaScratch = Buffer.allocUnsafeSlow(0);
+  /** Counts uses of deltaScratch, so that a deferred reader can tell its delta was overwritten. */
+  private deltaScratchUses = 0;
 
   constructor(objectsDir: string, limits: Limits) {
     this.limits = limits;
@@ -213,15 +235,58 @@ export class ObjectDatabase {
         readInto: (buf: Buffer, at: number) => pack.inflateInto(e, buf, at, what),
       };
     }
-    const obj = this.readPacked(pack, offset, what);
-    if (obj.type !== 'blob') throw corrupt(what, `expected a blob, found a ${obj.type}`);
-    return { kind: 'data', size: obj.data.length, data: obj.data };
+    // A delta: its chain is rebuilt now up to its base, and its own delta applied when it is read, into
+    // the caller's buffer (most blobs of a long history are deltas; this saves a buffer and a copy each).
+    const { base, last } = this.rebuildBase(pack, offset, what);
+    if (base.type !== 'blob') throw corrupt(what, `expected a blob, found a ${base.type}`);
+    if (!last) return { kind: 'data', size: base.data.length, data: base.data };
+    let delta = this.inflateDelta(last, what);
+    const uses = this.deltaScratchUses;
+    const size = deltaResultSize(delta, what);
+    const maxBytes = this.limits.gitObjectBytes;
+    if (size > maxBytes) throw corrupt(what, `delta result of ${size} bytes exceeds the limit of ${maxBytes}`);
+    const current = (): Buffer => {
+      // Inflated again only when the scratch buffer was used since (the reader was read late).
+      if (uses !== this.deltaScratchUses && delta.buffer === this.deltaScratch.buffer) delta = last.pack.inflate(last.entry, what);
+      return delta;
+    };
+    return {
+      kind: 'inflate',
+      size,
+      read: () => applyDelta(base.data, current(), maxBytes, what),
+      readInto: (buf: Buffer, at: number) => void applyDeltaInto(base.data, current(), buf, at, maxBytes, what),
+    };
   }
 
   /** Rebuild the packed object at `offset`, following its delta chain. */
   private readPacked(pack: Pack, offset: number, what: () => string): CachedObject {
+    const { base, last } = this.rebuildBase(pack, offset, what);
+    if (!last) return base;
+    const obj: CachedObject = { type: base.type, data: applyDelta(base.data, this.inflateDelta(last, what), this.limits.gitObjectBytes, what) };
+    // A tree is read again as a base of its neighbours' deltas; a blob is wanted once per archive.
+    if (obj.type === 'tree') this.cache.set(last.key, obj);
+    return obj;
+  }
+
+  /** A delta's bytes: in the reused scratch buffer (valid until the next delta), or its own when large. */
+  private inflateDelta(step: ChainStep, what: () => string): Buffer {
+    const { pack, entry } = step;
+    if (entry.size > this.limits.gitObjectBytes) throw corrupt(what, `delta of ${entry.size} bytes exceeds the limit of ${this.limits.gitObjectBytes}`);
+    if (entry.size + 1 > DELTA_SCRATCH_BYTES) return pack.inflate(entry, what);
+    if (this.deltaScratch.length < entry.size + 1) this.deltaScratch = Buffer.allocUnsafeSlow(Math.min(DELTA_SCRATCH_BYTES, Math.max(entry.size + 1, 2 * this.deltaScratch.length, 4096)));
+    this.deltaScratchUses++;
+    pack.inflateInto(entry, this.deltaScratch, 0, what);
+    return this.deltaScratch.subarray(0, entry.size);
+  }
+
+  /**
+   * Follow the chain of the packed object at `offset` to a whole object or a cached result, and apply every
+   * delta of it but the object's own: the base that delta applies to, and the delta's step (null when the
+   * object is whole or cached). Every result rebuilt on the way is offered to the cache.
+   */
+  private rebuildBase(pack: Pack, offset: number, what: () => string): { base: CachedObject; last: ChainStep | null } {
     const limits = this.limits;
-    const chain: { pack: Pack; entry: ReturnType<Pack['entry']>; key: string }[] = [];
+    const chain: ChainStep[] = [];
     const seen = new Set<string>();
     let base: CachedObject | null = null;
     let curPack = pack;
@@ -270,14 +335,12 @@ export class ObjectDatabase {
       curPack = loc.pack;
       curOffset = loc.pack.index.offsetAt(loc.pos);
     }
-    for (let i = chain.length - 1; i >= 0; i--) {
-      const { pack: p, entry, key } = chain[i]!;
-      if (entry.size > limits.gitObjectBytes) throw corrupt(what, `delta of ${entry.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
-      const delta = p.inflate(entry, what);
-      base = { type: base.type, data: applyDelta(base.data, delta, limits.gitObjectBytes, what) };
-      if (i > 0 || base.type === 'tree') this.cache.set(key, base);
+    for (let i = chain.length - 1; i > 0; i--) {
+      const step = chain[i]!;
+      base = { type: base.type, data: applyDelta(base.data, this.inflateDelta(step, what), limits.gitObjectBytes, what) };
+      this.cache.set(step.key, base);
     }
-    return base;
+    return { base, last: chain[0] ?? null };
   }
 
   /**
