@@ -133,9 +133,10 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
   const bound = socket.address();
   const address = bound.family === 'IPv6' ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
   logger.info({ address }, 'roughtime serving');
+  let closing: Promise<void> | undefined;
   return {
     address,
     stats,
-    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+    close: () => (closing ??= new Promise<void>((resolve) => socket.close(() => resolve()))),
   };
 }

@@ -8,7 +8,8 @@
 // checkpoint pass, one set ahead would refuse everything. docs/OPERATIONS.md, "Signed time".
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { SourcemeshError } from '../errors.ts';
+import { mkdir } from 'node:fs/promises';
+import { fromSystemError, SourcemeshError } from '../errors.ts';
 import { writeFileDurable } from '../fs/durable-file.ts';
 import { openDatabase, writeTransaction } from '../fs/sqlite.ts';
 import { LIMITS, type Limits } from '../limits.ts';
@@ -148,7 +149,12 @@ export async function signedTime(policy: TrustPolicy, o: { stateDir: string; pro
   if (proofFile === undefined && j.liars.length > 0) {
     proofFile = path.join(o.stateDir, 'roughtime', `${new Date(m.wallAt).toISOString().replace(/[:.]/g, '-')}-malfeasance.json`);
   }
-  if (proofFile !== undefined) await writeFileDurable(proofFile, formatProof(m.chain), 'Roughtime proof');
+  if (proofFile !== undefined) {
+    await mkdir(path.dirname(proofFile), { recursive: true, mode: 0o700 }).catch((err: unknown) => {
+      throw fromSystemError(err, `${path.dirname(proofFile!)}: cannot make the directory for the Roughtime proof`);
+    });
+    await writeFileDurable(proofFile, formatProof(m.chain), 'Roughtime proof');
+  }
   return { ...j, measurement: m, localAt: m.wallAt, ...(proofFile === undefined ? {} : { proofFile }) };
 }
 
