@@ -5,8 +5,9 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { Command, Option } from 'commander';
-import { gzipChunks } from '../archive/compress.ts';
-import { DEFLATE_FLAVOURS, type DeflateFlavour } from '../archive/deflate/index.ts';
+// levels.ts alone (the flavours' names): the deflate engine is loaded only for a tar.gz, so that a plain
+// tar does not pay for compiling it at start-up (docs/BENCHMARKS.md, bench:archive).
+import { DEFLATE_FLAVOURS, type DeflateFlavour } from '../archive/deflate/levels.ts';
 import { openArchive } from '../archive/index.ts';
 import { SourcemeshError } from '../errors.ts';
 import { writeChunksToStdout, writeOutputChunks } from '../fs/durable-file.ts';
@@ -41,6 +42,7 @@ export function archiveCommand(io: Io): Command {
       const level = o.level === undefined ? 6 : Number(o.level);
       if (!/^[1-9]$/.test(o.level ?? '6')) throw new SourcemeshError('E_USAGE', `--level ${o.level}: expected a whole number from 1 to 9`);
       const compression = o.compression ?? 'gzip-n';
+      const gzipChunks = format === 'tar.gz' ? (await import('../archive/compress.ts')).gzipChunks : null;
       // Resolve the ref and check the prefix before anything is written.
       // 64 KiB chunks: the event loop gets a turn often, so a pipe's reader works while the tar is made
       // (bench:archive: 1.26 s -> 1.12 s for a 215 MB tar read by another process).
@@ -53,7 +55,7 @@ export function archiveCommand(io: Io): Command {
           yield chunk;
         }
       }
-      const body = format === 'tar.gz' ? gzipChunks(tar(), compression, level) : archive.chunks();
+      const body = gzipChunks ? gzipChunks(tar(), compression, level) : archive.chunks();
       let written: { sha256: string; bytes: number };
       try {
         written = toStdout ? await writeChunksToStdout(body) : await writeOutputChunks(o.output, body);
