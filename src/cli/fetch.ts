@@ -22,6 +22,7 @@ import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
 import { describeVerdict } from './verdict.ts';
+import { swarmFetch } from '../torrent/swarm-fetch.ts';
 
 interface FetchFlags {
   output: string;
@@ -45,6 +46,9 @@ interface FetchFlags {
   release?: string;
   attestations: string[];
   snapshotGenerator: string;
+  bittorrent?: boolean;
+  torrent: string[];
+  peer: string[];
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -56,6 +60,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--mirror-list <file|url>', 'a sourcemesh.mirrors/v1 JSON list of mirrors (repeatable)', collect, [])
     .addOption(new Option('--policy <policy>', 'source order').choices(POLICIES).default('mirrors-first'))
     .option('--offline', 'no network: only the store and local directory mirrors')
+    .option('--bittorrent', 'also take pieces from the BitTorrent peers (--peer) of the torrents given (--torrent), each checked against the manifest')
+    .option('--torrent <file>', 'with --bittorrent: a .torrent of some distfiles of the manifest, ours or any client\'s (repeatable)', collect, [])
+    .option('--peer <host:port>', 'with --bittorrent: a peer to ask for pieces (repeatable)', collect, [])
     .option('--proxy <url>', 'send every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
     .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}) with stream isolation: each mirror on its own circuit; longer timeouts, more retries`)
     .option('--isolate-per-file', 'with --tor: a circuit per mirror and file')
@@ -101,6 +108,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         }
       }
       for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
+      if ((o.torrent.length > 0 || o.peer.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent and --peer go with --bittorrent');
+      if (o.bittorrent && o.offline) throw new SourcemeshError('E_USAGE', '--bittorrent and --offline exclude each other');
+      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits) : undefined;
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const reputation = Reputation.open(store.root);
       const records = new Map(reputation.all().map((r) => [r.mirror, r]));
@@ -112,10 +122,12 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
           openSnapshot: generator ? snapshotOpener(store.root, generator, { offline: o.offline }) : undefined,
           onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(mirrorLabel(m))),
+          ...swarm?.options,
         });
         reputation.record(mirrorOutcomes(report));
       } finally {
         view?.stop();
+        swarm?.close();
         reputation.close();
         await network.close();
       }

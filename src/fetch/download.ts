@@ -123,6 +123,11 @@ export interface DownloadContext {
   onRetry?: (err: SourcemeshError, attempt: number, delayMs: number) => void;
   /** Opens a generated git snapshot of `d` (sources of type 'git'). */
   openSnapshot?: (d: Distfile, signal?: AbortSignal) => Promise<Opened>;
+  /**
+   * A piece layer of `d` already checked against its pinned merkleRoot (a torrent's, src/torrent/), used
+   * for a segmented download instead of asking mirrors for one.
+   */
+  pieceLayerFor?: (d: Distfile, size: number) => { pieceLength: number; layer: Buffer[] } | undefined;
 }
 
 export interface Downloaded {
@@ -172,6 +177,7 @@ async function transferOnce(d: Distfile, source: Source, partial: Partial, write
   try {
     if (location.type === 'http') opened = await openHttp(location.url, { offset, ifRange, signal: ctx.signal, dispatcher: ctx.dispatcherFor?.(source) ?? ctx.dispatcher, limits: ctx.limits });
     else if (location.type === 'file') opened = await openFile(location.path, { offset, signal: ctx.signal });
+    else if (location.type === 'opener') opened = await location.open({ offset, signal: ctx.signal });
     else if (ctx.openSnapshot) opened = await ctx.openSnapshot(d, ctx.signal);
     else throw new SourcemeshError('E_UNSUPPORTED', `${d.name}: no snapshot generator configured`);
   } catch (err) {

@@ -71,6 +71,10 @@ export interface FetchOptions {
   dropped?: Map<string, string>;
   /** Prefer mirrors by their record (reputation). */
   mirrorWeight?: (m: Mirror) => number;
+  /** More sources for a distfile, after the planned ones (BitTorrent peers, `fetch --bittorrent`). */
+  extraSources?: (d: Distfile) => Source[];
+  /** A piece layer checked against the distfile's merkleRoot (from a torrent), for segmented downloads. */
+  pieceLayerFor?: DownloadContext['pieceLayerFor'];
 }
 
 export interface Contributor {
@@ -202,7 +206,7 @@ async function acquireCleansed(d: Distfile, opts: FetchOptions, rejected: Reject
 async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): Promise<{ obj: StoredObject; source: Source; contributors?: Contributor[] }> {
   const random = opts.random ?? Math.random;
   const dropped = opts.dropped ?? new Map<string, string>();
-  let sources = planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined, mirrorWeight: opts.mirrorWeight })
+  let sources = [...planSources(d, { mirrors: opts.mirrors, policy: opts.policy, offline: opts.offline, random, generateGit: opts.openSnapshot !== undefined, mirrorWeight: opts.mirrorWeight }), ...(opts.extraSources?.(d) ?? [])]
     .filter((s) => !dropped.has(s.label));
   if (sources.length === 0) {
     const why = opts.offline ? 'offline and no local mirror'
@@ -230,10 +234,12 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
     // BEP 19: a web seed that fails or lies is not asked again during the run. A 404 only says this
     // mirror lacks this file.
     if (role === 'mirror' && (code === 'E_CHECKSUM' || code === 'E_SIZE' || code === 'E_NETWORK')) dropped.set(label, message);
+    // A peer that sent wrong bytes is banned for the run, as a lying mirror is.
+    if (role === 'peer' && (code === 'E_CHECKSUM' || code === 'E_SIZE')) dropped.set(label, message);
   };
   const roleOf = (label: string) => sources.find((s) => s.label === label)?.role ?? 'mirror';
   const ctxFor = (label: string): DownloadContext => ({
-    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot,
+    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot, pieceLayerFor: opts.pieceLayerFor,
     dispatcherFor: opts.dispatcherFor && ((s: Source) => opts.dispatcherFor!(s, d.name)),
     onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
     onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SourcemeshError } from '../errors.ts';
 import type { Distfile } from '../manifest/distfile.ts';
+import type { OpenOptions, Opened } from './transport.ts';
 
 export const POLICIES = ['mirrors-first', 'upstream-first', 'upstream-only', 'mirrors-only'] as const;
 export type Policy = (typeof POLICIES)[number];
@@ -10,11 +11,15 @@ export type Policy = (typeof POLICIES)[number];
 /** A mirror as the user named it: an http(s) base URL or a local directory. */
 export type Mirror = { kind: 'http'; base: string } | { kind: 'dir'; dir: string };
 
-/** Where bytes come from: a URL, a local file, or a git snapshot we generate ourselves. */
-export type Location = { type: 'http'; url: string } | { type: 'file'; path: string } | { type: 'git' };
+/**
+ * Where bytes come from: a URL, a local file, a git snapshot we generate ourselves, or a source that opens
+ * ranges its own way (`opener`: a BitTorrent peer, src/torrent/peer-source.ts), whose bytes are checked
+ * like any other source's.
+ */
+export type Location = { type: 'http'; url: string } | { type: 'file'; path: string } | { type: 'git' } | { type: 'opener'; open: (o: OpenOptions) => Promise<Opened> };
 
 export interface Source {
-  role: 'mirror' | 'upstream';
+  role: 'mirror' | 'upstream' | 'peer';
   /** What to call this source in messages and reports: the mirror's base or the upstream URL. */
   label: string;
   location: Location;

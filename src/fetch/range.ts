@@ -17,6 +17,7 @@ export async function readRange(source: Source, start: number, end: number, ctx:
   let opened: Opened;
   if (loc.type === 'http') opened = await openHttp(loc.url, { offset: start, end, signal, dispatcher: ctx.dispatcherFor?.(source) ?? ctx.dispatcher, limits: ctx.limits, shortEndOk: true });
   else if (loc.type === 'file') opened = await openFile(loc.path, { offset: start, end, signal, shortEndOk: true });
+  else if (loc.type === 'opener') opened = await loc.open({ offset: start, end, signal, shortEndOk: true });
   else throw new SourcemeshError('E_INTERNAL', 'git snapshots are not fetched in pieces');
   if (!opened.ranged) {
     opened.cancel();

@@ -72,7 +72,7 @@ export async function segmentedDownload(d: Distfile & { sha256: string }, source
   const size = first.size;
   // With a trusted piece map (BEP 52 root in the manifest, piece layer from a mirror), every piece is
   // checked on arrival and a bad one names its source at once.
-  const map = d.merkleRoot && size > opts.pieceLength ? await fetchPieceLayer(d, size, states, ctx) : undefined;
+  const map = (d.merkleRoot ? ctx.pieceLayerFor?.(d, size) : undefined) ?? (d.merkleRoot && size > opts.pieceLength ? await fetchPieceLayer(d, size, states, ctx) : undefined);
   const sched = new PieceScheduler(size, map?.pieceLength ?? opts.pieceLength, states);
   const run = new PieceRun(d, sched, partial, fh, ctx, opts, map, blame);
   try {

@@ -9,19 +9,21 @@ export interface Wire extends NodeJS.ReadWriteStream {
   handshake(infoHash: Uint8Array, peerId: Uint8Array, extensions?: { dht?: boolean; fast?: boolean }): void;
   bitfield(bits: Uint8Array): void;
   unchoke(): void;
+  interested(): void;
+  setTimeout(ms: number, unref?: boolean): void;
   choke(): void;
   destroy(): void;
   on(event: 'handshake', fn: (infoHashHex: string, peerIdHex: string, ext: Record<string, boolean>) => void): this;
   on(event: 'request', fn: (index: number, offset: number, length: number, respond: (err: Error | null, data?: Uint8Array) => void) => void): this;
   on(event: 'unknownmessage', fn: (message: Uint8Array) => void): this;
-  on(event: 'interested' | 'uninterested' | 'close' | 'finish' | 'end', fn: () => void): this;
+  on(event: 'interested' | 'uninterested' | 'unchoke' | 'timeout' | 'close' | 'finish' | 'end', fn: () => void): this;
   on(event: 'error', fn: (err: Error) => void): this;
   on(event: string, fn: (...args: never[]) => void): this;
 }
 
-/** A new wire for an incoming TCP connection. */
-export function createWire(): Wire {
-  return new (BittorrentProtocol as unknown as new (type: string) => Wire)('tcpIncoming');
+/** A new wire for a TCP connection a peer opened (`tcpIncoming`) or we opened (`tcpOutgoing`). */
+export function createWire(type: 'tcpIncoming' | 'tcpOutgoing' = 'tcpIncoming'): Wire {
+  return new (BittorrentProtocol as unknown as new (type: string) => Wire)(type);
 }
 
 /**

@@ -1,0 +1,181 @@
+// BitTorrent peers as sources of `fetch`: each peer of a torrent becomes a Source whose ranges are read
+// over the peer wire (requests of at most 16 KiB inside one piece), so the segmented scheduler of
+// src/fetch/segmented.ts asks peers and HTTP mirrors for pieces at once, checks every piece against the
+// manifest's Merkle layer, and names and drops a peer that sent a bad one as it does a lying mirror. The
+// whole file is still accepted only on its sha256. Peers are attacker-controlled: their messages are
+// bounded before buffering (MessageGuard), a piece we did not ask for is ignored, silence times out.
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { SourcemeshError } from '../errors.ts';
+import type { Source } from '../fetch/plan.ts';
+import { transferError, type OpenOptions, type Opened } from '../fetch/transport.ts';
+import { LIMITS, type Limits } from '../limits.ts';
+import type { Torrent } from './metainfo.ts';
+import { MessageGuard } from './peer-wire.ts';
+import { createWire, type Wire } from './wire.ts';
+
+/** Requests in flight on one connection (below the `reqq` 250 most clients advertise). */
+const WINDOW = 64;
+
+/** Where each file of a torrent starts in its piece space: v2 and hybrid files start on a piece boundary (BEP 52, BEP 47). */
+export function fileOffsets(t: Torrent): number[] {
+  const out: number[] = [];
+  let at = 0;
+  for (const f of t.files) {
+    out.push(at);
+    at += t.version === 'v1' || !t.multiFile ? f.size : Math.ceil(f.size / t.pieceLength) * t.pieceLength;
+  }
+  return out;
+}
+
+export interface PeerSwarmOptions {
+  limits?: Limits;
+  /** Connect here instead of the peer's address (tests bind a loopback address of their own). */
+  localAddress?: string;
+}
+
+/** The peers of one run, their connections kept across the pieces of a file, closed at the end. */
+export class PeerSwarm {
+  private readonly conns = new Map<string, PeerConnection>();
+  private readonly peerId = Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
+  private readonly limits: Limits;
+  private readonly opts: PeerSwarmOptions;
+
+  constructor(opts: PeerSwarmOptions = {}) {
+    this.opts = opts;
+    this.limits = opts.limits ?? LIMITS;
+  }
+
+  /** Sources for file `index` of torrent `t`, one per peer address (HOST:PORT). */
+  sources(t: Torrent, index: number, peers: string[]): Source[] {
+    const start = fileOffsets(t)[index]!;
+    const file = t.files[index]!;
+    // v2 peers greet with the first 20 bytes of the v2 info-hash (BEP 52); a hybrid has both, v1 reaches more clients.
+    const infoHash = t.infoHashV1 ?? t.infoHashV2!.subarray(0, 20);
+    return peers.map((peer) => {
+      const label = `peer ${peer}`;
+      return {
+        role: 'peer', label,
+        location: { type: 'opener', open: (o: OpenOptions) => this.connection(peer, infoHash, t.pieceLength).open(label, start, file.size, o) },
+      };
+    });
+  }
+
+  private connection(peer: string, infoHash: Buffer, pieceLength: number): PeerConnection {
+    const key = `${peer} ${infoHash.toString('hex')}`;
+    let c = this.conns.get(key);
+    if (!c || c.closed) {
+      c = new PeerConnection(peer, infoHash, pieceLength, this.peerId, this.limits, this.opts.localAddress);
+      this.conns.set(key, c);
+    }
+    return c;
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) c.destroy();
+    this.conns.clear();
+  }
+}
+
+class PeerConnection {
+  closed = false;
+  private readonly socket: net.Socket;
+  private readonly wire: Wire;
+  private readonly ready: Promise<void>;
+  private failure?: SourcemeshError;
+  private readonly peer: string;
+  private readonly pieceLength: number;
+  private readonly limits: Limits;
+  private unchoked?: () => void;
+
+  constructor(peer: string, infoHash: Buffer, pieceLength: number, peerId: Buffer, limits: Limits, localAddress?: string) {
+    this.peer = peer;
+    this.pieceLength = pieceLength;
+    this.limits = limits;
+    const i = peer.lastIndexOf(':');
+    const host = peer.slice(0, i).replace(/^\[|\]$/g, '');
+    this.socket = net.connect({ host, port: Number(peer.slice(i + 1)), localAddress, noDelay: true });
+    this.wire = createWire('tcpOutgoing');
+    const guard = new MessageGuard(limits.peerMessageBytes, (why) => this.fail(why ? `sent ${why}` : 'did not answer with a BitTorrent handshake', false));
+    this.socket.on('error', (err) => this.fail(err.message, true));
+    this.socket.on('close', () => this.fail('closed the connection', true));
+    this.wire.on('error', (err) => this.fail(err.message, true));
+    this.socket.pipe(guard).pipe(this.wire).pipe(this.socket);
+    this.socket.setTimeout(limits.idleTimeoutMs, () => this.fail(`sent nothing for ${limits.idleTimeoutMs / 1000} s`, true));
+    this.wire.setTimeout(limits.idleTimeoutMs, true);
+    this.wire.on('timeout', () => this.fail(`answered no request for ${limits.idleTimeoutMs / 1000} s`, true));
+
+    this.ready = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => this.fail(`did not unchoke us within ${limits.connectTimeoutMs / 1000} s`, true), limits.connectTimeoutMs);
+      this.unchoked = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.socket.once('close', () => {
+        clearTimeout(timer);
+        reject(this.failure);
+      });
+    });
+    this.ready.catch(() => {}); // a connection nobody asked anything of yet may fail quietly
+    this.socket.once('connect', () => this.wire.handshake(infoHash, peerId));
+    this.wire.on('handshake', (got: string) => {
+      if (got.toLowerCase() !== infoHash.toString('hex')) return this.fail(`answered for another torrent (${got})`, false);
+      this.wire.interested();
+    });
+    this.wire.on('unchoke', () => this.unchoked?.());
+  }
+
+  private fail(why: string, retryable: boolean): void {
+    this.failure ??= transferError('E_NETWORK', `peer ${this.peer}: ${why}`, retryable);
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.socket.destroy();
+  }
+
+  /** Bytes [offset, end] of the file that starts at `fileStart` in the torrent's piece space. */
+  async open(label: string, fileStart: number, fileSize: number, o: OpenOptions): Promise<Opened> {
+    if (this.closed) throw this.failure ?? transferError('E_NETWORK', `peer ${this.peer}: connection closed`, true);
+    const last = Math.min(o.end ?? fileSize - 1, fileSize - 1);
+    if (o.offset > last) throw new SourcemeshError('E_HTTP', `${label}: bytes ${o.offset}- lie past the end of the file`, { rangeNotSatisfiable: true, completeLength: fileSize });
+    await this.ready;
+    const blocks: { index: number; begin: number; length: number }[] = [];
+    for (let pos = fileStart + o.offset; pos <= fileStart + last;) {
+      const index = Math.floor(pos / this.pieceLength);
+      const begin = pos - index * this.pieceLength;
+      const length = Math.min(this.limits.peerBlockBytes, this.pieceLength - begin, fileStart + last + 1 - pos);
+      const has = (this.wire as unknown as { peerPieces: { get(i: number): boolean } }).peerPieces.get(index);
+      // A peer that does not claim the piece is not asked for it (and not blamed: it never said it had it).
+      if (!has) throw transferError('E_NETWORK', `${label} does not have piece ${index}`, false);
+      blocks.push({ index, begin, length });
+      pos += length;
+    }
+    const wire = this.wire as unknown as { request(i: number, b: number, l: number, cb: (e: Error | null, d?: Uint8Array) => void): void };
+    const request = (b: (typeof blocks)[number]) => new Promise<Buffer>((resolve, reject) => wire.request(b.index, b.begin, b.length, (err, data) => {
+      if (err || !data) return reject(this.failure ?? transferError('E_NETWORK', `${label}: ${err?.message ?? 'no data'}`, true));
+      resolve(Buffer.from(data));
+    }));
+    const abort = () => this.destroy();
+    o.signal?.addEventListener('abort', abort, { once: true });
+    async function* body(): AsyncGenerator<Uint8Array> {
+      const inflight: Promise<Buffer>[] = [];
+      let next = 0;
+      try {
+        while (next < blocks.length || inflight.length) {
+          while (next < blocks.length && inflight.length < WINDOW) {
+            const p = request(blocks[next++]!);
+            p.catch(() => {});
+            inflight.push(p);
+          }
+          yield await inflight.shift()!;
+        }
+      } finally {
+        o.signal?.removeEventListener('abort', abort);
+      }
+    }
+    return { body: body(), start: o.offset, ranged: true, total: fileSize, url: label, cancel: () => this.destroy() };
+  }
+}

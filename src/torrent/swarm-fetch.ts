@@ -1,0 +1,48 @@
+// What `fetch --bittorrent` adds to a fetch: the torrents given (each checked against the manifest, or
+// refused), their peers as extra sources of the distfiles they carry, and their piece layers (checked
+// against the pinned merkleRoot) so that every piece from a peer or a mirror is checked on arrival.
+import { SourcemeshError } from '../errors.ts';
+import type { FetchOptions } from '../fetch/fetcher.ts';
+import { readBoundedBytes } from '../fs/bounded-read.ts';
+import { LIMITS, type Limits } from '../limits.ts';
+import type { Distfile, Manifest } from '../manifest/index.ts';
+import { matchTorrent } from './check.ts';
+import { readTorrent, type Torrent } from './metainfo.ts';
+import { PeerSwarm } from './peer-source.ts';
+
+export interface SwarmFetch {
+  options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor'>;
+  /** Distfiles some torrent carries. */
+  covered: number;
+  close(): void;
+}
+
+export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, localAddress?: string): Promise<SwarmFetch> {
+  const byName = new Map<string, { t: Torrent; index: number }>();
+  for (const file of torrentFiles) {
+    const what = `torrent ${file}`;
+    const t = readTorrent(await readBoundedBytes(file, limits.torrentBytes, what, 'E_FORMAT'), what, limits);
+    // The manifest is the only source of truth: a torrent that disagrees with it is refused whole.
+    const matched = matchTorrent(t, manifest, what);
+    matched.forEach((m, index) => byName.set(m.name, { t, index }));
+  }
+  if (byName.size && peers.length === 0) throw new SourcemeshError('E_USAGE', '--bittorrent needs at least one --peer HOST:PORT (trackers and the DHT are not used yet)');
+  const swarm = new PeerSwarm({ limits, localAddress });
+  return {
+    covered: byName.size,
+    options: {
+      extraSources: (d: Distfile) => {
+        const e = byName.get(d.name);
+        return e ? swarm.sources(e.t, e.index, peers) : [];
+      },
+      pieceLayerFor: (d: Distfile, size: number) => {
+        const e = byName.get(d.name);
+        const f = e?.t.files[e.index];
+        // Only a layer under the root the manifest pins (matchTorrent compared them), for this size.
+        if (!e || !f || !d.merkleRoot || f.root?.toString('hex') !== d.merkleRoot || f.size !== size || f.layer.length === 0) return undefined;
+        return { pieceLength: e.t.pieceLength, layer: f.layer };
+      },
+    },
+    close: () => swarm.close(),
+  };
+}
