@@ -61,7 +61,15 @@ export async function checkAttestations(o: { paths: readonly string[]; policy: T
     inputs = [...seen.values()];
   }
   const snapshots: SnapshotDecision[] = [];
-  for (const i of inputs) snapshots.push(await decideAndKeep(i, verified, builders.threshold, o.stateDir, o.now));
+  // Only attestations of the same file name can be about a snapshot (the others would be left out, each
+  // with the same reason): grouped once, so that many snapshots cost no more than their attestations.
+  const byName = new Map<string, Attested<Source>[]>();
+  for (const a of verified) {
+    const list = byName.get(a.claim.name);
+    if (list) list.push(a);
+    else byName.set(a.claim.name, [a]);
+  }
+  for (const i of inputs) snapshots.push(await decideAndKeep(i, byName.get(i.name) ?? [], builders.threshold, o.stateDir, o.now));
   return { verified, refused, snapshots, upstreamChanges: upstreamChanges(verified) };
 }
 
