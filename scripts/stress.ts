@@ -1,4 +1,4 @@
-// `npm run stress -- [--mirrors N] [--clients N] [--duration 60s] [--seed S] [--faults LIST] [--concurrency N] [--out DIR] [--cli build|src|dist]`:
+// `npm run stress -- [--mirrors N] [--clients N] [--duration 60s] [--seed S] [--faults LIST] [--concurrency N] [--out DIR] [--cli head|build|src|dist]`:
 // a whole sourcemesh network in network namespaces under seeded faults, checked from its history
 // (test/stress/harness.ts; docs/OPERATIONS.md, "Stress runs"). Needs root (ip netns, nft, mount).
 // Exit 0: every invariant held; 1: the checker found violations; 2: bad usage; 3: the harness failed.
@@ -29,17 +29,17 @@ try {
       faults: { type: 'string', default: 'all' },
       concurrency: { type: 'string', default: '3' },
       out: { type: 'string' },
-      cli: { type: 'string', default: 'build' },
+      cli: { type: 'string', default: 'head' },
       'broken-client': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
   if (values.help) {
-    process.stdout.write(`usage: npm run stress -- [--mirrors N] [--clients N] [--duration 60s] [--seed S] [--faults LIST] [--concurrency N] [--out DIR] [--cli build|src|dist]\n  faults: all, none, or a comma-separated list of ${FAULT_KINDS.join(', ')}\n`);
+    process.stdout.write(`usage: npm run stress -- [--mirrors N] [--clients N] [--duration 60s] [--seed S] [--faults LIST] [--concurrency N] [--out DIR] [--cli head|build|src|dist]\n  faults: all, none, or a comma-separated list of ${FAULT_KINDS.join(', ')}\n`);
     process.exit(0);
   }
-  if (!['build', 'src', 'dist'].includes(values.cli)) throw new Error(`--cli: build, src or dist, not ${values.cli}`);
+  if (!['head', 'build', 'src', 'dist'].includes(values.cli)) throw new Error(`--cli: head, build, src or dist, not ${values.cli}`);
   opts = {
     mirrors: count('--mirrors', values.mirrors, 2, 200),
     clients: count('--clients', values.clients, 1, 500),
@@ -48,7 +48,7 @@ try {
     faults: parseFaultKinds(values.faults),
     concurrency: count('--concurrency', values.concurrency, 1, 500),
     out: values.out,
-    cli: values.cli as 'build' | 'src' | 'dist',
+    cli: values.cli as 'head' | 'build' | 'src' | 'dist',
     brokenClient: values['broken-client'],
   };
 } catch (err) {

@@ -11,7 +11,7 @@ import { runStress } from './harness.ts';
 
 test('a client that skips verification makes the checker fail; the real fetch beside it does not', { timeout: 240_000 }, async (t) => {
   assert.equal(process.getuid?.(), 0, 'the stress harness needs root for network namespaces');
-  const r = await runStress({ mirrors: 2, clients: 2, durationMs: 20_000, seed: 20, faults: ['liar'], concurrency: 2, cli: 'src', brokenClient: 'c1', out: await tempDir(t), log: (l) => t.diagnostic(l) });
+  const r = await runStress({ mirrors: 2, clients: 2, durationMs: 20_000, seed: 20, faults: ['liar'], concurrency: 2, cli: 'head', brokenClient: 'c1', out: await tempDir(t), log: (l) => t.diagnostic(l) });
   t.diagnostic(r.report);
   assert.equal(r.result.ok, false, 'the checker passed a run whose client exported unverified bytes');
   const exportsBroken = r.result.violations.filter((v) => v.invariant === 'exports');

@@ -11,7 +11,7 @@
 // function next to startMirror, and their faults a case in applyFault.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -34,7 +34,12 @@ export interface StressOptions {
   concurrency: number;
   /** Where the history, the report and every process's log are kept. */
   out?: string;
-  cli: CliMode;
+  /**
+   * Which sourcemesh runs: `head` (the last commit, exported into the run's work directory and run from
+   * its sources, so that edits in the working tree during a run can't change it), or bench/lib/cli.ts's
+   * `build` (the working tree compiled), `src` (the working tree as it is) or `dist` (as last built).
+   */
+  cli: CliMode | 'head';
   /** Test-only: this client skips verification (downloads with curl, exports what it got). */
   brokenClient?: string;
   log?: (line: string) => void;
@@ -89,6 +94,16 @@ function hashDir(dir: string): Exported[] {
     .sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
+/** The last commit's program, exported with git archive into WORK/head and run from its sources. */
+function headCli(work: string): { argv: string[]; warnings: string[] } {
+  const dir = path.join(work, 'head');
+  mkdirSync(dir, { recursive: true });
+  const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
+  execFileSync('sh', ['-c', 'git archive HEAD src package.json | tar -x -C "$1"', 'sh', dir], { cwd: ROOT });
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(dir, 'node_modules'));
+  return { argv: [process.execPath, path.join(dir, 'src/cli/main.ts')], warnings: [`running the last commit, ${commit.slice(0, 12)} (uncommitted changes are not part of this run)`] };
+}
+
 class Semaphore {
   #free: number;
   #waiting: (() => void)[] = [];
@@ -119,7 +134,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
   const out = path.resolve(o.out ?? path.join(tmp, `sourcemesh-stress-${runId}.out`));
   mkdirSync(path.join(out, 'logs'), { recursive: true });
   mkdirSync(work, { recursive: true });
-  const cli = await prepareCli(ROOT, work, o.cli);
+  const cli = o.cli === 'head' ? headCli(work) : await prepareCli(ROOT, work, o.cli);
   for (const w of cli.warnings) say(`warning: ${w}`);
   const net = Network.create(runId);
   const procs: Proc[] = [];
