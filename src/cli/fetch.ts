@@ -22,6 +22,10 @@ import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
 import { describeVerdict } from './verdict.ts';
+import { discoverNodes } from '../discovery/discover.ts';
+import { checkListRelease } from '../discovery/pointer.ts';
+import { addDhtOptions, resolveDhtList } from './mirrors-dht.ts';
+import { parseDuration } from './units.ts';
 import { swarmFetch } from '../torrent/swarm-fetch.ts';
 
 interface FetchFlags {
@@ -46,18 +50,22 @@ interface FetchFlags {
   release?: string;
   attestations: string[];
   snapshotGenerator: string;
+  discover?: string | true;
+  dhtBootstrap: string[];
+  dhtState?: string;
   bittorrent?: boolean;
   torrent: string[];
   peer: string[];
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
-  return new Command('fetch')
+  return addDhtOptions(new Command('fetch'))
     .description('get every distfile of a manifest, verified, into the store and a distfiles directory')
     .argument('<manifest>', 'a sourcemesh manifest (JSON), a live-bootstrap sources file, or a steps/ directory')
     .option('-o, --output <dir>', 'export verified files here by name', 'distfiles')
     .option('--mirror <url>', 'a mirror: http(s)://BASE serving BASE/NAME, file:///DIR or a directory (repeatable)', collect, [])
-    .option('--mirror-list <file|url>', 'a sourcemesh.mirrors/v1 JSON list of mirrors (repeatable)', collect, [])
+    .option('--mirror-list <file|url|dht:HEXKEY?salt=NAME>', 'a sourcemesh.mirrors/v1 JSON list of mirrors (repeatable); dht: looks up the signed pointer to the newest list in the DHT', collect, [])
+    .option('--discover [seconds]', 'also use the mirrors found on the local network (DNS-SD over mDNS), each checked by its signed inventory; listen this long (default 2)')
     .addOption(new Option('--policy <policy>', 'source order').choices(POLICIES).default('mirrors-first'))
     .option('--offline', 'no network: only the store and local directory mirrors')
     .option('--bittorrent', 'also take pieces from the BitTorrent peers (--peer) of the torrents given (--torrent), each checked against the manifest')
@@ -107,7 +115,36 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
           for (const c of r.report?.upstreamChanges ?? []) io.stderr.write(`warning: upstream changed: ${c.url} was downloaded as ${c.versions.map((v) => `sha256 ${v.sha256} (by ${v.builders.length} node(s))`).join(' and as ')}\n`);
         }
       }
-      for (const list of o.mirrorList) mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
+      for (const list of o.mirrorList) {
+        if (!list.startsWith('dht:')) {
+          mirrors.push(...(await loadMirrorList(list, dispatcher, limits)));
+          continue;
+        }
+        // The pointer in the DHT, the list from its URLs checked against it, rollbacks refused; with a
+        // trust policy, the list's own release in the log too (docs/OPERATIONS.md, publishing the pointer).
+        const resolved = await resolveDhtList(list, o, store.root, limits).catch(async (err: unknown) => { await network.close(); throw err; });
+        io.stderr.write(`mirror list ${resolved.address}: seq ${resolved.seq}, ${resolved.mirrors.length} mirrors, from ${resolved.url}\n`);
+        if (o.trustPolicy) {
+          const verdict = await checkListRelease(resolved, { trustPolicy: o.trustPolicy, stateDir: store.root, dispatcher, limits, ...(o.offline ? { offline: true } : {}) }).catch(async (err: unknown) => { await network.close(); throw err; });
+          io.stderr.write(`mirror list release ${describeVerdict(verdict)}\n`);
+        }
+        mirrors.push(...resolved.mirrors.map((m) => parseMirror(m.url)));
+      }
+      // Mirrors on the local network: untrusted like any other, remembered by key, not by address (a
+      // mesh renumbers), so their reputation follows them.
+      const byKey = new Map<string, string>();
+      if (o.discover !== undefined) {
+        const seconds = o.discover === true ? '2' : o.discover;
+        const timeoutMs = parseDuration('--discover', /^\d+(\.\d+)?$/.test(seconds) ? `${seconds}s` : seconds);
+        const found = await discoverNodes({ timeoutMs, signal }).catch(async (err: unknown) => { await network.close(); throw err; });
+        for (const n of found.nodes.filter((x) => x.roles.includes('mirror'))) {
+          const m = parseMirror(n.url);
+          mirrors.push(m);
+          byKey.set(mirrorLabel(m), `key:${n.key}`);
+        }
+        io.stderr.write(`discovered ${byKey.size} mirrors on the local network${found.refused.length ? ` (${found.refused.length} refused)` : ''}\n`);
+      }
+      const repKey = (label: string) => byKey.get(label) ?? label;
       if ((o.torrent.length > 0 || o.peer.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent and --peer go with --bittorrent');
       if (o.bittorrent && o.offline) throw new SourcemeshError('E_USAGE', '--bittorrent and --offline exclude each other');
       const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits) : undefined;
@@ -121,10 +158,10 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
           openSnapshot: generator ? snapshotOpener(store.root, generator, { offline: o.offline }) : undefined,
-          onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(mirrorLabel(m))),
+          onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(repKey(mirrorLabel(m)))),
           ...swarm?.options,
         });
-        reputation.record(mirrorOutcomes(report));
+        reputation.record(mirrorOutcomes(report).map((r) => ({ ...r, mirror: repKey(r.mirror) })));
       } finally {
         view?.stop();
         swarm?.close();

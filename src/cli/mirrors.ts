@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { Reputation } from '../fetch/reputation.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
+import { addPointerCommands } from './mirrors-dht.ts';
 import { formatBytes, printJson, table, type Io } from './output.ts';
 
 export function mirrorsCommand(io: Io): Command {
@@ -25,5 +26,6 @@ export function mirrorsCommand(io: Io): Command {
         rep.close();
       }
     });
+  addPointerCommands(cmd, io);
   return cmd;
 }

@@ -8,9 +8,11 @@
 // closed network finds its peers again without its bootstrap list (docs/OPERATIONS.md, the DHT).
 import { createHash } from 'node:crypto';
 import dgram from 'node:dgram';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
 import net from 'node:net';
 import DHT from 'bittorrent-dht';
-import { SourcemeshError } from '../errors.ts';
+import { fromSystemError, SourcemeshError } from '../errors.ts';
 import { readBoundedFile } from '../fs/bounded-read.ts';
 import { writeFileDurable } from '../fs/durable-file.ts';
 import { statIfExists } from '../fs/files.ts';
@@ -24,6 +26,21 @@ export interface DhtAddress {
 }
 
 export const DHT_STATE_FORMAT = 'sourcemesh.dht-state/v1';
+
+/**
+ * The public BitTorrent DHT's usual entry points, used only when a command is given no --dht-bootstrap
+ * and its state file knows no node. Closed networks pass their own list.
+ */
+export const PUBLIC_BOOTSTRAP: readonly DhtAddress[] = [
+  { host: 'router.bittorrent.com', port: 6881 },
+  { host: 'dht.transmissionbt.com', port: 6881 },
+  { host: 'router.utorrent.com', port: 6881 },
+];
+
+/** Whether the state file holds nodes to start from (so no bootstrap list is needed). */
+export async function stateHasNodes(file: string, limits: DhtLimits = LIMITS): Promise<boolean> {
+  return (await loadState(file, limits)).nodes.length > 0;
+}
 
 /** `HOST:PORT` or `[IPV6]:PORT`, as `--dht-bootstrap` takes them (a list separated by commas). */
 export function parseDhtAddress(text: string, what = '--dht-bootstrap'): DhtAddress {
@@ -259,6 +276,7 @@ export class DhtNode {
     if (this.#stateFile === undefined) return;
     const nodes = this.#dht.toJSON().nodes.slice(0, this.#limits.dhtStateNodes).map((n) => ({ host: n.host, port: n.port }));
     const text = JSON.stringify({ format: DHT_STATE_FORMAT, id: this.id, nodes }) + '\n';
+    await mkdir(path.dirname(this.#stateFile), { recursive: true, mode: 0o700 }).catch((err) => { throw fromSystemError(err, `${this.#stateFile}: cannot write the DHT state`); });
     await writeFileDurable(this.#stateFile, text, { what: 'cannot write the DHT state' });
   }
 
