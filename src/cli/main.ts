@@ -25,6 +25,7 @@ const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
   log: async (c) => (await import('./log.ts')).logCommand(c.io, c.signal),
   witness: async (c) => (await import('./witness.ts')).witnessCommand(c.io, c.signal),
   time: async (c) => (await import('./time.ts')).timeCommand(c.io, c.setExit),
+  doctor: async (c) => (await import('./doctor.ts')).doctorCommand(c.io, c.setExit),
   node: async (c) => (await import('./node.ts')).nodeCommand(c.io, c.signal),
   archive: async (c) => (await import('./archive.ts')).archiveCommand(c.io),
   cleanse: async (c) => (await import('./cleanse.ts')).cleanseCommand(c.io),

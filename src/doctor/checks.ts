@@ -1,0 +1,164 @@
+// `sourcemesh doctor`: the checks a node operator runs before trusting the node, each a pass, warn or fail
+// line with a hint. Each check is a function of what it is given (paths, a policy, a clock) that never
+// throws: a failure to check is itself a fail line naming the cause. docs/OPERATIONS.md, "Doctor".
+import { randomInt } from 'node:crypto';
+import { lstat, readdir, statfs } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { isNotFound } from '../errors.ts';
+import { sha256File } from '../store/digest.ts';
+import { decideNow, readFloor, signedTime } from '../time/signed-now.ts';
+import type { TrustPolicy } from '../trust/policy.ts';
+
+export type Status = 'pass' | 'warn' | 'fail';
+
+export interface CheckResult {
+  readonly check: string;
+  readonly status: Status;
+  readonly detail: string;
+  /** What to do about a warn or fail. */
+  readonly hint?: string;
+}
+
+const pass = (check: string, detail: string): CheckResult => ({ check, status: 'pass', detail });
+const warn = (check: string, detail: string, hint: string): CheckResult => ({ check, status: 'warn', detail, hint });
+const fail = (check: string, detail: string, hint: string): CheckResult => ({ check, status: 'fail', detail, hint });
+
+/** The running Node.js against the major version package.json's engines asks for. */
+export function checkNodeVersion(version: string, requiredMajor: number): CheckResult {
+  const major = Number(version.split('.')[0]);
+  return major >= requiredMajor
+    ? pass('node', `Node.js ${version}`)
+    : fail('node', `Node.js ${version} is older than ${requiredMajor}`, `install Node.js ${requiredMajor} or later`);
+}
+
+/** Free space on the file system holding `dir`: fail below `minFreeBytes`, warn below 10%. */
+export async function checkDisk(what: string, dir: string, minFreeBytes: number): Promise<CheckResult> {
+  const check = `disk ${what}`;
+  try {
+    const s = await statfs(dir);
+    const free = s.bavail * s.bsize;
+    const total = s.blocks * s.bsize;
+    const detail = `${dir}: ${mib(free)} free of ${mib(total)}`;
+    if (free < minFreeBytes) return fail(check, `${detail}, under the ${mib(minFreeBytes)} needed`, `free space on ${dir}'s file system, or lower the caps (--min-free)`);
+    if (total > 0 && free / total < 0.1) return warn(check, `${detail} (under 10%)`, `free space on ${dir}'s file system before it fills`);
+    return pass(check, detail);
+  } catch (err) {
+    return fail(check, `${dir}: ${(err as Error).message}`, 'check that the directory exists and is readable');
+  }
+}
+
+function mib(n: number): string {
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Pick up to `n` items at random (reservoir sampling, `random` passed in for tests). */
+export function sample<T>(items: readonly T[], n: number, random: (max: number) => number = randomInt): T[] {
+  const out: T[] = [];
+  items.forEach((x, i) => {
+    if (out.length < n) out.push(x);
+    else {
+      const j = random(i + 1);
+      if (j < n) out[j] = x;
+    }
+  });
+  return out;
+}
+
+/** Re-hash a random sample of the store's objects (objects/sha256/XX/HEX): each must hash to its name. */
+export async function checkStoreSample(storeRoot: string, n: number, random?: (max: number) => number): Promise<CheckResult> {
+  const check = 'store sample';
+  const base = path.join(storeRoot, 'objects', 'sha256');
+  const objects: string[] = [];
+  try {
+    for (const d of await readdir(base)) {
+      if (!/^[0-9a-f]{2}$/.test(d)) continue;
+      for (const f of await readdir(path.join(base, d))) if (/^[0-9a-f]{64}$/.test(f) && f.startsWith(d)) objects.push(path.join(base, d, f));
+    }
+  } catch (err) {
+    if (isNotFound(err)) return pass(check, `${storeRoot}: no objects yet`);
+    return fail(check, `${base}: ${(err as Error).message}`, 'check the store\'s permissions');
+  }
+  const picked = sample(objects, n, random);
+  const bad: string[] = [];
+  for (const file of picked) {
+    try {
+      const st = await lstat(file);
+      if (!st.isFile()) bad.push(`${file} (not a regular file)`);
+      else if ((await sha256File(file)) !== path.basename(file)) bad.push(`${file} (its bytes hash to another digest)`);
+    } catch (err) {
+      bad.push(`${file} (${(err as Error).message})`);
+    }
+  }
+  if (bad.length > 0) return fail(check, `${bad.length} of ${picked.length} sampled objects are corrupt: ${bad.slice(0, 3).join(', ')}`, 'remove them (`sourcemesh store gc`) and fetch again; check the disk (SMART, fsck)');
+  return pass(check, `${picked.length} of ${objects.length} objects re-hashed`);
+}
+
+/** A private key file: a regular file, not readable by group or others, owned by this user. */
+export async function checkKeyFile(file: string, uid: number | undefined): Promise<CheckResult> {
+  const check = `key ${path.basename(file)}`;
+  try {
+    const st = await lstat(file);
+    if (!st.isFile()) return fail(check, `${file} is not a regular file`, 'point the config at the key file itself');
+    const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+    if ((st.mode & 0o077) !== 0) return fail(check, `${file} has mode ${mode}: others on this machine can read the private key`, `chmod 600 ${file}, and make a new key if others could have read it`);
+    if (uid !== undefined && st.uid !== uid) return warn(check, `${file} is owned by uid ${st.uid}, not this user (${uid})`, `chown it to the user that runs the node`);
+    return pass(check, `${file}: mode ${mode}`);
+  } catch (err) {
+    return fail(check, `${file}: ${(err as Error).message}`, 'make the key (`sourcemesh node init` or `key generate`)');
+  }
+}
+
+/** A TCP service the node runs: something must accept connections on host:port. */
+export function checkListening(what: string, host: string, port: number, timeoutMs = 2000): Promise<CheckResult> {
+  const check = `service ${what}`;
+  const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  return new Promise((resolve) => {
+    const s = net.connect({ host: connectHost, port });
+    const done = (r: CheckResult) => {
+      s.destroy();
+      resolve(r);
+    };
+    s.setTimeout(timeoutMs, () => done(fail(check, `${host}:${port}: no answer within ${timeoutMs} ms`, `is the service running? \`sourcemesh node run\``)));
+    s.once('connect', () => done(pass(check, `${host}:${port} accepts connections`)));
+    s.once('error', (err) => done(fail(check, `${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, `start it (\`sourcemesh node run\`), or switch it off in node.json`)));
+  });
+}
+
+/**
+ * The local clock against signed time: the policy's Roughtime witnesses (k of n) when it names them, else
+ * the floor of the cosignatures already seen. A witness that did not answer or lied is a warning while the
+ * quorum holds.
+ */
+export async function checkClock(policy: TrustPolicy, stateDir: string, local: () => number): Promise<CheckResult[]> {
+  const maxSkew = policy.time?.maxSkewSeconds;
+  if (policy.time === undefined) {
+    const floor = readFloorSafe(stateDir, policy);
+    if (floor === undefined) return [warn('clock', 'the policy names no Roughtime witnesses and no cosignature was seen yet: the local clock is unchecked', 'add time.roughtime to the policy (docs/FORMATS.md)')];
+    try {
+      decideNow(local(), undefined, floor, 300);
+      return [pass('clock', `not behind the newest time the witnesses signed (${new Date(floor * 1000).toISOString()})`)];
+    } catch (err) {
+      return [fail('clock', (err as Error).message, 'set the clock right (NTP, or by hand)')];
+    }
+  }
+  const out: CheckResult[] = [];
+  try {
+    const r = await signedTime(policy, { stateDir });
+    for (const f of r.measurement.failed) out.push(warn(`witness ${f.server}`, `no valid Roughtime answer: ${f.reason}`, 'check that the witness runs `witness serve --roughtime` at the policy\'s address'));
+    for (const l of r.liars) out.push(warn(`witness ${l.server}`, `contradicts the other witnesses${r.proofFile ? ` (proof: ${r.proofFile})` : ''}`, 'report it to its operator with the proof'));
+    const d = decideNow(local(), { earliest: r.earliest / 1000 + (Date.now() - r.localAt) / 1000, latest: r.latest / 1000 + (Date.now() - r.localAt) / 1000 }, undefined, maxSkew!);
+    out.unshift(pass('clock', `within ${Math.abs(Math.round(d.skew ?? 0))} s of signed time (${r.agreed.length} witnesses agree: ${r.agreed.join(', ')})`));
+  } catch (err) {
+    out.unshift(fail('clock', (err as Error).message, 'set the clock right, or check that the witnesses are reachable (their Roughtime addresses in the policy)'));
+  }
+  return out;
+}
+
+function readFloorSafe(stateDir: string, policy: TrustPolicy): number | undefined {
+  try {
+    return readFloor(stateDir, policy);
+  } catch {
+    return undefined;
+  }
+}
