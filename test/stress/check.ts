@@ -4,8 +4,10 @@
 //   exports      no client ever exports a byte that does not verify (every exported file hashes to its pin)
 //   completion   every fetch finishes when one honest mirror with every file stayed up and unfaulted for
 //                the whole operation
-//   attribution  every lie served to a client is named by that client's fetch, and nothing else is ever
-//                blamed for wrong bytes: no honest mirror, no upstream that served what was pinned
+//   attribution  every lie a client read is named by that client's fetch, and nothing else is ever
+//                blamed for wrong bytes: no honest mirror, no upstream that served what was pinned (a
+//                lie is known to be read when the client sent its next request on that connection;
+//                others, such as a cancelled end-game duplicate, are counted but may go unread)
 //   witnesses    no witness cosigns two different trees of one size
 //   log          no acknowledged log entry is lost: each release the log acknowledged is still included
 //                in its newest checkpoint at the end (`release verify --online`), and verifies offline
@@ -27,6 +29,7 @@ export interface Figures {
   faults: Record<string, number>;
   liesServed: number;
   liedResponses: number;
+  liedResponsesRead: number;
   liesCaught: number;
   releases: number;
   releasesAcknowledged: number;
@@ -157,11 +160,12 @@ export function check(history: readonly Rec[]): CheckResult {
   // attribution: every lie served is named by the fetch it was served to.
   const lies = history.filter((r): r is Extract<Rec, { type: 'lie' }> => r.type === 'lie');
   for (const lie of lies) {
+    if (!lie.read) continue;
     const client = byIp.get(lie.client) ?? lie.client;
     const op = fetches.find((f) => f.client === client && f.start <= lie.t && lie.t <= f.t);
     if (!op) continue; // the client was killed with its fetch at the end of the run: nothing was exported from it
     const named = op.files.some((file) => file.rejected.some((rej) => nodeOf(rej.source, byIp) === lie.mirror));
-    if (!named) fail('attribution', `${lie.mirror} served ${lie.flipped} flipped byte(s) of ${lie.path} to ${client} (op ${op.op}, at ${lie.t} ms), and that fetch did not name it`);
+    if (!named) fail('attribution', `${lie.mirror} served ${lie.flipped} flipped byte(s) of ${lie.path} to ${client}, which read them (op ${op.op}, at ${lie.t} ms), and that fetch did not name it`);
   }
 
   // witnesses: one root per (witness, size).
@@ -202,6 +206,7 @@ export function check(history: readonly Rec[]): CheckResult {
       faults,
       liesServed: lies.reduce((n, l) => n + l.flipped, 0),
       liedResponses: lies.length,
+      liedResponsesRead: lies.filter((l) => l.read).length,
       liesCaught,
       releases: releases.length,
       releasesAcknowledged: acked.length,
@@ -223,7 +228,7 @@ export function formatReport(r: CheckResult): string {
     `fetches: ${f.fetches} (${f.fetchesOk} ok, ${f.fetchesExcused} failed with no honest mirror up)`,
     `completion: p50 ${f.p50ms ?? '-'} ms, p99 ${f.p99ms ?? '-'} ms`,
     `faults injected: ${Object.entries(f.faults).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
-    `lies: ${f.liesServed} flipped bytes in ${f.liedResponses} responses served, ${f.liesCaught} rejections naming a liar`,
+    `lies: ${f.liesServed} flipped bytes in ${f.liedResponses} responses served (${f.liedResponsesRead} known read), ${f.liesCaught} rejections naming a liar`,
     `log: ${f.releasesAcknowledged} of ${f.releases} releases acknowledged, ${f.checkpoints} checkpoints seen; release verify ${f.releaseVerifiesOk}/${f.releaseVerifies} accepted`,
     `mirror scans: ${f.mirrorScans}`,
     'bytes by source:',

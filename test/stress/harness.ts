@@ -201,7 +201,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
           child.stderr!.pipe(logFile(`${node}-proxy`));
           child.on('message', (m: ProxyMessage) => {
             if (m.type === 'listening') resolve();
-            else if (m.type === 'lie') history.add({ type: 'lie', mirror: node, client: m.client, path: m.path, flipped: m.flipped });
+            else if (m.type === 'lie') history.add({ type: 'lie', mirror: node, client: m.client, path: m.path, flipped: m.flipped, read: m.read });
           });
           child.on('exit', (code) => reject(new Error(`the proxy of ${node} exited (${code})`)));
         });

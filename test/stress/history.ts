@@ -21,7 +21,7 @@ export interface FileReport {
 export type Entry =
   | { type: 'run'; seed: number; durationMs: number; nodes: Record<string, string>; mirrors: string[]; clients: string[]; faults: Fault[]; pins: Record<string, Record<string, string>>; broken?: string }
   | { type: 'fault'; kind: Fault['kind']; target: string; phase: 'start' | 'end'; param?: number | string }
-  | { type: 'lie'; mirror: string; client: string; path: string; flipped: number }
+  | { type: 'lie'; mirror: string; client: string; path: string; flipped: number; read: boolean }
   | { type: 'fetch'; op: number; client: string; start: number; exit: number | null; version: string; exported: Exported[]; files: FileReport[]; broken?: boolean }
   | { type: 'sync'; mirror: string; version: string; exit: number | null; start: number }
   | { type: 'mirror-files'; mirror: string; files: Exported[] }

@@ -17,7 +17,12 @@ export interface ProxyMode {
   tamper?: boolean;
 }
 
-export type ProxyMessage = { type: 'lie'; client: string; path: string; flipped: number } | { type: 'listening' };
+/**
+ * `read`: the client sent its next request on the same connection after the lying response, so it had
+ * read that response to its end (HTTP/1.1 without pipelining, as our client runs). A lie not known to be
+ * read (the connection closed after it, or mid-body) may have been dropped unread: a cancelled duplicate.
+ */
+export type ProxyMessage = { type: 'lie'; client: string; path: string; flipped: number; read: boolean } | { type: 'listening' };
 
 const LIE_EVERY = 65536;
 const LIE_AT = 777;
@@ -49,15 +54,20 @@ class ResponseTracker {
   readonly requests: { method: string; path: string }[] = [];
   private carry = '';
 
-  private readonly report: (path: string, flipped: number) => void;
+  private readonly report: (path: string, flipped: number, read: boolean) => void;
+  /** Lying responses sent whole, not yet known to be read. */
+  private pending: { path: string; flipped: number }[] = [];
 
-  constructor(report: (path: string, flipped: number) => void) {
+  constructor(report: (path: string, flipped: number, read: boolean) => void) {
     this.report = report;
   }
 
   onRequestBytes(b: Buffer): void {
     const text = this.carry + b.toString('latin1');
-    for (const m of text.matchAll(/(?:^|\r\n)(GET|HEAD) (\S+) HTTP\/1\.[01]\r\n/g)) this.requests.push({ method: m[1]!, path: m[2]! });
+    for (const m of text.matchAll(/(?:^|\r\n)(GET|HEAD) (\S+) HTTP\/1\.[01]\r\n/g)) {
+      this.requests.push({ method: m[1]!, path: m[2]! });
+      for (const p of this.pending.splice(0)) this.report(p.path, p.flipped, true);
+    }
     this.carry = text.slice(-200);
     // Requests seen in the carry again would be counted twice: keep only the part after the last line end.
     const cut = this.carry.lastIndexOf('\r\n');
@@ -106,12 +116,13 @@ class ResponseTracker {
 
   /** The connection closed: a lie already sent in a cut response is still reported. */
   close(): void {
-    if (this.flips > 0) this.report(this.path, this.flips);
+    for (const p of this.pending.splice(0)) this.report(p.path, p.flipped, false);
+    if (this.flips > 0) this.report(this.path, this.flips, false);
     this.flips = 0;
   }
 
   private endResponse(): void {
-    if (this.flips > 0) this.report(this.path, this.flips);
+    if (this.flips > 0) this.pending.push({ path: this.path, flipped: this.flips });
     this.flips = 0;
     this.lying = false;
   }
@@ -139,7 +150,7 @@ function main(): void {
       return;
     }
     const upstream = net.connect(tport, thost);
-    const tracker = new ResponseTracker((p, flipped) => send({ type: 'lie', client: who, path: p, flipped }));
+    const tracker = new ResponseTracker((p, flipped, read) => send({ type: 'lie', client: who, path: p, flipped, read }));
     // A reset connection dies after a pseudo-random number of response bytes (a counter: no clock or randomness needed).
     const resetAfter = at.resetPercent && (seq++ * 37) % 100 < at.resetPercent ? ((seq * 7919) % 65536) + 1 : Infinity;
     let sent = 0;
