@@ -131,7 +131,9 @@ class PeerConnection {
     this.socket.destroy();
   }
 
+  /** Ours to end: a read cancelled (another source won the piece) or the run over. */
   destroy(): void {
+    this.failure ??= transferError('E_NETWORK', `peer ${this.peer}: its read was cancelled (slower than another source)`, true);
     this.closed = true;
     this.socket.destroy();
   }

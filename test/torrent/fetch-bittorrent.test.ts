@@ -94,8 +94,11 @@ test('pieces come from our seed and our HTTP mirror at once, each checked on arr
   assert.ok(by[mirror.url] > 0, `the mirror contributed: ${JSON.stringify(by)}`);
 });
 
-/** A peer that claims every piece and answers each request with bytes of its own. */
-async function lyingPeer(t: { after(fn: () => unknown): void }): Promise<{ address: string; requests: () => number }> {
+/**
+ * A peer that claims every piece, then answers each request with bytes of its own (`lie`), with a message
+ * of almost 4 GiB (`huge`), or not at all (`silent`: it claims pieces it never sends).
+ */
+async function lyingPeer(t: { after(fn: () => unknown): void }, mode: 'lie' | 'huge' | 'silent' = 'lie'): Promise<{ address: string; requests: () => number }> {
   let requests = 0;
   const server = net.createServer((s) => {
     let buf = Buffer.alloc(0);
@@ -116,6 +119,11 @@ async function lyingPeer(t: { after(fn: () => unknown): void }): Promise<{ addre
         buf = buf.subarray(4 + len);
         if (m[0] !== 6) continue;
         requests++;
+        if (mode === 'silent') continue;
+        if (mode === 'huge') {
+          s.write(Buffer.concat([u32(0xfffffff0), Buffer.from([7]), Buffer.alloc(256 * 1024, 1)]));
+          continue;
+        }
         const [index, begin, length] = [m.readUInt32BE(1), m.readUInt32BE(5), m.readUInt32BE(9)];
         s.write(Buffer.concat([u32(9 + length), Buffer.from([7]), u32(index), u32(begin), Buffer.alloc(length, 0x5a)]));
       }
@@ -146,6 +154,21 @@ test('a peer that sends wrong pieces is named and dropped; the file comes whole 
   assert.equal(blamed[0].code, 'E_CHECKSUM');
   // Caught on arrival by the torrent's piece layer (the mirror publishes none), not after the whole file failed.
   assert.match(blamed[0].message, /that do not match the piece map pinned by its merkle root/);
+  assert.deepEqual(report.files[0].contributors, [{ source: mirror.url, bytes: SIZE }]);
+});
+
+test('a peer that sends an endless message, or claims pieces it never sends, costs a timeout at most; the mirror serves the file', async (t) => {
+  const { dir, root, manifest, torrent } = await setup(t);
+  const huge = await lyingPeer(t, 'huge');
+  const silent = await lyingPeer(t, 'silent');
+  const mirror = await startServe(t, ['--root', root, '--no-access-log']);
+  const { r, out, report } = await fetchJson(dir, manifest, ['--mirror', mirror.url, '--bittorrent', '--torrent', torrent, '--peer', huge.address, '--peer', silent.address, '--timeout', '3']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(sha(await readFile(path.join(out, NAME))), sha(DATA));
+  assert.ok(huge.requests() > 0 && silent.requests() > 0, 'both were asked');
+  const rejected = report.files[0].rejected as { source: string; code: string; message: string }[];
+  assert.match(rejected.find((x) => x.source === `peer ${huge.address}`)?.message ?? '', /sent a message of 4294967280 bytes/);
+  assert.match(rejected.find((x) => x.source === `peer ${silent.address}`)?.message ?? '', /answered no request for 3 s|sent nothing for 3 s|its read was cancelled/);
   assert.deepEqual(report.files[0].contributors, [{ source: mirror.url, bytes: SIZE }]);
 });
 
