@@ -123,7 +123,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (o.announce || o.announceInterface) {
         try {
           announcer = await announceNode({
-            key, port: Number(new URL(server.url).port), roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`,
+            key, port: Number(new URL(server.url).port), roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,
             ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log,
           });
           io.stderr.write(`announcing ${JSON.stringify(announcer.announcement.instance)} on ${announcer.links().map((l) => `${l.name} (${l.address})`).join(', ')}\n`);

@@ -6,6 +6,8 @@
 // comes up later); §10.1: on close, a goodbye (TTL 0) so browsers forget the node at once. Probing
 // (§8.1) is left out: the instance and host names carry the key ID, so two nodes share them only when
 // they share the key.
+import os from 'node:os';
+import { SourcemeshError } from '../errors.ts';
 import { formatVerifierKey, type VerifierKey } from '../trust/note.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { SILENT, type Logger } from '../logger.ts';
@@ -23,6 +25,11 @@ export interface AnnounceOptions {
   path?: string;
   /** Interface names (default: every IPv4 interface that is up, loopback aside). */
   interfaces?: readonly string[];
+  /**
+   * The address the node listens on: a wildcard announces on every interface; one address, only on the
+   * interface that has it (announcing an address nobody can reach helps no one).
+   */
+  listenHost?: string;
   limits?: Limits;
   log?: Logger;
   /** For tests: another mDNS port. */
@@ -41,6 +48,7 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
   const limits = options.limits ?? LIMITS;
   const log = options.log ?? SILENT;
   const announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}) }, limits);
+  const interfaces = options.interfaces ?? interfacesFor(options.listenHost);
   const timers = new Set<NodeJS.Timeout>();
   let sockets: MdnsSockets | undefined;
   const announce = (link: MdnsLink) => {
@@ -53,7 +61,7 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
     timers.add(t);
   };
   sockets = await MdnsSockets.open({
-    ...(options.interfaces ? { interfaces: options.interfaces } : {}),
+    ...(interfaces ? { interfaces } : {}),
     ...(options.mdnsPort !== undefined ? { port: options.mdnsPort } : {}),
     limits,
     log,
@@ -82,4 +90,17 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
       await open.close();
     },
   };
+}
+
+/** The interfaces to announce on for a node listening on `host`: undefined for all. */
+export function interfacesFor(host: string | undefined, all: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): string[] | undefined {
+  if (host === undefined || host === '0.0.0.0' || host === '::' || host === '') return undefined;
+  const bare = host.replace(/%.*$/, '');
+  for (const [name, addrs] of Object.entries(all)) {
+    const a = addrs?.find((x) => x.address === bare);
+    if (!a) continue;
+    if (a.internal) throw new SourcemeshError('E_USAGE', `--announce: the node listens on ${host}, a loopback address nobody else can reach (listen on 0.0.0.0 or an interface)`);
+    return [name];
+  }
+  throw new SourcemeshError('E_USAGE', `--announce: no network interface has the address ${host} the node listens on`);
 }
