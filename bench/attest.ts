@@ -38,6 +38,7 @@ const options = {
   reps: { type: 'string', default: '5' },
   repos: { type: 'string', default: '20' },
   files: { type: 'string', default: '300' },
+  jobs: { type: 'string', default: '' },
   cli: { type: 'string', default: process.env.BENCH_CLI ?? 'build' },
   dir: { type: 'string', default: path.join(os.tmpdir(), 'sourcemesh-bench-attest') },
 } as const;
@@ -46,6 +47,7 @@ const nBundles = count('bundles', flags.bundles);
 const reps = count('reps', flags.reps);
 const nRepos = count('repos', flags.repos);
 const nFiles = count('files', flags.files);
+const jobsArgs = flags.jobs ? ['--jobs', String(count('jobs', flags.jobs))] : [];
 if (!['build', 'src', 'dist'].includes(flags.cli)) usage(`--cli ${flags.cli}: expected build, src or dist`);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const work = path.resolve(flags.dir);
@@ -174,7 +176,7 @@ await rm(state, { recursive: true, force: true });
 const rebuild = async (generator: string) => {
   const out = path.join(work, `out-${generator}`);
   await rm(out, { recursive: true, force: true });
-  const m = await measure(cli.argv[0]!, [...cli.argv.slice(1), 'rebuild', manifest, '--snapshot-generator', generator, '--key', keyFile, '--state', state, '-o', out, '--json']);
+  const m = await measure(cli.argv[0]!, [...cli.argv.slice(1), 'rebuild', manifest, '--snapshot-generator', generator, ...jobsArgs, '--key', keyFile, '--state', state, '-o', out, '--json']);
   if (m.code !== 0) throw new Error(`rebuild --snapshot-generator ${generator} exited ${m.code}: ${m.stderr.slice(-500)}`);
   const results = JSON.parse(m.stdout).results as { matches: boolean }[];
   if (results.length !== nRepos || !results.every((x) => x.matches)) throw new Error(`rebuild --snapshot-generator ${generator}: not every snapshot matched its pin`);
@@ -188,7 +190,7 @@ for (let r = 0; r < reps; r++) {
 const secs = (g: string) => runs[g]!.map((m) => m.seconds);
 const cpu = (g: string) => runs[g]!.map((m) => m.cpuSeconds ?? NaN);
 const ratio = median(secs('sourcemesh')) / median(secs('git'));
-console.log(`\nrebuild (CLI, ${nRepos} repositories of ${nFiles} files, ${(treeBytes / 2 ** 20).toFixed(1)} MiB of sources, ${reps} runs each, alternating):`);
+console.log(`\nrebuild (CLI, ${nRepos} repositories of ${nFiles} files, ${(treeBytes / 2 ** 20).toFixed(1)} MiB of sources, ${reps} runs each, alternating; ${flags.jobs ? `--jobs ${flags.jobs}` : `rebuild's default --jobs, min(4, ${os.availableParallelism()} CPUs)`}, the same for both):`);
 console.log(`  --snapshot-generator sourcemesh  ${median(secs('sourcemesh')).toFixed(2)} s (range ${range(secs('sourcemesh'))}), CPU ${median(cpu('sourcemesh')).toFixed(2)} s`);
 console.log(`  --snapshot-generator git         ${median(secs('git')).toFixed(2)} s (range ${range(secs('git'))}), CPU ${median(cpu('git')).toFixed(2)} s (git and gzip processes included)`);
 console.log(`  ratio ours/git ${ratio.toFixed(2)}x; goal <= ${GOAL_REBUILD}x: ${ratio <= GOAL_REBUILD ? 'met' : 'missed'}`);

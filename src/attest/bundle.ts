@@ -86,14 +86,14 @@ export function verifyAttestation(text: string, source: string, keys: KeyLookup,
     throw new SourcemeshError('E_FORMAT', `${source}: the public-key hint ${JSON.stringify(bundle.verificationMaterial.publicKey.hint.slice(0, 80))} is not the signature's keyid`, { source });
   }
   const entry = envelopeBytes(bundle.dsseEnvelope);
-  return { claim: verifyEnvelopeEntry(entry, source, keys, limits), entry, bundle };
+  return { claim: verifyEnvelopeEntry(entry, source, keys, limits, bundle.dsseEnvelope), entry, bundle };
 }
 
 /**
  * The claim of a DSSE envelope as the log holds it (envelopeBytes), signed by one builder `keys` knows;
  * the same refusals as verifyAttestation. The bundle of a log entry is rebuilt by bundleOfEntry.
  */
-export function verifyEnvelopeEntry(entry: Uint8Array, source: string, keys: KeyLookup, limits: AttestationLimits = LIMITS): Claim {
+export function verifyEnvelopeEntry(entry: Uint8Array, source: string, keys: KeyLookup, limits: AttestationLimits = LIMITS, parsed?: DsseEnvelope): Claim {
   let checked;
   try {
     checked = dsseEntry.check(entry, keys, limits);
@@ -101,7 +101,8 @@ export function verifyEnvelopeEntry(entry: Uint8Array, source: string, keys: Key
     if (err instanceof SourcemeshError) throw new SourcemeshError(err.code, `${source}: ${err.message}`, { source, ...err.details });
     throw err;
   }
-  const env = JSON.parse(Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString('utf8')) as DsseEnvelope;
+  // `parsed`: the envelope `entry` was made from (envelopeBytes), when the caller has it.
+  const env = parsed ?? JSON.parse(Buffer.from(entry.buffer, entry.byteOffset, entry.byteLength).toString('utf8')) as DsseEnvelope;
   if (env.signatures.length !== 1) throw new SourcemeshError('E_FORMAT', `${source}: an attestation carries exactly one signature`, { source });
   const signer = checked.signers[0];
   if (signer === undefined) throw new SourcemeshError('E_POLICY', `${source}: signed by ${env.signatures[0]!.keyid.slice(0, 80)}, which is not a builder the policy names`, { source, builder: env.signatures[0]!.keyid.slice(0, 300) });

@@ -31,6 +31,8 @@ export interface RebuildOptions {
   now: () => Date;
   limits: Limits;
   signal?: AbortSignal;
+  /** Snapshots derived at once (default 1): a derivation is one thread, `git archive | gzip` two processes. */
+  jobs?: number;
   onResult?: (r: RebuildResult) => void;
 }
 
@@ -62,14 +64,19 @@ async function hashAll(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: str
 
 /** Rebuild every git snapshot of `manifest`; one result per snapshot, in manifest order. */
 export async function rebuildManifest(manifest: Manifest, o: RebuildOptions): Promise<RebuildResult[]> {
-  const results: RebuildResult[] = [];
-  for (const d of manifest.distfiles) {
-    if (!d.git) continue;
-    o.signal?.throwIfAborted();
-    const r = await rebuildOne(d, o);
-    results.push(r);
-    o.onResult?.(r);
-  }
+  const snapshots = manifest.distfiles.filter((d) => d.git);
+  const results: RebuildResult[] = new Array(snapshots.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < snapshots.length) {
+      const i = next++;
+      o.signal?.throwIfAborted();
+      const r = await rebuildOne(snapshots[i]!, o);
+      results[i] = r;
+      o.onResult?.(r);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(o.jobs ?? 1, snapshots.length)) }, worker));
   return results;
 }
 

@@ -5,6 +5,7 @@
 // src/attest/rebuild.ts; clones and generators are src/mirror's. Exit 0 when every snapshot matched its pin,
 // 3 when one did not, 1 when one could not be derived.
 import { Command } from 'commander';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { EXIT, SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
@@ -19,7 +20,7 @@ import { readSignerKeyFile } from '../trust/key-file.ts';
 import { LogClient } from '../trust/log-client.ts';
 import { formatVerifierKey, KEY_TYPE_ED25519 } from '../trust/note.ts';
 import { VERSION } from '../version.ts';
-import { printJson, table, type Io } from './output.ts';
+import { positiveInt, printJson, table, type Io } from './output.ts';
 
 interface Flags {
   snapshotGenerator: string;
@@ -27,6 +28,7 @@ interface Flags {
   log?: string;
   output?: string;
   state?: string;
+  jobs: string;
   json?: boolean;
 }
 
@@ -39,8 +41,10 @@ export function rebuildCommand(io: Io, setExit: (n: number) => void, signal: Abo
     .option('--log <url>', 'submit each attestation\'s DSSE envelope to this transparency log (needs --key)')
     .option('-o, --output <dir>', 'where the attestation bundles go (default STATE/attestations)')
     .option('--state <dir>', 'where upstream repositories are cloned (default the store: $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
+    .option('-j, --jobs <n>', 'snapshots derived at once', String(Math.min(4, availableParallelism())))
     .option('--json', 'print the results as JSON')
     .action(async (manifestPath: string, o: Flags) => {
+      const jobs = positiveInt('--jobs', o.jobs, 64);
       if (o.log !== undefined && o.key === undefined) throw new SourcemeshError('E_USAGE', '--log needs --key: the log takes signed attestations');
       const generator = snapshotGenerator(o.snapshotGenerator);
       const other = snapshotGenerator(o.snapshotGenerator === 'git' ? 'sourcemesh' : 'git');
@@ -62,7 +66,7 @@ export function rebuildCommand(io: Io, setExit: (n: number) => void, signal: Abo
             return other.generate(dir, commit, d.git!, sig);
           },
         },
-        ...(key ? { key } : {}), version: VERSION, now: () => new Date(), limits: LIMITS, signal,
+        ...(key ? { key } : {}), version: VERSION, now: () => new Date(), limits: LIMITS, signal, jobs,
       });
       const attested = results.filter((r) => r.attestation !== undefined);
       const files = await writeBundles(outDir, attested.map((r) => ({ name: r.name, builder: r.claim!.builder, bundle: r.attestation! })));
