@@ -11,7 +11,10 @@ import { initNode } from '../node/init.ts';
 import { NodeRuntime } from '../node/runtime.ts';
 import { startPanel } from '../panel/server.ts';
 import { parseListen } from './serve.ts';
-import { printJson, type Io } from './output.ts';
+import { formatBytes, nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
+import { cloneNode } from '../node/clone.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
+import { LIMITS } from '../limits.ts';
 
 interface RunFlags {
   panelListen?: string;
@@ -74,6 +77,32 @@ export function nodeCommand(io: Io, signal: AbortSignal): Command {
         await rt.close();
         logger.info({}, 'stopped');
       }
+    });
+  cmd.command('clone')
+    .description('a new node from a running one, while it keeps serving: its config, its files through its serve (each verified by sha256 against its signed inventory), a new identity')
+    .argument('<source>', 'the source\'s panel URL (http://127.0.0.1:8070) or its node directory')
+    .requiredOption('--to <dir>', 'the new node directory')
+    .option('--token-file <file>', 'the source panel\'s token (default $SOURCEMESH_PANEL_TOKEN)')
+    .option('--serve <url>', 'the source\'s serve, when the clone cannot learn it (a directory source whose serve listens on port 0)')
+    .option('--name <name>', 'the new node\'s name (default SOURCE-NAME-clone)')
+    .option('--port-offset <n>', 'add N to every non-zero port of the config (a clone on the source\'s machine)', '0')
+    .option('-j, --jobs <n>', 'parallel downloads', '4')
+    .option('--json', 'print the result as JSON')
+    .action(async (source: string, o: { to: string; tokenFile?: string; serve?: string; name?: string; portOffset: string; jobs: string; json?: boolean }) => {
+      const token = o.tokenFile !== undefined ? (await readBoundedFile(o.tokenFile, LIMITS.keyFileBytes, 'panel token (--token-file)', 'E_INPUT')).trim() : io.env.SOURCEMESH_PANEL_TOKEN;
+      const portOffset = nonNegativeInt('--port-offset', o.portOffset, 60_000);
+      const jobs = positiveInt('--jobs', o.jobs, 64);
+      const t0 = performance.now();
+      const r = await cloneNode({ source, to: o.to, token, serveUrl: o.serve, name: o.name, portOffset, jobs, signal });
+      const seconds = (performance.now() - t0) / 1000;
+      const bytes = r.inventory.files.reduce((n, f) => n + f.size, 0);
+      const on = Object.entries(r.init.config.services).filter(([, s]) => s.enabled).map(([n]) => n);
+      if (o.json) {
+        return printJson(io, { dir: r.init.dir, name: r.init.config.name, from: source, serve: r.serveUrl, files: r.inventory.files.length, bytes, seconds, services: on,
+          token: r.init.token, nodeKey: r.init.nodeVkey, logKey: r.init.logVkey, witnessKey: r.init.witnessVkey });
+      }
+      io.stdout.write(`cloned ${source} into ${r.init.dir}: ${r.inventory.files.length} files (${formatBytes(bytes)}) verified in ${seconds.toFixed(1)} s\n`);
+      io.stdout.write(`services on: ${on.join(', ') || 'none'}\nnew node key ${r.init.nodeVkey}\npanel token  ${r.init.token}\n  (shown this once)\nstart it:    sourcemesh node run ${o.to}\n`);
     });
   return cmd;
 }

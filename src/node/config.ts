@@ -174,13 +174,15 @@ export interface FieldDoc {
   kind: string;
   default: unknown;
   help: string;
+  /** The values allowed, for a field that is a choice. */
+  options?: string[];
 }
 
 /** Every leaf field of the schema in order, with its kind, default and help text. */
 export function fieldDocs(): FieldDoc[] {
   const out: FieldDoc[] = [];
   const walk = (schema: v.GenericSchema, at: string, fallback: unknown) => {
-    let s = schema as unknown as { type: string; entries?: Record<string, v.GenericSchema>; wrapped?: v.GenericSchema; default?: unknown; pipe?: { type: string; description?: string; metadata?: FieldMeta }[] };
+    let s = schema as unknown as { type: string; options?: string[]; entries?: Record<string, v.GenericSchema>; wrapped?: v.GenericSchema; default?: unknown; pipe?: { type: string; description?: string; metadata?: FieldMeta }[] };
     if (s.type === 'optional') {
       fallback = s.default;
       s = s.wrapped as unknown as typeof s;
@@ -191,7 +193,7 @@ export function fieldDocs(): FieldDoc[] {
     }
     const help = s.pipe?.find((a) => a.type === 'description')?.description ?? '';
     const kind = s.pipe?.find((a) => a.type === 'metadata')?.metadata?.kind ?? s.type;
-    out.push({ path: at, kind, default: fallback, help });
+    out.push({ path: at, kind, default: fallback, help, ...(s.type === 'picklist' ? { options: [...s.options!] } : {}) });
   };
   walk(ConfigSchema as unknown as v.GenericSchema, '', undefined);
   return out;

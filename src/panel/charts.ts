@@ -6,7 +6,7 @@ export interface Point { x: number; y: number }
 
 const W = 480;
 const H = 150;
-const PAD = { l: 56, r: 10, t: 10, b: 22 };
+const PAD = { l: 72, r: 10, t: 10, b: 22 };
 
 function esc(s: string): string {
   return s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);

@@ -10,6 +10,7 @@ import cookie from '@fastify/cookie';
 import { Eta } from 'eta/core';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { stat } from 'node:fs/promises';
 import { formatBytes } from '../cli/output.ts';
 import { SourcemeshError } from '../errors.ts';
 import { readBoundedBytes } from '../fs/bounded-read.ts';
@@ -19,7 +20,7 @@ import { clientKey, retryAfterSeconds, TokenBuckets } from '../net/rate-limit.ts
 import { configText, fieldDocs, isLoopback, nodePath, SERVICE_NAMES, type NodeConfig, type ServiceName } from '../node/config.ts';
 import { readTokenDigest, tokenMatches } from '../node/init.ts';
 import type { NodeRuntime } from '../node/runtime.ts';
-import { SERVICES } from '../node/services.ts';
+import { nodeKeyOf, SERVICES } from '../node/services.ts';
 import { barChart, lineChart } from './charts.ts';
 import { CSS, LAYOUT, LIVE_JS, LOGIN, MIRROR, OVERVIEW, SERVICE, TRUST } from './templates.ts';
 
@@ -67,6 +68,9 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
     requestTimeout: LIMITS.panelRequestTimeoutMs,
     connectionTimeout: LIMITS.panelRequestTimeoutMs,
     http2: false,
+    // On close, every connection goes at once (a browser keeps some open, and its live script polls):
+    // the panel's stop never waits on a client.
+    forceCloseConnections: true,
     ...(tls ? { https: tls } : {}),
   } as Parameters<typeof Fastify>[0]) as unknown as FastifyInstance; // the HTTP/1.1 server's types, HTTPS or not
   await app.register(cookie);
@@ -106,11 +110,13 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
   };
 
   app.addHook('onSend', async (_req, reply, payload) => {
-    // No framing by other sites (clickjacking), no guessing of types, no referrer leaving the panel.
+    // No framing by other sites (clickjacking), no guessing of types, no referrer leaving the panel
+    // (same-origin, not no-referrer: with no-referrer a browser sends Origin: null on the panel's own
+    // forms, which the origin check must refuse).
     reply.header('x-frame-options', 'DENY');
     reply.header('content-security-policy', "default-src 'self'; frame-ancestors 'none'; form-action 'self'");
     reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
+    reply.header('referrer-policy', 'same-origin');
     reply.header('cache-control', 'no-store');
     return payload;
   });
@@ -210,7 +216,7 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
     const st = rt.supervisor.status().find((x) => x.name === name)!;
     const docs = fieldDocs();
     const body = eta.render('@service', {
-      csrf: s.csrf,
+      csrf: s.csrf, md: helpHtml,
       service: { ...st, title: SERVICES[name].title, enabled: rt.config.services[name].enabled, help: docs.find((d) => d.path === `services.${name}.enabled`)!.help, exposes: SERVICES[name].exposes(rt.config) },
       fields: serviceFields(name).map((f) => {
         const value = (shown.services[name] as Record<string, unknown>)[f.key];
@@ -257,6 +263,26 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
     return reply.type('application/json').send(configText(rt.config));
   });
 
+  // For `node clone`: the node's public key (which signs its inventory), where its serve listens, and
+  // the manifest its mirror sync follows when that is a file of the node.
+  const manifestFile = () => {
+    const m = rt.config.services.mirrorSync.manifest;
+    return m !== '' && !/^https?:\/\//.test(m) ? nodePath(rt.dir, m) : undefined;
+  };
+  app.get('/api/identity', async (req, reply) => {
+    if (!apiAuth(req)) return reply.code(401).send({ error: 'log in or give the panel token as a bearer' });
+    const nodeKey = (await readBoundedBytes(nodeKeyOf(rt.dir).pub, LIMITS.keyFileBytes, 'node public key', 'E_INPUT')).toString('utf8').trim();
+    const serve = rt.supervisor.status().find((x) => x.name === 'serve');
+    const file = manifestFile();
+    return { name: rt.config.name, nodeKey, serveUrl: serve?.state === 'running' ? serve.url : undefined, manifest: file !== undefined && (await stat(file).then((st) => st.isFile(), () => false)) };
+  });
+  app.get('/api/manifest', async (req, reply) => {
+    if (!apiAuth(req)) return reply.code(401).send({ error: 'log in or give the panel token as a bearer' });
+    const file = manifestFile();
+    if (file === undefined) return reply.code(404).send({ error: 'mirror sync follows no manifest file' });
+    return reply.type('application/octet-stream').send(await readBoundedBytes(file, LIMITS.manifestBytes, 'manifest', 'E_INPUT'));
+  });
+
   app.setErrorHandler(async (err, _req, reply) => {
     const status = (err as { statusCode?: number }).statusCode ?? 500;
     if (status >= 500) o.logger.error({ error: (err as Error).message }, 'panel: request failed');
@@ -281,6 +307,12 @@ function diskChart(m: { sizes: { at: number; bytes: number }[]; maxBytes: number
   return lineChart('Disk use of the mirror over time', m.sizes.map((p) => ({ x: p.at, y: p.bytes })), formatBytes, when, m.maxBytes > 0 ? m.maxBytes : undefined);
 }
 
+/** Help text from the schema as HTML: escaped, with `code` spans shown as code. */
+function helpHtml(text: string): string {
+  const esc = text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+  return esc.replace(/`([^`]+)`/g, '<code>$1</code>');
+}
+
 function when(ms: number): string {
   return new Date(ms).toISOString().slice(0, 16).replace('T', ' ') + 'Z';
 }
@@ -294,9 +326,9 @@ function serviceFields(name: ServiceName) {
   const prefix = `services.${name}.`;
   return fieldDocs().filter((d) => d.path.startsWith(prefix) && d.path !== `${prefix}enabled`).map((d) => {
     const key = d.path.slice(prefix.length);
-    const input = d.kind.includes(' or ') && !d.kind.startsWith('true') && !d.kind.startsWith('whole') && !d.kind.startsWith('path') ? 'select'
+    const input = d.options ? 'select'
       : Array.isArray(d.default) ? 'textarea' : typeof d.default === 'number' ? 'number' : 'text';
-    return { key, help: d.help, kind: d.kind, default: Array.isArray(d.default) ? '(none)' : String(d.default), input, options: input === 'select' ? d.kind.split(' or ') : [] };
+    return { key, help: d.help, kind: d.kind, default: Array.isArray(d.default) ? '(none)' : String(d.default), input, options: d.options ?? [] };
   });
 }
 

@@ -57,9 +57,9 @@ export const OVERVIEW = `<h1>Overview</h1>
 </div>`;
 
 export const SERVICE = `<h1><%= it.service.title %> <span class="badge <%= it.service.state %>" data-state><%= it.service.state %></span></h1>
-<section class="card"><h2>What it does</h2><p><%= it.service.help %></p>
+<section class="card"><h2>What it does</h2><p><%~ it.md(it.service.help) %></p>
 <h3>What it exposes</h3><p><%= it.service.exposes %></p>
-<% if (it.service.url) { %><p>Listening at <a href="<%= it.service.url %>"><%= it.service.url %></a></p><% } %>
+<% if (it.service.url) { %><p>Listening at <a class="listening" href="<%= it.service.url %>"><%= it.service.url %></a></p><% } %>
 <form method="post" action="/services/<%= it.service.name %>"><input type="hidden" name="csrf" value="<%= it.csrf %>">
 <% if (it.service.enabled) { %><button name="action" value="off">Switch off</button><% } else { %><button name="action" value="on" class="primary">Switch on</button><% } %>
 </form></section>
@@ -70,10 +70,9 @@ export const SERVICE = `<h1><%= it.service.title %> <span class="badge <%= it.se
 <% if (f.input === 'select') { %><select id="f-<%= f.key %>" name="<%= f.key %>"><% for (const o of f.options) { %><option<%~ o === f.value ? ' selected' : '' %>><%= o %></option><% } %></select>
 <% } else if (f.input === 'textarea') { %><textarea id="f-<%= f.key %>" name="<%= f.key %>" rows="3"><%= f.value %></textarea>
 <% } else { %><input id="f-<%= f.key %>" name="<%= f.key %>" value="<%= f.value %>" inputmode="<%= f.input === 'number' ? 'numeric' : 'text' %>"><% } %>
-<p class="help"><%= f.help %> <span class="kind"><%= f.kind %>; default <%= f.default %></span></p></div>
+<p class="help"><%~ it.md(f.help) %> <span class="kind"><%= f.kind %>; default <%= f.default %></span></p></div>
 <% } %><button name="action" value="save" class="primary">Save</button></form></section>
-<% if (it.service.recent.length) { %><section class="card"><h2>Last lines</h2><pre class="lines"><% for (const l of it.service.recent) { %><%= l %>
-<% } %></pre></section><% } %>`;
+<% if (it.service.recent.length) { %><section class="card"><h2>Last lines</h2><pre class="lines"><%= it.service.recent.join(String.fromCharCode(10)) %></pre></section><% } %>`;
 
 export const MIRROR = `<h1>Mirror</h1>
 <div class="grid">
