@@ -12,6 +12,8 @@ import type { ContentEvent } from '../mirror/file-index.ts';
 import { announceNode, type Announcer } from '../discovery/announce.ts';
 import { INVENTORY_PATH, nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { MirrorServer } from '../mirror/server.ts';
+import { MirrorContent } from '../mirror/file-index.ts';
+import { joinPool, limitsOfWorker, startPool, workerRole } from './serve-pool.ts';
 import { stateDirOf } from '../mirror/sync.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { formatVerifierKey } from '../trust/note.ts';
@@ -33,6 +35,7 @@ interface ServeFlags {
   maxConnectionsPerClient: string;
   sendTimeout: string;
   shutdownTimeout: string;
+  workers: string;
   announce?: boolean;
   announceInterface?: string[];
 }
@@ -55,6 +58,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--max-connections-per-client <n>', 'open connections per client address (IPv6: per /64); 0 for no limit', String(LIMITS.serveClientConnections))
     .option('--send-timeout <duration>', 'cut a response of which the client takes no byte for this long', `${LIMITS.serveSendTimeoutMs / 1000}s`)
     .option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long in-flight responses may take to finish', `${LIMITS.serveShutdownMs / 1000}s`)
+    .option('--workers <n>', 'worker processes serving the address; each client address is served by one of them, so per-client limits hold across them', '1')
     .option('--announce', 'announce this mirror on the local network (DNS-SD over mDNS, _sourcemesh._tcp) for `sourcemesh discover`')
     .option('--announce-interface <name...>', 'interfaces to announce on (default: every IPv4 interface that is up, loopback aside)')
     .action(async (o: ServeFlags) => {
@@ -69,6 +73,8 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const sendTimeoutMs = parseDuration('--send-timeout', o.sendTimeout);
       if (sendTimeoutMs <= 0) throw new SourcemeshError('E_USAGE', `--send-timeout ${o.sendTimeout}: must be more than 0`);
       const shutdownMs = parseDuration('--shutdown-timeout', o.shutdownTimeout);
+      const workers = positiveInt('--workers', o.workers, 64);
+      const role = workerRole(io.env); // set when this process is a worker of a pool (src/cli/serve-pool.ts)
 
       const source = o.root !== undefined
         ? { kind: 'root' as const, root: path.resolve(o.root) }
@@ -109,16 +115,39 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
         if (listening) logger?.info({ files: e.files, objects: e.objects, hashedBytes: e.hashedBytes, ms: Math.round(e.ms), inventory: e.inventory, skipped: e.skipped.length }, 'indexed');
       };
 
+      const limits = limitsWith({ serveClientConnections: perClient, serveSendTimeoutMs: sendTimeoutMs });
+      if (workers > 1 && role === undefined) {
+        // The pool: index once (the inventory signed before any worker starts), then hand connections out.
+        (await MirrorContent.open({ source, key, keyFile, limits, onEvent })).close();
+        const pool = await startPool(host, port, workers, perClient > 0, log);
+        const h = pool.address.family === 'IPv6' ? `[${pool.address.address}]` : pool.address.address;
+        const url = `${tls ? 'https' : 'http'}://${h}:${pool.address.port}`;
+        io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url, ...source, workers, pids: pool.pids(), key: formatVerifierKey(key) }) + '\n');
+        io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${url}/ with ${workers} workers\n`);
+        const onPoolHup = () => pool.signal('SIGHUP');
+        process.on('SIGHUP', onPoolHup);
+        try {
+          if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          await pool.stop();
+        } finally {
+          process.off('SIGHUP', onPoolHup);
+        }
+        return setExit(0);
+      }
+      const share = limitsOfWorker(limits, role?.count ?? 1, maxConnections);
       const server = await MirrorServer.start({
-        source, key, keyFile, limits: limitsWith({ serveClientConnections: perClient, serveSendTimeoutMs: sendTimeoutMs }), onEvent, host, port, tls, log, maxConnections,
-        rate: { perSecond: rate, burst },
+        source, key, keyFile, limits: share.limits, onEvent, host: role?.host ?? host, port: role?.port ?? port, tls, log, maxConnections: share.maxConnections,
+        rate: { perSecond: rate, burst }, listen: role === undefined,
       });
+      // A worker ends with its pool: the pool's SIGTERM, or the pool gone (its channel closed).
+      const pool = role !== undefined ? joinPool(server) : undefined;
       const vkey = formatVerifierKey(key);
       // The first line on stdout says where we listen, as JSON (tests and scripts read it); access-log
       // lines follow it in the same shape.
-      io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url: server.url, ...source, files: server.content.index.byName.size, key: vkey }) + '\n');
+      // (A worker of a pool says nothing here: the pool said where it listens.)
+      if (role === undefined) io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url: server.url, ...source, files: server.content.index.byName.size, key: vkey }) + '\n');
       listening = true;
-      io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
+      if (role === undefined) io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
       let announcer: Announcer | undefined;
       if (o.announce || o.announceInterface) {
         try {
@@ -147,7 +176,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       };
       process.on('SIGHUP', onHup);
       try {
-        if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        if (!signal.aborted) await Promise.race([new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true })), ...(pool ? [pool.gone] : [])]);
         io.stderr.write(`shutting down: finishing responses in flight (at most ${formatDuration(shutdownMs)})\n`);
         await announcer?.close(); // goodbye first: browsers stop sending clients here
         const { cut } = await server.close(shutdownMs);
@@ -159,6 +188,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
           dest.once('close', () => resolve());
           dest.end();
         });
+        pool?.leave();
       }
       setExit(0);
     });

@@ -140,6 +140,11 @@ export interface ServeOptions extends ContentOptions {
   maxConnections: number;
   /** Access records ('request', info), notices (info) and warnings (warn). */
   log?: Logger;
+  /**
+   * False: listen on nothing; connections are handed in through `accept` (a worker of `serve
+   * --workers`, src/mirror/serve-workers.ts; `host` and `port` are then the pool's, for the URL).
+   */
+  listen?: boolean;
 }
 
 /** An open connection: whose it is and how many responses it has in progress. */
@@ -170,6 +175,9 @@ export class MirrorServer {
   private readonly sendWatch: SendWatch;
   private readonly timer: NodeJS.Timeout;
   private closing = false;
+  private onIndexed?: () => void;
+  /** Resolves the wait of close() once the last connection is gone (connections handed in by accept). */
+  private drained?: () => void;
   private inFlight = 0;
   /** Open connections by TCP socket, and how many each client address holds. */
   private readonly connections = new Map<Socket, Connection>();
@@ -207,9 +215,9 @@ export class MirrorServer {
   /** Index the files, then listen. Resolves once the server accepts connections. */
   static async start(opts: ServeOptions): Promise<MirrorServer> {
     // The server learns of each new index, to let go of files no longer in it.
-    let onIndexed: (() => void) | undefined;
+    let self: MirrorServer | undefined;
     const content = await MirrorContent.open({ ...opts, onEvent: (e) => {
-      if (e.kind === 'indexed') onIndexed?.();
+      if (e.kind === 'indexed') self?.onIndexed?.();
       opts.onEvent?.(e);
     } });
     const { limits } = opts;
@@ -225,6 +233,12 @@ export class MirrorServer {
     // Connections are admitted by onConnection (per client, and making room when full), not by Node's
     // maxConnections, which refuses newcomers while idle keep-alive connections hold every slot.
     server.timeout = limits.serveIdleTimeoutMs; // idle sockets, stalled readers included, are destroyed
+    if (opts.listen === false) {
+      const family = net.isIPv6(opts.host) ? 'IPv6' : 'IPv4';
+      self = new MirrorServer(opts, content, server, { address: opts.host, family, port: opts.port });
+      self.wire(opts);
+      return self;
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -237,20 +251,34 @@ export class MirrorServer {
       content.close();
       throw fromSystemError(err, `cannot listen on ${opts.host}:${opts.port}`);
     }
-    const self = new MirrorServer(opts, content, server, server.address() as AddressInfo);
-    onIndexed = () => self.files.retain(content.index);
+    self = new MirrorServer(opts, content, server, server.address() as AddressInfo);
+    self.wire(opts);
+    return self;
+  }
+
+  private wire(opts: ServeOptions): void {
+    const { server, content } = this;
+    this.onIndexed = () => this.files.retain(content.index);
     // 'connection' is the TCP socket for HTTP and HTTPS alike (before any TLS handshake).
-    server.on('connection', (socket: Socket) => self.onConnection(socket));
+    server.on('connection', (socket: Socket) => this.onConnection(socket));
     if (opts.tls) {
       server.on('secureConnection', (socket: Socket) => {
-        const c = self.connections.get(rawOf(socket));
+        const c = this.connections.get(rawOf(socket));
         if (c !== undefined) c.http = socket;
       });
     }
-    server.on('request', (req, res) => self.onRequest(req, res));
-    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => self.onClientError(err, socket));
+    server.on('request', (req, res) => this.onRequest(req, res));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => this.onClientError(err, socket));
     content.watch();
-    return self;
+  }
+
+  /** Take a connection accepted elsewhere (a worker of `serve --workers`): admitted as any other. */
+  accept(socket: Socket): void {
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.server.emit('connection', socket);
   }
 
   /** Reindex now (SIGHUP). */
@@ -270,7 +298,13 @@ export class MirrorServer {
     // net.Server's close, not http.Server's: the latter also destroys every connection it deems idle,
     // and it deems a response idle once end() was called, while its last bytes may still be queued
     // for a slow client. Connections are ended here instead, each once its responses are out.
-    const closed = new Promise<void>((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
+    // Connections handed in by accept() are not the net.Server's own: wait for them by our count.
+    const closed = this.opts.listen === false
+      ? new Promise<void>((resolve) => {
+        this.drained = resolve;
+        if (this.connections.size === 0) resolve();
+      })
+      : new Promise<void>((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
     for (const c of this.connections.values()) if (c.active === 0) c.http.end();
     const timer = setTimeout(() => {
       cut = this.connections.size;
@@ -326,6 +360,7 @@ export class MirrorServer {
     const left = (this.perClient.get(c.client) ?? 1) - 1;
     if (left > 0) this.perClient.set(c.client, left);
     else this.perClient.delete(c.client);
+    if (this.closing && this.connections.size === 0) this.drained?.();
   }
 
   /** The oldest idle connection of the client that holds the most connections (a scan: only when full). */
