@@ -148,3 +148,51 @@ test('blobs opened for reading later come out as git has them, deltas applied in
     }
   }
 });
+
+test('a long file rebuilt through a deep delta chain comes out as git has it at every depth, whatever the cache keeps', () => {
+  // One growing file (a ChangeLog: each version prepends an entry, and some move a block of old entries)
+  // over 60 commits, repacked with deep chains: its intermediate results past 16 KiB that are neither the
+  // object's own base nor on the 8-step stride are built in the two alternating scratch buffers. The moves
+  // make deltas that would read bytes they already overwrote if a result were built over its own input.
+  const deep = path.join(root, 'deep');
+  initRepo(deep);
+  const r = prng(77);
+  let log = Buffer.alloc(0);
+  const commits: string[] = [];
+  for (let c = 0; c < 60; c++) {
+    const entry = Buffer.alloc(600 + r(400));
+    for (let k = 0; k < entry.length; k++) entry[k] = 97 + r(26);
+    log = Buffer.concat([entry, log.length > 40_000 ? log.subarray(0, log.length - r(2000)) : log]);
+    if (c % 4 === 3) {
+      const at = 1000 + r(log.length - 2000);
+      log = Buffer.concat([log.subarray(at), log.subarray(0, at)]);
+    }
+    writeFiles(deep, { ChangeLog: log, [`other${c % 3}`]: Buffer.from(`version ${c}\n`) });
+    commits.push(commitAll(deep, `c${c}`));
+  }
+  git(deep, ['repack', '-adfq', '--window=250', '--depth=250']);
+  const versions = gitText(deep, ['rev-list', '--objects', '--all']).split('\n').map((l) => l.split(' ')).filter(([, name]) => name === 'ChangeLog').map(([oid]) => oid!);
+  const depths = gitText(deep, ['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(deltabase)']).split('\n').filter((l) => !/ 0+$/.test(l)).length;
+  assert.ok(versions.length >= 50 && depths >= 40, `${versions.length} versions, ${depths} deltas`);
+  let scratchSteps = 0;
+  for (const budget of [1, 16 << 20]) {
+    for (const seed of [1, 2]) {
+      const odb = new ObjectDatabase(path.join(deep, '.git', 'objects'), limitsWith({ gitPackCacheBytes: budget, gitDeltaBaseCacheBytes: budget }));
+      try {
+        for (const oid of shuffled(versions, seed)) {
+          const before = odb.chainSteps.scratch;
+          const want = execFileSync('git', ['cat-file', 'blob', oid], { cwd: deep, maxBuffer: 1 << 28 });
+          assert.ok(odb.read(Buffer.from(oid, 'hex')).data.equals(want), `${oid} (budget ${budget}) differs from git cat-file`);
+          const reader = odb.openBlob(Buffer.from(oid, 'hex'), 16 << 20);
+          const got = reader.kind === 'stream' ? null : reader.kind === 'data' ? reader.data : reader.read();
+          assert.ok(got?.equals(want), `${oid} (budget ${budget}, opened) differs from git cat-file`);
+          scratchSteps += odb.chainSteps.scratch - before;
+        }
+      } finally {
+        odb.close();
+      }
+    }
+  }
+  void commits;
+  assert.ok(scratchSteps > 100, `only ${scratchSteps} steps built in scratch buffers`);
+});

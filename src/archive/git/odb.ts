@@ -50,6 +50,12 @@ interface ChainStep {
  * rest of the process.
  */
 const DELTA_SCRATCH_BYTES = 1024 * 1024;
+/** Every this many steps from the whole object, a chain's result is offered to the cache (rebuildBase). */
+const CHAIN_CACHE_STRIDE = 8;
+/** Results of at most this many bytes are always offered to the cache (trees, most source files). */
+const CHAIN_SMALL_RESULT_BYTES = 16 * 1024;
+/** Uncached results are built in two scratch buffers of at most this many bytes each; larger ones get their own. */
+const CHAIN_SCRATCH_BYTES = 16 * 1024 * 1024;
 
 interface ObjectDirectory {
   path: string;
@@ -66,6 +72,10 @@ export class ObjectDatabase {
   private readonly cache: DeltaBaseCache;
   private nextPackId = 0;
   private deltaScratch = Buffer.allocUnsafeSlow(0);
+  /** For tests and profiles: results of delta chains built in their own buffer, and in scratch buffers. */
+  readonly chainSteps = { own: 0, scratch: 0 };
+  /** Intermediate results of a delta chain that are not cached (rebuildBase). */
+  private readonly chainBuffers: [Buffer, Buffer] = [Buffer.allocUnsafeSlow(0), Buffer.allocUnsafeSlow(0)];
   /** Counts uses of deltaScratch, so that a deferred reader can tell its delta was overwritten. */
   private deltaScratchUses = 0;
 
@@ -268,6 +278,13 @@ export class ObjectDatabase {
     return obj;
   }
 
+  /** One of the two chain scratch buffers, at least `size` bytes: the one not holding `input`. */
+  private chainScratch(size: number, input: Buffer): Buffer {
+    const k = this.chainBuffers[0].buffer === input.buffer ? 1 : 0;
+    if (this.chainBuffers[k].length < size) this.chainBuffers[k] = Buffer.allocUnsafeSlow(Math.min(CHAIN_SCRATCH_BYTES, Math.max(size, 2 * this.chainBuffers[k].length)));
+    return this.chainBuffers[k];
+  }
+
   /** A delta's bytes: in the reused scratch buffer (valid until the next delta), or its own when large. */
   private inflateDelta(step: ChainStep, what: () => string): Buffer {
     const { pack, entry } = step;
@@ -335,10 +352,26 @@ export class ObjectDatabase {
       curPack = loc.pack;
       curOffset = loc.pack.index.offsetAt(loc.pos);
     }
-    for (let i = chain.length - 1; i > 0; i--) {
+    // Results are kept by their position in the chain, not only by size: the object's own base (i = 1:
+    // deltas of one family share it), every CHAIN_CACHE_STRIDE-th result from the whole object (a later
+    // read of the chain restarts at most that many steps back), and every small one. The others are built
+    // in two alternating scratch buffers: a long file rebuilt through a deep chain (gnulib's ChangeLog,
+    // megabytes through dozens of deltas) took a fresh buffer per step, each page-faulted in and collected.
+    for (let i = chain.length - 1, fromWhole = 1; i > 0; i--, fromWhole++) {
       const step = chain[i]!;
-      base = { type: base.type, data: applyDelta(base.data, this.inflateDelta(step, what), limits.gitObjectBytes, what) };
-      this.cache.set(step.key, base);
+      const delta = this.inflateDelta(step, what);
+      const size = deltaResultSize(delta, what);
+      if (i === 1 || fromWhole % CHAIN_CACHE_STRIDE === 0 || size <= CHAIN_SMALL_RESULT_BYTES || size > CHAIN_SCRATCH_BYTES) {
+        base = { type: base.type, data: applyDelta(base.data, delta, limits.gitObjectBytes, what) };
+        this.cache.set(step.key, base);
+        this.chainSteps.own++;
+      } else {
+        // size <= CHAIN_SCRATCH_BYTES: the buffer is bounded before any check of the delta itself.
+        const out = this.chainScratch(size, base.data);
+        applyDeltaInto(base.data, delta, out, 0, limits.gitObjectBytes, what);
+        base = { type: base.type, data: out.subarray(0, size) };
+        this.chainSteps.scratch++;
+      }
     }
     return { base, last: chain[0] ?? null };
   }
