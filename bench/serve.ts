@@ -12,7 +12,9 @@
 // from the current sources with bin/sourcemesh.js's Node flags (bench/lib/cli.ts; --cli src|dist too).
 //
 //   node bench/serve.ts [--cli build|src|dist] [--seconds N] [--reps N] [--connections 1,16,128]
-//                       [--cases 4k,1m,64m,ranges] [--dir DIR] [--json FILE]
+//                       [--cases 4k,1m,64m,ranges] [--workers 1,2] [--dir DIR] [--json FILE]
+// --workers: for each N, nginx with `worker_processes N` against `serve --workers N` (issue 21: the
+// same number of processes on both sides).
 // The environment variables BENCH_DIR, BENCH_SECONDS, BENCH_REPS, BENCH_CONNECTIONS and BENCH_JSON set
 // the same defaults. Per run 64 MiB files get twice --seconds.
 import { spawn, spawnSync } from 'node:child_process';
@@ -27,7 +29,7 @@ import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { prepareCli, type CliMode } from './lib/cli.ts';
 import { ensureFile, type BenchFile } from './lib/files.ts';
 import { median } from './lib/measure.ts';
-import { startNginx, stopChild, type StaticServer } from './lib/nginx.ts';
+import { findNginx, startNginx, stopChild, type StaticServer } from './lib/nginx.ts';
 import { countWrkRun, runWrk, wrkScript, type WrkRun } from './lib/wrk.ts';
 
 const KiB = 1024;
@@ -41,6 +43,7 @@ const { values: flags, usage, count } = benchArgs('serve', {
   reps: { type: 'string', default: process.env.BENCH_REPS ?? '3' },
   connections: { type: 'string', default: process.env.BENCH_CONNECTIONS ?? '1,16,128' },
   cases: { type: 'string', default: '4k,1m,64m,ranges' },
+  workers: { type: 'string', default: process.env.BENCH_WORKERS ?? '1' },
   dir: { type: 'string', default: process.env.BENCH_DIR ?? path.join(os.tmpdir(), 'sourcemesh-bench-serve') },
   json: { type: 'string', default: process.env.BENCH_JSON },
 });
@@ -49,6 +52,7 @@ const work = flags.dir;
 const seconds = count('seconds', flags.seconds);
 const reps = count('reps', flags.reps);
 const connections = flags.connections.split(',').map((c) => count('connections', c));
+const workerCounts = flags.workers.split(',').map((w) => count('workers', w));
 
 interface Case {
   id: string;
@@ -127,11 +131,11 @@ async function checkAnswers(server: StaticServer, c: Case, f: BenchFile): Promis
 }
 
 /** Our server as an operator starts it, without the per-client limits (wrk is one client). */
-async function startOurs(served: string, argv: string[], describe: string): Promise<StaticServer> {
+async function startOurs(served: string, argv: string[], describe: string, workers: number): Promise<StaticServer> {
   const keyFile = nodeKeyFiles(path.join(work, 'node')).key;
   await openNodeKey(nodeKeyFiles(path.join(work, 'node')), 'bench.sourcemesh.invalid');
   const child = spawn(argv[0]!, [...argv.slice(1), 'serve', '--root', served, '--listen', '127.0.0.1:0', '--key', keyFile,
-    '--rate', '0', '--max-connections-per-client', '0', '--no-access-log', '--max-connections', '4096'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--rate', '0', '--max-connections-per-client', '0', '--no-access-log', '--max-connections', '4096', '--workers', String(workers)], { stdio: ['ignore', 'pipe', 'pipe'] });
   const unregister = onCleanup(() => stopChild(child), () => child.kill('SIGTERM'));
   let out = '';
   let err = '';
@@ -144,7 +148,7 @@ async function startOurs(served: string, argv: string[], describe: string): Prom
     await new Promise((r) => setTimeout(r, 50));
   }
   const url = JSON.parse(out.slice(0, out.indexOf('\n'))).url as string;
-  return { url, kind: `sourcemesh serve (node ${process.version}, ${describe})`, stop: async () => { await stopChild(child); unregister(); } };
+  return { url, kind: `sourcemesh serve${workers > 1 ? ` --workers ${workers}` : ''} (node ${process.version}, ${describe})`, stop: async () => { await stopChild(child); unregister(); } };
 }
 
 interface Cell {
@@ -162,53 +166,55 @@ async function main(): Promise<void> {
   for (const c of cases) files.set(c.id, await ensureFile(served, { name: c.file, size: c.size, seed: c.size }, (l) => console.log(l)));
   const cli = await prepareCli(root, work, flags.cli as CliMode);
   for (const w of cli.warnings) console.log(`warning: ${w}`);
-  const nginx = await startNginx(served, path.join(work, 'nginx'));
-  const ours = await startOurs(served, cli.argv, cli.describe);
-  console.log(`bench:serve on ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), ${nginx.kind} vs ${ours.kind}, wrk ${wrk}; ${reps} runs of ${seconds} s per cell (64 MiB: ${seconds * 2} s), median; only successful responses of the right size count`);
-  for (const c of cases) for (const s of [nginx, ours]) await checkAnswers(s, c, files.get(c.id)!);
-  console.log('both servers answer every case with the right status, headers and bytes (checked with curl)');
-  // Warm up both (page cache, JIT, the open-file and small-file caches).
-  for (const c of cases) for (const s of [nginx, ours]) await wrkRun(s.url, { ...c, seconds: 1 }, 4);
-
-  const rows: string[][] = [['case', 'conns', 'nginx req/s', 'nginx MiB/s', 'nginx p99', 'ours req/s', 'ours MiB/s', 'ours p99', 'ours/nginx, median (pairs min-max)', 'goal']];
+  const rows: string[][] = [['case', 'workers', 'conns', 'nginx req/s', 'nginx MiB/s', 'nginx p99', 'ours req/s', 'ours MiB/s', 'ours p99', 'ours/nginx, median (pairs min-max)', 'goal']];
   const results: unknown[] = [];
-  for (const c of cases) {
-    for (const conns of connections) {
-      const cells = { nginx: { runs: [], mibps: [], problems: [] } as Cell, ours: { runs: [], mibps: [], problems: [] } as Cell };
-      for (let i = 0; i < reps; i++) {
-        // Alternate who goes first, so drift in the machine's speed does not favour one side.
-        const order = i % 2 === 0 ? (['nginx', 'ours'] as const) : (['ours', 'nginx'] as const);
-        for (const who of order) {
-          const run = await wrkRun((who === 'nginx' ? nginx : ours).url, c, conns);
-          const counted = countWrkRun(run, bodyOf(c), conns);
-          const cell = cells[who];
-          cell.runs.push(run);
-          cell.mibps.push(counted.goodBytes / run.seconds / MiB);
-          for (const p of counted.problems) cell.problems.push(`run ${i + 1}: ${p}`);
+  for (const workers of workerCounts) {
+    const nginx = await startNginx(served, path.join(work, 'nginx'), workers);
+    const ours = await startOurs(served, cli.argv, cli.describe, workers);
+    console.log(`bench:serve on ${os.cpus().length} CPUs (${os.cpus()[0]?.model}), ${nginx.kind} vs ${ours.kind}, wrk ${wrk}; ${reps} runs of ${seconds} s per cell (64 MiB: ${seconds * 2} s), median; only successful responses of the right size count`);
+    for (const c of cases) for (const s of [nginx, ours]) await checkAnswers(s, c, files.get(c.id)!);
+    console.log('both servers answer every case with the right status, headers and bytes (checked with curl)');
+    // Warm up both (page cache, JIT, the open-file and small-file caches).
+    for (const c of cases) for (const s of [nginx, ours]) await wrkRun(s.url, { ...c, seconds: 1 }, 4);
+
+    for (const c of cases) {
+      for (const conns of connections) {
+        const cells = { nginx: { runs: [], mibps: [], problems: [] } as Cell, ours: { runs: [], mibps: [], problems: [] } as Cell };
+        for (let i = 0; i < reps; i++) {
+          // Alternate who goes first, so drift in the machine's speed does not favour one side.
+          const order = i % 2 === 0 ? (['nginx', 'ours'] as const) : (['ours', 'nginx'] as const);
+          for (const who of order) {
+            const run = await wrkRun((who === 'nginx' ? nginx : ours).url, c, conns);
+            const counted = countWrkRun(run, bodyOf(c), conns);
+            const cell = cells[who];
+            cell.runs.push(run);
+            cell.mibps.push(counted.goodBytes / run.seconds / MiB);
+            for (const p of counted.problems) cell.problems.push(`run ${i + 1}: ${p}`);
+          }
         }
+        const n = median(cells.nginx.mibps);
+        const o = median(cells.ours.mibps);
+        const valid = cells.nginx.problems.length === 0 && cells.ours.problems.length === 0;
+        const ratio = valid ? o / n : NaN;
+        // Each run of ours against the nginx run of the same pair: the spread a reader should expect.
+        const pairRatios = cells.ours.mibps.map((x, i) => x / cells.nginx.mibps[i]!);
+        const spread = `${Math.min(...pairRatios).toFixed(2)}-${Math.max(...pairRatios).toFixed(2)}`;
+        const verdict = !valid ? 'INVALID' : c.goal === undefined ? '(none)' : `${c.goal}x ${ratio >= c.goal ? 'met' : 'NOT met'}`;
+        const p99 = (cell: Cell) => `${median(cell.runs.map((r) => r.p99ms)).toFixed(2)} ms`;
+        const row = [c.label, String(workers), String(conns), (n * MiB / bodyOf(c)).toFixed(0), n.toFixed(0), p99(cells.nginx),
+          (o * MiB / bodyOf(c)).toFixed(0), o.toFixed(0), p99(cells.ours), valid ? `${ratio.toFixed(2)}x (${spread})` : '-', verdict];
+        rows.push(row);
+        console.log(row.join('  '));
+        for (const who of ['nginx', 'ours'] as const) for (const p of cells[who].problems) console.log(`  ${who}: ${p}`);
+        results.push({ case: c.label, workers, connections: conns, nginx: cells.nginx, ours: cells.ours, nginxMiBps: n, oursMiBps: o, ratio: valid ? ratio : null, pairRatios, goal: c.goal });
       }
-      const n = median(cells.nginx.mibps);
-      const o = median(cells.ours.mibps);
-      const valid = cells.nginx.problems.length === 0 && cells.ours.problems.length === 0;
-      const ratio = valid ? o / n : NaN;
-      // Each run of ours against the nginx run of the same pair: the spread a reader should expect.
-      const pairRatios = cells.ours.mibps.map((x, i) => x / cells.nginx.mibps[i]!);
-      const spread = `${Math.min(...pairRatios).toFixed(2)}-${Math.max(...pairRatios).toFixed(2)}`;
-      const verdict = !valid ? 'INVALID' : c.goal === undefined ? '(none)' : `${c.goal}x ${ratio >= c.goal ? 'met' : 'NOT met'}`;
-      const p99 = (cell: Cell) => `${median(cell.runs.map((r) => r.p99ms)).toFixed(2)} ms`;
-      const row = [c.label, String(conns), (n * MiB / bodyOf(c)).toFixed(0), n.toFixed(0), p99(cells.nginx),
-        (o * MiB / bodyOf(c)).toFixed(0), o.toFixed(0), p99(cells.ours), valid ? `${ratio.toFixed(2)}x (${spread})` : '-', verdict];
-      rows.push(row);
-      console.log(row.join('  '));
-      for (const who of ['nginx', 'ours'] as const) for (const p of cells[who].problems) console.log(`  ${who}: ${p}`);
-      results.push({ case: c.label, connections: conns, nginx: cells.nginx, ours: cells.ours, nginxMiBps: n, oursMiBps: o, ratio: valid ? ratio : null, pairRatios, goal: c.goal });
     }
+    await ours.stop();
+    await nginx.stop();
   }
-  await ours.stop();
-  await nginx.stop();
   console.log('');
   console.log(markdown(rows));
-  if (flags.json) await writeFile(flags.json, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, cli: cli.describe, nginx: nginx.kind, wrk, results }, null, 2));
+  if (flags.json) await writeFile(flags.json, JSON.stringify({ date: new Date().toISOString(), cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version, cli: cli.describe, nginx: findNginx()?.version, wrk, results }, null, 2));
 }
 
 function markdown(rows: string[][]): string {

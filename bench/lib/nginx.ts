@@ -86,9 +86,9 @@ async function stopLeftover(stateDir: string, conf: string): Promise<void> {
   for (let i = 0; i < 100 && (await readFile(`/proc/${pid}/cmdline`, 'utf8').then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 50));
 }
 
-/** Serve ROOT with nginx on 127.0.0.1 and a free port. Throws when nginx is not installed. */
-export async function startNginx(root: string, stateDir: string): Promise<StaticServer> {
-  const sites = await startNginxSites([root], stateDir);
+/** Serve ROOT with nginx on 127.0.0.1 and a free port (`workers` worker processes). Throws when nginx is not installed. */
+export async function startNginx(root: string, stateDir: string, workers = 1): Promise<StaticServer> {
+  const sites = await startNginxSites([root], stateDir, workers);
   return { url: sites.urls[0]!, kind: sites.kind, stop: sites.stop };
 }
 
@@ -99,8 +99,8 @@ export interface StaticSites {
   stop(): Promise<void>;
 }
 
-/** One nginx (one worker) with a server block per ROOT, each on a free port of 127.0.0.1. */
-export async function startNginxSites(roots: string[], stateDir: string): Promise<StaticSites> {
+/** One nginx (`workers` worker processes, one by default) with a server block per ROOT, each on a free port of 127.0.0.1. */
+export async function startNginxSites(roots: string[], stateDir: string, workers = 1): Promise<StaticSites> {
   const found = findNginx();
   if (!found) throw new Error('nginx is not installed (Debian: apt-get install nginx-light)');
   await mkdir(stateDir, { recursive: true });
@@ -111,7 +111,7 @@ export async function startNginxSites(roots: string[], stateDir: string): Promis
   await writeFile(conf, `# written by the sourcemesh benchmarks; nginx runs in the foreground with only this file
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes ${workers};
 pid ${stateDir}/nginx.pid;
 error_log ${stateDir}/error.log warn;
 events { worker_connections 1024; }
@@ -156,7 +156,7 @@ ${roots.map((root, i) => `  server {
   }
   return {
     urls: ports.map((port) => `http://127.0.0.1:${port}`),
-    kind: `nginx ${found.version}`,
+    kind: `nginx ${found.version}${workers > 1 ? ` (${workers} workers)` : ''}`,
     stop: async () => {
       await stopChild(child);
       unregister();
