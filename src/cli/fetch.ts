@@ -24,7 +24,7 @@ import { createProgress, summaryLines } from './progress.ts';
 import { describeVerdict } from './verdict.ts';
 import { discoverNodes } from '../discovery/discover.ts';
 import { checkListRelease } from '../discovery/pointer.ts';
-import { addDhtOptions, resolveDhtList } from './mirrors-dht.ts';
+import { addDhtOptions, resolveDhtList, startDht } from './mirrors-dht.ts';
 import { parseDuration } from './units.ts';
 import { swarmFetch } from '../torrent/swarm-fetch.ts';
 
@@ -70,7 +70,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--offline', 'no network: only the store and local directory mirrors')
     .option('--bittorrent', 'also take pieces from the BitTorrent peers (--peer) of the torrents given (--torrent), each checked against the manifest')
     .option('--torrent <file>', 'with --bittorrent: a .torrent of some distfiles of the manifest, ours or any client\'s (repeatable)', collect, [])
-    .option('--peer <host:port>', 'with --bittorrent: a peer to ask for pieces (repeatable)', collect, [])
+    .option('--peer <host:port>', 'with --bittorrent: a peer to ask for pieces (repeatable); with --dht-bootstrap, peers are also looked up in that DHT', collect, [])
     .option('--proxy <url>', 'send every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
     .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}) with stream isolation: each mirror on its own circuit; longer timeouts, more retries`)
     .option('--isolate-per-file', 'with --tor: a circuit per mirror and file')
@@ -147,7 +147,10 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const repKey = (label: string) => byKey.get(label) ?? label;
       if ((o.torrent.length > 0 || o.peer.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent and --peer go with --bittorrent');
       if (o.bittorrent && o.offline) throw new SourcemeshError('E_USAGE', '--bittorrent and --offline exclude each other');
-      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits) : undefined;
+      // Peers from --peer, and from the DHT when --dht-bootstrap names a (closed) DHT to join.
+      const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await startDht(o, store.root, limits) : undefined;
+      const lookup = dht && (async (h: Buffer) => (await dht.lookup(h)).map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
+      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits, lookup).finally(() => dht?.close()) : undefined;
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const reputation = Reputation.open(store.root);
       const records = new Map(reputation.all().map((r) => [r.mirror, r]));

@@ -12,8 +12,11 @@ import { Seeder, prepareSeedFile, type SeededFile } from '../torrent/seeder.ts';
 import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
 import { parseListen } from './serve.ts';
 import { parseSize } from './units.ts';
+import { addDhtOptions, startDht, type DhtFlags } from './mirrors-dht.ts';
+import { stateDirOf } from '../mirror/sync.ts';
 
-interface SeedFlags {
+interface SeedFlags extends DhtFlags {
+  dht?: boolean;
   root?: string;
   local?: string | true;
   listen: string;
@@ -22,13 +25,14 @@ interface SeedFlags {
 }
 
 export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
-  return new Command('seed')
+  return addDhtOptions(new Command('seed'))
     .description('seed every verified file of a mirror root (or the store) to BitTorrent peers (v1, v2 and hybrid torrents of `torrent create`)')
     .option('--root <dir>', 'the mirror root that `mirror sync` keeps (the files `serve --root` serves)')
     .option('--local [store]', 'seed the store instead (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--listen <host:port>', 'address and TCP port for peers', '0.0.0.0:6881')
     .option('--max-peers <n>', 'connected peers at most', String(LIMITS.seedMaxPeers))
     .option('--upload-rate <rate>', 'bytes per second for all peers together, e.g. 10M; 0 for no limit', '0')
+    .option('--dht', 'announce every seeded info-hash in the BitTorrent DHT (BEP 5); implied by --dht-bootstrap')
     .action(async (o: SeedFlags) => {
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'seed needs exactly one of --root DIR and --local [STORE]');
       const { host, port } = parseListen(o.listen);
@@ -53,8 +57,23 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
         level: 'info', time: new Date().toISOString(), msg: 'listening', address: seeder.url, port: seeder.port,
         files: files.map((f) => ({ name: f.name, size: f.size, pieceLength: f.pieceLength, merkleRoot: f.root.toString('hex'), infoHashes: f.infoHashes })),
       }) + '\n');
+      // BEP 5: announce each info-hash a peer may look us up by (v1, and v2 cut to 20 bytes), again every
+      // 15 minutes (nodes forget peers after some 30).
+      const dht = o.dht || o.dhtBootstrap.length > 0 ? await startDht(o, o.root !== undefined ? stateDirOf(path.resolve(o.root)) : path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!)) : undefined;
+      const announce = async () => {
+        for (const f of files) {
+          for (const h of [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)]) {
+            await dht!.announce(Buffer.from(h, 'hex'), seeder.port).catch((err: Error) => log.warn({ infoHash: h, error: err.message }, 'dht announce failed'));
+          }
+        }
+        log.info({ files: files.length, nodes: dht!.nodeCount }, 'announced in the dht');
+      };
+      const reannounce = dht ? setInterval(() => void announce(), 15 * 60_000) : undefined;
+      if (dht) await announce();
       io.stderr.write(`seeding ${files.length} file(s) (${formatBytes(files.reduce((n, f) => n + f.size, 0))}) to peers at ${seeder.url}\n`);
       if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+      clearInterval(reannounce);
+      await dht?.close();
       await seeder.close();
       logger.info({ uploaded: seeder.uploaded, hashesSent: seeder.hashesSent, hashesRejected: seeder.hashesRejected, banned: Object.fromEntries(seeder.banned) }, 'stopped');
       io.stderr.write(`stopped: ${formatBytes(seeder.uploaded)} uploaded, ${seeder.hashesSent} hash request(s) answered, ${seeder.banned.size} peer(s) banned\n`);

@@ -17,23 +17,31 @@ export interface SwarmFetch {
   close(): void;
 }
 
-export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, localAddress?: string): Promise<SwarmFetch> {
-  const byName = new Map<string, { t: Torrent; index: number }>();
+/**
+ * `lookup`: more peers for a torrent (its v1 info-hash, or its v2 one cut to 20 bytes), from the DHT;
+ * what it returns is only a list of addresses to try (every byte they send is checked).
+ */
+export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>): Promise<SwarmFetch> {
+  const byName = new Map<string, { t: Torrent; index: number; peers: string[] }>();
   for (const file of torrentFiles) {
     const what = `torrent ${file}`;
     const t = readTorrent(await readBoundedBytes(file, limits.torrentBytes, what, 'E_FORMAT'), what, limits);
     // The manifest is the only source of truth: a torrent that disagrees with it is refused whole.
     const matched = matchTorrent(t, manifest, what);
-    matched.forEach((m, index) => byName.set(m.name, { t, index }));
+    const found = lookup ? await lookup(t.infoHashV1 ?? t.infoHashV2!.subarray(0, 20)) : [];
+    const all = [...new Set([...peers, ...found])];
+    matched.forEach((m, index) => byName.set(m.name, { t, index, peers: all }));
   }
-  if (byName.size && peers.length === 0) throw new SourcemeshError('E_USAGE', '--bittorrent needs at least one --peer HOST:PORT (trackers and the DHT are not used yet)');
-  const swarm = new PeerSwarm({ limits, localAddress });
+  if (byName.size && [...byName.values()].every((e) => e.peers.length === 0)) {
+    throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, or --dht-bootstrap to look them up in the DHT)`);
+  }
+  const swarm = new PeerSwarm({ limits });
   return {
     covered: byName.size,
     options: {
       extraSources: (d: Distfile) => {
         const e = byName.get(d.name);
-        return e ? swarm.sources(e.t, e.index, peers) : [];
+        return e ? swarm.sources(e.t, e.index, e.peers) : [];
       },
       pieceLayerFor: (d: Distfile, size: number) => {
         const e = byName.get(d.name);
