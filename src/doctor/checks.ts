@@ -5,10 +5,17 @@ import { randomInt } from 'node:crypto';
 import { lstat, readdir, statfs } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
-import { isNotFound } from '../errors.ts';
+import { isNotFound, isSourcemeshError } from '../errors.ts';
+import { readBoundedFile } from '../fs/bounded-read.ts';
+import { LIMITS } from '../limits.ts';
+import { INVENTORY_PATH, parseInventory } from '../mirror/inventory.ts';
 import { sha256File } from '../store/digest.ts';
 import { decideNow, readFloor, signedTime } from '../time/signed-now.ts';
-import type { TrustPolicy } from '../trust/policy.ts';
+import { TrustState } from '../trust/client-state.ts';
+import { LogClient } from '../trust/log-client.ts';
+import { proveConsistency } from '../trust/merkle.ts';
+import { formatVerifierKey } from '../trust/note.ts';
+import { checkCheckpoint, checkConsistency, type StoredCheckpoint, type TrustPolicy } from '../trust/policy.ts';
 
 export type Status = 'pass' | 'warn' | 'fail';
 
@@ -36,7 +43,10 @@ export function checkNodeVersion(version: string, requiredMajor: number): CheckR
 export async function checkDisk(what: string, dir: string, minFreeBytes: number): Promise<CheckResult> {
   const check = `disk ${what}`;
   try {
-    const s = await statfs(dir);
+    // A store or root not made yet will be made inside its nearest existing parent: that file system counts.
+    let at = dir;
+    while (await statfs(at).then(() => false, (err: unknown) => isNotFound(err) && path.dirname(at) !== at)) at = path.dirname(at);
+    const s = await statfs(at);
     const free = s.bavail * s.bsize;
     const total = s.blocks * s.bsize;
     const detail = `${dir}: ${mib(free)} free of ${mib(total)}`;
@@ -96,7 +106,7 @@ export async function checkStoreSample(storeRoot: string, n: number, random?: (m
 
 /** A private key file: a regular file, not readable by group or others, owned by this user. */
 export async function checkKeyFile(file: string, uid: number | undefined): Promise<CheckResult> {
-  const check = `key ${path.basename(file)}`;
+  const check = `key ${file}`;
   try {
     const st = await lstat(file);
     if (!st.isFile()) return fail(check, `${file} is not a regular file`, 'point the config at the key file itself');
@@ -161,4 +171,73 @@ function readFloorSafe(stateDir: string, policy: TrustPolicy): number | undefine
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The policy's log: reachable, its newest checkpoint signed by the policy's log key and cosigned by a fresh
+ * quorum at `now`, and consistent with the newest checkpoint this client stored (same root at the same
+ * size; a consistency proof from the log's tiles when larger; never smaller). Nothing is stored.
+ */
+export async function checkLog(policy: TrustPolicy, stateDir: string, now: number): Promise<CheckResult> {
+  const check = 'log';
+  if (policy.log.url === undefined) return warn(check, 'the policy names no log URL: the newest checkpoint is not checked', 'add log.url to the policy');
+  const url = policy.log.url;
+  let note: string;
+  let log: LogClient;
+  try {
+    log = new LogClient(url);
+    note = await log.checkpoint();
+  } catch (err) {
+    return fail(check, `${url}: ${(err as Error).message}`, 'check that the log runs and this machine reaches it (proxy, firewall)');
+  }
+  let current: StoredCheckpoint;
+  try {
+    const cp = checkCheckpoint(note, policy, now);
+    current = { size: cp.size, root: cp.root, note, key: formatVerifierKey(policy.log.key) };
+  } catch (err) {
+    return fail(check, `${url}: the newest checkpoint is refused: ${(err as Error).message}`, 'a stale checkpoint means the witnesses stopped cosigning: tell the log\'s operator');
+  }
+  let state: TrustState | undefined;
+  try {
+    state = TrustState.open(stateDir);
+    const stored = state.checkpoint(policy.log.key.name, policy.log.key);
+    const proofs = stored !== undefined && stored.size > 0 && stored.size < current.size ? [{ size: stored.size, proof: await proveConsistency(stored.size, current.size, log.reader(current.size)) }] : [];
+    const { consistency } = checkConsistency(stored, current, proofs);
+    return pass(check, `${url}: checkpoint of ${current.size} entries, ${consistency === 'first' ? 'none stored yet to compare' : `consistent with the stored one of ${stored!.size} (${consistency})`}`);
+  } catch (err) {
+    return fail(check, `${url}: ${(err as Error).message}`, 'a fork or rollback is evidence against the log: keep both checkpoints and tell the policy\'s publisher');
+  } finally {
+    state?.close();
+  }
+}
+
+/**
+ * Re-hash a random sample of a mirror root's files against its signed inventory (checked with the node
+ * key's vkey in ROOT/.sourcemesh/node.pub): each sampled file must have the listed size and sha256.
+ */
+export async function checkRootSample(root: string, n: number, random?: (max: number) => number): Promise<CheckResult> {
+  const check = 'mirror root sample';
+  let files: readonly { name: string; size: number; sha256: string }[];
+  try {
+    const note = await readBoundedFile(path.join(root, INVENTORY_PATH), LIMITS.inventoryBytes, 'mirror inventory');
+    const vkey = (await readBoundedFile(path.join(root, '.sourcemesh', 'node.pub'), LIMITS.keyFileBytes, 'node vkey')).trim();
+    files = parseInventory(note, vkey).files;
+  } catch (err) {
+    if (isSourcemeshError(err, 'E_INPUT') || isNotFound(err)) return warn(check, `${root}: no signed inventory to check against (${(err as Error).message})`, 'run `sourcemesh mirror sync` for this root');
+    return fail(check, `${root}: the inventory is refused: ${(err as Error).message}`, 'run `sourcemesh mirror sync` again; a bad signature means the inventory or the node key was changed');
+  }
+  const picked = sample(files, n, random);
+  const bad: string[] = [];
+  for (const f of picked) {
+    const file = path.join(root, f.name);
+    try {
+      const st = await lstat(file);
+      if (!st.isFile() || st.size !== f.size) bad.push(`${f.name} (${st.isFile() ? `${st.size} bytes, listed ${f.size}` : 'not a regular file'})`);
+      else if ((await sha256File(file)) !== f.sha256) bad.push(`${f.name} (its bytes hash to another digest)`);
+    } catch (err) {
+      bad.push(`${f.name} (${(err as Error).message})`);
+    }
+  }
+  if (bad.length > 0) return fail(check, `${bad.length} of ${picked.length} sampled files differ from the signed inventory: ${bad.slice(0, 3).join(', ')}`, 'run `sourcemesh mirror sync` to replace them; check the disk');
+  return pass(check, `${picked.length} of ${files.length} files re-hashed against the signed inventory`);
 }

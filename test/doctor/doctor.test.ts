@@ -9,6 +9,7 @@ import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
+import { buildInventory, writeInventory } from '../../src/mirror/inventory.ts';
 import { startRoughtimeServer } from '../../src/time/server.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
 import { writeKey } from '../trust/log/servers.ts';
@@ -47,7 +48,14 @@ test('doctor: a healthy node passes; each injected fault fails its check', async
   t.after(() => service.close());
   const port = (service.address() as net.AddressInfo).port;
   await writeFile(path.join(node, 'node.json'), JSON.stringify({ format: 'sourcemesh.node/v1', name: 'doctor-test', services: { serve: { enabled: true, host: '127.0.0.1', port, root: 'mirror' } } }));
-  await mkdir(path.join(node, 'mirror'));
+  // A synced mirror root: two files and the inventory signed by its node key (as mirror sync leaves it).
+  const root = path.join(node, 'mirror');
+  await mkdir(path.join(root, '.sourcemesh'), { recursive: true });
+  const rootKey = await writeKey(path.join(root, '.sourcemesh'), 'node');
+  await writeFile(path.join(root, '.sourcemesh', 'node.pub'), `${rootKey.vkey}\n`); // where mirror sync keeps the vkey
+  const rootFiles = [{ name: 'a.tar.gz', body: randomBytes(3000) }, { name: 'b.tar.gz', body: randomBytes(5000) }];
+  for (const f of rootFiles) await writeFile(path.join(root, f.name), f.body);
+  await writeInventory(root, buildInventory(rootFiles.map((f) => ({ name: f.name, size: f.body.length, sha256: createHash('sha256').update(f.body).digest('hex') })), rootKey.key, new Date()));
 
   // Witnesses for the clock: three Roughtime servers and a policy naming them, quorum 2.
   const wkeys = await Promise.all([1, 2, 3].map((i) => writeKey(dir, `w${i}.doctor.test`, 'cosignature')));
@@ -65,7 +73,7 @@ test('doctor: a healthy node passes; each injected fault fails its check', async
 
   let r = await doctor(args);
   assert.equal(r.code, 0, JSON.stringify(r.checks, null, 2) + r.stderr);
-  for (const name of ['node', 'clock', 'disk store', 'store sample', 'config', 'disk mirror root', 'service serve', 'key node.key']) assert.equal(status(r.checks, name), 'pass', name);
+  for (const name of ['node', 'clock', 'disk store', 'store sample', 'config', 'disk mirror root', 'mirror root sample', 'service serve', `key ${nodeKey.file}`, `key ${rootKey.file}`]) assert.equal(status(r.checks, name), 'pass', name);
   const human = await runCli(['doctor', ...args]);
   assert.equal(human.code, 0);
   assert.match(human.stdout, /^pass  node: Node\.js /);
@@ -82,11 +90,21 @@ test('doctor: a healthy node passes; each injected fault fails its check', async
   assert.match(r.checks.find((c) => c.check === 'store sample')!.detail, new RegExp(`1 of 5 sampled objects are corrupt: ${path.basename(victim)}|${victim}`));
   await writeFile(victim, orig);
 
+  // A mirror root file changed behind the inventory's back (same size).
+  const changed = Buffer.from(rootFiles[1]!.body);
+  changed[100] ^= 1;
+  await writeFile(path.join(root, 'b.tar.gz'), changed);
+  r = await doctor(args);
+  assert.equal(r.code, 3);
+  assert.equal(status(r.checks, 'mirror root sample'), 'fail');
+  assert.match(r.checks.find((c) => c.check === 'mirror root sample')!.detail, /1 of 2 sampled files differ from the signed inventory: b\.tar\.gz \(its bytes hash/);
+  await writeFile(path.join(root, 'b.tar.gz'), rootFiles[1]!.body);
+
   // A key readable by others.
   await chmod(nodeKey.file, 0o644);
   r = await doctor(args);
   assert.equal(r.code, 3);
-  const key = r.checks.find((c) => c.check === 'key node.key')!;
+  const key = r.checks.find((c) => c.check === `key ${nodeKey.file}`)!;
   assert.equal(key.status, 'fail');
   assert.match(key.detail, /mode 0644/);
   assert.match(key.hint!, /chmod 600/);
