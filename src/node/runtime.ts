@@ -7,6 +7,8 @@ import { nodeStatus, mirrorStatus, type NodeStatusReport } from './status.ts';
 import { NodeState, SyncReportReader } from './state.ts';
 import { Supervisor, type SupervisorOptions } from './supervisor.ts';
 
+const STATUS_TTL_MS = 1000;
+
 export interface RuntimeOptions {
   dir: string;
   cli: readonly string[];
@@ -20,6 +22,7 @@ export class NodeRuntime {
   readonly state: NodeState;
   readonly #logger: Logger;
   #config: NodeConfig;
+  #status?: { at: number; config: NodeConfig; report: Promise<NodeStatusReport> };
 
   private constructor(o: RuntimeOptions, config: NodeConfig) {
     this.dir = o.dir;
@@ -67,8 +70,16 @@ export class NodeRuntime {
     return saved;
   }
 
+  /**
+   * What the node is doing. Read from files and databases, so a panel page under load costs one read per
+   * second at most, not one per request.
+   */
   status(): Promise<NodeStatusReport> {
-    return nodeStatus(this.#config, this.dir, this.state);
+    const now = Date.now();
+    if (this.#status === undefined || now - this.#status.at > STATUS_TTL_MS || this.#status.config !== this.#config) {
+      this.#status = { at: now, config: this.#config, report: nodeStatus(this.#config, this.dir, this.state) };
+    }
+    return this.#status.report;
   }
 
   async close(): Promise<void> {
@@ -80,6 +91,7 @@ export class NodeRuntime {
     try {
       this.state.addSync(r);
       await this.#sample();
+      this.#status = undefined;
     } catch (err) {
       this.#logger.warn({ error: (err as Error).message }, 'cannot record the sync in the node state');
     }

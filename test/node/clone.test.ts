@@ -3,6 +3,7 @@
 // files, its keys are its own, the same services are switched on.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -100,6 +101,16 @@ test('node clone from the panel while the source serves under a client loop: no 
   const h = createHash('sha256');
   for await (const chunk of got.body) h.update(chunk);
   assert.equal(h.digest('hex'), want.get('d5.tar.gz'));
+
+  // From the source's directory: the same, with its serve named.
+  const fromDir = await runCli(['node', 'clone', src.dir, '--to', path.join(dir, 'clone2'), '--serve', serveUrl, '--json'], { timeoutMs: 120_000 });
+  assert.equal(fromDir.code, 0, fromDir.stderr);
+  assert.deepEqual(parseInventory(await readFile(path.join(dir, 'clone2', 'mirror', INVENTORY_PATH)), (await readFile(path.join(dir, 'clone2', 'keys', 'node.pub'), 'utf8')).trim()).files, srcInv.files);
+  // A serve that is not the source's (its inventory signed by another key) is refused before any file.
+  const impostor = await runCli(['node', 'clone', src.dir, '--to', path.join(dir, 'clone3'), '--serve', cloneServe]);
+  assert.equal(impostor.code, 3, impostor.stderr);
+  assert.match(impostor.stderr, /\[E_SIGNATURE\]/);
+  assert.ok(!existsSync(path.join(dir, 'clone3')), 'nothing made');
   await c2.stop();
   await n.stop();
 });
