@@ -23,6 +23,8 @@ export interface Derivation {
 export interface RebuildOptions {
   /** Derive the snapshot `d` with the chosen generator (clone or fetch, then generate). */
   derive(d: Distfile, signal?: AbortSignal): Promise<Derivation>;
+  /** The same derivation's commit, sha256 and size only, when that is cheaper (on a thread: derive-threads.ts). */
+  deriveHash?(d: Distfile, signal?: AbortSignal): Promise<{ commit: string; sha256: string; bytes: number }>;
   /** The other generator, on the same clone and commit: used only to explain a mismatch. */
   reference?: { readonly name: string; derive(d: Distfile, commit: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> };
   /** The node key: each result is attested with it. */
@@ -84,8 +86,12 @@ async function rebuildOne(d: Distfile, o: RebuildOptions): Promise<RebuildResult
   const git = d.git!;
   let derived: { commit: string; sha256: string; bytes: number };
   try {
-    const { commit, chunks } = await o.derive(d, o.signal);
-    derived = { commit, ...(await hashAll(chunks)) };
+    if (o.deriveHash) {
+      derived = await o.deriveHash(d, o.signal);
+    } else {
+      const { commit, chunks } = await o.derive(d, o.signal);
+      derived = { commit, ...(await hashAll(chunks)) };
+    }
   } catch (err) {
     if (!(err instanceof SourcemeshError) || err.code === 'E_INTERNAL' || o.signal?.aborted) throw err;
     return { name: d.name, ...(d.sha256 ? { pinned: d.sha256 } : {}), error: err };

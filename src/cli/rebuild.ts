@@ -11,7 +11,9 @@ import { EXIT, SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { envelopeBytes } from '../attest/bundle.ts';
 import { writeBundles } from '../attest/files.ts';
+import { DeriveThreads } from '../attest/derive-threads.ts';
 import { rebuildManifest, type RebuildResult } from '../attest/rebuild.ts';
+import type { Distfile } from '../manifest/distfile.ts';
 import { loadManifest } from '../manifest/load.ts';
 import { ensureRepo } from '../mirror/git-repo.ts';
 import { snapshotGenerator } from '../mirror/snapshot.ts';
@@ -54,7 +56,15 @@ export function rebuildCommand(io: Io, setExit: (n: number) => void, signal: Abo
       const manifest = await loadManifest(manifestPath);
       const state = path.resolve(o.state ?? defaultStoreRoot(io.env));
       const outDir = path.resolve(o.output ?? path.join(state, 'attestations'));
+      // Our archiver is JavaScript: a thread per job, where git archive | gzip -n are processes of their own.
+      const threads = o.snapshotGenerator === 'sourcemesh' ? new DeriveThreads(jobs) : undefined;
       const results = await rebuildManifest(manifest, {
+        ...(threads ? {
+          async deriveHash(d: Distfile, sig?: AbortSignal) {
+            const { dir, commit } = await ensureRepo(d.git!.repo, d.git!.ref, state, sig);
+            return { commit, ...(await threads.hash(dir, commit, d.git!)) };
+          },
+        } : {}),
         async derive(d, sig) {
           const { dir, commit } = await ensureRepo(d.git!.repo, d.git!.ref, state, sig);
           return { commit, chunks: generator.generate(dir, commit, d.git!, sig) };
@@ -67,7 +77,7 @@ export function rebuildCommand(io: Io, setExit: (n: number) => void, signal: Abo
           },
         },
         ...(key ? { key } : {}), version: VERSION, now: () => new Date(), limits: LIMITS, signal, jobs,
-      });
+      }).finally(() => threads?.close());
       const attested = results.filter((r) => r.attestation !== undefined);
       const files = await writeBundles(outDir, attested.map((r) => ({ name: r.name, builder: r.claim!.builder, bundle: r.attestation! })));
       const logged: { name: string; index: number }[] = [];
