@@ -54,6 +54,26 @@ export function picksUnder<P, S, O extends Opinion<S>>(disputes: readonly Disput
 }
 
 /**
+ * Once the file verifies with the `chosen` opinions, every opinion that differs from the chosen one of
+ * its piece was a lie: the pinned sha256 proves the chosen bytes. For each source that gave one, its
+ * wrong opinions in dispute order (the first is the evidence). This names a second liar too, one that
+ * only gave opinions while the first was found (its bytes were read, so its lie is known).
+ */
+export function wrongOpinions<P, S, O extends Opinion<S>>(disputes: readonly Dispute<P, S, O>[], chosen: readonly { pick: O }[]): Map<S, { piece: P; mine: O; right: O }[]> {
+  const out = new Map<S, { piece: P; mine: O; right: O }[]>();
+  disputes.forEach(({ piece, opinions }, i) => {
+    const right = chosen[i]!.pick;
+    for (const o of opinions) {
+      if (o.sha === right.sha) continue;
+      const list = out.get(o.st) ?? [];
+      if (!list.some((x) => x.piece === piece)) list.push({ piece, mine: o, right });
+      out.set(o.st, list);
+    }
+  });
+  return out;
+}
+
+/**
  * Find the liar among `states` (see the top of this file) and repair the file; returns the file's
  * digest afterwards (the pinned one when the repair worked). `earlier` stands for the bytes of adopted
  * pieces.
@@ -106,12 +126,9 @@ export async function findLiars(d: Distfile, pieces: Piece[], states: SourceStat
       for (const { piece, pick } of chosen) await putBack(piece, pick);
       const digest = (await hashFile(partial.path)).digest('hex');
       if (digest === d.sha256) {
-        for (const suspect of suspects) {
+        // The suspects, and any other source whose opinion differs from the verified bytes.
+        for (const [suspect, lies] of wrongOpinions(disputes, chosen)) {
           if (suspect === earlier) continue; // repaired; an earlier run's bytes name nobody
-          const lies = disputes
-            .map(({ piece, opinions }, i) => ({ piece, mine: opinions.find((o) => o.st === suspect), right: chosen[i]!.pick }))
-            .filter((x) => x.mine && x.mine.sha !== x.right.sha);
-          if (!lies.length) continue;
           const first = lies[0]!;
           const b: Blame = {
             source: suspect.source.label, code: 'E_CHECKSUM', range: [first.piece.start, first.piece.end], served: first.mine!.sha, expected: first.right.sha,
