@@ -6,6 +6,7 @@
 // the admission file.
 import { Command } from 'commander';
 import { pino, type Logger } from 'pino';
+import { announceNode, type Announcer } from '../discovery/announce.ts';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { type AdmissionMode, type AdmissionPolicy, admissionPolicy, admittedKey, parseAdmissionFile } from '../trust/log/admission.ts';
@@ -35,6 +36,7 @@ interface ServeFlags {
   keyBytesPerDay: string;
   addRate: string;
   verifyThreads?: string;
+  announce?: boolean;
 }
 
 export function logCommand(io: Io, signal: AbortSignal): Command {
@@ -57,6 +59,7 @@ export function logCommand(io: Io, signal: AbortSignal): Command {
     .option('--key-bytes-per-day <size>', 'bytes each submitting key may add per day, e.g. 16M (0: no limit)', `${LIMITS.logKeyBytesPerDay / 1024 / 1024}M`)
     .option('--add-rate <n>', 'submissions per second from one client address, with bursts of 10 times that (0: no limit)', String(LIMITS.logAddRequestsPerSecond))
     .option('--verify-threads <n>', 'threads checking signatures (default: one per core but one, at least one)')
+    .option('--announce', 'announce the log on the local network (DNS-SD over mDNS, _sourcemesh._tcp, role log) for `sourcemesh discover`')
     .action(async (o: ServeFlags) => {
       const listen = parseListen(o.listen);
       const key = await readSignerKeyFile(o.key);
@@ -78,6 +81,7 @@ export function logCommand(io: Io, signal: AbortSignal): Command {
       const logger = createLogger(o.logLevel, 'log');
       // SIGHUP is taken from the start: by default it would end the process.
       let log: RunningLog | undefined;
+      let announcer: Announcer | undefined;
       let reloading: Promise<void> = Promise.resolve();
       const onHup = () => {
         reloading = reloading.then(async () => {
@@ -101,13 +105,17 @@ export function logCommand(io: Io, signal: AbortSignal): Command {
           ...(verifyThreads === undefined ? {} : { verifyThreads }),
         });
         io.stdout.write(`listening on ${log.url}\n`);
+        // Checked by discover against the log key: the checkpoint it serves (C2SP tlog-tiles).
+        if (o.announce) announcer = await announceNode({ key, port: Number(new URL(log.url).port), roles: ['log'], path: '/checkpoint', listenHost: listen.host, log: logger });
         logger.info({ url: log.url, origin: log.origin, vkey: log.vkey, witnesses: witnesses.length, quorum, verifyThreads: log.verifyThreads, quota: { entriesPerHour, bytesPerDay }, addRate, ...describeAdmission(admission.current!, log) }, 'log serving');
         await untilAborted(signal);
         logger.info('shutting down');
+        await announcer?.close();
         await reloading;
         await log.close();
       } finally {
         process.off('SIGHUP', onHup);
+        await announcer?.close();
       }
     });
   return cmd;

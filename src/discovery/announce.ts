@@ -79,11 +79,14 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
     },
   });
   const open = sockets;
+  let closed = false;
   log.info({ instance: announcement.instance, links: open.links.map((l) => l.name) }, 'announcing on the local network');
   return {
     announcement,
     links: () => open.links,
     async close() {
+      if (closed) return;
+      closed = true;
       for (const t of timers) clearTimeout(t);
       timers.clear();
       await Promise.all(open.links.map((link) => open.respond(announcementRecords(announcement, link.address, true), link)));

@@ -179,7 +179,10 @@ export class BrowseState {
   readonly #srv = new Map<string, { port: number; target: string; name: string }>();
   readonly #txt = new Map<string, Buffer[]>();
   readonly #hosts = new Map<string, Set<string>>();
-  readonly #seen = new Set<string>();
+  /** Candidates handed on: (address|port|key) -> the instance that made it. */
+  readonly #seen = new Map<string, string>();
+  /** Who put each entry here (`kind|name` -> source address): its share, and only it may take it back. */
+  readonly #owner = new Map<string, string>();
   readonly #shares = new Map<string, Share>();
   readonly #refused = new Map<string, Refusal>();
   readonly #onCandidate: (c: Candidate) => void;
@@ -205,8 +208,8 @@ export class BrowseState {
     return qs;
   }
 
-  /** Room for one more new entry of `kind` from `source`: taken, or counted as dropped. */
-  #room(source: string, kind: keyof Share, map: Map<string, unknown> | Set<string>): boolean {
+  /** Room for one more new entry `name` of `kind` from `source`: taken, or counted as dropped. */
+  #room(source: string, kind: keyof Share, map: Map<string, unknown>, name: string): boolean {
     let share = this.#shares.get(source);
     if (!share) {
       if (this.#shares.size >= this.#limits.discoveryCandidates) {
@@ -221,7 +224,24 @@ export class BrowseState {
       return false;
     }
     share[kind]++;
+    this.#owner.set(`${kind}|${name}`, source);
     return true;
+  }
+
+  /**
+   * RFC 6762 §10.1: a goodbye (TTL 0) removes the entry, and gives its room back, when it comes from the
+   * sender that put it here (anyone else could otherwise make us forget a genuine node).
+   */
+  #goodbye(source: string, kind: keyof Share, map: Map<string, unknown>, name: string): void {
+    const key = `${kind}|${name}`;
+    if (this.#owner.get(key) !== source || !map.has(name)) return;
+    map.delete(name);
+    this.#owner.delete(key);
+    const share = this.#shares.get(source);
+    if (share) share[kind]--;
+    if (kind === 'srv') {
+      for (const [id, inst] of this.#seen) if (inst === name) this.#goodbye(source, 'candidates', this.#seen, id);
+    }
   }
 
   add(records: readonly DnsRecord[], source: string, link: Link): void {
@@ -229,19 +249,25 @@ export class BrowseState {
     for (const r of records) {
       if (typeof r?.name !== 'string' || typeof r.type !== 'string') continue;
       const name = r.name.toLowerCase();
-      if (r.ttl === 0) continue; // a goodbye: nothing to add
+      if (r.ttl === 0) {
+        if (r.type === 'PTR' && typeof r.data === 'string') this.#goodbye(source, 'ptr', this.#ptr, r.data.toLowerCase());
+        else if (r.type === 'SRV') this.#goodbye(source, 'srv', this.#srv, name);
+        else if (r.type === 'TXT') this.#goodbye(source, 'txt', this.#txt, name);
+        else if (r.type === 'A') this.#goodbye(source, 'hosts', this.#hosts, name);
+        continue;
+      }
       if (r.type === 'PTR' && name === SERVICE_TYPE && typeof r.data === 'string' && r.data.toLowerCase().endsWith(`.${SERVICE_TYPE}`)) {
         const inst = r.data.toLowerCase();
-        if (this.#ptr.has(inst) || this.#room(source, 'ptr', this.#ptr)) this.#ptr.set(inst, r.data);
+        if (this.#ptr.has(inst) || this.#room(source, 'ptr', this.#ptr, inst)) this.#ptr.set(inst, r.data);
       } else if (r.type === 'SRV' && name.endsWith(`.${SERVICE_TYPE}`)) {
         const d = r.data as { port?: unknown; target?: unknown } | undefined;
         if (!Number.isInteger(d?.port) || (d!.port as number) < 1 || (d!.port as number) > 65535 || typeof d?.target !== 'string') continue;
-        if (!this.#srv.has(name) && !this.#room(source, 'srv', this.#srv)) continue;
+        if (!this.#srv.has(name) && !this.#room(source, 'srv', this.#srv, name)) continue;
         this.#srv.set(name, { port: d.port as number, target: d.target.toLowerCase(), name: r.name });
         touched.add(name);
       } else if (r.type === 'TXT' && name.endsWith(`.${SERVICE_TYPE}`)) {
         if (!Array.isArray(r.data)) continue;
-        if (!this.#txt.has(name) && !this.#room(source, 'txt', this.#txt)) continue;
+        if (!this.#txt.has(name) && !this.#room(source, 'txt', this.#txt, name)) continue;
         this.#txt.set(name, (r.data as unknown[]).filter((x): x is Buffer => Buffer.isBuffer(x)).slice(0, 32));
         touched.add(name);
       } else if (r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data)) {
@@ -250,7 +276,7 @@ export class BrowseState {
         if (r.data !== source && !onLink(r.data, link)) continue;
         let set = this.#hosts.get(name);
         if (!set) {
-          if (!this.#room(source, 'hosts', this.#hosts)) continue;
+          if (!this.#room(source, 'hosts', this.#hosts, name)) continue;
           set = new Set();
           this.#hosts.set(name, set);
         }
@@ -274,8 +300,8 @@ export class BrowseState {
     }
     for (const address of addresses) {
       const id = `${address}|${srv.port}|${parsed.key}`;
-      if (this.#seen.has(id) || !this.#room(source, 'candidates', this.#seen)) continue;
-      this.#seen.add(id);
+      if (this.#seen.has(id) || !this.#room(source, 'candidates', this.#seen, id)) continue;
+      this.#seen.set(id, name);
       this.#onCandidate({ instance, address, port: srv.port, key: parsed.key, roles: parsed.roles, scheme: parsed.scheme, path: parsed.path });
     }
   }

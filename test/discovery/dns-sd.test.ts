@@ -89,3 +89,29 @@ test('whatever is heard, a browser keeps at most its bounds: per sender and in a
     assert.ok(state.missing().length <= 3 * limits.discoveryCandidates);
   }));
 });
+
+test('a goodbye from the sender that announced a node gives its room back; a goodbye from anyone else changes nothing', () => {
+  const heard: Candidate[] = [];
+  const state = new BrowseState((c) => heard.push(c));
+  const node = (i: number) => announcementFor(key, vkey, { port: 9000 + i, roles: ['mirror'], scheme: 'http' });
+  const say = (i: number, source: string, goodbye = false) => {
+    const { answers, additionals } = announcementRecords({ ...node(i), instance: `n${i}`, host: `h${i}` }, '10.0.0.7', goodbye);
+    state.add([...answers, ...additionals], source, link);
+  };
+  // A long-lived browser hears one sender's nodes come and go, many more than its share at once.
+  for (let i = 0; i < 3 * CANDIDATES_PER_SOURCE; i++) {
+    say(i, '10.0.0.7');
+    say(i, '10.0.0.7', true);
+  }
+  assert.equal(heard.length, 3 * CANDIDATES_PER_SOURCE);
+  // Without the goodbyes, the share is full after CANDIDATES_PER_SOURCE; spoofed goodbyes do not free it.
+  let n = 0;
+  const counted = new BrowseState(() => n++);
+  for (let i = 0; i < 2 * CANDIDATES_PER_SOURCE; i++) {
+    const { answers, additionals } = announcementRecords({ ...node(i), instance: `m${i}`, host: `g${i}` }, '10.0.0.8');
+    counted.add([...answers, ...additionals], '10.0.0.8', link);
+    const bye = announcementRecords({ ...node(i), instance: `m${i}`, host: `g${i}` }, '10.0.0.8', true);
+    counted.add([...bye.answers, ...bye.additionals], '10.0.0.9', link);
+  }
+  assert.equal(n, CANDIDATES_PER_SOURCE);
+});

@@ -62,6 +62,21 @@ describe('discovery across two network namespaces', { skip }, () => {
     }
   });
 
+  test('log serve --announce: found with role log and checked by its checkpoint against the log key', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeLink(t);
+    const k = key('log.example/lan', 12);
+    const keyFile = path.join(dir, 'log.key');
+    await writeFile(keyFile, formatSignerKey(k) + '\n', { mode: 0o600 });
+    const log = link.spawn(link.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'log', 'serve', '--root', path.join(dir, 'log'), '--key', keyFile, '--listen', `${link.a.address}:8070`, '--admit-unsigned', '--log-level', 'info', '--announce']);
+    await log.waitStderr(/log serving/);
+    const r = await discover(link, link.b);
+    assert.equal(r.nodes.length, 1, JSON.stringify(r));
+    assert.deepEqual(r.nodes[0]!.roles, ['log']);
+    assert.equal(r.nodes[0]!.key, formatVerifierKey(k));
+    assert.deepEqual('checkpoint' in r.nodes[0]!.checked && r.nodes[0]!.checked.checkpoint.origin, 'log.example/lan');
+  });
+
   test('spoofed announcements are refused: a key the server does not sign with, another node\'s key at our address', async (t) => {
     const dir = await tempDir(t);
     const link = makeLink(t);
