@@ -9,7 +9,8 @@ import { SourcemeshError } from '../errors.ts';
 import { defaultKeyName } from '../mirror/inventory.ts';
 import { initNode } from '../node/init.ts';
 import { NodeRuntime } from '../node/runtime.ts';
-import { startPanel } from '../panel/server.ts';
+import { checkPanelHost, startPanel } from '../panel/server.ts';
+import { loadConfig } from '../node/config.ts';
 import { parseListen } from './serve.ts';
 import { formatBytes, nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { cloneNode } from '../node/clone.ts';
@@ -53,6 +54,7 @@ export function nodeCommand(io: Io, signal: AbortSignal): Command {
       const logger = pino({ level: o.logLevel, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ fd: 1, sync: true }));
       // Our own CLI, run as this process was: the services are its commands.
       const cli = [process.execPath, ...process.execArgv, process.argv[1]!];
+      if (listen && o.panel) checkPanelHost(listen.host, await loadConfig(dir));
       const rt = await NodeRuntime.start({ dir, cli, logger });
       let panel: Awaited<ReturnType<typeof startPanel>> | undefined;
       let reloading: Promise<unknown> = Promise.resolve();

@@ -52,7 +52,7 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
     cert: await readBoundedBytes(nodePath(rt.dir, cfg.tlsCert), LIMITS.tlsPemBytes, 'panel TLS certificate (panel.tlsCert)', 'E_INPUT'),
     key: await readBoundedBytes(nodePath(rt.dir, cfg.tlsKey), LIMITS.tlsPemBytes, 'panel TLS key (panel.tlsKey)', 'E_INPUT'),
   } : undefined;
-  if (!isLoopback(host) && !tls) throw new SourcemeshError('E_USAGE', `--panel-listen ${host}: not loopback; the panel leaves this machine only over TLS (set panel.tlsCert and panel.tlsKey in node.json)`);
+  checkPanelHost(host, rt.config);
   const digest = await readTokenDigest(rt.dir);
 
   const eta = new Eta({ autoEscape: true, useWith: false, cache: true });
@@ -301,6 +301,11 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
       lastSyncText: last ? `${when(last.at)}: ${last.added} added, ${last.unchanged} unchanged, ${last.quarantined} quarantined, ${last.failed} failed` : 'none yet',
     };
   }
+}
+
+/** The panel leaves loopback only over TLS: checked before anything starts. */
+export function checkPanelHost(host: string, c: NodeConfig): void {
+  if (!isLoopback(host) && c.panel.tlsCert === '') throw new SourcemeshError('E_USAGE', `--panel-listen ${host}: not loopback; the panel leaves this machine only over TLS (set panel.tlsCert and panel.tlsKey in node.json)`);
 }
 
 function diskChart(m: { sizes: { at: number; bytes: number }[]; maxBytes: number }): string {

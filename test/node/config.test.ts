@@ -147,6 +147,11 @@ test('node init: config with every service off, keys and token digest 0600, a to
   const again = await runCli(['node', 'init', path.join(dir, 'a')]);
   assert.equal(again.code, 2);
   assert.match(again.stderr, /is a node already.*\[E_INPUT\]/);
+  // The panel off loopback without TLS: refused before anything starts.
+  const open = await runCli(['node', 'run', path.join(dir, 'a'), '--panel-listen', '0.0.0.0:0']);
+  assert.equal(open.code, 2);
+  assert.match(open.stderr, /not loopback.*TLS.*\[E_USAGE\]/);
+  assert.equal(open.stdout, '', 'nothing started');
   // A bad config is refused by `node run` before anything starts, with the field named.
   await writeFile(path.join(dir, 'a', 'node.json'), configText(c).replace('"port": 8080', '"port": "8080"'));
   const run = await runCli(['node', 'run', path.join(dir, 'a')]);
