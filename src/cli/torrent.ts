@@ -7,6 +7,8 @@ import path from 'node:path';
 import { ERROR_CODES, EXIT, SourcemeshError, fromSystemError } from '../errors.ts';
 import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { writeFileDurable, writeOutputFile } from '../fs/durable-file.ts';
+import { createAgent } from '../fetch/http.ts';
+import { loadMirrorList } from '../fetch/mirror-list.ts';
 import { LIMITS } from '../limits.ts';
 import { formatManifest, loadManifest } from '../manifest/index.ts';
 import { defaultStoreRoot } from '../store/store.ts';
@@ -21,6 +23,7 @@ interface CreateFlags {
   root?: string;
   local?: string | true;
   webSeed: string[];
+  mirrorList: string[];
   tracker: string[];
   v1?: boolean;
   v2?: boolean;
@@ -42,6 +45,7 @@ export function torrentCommand(io: Io, setExit: (n: number) => void): Command {
     .option('--root <dir>', 'take the bytes from a mirror root or distfiles directory (files by name)')
     .option('--local [store]', 'take the bytes from the store (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--web-seed <url>', 'a mirror base URL serving BASE/NAME, as a BEP 19 web seed (repeatable)', collect, [])
+    .option('--mirror-list <file|url>', 'a sourcemesh.mirrors/v1 list: each http(s) mirror becomes a web seed (repeatable)', collect, [])
     .option('--tracker <url>', 'a tracker announce URL (repeatable; BEP 12 tiers in this order)', collect, [])
     .option('--v1', 'BitTorrent v1 only (for clients without v2, such as Transmission 3)')
     .option('--v2', 'BitTorrent v2 only (BEP 52)')
@@ -56,7 +60,16 @@ export function torrentCommand(io: Io, setExit: (n: number) => void): Command {
       if (kinds > 1) throw new SourcemeshError('E_USAGE', '--v1, --v2 and --hybrid exclude each other');
       const version: TorrentVersion = o.v1 ? 'v1' : o.v2 ? 'v2' : 'hybrid';
       const pieceLength = o.pieceLength !== undefined ? parseSize('--piece-length', o.pieceLength) : undefined;
-      const webSeeds = o.webSeed.map((u) => checkUrl('--web-seed', u, ['http:', 'https:'])).map((u) => (o.multiFile || u.endsWith('/') ? u : `${u}/`));
+      const listed: string[] = [];
+      if (o.mirrorList.length) {
+        const agent = createAgent(LIMITS);
+        try {
+          for (const list of o.mirrorList) for (const m of await loadMirrorList(list, agent, LIMITS)) if (m.kind === 'http') listed.push(m.base);
+        } finally {
+          await agent.close();
+        }
+      }
+      const webSeeds = [...new Set([...o.webSeed, ...listed].map((u) => checkUrl('--web-seed', u, ['http:', 'https:'])).map((u) => (o.multiFile || u.endsWith('/') ? u : `${u}/`)))];
       const trackers = o.tracker.map((u) => checkUrl('--tracker', u, ['http:', 'https:', 'udp:']));
       const manifest = await loadManifest(input);
       const source: ByteSource = o.root !== undefined

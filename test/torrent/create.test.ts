@@ -82,7 +82,10 @@ test('libtorrent reads our torrents with web seeds and trackers to the same info
   const dir = await tempDir(t);
   const { root, manifestFile, manifest } = await fixture(dir, { 'a.tar.gz': 300_000, 'b.tar.gz': 5_000_000 });
   const out = path.join(dir, 'torrents');
-  const r = await runCli(['torrent', 'create', manifestFile, '--root', root, '-o', out, '--web-seed', 'http://127.0.0.1:8080/lb', '--web-seed', 'https://mirror.example/', '--tracker', 'http://127.0.0.1:6969/announce', '--tracker', 'udp://127.0.0.1:6969', '--json']);
+  // Web seeds from --web-seed and from a mirror list (a mirror named twice is kept once).
+  const list = path.join(dir, 'mirrors.json');
+  await writeFile(list, JSON.stringify({ format: 'sourcemesh.mirrors/v1', mirrors: [{ url: 'https://mirror.example' }, { url: 'http://127.0.0.1:8080/lb' }] }));
+  const r = await runCli(['torrent', 'create', manifestFile, '--root', root, '-o', out, '--web-seed', 'http://127.0.0.1:8080/lb', '--mirror-list', list, '--tracker', 'http://127.0.0.1:6969/announce', '--tracker', 'udp://127.0.0.1:6969', '--json']);
   assert.equal(r.code, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   const files = report.torrents.map((x: { file: string }) => x.file);
