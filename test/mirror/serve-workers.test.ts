@@ -127,7 +127,7 @@ test('--workers 2 without per-client limits: connections spread over both worker
   const served = await startServe(t, ['--root', await root(t), '--workers', '2', '--max-connections-per-client', '0', '--rate', '0', '--no-access-log']);
   const pids = served.first.pids as number[];
   const port = Number(new URL(served.url).port);
-  const conns = [];
+  const conns: Awaited<ReturnType<typeof connection>>[] = [];
   for (let i = 0; i < 4; i++) conns.push(await connection(served.url, '127.0.0.1'));
   t.after(() => conns.forEach((c) => c.socket.destroy()));
   assert.ok(conns.every((c) => c.status === 200));
