@@ -20,6 +20,11 @@ export const LIMITS = {
   /** No byte for this long on an open body: the source is stalled. */
   idleTimeoutMs: 30_000,
   attemptsPerSource: 4,
+  /**
+   * Blame (fetch/liars.ts): pairs of sources are assumed to have lied together only when at most this
+   * many sources take part in disputes; each assumption hashes the whole file once.
+   */
+  blamePairSources: 8,
   backoffBaseMs: 250,
   backoffMaxMs: 15_000,
   maxHeaderBytes: 64 * KiB,

@@ -29,12 +29,18 @@ export interface Dispute<P, S, O extends Opinion<S> = Opinion<S>> {
 }
 
 /**
- * The sets of sources to assume lied, in the order to try them: each source of a dispute alone, or,
- * when `earlier` (the earlier run's bytes) takes part, `earlier` alone and then with each other one.
+ * The sets of sources to assume lied, in the order to try them: each source of a dispute alone, then
+ * (when at most `pairsUpTo` take part: limits.ts `blamePairSources`) each pair, for two liars who both served pieces of
+ * the file; or, when `earlier` (the earlier run's bytes) takes part, `earlier` alone and then with
+ * each other one.
  */
-export function assumptions<S>(disputes: readonly Dispute<unknown, S>[], earlier?: S): Set<S>[] {
+export function assumptions<S>(disputes: readonly Dispute<unknown, S>[], earlier?: S, pairsUpTo = 0): Set<S>[] {
   const involved = [...new Set(disputes.flatMap((x) => x.opinions.map((o) => o.st)))];
-  if (earlier === undefined || !involved.includes(earlier)) return involved.map((s) => new Set([s]));
+  if (earlier === undefined || !involved.includes(earlier)) {
+    const singles = involved.map((s) => new Set([s]));
+    if (involved.length > pairsUpTo) return singles;
+    return [...singles, ...involved.flatMap((a, i) => involved.slice(i + 1).map((b) => new Set([a, b])))];
+  }
   return [new Set([earlier]), ...involved.filter((s) => s !== earlier).map((s) => new Set([earlier, s]))];
 }
 
@@ -121,7 +127,7 @@ export async function findLiars(d: Distfile, pieces: Piece[], states: SourceStat
         disputes.push({ piece, opinions: keptOpinions });
       }
     }
-    for (const suspects of assumptions(disputes, earlier)) {
+    for (const suspects of assumptions(disputes, earlier, ctx.limits.blamePairSources)) {
       const chosen = picksUnder(disputes, suspects);
       for (const { piece, pick } of chosen) await putBack(piece, pick);
       const digest = (await hashFile(partial.path)).digest('hex');
