@@ -6,8 +6,7 @@ import { Command } from 'commander';
 import path from 'node:path';
 import { EXIT, SourcemeshError } from '../errors.ts';
 import { defaultStoreRoot } from '../store/store.ts';
-import { decideNow } from '../time/signed-now.ts';
-import { signedTime } from '../time/signed-now.ts';
+import { decideNow, signedTime } from '../time/signed-now.ts';
 import { readPolicy } from '../trust/check-release.ts';
 import { type Io, printJson } from './output.ts';
 
