@@ -4,12 +4,13 @@
 // ones (spoofed keys, non-UTF-8 names and TXT, ten thousand announcements in a burst).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { DiscoverResult } from '../../src/discovery/discover.ts';
 import { formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, signerKeyFromSeed, type SignerKey } from '../../src/trust/note.ts';
 import { canMakeNamespaces, makeLink, type Link, type Side } from '../helpers/netns.ts';
+import { distfile, writeManifest } from '../helpers/distfiles.ts';
 import { ROOT, tempDir } from '../helpers/run.ts';
 
 const skip = canMakeNamespaces();
@@ -75,6 +76,24 @@ describe('discovery across two network namespaces', { skip }, () => {
     assert.deepEqual(r.nodes[0]!.roles, ['log']);
     assert.equal(r.nodes[0]!.key, formatVerifierKey(k));
     assert.deepEqual('checkpoint' in r.nodes[0]!.checked && r.nodes[0]!.checked.checkpoint.origin, 'log.example/lan');
+  });
+
+  test('fetch --discover takes a distfile from the mirror found on the link and records it by key, not address', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeLink(t);
+    const k = key('fetch-discover', 13);
+    await serve(link, link.a, dir, k, 8086, true);
+    const body = Buffer.from('hello\n');
+    // Upstream is nowhere to be reached from the namespace: only the discovered mirror can serve it.
+    const manifest = await writeManifest(dir, [distfile('hello-1.0.tar.gz', body, ['http://192.0.2.1:9/hello-1.0.tar.gz'])]);
+    const store = path.join(dir, 'store');
+    const f = await link.run(link.b, ['fetch', manifest, '-o', path.join(dir, 'out'), '--store', store, '--discover', '2', '--policy', 'mirrors-only', '--json']);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stderr, /discovered 1 mirrors/);
+    assert.deepEqual(await readFile(path.join(dir, 'out', 'hello-1.0.tar.gz')), body);
+    const status = await link.run(link.b, ['mirrors', 'status', '--store', store, '--json']);
+    assert.equal(status.code, 0, status.stderr);
+    assert.deepEqual(JSON.parse(status.stdout).mirrors.map((m: { mirror: string }) => m.mirror), [`key:${formatVerifierKey(k)}`]);
   });
 
   test('spoofed announcements are refused: a key the server does not sign with, another node\'s key at our address', async (t) => {
