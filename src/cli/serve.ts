@@ -74,6 +74,8 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (sendTimeoutMs <= 0) throw new SourcemeshError('E_USAGE', `--send-timeout ${o.sendTimeout}: must be more than 0`);
       const shutdownMs = parseDuration('--shutdown-timeout', o.shutdownTimeout);
       const workers = positiveInt('--workers', o.workers, 64);
+      // Each worker would announce the same instance: not until the pool announces for them.
+      if (workers > 1 && (o.announce || o.announceInterface)) throw new SourcemeshError('E_USAGE', '--announce with --workers: not supported yet (run one serve --announce, or announce from another node)');
       const role = workerRole(io.env); // set when this process is a worker of a pool (src/cli/serve-pool.ts)
 
       const source = o.root !== undefined

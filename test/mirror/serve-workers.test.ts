@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { LIMITS } from '../../src/limits.ts';
 import { keyHash, pickWorker, workerLimits } from '../../src/mirror/serve-workers.ts';
-import { tempDir, waitFor } from '../helpers/run.ts';
+import { runCli, tempDir, waitFor } from '../helpers/run.ts';
 import { startServe } from './serve-process.ts';
 
 test('pickWorker: a client stays on its worker while it is up, never goes to one that is down; round robin visits every worker', () => {
@@ -148,4 +148,13 @@ test('--workers 2 without per-client limits: connections spread over both worker
     }
   };
   await waitFor('the workers to end with their pool', () => !workers.some(alive), { timeoutMs: 20_000 });
+});
+
+test('bad --workers values and --announce with --workers are refused in one line, exit 2', async (t) => {
+  const r = await root(t);
+  for (const args of [['--workers', '0'], ['--workers', 'two'], ['--workers', '2', '--announce']]) {
+    const out = await runCli(['serve', '--root', r, '--listen', '127.0.0.1:0', ...args]);
+    assert.equal(out.code, 2, `${args.join(' ')}: ${out.stderr}`);
+    assert.equal(out.stderr.trim().split('\n').length, 1, out.stderr);
+  }
 });
