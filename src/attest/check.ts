@@ -4,10 +4,12 @@
 import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import type { Manifest } from '../manifest/distfile.ts';
+import { withEvidence } from '../trust/check-release.ts';
+import { TrustState } from '../trust/client-state.ts';
 import type { TrustPolicy } from '../trust/policy.ts';
 import { keyLookup, type VerifiedAttestation } from './bundle.ts';
 import { attestationFiles, readAttestations, saveEvidence, type Refused } from './files.ts';
-import { attestationsFromLog, type LogReader } from './log-source.ts';
+import { attestationsFromLog, type LogAttestations, type LogReader } from './log-source.ts';
 import { decideSnapshot, type Attested, type QuorumVerdict, type SnapshotInputs } from './quorum.ts';
 import type { SnapshotClaim } from './statement.ts';
 import { upstreamChanges, type UpstreamChange } from './upstream.ts';
@@ -48,7 +50,7 @@ export async function checkAttestations(o: { paths: readonly string[]; policy: T
   const keys = keyLookup(builders.keys);
   const { verified, refused } = await readAttestations(await attestationFiles(o.paths, o.limits), keys, o.limits);
   if (o.log) {
-    const logged = await attestationsFromLog(o.log, o.policy, keys, Math.floor(o.now.getTime() / 1000), o.limits);
+    const logged = await fromLogWithState(o.log, o.policy, keys, o.now, o.stateDir, o.limits);
     verified.push(...logged.verified);
     refused.push(...logged.refused);
   }
@@ -71,6 +73,34 @@ export async function checkAttestations(o: { paths: readonly string[]; policy: T
   }
   for (const i of inputs) snapshots.push(await decideAndKeep(i, byName.get(i.name) ?? [], builders.threshold, o.stateDir, o.now));
   return { verified, refused, snapshots, upstreamChanges: upstreamChanges(verified) };
+}
+
+/** How many times the log is read again when other processes keep moving the stored checkpoint. */
+const STATE_ATTEMPTS = 5;
+
+/**
+ * Attestations from the log, its checkpoint held against the one this client stored (STATE/trust.sqlite, the
+ * same rows release verification keeps, so either path notices the other's rollback) and the newer stored by
+ * compare-and-swap. A rollback or fork is refused (E_POLICY, exit 3) with both checkpoints kept as evidence.
+ */
+async function fromLogWithState(log: LogReader, policy: TrustPolicy, keys: ReturnType<typeof keyLookup>, now: Date, stateDir: string, limits: Limits): Promise<LogAttestations> {
+  const state = TrustState.open(stateDir);
+  try {
+    for (let attempt = 1; ; attempt++) {
+      const stored = state.checkpoint(policy.log.key.name, policy.log.key);
+      const seconds = Math.floor(now.getTime() / 1000);
+      let logged: LogAttestations;
+      try {
+        logged = await attestationsFromLog(log, policy, keys, seconds, limits, stored);
+      } catch (err) {
+        throw await withEvidence(err, stateDir, seconds);
+      }
+      if (state.update(policy.log.key.name, policy.log.key, { ...(stored ? { checkpoint: stored } : {}) }, logged.checkpoint)) return logged;
+      if (attempt >= STATE_ATTEMPTS) throw new SourcemeshError('E_LOCKED', `${state.file}: the stored checkpoint kept changing while attestations were read from ${log.url}`);
+    }
+  } finally {
+    state.close();
+  }
 }
 
 async function decideAndKeep(i: SnapshotInputs, verified: readonly Attested<Source>[], threshold: number, stateDir: string, now: Date): Promise<SnapshotDecision> {

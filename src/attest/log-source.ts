@@ -3,11 +3,17 @@
 // the entries' leaf hashes folded into the tree root (RFC 9162 §2.1) and compared with the checkpoint's: one
 // comparison proves every entry read is in the witnessed tree, as an inclusion proof per entry would. DSSE
 // entries signed by a policy builder become claims; everything else in the log is passed over.
+// The checkpoint is also held against the newest one this client stored for the log (trust/client-state.ts),
+// by the same rules as release verification (policy.ts checkConsistency): a smaller tree is a rollback, the
+// same size with another root a fork. A larger tree needs no fetched consistency proof: every entry is read,
+// so the root of its first `stored.size` leaves is computed here and must be the stored root (RFC 9162 §2.1.4,
+// which a consistency proof only abbreviates).
 import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import { CompactRange, hashesEqual, leafHash } from '../trust/merkle.ts';
 import type { KeyLookup } from '../trust/log/entries/types.ts';
-import { checkCheckpoint, type TrustPolicy } from '../trust/policy.ts';
+import { formatVerifierKey } from '../trust/note.ts';
+import { checkCheckpoint, checkConsistency, type StoredCheckpoint, type TrustPolicy, type Verdict } from '../trust/policy.ts';
 import { parseEntryBundle, TILE_WIDTH, type EntryBundle } from '../trust/tiles.ts';
 import { bundleOfEntry, verifyEnvelopeEntry, type AttestationLimits, type VerifiedAttestation } from './bundle.ts';
 import type { Refused } from './files.ts';
@@ -22,8 +28,24 @@ export interface LogReader {
 
 export type LogSource = { file: string; attestation: VerifiedAttestation; index: number };
 
-export async function attestationsFromLog(log: LogReader, policy: TrustPolicy, keys: KeyLookup, now: number, limits: Limits & AttestationLimits): Promise<{ verified: Attested<LogSource>[]; refused: Refused[]; size: number }> {
-  const cp = checkCheckpoint(await log.checkpoint(), policy, now, limits);
+export interface LogAttestations {
+  verified: Attested<LogSource>[];
+  refused: Refused[];
+  size: number;
+  /** The checkpoint read, as the client state stores it, and how it relates to `stored`. */
+  checkpoint: StoredCheckpoint;
+  consistency: Verdict['consistency'];
+}
+
+/** `stored`: the newest checkpoint of this log the client accepted before (throws E_POLICY on rollback or fork). */
+export async function attestationsFromLog(log: LogReader, policy: TrustPolicy, keys: KeyLookup, now: number, limits: Limits & AttestationLimits, stored?: StoredCheckpoint): Promise<LogAttestations> {
+  const note = await log.checkpoint();
+  const cp = checkCheckpoint(note, policy, now, limits);
+  const checkpoint: StoredCheckpoint = { size: cp.size, root: cp.root, note, key: formatVerifierKey(policy.log.key) };
+  // Rollback and same-size fork are refused before any entry is read; a larger tree is 'unproven' until the
+  // prefix root below is compared.
+  let { consistency } = checkConsistency(stored, checkpoint, [], limits);
+  let prefixRoot = consistency === 'unproven' && stored!.size === 0 ? new CompactRange().root() : undefined;
   if (cp.size > limits.attestationLogEntries) {
     throw new SourcemeshError('E_UNSUPPORTED', `${log.url}: the log holds ${cp.size} entries; reading more than ${limits.attestationLogEntries} to find attestations is refused`, { size: cp.size });
   }
@@ -36,6 +58,7 @@ export async function attestationsFromLog(log: LogReader, policy: TrustPolicy, k
     const entries = parseEntryBundle(await log.entryBundle({ index, width }), width, limits);
     for (const [i, entry] of entries.entries()) {
       range.append(leafHash(entry));
+      if (consistency === 'unproven' && range.size === stored!.size) prefixRoot = range.root();
       if (entry[0] !== 0x7b) continue; // '{': the DSSE entry type (log entries registry)
       const at = index * TILE_WIDTH + i;
       const file = `${log.url} entry ${at}`;
@@ -52,5 +75,14 @@ export async function attestationsFromLog(log: LogReader, policy: TrustPolicy, k
   if (!hashesEqual(range.root(), cp.root)) {
     throw new SourcemeshError('E_PROOF', `${log.url}: its ${cp.size} entries do not hash to the root of its witnessed checkpoint`, { size: cp.size });
   }
-  return { verified, refused, size: cp.size };
+  if (consistency === 'unproven') {
+    // The whole tree is proven above, so its first stored.size leaves are the log's own: their root must be the stored one.
+    if (prefixRoot === undefined || !hashesEqual(prefixRoot, stored!.root)) {
+      throw new SourcemeshError('E_POLICY', `fork: ${log.url}: the tree of ${cp.size} entries does not extend the tree of ${stored!.size} seen before (its first ${stored!.size} entries hash to another root)`, {
+        stored: stored!.note, presented: note, ...(stored!.key === undefined ? {} : { storedKey: stored!.key }), presentedKey: checkpoint.key,
+      });
+    }
+    consistency = 'proven';
+  }
+  return { verified, refused, size: cp.size, checkpoint, consistency };
 }

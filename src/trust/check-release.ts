@@ -120,9 +120,9 @@ export function checkManifestRelease(file: string, manifest: Manifest, o: { trus
 
 /**
  * A fork or rollback: keep both checkpoints, each with the log key that signed it, in STATE/trust-evidence/
- * and name the file in the message. `now` (POSIX seconds) names the file.
+ * and name the file in the message (release checks here, attestations read from the log in attest/check.ts). `now` (POSIX seconds) names the file.
  */
-async function withEvidence(err: unknown, stateDir: string, now: number): Promise<unknown> {
+export async function withEvidence(err: unknown, stateDir: string, now: number): Promise<unknown> {
   if (!isSourcemeshError(err, 'E_POLICY') || typeof err.details.stored !== 'string' || typeof err.details.presented !== 'string') return err;
   const dir = path.join(path.resolve(stateDir), 'trust-evidence');
   const file = path.join(dir, `${new Date(now * 1000).toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}.txt`);

@@ -90,17 +90,18 @@ export class TrustState {
   /**
    * Store `checkpoint` (for `origin` and `key`) and `keySet` if the rows still hold `expected` (what the
    * verification read). Returns false, storing nothing, if another process changed them meanwhile: verify
-   * again. A schema 1 row this key signed is replaced by the keyed row.
+   * again. A schema 1 row this key signed is replaced by the keyed row. Without `keySet` (attestations read
+   * from the log, attest/log-source.ts) only the checkpoint is compared and stored.
    */
-  update(origin: string, key: VerifierKey, expected: { checkpoint?: StoredCheckpoint; keySet?: StoredKeySet }, checkpoint: StoredCheckpoint, keySet: StoredKeySet): boolean {
+  update(origin: string, key: VerifierKey, expected: { checkpoint?: StoredCheckpoint; keySet?: StoredKeySet }, checkpoint: StoredCheckpoint, keySet?: StoredKeySet): boolean {
     const what = `${this.file}: cannot store the trust state`;
     const vkey = formatVerifierKey(key);
     try {
       return writeTransaction(this.#db, () => {
         const cp = this.checkpoint(origin, key);
-        const ks = this.keySet(keySet.chain);
+        const ks = keySet === undefined ? undefined : this.keySet(keySet.chain);
         const same = (cp === undefined) === (expected.checkpoint === undefined) && (cp === undefined || (cp.size === expected.checkpoint!.size && hashesEqual(cp.root, expected.checkpoint!.root)))
-          && (ks === undefined) === (expected.keySet === undefined) && (ks === undefined || (ks.sequence === expected.keySet!.sequence && ks.hash === expected.keySet!.hash));
+          && (keySet === undefined || ((ks === undefined) === (expected.keySet === undefined) && (ks === undefined || (ks.sequence === expected.keySet!.sequence && ks.hash === expected.keySet!.hash))));
         if (!same) return false;
         const now = Date.now();
         this.#db.prepare(`INSERT INTO checkpoints (origin, key, size, root, note, updated) VALUES (?, ?, ?, ?, ?, ?)
@@ -108,7 +109,7 @@ export class TrustState {
           .run(origin, vkey, checkpoint.size, checkpoint.root, checkpoint.note, now);
         const legacy = this.#db.prepare('SELECT note FROM checkpoints WHERE origin = ? AND key = ?').get(origin, UNKNOWN_KEY) as { note: string } | undefined;
         if (legacy !== undefined && signedBy(legacy.note, origin, key)) this.#db.prepare('DELETE FROM checkpoints WHERE origin = ? AND key = ?').run(origin, UNKNOWN_KEY);
-        this.#db.prepare(`INSERT INTO keysets (chain, sequence, hash, updated) VALUES (?, ?, ?, ?)
+        if (keySet !== undefined) this.#db.prepare(`INSERT INTO keysets (chain, sequence, hash, updated) VALUES (?, ?, ?, ?)
           ON CONFLICT(chain) DO UPDATE SET sequence = excluded.sequence, hash = excluded.hash, updated = excluded.updated`)
           .run(keySet.chain, keySet.sequence, keySet.hash, now);
         return true;

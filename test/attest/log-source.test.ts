@@ -1,16 +1,22 @@
 // Attestations read from a log, with the log played here from a tree we build (entries in C2SP entry
 // bundles, a checkpoint signed by the log key and cosigned by a witness): the claims by policy builders are
 // found among other entries, and a log that serves entries other than those its checkpoint commits to, a
-// checkpoint without the witness quorum, or a forged builder signature are refused.
+// checkpoint without the witness quorum, or a forged builder signature are refused; so is a log that rolls
+// back or forks the tree this client stored before (STATE/trust.sqlite).
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { test } from 'node:test';
 import { envelopeBytes, keyLookup, signAttestation } from '../../src/attest/bundle.ts';
+import { checkAttestations } from '../../src/attest/check.ts';
 import { attestationsFromLog, type LogReader } from '../../src/attest/log-source.ts';
 import type { SnapshotClaim } from '../../src/attest/statement.ts';
 import { SourcemeshError } from '../../src/errors.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { formatCheckpoint } from '../../src/trust/checkpoint.ts';
+import { TrustState } from '../../src/trust/client-state.ts';
 import { CompactRange, leafHash } from '../../src/trust/merkle.ts';
 import { createSigner, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_ED25519, signerKeyFromSeed, signNote, type SignerKey } from '../../src/trust/note.ts';
 import { parsePolicy } from '../../src/trust/policy.ts';
@@ -75,4 +81,58 @@ test('log source: entries other than the checkpoint commits to, no witness quoru
   assert.equal(got.verified.length, 1);
   assert.deepEqual(got.refused.map((r) => r.code), ['E_SIGNATURE']);
   assert.equal(await code(attestationsFromLog(fakeLog(entries), policy, keys, NOW, { ...LIMITS, attestationLogEntries: 1 })), 'E_UNSUPPORTED');
+});
+
+test('log source: the checkpoint is held against the stored one (rollback, fork, a tree that does not extend it)', async () => {
+  const keys = keyLookup(policy.builders!.keys);
+  const junk = (i: number) => new TextEncoder().encode(`junk ${i}\n`);
+  const five = [attestation(A), junk(1), junk(2), attestation(B), junk(4)];
+  const first = await attestationsFromLog(fakeLog(five), policy, keys, NOW, LIMITS);
+  assert.equal(first.consistency, 'first');
+  const stored = first.checkpoint;
+  // The same tree again, and a tree that extends it: accepted, the extension proven by the prefix root.
+  assert.equal((await attestationsFromLog(fakeLog(five), policy, keys, NOW, LIMITS, stored)).consistency, 'same');
+  const extended = await attestationsFromLog(fakeLog([...five, junk(5), junk(6)]), policy, keys, NOW, LIMITS, stored);
+  assert.equal(extended.consistency, 'proven');
+  assert.equal(extended.checkpoint.size, 7);
+  // Rolled back to three entries (a prefix of the same history, its checkpoint properly signed and cosigned).
+  const rollback = await attestationsFromLog(fakeLog(five.slice(0, 3)), policy, keys, NOW, LIMITS, stored).then(() => undefined, (e: SourcemeshError) => e);
+  assert.equal(rollback?.code, 'E_POLICY');
+  assert.match(rollback!.message, /^rollback: the log shows a tree of 3 entries, but a checkpoint of 5 was seen before/);
+  assert.equal(rollback!.details.stored, stored.note);
+  // A fork of the same size, and a longer tree whose first five entries differ (B's entry rewritten).
+  const rewritten = [...five.slice(0, 3), attestation(B, 'cd'.repeat(32)), junk(4)];
+  assert.match((await attestationsFromLog(fakeLog(rewritten), policy, keys, NOW, LIMITS, stored).catch((e: SourcemeshError) => e) as SourcemeshError).message, /^fork: two different trees of 5/);
+  const forked = await attestationsFromLog(fakeLog([...rewritten, junk(5)]), policy, keys, NOW, LIMITS, stored).catch((e: SourcemeshError) => e) as SourcemeshError;
+  assert.equal(forked.code, 'E_POLICY');
+  assert.match(forked.message, /^fork: .* the tree of 6 entries does not extend the tree of 5 seen before/);
+});
+
+test('log source: attest verify keeps the newest checkpoint in STATE/trust.sqlite; a log rolled back later is refused with evidence', async () => {
+  const stateDir = await mkdtemp(path.join(tmpdir(), 'attest-state-'));
+  try {
+    const junk = (i: number) => new TextEncoder().encode(`junk ${i}\n`);
+    const entries = [attestation(A), attestation(B), junk(2), junk(3)];
+    const now = new Date(NOW * 1000);
+    const read = (log: LogReader) => checkAttestations({ paths: [], policy, log, stateDir, now, limits: LIMITS });
+    const ok = await read(fakeLog(entries));
+    assert.equal(ok.snapshots[0]!.verdict!.sha256, 'ab'.repeat(32));
+    const state = TrustState.open(stateDir);
+    assert.equal(state.checkpoint(logKey.name, policy.log.key)?.size, 4);
+    state.close();
+    // The log (or whoever answers for it) later serves an older tree: only A's attestation, B's withdrawn.
+    const err = await read(fakeLog(entries.slice(0, 1))).then(() => undefined, (e: SourcemeshError) => e);
+    assert.equal(err?.code, 'E_POLICY');
+    assert.match(err!.message, /^rollback: .*; both checkpoints are in /);
+    const evidence = await readdir(path.join(stateDir, 'trust-evidence'));
+    assert.equal(evidence.length, 1);
+    assert.match(await readFile(path.join(stateDir, 'trust-evidence', evidence[0]!), 'utf8'), /checkpoint seen before/);
+    // A later, extended tree is accepted and stored.
+    await read(fakeLog([...entries, junk(4)]));
+    const again = TrustState.open(stateDir);
+    assert.equal(again.checkpoint(logKey.name, policy.log.key)?.size, 5);
+    again.close();
+  } finally {
+    await rm(stateDir, { recursive: true, force: true });
+  }
 });
