@@ -325,6 +325,14 @@ export const LIMITS = {
   roughtimeBatch: 64,
   /** Requests queued for signing; more are dropped unanswered (a flood costs no memory). */
   roughtimeQueue: 4096,
+  /**
+   * Roughtime requests per client address (IPv6: per /64) a server answers: sustained per second and
+   * burst (`witness serve --roughtime-rate`, `--roughtime-burst`); buckets kept. A client measures with
+   * 2 requests (up to 3 attempts each) per server, so 10/s with bursts of 50 serves a whole NAT of them.
+   */
+  roughtimeRequestsPerSecond: 10,
+  roughtimeRequestBurst: 50,
+  roughtimeRateClients: 4096,
   /** One Roughtime query: the answer must arrive within this, or the attempt is lost. */
   roughtimeTimeoutMs: 1_000,
   /** Attempts per server in one measurement (the RFC's backoff is for repeated measurements). */

@@ -7,7 +7,8 @@ import { readSignerKeyFile } from '../trust/key-file.ts';
 import { readVerifierKeyArg } from './key.ts';
 import { startRoughtimeServer } from '../time/server.ts';
 import { createLogger, parseListen, untilAborted } from './log.ts';
-import { positiveInt } from './output.ts';
+import { nonNegativeInt, positiveInt } from './output.ts';
+import { LIMITS } from '../limits.ts';
 import type { Io } from './output.ts';
 
 interface ServeFlags {
@@ -18,6 +19,8 @@ interface ServeFlags {
   logLevel: string;
   roughtime?: string;
   roughtimeRadius: string;
+  roughtimeRate: string;
+  roughtimeBurst: string;
 }
 
 export function witnessCommand(io: Io, signal: AbortSignal): Command {
@@ -30,6 +33,8 @@ export function witnessCommand(io: Io, signal: AbortSignal): Command {
     .requiredOption('--log <vkey>', 'a log to witness: its vkey (or a .pub file); the vkey\'s name is the log\'s origin; repeatable', (v: string, p: string[]) => [...p, v], [])
     .option('--roughtime <host:port>', 'also answer Roughtime (RFC 10049) over UDP here, signed by a key the witness key delegates to')
     .option('--roughtime-radius <seconds>', 'the RADI of Roughtime answers: how far this machine\'s clock may be off', '3')
+    .option('--roughtime-rate <n>', 'Roughtime requests per second answered per client address (IPv6: per /64); 0 for no limit', String(LIMITS.roughtimeRequestsPerSecond))
+    .option('--roughtime-burst <n>', 'Roughtime requests a client address may make at once before --roughtime-rate applies', String(LIMITS.roughtimeRequestBurst))
     .option('--log-level <level>', 'fatal, error, warn, info, debug or silent', 'info')
     .action(async (o: ServeFlags) => {
       const listen = parseListen(o.listen);
@@ -40,9 +45,10 @@ export function witnessCommand(io: Io, signal: AbortSignal): Command {
       const logger = createLogger(o.logLevel, 'witness');
       const roughtimeAt = o.roughtime === undefined ? undefined : roughtimeListen(o.roughtime);
       const radius = positiveInt('--roughtime-radius', o.roughtimeRadius, 86_400);
+      const rate = { perSecond: nonNegativeInt('--roughtime-rate', o.roughtimeRate, 1_000_000), burst: positiveInt('--roughtime-burst', o.roughtimeBurst, 1_000_000) };
       const witness = await startWitness({ stateDir: o.state, key, logs, host: listen.host, port: listen.port, logger });
       const roughtime = roughtimeAt === undefined ? undefined
-        : await startRoughtimeServer({ key, host: roughtimeAt.host, port: roughtimeAt.port, radius, logger }).catch(async (err: unknown) => { await witness.close(); throw err; });
+        : await startRoughtimeServer({ key, host: roughtimeAt.host, port: roughtimeAt.port, radius, rate, logger }).catch(async (err: unknown) => { await witness.close(); throw err; });
       io.stdout.write(`listening on ${witness.url}\n`);
       if (roughtime !== undefined) io.stdout.write(`roughtime on udp ${roughtime.address}\n`);
       await untilAborted(signal);

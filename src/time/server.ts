@@ -5,12 +5,16 @@
 // datagrams read in one turn of the event loop, up to limits.roughtimeBatch, form a batch.
 // Hostile datagrams are dropped unanswered (the RFC has no error replies); so is any request whose answer
 // would be larger than it ("Amplification Attacks").
+// Each client address (IPv6: its /64) has a token bucket (src/net/rate-limit.ts), taken before a datagram
+// is parsed: one address flooding the server is dropped at its rate and cannot fill the queue or the
+// signing time the other clients need.
 import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { type Logger, SILENT } from '../logger.ts';
+import { clientKey, TokenBuckets } from '../net/rate-limit.ts';
 import type { SignerKey } from '../trust/note.ts';
 import { delegate, type Delegation, parseRequest, respondBatch, srvOf, SUPPORTED_VERSIONS } from './protocol.ts';
 
@@ -25,12 +29,17 @@ export interface RoughtimeServerOptions {
   readonly radius?: number;
   readonly logger?: Logger;
   readonly limits?: Limits;
+  /** Requests per client address (IPv6: per /64): sustained per second (0: no limit) and burst. */
+  readonly rate?: { readonly perSecond: number; readonly burst: number };
+  /** The monotonic clock (ms) of the rate limit. */
+  readonly monotonic?: () => number;
 }
 
 export interface RoughtimeServer {
   /** HOST:PORT as bound (port 0 becomes the port chosen). */
   readonly address: string;
-  readonly stats: { received: number; answered: number; dropped: number; batches: number };
+  /** `limited` counts the datagrams dropped by the per-client rate limit (also counted in `dropped`). */
+  readonly stats: { received: number; answered: number; dropped: number; limited: number; batches: number };
   close(): Promise<void>;
 }
 
@@ -44,7 +53,10 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
   const radius = options.radius ?? 3;
   const logger = options.logger ?? SILENT;
   const srv = srvOf(options.key.publicKey);
-  const stats = { received: 0, answered: 0, dropped: 0, batches: 0 };
+  const stats = { received: 0, answered: 0, dropped: 0, limited: 0, batches: 0 };
+  const rate = options.rate ?? { perSecond: limits.roughtimeRequestsPerSecond, burst: limits.roughtimeRequestBurst };
+  const buckets = new TokenBuckets({ perSecond: rate.perSecond, burst: Math.max(1, rate.burst), maxClients: limits.roughtimeRateClients });
+  const monotonic = options.monotonic ?? (() => performance.now());
   let delegation: Delegation | undefined;
 
   const currentDelegation = (now: bigint): Delegation => {
@@ -92,6 +104,11 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
 
   socket.on('message', (msg, rinfo) => {
     stats.received++;
+    if (buckets.take(clientKey(rinfo.address), monotonic()) !== 0) {
+      stats.limited++;
+      stats.dropped++;
+      return;
+    }
     if (queue.length >= limits.roughtimeQueue) {
       stats.dropped++;
       return;
