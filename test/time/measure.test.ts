@@ -15,7 +15,9 @@ const chainArb = fc.record({
   order: fc.integer({ min: 0, max: 1000 }),
 });
 
-function simulate(c: fc.RecordValue<typeof chainArb extends fc.Arbitrary<infer R> ? R : never>): { chain: Observation[]; at: number; names: { honest: string[]; liars: string[] } } {
+type Chain = typeof chainArb extends fc.Arbitrary<infer R> ? R : never;
+
+function simulate(c: Chain): { chain: Observation[]; at: number; names: { honest: string[]; liars: string[] } } {
   const servers = [
     ...Array.from({ length: c.honest }, (_, i) => ({ name: `h${i}`, offset: 0 })),
     // Liars apart from each other by two hours or more: they do not collude (colluders reaching the quorum
