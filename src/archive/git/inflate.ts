@@ -95,3 +95,75 @@ function viaPublicApi(input: Buffer, size: number, name: What): Buffer {
   if (out.length !== size) throw corrupt(name, `inflates to ${out.length} bytes, ${size} declared`);
   return out;
 }
+
+/** Output chunks of a streamed inflate (a large blob): each is handed on to the tar as it is. */
+const STREAM_OUTPUT_BYTES = 1 << 20;
+
+/**
+ * zlib-inflate the input `read` gives (a block at a time, null at its end) as a synchronous stream of
+ * output chunks of up to 1 MiB, skipping the first `skip` bytes of output; the output after them must be
+ * exactly `size` bytes, and more is refused as soon as it appears. For blobs too large to hold (issue 14:
+ * before, every large blob went through a file stream and an async zlib stream on the thread pool). It
+ * uses a handle of its own, since the consumer may read other objects between two chunks. Null when the
+ * handle's internals are missing (then the caller uses Node's async stream).
+ */
+export function inflateChunks(read: () => Buffer | null, skip: number, size: number, what: What): Generator<Buffer> | null {
+  if (reusable === false) return null;
+  const own = fresh();
+  if (!own) return null;
+  return (function* () {
+    const handle = own._handle!;
+    const state = own._writeState!;
+    let toSkip = skip;
+    let seen = 0;
+    let out = Buffer.allocUnsafe(Math.min(STREAM_OUTPUT_BYTES, skip + size + 1));
+    let outPos = 0;
+    try {
+      let ended = false;
+      for (let input = read(); input && !ended; input = read()) {
+        let inOff = 0;
+        let inLen = input.length;
+        for (;;) {
+          failure = null;
+          handle.writeSync(zlib.constants.Z_NO_FLUSH, input, inOff, inLen, out, outPos, out.length - outPos);
+          if (failure !== null) throw corrupt(what, `zlib data is corrupt (${failure})`);
+          const produced = out.length - outPos - state[0]!;
+          const consumed = inLen - state[1]!;
+          outPos += produced;
+          inOff += consumed;
+          inLen -= consumed;
+          // Output counted as it appears: a stream that inflates to more than declared stops here.
+          if (outPos === out.length || (produced === 0 && consumed === 0)) {
+            let chunk = out.subarray(0, outPos);
+            if (toSkip > 0) {
+              const n = Math.min(toSkip, chunk.length);
+              toSkip -= n;
+              chunk = chunk.subarray(n);
+            }
+            seen += chunk.length;
+            if (seen > size) throw corrupt(what, `inflates to more than its declared ${size} bytes`);
+            if (chunk.length > 0) yield chunk;
+            out = Buffer.allocUnsafe(Math.min(STREAM_OUTPUT_BYTES, Math.max(1, skip + size + 1 - seen)));
+            outPos = 0;
+          }
+          // No progress with input left: the zlib stream has ended (what follows it is not ours).
+          if (produced === 0 && consumed === 0) {
+            ended = inLen > 0;
+            break;
+          }
+          if (inLen === 0 && outPos < out.length) break;
+        }
+      }
+      let chunk = out.subarray(0, outPos);
+      if (toSkip > 0) chunk = chunk.subarray(Math.min(toSkip, chunk.length));
+      seen += chunk.length;
+      if (seen > size) throw corrupt(what, `inflates to more than its declared ${size} bytes`);
+      if (chunk.length > 0) yield chunk;
+      if (seen !== size) throw corrupt(what, `inflates to ${seen} bytes, ${size} declared`);
+    } finally {
+      failure = null;
+      own.destroy();
+    }
+  })();
+}
+
