@@ -15,9 +15,8 @@ import { routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
-import { requireBuilders } from '../attest/check.ts';
-import { checkManifestRelease, readPolicy } from '../trust/check-release.ts';
-import { LogClient } from '../trust/log-client.ts';
+import { checkManifestRelease } from '../trust/check-release.ts';
+import { applyBuilders } from './builders.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
@@ -26,6 +25,7 @@ import { discoverNodes } from '../discovery/discover.ts';
 import { checkListRelease } from '../discovery/pointer.ts';
 import { addDhtOptions, resolveDhtList, startDht } from './mirrors-dht.ts';
 import { parseDuration } from './units.ts';
+import { parseListen } from './serve.ts';
 import { swarmFetch } from '../torrent/swarm-fetch.ts';
 
 interface FetchFlags {
@@ -56,6 +56,8 @@ interface FetchFlags {
   bittorrent?: boolean;
   torrent: string[];
   peer: string[];
+  listen: string;
+  upload: boolean;
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -71,6 +73,8 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--bittorrent', 'also take pieces from the BitTorrent peers (--peer) of the torrents given (--torrent), each checked against the manifest')
     .option('--torrent <file>', 'with --bittorrent: a .torrent of some distfiles of the manifest, ours or any client\'s (repeatable)', collect, [])
     .option('--peer <host:port>', 'with --bittorrent: a peer to ask for pieces (repeatable); with --dht-bootstrap, peers are also looked up in that DHT', collect, [])
+    .option('--listen <host:port>', 'with --bittorrent: where other peers may take the pieces verified so far (port 0: any free port)', '0.0.0.0:0')
+    .option('--no-upload', 'with --bittorrent: do not offer verified pieces to other peers while downloading')
     .option('--proxy <url>', 'send every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
     .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}) with stream isolation: each mirror on its own circuit; longer timeouts, more retries`)
     .option('--isolate-per-file', 'with --tor: a circuit per mirror and file')
@@ -102,18 +106,8 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (o.trustPolicy) {
         const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher }).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`release ${describeVerdict(verdict)}\n`);
-        // The builders' quorum for git snapshots (docs/FORMATS.md, "Builders' quorum"), before any download:
-        // each snapshot is then pinned to the bytes the quorum accepted.
-        const policy = await readPolicy(o.trustPolicy);
-        if (policy.builders) {
-          const log = policy.log.url !== undefined && !o.offline ? new LogClient(policy.log.url, { dispatcher }) : undefined;
-          const r = await requireBuilders({ manifest, policy, paths: o.attestations, ...(log ? { log } : {}), stateDir: store.root, now: new Date(), limits }).catch(async (err: unknown) => { await network.close(); throw err; });
-          manifest = r.manifest;
-          for (const s of r.report?.snapshots ?? []) {
-            io.stderr.write(`builders: ${s.name} sha256 ${s.verdict!.sha256} attested by ${s.verdict!.builders.length} of ${policy.builders.keys.length}${s.verdict!.liars.length ? `; ${s.verdict!.liars.length} disagreed, evidence in ${s.evidenceDir}` : ''}\n`);
-          }
-          for (const c of r.report?.upstreamChanges ?? []) io.stderr.write(`warning: upstream changed: ${c.url} was downloaded as ${c.versions.map((v) => `sha256 ${v.sha256} (by ${v.builders.length} node(s))`).join(' and as ')}\n`);
-        }
+        // The builders' quorum for git snapshots, before any download (cli/builders.ts).
+        manifest = await applyBuilders(io, manifest, { trustPolicy: o.trustPolicy, attestations: o.attestations, offline: o.offline, dispatcher, stateDir: store.root, limits }).catch(async (err: unknown) => { await network.close(); throw err; });
       }
       for (const list of o.mirrorList) {
         if (!list.startsWith('dht:')) {
@@ -150,7 +144,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       // Peers from --peer, and from the DHT when --dht-bootstrap names a (closed) DHT to join.
       const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await startDht(o, store.root, limits) : undefined;
       const lookup = dht && (async (h: Buffer) => (await dht.lookup(h)).map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
-      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits, lookup).finally(() => dht?.close()) : undefined;
+      const upload = o.bittorrent && o.upload ? { ...parseListen(o.listen), maxPeers: LIMITS.seedMaxPeers, uploadRate: 0 } : undefined;
+      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits, lookup, upload).finally(() => dht?.close()) : undefined;
+      if (swarm?.upload) io.stderr.write(`offering verified pieces to peers at ${swarm.upload.address}\n`);
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const reputation = Reputation.open(store.root);
       const records = new Map(reputation.all().map((r) => [r.mirror, r]));
@@ -167,7 +163,10 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         reputation.record(mirrorOutcomes(report).map((r) => ({ ...r, mirror: repKey(r.mirror) })));
       } finally {
         view?.stop();
-        swarm?.close();
+        const uploaded = swarm?.upload?.uploaded;
+        await swarm?.close();
+        if (uploaded !== undefined && !o.json) io.stderr.write(`uploaded ${uploaded} bytes to peers\n`);
+        if (report && uploaded !== undefined) report = { ...report, uploaded };
         reputation.close();
         await network.close();
       }

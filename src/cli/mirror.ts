@@ -14,6 +14,7 @@ import { snapshotGenerator } from '../mirror/snapshot.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { stateDirOf, syncMirror, type SyncReport } from '../mirror/sync.ts';
 import { checkManifestRelease } from '../trust/check-release.ts';
+import { applyBuilders } from './builders.ts';
 import { fetchLimits } from './fetch.ts';
 import { formatBytes, paint, positiveInt, printError, printJson, type Io } from './output.ts';
 import { createProgress } from './progress.ts';
@@ -34,6 +35,7 @@ interface SyncFlags {
   keyName?: string;
   trustPolicy?: string;
   release?: string;
+  attestations: string[];
   snapshotGenerator: string;
   staticLinks?: boolean;
 }
@@ -57,8 +59,10 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
     .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
     .option('--trust-policy <policy>', 'refuse the manifest, before any download, unless its release bundle passes this sourcemesh.policy/v1')
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
+    .option('--attestations <path>', 'with --trust-policy naming builders: attestation bundles (files or directories), besides those in the policy\'s log', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--static-links', 'also write ROOT/sha256/HEX as hard links, for a static web server in front (see `mirror nginx-config`)')
     .action(async (input: string, o: SyncFlags) => {
+      if (o.attestations.length && !o.trustPolicy) throw new SourcemeshError('E_USAGE', '--attestations needs --trust-policy (with builders)');
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const generator = snapshotGenerator(o.snapshotGenerator);
       const interval = o.interval !== undefined ? parseDuration('--interval', o.interval) : undefined;
@@ -76,8 +80,13 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         const t0 = performance.now();
         let status: number;
         try {
-          if (o.trustPolicy) io.stderr.write(`release ${describeVerdict(await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher }))}\n`);
-          const report = await syncMirror(manifest, { root: o.root, maxBytes, limits, dispatcher, generator, jobs, signal, key, keyFile, staticLinks: o.staticLinks, onEvent: (e) => view?.onEvent(e) });
+          let synced = manifest;
+          if (o.trustPolicy) {
+            io.stderr.write(`release ${describeVerdict(await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher }))}\n`);
+            // The builders' quorum, as fetch applies it: each snapshot this mirror makes must be the accepted bytes.
+            synced = await applyBuilders(io, manifest, { trustPolicy: o.trustPolicy, attestations: o.attestations, dispatcher: network.dispatcher, stateDir: keyDir, limits });
+          }
+          const report = await syncMirror(synced, { root: o.root, maxBytes, limits, dispatcher, generator, jobs, signal, key, keyFile, staticLinks: o.staticLinks, onEvent: (e) => view?.onEvent(e) });
           view?.stop();
           status = printReport(io, report, o, (performance.now() - t0) / 1000);
         } catch (err) {

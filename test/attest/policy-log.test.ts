@@ -1,7 +1,8 @@
 // The builders' quorum in the client, end to end against a real `log serve` and three `witness serve`
 // processes on loopback: three rebuilders submit their attestations to the log (two with `rebuild --log`,
 // one lying, its archiver patched here), and `fetch --trust-policy` and `release verify --online` find
-// them there, proven in the witnessed checkpoint, and require the quorum before any download.
+// them there, proven in the witnessed checkpoint, and require the quorum before any download; so does
+// `mirror sync --trust-policy` before it makes any snapshot.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
@@ -93,6 +94,18 @@ test('fetch --trust-policy and release verify --online require the builders\' qu
   assert.equal(refused.code, 3, refused.stderr);
   assert.match(refused.stderr, /the builders' quorum refuses the snapshot: 3 builders must agree; 2 for sha256 .*\[E_POLICY\]/);
   assert.equal(await stat(path.join(out3, 'demo-1.tar.gz')).then(() => true, () => false), false);
+  // mirror sync --trust-policy applies the builders as fetch does: 2 of 3 syncs the honest bytes, 3 of 3
+  // refuses before making any snapshot (exit 3).
+  const root2 = path.join(dir, 'mirror2');
+  const synced = await runCli(['mirror', 'sync', manifest, '--root', root2, '--trust-policy', p2], { timeoutMs: 120_000 });
+  assert.equal(synced.code, 0, synced.stderr);
+  assert.match(synced.stderr, new RegExp(`builders: demo-1\\.tar\\.gz sha256 ${distfile.sha256} attested by 2 of 3; 1 disagreed`));
+  assert.deepEqual(await readFile(path.join(root2, 'demo-1.tar.gz')), honest);
+  const root3 = path.join(dir, 'mirror3');
+  const syncRefused = await runCli(['mirror', 'sync', manifest, '--root', root3, '--trust-policy', p3], { timeoutMs: 120_000 });
+  assert.equal(syncRefused.code, 3, syncRefused.stderr);
+  assert.match(syncRefused.stderr, /the builders' quorum refuses the snapshot: 3 builders must agree/);
+  assert.equal(await stat(path.join(root3, 'demo-1.tar.gz')).then(() => true, () => false), false);
   // Offline, without the log and without files: no attestation at all, refused.
   // (another client state: this one saw the log's newer checkpoint online, and the bundle's is older)
   const offline = await runCli(['release', 'verify', manifest, '--trust-policy', p2, '--state', path.join(dir, 'client-offline')]);
