@@ -16,7 +16,7 @@ import { startOrigin } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
 import { startServe } from './serve-process.ts';
 
-const BIG = bytes(4 * 1024 * 1024 + 12_345, 91); // 5 pieces of 1 MiB in the published layer
+const BIG = bytes(8 * 1024 * 1024 + 12_345, 91); // 9 pieces of 1 MiB in the published layer: the liar surely serves one
 const SMALL = bytes(70_000, 92);
 
 interface Reply {
@@ -82,15 +82,24 @@ async function setup(t: any) {
   await writeFile(path.join(honest, 'subdir', 'x'), 'x\n');
   await openToWorkers(dir, honest, liar);
 
-  const ports = [await freePort(), await freePort()];
-  const sites: string[] = [];
-  for (const [i, root] of [honest, liar].entries()) {
-    const c = await runCli(['mirror', 'nginx-config', root, '--listen', `127.0.0.1:${ports[i]}`]);
-    assert.equal(c.code, 0, c.stderr);
-    assert.equal(c.stderr, '', 'the links are there: no note');
-    sites.push(c.stdout);
+  // A port found free may be taken by another test before nginx binds it: then again with new ones.
+  let ports: number[] = [];
+  for (let attempt = 1; ; attempt++) {
+    ports = [await freePort(), await freePort()];
+    const sites: string[] = [];
+    for (const [i, root] of [honest, liar].entries()) {
+      const c = await runCli(['mirror', 'nginx-config', root, '--listen', `127.0.0.1:${ports[i]}`]);
+      assert.equal(c.code, 0, c.stderr);
+      assert.equal(c.stderr, '', 'the links are there: no note');
+      sites.push(c.stdout);
+    }
+    try {
+      await startNginxWith(t, path.join(dir, `nginx-${attempt}`), sites, ports);
+      break;
+    } catch (err) {
+      if (attempt >= 3) throw err;
+    }
   }
-  await startNginxWith(t, path.join(dir, 'nginx'), sites, ports);
   const nginx = { honest: `http://127.0.0.1:${ports[0]}`, liar: `http://127.0.0.1:${ports[1]}` };
   const served = { honest: (await startServe(t, ['--root', honest, '--no-access-log'])).url, liar: (await startServe(t, ['--root', liar, '--no-access-log'])).url };
   return { dir, origin, manifest, honest, liar, nginx, served };
