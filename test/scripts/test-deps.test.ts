@@ -23,7 +23,8 @@ test('decide: nothing missing goes on; root installs what is missing; anyone els
 test('the one list: test packages by default, bench packages with --bench, names checked', () => {
   const tests = wantedPackages(false, {});
   assert.ok(tests.includes('dante-server') && tests.includes('golang-golang-x-mod-dev') && tests.includes('python3-libtorrent'));
-  assert.ok(!tests.includes('nginx'));
+  assert.ok(tests.includes('nginx'), 'mirror nginx-config is tested against the real nginx');
+  assert.ok(!tests.includes('wrk') && wantedPackages(true, {}).includes('wrk'), 'a bench-only package is left out of the test list');
   assert.deepEqual(wantedPackages(true, {}), PACKAGES.map((p) => p.name));
   assert.equal(new Set(PACKAGES.map((p) => p.name)).size, PACKAGES.length, 'each package once');
   assert.deepEqual(wantedPackages(false, { SOURCEMESH_TEST_DEPS_EXTRA: 'a1, b-2' }).slice(-2), ['a1', 'b-2']);
