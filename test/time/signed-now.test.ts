@@ -8,37 +8,22 @@
 //     bound wide enough, the checkpoint's staleness against signed time;
 //   - without Roughtime, the floor kept from the cosignatures already seen refuses a clock set back.
 import assert from 'node:assert/strict';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { isSourcemeshError } from '../../src/errors.ts';
 import { decideNow, readFloor } from '../../src/time/signed-now.ts';
-import { startRoughtimeServer } from '../../src/time/server.ts';
 import { checkRelease, readPolicy } from '../../src/trust/check-release.ts';
 import { loadReleaseSubject } from '../../src/trust/release-files.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
-import { startTrustNetwork, writeManifest } from '../trust/release/network.ts';
+import { startTimedNetwork } from './timed-network.ts';
 
 const DAY = 86_400;
 
 test('a clock set back a day: a replayed checkpoint is accepted on the local clock, refused with signed time and by the floor', async (t) => {
   const dir = await tempDir(t);
-  const net = await startTrustNetwork(t, dir);
-  const manifest = await writeManifest(path.join(dir, 'manifest.json'), '1.0');
-  const made = await runCli(['release', manifest, '--key', net.releaseKeys[0]!.file, '--key', net.releaseKeys[1]!.file, '--log', net.log.url]);
-  assert.equal(made.code, 0, made.stderr);
+  const { manifest, plain, timedPolicy: timed } = await startTimedNetwork(t, dir, DAY);
   const { subject } = await loadReleaseSubject(manifest, 'manifest');
-
-  const servers = await Promise.all(net.witnessKeys.map((k) => startRoughtimeServer({ key: k.key, host: '127.0.0.1', port: 0, clock: () => Date.now() + DAY * 1000 })));
-  t.after(() => Promise.all(servers.map((s) => s.close())));
-  const plain = await net.policy('plain.json', { url: false });
-  const timed = async (name: string, maxSkewSeconds?: number) => {
-    const p = JSON.parse(await readFile(plain, 'utf8'));
-    p.time = { roughtime: net.witnessKeys.map((k, i) => ({ witness: k.key.name, address: servers[i]!.address })), ...(maxSkewSeconds ? { maxSkewSeconds } : {}) };
-    await writeFile(path.join(dir, name), JSON.stringify(p));
-    return path.join(dir, name);
-  };
   let states = 0;
   const local = () => Date.now() / 1000;
   const check = (policyFile: string, o: { state?: string; clock?: () => number } = {}) => checkRelease({ file: manifest, subject, policyFile, stateDir: o.state ?? path.join(dir, `state-${states++}`), online: false, now: o.clock ?? local });
