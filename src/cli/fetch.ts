@@ -153,6 +153,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
       const t0 = performance.now();
       let report;
+      let uploaded: number | undefined;
       try {
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
@@ -163,16 +164,15 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         reputation.record(mirrorOutcomes(report).map((r) => ({ ...r, mirror: repKey(r.mirror) })));
       } finally {
         view?.stop();
-        const uploaded = swarm?.upload?.uploaded;
+        uploaded = swarm?.upload?.uploaded;
         await swarm?.close();
-        if (uploaded !== undefined && !o.json) io.stderr.write(`uploaded ${uploaded} bytes to peers\n`);
-        if (report && uploaded !== undefined) report = { ...report, uploaded };
+        if (uploaded !== undefined) io.stderr.write(`uploaded ${uploaded} bytes to peers\n`);
         reputation.close();
         await network.close();
       }
       const seconds = (performance.now() - t0) / 1000;
       if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);
-      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report });
+      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }) });
       else io.stderr.write(summaryLines(io, report, seconds));
       setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
     });

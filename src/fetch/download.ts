@@ -128,6 +128,11 @@ export interface DownloadContext {
    * for a segmented download instead of asking mirrors for one.
    */
   pieceLayerFor?: (d: Distfile, size: number) => { pieceLength: number; layer: Buffer[] } | undefined;
+  /**
+   * Piece `index` of `d` is in the partial at `path`, checked against a piece map (segmented downloads
+   * with one only): `fetch --bittorrent` offers it to other peers (src/torrent/leech-upload.ts).
+   */
+  onPieceVerified?: (d: Distfile, index: number, path: string, pieceLength: number) => void;
 }
 
 export interface Downloaded {

@@ -75,6 +75,7 @@ export interface FetchOptions {
   extraSources?: (d: Distfile) => Source[];
   /** A piece layer checked against the distfile's merkleRoot (from a torrent), for segmented downloads. */
   pieceLayerFor?: DownloadContext['pieceLayerFor'];
+  onPieceVerified?: DownloadContext['onPieceVerified'];
 }
 
 export interface Contributor {
@@ -239,7 +240,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
   };
   const roleOf = (label: string) => sources.find((s) => s.label === label)?.role ?? 'mirror';
   const ctxFor = (label: string): DownloadContext => ({
-    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot, pieceLayerFor: opts.pieceLayerFor,
+    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot, pieceLayerFor: opts.pieceLayerFor, onPieceVerified: opts.onPieceVerified,
     dispatcherFor: opts.dispatcherFor && ((s: Source) => opts.dispatcherFor!(s, d.name)),
     onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
     onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>

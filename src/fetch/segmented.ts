@@ -171,6 +171,7 @@ class PieceRun {
       if (this.map && !(await this.check(await readBack(this.fh, piece), piece)).ok) continue;
       this.sched.adopt(i);
       this.checkpoints.adopted(i);
+      if (this.map) this.ctx.onPieceVerified?.(this.d, i, this.partial.path, this.pieceLength);
       this.resumedBytes += piece.end - piece.start + 1;
       kept++;
     }
@@ -293,6 +294,7 @@ class PieceRun {
     this.checkpoints.wrote(piece.index, body.length);
     this.crossChecks?.written(piece);
     this.ctx.onBytes?.(body.length);
+    if (this.map) this.ctx.onPieceVerified?.(this.d, piece.index, this.partial.path, this.pieceLength);
   }
 
   private blamed(b: Blame): void {

@@ -37,6 +37,23 @@ export interface SeededFile extends SeedSource {
   /** Info-hashes (hex) of the torrents this file is seeded under. */
   infoHashes: { hybrid: { v1: string; v2: string }; v1: string; v2: string };
   tree?: MerkleTree;
+  /**
+   * A file still downloading (`fetch --bittorrent`, src/torrent/leech-upload.ts): the pieces verified so
+   * far, as a BEP 3 bitfield; only their leaves are set. Undefined: a whole, verified file.
+   */
+  have?: Uint8Array;
+}
+
+/** Is piece `index` of `f` ours to send? */
+export function hasPiece(f: SeededFile, index: number): boolean {
+  return !f.have || ((f.have[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
+}
+
+/** One info-hash a file is offered under (hex of 20 bytes: a v1 info-hash, or a v2 one cut to 20 bytes). */
+export interface SwarmKey {
+  infoHash: string;
+  greeting: 'v1' | 'v2';
+  paddedTail: boolean;
 }
 
 /** Hash a verified file once: its blocks, pieces and info-hashes. A file that no longer hashes to its sha256 is refused. */
@@ -88,6 +105,8 @@ export class Seeder {
   private readonly swarms = new Map<string, Swarm>();
   private readonly handles = new Map<string, Promise<FileHandle>>();
   private readonly sockets = new Set<net.Socket>();
+  /** The wires that greeted for each file, told of each piece it gains (partial files). */
+  private readonly wires = new Map<SeededFile, Set<Wire>>();
   private readonly peerId = Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
   private readonly bucket?: TokenBuckets;
   private readonly limits: Limits;
@@ -123,6 +142,18 @@ export class Seeder {
       server.listen(opts.port, opts.host, () => resolve());
     });
     return new Seeder(server, files, opts);
+  }
+
+  /** Offer one more file (a partial one, as its pieces verify) under these info-hashes. */
+  offer(file: SeededFile, keys: SwarmKey[]): void {
+    for (const k of keys) this.swarms.set(k.infoHash.toLowerCase(), { file, greeting: k.greeting, paddedTail: k.paddedTail });
+  }
+
+  /** Piece `index` of a partial file just verified (its leaves set): mark it, and tell its peers (BEP 3 `have`). */
+  have(file: SeededFile, index: number): void {
+    if (!file.have || hasPiece(file, index)) return;
+    file.have[index >> 3]! |= 0x80 >> (index & 7);
+    for (const w of this.wires.get(file) ?? []) w.have(index);
   }
 
   get peers(): number {
@@ -173,7 +204,13 @@ export class Seeder {
       }
       this.log.info({ peer: `${who}:${socket.remotePort}`, file: swarm.file.name, greeting: swarm.greeting }, 'peer');
       wire.handshake(Buffer.from(infoHashHex, 'hex'), this.peerId);
-      wire.bitfield(fullBitfield(swarm.file.pieces));
+      const f = swarm.file;
+      wire.bitfield(f.have ? Uint8Array.from(f.have) : fullBitfield(f.pieces));
+      if (f.have) {
+        const set = this.wires.get(f) ?? new Set<Wire>();
+        this.wires.set(f, set.add(wire));
+        socket.on('close', () => set.delete(wire));
+      }
     });
     wire.on('interested', () => wire.unchoke());
 
@@ -211,6 +248,8 @@ export class Seeder {
       if (index >= f.pieces || length === 0 || length > this.limits.peerBlockBytes || offset + length > pieceSize) {
         return this.ban(socket, `a request for piece ${index} offset ${offset} length ${length}, outside ${f.name}`);
       }
+      // A piece not verified yet: refused without blame (BEP 6 reject, when the peer speaks it).
+      if (!hasPiece(f, index)) return respond(new Error(`piece ${index} not verified yet`));
       if (queue.length >= 2 * this.limits.peerRequestQueue) return this.ban(socket, `more than ${2 * this.limits.peerRequestQueue} requests waiting`);
       queue.push({ index, offset, length, respond });
       void next();
@@ -220,7 +259,8 @@ export class Seeder {
       const req = parseHashRequest(message.subarray(1));
       if (!req) return this.ban(socket, 'a malformed hash request');
       const f = swarm.file;
-      const hashes = req.root.equals(f.root) && f.size > 0 ? this.tree(f).hashes(req.base, req.index, req.length, req.proofLayers, this.limits.peerHashesPerRequest) : undefined;
+      // A partial file has no whole tree yet: its hash requests are rejected.
+      const hashes = req.root.equals(f.root) && f.size > 0 && !f.have ? this.tree(f).hashes(req.base, req.index, req.length, req.proofLayers, this.limits.peerHashesPerRequest) : undefined;
       // BEP 52: a request we cannot answer gets a hash reject with the same fields.
       sendMessage(wire, hashes ? HASHES : HASH_REJECT, hashMessagePayload(req, hashes));
       this.log.debug({ peer: `${who}:${socket.remotePort}`, file: f.name, base: req.base, index: req.index, length: req.length, proofLayers: req.proofLayers, answered: Boolean(hashes) }, 'hash request');
@@ -273,7 +313,8 @@ export class Seeder {
     const { bytesRead } = await h.read(buf, 0, buf.length, from);
     for (let b = first; b <= last; b++) {
       const block = buf.subarray((b - first) * BLOCK, Math.min((b - first + 1) * BLOCK, bytesRead));
-      if (!hash('sha256', block, 'buffer').equals(f.leaves[b]!)) {
+      const leaf = f.leaves[b];
+      if (!leaf || !hash('sha256', block, 'buffer').equals(leaf)) {
         throw new SourcemeshError('E_CHECKSUM', `${f.path}: block ${b} no longer has its verified hash; not seeding it`);
       }
     }

@@ -8,20 +8,33 @@ import { LIMITS, type Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/index.ts';
 import { matchTorrent } from './check.ts';
 import { readTorrent, type Torrent } from './metainfo.ts';
+import { LeechUpload } from './leech-upload.ts';
 import { PeerSwarm } from './peer-source.ts';
+import type { Logger } from '../logger.ts';
 
 export interface SwarmFetch {
-  options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor'>;
+  options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor' | 'onPieceVerified'>;
   /** Distfiles some torrent carries. */
   covered: number;
-  close(): void;
+  /** Where verified pieces are offered to peers (undefined with --no-upload), and the bytes sent. */
+  upload?: LeechUpload;
+  close(): Promise<void>;
+}
+
+/** Where to offer verified pieces to other peers while downloading; undefined: not at all (--no-upload). */
+export interface UploadOptions {
+  host: string;
+  port: number;
+  maxPeers: number;
+  uploadRate: number;
+  log?: Logger;
 }
 
 /**
  * `lookup`: more peers for a torrent (its v1 info-hash, or its v2 one cut to 20 bytes), from the DHT;
  * what it returns is only a list of addresses to try (every byte they send is checked).
  */
-export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>): Promise<SwarmFetch> {
+export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>, upload?: UploadOptions): Promise<SwarmFetch> {
   const byName = new Map<string, { t: Torrent; index: number; peers: string[] }>();
   for (const file of torrentFiles) {
     const what = `torrent ${file}`;
@@ -36,8 +49,12 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
     throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, or --dht-bootstrap to look them up in the DHT)`);
   }
   const swarm = new PeerSwarm({ limits });
+  // Leechers help each other: what we verified is offered to peers while we download (BEP 3).
+  const up = upload ? await LeechUpload.start({ ...upload, limits }) : undefined;
+  for (const [name, e] of byName) up?.register(name, e.t, e.index);
   return {
     covered: byName.size,
+    upload: up,
     options: {
       extraSources: (d: Distfile) => {
         const e = byName.get(d.name);
@@ -50,7 +67,16 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         if (!e || !f || !d.merkleRoot || f.root?.toString('hex') !== d.merkleRoot || f.size !== size || f.layer.length === 0) return undefined;
         return { pieceLength: e.t.pieceLength, layer: f.layer };
       },
+      ...(up && {
+        onPieceVerified: (d: Distfile, index: number, path: string, pieceLength: number) => {
+          // Best effort: a piece we cannot read back is not offered; the download goes on.
+          void up.pieceVerified(d, index, path, pieceLength).catch(() => {});
+        },
+      }),
     },
-    close: () => swarm.close(),
+    close: async () => {
+      swarm.close();
+      await up?.close();
+    },
   };
 }

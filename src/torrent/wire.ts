@@ -8,6 +8,7 @@ export interface Wire extends NodeJS.ReadWriteStream {
   extendedHandshake: Record<string, unknown>;
   handshake(infoHash: Uint8Array, peerId: Uint8Array, extensions?: { dht?: boolean; fast?: boolean }): void;
   bitfield(bits: Uint8Array): void;
+  have(index: number): void;
   unchoke(): void;
   interested(): void;
   setTimeout(ms: number, unref?: boolean): void;

@@ -4,8 +4,10 @@
 # and the errors libtorrent reported.
 #   libtorrent-download.py TORRENT SAVE_DIR TIMEOUT_SECONDS [--no-piece-layers] [HOST:PORT...]
 # --no-piece-layers: libtorrent gets the torrent without its piece layers (as from a magnet link), so it
-# must ask peers for the hashes (BEP 52 hash request).
+# must ask peers for the hashes (BEP 52 hash request). SIGTERM ends the wait early (the JSON line is still
+# printed): for a peer that will never have the whole file.
 import json
+import signal
 import sys
 import time
 
@@ -40,7 +42,9 @@ for p in peers:
 errors = []
 end = time.time() + timeout
 done = False
-while time.time() < end:
+stopped = []
+signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+while time.time() < end and not stopped:
     for a in ses.pop_alerts():
         if a.category() & lt.alert.category_t.error_notification:
             errors.append(a.message())

@@ -1,0 +1,91 @@
+// `fetch --bittorrent` uploads while it downloads (leechers help each other): each file of a torrent given
+// is offered to peers through the seeder (src/torrent/seeder.ts) as a partial file, and a piece is
+// announced (BEP 3 `have`) only once it is in the partial and its bytes, read back from disk, hash to the
+// torrent's piece layer under the manifest's merkleRoot. The seeder then checks each 16 KiB block against
+// the leaf hashes taken here before it leaves, so a byte that changed on disk is never sent.
+// Single-file v2 and hybrid torrents only: a v1 torrent has no piece layer to verify pieces with.
+import { open } from 'node:fs/promises';
+import { fromSystemError } from '../errors.ts';
+import { BLOCK, blockHashes, pieceHash } from '../fetch/piece-map.ts';
+import type { Distfile } from '../manifest/index.ts';
+import { Seeder, type SeededFile, type SeederOptions, type SwarmKey } from './seeder.ts';
+import type { Torrent } from './metainfo.ts';
+
+interface Offered {
+  t: Torrent;
+  layer: Buffer[];
+  file?: SeededFile;
+}
+
+export class LeechUpload {
+  private readonly offered = new Map<string, Offered>();
+  private readonly seeder: Seeder;
+
+  private constructor(seeder: Seeder) {
+    this.seeder = seeder;
+  }
+
+  static async start(opts: SeederOptions): Promise<LeechUpload> {
+    return new LeechUpload(await Seeder.start([], opts));
+  }
+
+  get address(): string {
+    return this.seeder.url;
+  }
+
+  get port(): number {
+    return this.seeder.port;
+  }
+
+  get uploaded(): number {
+    return this.seeder.uploaded;
+  }
+
+  /** Offer distfile `name` as file `index` of `t` (ignored unless single-file with a piece layer). */
+  register(name: string, t: Torrent, index: number): void {
+    const f = t.files[index];
+    if (t.multiFile || !f || !f.root || f.layer.length === 0 || this.offered.has(name)) return;
+    this.offered.set(name, { t, layer: f.layer });
+  }
+
+  /**
+   * Piece `index` of `d` was checked on arrival and written to `path`: read it back, check it again, keep
+   * its leaves, announce it. A piece that does not check (the partial changed) is simply not offered.
+   */
+  async pieceVerified(d: Distfile, index: number, path: string, pieceLength: number): Promise<void> {
+    const o = this.offered.get(d.name);
+    if (!o || pieceLength !== o.t.pieceLength || index >= o.layer.length) return;
+    const file = (o.file ??= this.offer(d, o, path));
+    const start = index * pieceLength;
+    const length = Math.min(pieceLength, file.size - start);
+    const buf = Buffer.allocUnsafe(length);
+    const fh = await open(path, 'r').catch((err: unknown) => { throw fromSystemError(err, path); });
+    try {
+      const { bytesRead } = await fh.read(buf, 0, length, start);
+      if (bytesRead !== length || !pieceHash(buf, pieceLength).equals(o.layer[index]!)) return;
+    } finally {
+      await fh.close();
+    }
+    blockHashes(buf).forEach((leaf, i) => (file.leaves[start / BLOCK + i] = leaf));
+    this.seeder.have(file, index);
+  }
+
+  private offer(d: Distfile, o: Offered, path: string): SeededFile {
+    const f = o.t.files[0]!;
+    const file: SeededFile = {
+      name: d.name, path, size: f.size, sha256: d.sha256 ?? '', pieceLength: o.t.pieceLength, pieces: o.layer.length, root: f.root!,
+      leaves: new Array<Buffer>(Math.ceil(f.size / BLOCK)), have: new Uint8Array(Math.ceil(o.layer.length / 8)),
+      infoHashes: { hybrid: { v1: '', v2: '' }, v1: o.t.infoHashV1?.toString('hex') ?? '', v2: o.t.infoHashV2?.toString('hex') ?? '' },
+    };
+    const keys: SwarmKey[] = [];
+    // A v2-only torrent counts its last piece whole, padded with zeros (as the seeder lays it out).
+    if (o.t.infoHashV1) keys.push({ infoHash: o.t.infoHashV1.toString('hex'), greeting: 'v1', paddedTail: false });
+    if (o.t.infoHashV2) keys.push({ infoHash: o.t.infoHashV2.subarray(0, 20).toString('hex'), greeting: 'v2', paddedTail: o.t.version === 'v2' });
+    this.seeder.offer(file, keys);
+    return file;
+  }
+
+  async close(): Promise<void> {
+    await this.seeder.close();
+  }
+}

@@ -1,0 +1,104 @@
+// fetch --bittorrent uploads while it downloads: a libtorrent 2.0.8 leecher pointed at our leecher alone
+// gets verified pieces from it (our leecher itself takes them from a throttled seed), and none with
+// --no-upload.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
+import { ROOT, runCli, tempDir } from '../helpers/run.ts';
+import { startSeed } from './seed-process.ts';
+
+const SIZE = 4_000_037;
+const DATA = bytes(SIZE, 91);
+const NAME = 'pkg-2.0.tar.xz';
+
+async function setup(t: { after(fn: () => unknown): void }) {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'root');
+  await mkdir(root);
+  await writeFile(path.join(root, NAME), DATA);
+  const bare = await writeManifest(dir, [distfile(NAME, DATA, ['http://127.0.0.1:9/gone'], { size: SIZE })], 'p2p');
+  const manifest = path.join(dir, 'pinned.json');
+  const r = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 'ours'), '--manifest-out', manifest]);
+  assert.equal(r.code, 0, r.stderr);
+  // The seed sends 1 MB/s, so our leecher holds a partial file for a few seconds.
+  const seed = await startSeed(t, ['--root', root, '--upload-rate', '1M']);
+  t.after(() => seed.stop());
+  return { dir, manifest, torrent: path.join(dir, 'ours', `${NAME}.torrent`), seed };
+}
+
+/** libtorrent leeching `torrent` from `peer` until stopped; what it got. */
+function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string, save: string, peer: string) {
+  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-download.py'), torrent, save, '120', peer], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const exited = once(child, 'close');
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return {
+    async stop(): Promise<{ done: boolean; peerBytes: number; failedBytes: number; errors: string[] }> {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+      assert.ok(out.trim(), `libtorrent-download.py printed nothing: ${err}`);
+      return JSON.parse(out.trim());
+    },
+  };
+}
+
+/** A loopback port nothing listens on now (for the --no-upload case, where nothing must listen). */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as net.AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+test('a libtorrent leecher gets verified pieces from our leecher while it downloads', async (t) => {
+  const { dir, manifest, torrent, seed } = await setup(t);
+  const save = path.join(dir, 'lt');
+  await mkdir(save);
+  const out = path.join(dir, 'out');
+  let lt: ReturnType<typeof libtorrentLeech> | undefined;
+  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', '127.0.0.1:0'], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
+      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(lt, `our leecher said where it offers pieces: ${r.stderr}`);
+  const got = await lt.stop();
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.files[0].status, 'fetched', r.stdout);
+  assert.ok(report.uploaded > 0, `our leecher uploaded: ${r.stdout.slice(0, 300)}`);
+  assert.ok(got.peerBytes > 0, `libtorrent got pieces from our leecher: ${JSON.stringify(got)}`);
+  assert.ok(got.peerBytes <= report.uploaded, `libtorrent got no more than we sent: ${got.peerBytes} of ${report.uploaded}`);
+  assert.equal(got.failedBytes, 0, 'every piece we sent passed libtorrent\'s own check');
+  assert.ok(report.uploaded < SIZE + 16384, 'only what we had');
+});
+
+test('with --no-upload our leecher offers nothing: libtorrent gets no byte from it', async (t) => {
+  const { dir, manifest, torrent, seed } = await setup(t);
+  const save = path.join(dir, 'lt');
+  await mkdir(save);
+  const out = path.join(dir, 'out');
+  const port = await freePort();
+  const lt = libtorrentLeech(t, torrent, save, `127.0.0.1:${port}`);
+  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', `127.0.0.1:${port}`, '--no-upload'], { timeoutMs: 120_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const got = await lt.stop();
+  const report = JSON.parse(r.stdout);
+  assert.equal(report.files[0].status, 'fetched', r.stdout);
+  assert.equal(report.uploaded, undefined);
+  assert.doesNotMatch(r.stderr, /offering verified pieces/);
+  assert.equal(got.peerBytes, 0, JSON.stringify(got));
+});
