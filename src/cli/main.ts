@@ -38,6 +38,8 @@ const COMMANDS: Record<string, (c: Context) => Promise<Command>> = {
 };
 
 export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  // A service of `node run` ends with its supervisor, even one killed with SIGKILL.
+  if (process.env.SOURCEMESH_SUPERVISED !== undefined) (await import('../node/supervised.ts')).endWithSupervisor();
   let exit: number = EXIT.ok;
   const setExit = (n: number) => (exit = n);
   const abort = new AbortController();

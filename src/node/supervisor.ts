@@ -8,6 +8,7 @@ import { LIMITS, type Limits } from '../limits.ts';
 import type { Logger } from '../logger.ts';
 import { type NodeConfig, SERVICE_NAMES, type ServiceName } from './config.ts';
 import { planChanges, wantedServices } from './services.ts';
+import { SUPERVISED_ENV } from './supervised.ts';
 
 export type ServiceState = 'off' | 'starting' | 'running' | 'backoff' | 'stopping';
 
@@ -101,7 +102,12 @@ export class Supervisor {
     const args = slot.args!;
     const now = this.#o.now ?? Date.now;
     const [exe, ...first] = this.#o.cli;
-    const child = spawn(exe!, [...first, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1', ...this.#o.env } });
+    // The IPC channel is how the service learns that this process is gone, even killed with SIGKILL
+    // (supervised.ts): no service outlives its supervisor.
+    const child = spawn(exe!, [...first, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'], serialization: 'json',
+      env: { ...process.env, NO_COLOR: '1', ...this.#o.env, [SUPERVISED_ENV]: '1' },
+    });
     slot.child = child;
     slot.status = { ...slot.status, state: 'starting', pid: child.pid, url: undefined, since: now() };
     this.#o.logger.info({ service: name, child: child.pid, args }, 'service started');
