@@ -30,16 +30,8 @@ export function printError(io: Io, err: unknown): number {
   return e.exitStatus;
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[u]}`;
-}
+// Sizes are written by src/units.ts, shared with the panel; re-exported for the commands.
+export { formatBytes } from '../units.ts';
 
 /** Columns padded to their widest cell: short, aligned human output. */
 export function table(rows: string[][]): string {

@@ -11,7 +11,7 @@ import { Eta } from 'eta/core';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { stat } from 'node:fs/promises';
-import { formatBytes } from '../cli/output.ts';
+import { formatBytes } from '../units.ts';
 import { SourcemeshError } from '../errors.ts';
 import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { LIMITS } from '../limits.ts';
