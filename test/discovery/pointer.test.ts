@@ -1,7 +1,8 @@
 // The mirror-list pointer end to end: `mirrors publish --dht` and `mirrors get` / `fetch --mirror-list
 // dht:...` as users run them, against a private DHT of 20 nodes on loopback hosted by this test and a
 // loopback HTTP origin serving the list. Rollbacks, a list that does not match its pointer and malformed
-// addresses are refused with their codes.
+// addresses are refused with their codes. With --trust-policy, the list's release is checked against a real
+// `log serve` and three `witness serve` processes (test/trust/release/network.ts).
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -14,6 +15,7 @@ import { formatSignerKey, KEY_TYPE_ED25519, signerKeyFromSeed } from '../../src/
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
 import { startOrigin, type Origin } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
+import { startTrustNetwork } from '../trust/release/network.ts';
 
 const limits = limitsWith({ dhtQueryTimeoutMs: 15_000 });
 const publisher = signerKeyFromSeed('lists.example', KEY_TYPE_ED25519, Buffer.alloc(32, 21));
@@ -120,6 +122,61 @@ describe('mirrors publish --dht, mirrors get and fetch --mirror-list dht:', () =
     assert.equal(f.code, 0, f.stderr);
     assert.deepEqual(await readFile(path.join(dir, 'out', 'pkg-1.0.tar.gz')), body);
     assert.ok(origin.hits('/mirror/pkg-1.0.tar.gz') >= 1);
+  });
+
+  test('fetch --mirror-list dht: with --trust-policy checks the list\'s release from URL.release against a real log and witnesses', async (t) => {
+    const dir = await tempDir(t);
+    const net = await startTrustNetwork(t, dir);
+    const policy = await net.policy('policy.json');
+    const [r1, r2] = net.releaseKeys;
+    const keyFile = path.join(dir, 'publisher.key');
+    await writeFile(keyFile, formatSignerKey(publisher) + '\n', { mode: 0o600 });
+    const body = bytes(40_000, 9);
+    origin.routes.set('/released-mirror/rel-1.0.tar.gz', { body });
+    const manifest = await writeManifest(dir, [distfile('rel-1.0.tar.gz', body, [`${origin.url}/upstream-gone/rel-1.0.tar.gz`])]);
+    const m = await runCli(['release', manifest, '--release-version', '1.0', '--key', r1!.file, '--key', r2!.file, '--log', net.log.url]);
+    assert.equal(m.code, 0, m.stderr);
+    // Two lists naming the same mirror: one released by two keys (the policy's threshold), one by one.
+    const setUp = async (name: string, keys: string[]) => {
+      const file = path.join(dir, `${name}.json`);
+      const text = list([`${origin.url}/released-mirror`]);
+      await writeFile(file, text);
+      const r = await runCli(['release', file, '--kind', 'mirror-list', '--name', name, '--release-version', '1', ...keys.flatMap((k) => ['--key', k]), '--log', net.log.url]);
+      assert.equal(r.code, 0, r.stderr);
+      origin.routes.set(`/lists/${name}.json`, { body: Buffer.from(text) });
+      origin.routes.set(`/lists/${name}.json.release`, { body: await readFile(`${file}.release`) });
+      const p = await runCli(['mirrors', 'publish', file, '--key', keyFile, '--dht', '--url', `${origin.url}/lists/${name}.json`, '--dht-bootstrap', boot, '--store', path.join(dir, `pub-${name}`)]);
+      assert.equal(p.code, 0, p.stderr);
+    };
+    await setUp('released-list', [r1!.file, r2!.file]);
+    await setUp('one-key-list', [r1!.file]);
+    const fetch = async (salt: string, label = salt) => {
+      const out = path.join(dir, `out-${label}`);
+      await mkdir(out);
+      const r = await runCli(['fetch', manifest, '-o', out, '--store', path.join(dir, `store-${label}`), '--trust-policy', policy, '--mirror-list', `dht:${HEX}?salt=${salt}`, '--dht-bootstrap', boot]);
+      return { ...r, out };
+    };
+    const good = await fetch('released-list');
+    assert.equal(good.code, 0, good.stderr);
+    assert.match(good.stderr, /^mirror list release accepted: .*released-list/m);
+    assert.equal(origin.hits('/lists/released-list.json.release'), 1);
+    assert.deepEqual(await readFile(path.join(good.out, 'rel-1.0.tar.gz')), body);
+    const hitsBefore = origin.hits('/released-mirror/rel-1.0.tar.gz');
+
+    // Signed by one release key where the policy wants two: refused before any download.
+    const weak = await fetch('one-key-list');
+    assert.equal(weak.code, 3, weak.stderr);
+    assert.match(weak.stderr, /E_POLICY/);
+    assert.match(weak.stderr, /one-key-list/);
+    assert.equal(origin.hits('/lists/one-key-list.json.release'), 1);
+    assert.equal(origin.hits('/released-mirror/rel-1.0.tar.gz'), hitsBefore);
+    await assert.rejects(readFile(path.join(weak.out, 'rel-1.0.tar.gz')), { code: 'ENOENT' });
+
+    // No bundle beside the list at all: refused too.
+    origin.routes.delete('/lists/released-list.json.release');
+    const none = await fetch('released-list', 'no-bundle');
+    assert.equal(none.code, 3, none.stderr);
+    assert.match(none.stderr, /E_POLICY.*no release bundle|no release bundle.*E_POLICY/s);
   });
 });
 
