@@ -70,7 +70,7 @@ export async function cloneNode(o: CloneOptions): Promise<CloneResult> {
     const config = structuredClone(src.config);
     const offset = o.portOffset ?? 0;
     if (offset !== 0) {
-      for (const s of [config.services.serve, config.services.logServe, config.services.witnessServe, config.panel]) if (s.port !== 0) s.port += offset;
+      for (const s of [config.services.serve, config.services.seed, config.services.logServe, config.services.witnessServe, config.panel]) if (s.port !== 0) s.port += offset;
     }
     const dir = path.resolve(o.to);
     if (src.manifest !== undefined) config.services.mirrorSync.manifest = 'manifest.json';

@@ -31,6 +31,8 @@ const port = (fallback: number, help: string) => int(0, 65535, fallback, help);
 // A path on this machine, relative to the node directory unless absolute. No NUL, no control characters.
 const filePath = (fallback: string, help: string) =>
   field(v.pipe(v.string(), v.minLength(1), v.maxLength(4096), v.regex(/^[^\x00-\x1f\x7f]+$/, 'control characters')), fallback, 'path (relative to the node directory)', help);
+// A network interface name as Linux allows it (IFNAMSIZ 16 with the NUL), no slash, no space.
+const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const VKEY = /^[^\s+]{1,256}\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}$/;
 
 export const ConfigSchema = v.strictObject({
@@ -46,6 +48,9 @@ export const ConfigSchema = v.strictObject({
       rate: int(0, 1_000_000, LIMITS.serveRequestsPerSecond, 'Requests per second allowed per client address (IPv6: per /64); 0 for no limit.'),
       burst: int(1, 1_000_000, LIMITS.serveRequestBurst, 'Requests a client may make at once before the rate applies.'),
       maxConnections: int(1, 1_000_000, LIMITS.serveMaxConnections, 'Open connections at most; when full, an idle one makes room.'),
+      announce: bool(false, 'Announce this mirror on the local network (DNS-SD over mDNS, `_sourcemesh._tcp`; `serve --announce`) so `sourcemesh discover` finds it. Anyone on those links learns the address, the port and the node key.'),
+      announceInterfaces: field(v.pipe(v.array(v.pipe(v.string(), v.regex(IFNAME, 'not an interface name'))), v.maxLength(64)), [], 'list of interface names',
+        'The interfaces to announce on (`serve --announce-interface`); none: every IPv4 interface that is up, loopback aside. Only with announce on.'),
     }), {}),
     mirrorSync: v.optional(v.strictObject({
       enabled: bool(false, 'Keep the mirror root in step with a manifest, from upstream only (`sourcemesh mirror sync --interval`), on a schedule with random jitter.'),
@@ -55,6 +60,15 @@ export const ConfigSchema = v.strictObject({
       intervalSeconds: int(60, 30 * 86_400, 6 * 3600, 'Seconds between syncs (each one 80% to 120% of this, at random, so nobody can time an attack to just before a sync).'),
       maxBytes: int(0, Number.MAX_SAFE_INTEGER, 0, 'Refuse, before writing, a sync that would make the mirror hold more than this many bytes; 0 for no cap. The panel shows disk use against it.'),
       jobs: int(1, 64, 4, 'Parallel downloads.'),
+    }), {}),
+    seed: v.optional(v.strictObject({
+      enabled: bool(false, 'Seed every verified file of the mirror root to BitTorrent peers (`sourcemesh seed --root`): v1, v2 and hybrid torrents, as `torrent create` makes them. Peers learn which files this node holds.'),
+      host: host('127.0.0.1', 'The address peers connect to. 127.0.0.1 reaches only this machine; 0.0.0.0 or :: every network the machine is on.'),
+      port: port(6881, 'The TCP port for peers (0: any free port, shown on the panel).'),
+      root: filePath('mirror', 'The mirror root seeded: the directory mirror sync keeps (its files are hashed once at start).'),
+      maxPeers: int(1, 100_000, LIMITS.seedMaxPeers, 'Connected peers at most.'),
+      uploadRate: int(0, Number.MAX_SAFE_INTEGER, 0, 'Bytes per second for all peers together; 0 for no limit.'),
+      dht: bool(false, 'Announce every seeded info-hash in the BitTorrent DHT (BEP 5), through its public bootstrap nodes: the whole Internet can then find this node\'s files.'),
     }), {}),
     logServe: v.optional(v.strictObject({
       enabled: bool(false, 'Run a transparency log (`sourcemesh log serve`): release statements are sequenced into a Merkle tree, checkpoints signed with the log key and served as tiles.'),
@@ -88,7 +102,7 @@ export const ConfigSchema = v.strictObject({
 type Filled<T> = T extends readonly (infer U)[] ? Filled<U>[] : T extends object ? { [K in keyof T]-?: Filled<NonNullable<T[K]>> } : NonNullable<T>;
 export type NodeConfig = Filled<v.InferOutput<typeof ConfigSchema>>;
 export type ServiceName = keyof NodeConfig['services'];
-export const SERVICE_NAMES: readonly ServiceName[] = ['serve', 'mirrorSync', 'logServe', 'witnessServe'];
+export const SERVICE_NAMES: readonly ServiceName[] = ['serve', 'mirrorSync', 'seed', 'logServe', 'witnessServe'];
 
 /** A config with every default: every service off. */
 export function defaultConfig(name: string): NodeConfig {
@@ -112,6 +126,7 @@ export function parseConfig(input: unknown, what: string): NodeConfig {
   const bad = (field: string, why: string) => new SourcemeshError('E_CONFIG', `${what}: ${field}: ${why}`, { field });
   if (c.services.mirrorSync.enabled && c.services.mirrorSync.manifest === '') throw bad('services.mirrorSync.manifest', 'mirror sync is on but follows no manifest');
   if (c.services.witnessServe.enabled && c.services.witnessServe.logs.length === 0) throw bad('services.witnessServe.logs', 'the witness is on but witnesses no log');
+  if (c.services.serve.announceInterfaces.length > 0 && !c.services.serve.announce) throw bad('services.serve.announceInterfaces', 'interfaces to announce on, but announce is off');
   if ((c.panel.tlsCert === '') !== (c.panel.tlsKey === '')) throw bad('panel.tlsKey', 'tlsCert and tlsKey go together');
   if (!isLoopback(c.panel.host) && c.panel.tlsCert === '') throw bad('panel.host', `${c.panel.host} is not loopback: the panel leaves this machine only over TLS (set tlsCert and tlsKey)`);
   const ports = new Map<number, string>();

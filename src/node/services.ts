@@ -22,6 +22,10 @@ export const SERVICES: Record<ServiceName, ServiceInfo> = {
     title: 'Mirror sync',
     exposes: () => 'Nothing: it connects out, to the upstream URLs and git repositories of the manifest, and writes the mirror root.',
   },
+  seed: {
+    title: 'Seed',
+    exposes: (c) => `BitTorrent peer wire on ${hostPort(c.services.seed.host, c.services.seed.port)}: every verified file of the mirror root to any peer that asks by info-hash${c.services.seed.dht ? ', announced in the public DHT' : ''}. ${reach(c.services.seed.host)}`,
+  },
   logServe: {
     title: 'Transparency log',
     exposes: (c) => `HTTP on ${hostPort(c.services.logServe.host, c.services.logServe.port)}: POST /add for statements, GET /checkpoint and /tile/... for anyone. ${reach(c.services.logServe.host)}`,
@@ -53,7 +57,14 @@ export function serviceArgs(c: NodeConfig, dir: string, name: ServiceName): stri
       const s = c.services.serve;
       if (!s.enabled) return undefined;
       return ['serve', '--root', nodePath(dir, s.root), '--listen', hostPort(s.host, s.port), '--key', key,
-        '--rate', String(s.rate), '--burst', String(s.burst), '--max-connections', String(s.maxConnections)];
+        '--rate', String(s.rate), '--burst', String(s.burst), '--max-connections', String(s.maxConnections),
+        ...(s.announce ? ['--announce', ...s.announceInterfaces.flatMap((i) => ['--announce-interface', i])] : [])];
+    }
+    case 'seed': {
+      const s = c.services.seed;
+      if (!s.enabled) return undefined;
+      return ['seed', '--root', nodePath(dir, s.root), '--listen', hostPort(s.host, s.port), '--max-peers', String(s.maxPeers),
+        '--upload-rate', String(s.uploadRate), ...(s.dht ? ['--dht'] : [])];
     }
     case 'mirrorSync': {
       const s = c.services.mirrorSync;

@@ -185,14 +185,15 @@ export class Supervisor {
   }
 }
 
-/** The address a service's first stdout line announces: serve's JSON `url`, or `listening on URL`. */
+/** The address a service's first stdout line announces: serve's JSON `url`, seed's `address`, or `listening on URL`. */
 export function listeningUrl(line: string): string | undefined {
   const m = /^listening on (\S+)$/.exec(line);
   if (m) return m[1];
   if (line.startsWith('{')) {
     try {
-      const o = JSON.parse(line) as { msg?: unknown; url?: unknown };
+      const o = JSON.parse(line) as { msg?: unknown; url?: unknown; address?: unknown };
       if (o.msg === 'listening' && typeof o.url === 'string') return o.url;
+      if (o.msg === 'listening' && typeof o.address === 'string') return o.address;
     } catch {
       // not JSON: not the line we look for
     }

@@ -89,7 +89,7 @@ test('node clone from the panel while the source serves under a client loop: no 
   assert.throws(() => parseInventory(Buffer.from(cloneInv.note.text + '\n'), vkey), 'the clone\'s inventory is not signed by the source key');
   // Same services on; the manifest came along.
   const [sc, cc] = [await loadConfig(src.dir), await loadConfig(cloneDir)];
-  for (const s of ['serve', 'mirrorSync', 'logServe', 'witnessServe'] as const) assert.equal(cc.services[s].enabled, sc.services[s].enabled, s);
+  for (const s of ['serve', 'mirrorSync', 'seed', 'logServe', 'witnessServe'] as const) assert.equal(cc.services[s].enabled, sc.services[s].enabled, s);
   assert.equal(cc.services.mirrorSync.manifest, 'manifest.json');
   assert.deepEqual(await readFile(path.join(cloneDir, 'manifest.json')), await readFile(manifest));
   assert.notEqual(cc.name, sc.name);
