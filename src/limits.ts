@@ -288,6 +288,8 @@ export const LIMITS = {
   peerHandshakeTimeoutMs: 10_000,
   /** A connection silent for this long is closed (BEP 3 keep-alives come every two minutes). */
   peerIdleTimeoutMs: 180_000,
+  /** `fetch --bittorrent`: how long a read waits for a peer to announce (BEP 3 `have`) a piece it lacks yet (a leecher a little behind). */
+  peerHaveWaitMs: 5_000,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
 

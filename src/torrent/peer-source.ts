@@ -138,6 +138,38 @@ class PeerConnection {
     this.socket.destroy();
   }
 
+  /** Resolves once the peer claims every piece of `indexes` (bitfield or `have`), within `peerHaveWaitMs`. */
+  private claimed(indexes: number[], label: string, signal?: AbortSignal): Promise<void> {
+    const pieces = (this.wire as unknown as { peerPieces: { get(i: number): boolean } }).peerPieces;
+    const missing = () => indexes.find((i) => !pieces.get(i));
+    if (missing() === undefined) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (missing() !== undefined) return;
+        done();
+        resolve();
+      };
+      const stop = (err: SourcemeshError) => {
+        done();
+        reject(err);
+      };
+      const timer = setTimeout(() => stop(transferError('E_NETWORK', `${label} does not have piece ${missing()} (waited ${this.limits.peerHaveWaitMs / 1000} s for it)`, false)), this.limits.peerHaveWaitMs);
+      const closed = () => stop(this.failure ?? transferError('E_NETWORK', `${label}: connection closed`, true));
+      const aborted = () => stop(transferError('E_NETWORK', `${label}: its read was cancelled`, true));
+      const done = () => {
+        clearTimeout(timer);
+        this.wire.off('have', check);
+        this.wire.off('bitfield', check);
+        this.socket.off('close', closed);
+        signal?.removeEventListener('abort', aborted);
+      };
+      this.wire.on('have', check);
+      this.wire.on('bitfield', check);
+      this.socket.once('close', closed);
+      signal?.addEventListener('abort', aborted, { once: true });
+    });
+  }
+
   /** Bytes [offset, end] of the file that starts at `fileStart` in the torrent's piece space. */
   async open(label: string, fileStart: number, fileSize: number, o: OpenOptions): Promise<Opened> {
     if (this.closed) throw this.failure ?? transferError('E_NETWORK', `peer ${this.peer}: connection closed`, true);
@@ -149,12 +181,12 @@ class PeerConnection {
       const index = Math.floor(pos / this.pieceLength);
       const begin = pos - index * this.pieceLength;
       const length = Math.min(this.limits.peerBlockBytes, this.pieceLength - begin, fileStart + last + 1 - pos);
-      const has = (this.wire as unknown as { peerPieces: { get(i: number): boolean } }).peerPieces.get(index);
-      // A peer that does not claim the piece is not asked for it (and not blamed: it never said it had it).
-      if (!has) throw transferError('E_NETWORK', `${label} does not have piece ${index}`, false);
       blocks.push({ index, begin, length });
       pos += length;
     }
+    // A peer is asked only for pieces it claims. Another leecher may lack one yet: wait a little for its
+    // `have` (BEP 3), then give up on this peer.
+    await this.claimed([...new Set(blocks.map((b) => b.index))], label, o.signal);
     const wire = this.wire as unknown as { request(i: number, b: number, l: number, cb: (e: Error | null, d?: Uint8Array) => void): void };
     const request = (b: (typeof blocks)[number]) => new Promise<Buffer>((resolve, reject) => wire.request(b.index, b.begin, b.length, (err, data) => {
       if (err || !data) return reject(this.failure ?? transferError('E_NETWORK', `${label}: ${err?.message ?? 'no data'}`, true));

@@ -102,3 +102,30 @@ test('with --no-upload our leecher offers nothing: libtorrent gets no byte from 
   assert.doesNotMatch(r.stderr, /offering verified pieces/);
   assert.equal(got.peerBytes, 0, JSON.stringify(got));
 });
+
+test('our leecher takes pieces from another of our leechers still downloading, waiting for the pieces it lacks yet', async (t) => {
+  const { dir, manifest, torrent, seed } = await setup(t);
+  const port = await freePort();
+  const a = path.join(dir, 'a');
+  const b = path.join(dir, 'b');
+  let second: Promise<Awaited<ReturnType<typeof runCli>>> | undefined;
+  // A takes the file from the seed alone; B, started once A listens, from the seed and A (seed throttled for both together).
+  const first = await runCli(['fetch', manifest, '--store', path.join(a, 'store'), '-o', a, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', `127.0.0.1:${port}`], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      if (!second && s.includes('offering verified pieces')) {
+        second = runCli(['fetch', manifest, '--store', path.join(b, 'store'), '-o', b, '--json', '--bittorrent', '--torrent', torrent, '--peer', `127.0.0.1:${port}`, '--peer', seed.address, '--no-upload'], { timeoutMs: 120_000 });
+      }
+    },
+  });
+  assert.equal(first.code, 0, first.stderr);
+  assert.ok(second, first.stderr);
+  const r = await second;
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  const fromA = report.files[0].contributors.find((c: { source: string }) => c.source === `peer 127.0.0.1:${port}`);
+  const lacked = report.files[0].rejected.filter((x: { message: string }) => /does not have piece/.test(x.message));
+  assert.deepEqual(lacked, [], 'B waited for the pieces A lacked yet instead of dropping A');
+  assert.ok(fromA?.bytes > 0, JSON.stringify(report.files[0].contributors));
+  assert.equal(JSON.parse(first.stdout).uploaded >= fromA.bytes, true);
+});
