@@ -17,11 +17,8 @@ import { writeFileDurable } from '../fs/durable-file.ts';
 import { ensureDir } from '../fs/files.ts';
 import { Store } from '../store/store.ts';
 import type { SignerKey } from '../trust/note.ts';
-import { signAttestation } from '../attest/bundle.ts';
-import { ATTESTATIONS_DIR, writeBundles } from '../attest/files.ts';
-import type { Claim } from '../attest/statement.ts';
-import { formatVerifierKey } from '../trust/note.ts';
-import { VERSION } from '../version.ts';
+import { writeDerivedAttestations } from '../attest/derived.ts';
+import { ATTESTATIONS_DIR } from '../attest/files.ts';
 import { ensureRepo } from './git-repo.ts';
 import { indexRoot, indexedFile, type FileIndex, type IndexedFile } from './file-index.ts';
 import { publishHashLinks, type HashLinkReport } from './hash-links.ts';
@@ -124,7 +121,13 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   for (const d of manifest.distfiles) if (!failed.has(d.name)) await publishPieceLayer(root, d, verifiedSha.get(d.name)!);
 
   // 5. What this node derived this run, attested with its key (docs/FORMATS.md, "Attestations").
-  if (opts.key) report.attestations = await publishAttestations(root, manifest, report.added.filter((f) => f.status === 'fetched'), opts.key, opts);
+  // The clone is there: the ref the snapshot was made from resolves without the network (a ref that moved
+  // since would resolve to its new commit only after a fetch, which this never does).
+  if (opts.key) {
+    report.attestations = await writeDerivedAttestations(path.join(root, ATTESTATIONS_DIR), manifest, report.added, opts.key, {
+      resolveCommit: async (d) => (await ensureRepo(d.git!.repo, d.git!.ref, stateDirOf(root), opts.signal, { offline: true })).commit, now: opts.now?.() ?? new Date(),
+    });
+  }
 
   // 6. The signed inventory of everything the root serves, as `serve` would list it.
   if (opts.key || opts.staticLinks) {
@@ -159,33 +162,6 @@ async function publishInventory(root: string, index: FileIndex, started: Date, k
   const files = [...index.byName.values()].map((f) => ({ name: f.name, size: f.size, sha256: f.sha256 }));
   const file = await writeInventory(root, buildInventory(files, key, started, opts.limits));
   return { path: file, files: files.length };
-}
-
-/**
- * ROOT/.well-known/sourcemesh/attestations/NAME.KEY.sigstore.json for each file this run made (a git
- * snapshot: its commit from the clone the snapshot was made from) or downloaded from upstream (its URL).
- */
-async function publishAttestations(root: string, manifest: Manifest, fetched: FileOutcome[], key: SignerKey, opts: SyncOptions): Promise<string[]> {
-  const byName = new Map(manifest.distfiles.map((d) => [d.name, d]));
-  const builder = formatVerifierKey(key);
-  const bundles = [];
-  for (const f of fetched) {
-    const d = byName.get(f.name);
-    if (!d) continue;
-    const tar = d.tarSha256 === undefined ? {} : { tarSha256: d.tarSha256 };
-    let claim: Claim;
-    if (d.git) {
-      // The clone is there: this resolves the ref the snapshot was made from, without the network
-      // (a ref that moved since would resolve to its new commit only after a fetch, which this never does).
-      const { commit } = await ensureRepo(d.git.repo, d.git.ref, stateDirOf(root), opts.signal, { offline: true });
-      claim = { kind: 'git-snapshot', name: d.name, sha256: f.sha256, builder, repository: d.git.repo, ref: d.git.ref, commit, prefix: d.git.prefix, compression: d.git.compression, ...(d.git.level === undefined ? {} : { level: d.git.level }), ...tar };
-    } else {
-      if (f.source === undefined) continue;
-      claim = { kind: 'upstream-download', name: d.name, sha256: f.sha256, builder, url: f.source, ...tar };
-    }
-    bundles.push({ name: d.name, builder, bundle: signAttestation(claim, key, { version: VERSION, finishedOn: opts.now?.() ?? new Date() }) });
-  }
-  return writeBundles(path.join(root, ATTESTATIONS_DIR), bundles);
 }
 
 /** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */

@@ -68,3 +68,32 @@ test('mirror sync writes one attestation per file it made or downloaded; serve p
   assert.equal(verified.code, 0, verified.stderr);
   assert.deepEqual(JSON.parse(verified.stdout).snapshots.map((s: { name: string; accepted: boolean }) => [s.name, s.accepted]), [['proj-1.0.tar.gz', true]]);
 });
+
+test('fetch attests each git snapshot it made and each file it took from upstream, with STORE/node.key, into STORE/attestations/', async (t) => {
+  const dir = await tempDir(t);
+  const A = bytes(30_000, 9);
+  const origin = await startOrigin({ '/a.tar.gz': { body: A } });
+  t.after(() => origin.close());
+  const repo = path.join(dir, 'upstream', 'proj');
+  const commit = await makeRepo(repo, { 'README': 'fetched\n' });
+  const snapshot = gitArchiveGzip(repo, 'proj-2.0/', commit);
+  const m = await writeManifest(dir, [
+    distfile('a.tar.gz', A, [`${origin.url}/a.tar.gz`]),
+    distfile('proj-2.0.tar.gz', snapshot, [], { git: { repo, ref: commit, prefix: 'proj-2.0/', compression: 'gzip-n', level: 6 } }),
+  ]);
+  const store = path.join(dir, 'store');
+  const r = await runCli(['fetch', m, '--store', store, '-o', path.join(dir, 'out'), '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout).attestations.length, 2);
+  const vkey = (await readFile(path.join(store, 'node.pub'), 'utf8')).trim();
+  const keys = keyLookup([parseVerifierKey(vkey)]);
+  const attDir = path.join(store, 'attestations');
+  const files = (await readdir(attDir)).sort();
+  const claims = await Promise.all(files.map(async (f) => verifyAttestation(await readFile(path.join(attDir, f), 'utf8'), f, keys).claim));
+  assert.deepEqual(claims.find((c) => c.kind === 'upstream-download'), { kind: 'upstream-download', name: 'a.tar.gz', sha256: sha256(A), builder: vkey, url: `${origin.url}/a.tar.gz` });
+  assert.deepEqual(claims.find((c) => c.kind === 'git-snapshot'), { kind: 'git-snapshot', name: 'proj-2.0.tar.gz', sha256: sha256(snapshot), builder: vkey, repository: repo, ref: commit, commit, prefix: 'proj-2.0/', compression: 'gzip-n', level: 6 });
+  // Taken from the store the second time, not derived: nothing attested.
+  const again = await runCli(['fetch', m, '--store', store, '-o', path.join(dir, 'out2'), '--json']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.deepEqual(JSON.parse(again.stdout).attestations, []);
+});
