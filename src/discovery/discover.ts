@@ -1,9 +1,10 @@
 // `discover`: browse the local network for _sourcemesh._tcp nodes and keep those that prove the key
 // they announce: a node is kept only when what it serves under its announced path (its signed
-// inventory, or a log's checkpoint) verifies against that key. Anyone on the link may announce
-// anything, so every announced node is a claim until checked, and checking is bounded: candidates
-// (limits.discoveryCandidates, 16 per sender), checks in flight (limits.discoveryChecksInFlight), each
-// check's time (limits.discoveryCheckTimeoutMs) and the whole run (the timeout, then checks in flight end).
+// inventory, or a log's checkpoint) verifies against that key, and a mirror also signs a fresh nonce
+// with its address (challenge.ts), so a node replaying another's inventory is refused. Anyone on the
+// link may announce anything, so every announced node is a claim until checked, and checking is bounded:
+// candidates (limits.discoveryCandidates, 16 per sender), checks in flight
+// (limits.discoveryChecksInFlight), each check's time (limits.discoveryCheckTimeoutMs) and the whole run (the timeout, then checks in flight end).
 import type { Dispatcher } from 'undici';
 import { SourcemeshError } from '../errors.ts';
 import { createAgent, openHttp, readBoundedBody } from '../fetch/http.ts';
@@ -12,6 +13,7 @@ import { SILENT, type Logger } from '../logger.ts';
 import { INVENTORY_PATH, parseInventory } from '../mirror/inventory.ts';
 import { openCheckpoint } from '../trust/checkpoint.ts';
 import { createVerifier, parseVerifierKey } from '../trust/note.ts';
+import { CHALLENGE_PATH, checkChallengeAnswer, hostPort, newNonce } from './challenge.ts';
 import { BrowseState, SERVICE_TYPE, type Candidate, type Refusal, type Role } from './dns-sd.ts';
 import { MDNS_PORT, MdnsSockets } from './mdns.ts';
 
@@ -153,5 +155,18 @@ async function checkCandidate(c: Candidate, dispatcher: Dispatcher, limits: Limi
     return { checkpoint: { origin: checkpoint.origin, size: checkpoint.size } };
   }
   const inv = parseInventory(body, key, limits);
+  // A copied inventory verifies as well as the original: the node must also sign a fresh nonce and the
+  // address we reached it at (challenge.ts).
+  const nonce = newNonce();
+  const challengeUrl = `${baseUrl(c)}${CHALLENGE_PATH}?nonce=${nonce}`;
+  let answer: Buffer;
+  try {
+    const opened = await openHttp(challengeUrl, { offset: 0, dispatcher, limits: { ...limits, maxRedirects: 0 }, signal });
+    answer = await readBoundedBody(opened.body as Parameters<typeof readBoundedBody>[0], limits.noteBytes, () => new SourcemeshError('E_SIZE', `${challengeUrl}: more than ${limits.noteBytes} bytes`));
+  } catch (err) {
+    if (signal.aborted) throw new SourcemeshError('E_NETWORK', `${challengeUrl}: no answer within ${limits.discoveryCheckTimeoutMs / 1000} s`);
+    throw new SourcemeshError('E_SIGNATURE', `${challengeUrl}: the node did not answer the challenge (${(err as Error).message})`);
+  }
+  checkChallengeAnswer(answer, key, nonce, hostPort(c.address, c.port), challengeUrl, limits);
   return { inventory: { files: inv.files.length, generated: inv.generated } };
 }

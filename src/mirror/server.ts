@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { lstat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { ATTESTATIONS_DIR } from '../attest/files.ts';
+import { answerChallenge, hostPort, isNonce } from '../discovery/challenge.ts';
 import { readBoundedBytes } from '../fs/bounded-read.ts';
 import http from 'node:http';
 import https from 'node:https';
@@ -35,6 +36,7 @@ export type Target =
   | { kind: 'sha256'; hex: string }
   | { kind: 'pieces'; hex: string }
   | { kind: 'inventory' }
+  | { kind: 'challenge'; nonce: string }
   | { kind: 'attestation'; name: string }
   | { kind: 'refused'; status: 400 | 404; why: string };
 
@@ -45,7 +47,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  * §3.2.2) are accepted; the query is ignored. Each path segment is percent-decoded strictly and must be
  * UTF-8; a segment that decodes to `.` or `..` or contains `/`, `\` or a control character is refused
  * (400), as is any raw byte outside visible ASCII. Empty segments, hidden names and anything but
- * `/NAME`, `/sha256/HEX`, `/sha256/HEX.pieces` and `/.well-known/sourcemesh/inventory` are 404.
+ * `/NAME`, `/sha256/HEX`, `/sha256/HEX.pieces`, `/.well-known/sourcemesh/inventory` and
+ * `/.well-known/sourcemesh/challenge?nonce=HEX` are 404.
  */
 export function parseTarget(raw: string, maxBytes: number): Target {
   const refuse = (status: 400 | 404, why: string): Target => ({ kind: 'refused', status, why });
@@ -55,6 +58,7 @@ export function parseTarget(raw: string, maxBytes: number): Target {
   if (abs) target = target.slice(abs[0].length) || '/';
   if (!target.startsWith('/')) return refuse(400, 'not an origin-form or absolute-form target');
   const q = target.indexOf('?');
+  const query = q >= 0 ? target.slice(q + 1) : '';
   if (q >= 0) target = target.slice(0, q);
   for (let i = 0; i < target.length; i++) {
     const c = target.charCodeAt(i);
@@ -81,6 +85,11 @@ export function parseTarget(raw: string, maxBytes: number): Target {
     return refuse(404, 'not a lowercase sha256');
   }
   if (segments.length === 3 && segments[0] === '.well-known' && segments[1] === 'sourcemesh' && segments[2] === 'inventory') return { kind: 'inventory' };
+  // The discovery challenge (docs/FORMATS.md, "Discovery challenge"): the nonce is the whole query.
+  if (segments.length === 3 && segments[0] === '.well-known' && segments[1] === 'sourcemesh' && segments[2] === 'challenge') {
+    const nonce = query.startsWith('nonce=') ? query.slice(6) : '';
+    return isNonce(nonce) ? { kind: 'challenge', nonce } : refuse(400, 'the challenge needs ?nonce= and 32 to 64 lowercase hex digits');
+  }
   // A node's attestations (docs/FORMATS.md, "Attestations"), beside the inventory.
   if (segments.length === 4 && segments[0] === '.well-known' && segments[1] === 'sourcemesh' && segments[2] === 'attestations') {
     const name = segments[3]!;
@@ -451,6 +460,11 @@ export class MirrorServer {
         const inv = this.content.inventory;
         const e: Entity = { headers: { 'Cache-Control': 'no-cache' }, size: inv.body.length, etag: inv.etag, lastModified: inv.lastModified, lastModifiedHttp: inv.lastModifiedHttp, contentType: TEXT, buffer: inv.body };
         return this.sendEntity(req, res, method, e, client, setBytes);
+      }
+      case 'challenge': {
+        // Signed over the address and port this connection reached, never the Host header.
+        const answer = answerChallenge(this.opts.key, target.nonce, hostPort(req.socket.localAddress ?? '', req.socket.localPort ?? 0));
+        return sendText(res, 200, answer, setBytes, { 'Cache-Control': 'no-store' });
       }
       case 'attestation': {
         const e = await attestationEntity(this.opts.source, target.name, this.opts.limits);

@@ -1,7 +1,8 @@
 // LAN discovery across two network namespaces joined by one veth link (made here, as root): the real CLI
 // announces (`serve --announce`) in one and discovers in the other; avahi-daemon with its own D-Bus system
 // bus, avahi-browse and avahi-publish are the third-party peers; a hand-made announcer plays the hostile
-// ones (spoofed keys, non-UTF-8 names and TXT, ten thousand announcements in a burst).
+// ones (spoofed keys, non-UTF-8 names and TXT, ten thousand announcements in a burst), and test/discovery/
+// relay.ts the nodes that replay another node's signed inventory.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -15,6 +16,7 @@ import { ROOT, tempDir } from '../helpers/run.ts';
 
 const skip = canMakeNamespaces();
 const SENDER = path.join(ROOT, 'test/discovery/mdns-sender.ts');
+const RELAY = path.join(ROOT, 'test/discovery/relay.ts');
 
 function key(name: string, seed: number): SignerKey {
   return signerKeyFromSeed(name, KEY_TYPE_ED25519, Buffer.alloc(32, seed));
@@ -120,6 +122,33 @@ describe('discovery across two network namespaces', { skip }, () => {
     const reasons = new Map(r.refused.map((x) => [x.instance, x.reason]));
     assert.match(reasons.get('borrowed') ?? '', /signature/i);
     assert.match(reasons.get('madeup') ?? '', /signature/i);
+  });
+
+  test('a node replaying another node\'s signed inventory is refused by the challenge, also when it relays the challenge to the genuine node', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeLink(t);
+    const genuine = key('genuine', 6);
+    await serve(link, link.a, dir, genuine, 8084, true);
+    const relays = [{ name: 'copier', port: 8085, challenge: false }, { name: 'relayer', port: 8086, challenge: true }];
+    for (const r of relays) {
+      const relay = link.spawn(link.a, process.execPath, [RELAY, JSON.stringify({ host: link.a.address, port: r.port, target: `http://${link.a.address}:8084`, challenge: r.challenge })]);
+      await relay.waitStderr(/relaying/);
+    }
+    const inst = (n: string) => `${n}._sourcemesh._tcp.local`;
+    const burst = relays.flatMap((r) => [
+      { name: '_sourcemesh._tcp.local', type: 'PTR', data: inst(r.name) },
+      { name: inst(r.name), type: 'SRV', data: { port: r.port, target: `${r.name}.local` } },
+      { name: inst(r.name), type: 'TXT', data: ['txtvers=1', `key=${formatVerifierKey(genuine)}`, 'roles=mirror', 'path=/.well-known/sourcemesh/inventory'] },
+      { name: `${r.name}.local`, type: 'A', data: link.a.address },
+    ]);
+    const sender = link.spawn(link.a, process.execPath, [SENDER, JSON.stringify({ source: link.a.address, burst })]);
+    await sender.waitStderr(/sent 1/);
+    const r = await discover(link, link.b);
+    // Only the genuine node, at its own address; both replayers refused for the challenge.
+    assert.deepEqual(r.nodes.map((n) => n.url), [`http://${link.a.address}:8084`]);
+    const reasons = new Map(r.refused.map((x) => [x.instance, x.reason]));
+    assert.match(reasons.get('copier') ?? '', /did not answer the challenge/);
+    assert.match(reasons.get('relayer') ?? '', new RegExp(`challenge answer signs "${link.a.address.replaceAll('.', '\\.')}:8084"`));
   });
 
   test('names and TXT strings that are not UTF-8 are refused or shown escaped, never a crash', async (t) => {
