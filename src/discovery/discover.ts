@@ -104,6 +104,7 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
     // RFC 6762 §5.2: the first query at once, the next one second later, then doubling; in between,
     // ask for what is missing (an instance heard without its SRV, TXT or address).
     const ask = () => {
+      state.expire(Date.now()); // a long browse forgets nodes whose records lapsed (RFC 6762 §10)
       sockets.query([{ name: SERVICE_TYPE, type: 'PTR' }]);
       const more = state.missing().slice(0, 32);
       if (more.length > 0) sockets.query(more);

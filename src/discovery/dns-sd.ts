@@ -185,6 +185,8 @@ export class BrowseState {
   readonly #owner = new Map<string, string>();
   readonly #shares = new Map<string, Share>();
   readonly #refused = new Map<string, Refusal>();
+  /** When each entry lapses (`kind|name` -> ms), from the TTL its owner last sent (RFC 6762 §10). */
+  readonly #expires = new Map<string, number>();
   readonly #onCandidate: (c: Candidate) => void;
   dropped = 0;
 
@@ -237,6 +239,7 @@ export class BrowseState {
     if (this.#owner.get(key) !== source || !map.has(name)) return;
     map.delete(name);
     this.#owner.delete(key);
+    this.#expires.delete(key);
     const share = this.#shares.get(source);
     if (share) share[kind]--;
     if (kind === 'srv') {
@@ -244,7 +247,37 @@ export class BrowseState {
     }
   }
 
-  add(records: readonly DnsRecord[], source: string, link: Link): void {
+  /**
+   * RFC 6762 §10: an entry lapses when the TTL its owner last sent runs out without a refresh (a node
+   * that went away without its goodbye). Lapsed entries go as if their owner had said goodbye; a node
+   * heard again later is a new candidate. Returns how many entries lapsed.
+   */
+  expire(now: number): number {
+    const maps = { ptr: this.#ptr, srv: this.#srv, txt: this.#txt, hosts: this.#hosts } as const;
+    let lapsed = 0;
+    for (const [key, at] of [...this.#expires]) {
+      if (at > now) continue;
+      const bar = key.indexOf('|');
+      const kind = key.slice(0, bar) as keyof typeof maps;
+      const owner = this.#owner.get(key);
+      if (owner !== undefined && maps[kind]?.has(key.slice(bar + 1))) {
+        this.#goodbye(owner, kind, maps[kind], key.slice(bar + 1));
+        lapsed++;
+      }
+      this.#expires.delete(key);
+    }
+    return lapsed;
+  }
+
+  /** A record's lapse time, set or pushed back only by the sender that owns the entry. */
+  #refresh(kind: keyof Share, name: string, source: string, ttl: number | undefined, now: number): void {
+    const key = `${kind}|${name}`;
+    if (this.#owner.get(key) !== source) return;
+    this.#expires.set(key, now + (typeof ttl === 'number' && ttl > 0 ? ttl : HOST_TTL) * 1000);
+  }
+
+  /** Take the records of one packet from `source`, heard at `now` (ms; for the TTLs). */
+  add(records: readonly DnsRecord[], source: string, link: Link, now: number = Date.now()): void {
     const touched = new Set<string>();
     for (const r of records) {
       if (typeof r?.name !== 'string' || typeof r.type !== 'string') continue;
@@ -259,16 +292,19 @@ export class BrowseState {
       if (r.type === 'PTR' && name === SERVICE_TYPE && typeof r.data === 'string' && r.data.toLowerCase().endsWith(`.${SERVICE_TYPE}`)) {
         const inst = r.data.toLowerCase();
         if (this.#ptr.has(inst) || this.#room(source, 'ptr', this.#ptr, inst)) this.#ptr.set(inst, r.data);
+        this.#refresh('ptr', inst, source, r.ttl, now);
       } else if (r.type === 'SRV' && name.endsWith(`.${SERVICE_TYPE}`)) {
         const d = r.data as { port?: unknown; target?: unknown } | undefined;
         if (!Number.isInteger(d?.port) || (d!.port as number) < 1 || (d!.port as number) > 65535 || typeof d?.target !== 'string') continue;
         if (!this.#srv.has(name) && !this.#room(source, 'srv', this.#srv, name)) continue;
         this.#srv.set(name, { port: d.port as number, target: d.target.toLowerCase(), name: r.name });
+        this.#refresh('srv', name, source, r.ttl, now);
         touched.add(name);
       } else if (r.type === 'TXT' && name.endsWith(`.${SERVICE_TYPE}`)) {
         if (!Array.isArray(r.data)) continue;
         if (!this.#txt.has(name) && !this.#room(source, 'txt', this.#txt, name)) continue;
         this.#txt.set(name, (r.data as unknown[]).filter((x): x is Buffer => Buffer.isBuffer(x)).slice(0, 32));
+        this.#refresh('txt', name, source, r.ttl, now);
         touched.add(name);
       } else if (r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data)) {
         // Only an address on the link it was heard on, or the sender's own: an announcement must not
@@ -281,6 +317,7 @@ export class BrowseState {
           this.#hosts.set(name, set);
         }
         if (set.size < 4) set.add(r.data);
+        this.#refresh('hosts', name, source, r.ttl, now);
         for (const [inst, srv] of this.#srv) if (srv.target === name) touched.add(inst);
       }
     }

@@ -52,6 +52,53 @@ test('a browser turns one packet of ours into one candidate, and refuses an A re
   assert.equal(heard.length, 1);
 });
 
+test('records lapse when their TTL runs out without a refresh from their owner (RFC 6762 §10); heard again, a new candidate', () => {
+  const a = announcementFor(key, vkey, { port: 8080, roles: ['mirror'], scheme: 'http' });
+  const heard: Candidate[] = [];
+  const state = new BrowseState((c) => heard.push(c));
+  const { answers, additionals } = announcementRecords(a, '10.0.0.7');
+  const t0 = 1_000_000;
+  state.add([...answers, ...additionals], '10.0.0.7', link, t0);
+  assert.equal(heard.length, 1);
+  assert.equal(state.expire(t0 + 119_000), 0);
+  assert.deepEqual(state.missing(), []);
+  // Another sender repeating the records does not keep them alive: only the owner's refresh counts.
+  state.add([...answers, ...additionals], '10.0.0.9', link, t0 + 100_000);
+  assert.equal(state.expire(t0 + 120_000), 2); // SRV and A (120 s); PTR and TXT live 4500 s
+  assert.deepEqual(state.missing().map((q) => q.type), ['SRV']);
+  state.add([...answers, ...additionals], '10.0.0.7', link, t0 + 130_000);
+  assert.equal(heard.length, 2);
+  // The owner's refresh pushes the lapse back.
+  state.add([...answers, ...additionals], '10.0.0.7', link, t0 + 200_000);
+  assert.equal(state.expire(t0 + 300_000), 0);
+  assert.equal(state.expire(t0 + 200_000 + 4_500_000), 4);
+  assert.equal(state.missing().length, 0);
+});
+
+test('under random traffic and a random clock, nothing outlives its TTL and lapsed entries give their room back', () => {
+  const rec = fc.record({ source: fc.constantFrom('10.0.0.7', '10.0.0.8'), port: fc.integer({ min: 1, max: 4 }), ttl: fc.integer({ min: 0, max: 300 }), dt: fc.integer({ min: 0, max: 200_000 }) });
+  fc.assert(fc.property(fc.array(rec, { maxLength: 60 }), (events) => {
+    const heard: Candidate[] = [];
+    const state = new BrowseState((c) => heard.push(c), limitsWith({ discoveryCandidates: 8 }));
+    let now = 0;
+    for (const e of events) {
+      now += e.dt;
+      const a = announcementFor(key, vkey, { port: 8000 + e.port, roles: ['mirror'], scheme: 'http' });
+      const { answers, additionals } = announcementRecords({ ...a, instance: `n${e.port}`, host: `h${e.port}` }, e.source);
+      state.add([...answers, ...additionals].map((r) => ({ ...r, ttl: e.ttl })), e.source, link, now);
+      state.expire(now);
+    }
+    // Far in the future everything has lapsed: nothing left to ask about, and the room is all back.
+    state.expire(now + 301_000);
+    assert.deepEqual(state.missing(), []);
+    const before = heard.length;
+    const a = announcementFor(key, vkey, { port: 9999, roles: ['mirror'], scheme: 'http' });
+    const fresh = announcementRecords({ ...a, instance: 'fresh', host: 'fresh' }, '10.0.0.7');
+    state.add([...fresh.answers, ...fresh.additionals], '10.0.0.7', link, now + 302_000);
+    assert.equal(heard.length, before + 1);
+  }), { numRuns: 200 });
+});
+
 test('TXT parsing never throws, whatever the bytes', () => {
   fc.assert(fc.property(fc.array(fc.uint8Array({ maxLength: 300 }), { maxLength: 20 }), (strings) => {
     const r = parseTxt(strings.map((s) => Buffer.from(s)));
