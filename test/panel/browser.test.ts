@@ -172,15 +172,16 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   assert.equal((await api.body.json() as { name: string }).name, 'test-node');
 
   // Every page, once more, for the screenshots.
-  for (const [name, p] of [['overview', '/'], ['service-mirrorSync', '/services/mirrorSync'], ['service-logServe', '/services/logServe'],
+  for (const [name, p] of [['overview', '/'], ['service-mirrorSync', '/services/mirrorSync'], ['service-seed', '/services/seed'], ['service-logServe', '/services/logServe'],
     ['service-witnessServe', '/services/witnessServe'], ['mirror', '/mirror'], ['trust', '/trust']] as const) {
     const r = await page.goto(`${panel}${p}`);
     assert.equal(r?.status(), 200, p);
+    if (name === 'service-seed') assert.match(await page.textContent('main') ?? '', /BitTorrent peer wire/, 'the seed page says what it exposes');
     await shot(name);
   }
   const mirrorText = await (await page.goto(`${panel}/mirror`), page.textContent('main')) ?? '';
   assert.match(mirrorText, /Files\s*3/, 'the mirror page shows the three synced files');
-  for (const f of ['login', 'login-wrong-token', 'service-serve', 'service-serve-refused', 'overview', 'service-mirrorSync', 'service-logServe', 'service-witnessServe', 'mirror', 'trust']) {
+  for (const f of ['login', 'login-wrong-token', 'service-serve', 'service-serve-refused', 'overview', 'service-mirrorSync', 'service-seed', 'service-logServe', 'service-witnessServe', 'mirror', 'trust']) {
     const file = path.join(shots, `${f}.png`);
     const head = (await readFile(file)).subarray(0, 8);
     assert.deepEqual([...head], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${f}.png is a PNG`);
