@@ -34,24 +34,31 @@ export interface UploadOptions {
  * `lookup`: more peers for a torrent (its v1 info-hash, or its v2 one cut to 20 bytes), from the DHT;
  * what it returns is only a list of addresses to try (every byte they send is checked).
  */
-export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>, upload?: UploadOptions): Promise<SwarmFetch> {
+export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>, upload?: UploadOptions, announce?: (infoHash: Buffer, port: number) => Promise<void>): Promise<SwarmFetch> {
   const byName = new Map<string, { t: Torrent; index: number; peers: string[] }>();
+  const torrents: { t: Torrent; names: string[] }[] = [];
   for (const file of torrentFiles) {
     const what = `torrent ${file}`;
     const t = readTorrent(await readBoundedBytes(file, limits.torrentBytes, what, 'E_FORMAT'), what, limits);
     // The manifest is the only source of truth: a torrent that disagrees with it is refused whole.
-    const matched = matchTorrent(t, manifest, what);
-    const found = lookup ? await lookup(t.infoHashV1 ?? t.infoHashV2!.subarray(0, 20)) : [];
+    torrents.push({ t, names: matchTorrent(t, manifest, what).map((m) => m.name) });
+  }
+  // Leechers help each other: what we verify is offered to peers while we download (BEP 3), and, with a
+  // DHT, announced there first (BEP 5) so that leechers who look the torrent up later find us.
+  const up = upload ? await LeechUpload.start({ ...upload, limits }) : undefined;
+  for (const { t, names } of torrents) {
+    names.forEach((name, index) => up?.register(name, t, index));
+    const keys = [t.infoHashV1, t.infoHashV2?.subarray(0, 20)].filter((k): k is Buffer => k !== undefined);
+    if (up && announce) for (const k of keys) await announce(k, up.port).catch(() => {}); // best effort: --peer and the lookup still work
+    const found = lookup ? await lookup(keys[0]!) : [];
     const all = [...new Set([...peers, ...found])];
-    matched.forEach((m, index) => byName.set(m.name, { t, index, peers: all }));
+    names.forEach((name, index) => byName.set(name, { t, index, peers: all }));
   }
   if (byName.size && [...byName.values()].every((e) => e.peers.length === 0)) {
+    await up?.close();
     throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, or --dht-bootstrap to look them up in the DHT)`);
   }
   const swarm = new PeerSwarm({ limits });
-  // Leechers help each other: what we verified is offered to peers while we download (BEP 3).
-  const up = upload ? await LeechUpload.start({ ...upload, limits }) : undefined;
-  for (const [name, e] of byName) up?.register(name, e.t, e.index);
   return {
     covered: byName.size,
     upload: up,

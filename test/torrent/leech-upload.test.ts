@@ -11,6 +11,8 @@ import { test } from 'node:test';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
 import { ROOT, runCli, tempDir } from '../helpers/run.ts';
 import { startSeed } from './seed-process.ts';
+import { DhtNode } from '../../src/discovery/dht.ts';
+import { readFile } from 'node:fs/promises';
 
 const SIZE = 4_000_037;
 const DATA = bytes(SIZE, 91);
@@ -128,4 +130,37 @@ test('our leecher takes pieces from another of our leechers still downloading, w
   assert.deepEqual(lacked, [], 'B waited for the pieces A lacked yet instead of dropping A');
   assert.ok(fromA?.bytes > 0, JSON.stringify(report.files[0].contributors));
   assert.equal(JSON.parse(first.stdout).uploaded >= fromA.bytes, true);
+});
+
+test('with --dht-bootstrap our leecher announces itself in the DHT (BEP 5) while it downloads', async (t) => {
+  const { dir, manifest, torrent, seed } = await setup(t);
+  const router = await DhtNode.start({ bootstrap: [], host: '127.0.0.1', port: 0 });
+  t.after(() => router.close());
+  const via = `127.0.0.1:${router.address().port}`;
+  const { readTorrent } = await import('../../src/torrent/metainfo.ts');
+  const info = readTorrent(await readFile(torrent), 'torrent');
+  let found: Promise<string[]> | undefined;
+  const out = path.join(dir, 'out');
+  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address,
+    '--listen', '127.0.0.1:0', '--dht-bootstrap', via, '--dht-state', path.join(dir, 'leech-dht.json')], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      const m = /offering verified pieces to peers at 127\.0\.0\.1:(\d+)/.exec(s);
+      if (m && !found) {
+        // Another node of the same DHT looks the torrent up while our leecher downloads.
+        found = (async () => {
+          const other = await DhtNode.start({ bootstrap: [{ host: '127.0.0.1', port: router.address().port }], host: '127.0.0.1', port: 0 });
+          try {
+            return (await other.lookup(info.infoHashV1!)).map((a) => `${a.host}:${a.port}:${m[1]}`);
+          } finally {
+            await other.close();
+          }
+        })();
+      }
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(found, r.stderr);
+  const peers = await found;
+  assert.ok(peers.some((p) => { const [h, port, ours] = p.split(':'); return h === '127.0.0.1' && port === ours; }), `the DHT names our leecher: ${peers.join(', ')}`);
 });
