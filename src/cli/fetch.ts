@@ -3,20 +3,22 @@ import { Command, Option } from 'commander';
 import { EXIT, ERROR_CODES, SourcemeshError } from '../errors.ts';
 import type { SegmentOptions } from '../fetch/segmented.ts';
 import { parseSize } from './units.ts';
-import { fetchManifest, mirrorOutcomes, type FetchReport } from '../fetch/fetcher.ts';
+import { fetchManifest, mirrorOutcomes, type FetchReport, type FileOutcome } from '../fetch/fetcher.ts';
 import { Reputation, mirrorWeight } from '../fetch/reputation.ts';
 import { loadMirrorList } from '../fetch/mirror-list.ts';
 import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { METALINK_PIECE, formatMetalink, pieceHashes, type MetalinkFile } from '../fetch/metalink.ts';
 import { POLICIES, mirrorLabel, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
-import { loadManifest, type Distfile } from '../manifest/index.ts';
-import { routeGitThrough } from '../mirror/git-repo.ts';
+import { loadManifest, type Distfile, type Manifest } from '../manifest/index.ts';
+import { ensureRepo, routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { checkManifestRelease } from '../trust/check-release.ts';
 import { applyBuilders } from './builders.ts';
+import { writeDerivedAttestations } from '../attest/derived.ts';
+import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { createProgress, summaryLines } from './progress.ts';
@@ -175,11 +177,29 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       }
       const seconds = (performance.now() - t0) / 1000;
       if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);
-      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }) });
+      const attestations = await attestFetched(io, store.root, manifest, report.files, signal);
+      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }), attestations });
       else io.stderr.write(summaryLines(io, report, seconds));
       setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
     });
 }
+
+/**
+ * What this run derived (git snapshots it made, files it took from upstream), attested with the store's node
+ * key, STORE/node.key (the key `serve --local` signs with; created when missing), into STORE/attestations/
+ * (docs/FORMATS.md, "Attestations"). Bytes from mirrors or peers are not attested: this node did not derive them.
+ */
+async function attestFetched(io: Io, storeRoot: string, manifest: Manifest, files: readonly FileOutcome[], signal: AbortSignal): Promise<string[]> {
+  if (!files.some((f) => f.status === 'fetched' && (f.via === undefined || f.via === 'upstream'))) return [];
+  const { key, file, created } = await resolveNodeKey(storeRoot);
+  if (created) io.stderr.write(`created the node key ${file} (public key in ${nodeKeyFiles(storeRoot).pub})\n`);
+  return writeDerivedAttestations(path.join(storeRoot, ATTESTATIONS_STORE_DIR), manifest, files, key, {
+    resolveCommit: async (d) => (await ensureRepo(d.git!.repo, d.git!.ref, storeRoot, signal, { offline: true })).commit, now: new Date(),
+  });
+}
+
+/** Where `fetch` keeps its attestations, under the store. */
+export const ATTESTATIONS_STORE_DIR = 'attestations';
 
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
