@@ -24,6 +24,8 @@ export interface ArchiveTarOptions {
   limits?: Partial<Limits>;
   /** Approximate size of the chunks yielded (default 512 KiB). */
   chunkBytes?: number;
+  /** The repository at repoPath already open (its packs read once for several archives); the caller closes it. */
+  repository?: Repository;
 }
 
 export interface PreparedArchive {
@@ -56,12 +58,14 @@ export function openArchive(opts: ArchiveTarOptions): PreparedArchive {
   // The prefix goes into the tar byte for byte: a JavaScript string is taken as UTF-8.
   const prefix = Buffer.from(opts.prefix ?? '', 'utf8').toString('latin1');
   checkPrefix(opts.prefix ?? '', limits);
-  const repo = Repository.open(opts.repoPath, limits);
+  const borrowed = opts.repository;
+  const repo = borrowed ?? Repository.open(opts.repoPath, limits);
+  const release = () => { if (!borrowed) repo.close(); };
   let resolved: ResolvedCommit;
   try {
     resolved = repo.resolveCommit(opts.ref);
   } catch (err) {
-    repo.close();
+    release();
     throw err;
   }
   let used = false;
@@ -69,14 +73,14 @@ export function openArchive(opts: ArchiveTarOptions): PreparedArchive {
     commitId: oidHex(resolved.oid),
     treeId: oidHex(resolved.commit.tree),
     mtime: resolved.commit.date,
-    close: () => repo.close(),
+    close: release,
     async *chunks() {
       if (used) throw new SourcemeshError('E_INTERNAL', 'an archive stream can be read only once');
       used = true;
       try {
         yield* gitTar({ repo, resolved, prefix, filters: opts.filters ?? 'error', chunkBytes: opts.chunkBytes });
       } finally {
-        repo.close();
+        release();
       }
     },
   };

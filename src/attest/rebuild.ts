@@ -23,7 +23,7 @@ export interface Derivation {
 export interface RebuildOptions {
   /** Derive the snapshot `d` with the chosen generator (clone or fetch, then generate). */
   derive(d: Distfile, signal?: AbortSignal): Promise<Derivation>;
-  /** The same derivation's commit, sha256 and size only, when that is cheaper (on a thread: derive-threads.ts). */
+  /** The same derivation's commit, sha256 and size only, when that is cheaper (on a thread: src/archive/threads.ts). */
   deriveHash?(d: Distfile, signal?: AbortSignal): Promise<{ commit: string; sha256: string; bytes: number }>;
   /** The other generator, on the same clone and commit: used only to explain a mismatch. */
   reference?: { readonly name: string; derive(d: Distfile, commit: string, signal?: AbortSignal): Promise<AsyncIterable<Uint8Array>> };

@@ -11,7 +11,7 @@ import { EXIT, SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { envelopeBytes } from '../attest/bundle.ts';
 import { writeBundles } from '../attest/files.ts';
-import { DeriveThreads } from '../attest/derive-threads.ts';
+import { ArchiveThreads } from '../archive/threads.ts';
 import { rebuildManifest, type RebuildResult } from '../attest/rebuild.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { loadManifest } from '../manifest/load.ts';
@@ -57,7 +57,7 @@ export function rebuildCommand(io: Io, setExit: (n: number) => void, signal: Abo
       const state = path.resolve(o.state ?? defaultStoreRoot(io.env));
       const outDir = path.resolve(o.output ?? path.join(state, 'attestations'));
       // Our archiver is JavaScript: a thread per job, where git archive | gzip -n are processes of their own.
-      const threads = o.snapshotGenerator === 'sourcemesh' ? new DeriveThreads(jobs) : undefined;
+      const threads = o.snapshotGenerator === 'sourcemesh' ? new ArchiveThreads(jobs) : undefined;
       const results = await rebuildManifest(manifest, {
         ...(threads ? {
           async deriveHash(d: Distfile, sig?: AbortSignal) {

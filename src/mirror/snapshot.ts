@@ -3,8 +3,7 @@
 // deterministic TypeScript archiver (src/archive) and live-bootstrap's own pipeline are interchangeable.
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { compressChunks } from '../archive/compress.ts';
-import { openArchive } from '../archive/index.ts';
+import { sharedArchiveThreads } from '../archive/threads.ts';
 import { SourcemeshError } from '../errors.ts';
 import type { Opened } from '../fetch/transport.ts';
 import type { Distfile, GitSource } from '../manifest/distfile.ts';
@@ -25,15 +24,10 @@ export interface SnapshotGenerator {
  */
 export const archiverGenerator: SnapshotGenerator = {
   name: 'sourcemesh archive',
-  async *generate(repoDir, commit, git, signal) {
-    const archive = openArchive({ repoPath: repoDir, ref: commit, prefix: git.prefix });
-    try {
-      // A manifest's compression `none` still gets the tar: the generator never spawns git.
-      yield* compressChunks(archive.chunks(), git.compression, git.level, signal);
-    } finally {
-      archive.close();
-    }
-  },
+  // On the process's archive threads (src/archive/threads.ts): several snapshots at once use every core,
+  // and the entries of one repository read it once per thread. A manifest's compression `none` still gets
+  // the tar: the generator never spawns git.
+  generate: (repoDir, commit, git, signal) => sharedArchiveThreads().stream(repoDir, commit, git, signal),
 };
 
 /** The generators `--snapshot-generator` chooses from; the first is the default. */
