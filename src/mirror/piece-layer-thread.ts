@@ -3,7 +3,7 @@
 // On the main thread the files went one after another on one core; on threads, as many at once as the
 // machine has cores (bench:node, docs/BENCHMARKS.md). The same module is the worker.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { SourcemeshError } from '../errors.ts';
+import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { pieceMapOfFile, type PieceMap } from '../fetch/piece-map.ts';
 
 const ROLE = 'sourcemesh-piece-layer';
@@ -18,8 +18,10 @@ export function pieceMapInThread(file: string, pieceLength: number): Promise<Pie
     worker.once('message', (r: Reply) => {
       answered = true;
       if (r.ok) resolve({ root: Buffer.from(r.root), pieceLength, layer: r.layer.map((h) => Buffer.from(h)) });
-      // Our own errors cross the thread as their message and code.
-      else reject(new SourcemeshError((r.code ?? 'E_INTERNAL') as 'E_INTERNAL', r.message));
+      // Our own errors cross the thread as their message and code; a system error (ENOENT, EIO...) as
+      // its errno code, named like any other read of this file.
+      else if (r.code?.startsWith('E_')) reject(new SourcemeshError(r.code as 'E_INTERNAL', r.message));
+      else reject(fromSystemError(Object.assign(new Error(r.message), { code: r.code }), file));
     });
     worker.once('error', (err) => reject(new SourcemeshError('E_INTERNAL', `${file}: the piece-layer thread failed: ${err.message}`, {}, { cause: err })));
     worker.once('exit', (code) => {
@@ -35,6 +37,6 @@ if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
     parentPort!.postMessage({ ok: true, root: map.root, layer: map.layer } satisfies Reply);
   } catch (err) {
     const e = err as Error & { code?: string };
-    parentPort!.postMessage({ ok: false, message: e.message, code: typeof e.code === 'string' && e.code.startsWith('E_') ? e.code : undefined } satisfies Reply);
+    parentPort!.postMessage({ ok: false, message: e.message, code: typeof e.code === 'string' ? e.code : undefined } satisfies Reply);
   }
 }
