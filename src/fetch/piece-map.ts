@@ -54,7 +54,12 @@ export function blockHashes(data: Uint8Array): Buffer[] {
 
 /** The hash a piece must have in the piece layer: its blocks' subtree, padded to the piece length. */
 export function pieceHash(piece: Uint8Array, pieceLength: number): Buffer {
-  return subtreeRoot(blockHashes(piece), pieceLength / BLOCK);
+  return pieceHashOfLeaves(blockHashes(piece), pieceLength);
+}
+
+/** pieceHash from a piece's block hashes already taken (a caller that keeps the leaves hashes once). */
+export function pieceHashOfLeaves(leaves: Buffer[], pieceLength: number): Buffer {
+  return subtreeRoot(leaves, pieceLength / BLOCK);
 }
 
 export interface PieceMap {

@@ -6,7 +6,7 @@
 // Single-file v2 and hybrid torrents only: a v1 torrent has no piece layer to verify pieces with.
 import { open } from 'node:fs/promises';
 import { fromSystemError } from '../errors.ts';
-import { BLOCK, blockHashes, pieceHash } from '../fetch/piece-map.ts';
+import { BLOCK, blockHashes, pieceHashOfLeaves } from '../fetch/piece-map.ts';
 import type { Distfile } from '../manifest/index.ts';
 import { Seeder, type SeededFile, type SeederOptions, type SwarmKey } from './seeder.ts';
 import type { Torrent } from './metainfo.ts';
@@ -60,13 +60,17 @@ export class LeechUpload {
     const length = Math.min(pieceLength, file.size - start);
     const buf = Buffer.allocUnsafe(length);
     const fh = await open(path, 'r').catch((err: unknown) => { throw fromSystemError(err, path); });
+    let leaves: Buffer[];
     try {
       const { bytesRead } = await fh.read(buf, 0, length, start);
-      if (bytesRead !== length || !pieceHash(buf, pieceLength).equals(o.layer[index]!)) return;
+      if (bytesRead !== length) return;
+      // One SHA-256 pass: the leaves prove the piece and are then kept for the seeder's per-block check.
+      leaves = blockHashes(buf);
+      if (!pieceHashOfLeaves(leaves, pieceLength).equals(o.layer[index]!)) return;
     } finally {
       await fh.close();
     }
-    blockHashes(buf).forEach((leaf, i) => (file.leaves[start / BLOCK + i] = leaf));
+    leaves.forEach((leaf, i) => (file.leaves[start / BLOCK + i] = leaf));
     this.seeder.have(file, index);
   }
 
