@@ -339,6 +339,24 @@ export const LIMITS = {
   roughtimeTimeoutMs: 1_000,
   /** Attempts per server in one measurement (the RFC's backoff is for repeated measurements). */
   roughtimeAttempts: 3,
+  /**
+   * "Clients MUST implement exponential backoff in establishing TCP connections and making requests over
+   * UDP": attempt n+1 starts no sooner than min(initial * base^(n-1), max) after attempt n did (RFC 10049
+   * "Protocol Details", its recommended 1 s, 1.5 and 24 h).
+   */
+  roughtimeRetryInitialMs: 1_000,
+  roughtimeRetryBase: 1.5,
+  roughtimeRetryMaxMs: 24 * 60 * 60 * 1000,
+  /**
+   * Roughtime over TCP (`witness serve --roughtime-tcp`): a frame is one packet (roughtimePacketBytes);
+   * connections open at once, in all and per client address (IPv6: per /64); a connection that completes
+   * no request for roughtimeTcpIdleMs is closed, however slowly it trickles bytes (slowloris); requests one
+   * connection may have waiting for their answers (pipelined) before it is closed.
+   */
+  roughtimeTcpConnections: 256,
+  roughtimeTcpConnectionsPerClient: 4,
+  roughtimeTcpIdleMs: 10_000,
+  roughtimeTcpPendingRequests: 16,
   /** A delegated online key is valid this long (MINT..MAXT); the server makes a new one before it ends. */
   roughtimeDelegationSeconds: 24 * 60 * 60,
   /** Signed time and the local clock may disagree by this much before a policy decision is refused. */
