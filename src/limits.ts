@@ -292,6 +292,18 @@ export const LIMITS = {
   peerHaveWaitMs: 5_000,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
+  /** A tracker's announce response (BEP 3), read whole: 200 compact peers are 1.2 KB; anything near this is hostile. */
+  trackerResponseBytes: 256 * KiB,
+  /** Peers one announce response may name (we ask for `numwant` 50); more and the response is refused whole. */
+  trackerPeers: 200,
+  /** `numwant` sent in announces (BEP 3: how many peers we would like). */
+  trackerNumwant: 50,
+  /** One announce, from connect to the last byte of the body (a tracker that drips its answer is cut here). */
+  trackerTimeoutMs: 15_000,
+  /** Re-announces come no sooner than this, whatever `interval` a tracker asks for (its `min interval` is respected above it). */
+  trackerIntervalFloorMs: 60_000,
+  /** ... and no later than this, whatever `interval` or `min interval` it asks for (a tracker forgets a silent peer). */
+  trackerIntervalCeilingMs: 2 * 60 * 60_000,
 
   // discovery (src/discovery/): mDNS packets from anyone on the link, DHT nodes and their answers are attacker-controlled
   /** Node announcements (instances of _sourcemesh._tcp) kept at once while discovering; more are counted and dropped. */
