@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { tempDir } from '../helpers/run.ts';
-import { namespaces } from './netns.ts';
+import { namespaces } from '../helpers/netns.ts';
 import { runStress } from './harness.ts';
 
 test('a client that skips verification makes the checker fail; the real fetch beside it does not', { timeout: 240_000 }, async (t) => {

@@ -1,6 +1,6 @@
-// The stress harness: a whole sourcemesh network on one machine, in network namespaces (netns.ts), with
-// faults from a seeded schedule (schedule.ts), every operation and fault in a JSON-lines history
-// (history.ts), and the checker (check.ts) run over it at the end. docs/OPERATIONS.md, "Stress runs",
+// The stress harness: a whole sourcemesh network on one machine, in network namespaces
+// (test/helpers/netns.ts), with faults from a seeded schedule (schedule.ts), every operation and fault in
+// a JSON-lines history (history.ts), and the checker (check.ts) run over it at the end. docs/OPERATIONS.md, "Stress runs",
 // says how to run it and read its report.
 //
 // Nodes: `up` (upstream: a static server of distfiles and git repositories; the release maintainer runs
@@ -10,7 +10,7 @@
 // on and off mid-run. New roles (seeders, announcers, attesters, time servers) add a node and a start
 // function next to startMirror, and their faults a case in applyFault.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import { Prng } from '../helpers/prng.ts';
 import { ROOT } from '../helpers/run.ts';
 import { check, formatReport, type CheckResult } from './check.ts';
 import { History, readHistory, type Exported, type FileReport } from './history.ts';
-import { Network, sweepStale, workDirOf } from './netns.ts';
+import { Network, newRunId, sweepStale, workDirOf } from '../helpers/netns.ts';
 import type { ProxyMessage, ProxyMode } from './proxy.ts';
 import { type Fault, type FaultKind, planFaults } from './schedule.ts';
 
@@ -129,7 +129,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
   const tmp = os.tmpdir();
   const swept = sweepStale(tmp);
   if (swept.length > 0) say(`swept the remains of earlier runs: ${swept.join(', ')}`);
-  const runId = randomBytes(3).toString('hex');
+  const runId = newRunId();
   const work = workDirOf(runId, tmp);
   const out = path.resolve(o.out ?? path.join(tmp, `sourcemesh-stress-${runId}.out`));
   mkdirSync(path.join(out, 'logs'), { recursive: true });
@@ -152,7 +152,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       const mirrors = Array.from({ length: o.mirrors }, (_, i) => `m${i + 1}`);
       const clients = Array.from({ length: o.clients }, (_, i) => `c${i + 1}`);
       for (const n of ['up', 'log', 'w1', 'w2', 'w3', ...mirrors, ...clients]) net.add(n);
-      const url = (n: string) => `http://${net.node(n).ip}`;
+      const url = (n: string) => `http://${net.node(n).address}`;
       say(`run ${runId}: ${net.nodes.size} namespaces on a bridge in ${net.bridgeNs}; work ${work}; out ${out}`);
 
       const logFile = (name: string) => createWriteStream(path.join(out, 'logs', `${name}.log`), { flags: 'a' });
@@ -196,7 +196,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         });
       const startProxy = (node: string): Promise<void> =>
         new Promise((resolve, reject) => {
-          const child = net.spawn(node, [process.execPath, path.join(ROOT, 'test/stress/proxy.ts'), `${net.node(node).ip}:${PORT}`, BEHIND], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+          const child = net.spawn(node, [process.execPath, path.join(ROOT, 'test/stress/proxy.ts'), `${net.node(node).address}:${PORT}`, BEHIND], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
           proxies.set(node, child);
           child.stderr!.pipe(logFile(`${node}-proxy`));
           child.on('message', (m: ProxyMessage) => {
@@ -266,7 +266,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
 
       // --- the schedule
       const faults: Fault[] = planFaults({ seed: o.seed, mirrors: o.mirrors, durationMs: o.durationMs, kinds: o.faults, files: [...v1Files, ...v2Extra].map((f) => f.name), clients: o.clients });
-      history.add({ type: 'run', seed: o.seed, durationMs: o.durationMs, nodes: Object.fromEntries([...net.nodes.values()].map((n) => [n.name, n.ip])), mirrors, clients, faults, pins, ...(o.brokenClient ? { broken: o.brokenClient } : {}) });
+      history.add({ type: 'run', seed: o.seed, durationMs: o.durationMs, nodes: Object.fromEntries([...net.nodes.values()].map((n) => [n.name, n.address])), mirrors, clients, faults, pins, ...(o.brokenClient ? { broken: o.brokenClient } : {}) });
       say(`seed ${o.seed}: ${faults.length} faults scheduled (${faults.map((f) => `${f.kind}@${f.target}`).join(' ') || 'none'})`);
 
       // --- keys and the trust policy
@@ -287,7 +287,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       }, null, 2));
 
       // --- servers
-      const upstream: Proc = { name: 'up', node: 'up', argv: [process.execPath, path.join(ROOT, 'test/stress/upstream.ts'), upDir, `${net.node('up').ip}:${PORT}`], stopped: false };
+      const upstream: Proc = { name: 'up', node: 'up', argv: [process.execPath, path.join(ROOT, 'test/stress/upstream.ts'), upDir, `${net.node('up').address}:${PORT}`], stopped: false };
       procs.push(upstream);
       await start(upstream);
       const witnesses: Proc[] = wKeys.map((k, i) => ({ name: `w${i + 1}`, node: `w${i + 1}`, stopped: false, argv: [...cli.argv, 'witness', 'serve', '--state', path.join(work, `w${i + 1}`), '--key', k.file, '--listen', BEHIND, '--log', logKey.pub, '--log-level', 'warn'] }));
