@@ -296,6 +296,8 @@ export const LIMITS = {
   trackerResponseBytes: 256 * KiB,
   /** Peers one announce response may name (we ask for `numwant` 50); more and the response is refused whole. */
   trackerPeers: 200,
+  /** Trackers of one torrent (announce-list, BEP 12, and --tracker) tried at most, in tier order: a torrent may list thousands. */
+  trackersPerTorrent: 16,
   /** `numwant` sent in announces (BEP 3: how many peers we would like). */
   trackerNumwant: 50,
   /** One announce, from connect to the last byte of the body (a tracker that drips its answer is cut here). */
