@@ -331,6 +331,11 @@ export const LIMITS = {
   dhtSaltBytes: 64,
   /** One DHT get or lookup as a whole. */
   dhtQueryTimeoutMs: 30_000,
+  /** `seed --republish`: how often a mirror-list pointer is put again (BEP 44 nodes drop items after some 2 hours). */
+  dhtRepublishMs: 30 * 60_000,
+  /** Discovery challenges (`seed --announce`, `witness serve --announce`) answered per second per client address, and the burst. */
+  discoveryChallengesPerSecond: 20,
+  discoveryChallengeBurst: 40,
 
   // Roughtime (src/time/, RFC 10049): every datagram a server or client receives is attacker-controlled
   /** One Roughtime packet (a request is padded to 1024 bytes; a response with a 32-hash PATH is some 1.5 KiB). */
