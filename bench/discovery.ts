@@ -1,6 +1,6 @@
 // npm run bench:discovery (as root): how fast nodes find each other without a central list.
 //
-// LAN: two network namespaces on one veth link (test/helpers/netns.ts). A browser runs in one for the
+// LAN: two network namespaces on one segment (test/helpers/netns.ts). A browser runs in one for the
 // whole benchmark (bench/lib/discovery-watch.ts, discoverNodes with a callback per checked node); for each
 // run the other starts `sourcemesh serve --announce` as users run it (Node start-up, indexing, key, the
 // first announcement all counted) on a new port, and the time is from spawning it to the browser having
@@ -24,7 +24,7 @@ import { fileURLToPath } from 'node:url';
 import { DhtNode } from '../src/discovery/dht.ts';
 import { limitsWith } from '../src/limits.ts';
 import { KEY_TYPE_ED25519, signerKeyFromSeed } from '../src/trust/note.ts';
-import { canMakeNamespaces, makeLink } from '../test/helpers/netns.ts';
+import { canMakeNamespaces, makeNetwork } from '../test/helpers/netns.ts';
 import { benchArgs } from './lib/args.ts';
 import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { cpuPressureMicros, describeMachine, formatMachine } from './lib/machine.ts';
@@ -50,22 +50,22 @@ async function lan(): Promise<void> {
   if (why) usage(`the LAN part ${why}`);
   const afters: (() => Promise<void> | void)[] = [];
   onCleanup(async () => { for (const f of afters.reverse()) await f(); });
-  const link = makeLink({ after: (f) => afters.push(f) });
+  const link = makeNetwork({ after: (f) => afters.push(f) }, ['a', 'b']);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'sourcemesh-bench-discovery-'));
   onCleanup(() => rm(dir, { recursive: true, force: true }));
   const root = path.join(dir, 'root');
   await mkdir(root);
   await writeFile(path.join(root, 'hello-1.0.tar.gz'), 'hello\n');
-  const watch = link.spawn(link.b, process.execPath, [path.join(ROOT, 'bench/lib/discovery-watch.ts'), String(runs * 30 + 60)]);
+  const watch = link.spawn(link.nodes.b, process.execPath, [path.join(ROOT, 'bench/lib/discovery-watch.ts'), String(runs * 30 + 60)]);
   await watch.waitStderr(/watching/);
   const times: number[] = [];
   const fromAnnounce: number[] = [];
   let missed = 0;
   for (let i = 0; i < runs; i++) {
     const port = 9000 + i;
-    const url = `http://${link.a.address}:${port}`;
+    const url = `http://${link.nodes.a.address}:${port}`;
     const t0 = Date.now();
-    const node: ChildProcess = spawn('ip', ['netns', 'exec', link.a.ns, process.execPath, path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--listen', `0.0.0.0:${port}`, '--no-access-log', '--announce'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const node: ChildProcess = spawn('ip', ['netns', 'exec', link.nodes.a.ns, process.execPath, path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--listen', `0.0.0.0:${port}`, '--no-access-log', '--announce'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let announced: number | undefined;
     let err = '';
     node.stderr!.on('data', (d) => {

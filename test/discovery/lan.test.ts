@@ -1,4 +1,4 @@
-// LAN discovery across two network namespaces joined by one veth link (made here, as root): the real CLI
+// LAN discovery across two network namespaces on one segment (test/helpers/netns.ts, as root): the real CLI
 // announces (`serve --announce`) in one and discovers in the other; avahi-daemon with its own D-Bus system
 // bus, avahi-browse and avahi-publish are the third-party peers; a hand-made announcer plays the hostile
 // ones (spoofed keys, non-UTF-8 names and TXT, ten thousand announcements in a burst), and test/discovery/
@@ -10,11 +10,12 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { DiscoverResult } from '../../src/discovery/discover.ts';
 import { formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, signerKeyFromSeed, type SignerKey } from '../../src/trust/note.ts';
-import { canMakeNamespaces, makeLink, type Link, type Side } from '../helpers/netns.ts';
+import { addressOf, canMakeNamespaces, makeNetwork, type NetNode, type TestNetwork } from '../helpers/netns.ts';
 import { distfile, writeManifest } from '../helpers/distfiles.ts';
 import { ROOT, tempDir } from '../helpers/run.ts';
 
 const skip = canMakeNamespaces();
+type Net = TestNetwork<'a' | 'b'>;
 const SENDER = path.join(ROOT, 'test/discovery/mdns-sender.ts');
 const RELAY = path.join(ROOT, 'test/discovery/relay.ts');
 
@@ -32,14 +33,14 @@ async function mirrorRoot(dir: string, k: SignerKey): Promise<{ root: string; ke
 }
 
 /** `serve` in `side` on PORT; with --announce when asked. Resolves once it listens (and announces). */
-async function serve(link: Link, side: Side, dir: string, k: SignerKey, port: number, announce: boolean) {
+async function serve(link: Net, side: NetNode, dir: string, k: SignerKey, port: number, announce: boolean) {
   const { root, keyFile } = await mirrorRoot(dir, k);
   const s = link.spawn(side, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--key', keyFile, '--listen', `${side.address}:${port}`, '--no-access-log', ...(announce ? ['--announce'] : [])]);
   await s.waitStderr(announce ? /announcing "[^"]+" on / : /serving /);
   return s;
 }
 
-async function discover(link: Link, side: Side, timeout = '2'): Promise<DiscoverResult & { ms: number; stderr: string }> {
+async function discover(link: Net, side: NetNode, timeout = '2'): Promise<DiscoverResult & { ms: number; stderr: string }> {
   const r = await link.run(side, ['discover', '--timeout', timeout, '--json'], { timeoutMs: 60_000 });
   assert.equal(r.code, 0, r.stderr);
   return { ...(JSON.parse(r.stdout) as DiscoverResult), ms: r.ms, stderr: r.stderr };
@@ -48,16 +49,16 @@ async function discover(link: Link, side: Side, timeout = '2'): Promise<Discover
 describe('discovery across two network namespaces', { skip }, () => {
   test('a mirror announced in one namespace is found and checked from the other in under 2 s, also by a browser started long after', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const k = key('lan-mirror', 1);
-    await serve(link, link.a, dir, k, 8080, true);
+    await serve(link, link.nodes.a, dir, k, 8080, true);
     for (const run of [1, 2]) {
       // The second run starts after the node's own announcements are over: it is found only by asking.
-      const r = await discover(link, link.b);
+      const r = await discover(link, link.nodes.b);
       assert.equal(r.nodes.length, 1, `run ${run}: ${JSON.stringify(r)}`);
       const node = r.nodes[0]!;
       assert.equal(node.key, formatVerifierKey(k));
-      assert.equal(node.url, `http://${link.a.address}:8080`);
+      assert.equal(node.url, `http://${link.nodes.a.address}:8080`);
       assert.deepEqual(node.roles, ['mirror']);
       assert.deepEqual('inventory' in node.checked && node.checked.inventory.files, 1);
       assert.ok(node.ms < 2000, `run ${run}: found and checked after ${node.ms} ms`);
@@ -67,13 +68,13 @@ describe('discovery across two network namespaces', { skip }, () => {
 
   test('log serve --announce: found with role log and checked by its checkpoint against the log key', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const k = key('log.example/lan', 12);
     const keyFile = path.join(dir, 'log.key');
     await writeFile(keyFile, formatSignerKey(k) + '\n', { mode: 0o600 });
-    const log = link.spawn(link.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'log', 'serve', '--root', path.join(dir, 'log'), '--key', keyFile, '--listen', `${link.a.address}:8070`, '--admit-unsigned', '--log-level', 'info', '--announce']);
+    const log = link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'log', 'serve', '--root', path.join(dir, 'log'), '--key', keyFile, '--listen', `${link.nodes.a.address}:8070`, '--admit-unsigned', '--log-level', 'info', '--announce']);
     await log.waitStderr(/log serving/);
-    const r = await discover(link, link.b);
+    const r = await discover(link, link.nodes.b);
     assert.equal(r.nodes.length, 1, JSON.stringify(r));
     assert.deepEqual(r.nodes[0]!.roles, ['log']);
     assert.equal(r.nodes[0]!.key, formatVerifierKey(k));
@@ -82,42 +83,42 @@ describe('discovery across two network namespaces', { skip }, () => {
 
   test('fetch --discover takes a distfile from the mirror found on the link and records it by key, not address', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const k = key('fetch-discover', 13);
-    await serve(link, link.a, dir, k, 8086, true);
+    await serve(link, link.nodes.a, dir, k, 8086, true);
     const body = Buffer.from('hello\n');
     // Upstream is nowhere to be reached from the namespace: only the discovered mirror can serve it.
     const manifest = await writeManifest(dir, [distfile('hello-1.0.tar.gz', body, ['http://192.0.2.1:9/hello-1.0.tar.gz'])]);
     const store = path.join(dir, 'store');
-    const f = await link.run(link.b, ['fetch', manifest, '-o', path.join(dir, 'out'), '--store', store, '--discover', '2', '--policy', 'mirrors-only', '--json']);
+    const f = await link.run(link.nodes.b, ['fetch', manifest, '-o', path.join(dir, 'out'), '--store', store, '--discover', '2', '--policy', 'mirrors-only', '--json']);
     assert.equal(f.code, 0, f.stderr);
     assert.match(f.stderr, /discovered 1 mirrors/);
     assert.deepEqual(await readFile(path.join(dir, 'out', 'hello-1.0.tar.gz')), body);
-    const status = await link.run(link.b, ['mirrors', 'status', '--store', store, '--json']);
+    const status = await link.run(link.nodes.b, ['mirrors', 'status', '--store', store, '--json']);
     assert.equal(status.code, 0, status.stderr);
     assert.deepEqual(JSON.parse(status.stdout).mirrors.map((m: { mirror: string }) => m.mirror), [`key:${formatVerifierKey(k)}`]);
   });
 
   test('spoofed announcements are refused: a key the server does not sign with, another node\'s key at our address', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const real = key('real-node', 2);
     const liar = key('liar', 3);
     const honest = key('honest', 4);
-    await serve(link, link.a, dir, liar, 8081, false); // signs its inventory with the liar's key
-    await serve(link, link.a, dir, honest, 8082, true); // a genuine node beside them: found
+    await serve(link, link.nodes.a, dir, liar, 8081, false); // signs its inventory with the liar's key
+    await serve(link, link.nodes.a, dir, honest, 8082, true); // a genuine node beside them: found
     const inst = (n: string) => `${n}._sourcemesh._tcp.local`;
     const announce = (name: string, vkey: string, port: number) => [
       { name: '_sourcemesh._tcp.local', type: 'PTR', data: inst(name) },
       { name: inst(name), type: 'SRV', data: { port, target: `${name}.local` } },
       { name: inst(name), type: 'TXT', data: ['txtvers=1', `key=${vkey}`, 'roles=mirror'] },
-      { name: `${name}.local`, type: 'A', data: link.a.address },
+      { name: `${name}.local`, type: 'A', data: link.nodes.a.address },
     ];
     // The real node's key announced at the liar's server; a made-up key at the same server.
     const burst = [...announce('borrowed', formatVerifierKey(real), 8081), ...announce('madeup', formatVerifierKey(key('made-up', 5)), 8081)];
-    const sender = link.spawn(link.a, process.execPath, [SENDER, JSON.stringify({ source: link.a.address, burst })]);
+    const sender = link.spawn(link.nodes.a, process.execPath, [SENDER, JSON.stringify({ source: link.nodes.a.address, burst })]);
     await sender.waitStderr(/sent 1/);
-    const r = await discover(link, link.b);
+    const r = await discover(link, link.nodes.b);
     assert.deepEqual(r.nodes.map((n) => n.key), [formatVerifierKey(honest)]);
     const reasons = new Map(r.refused.map((x) => [x.instance, x.reason]));
     assert.match(reasons.get('borrowed') ?? '', /signature/i);
@@ -126,12 +127,12 @@ describe('discovery across two network namespaces', { skip }, () => {
 
   test('a node replaying another node\'s signed inventory is refused by the challenge, also when it relays the challenge to the genuine node', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const genuine = key('genuine', 6);
-    await serve(link, link.a, dir, genuine, 8084, true);
+    await serve(link, link.nodes.a, dir, genuine, 8084, true);
     const relays = [{ name: 'copier', port: 8085, challenge: false }, { name: 'relayer', port: 8086, challenge: true }];
     for (const r of relays) {
-      const relay = link.spawn(link.a, process.execPath, [RELAY, JSON.stringify({ host: link.a.address, port: r.port, target: `http://${link.a.address}:8084`, challenge: r.challenge })]);
+      const relay = link.spawn(link.nodes.a, process.execPath, [RELAY, JSON.stringify({ host: link.nodes.a.address, port: r.port, target: `http://${link.nodes.a.address}:8084`, challenge: r.challenge })]);
       await relay.waitStderr(/relaying/);
     }
     const inst = (n: string) => `${n}._sourcemesh._tcp.local`;
@@ -139,32 +140,32 @@ describe('discovery across two network namespaces', { skip }, () => {
       { name: '_sourcemesh._tcp.local', type: 'PTR', data: inst(r.name) },
       { name: inst(r.name), type: 'SRV', data: { port: r.port, target: `${r.name}.local` } },
       { name: inst(r.name), type: 'TXT', data: ['txtvers=1', `key=${formatVerifierKey(genuine)}`, 'roles=mirror', 'path=/.well-known/sourcemesh/inventory'] },
-      { name: `${r.name}.local`, type: 'A', data: link.a.address },
+      { name: `${r.name}.local`, type: 'A', data: link.nodes.a.address },
     ]);
-    const sender = link.spawn(link.a, process.execPath, [SENDER, JSON.stringify({ source: link.a.address, burst })]);
+    const sender = link.spawn(link.nodes.a, process.execPath, [SENDER, JSON.stringify({ source: link.nodes.a.address, burst })]);
     await sender.waitStderr(/sent 1/);
-    const r = await discover(link, link.b);
+    const r = await discover(link, link.nodes.b);
     // Only the genuine node, at its own address; both replayers refused for the challenge.
-    assert.deepEqual(r.nodes.map((n) => n.url), [`http://${link.a.address}:8084`]);
+    assert.deepEqual(r.nodes.map((n) => n.url), [`http://${link.nodes.a.address}:8084`]);
     const reasons = new Map(r.refused.map((x) => [x.instance, x.reason]));
     assert.match(reasons.get('copier') ?? '', /did not answer the challenge/);
-    assert.match(reasons.get('relayer') ?? '', new RegExp(`challenge answer signs "${link.a.address.replaceAll('.', '\\.')}:8084"`));
+    assert.match(reasons.get('relayer') ?? '', new RegExp(`challenge answer signs "${link.nodes.a.address.replaceAll('.', '\\.')}:8084"`));
   });
 
   test('names and TXT strings that are not UTF-8 are refused or shown escaped, never a crash', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const k = key('utf8-test', 6);
     const k2 = key('utf8-other', 11);
-    await serve(link, link.a, dir, k, 8083, false);
-    await serve(link, link.a, dir, k2, 8085, false);
+    await serve(link, link.nodes.a, dir, k, 8083, false);
+    await serve(link, link.nodes.a, dir, k2, 8085, false);
     const vkey = formatVerifierKey(k);
     const burst = [
       // A name of bytes that are not UTF-8, announcing the real server and key: found, its name escaped.
       { name: '_sourcemesh._tcp.local', type: 'PTR', data: { hex: 'fffe41' } },
       { name: { hex: 'fffe41' }, type: 'SRV', data: { port: 8083, target: 'bytes.local' } },
       { name: { hex: 'fffe41' }, type: 'TXT', data: ['txtvers=1', `key=${vkey}`, 'roles=mirror'] },
-      { name: 'bytes.local', type: 'A', data: link.a.address },
+      { name: 'bytes.local', type: 'A', data: link.nodes.a.address },
       // TXT strings that are not UTF-8: refused for that.
       { name: 'badtxt._sourcemesh._tcp.local', type: 'SRV', data: { port: 8083, target: 'bytes.local' } },
       { name: 'badtxt._sourcemesh._tcp.local', type: 'TXT', data: ['txtvers=1', { hex: Buffer.from(`key=${vkey}`).toString('hex') + 'c328' }, 'roles=mirror'] },
@@ -173,32 +174,32 @@ describe('discovery across two network namespaces', { skip }, () => {
       { name: 'bell\u0007\u001b[31m._sourcemesh._tcp.local', type: 'SRV', data: { port: 8085, target: 'bytes.local' } },
       { name: 'bell\u0007\u001b[31m._sourcemesh._tcp.local', type: 'TXT', data: ['txtvers=1', `key=${formatVerifierKey(k2)}`, 'roles=mirror'] },
     ];
-    const sender = link.spawn(link.a, process.execPath, [SENDER, JSON.stringify({ source: link.a.address, burst })]);
+    const sender = link.spawn(link.nodes.a, process.execPath, [SENDER, JSON.stringify({ source: link.nodes.a.address, burst })]);
     await sender.waitStderr(/sent 1/);
-    const r = await discover(link, link.b);
+    const r = await discover(link, link.nodes.b);
     assert.ok(r.refused.some((x) => x.instance === 'badtxt' && /UTF-8/.test(x.reason)), JSON.stringify(r.refused));
     const names = r.nodes.map((n) => n.instance).sort();
     assert.deepEqual(names, ['bell\\u0007\\u001b[31m', '\ufffd\ufffdA']);
     // Human output escapes them too: no control character reaches the terminal.
-    const human = await link.run(link.b, ['discover', '--timeout', '1']);
+    const human = await link.run(link.nodes.b, ['discover', '--timeout', '1']);
     assert.equal(human.code, 0, human.stderr);
     assert.doesNotMatch(human.stdout + human.stderr, /[\u0007\u001b]/);
   });
 
   test('ten thousand announcements in a burst, over and over: the run ends on time, bounded, and the genuine node is still found', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const k = key('under-flood', 7);
-    const flooder = `${link.a.address.replace(/\.1$/, '.3')}`;
-    spawnSync('ip', ['-n', link.a.ns, 'addr', 'add', `${flooder}/24`, 'dev', link.a.dev]);
-    await serve(link, link.a, dir, k, 8084, true);
-    const sender = link.spawn(link.a, process.execPath, [SENDER, JSON.stringify({ source: flooder, flood: { count: 10_000, vkey: formatVerifierKey(key('flood', 8)) } })]);
+    const flooder = addressOf(200); // a second address of a's, on the same segment
+    assert.equal(spawnSync('ip', ['-n', link.nodes.a.ns, 'addr', 'add', `${flooder}/16`, 'dev', link.nodes.a.dev]).status, 0);
+    await serve(link, link.nodes.a, dir, k, 8084, true);
+    const sender = link.spawn(link.nodes.a, process.execPath, [SENDER, JSON.stringify({ source: flooder, flood: { count: 10_000, vkey: formatVerifierKey(key('flood', 8)) } })]);
     await sender.waitStderr(/sent 10000/, 60_000);
     // Peak memory of the discover process, read from /proc while it runs.
     let peakKiB = 0;
-    const run = link.run(link.b, ['discover', '--timeout', '2', '--json'], { timeoutMs: 60_000 });
+    const run = link.run(link.nodes.b, ['discover', '--timeout', '2', '--json'], { timeoutMs: 60_000 });
     const poll = setInterval(() => {
-      const r = spawnSync('sh', ['-c', `for p in $(ip netns pids ${link.b.ns}); do grep VmHWM /proc/$p/status; done`], { encoding: 'utf8' });
+      const r = spawnSync('sh', ['-c', `for p in $(ip netns pids ${link.nodes.b.ns}); do grep VmHWM /proc/$p/status; done`], { encoding: 'utf8' });
       for (const m of r.stdout.matchAll(/VmHWM:\s+(\d+)/g)) peakKiB = Math.max(peakKiB, Number(m[1]));
     }, 100);
     const r = await run;
@@ -219,7 +220,7 @@ describe('discovery across two network namespaces', { skip }, () => {
 
 const avahiMissing = spawnSync('sh', ['-c', 'command -v avahi-daemon && command -v avahi-browse && command -v dbus-daemon']).status !== 0;
 
-async function startAvahi(t: { after(fn: () => Promise<void> | void): void }, link: Link, dir: string): Promise<NodeJS.ProcessEnv> {
+async function startAvahi(t: { after(fn: () => Promise<void> | void): void }, link: Net, dir: string): Promise<NodeJS.ProcessEnv> {
   const bus = path.join(dir, 'system_bus_socket');
   await writeFile(path.join(dir, 'bus.conf'), `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -233,14 +234,14 @@ async function startAvahi(t: { after(fn: () => Promise<void> | void): void }, li
   </policy>
 </busconfig>
 `);
-  await writeFile(path.join(dir, 'avahi.conf'), `[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=${link.b.dev}\nenable-dbus=yes\n[publish]\npublish-hinfo=no\npublish-workstation=no\n`);
-  const dbus = link.spawn(link.b, 'dbus-daemon', [`--config-file=${path.join(dir, 'bus.conf')}`, '--nofork', '--nopidfile', '--print-address']);
+  await writeFile(path.join(dir, 'avahi.conf'), `[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces=${link.nodes.b.dev}\nenable-dbus=yes\n[publish]\npublish-hinfo=no\npublish-workstation=no\n`);
+  const dbus = link.spawn(link.nodes.b, 'dbus-daemon', [`--config-file=${path.join(dir, 'bus.conf')}`, '--nofork', '--nopidfile', '--print-address']);
   await new Promise<void>((resolve, reject) => {
     dbus.child.stdout!.once('data', () => resolve());
     dbus.child.once('close', () => reject(new Error(`dbus-daemon ended: ${dbus.stderr()}`)));
   });
   const env = { DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${bus}` };
-  const avahi = link.spawn(link.b, 'avahi-daemon', ['-f', path.join(dir, 'avahi.conf'), '--no-drop-root', '--no-chroot', '--no-rlimits'], env);
+  const avahi = link.spawn(link.nodes.b, 'avahi-daemon', ['-f', path.join(dir, 'avahi.conf'), '--no-drop-root', '--no-chroot', '--no-rlimits'], env);
   await avahi.waitStderr(/Server startup complete/);
   void t;
   return env;
@@ -249,22 +250,22 @@ async function startAvahi(t: { after(fn: () => Promise<void> | void): void }, li
 describe('avahi interoperates with announce and discover', { skip: skip ?? (avahiMissing ? 'avahi-daemon, avahi-utils or dbus-daemon missing' : undefined) }, () => {
   test('avahi-browse resolves our announcement with its TXT records; our discover finds and checks a service avahi-publish announces', async (t) => {
     const dir = await tempDir(t);
-    const link = makeLink(t);
+    const link = makeNetwork(t, ['a', 'b']);
     const env = await startAvahi(t, link, dir);
 
     // Ours -> avahi.
     const ours = key('for-avahi', 9);
-    await serve(link, link.a, dir, ours, 8090, true);
+    await serve(link, link.nodes.a, dir, ours, 8090, true);
     let resolved = '';
     for (let attempt = 0; attempt < 10 && !resolved.includes('=;'); attempt++) {
-      const b = link.spawn(link.b, 'avahi-browse', ['--resolve', '--terminate', '--parsable', '_sourcemesh._tcp'], env);
+      const b = link.spawn(link.nodes.b, 'avahi-browse', ['--resolve', '--terminate', '--parsable', '_sourcemesh._tcp'], env);
       await new Promise((r) => b.child.once('close', r));
       resolved = b.stdout();
     }
     const line = resolved.split('\n').find((l) => l.startsWith('=;'));
     assert.ok(line, `avahi-browse saw nothing: ${resolved}`);
     const f = line.split(';');
-    assert.equal(f[7], link.a.address);
+    assert.equal(f[7], link.nodes.a.address);
     assert.equal(f[8], '8090');
     assert.match(f[9]!, new RegExp(`"key=${formatVerifierKey(ours).replace(/[+/]/g, '\\$&')}"`));
     assert.match(f[9]!, /"roles=mirror"/);
@@ -272,14 +273,14 @@ describe('avahi interoperates with announce and discover', { skip: skip ?? (avah
 
     // avahi -> ours: a mirror in b, published by avahi-publish.
     const theirs = key('via-avahi', 10);
-    await serve(link, link.b, dir, theirs, 8091, false);
-    const pub = link.spawn(link.b, 'avahi-publish', ['-s', 'Avahi Published Mirror', '_sourcemesh._tcp', '8091', 'txtvers=1', `key=${formatVerifierKey(theirs)}`, 'roles=mirror', 'path=/.well-known/sourcemesh/inventory'], env);
+    await serve(link, link.nodes.b, dir, theirs, 8091, false);
+    const pub = link.spawn(link.nodes.b, 'avahi-publish', ['-s', 'Avahi Published Mirror', '_sourcemesh._tcp', '8091', 'txtvers=1', `key=${formatVerifierKey(theirs)}`, 'roles=mirror', 'path=/.well-known/sourcemesh/inventory'], env);
     await pub.waitStderr(/Established under name/);
-    const r = await discover(link, link.a);
+    const r = await discover(link, link.nodes.a);
     const found = r.nodes.find((n) => n.key === formatVerifierKey(theirs));
     assert.ok(found, JSON.stringify(r));
     assert.equal(found.instance, 'Avahi Published Mirror');
-    assert.equal(found.url, `http://${link.b.address}:8091`);
+    assert.equal(found.url, `http://${link.nodes.b.address}:8091`);
     assert.ok('inventory' in found.checked);
   });
 });

@@ -1,4 +1,4 @@
-// A swarm across network namespaces the test makes (one Ethernet segment, test/helpers/netns-hub.ts): a
+// A swarm across network namespaces the test makes (one Ethernet segment, test/helpers/netns.ts): a
 // private DHT's first node, our seed (throttled, announced in that DHT), our mirror (`serve`) and three
 // of our leechers (`fetch --bittorrent`), each in its own namespace with its own address. Each leecher
 // finds the seed through the DHT, knows the mirror and the other leechers, uploads what it verified, and
@@ -9,8 +9,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { makeHub } from '../helpers/netns-hub.ts';
-import { canMakeNamespaces } from '../helpers/netns.ts';
+import { canMakeNamespaces, makeNetwork } from '../helpers/netns.ts';
 import { ROOT, runCli, tempDir, waitFor } from '../helpers/run.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -29,8 +28,9 @@ test('a seed, a mirror and three leechers across namespaces with a private DHT: 
   assert.equal(made.code, 0, made.stderr);
   const torrent = path.join(dir, 't', `${NAME}.torrent`);
 
-  const hub = makeHub(t, 6);
-  const [routerNode, seedNode, mirrorNode, ...leechNodes] = hub.nodes as [typeof hub.nodes[0], typeof hub.nodes[0], typeof hub.nodes[0], ...typeof hub.nodes];
+  const hub = makeNetwork(t, ['router', 'seed', 'mirror', 'leech1', 'leech2', 'leech3']);
+  const { router: routerNode, seed: seedNode, mirror: mirrorNode } = hub.nodes;
+  const leechNodes = [hub.nodes.leech1, hub.nodes.leech2, hub.nodes.leech3];
   const router = hub.spawn(routerNode, process.execPath, [path.join(ROOT, 'test/torrent/dht-router.ts'), routerNode.address, '6881']);
   await waitFor('the DHT router', () => router.stdout().includes('listening'), { timeoutMs: 30_000 });
   const via = `${routerNode.address}:6881`;
