@@ -285,18 +285,3 @@ export function makeNetwork<N extends string>(t: { after(fn: () => Promise<void>
   };
 }
 
-// --- until every user has moved to makeNetwork (then removed)
-
-export type Side = NetNode;
-export interface Link {
-  a: NetNode;
-  b: NetNode;
-  spawn: TestNetwork<'a' | 'b'>['spawn'];
-  run: TestNetwork<'a' | 'b'>['run'];
-}
-
-/** Two nodes on one segment. */
-export function makeLink(t: { after(fn: () => Promise<void> | void): void }): Link {
-  const n = makeNetwork(t, ['a', 'b']);
-  return { a: n.nodes.a, b: n.nodes.b, spawn: n.spawn, run: n.run };
-}
