@@ -30,6 +30,7 @@ export const PACKAGES: readonly DebianPackage[] = [
   { name: 'aria2', for: 'test', why: 'aria2c downloads through our Metalink and checks its hashes' },
   { name: 'python3', for: 'test', why: 'zlib 1.2.13 as the reference for the zlib flavour of our deflate' },
   { name: 'python3-libtorrent', for: 'test', why: 'libtorrent 2.0.8, the BitTorrent v2 reference: our torrents, seeds and web seeds against it' },
+  { name: 'opentracker', for: 'test', why: 'a real BitTorrent HTTP tracker: seed --tracker announces to it, fetch --bittorrent finds peers through it' },
   { name: 'transmission-cli', for: 'test', why: 'Transmission 3.00 downloads a v1 torrent we made from its web seeds' },
   { name: 'dante-server', for: 'test', why: 'a real SOCKS5 proxy for --proxy and --tor' },
   { name: 'golang-go', for: 'test', why: "Go's sumdb note and tlog code checks our trust formats and log" },

@@ -58,6 +58,7 @@ interface FetchFlags {
   bittorrent?: boolean;
   torrent: string[];
   peer: string[];
+  tracker: string[];
   listen: string;
   upload: boolean;
 }
@@ -75,6 +76,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--bittorrent', 'also take pieces from the BitTorrent peers (--peer) of the torrents given (--torrent), each checked against the manifest')
     .option('--torrent <file>', 'with --bittorrent: a .torrent of some distfiles of the manifest, ours or any client\'s (repeatable)', collect, [])
     .option('--peer <host:port>', 'with --bittorrent: a peer to ask for pieces (repeatable); with --dht-bootstrap, peers are also looked up in that DHT', collect, [])
+    .option('--tracker <url>', 'with --bittorrent: also announce to this HTTP tracker (BEP 3) for peers, after the torrents\' own (repeatable)', collect, [])
     .option('--listen <host:port>', 'with --bittorrent: where other peers may take the pieces verified so far (port 0: any free port)', '0.0.0.0:0')
     .option('--no-upload', 'with --bittorrent: do not offer verified pieces to other peers while downloading')
     .option('--proxy <url>', 'send every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
@@ -141,7 +143,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         io.stderr.write(`discovered ${byKey.size} mirrors on the local network${found.refused.length ? ` (${found.refused.length} refused)` : ''}\n`);
       }
       const repKey = (label: string) => byKey.get(label) ?? label;
-      if ((o.torrent.length > 0 || o.peer.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent and --peer go with --bittorrent');
+      if ((o.torrent.length > 0 || o.peer.length > 0 || o.tracker.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent, --peer and --tracker go with --bittorrent');
       if (o.bittorrent && o.offline) throw new SourcemeshError('E_USAGE', '--bittorrent and --offline exclude each other');
       // Peers from --peer, and from the DHT when --dht-bootstrap names a (closed) DHT to join.
       const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await startDht(o, store.root, limits) : undefined;
@@ -149,8 +151,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const upload = o.bittorrent && o.upload ? { ...parseListen(o.listen), maxPeers: LIMITS.seedMaxPeers, uploadRate: 0 } : undefined;
       // With a DHT, it stays open through the download: our own announce (we upload) must be answerable.
       const announce = dht && ((h: Buffer, port: number) => dht.announce(h, port));
-      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits, lookup, upload, announce).catch(async (err: unknown) => { await dht?.close(); throw err; }) : undefined;
+      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits, lookup, upload, announce, { extra: o.tracker, dispatcher }).catch(async (err: unknown) => { await dht?.close(); throw err; }) : undefined;
       if (swarm?.upload) io.stderr.write(`offering verified pieces to peers at ${swarm.upload.address}\n`);
+      for (const t of swarm?.trackers.failed ?? []) io.stderr.write(`${t.message} [${t.code}]\n`);
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
       const reputation = Reputation.open(store.root);
       const records = new Map(reputation.all().map((r) => [r.mirror, r]));
@@ -178,7 +181,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const seconds = (performance.now() - t0) / 1000;
       if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);
       const attestations = await attestFetched(io, store.root, manifest, report.files, signal);
-      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }), attestations });
+      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }), ...(swarm && { trackers: swarm.trackers }), attestations });
       else io.stderr.write(summaryLines(io, report, seconds));
       setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
     });

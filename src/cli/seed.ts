@@ -1,4 +1,4 @@
-// sourcemesh seed --root DIR | --local [STORE] [--listen HOST:PORT] [--max-peers N] [--upload-rate R]
+// sourcemesh seed --root DIR | --local [STORE] [--listen HOST:PORT] [--max-peers N] [--upload-rate R] [--dht] [--tracker URL]...
 // Every verified file of a mirror root (as `serve` indexes it) or of the store, seeded to BitTorrent peers.
 import { Command } from 'commander';
 import path from 'node:path';
@@ -14,18 +14,23 @@ import { parseListen } from './serve.ts';
 import { parseSize } from './units.ts';
 import { addDhtOptions, startDht, type DhtFlags } from './mirrors-dht.ts';
 import { stateDirOf } from '../mirror/sync.ts';
+import { addSeedDiscoveryOptions, checkSeedDiscoveryFlags, startSeedDiscovery, type SeedDiscoveryFlags } from './seed-discovery.ts';
+import { createAgent } from '../fetch/http.ts';
+import { Announcer } from '../torrent/announce.ts';
+import { isHttpTracker } from '../torrent/tracker.ts';
 
-interface SeedFlags extends DhtFlags {
+interface SeedFlags extends DhtFlags, SeedDiscoveryFlags {
   dht?: boolean;
   root?: string;
   local?: string | true;
   listen: string;
   maxPeers: string;
   uploadRate: string;
+  tracker: string[];
 }
 
 export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
-  return addDhtOptions(new Command('seed'))
+  return addSeedDiscoveryOptions(addDhtOptions(new Command('seed')))
     .description('seed every verified file of a mirror root (or the store) to BitTorrent peers (v1, v2 and hybrid torrents of `torrent create`)')
     .option('--root <dir>', 'the mirror root that `mirror sync` keeps (the files `serve --root` serves)')
     .option('--local [store]', 'seed the store instead (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
@@ -33,10 +38,13 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
     .option('--max-peers <n>', 'connected peers at most', String(LIMITS.seedMaxPeers))
     .option('--upload-rate <rate>', 'bytes per second for all peers together, e.g. 10M; 0 for no limit', '0')
     .option('--dht', 'announce every seeded info-hash in the BitTorrent DHT (BEP 5); implied by --dht-bootstrap')
+    .option('--tracker <url>', 'announce every seeded info-hash to this HTTP tracker (BEP 3), as its interval asks, until stopped (repeatable)', (v: string, p: string[]) => [...p, v], [])
     .action(async (o: SeedFlags) => {
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'seed needs exactly one of --root DIR and --local [STORE]');
       const { host, port } = parseListen(o.listen);
+      checkSeedDiscoveryFlags(o);
       const maxPeers = positiveInt('--max-peers', o.maxPeers, 100_000);
+      for (const t of o.tracker) if (!isHttpTracker(t)) throw new SourcemeshError('E_USAGE', `--tracker ${t}: not an http(s) URL (UDP trackers, BEP 15, are not spoken)`);
       const uploadRate = o.uploadRate === '0' ? 0 : parseSize('--upload-rate', o.uploadRate);
       nonNegativeInt('--upload-rate', String(uploadRate));
       const index = o.root !== undefined ? await indexRoot(path.resolve(o.root)) : await indexStore(path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!));
@@ -59,7 +67,8 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
       }) + '\n');
       // BEP 5: announce each info-hash a peer may look us up by (v1, and v2 cut to 20 bytes), again every
       // 15 minutes (nodes forget peers after some 30).
-      const dht = o.dht || o.dhtBootstrap.length > 0 ? await startDht(o, o.root !== undefined ? stateDirOf(path.resolve(o.root)) : path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!)) : undefined;
+      const stateDir = o.root !== undefined ? stateDirOf(path.resolve(o.root)) : path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!);
+      const dht = o.dht || o.dhtBootstrap.length > 0 || o.republish.length > 0 ? await startDht(o, stateDir) : undefined;
       const announce = async () => {
         for (const f of files) {
           for (const h of [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)]) {
@@ -70,9 +79,18 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
       };
       const reannounce = dht ? setInterval(() => void announce(), 15 * 60_000) : undefined;
       if (dht) await announce();
+      const discovery = await startSeedDiscovery(o, { keyDir: stateDir, host, seederPort: seeder.port, dht, log, io });
+      // BEP 3 trackers: each seeded info-hash, as complete (left 0), with what was sent of its file so far.
+      const dispatcher = o.tracker.length ? createAgent(LIMITS) : undefined;
+      const announcer = dispatcher && new Announcer(o.tracker, files.flatMap((f) => [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)]
+        .map((h) => ({ infoHash: Buffer.from(h, 'hex'), counters: () => ({ uploaded: f.sent ?? 0, downloaded: 0, left: 0 }) }))), { peerId: seeder.peerId, port: seeder.port, dispatcher, log });
+      await announcer?.start();
       io.stderr.write(`seeding ${files.length} file(s) (${formatBytes(files.reduce((n, f) => n + f.size, 0))}) to peers at ${seeder.url}\n`);
       if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
       clearInterval(reannounce);
+      await discovery.close();
+      await announcer?.close();
+      await dispatcher?.close();
       await dht?.close();
       await seeder.close();
       logger.info({ uploaded: seeder.uploaded, hashesSent: seeder.hashesSent, hashesRejected: seeder.hashesRejected, banned: Object.fromEntries(seeder.banned) }, 'stopped');

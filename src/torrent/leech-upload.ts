@@ -41,6 +41,19 @@ export class LeechUpload {
     return this.seeder.uploaded;
   }
 
+  get peerId(): Buffer {
+    return this.seeder.peerId;
+  }
+
+  /** Of distfile `name`: bytes sent to peers, and bytes verified so far (whole pieces), for tracker announces. */
+  progress(name: string): { sent: number; verified: number } {
+    const f = this.offered.get(name)?.file;
+    if (!f?.have) return { sent: 0, verified: 0 };
+    let verified = 0;
+    for (let i = 0; i < f.pieces; i++) if (f.have[i >> 3]! & (0x80 >> (i & 7))) verified += Math.min(f.pieceLength, f.size - i * f.pieceLength);
+    return { sent: f.sent ?? 0, verified };
+  }
+
   /** Offer distfile `name` as file `index` of `t` (ignored unless single-file with a piece layer). */
   register(name: string, t: Torrent, index: number): void {
     const f = t.files[index];

@@ -141,6 +141,8 @@ export interface Torrent {
   infoHashV2?: Buffer;
   webSeeds: string[];
   trackers: string[];
+  /** BEP 12 tiers: the announce-list when there is one (clients that read it ignore announce), else [[announce]]. */
+  trackerTiers: string[][];
 }
 
 type ReadLimits = Pick<Limits, 'bencodeDepth' | 'bencodeItems' | 'torrentFiles' | 'torrentMaxPieceLength'>;
@@ -227,6 +229,9 @@ export function readTorrent(bytes: Buffer, what: string, limits: ReadLimits = LI
     infoHashV2: hasV2 ? createHash('sha256').update(encode(info)).digest() : undefined,
     webSeeds: urlList(r, top.get(bkey('url-list'))),
     trackers: trackerList(r, top),
+    trackerTiers: top.has('announce-list')
+      ? r.list(top.get('announce-list'), 'announce-list').map((tier, i) => r.list(tier, `announce-list[${i}]`).map((t, j) => r.text(t, `announce-list[${i}][${j}]`))).filter((tier) => tier.length > 0)
+      : top.has('announce') ? [[r.text(top.get('announce'), 'announce')]] : [],
   };
 }
 

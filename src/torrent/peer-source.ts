@@ -32,18 +32,21 @@ export interface PeerSwarmOptions {
   limits?: Limits;
   /** Connect here instead of the peer's address (tests bind a loopback address of their own). */
   localAddress?: string;
+  /** Our peer id (the one our uploads and tracker announces use); a fresh one otherwise. */
+  peerId?: Buffer;
 }
 
 /** The peers of one run, their connections kept across the pieces of a file, closed at the end. */
 export class PeerSwarm {
   private readonly conns = new Map<string, PeerConnection>();
-  private readonly peerId = Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
+  private readonly peerId: Buffer;
   private readonly limits: Limits;
   private readonly opts: PeerSwarmOptions;
 
   constructor(opts: PeerSwarmOptions = {}) {
     this.opts = opts;
     this.limits = opts.limits ?? LIMITS;
+    this.peerId = opts.peerId ?? Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
   }
 
   /** Sources for file `index` of torrent `t`, one per peer address (HOST:PORT). */
@@ -118,8 +121,10 @@ class PeerConnection {
     });
     this.ready.catch(() => {}); // a connection nobody asked anything of yet may fail quietly
     this.socket.once('connect', () => this.wire.handshake(infoHash, peerId));
-    this.wire.on('handshake', (got: string) => {
+    this.wire.on('handshake', (got: string, theirId: string) => {
       if (got.toLowerCase() !== infoHash.toString('hex')) return this.fail(`answered for another torrent (${got})`, false);
+      // A tracker or the DHT may name our own upload address back to us.
+      if (theirId.toLowerCase() === peerId.toString('hex')) return this.fail('is ourselves', false);
       this.wire.interested();
     });
     this.wire.on('unchoke', () => this.unchoked?.());

@@ -42,6 +42,13 @@ export interface SeededFile extends SeedSource {
    * far, as a BEP 3 bitfield; only their leaves are set. Undefined: a whole, verified file.
    */
   have?: Uint8Array;
+  /** Bytes of this file sent to peers this run (what a tracker announce reports as `uploaded`, BEP 3). */
+  sent?: number;
+}
+
+/** A BEP 20 style peer id: our client code and version, then 12 random bytes. */
+export function newPeerId(): Buffer {
+  return Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
 }
 
 /** Is piece `index` of `f` ours to send? */
@@ -79,6 +86,8 @@ export interface SeederOptions {
   uploadRate: number;
   limits?: Limits;
   log?: Logger;
+  /** The 20-byte peer id of our handshakes (and tracker announces); a fresh one otherwise. */
+  peerId?: Buffer;
 }
 
 interface Swarm {
@@ -107,7 +116,7 @@ export class Seeder {
   private readonly sockets = new Set<net.Socket>();
   /** The wires that greeted for each file, told of each piece it gains (partial files). */
   private readonly wires = new Map<SeededFile, Set<Wire>>();
-  private readonly peerId = Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
+  readonly peerId: Buffer;
   private readonly bucket?: TokenBuckets;
   private readonly limits: Limits;
   private readonly log: Logger;
@@ -118,6 +127,7 @@ export class Seeder {
     this.limits = opts.limits ?? LIMITS;
     this.log = opts.log ?? SILENT;
     this.maxPeers = opts.maxPeers;
+    this.peerId = opts.peerId ?? newPeerId();
     // Tokens are 16 KiB blocks; the burst is one second's worth.
     if (opts.uploadRate > 0) {
       const perSecond = Math.max(opts.uploadRate / BLOCK, 0.001);
@@ -236,6 +246,7 @@ export class Seeder {
           if (!data) return;
           r.respond(null, data);
           this.uploaded += data.length;
+          f.sent = (f.sent ?? 0) + data.length;
         }
       } finally {
         busy = false;

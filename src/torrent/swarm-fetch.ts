@@ -11,6 +11,11 @@ import { readTorrent, type Torrent } from './metainfo.ts';
 import { LeechUpload } from './leech-upload.ts';
 import { PeerSwarm } from './peer-source.ts';
 import type { Logger } from '../logger.ts';
+import { networkInterfaces } from 'node:os';
+import type { Dispatcher } from 'undici';
+import { announceTiers, announceTo } from './announce.ts';
+import { newPeerId } from './seeder.ts';
+import { TrackerTiers, isHttpTracker, peerText, printable, type AnnounceParams } from './tracker.ts';
 
 export interface SwarmFetch {
   options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor' | 'onPieceVerified'>;
@@ -18,7 +23,17 @@ export interface SwarmFetch {
   covered: number;
   /** Where verified pieces are offered to peers (undefined with --no-upload), and the bytes sent. */
   upload?: LeechUpload;
+  /** Trackers that did not answer (one line each), and how many peers those that did named. */
+  trackers: { answered: { url: string; peers: number }[]; failed: { url: string; code: string; message: string }[] };
   close(): Promise<void>;
+}
+
+/** Trackers to announce to (BEP 3): each torrent's own (BEP 12 tiers), then these, each a tier of its own. */
+export interface TrackerOptions {
+  extra: string[];
+  dispatcher: Dispatcher;
+  /** Shuffles each tier (BEP 12); Math.random otherwise. */
+  random?: () => number;
 }
 
 /** Where to offer verified pieces to other peers while downloading; undefined: not at all (--no-upload). */
@@ -34,7 +49,7 @@ export interface UploadOptions {
  * `lookup`: more peers for a torrent (its v1 info-hash, or its v2 one cut to 20 bytes), from the DHT;
  * what it returns is only a list of addresses to try (every byte they send is checked).
  */
-export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>, upload?: UploadOptions, announce?: (infoHash: Buffer, port: number) => Promise<void>): Promise<SwarmFetch> {
+export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>, upload?: UploadOptions, announce?: (infoHash: Buffer, port: number) => Promise<void>, trackers?: TrackerOptions): Promise<SwarmFetch> {
   const byName = new Map<string, { t: Torrent; index: number; peers: string[] }>();
   const torrents: { t: Torrent; names: string[] }[] = [];
   for (const file of torrentFiles) {
@@ -45,20 +60,51 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   }
   // Leechers help each other: what we verify is offered to peers while we download (BEP 3), and, with a
   // DHT, announced there first (BEP 5) so that leechers who look the torrent up later find us.
-  const up = upload ? await LeechUpload.start({ ...upload, limits }) : undefined;
+  // One peer id for our handshakes, our uploads and our announces: a peer that greets with it is us.
+  const peerId = newPeerId();
+  const up = upload ? await LeechUpload.start({ ...upload, limits, peerId }) : undefined;
+  const self = up ? ownAddresses(up.port) : new Set<string>();
+  const tracked: SwarmFetch['trackers'] = { answered: [], failed: [] };
+  const goodbyes: { url: string; params: () => AnnounceParams }[] = [];
   for (const { t, names } of torrents) {
     names.forEach((name, index) => up?.register(name, t, index));
     const keys = [t.infoHashV1, t.infoHashV2?.subarray(0, 20)].filter((k): k is Buffer => k !== undefined);
     if (up && announce) for (const k of keys) await announce(k, up.port).catch(() => {}); // best effort: --peer and the lookup still work
     const found = lookup ? await lookup(keys[0]!) : [];
-    const all = [...new Set([...peers, ...found])];
+    const fromTrackers: string[] = [];
+    if (trackers) {
+      const size = t.files.reduce((n, f) => n + f.size, 0);
+      const counters = () => {
+        const p = names.map((n) => up?.progress(n) ?? { sent: 0, verified: 0 });
+        const verified = p.reduce((n, x) => n + x.verified, 0);
+        return { uploaded: p.reduce((n, x) => n + x.sent, 0), downloaded: verified, left: Math.max(0, size - verified) };
+      };
+      // BEP 12 tiers, then --tracker; only http(s) ones, at most trackersPerTorrent of them.
+      const all = [...t.trackerTiers, ...trackers.extra.map((u) => [u])];
+      const skipped = all.flat().filter((u) => !isHttpTracker(u));
+      for (const u of skipped.slice(0, limits.trackersPerTorrent)) tracked.failed.push({ url: printable(u), code: 'E_UNSUPPORTED', message: `tracker ${printable(u)}: not an http(s) tracker (UDP trackers, BEP 15, are not spoken)` });
+      let room = limits.trackersPerTorrent;
+      const tiers = new TrackerTiers(all.map((tier) => tier.filter(isHttpTracker).filter(() => room-- > 0)), trackers.random ?? Math.random);
+      // BEP 52: a hybrid's swarm is found under both info-hashes (v1, and v2 cut to 20 bytes).
+      for (const infoHash of keys) {
+        const params = (event?: 'started' | 'stopped'): AnnounceParams => ({ infoHash, peerId, port: up?.port ?? 0, ...counters(), event, numwant: event === 'stopped' ? 0 : limits.trackerNumwant });
+        const r = await announceTiers(tiers, params('started'), { dispatcher: trackers.dispatcher, limits });
+        for (const e of r.errors) if (!tracked.failed.some((f) => f.message === e.message)) tracked.failed.push(e);
+        if (!r.url || !r.response) continue;
+        tracked.answered.push({ url: printable(r.url), peers: r.response.peers.length });
+        fromTrackers.push(...r.response.peers.map(peerText));
+        goodbyes.push({ url: r.url, params: () => params('stopped') });
+      }
+    }
+    const all = [...new Set([...peers, ...found, ...fromTrackers])].filter((p) => !self.has(p));
     names.forEach((name, index) => byName.set(name, { t, index, peers: all }));
   }
   if (byName.size && [...byName.values()].every((e) => e.peers.length === 0)) {
     await up?.close();
-    throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, or --dht-bootstrap to look them up in the DHT)`);
+    const why = tracked.failed.length ? `; ${tracked.failed.map((f) => `${f.message} [${f.code}]`).join('; ')}` : '';
+    throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, --dht-bootstrap to look them up in the DHT, or a torrent or --tracker with a tracker)${why}`);
   }
-  const swarm = new PeerSwarm({ limits });
+  const swarm = new PeerSwarm({ limits, peerId });
   return {
     covered: byName.size,
     upload: up,
@@ -81,9 +127,22 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         },
       }),
     },
+    trackers: tracked,
     close: async () => {
       swarm.close();
+      // BEP 3 `stopped` to the trackers that listed us, all within one trackerTimeoutMs, before the port closes.
+      if (trackers && goodbyes.length) {
+        const signal = AbortSignal.timeout(limits.trackerTimeoutMs);
+        await Promise.allSettled(goodbyes.map((g) => announceTo(g.url, g.params(), { dispatcher: trackers.dispatcher, limits, signal })));
+      }
       await up?.close();
     },
   };
+}
+
+/** HOST:PORT of each address of this machine at `port`: our own upload listener, as a tracker may name it back to us. */
+function ownAddresses(port: number): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(peerText({ host: a.address.replace(/%.*$/, ''), port }));
+  return out;
 }
