@@ -12,11 +12,26 @@ import { firstIssue } from '../trust/release.ts';
 
 export const STATEMENT_TYPE = 'https://in-toto.io/Statement/v1';
 export const SLSA_PROVENANCE_V1 = 'https://slsa.dev/provenance/v1';
-/** Our build types (SLSA buildType is a TypeURI; these are URNs of ours, no domain claimed). */
-export const BUILD_TYPE_GIT_SNAPSHOT = 'urn:sourcemesh:build-type:git-snapshot:v1';
-export const BUILD_TYPE_UPSTREAM_DOWNLOAD = 'urn:sourcemesh:build-type:upstream-download:v1';
-/** runDetails.builder.id: this prefix, then the node key's vkey (name+keyid+key), URI-escaped. */
-export const BUILDER_ID_PREFIX = 'urn:sourcemesh:builder:';
+/**
+ * The authority our URIs are under: the project's own page, the npm package `sourcemesh` (package.json
+ * "name"), whose README and docs/FORMATS.md describe what each fragment names. An https URI (RFC 3986):
+ * SLSA's buildType and builder.id are TypeURIs, and a URN needs a namespace registered with IANA (RFC 8141).
+ */
+export const PROJECT_URI = 'https://www.npmjs.com/package/sourcemesh';
+/** Our build types (docs/FORMATS.md, "Attestations"). */
+export const BUILD_TYPE_GIT_SNAPSHOT = `${PROJECT_URI}#build-type/git-snapshot/v1`;
+export const BUILD_TYPE_UPSTREAM_DOWNLOAD = `${PROJECT_URI}#build-type/upstream-download/v1`;
+/** runDetails.builder.id: this prefix, then the node key's vkey (name+keyid+key), escaped for a fragment. */
+export const BUILDER_ID_PREFIX = `${PROJECT_URI}#builder/`;
+/**
+ * What 0.1.0 development builds wrote before (`urn:sourcemesh:...`, an unregistered URN namespace): still
+ * read, as the same build types and builders, so that bundles already published keep verifying; never written.
+ */
+const LEGACY_BUILD_TYPES: Readonly<Record<string, string>> = {
+  'urn:sourcemesh:build-type:git-snapshot:v1': BUILD_TYPE_GIT_SNAPSHOT,
+  'urn:sourcemesh:build-type:upstream-download:v1': BUILD_TYPE_UPSTREAM_DOWNLOAD,
+};
+const LEGACY_BUILDER_ID_PREFIX = 'urn:sourcemesh:builder:';
 /** A byproduct of this name carries tarSha256 (the decompressed tar's sha256): no digest algorithm. */
 export const TAR_BYPRODUCT = 'tarSha256';
 
@@ -54,8 +69,20 @@ const HEX64 = /^[0-9a-f]{64}$/;
 const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
 const TEXT = v.pipe(v.string(), v.minLength(1), v.maxLength(4096));
 
+/** A fragment (RFC 3986 §3.5) may hold '/', '+', '=' but no second '#': encodeURI escapes the rest, and '%'. */
 export function builderId(vkey: string): string {
-  return BUILDER_ID_PREFIX + encodeURI(vkey);
+  return BUILDER_ID_PREFIX + encodeURI(vkey).replaceAll('#', '%23');
+}
+
+/** The vkey a builder id names (either form); undefined when it is no builder id of ours or not well escaped. */
+export function builderOfId(id: string): string | undefined {
+  try {
+    if (id.startsWith(BUILDER_ID_PREFIX)) return decodeURIComponent(id.slice(BUILDER_ID_PREFIX.length));
+    if (id.startsWith(LEGACY_BUILDER_ID_PREFIX)) return decodeURI(id.slice(LEGACY_BUILDER_ID_PREFIX.length));
+  } catch {
+    return undefined;
+  }
+  return undefined;
 }
 
 /** The in-toto Statement v1 (SLSA Provenance v1 predicate) for `claim`. */
@@ -98,12 +125,12 @@ const statementSchema = v.looseObject({
   predicateType: v.literal(SLSA_PROVENANCE_V1),
   predicate: v.looseObject({
     buildDefinition: v.looseObject({
-      buildType: v.picklist([BUILD_TYPE_GIT_SNAPSHOT, BUILD_TYPE_UPSTREAM_DOWNLOAD]),
+      buildType: v.picklist([BUILD_TYPE_GIT_SNAPSHOT, BUILD_TYPE_UPSTREAM_DOWNLOAD, ...Object.keys(LEGACY_BUILD_TYPES)]),
       externalParameters: v.looseObject({}),
       resolvedDependencies: v.optional(v.pipe(v.array(v.looseObject({ uri: v.optional(TEXT), digest: v.optional(v.record(v.string(), v.string())) })), v.maxLength(16))),
     }),
     runDetails: v.looseObject({
-      builder: v.looseObject({ id: v.pipe(v.string(), v.startsWith(BUILDER_ID_PREFIX), v.maxLength(2048)) }),
+      builder: v.looseObject({ id: v.pipe(v.string(), v.maxLength(2048)) }),
       byproducts: v.optional(v.pipe(v.array(v.looseObject({ name: v.optional(v.string()), digest: v.optional(v.record(v.string(), v.string())) })), v.maxLength(16))),
     }),
   }),
@@ -125,16 +152,13 @@ export function parseStatement(data: unknown, source: string): Claim {
   const st = r.output;
   const subject = st.subject[0]!;
   const { buildDefinition: def, runDetails: run } = st.predicate;
-  let builder: string;
-  try {
-    builder = decodeURI(run.builder.id.slice(BUILDER_ID_PREFIX.length));
-  } catch {
-    return bad('runDetails.builder.id is not a URI');
-  }
+  const builder = builderOfId(run.builder.id);
+  if (builder === undefined) return bad(`runDetails.builder.id is not ${BUILDER_ID_PREFIX} followed by an escaped vkey`);
+  const buildType = LEGACY_BUILD_TYPES[def.buildType] ?? def.buildType;
   const tar = run.byproducts?.find((b) => b.name === TAR_BYPRODUCT)?.digest?.sha256;
   if (tar !== undefined && !HEX64.test(tar)) bad(`the ${TAR_BYPRODUCT} byproduct's sha256 is not 64 lowercase hex digits`);
   const base = { name: subject.name, sha256: subject.digest.sha256, builder, ...(tar === undefined ? {} : { tarSha256: tar }) };
-  if (def.buildType === BUILD_TYPE_UPSTREAM_DOWNLOAD) {
+  if (buildType === BUILD_TYPE_UPSTREAM_DOWNLOAD) {
     const p = v.safeParse(downloadParams, def.externalParameters);
     if (!p.success) return bad(`externalParameters: ${firstIssue(p.issues)}`);
     return { kind: 'upstream-download', ...base, url: p.output.url };

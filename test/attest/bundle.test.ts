@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { envelopeBytes, formatBundle, keyLookup, signAttestation, verifyAttestation } from '../../src/attest/bundle.ts';
-import { buildStatement, parseStatement, type Claim, type SnapshotClaim } from '../../src/attest/statement.ts';
+import { BUILD_TYPE_GIT_SNAPSHOT, BUILD_TYPE_UPSTREAM_DOWNLOAD, BUILDER_ID_PREFIX, builderId, builderOfId, buildStatement, parseStatement, type Claim, type SnapshotClaim } from '../../src/attest/statement.ts';
 import { SourcemeshError } from '../../src/errors.ts';
 import { DSSE_PAYLOAD_TYPE, pae } from '../../src/trust/log/entries/dsse.ts';
 import { checkEntry } from '../../src/trust/log/entries/registry.ts';
@@ -133,4 +133,55 @@ test('bundle: refused when tampered, by an unknown builder, naming another build
   assert.equal(code(() => verifyAttestation(JSON.stringify({ ...bundle, dsseEnvelope: { ...bundle.dsseEnvelope, payloadType: 'application/json' } }), 'p.json', keys)), 'E_FORMAT');
   assert.equal(code(() => verifyAttestation(' '.repeat(LIMITS.attestationBytes + 1), 'big.json', keys)), 'E_FORMAT');
   assert.equal(code(() => verifyAttestation('{', 'j.json', keys)), 'E_FORMAT');
+});
+
+// RFC 3986 §3: scheme ":" "//" authority path-abempty [ "#" fragment ], fragment = *( pchar / "/" / "?" ),
+// pchar = unreserved / pct-encoded / sub-delims / ":" / "@". Written from the ABNF, for the URIs we write.
+const PCHAR = "(?:[A-Za-z0-9._~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})";
+const HTTPS_URI = new RegExp(`^https://[A-Za-z0-9.-]+(?:/${PCHAR}*)*(?:#(?:${PCHAR}|[/?])*)?$`);
+
+test('URIs: build types and builder ids are https URIs (RFC 3986), no unregistered URN; a builder id names its vkey', () => {
+  for (const uri of [BUILD_TYPE_GIT_SNAPSHOT, BUILD_TYPE_UPSTREAM_DOWNLOAD, builderId(vkeyA)]) {
+    assert.match(uri, HTTPS_URI);
+    assert.equal(new URL(uri).protocol, 'https:');
+    assert.doesNotMatch(uri, /^urn:/i);
+  }
+  const st = buildStatement(snapshot(vkeyA), meta) as Record<string, any>;
+  assert.equal(st.predicate.buildDefinition.buildType, BUILD_TYPE_GIT_SNAPSHOT);
+  assert.equal(st.predicate.runDetails.builder.id, `${BUILDER_ID_PREFIX}${vkeyA}`); // '+', '/', '=' stay as they are in a fragment
+  // Any name a key could carry (a '#', a '%', spaces, non-ASCII) gives a valid URI that names it back.
+  fc.assert(fc.property(fc.string({ maxLength: 60, unit: 'grapheme' }), (name) => {
+    const vkey = `${name}+0123abcd+AepKbGPinFIKvvVQexMuxfmVR3auvr57kkIe6mkURtIs`;
+    const id = builderId(vkey);
+    assert.match(id, HTTPS_URI);
+    assert.equal(builderOfId(id), vkey);
+  }), { numRuns: 300 });
+  // It can fail: the old escaping (encodeURI alone) leaves a '#' in the fragment, which no URI may hold.
+  assert.doesNotMatch(`${BUILDER_ID_PREFIX}${encodeURI('a#b+0123abcd+AAAA')}`, HTTPS_URI);
+});
+
+test('URIs: bundles written with the former urn:sourcemesh: identifiers still verify, as the same claims; other URNs are refused', () => {
+  const sign = (statement: Record<string, any>) => {
+    const st = new TextEncoder().encode(JSON.stringify(statement));
+    const hint = vkeyA.split('+').slice(0, 2).join('+');
+    return JSON.stringify({
+      mediaType: vectors.sigstoreBundleV03.mediaType, verificationMaterial: { publicKey: { hint }, tlogEntries: [] },
+      dsseEnvelope: { payloadType: DSSE_PAYLOAD_TYPE, payload: Buffer.from(st).toString('base64'), signatures: [{ keyid: hint, sig: Buffer.from(createSigner(keyA).sign(pae(DSSE_PAYLOAD_TYPE, st))).toString('base64') }] },
+    });
+  };
+  const keys = keyLookup([keyA]);
+  const download: Claim = { kind: 'upstream-download', name: 'bash-2.05b.tar.gz', sha256: hex('bash'), builder: vkeyA, url: 'https://mirrors.kernel.org/gnu/bash/bash-2.05b.tar.gz' };
+  for (const [claim, legacyType] of [[snapshot(vkeyA), 'urn:sourcemesh:build-type:git-snapshot:v1'], [download, 'urn:sourcemesh:build-type:upstream-download:v1']] as const) {
+    const legacy = buildStatement(claim, meta) as Record<string, any>;
+    legacy.predicate.buildDefinition.buildType = legacyType;
+    legacy.predicate.runDetails.builder.id = `urn:sourcemesh:builder:${encodeURI(vkeyA)}`;
+    assert.deepEqual(verifyAttestation(sign(legacy), 'legacy.json', keys).claim, claim);
+    // Another namespace is no build type or builder of ours.
+    const other = structuredClone(legacy);
+    other.predicate.buildDefinition.buildType = legacyType.replace('sourcemesh', 'elsewhere');
+    assert.equal(code(() => verifyAttestation(sign(other), 'other.json', keys)), 'E_FORMAT');
+    const otherBuilder = structuredClone(legacy);
+    otherBuilder.predicate.runDetails.builder.id = `urn:elsewhere:builder:${encodeURI(vkeyA)}`;
+    assert.equal(code(() => verifyAttestation(sign(otherBuilder), 'other.json', keys)), 'E_FORMAT');
+  }
 });
