@@ -1,8 +1,11 @@
-// A chained Roughtime measurement over UDP (RFC 10049 "Measurement Sequence"): the servers are asked in
-// order, twice, each nonce after the first being H(previous response || rand), so the chain of signed
-// responses proves the order in which they were given. An attempt that times out or brings an invalid
-// answer is retried (limits.roughtimeAttempts); a server with no valid answer is reported as failed, not
-// as a liar (an unsigned failure proves nothing). Only datagrams from the address asked are read.
+// A chained Roughtime measurement (RFC 10049 "Measurement Sequence"): the servers are asked in order,
+// twice, each nonce after the first being H(previous response || rand), so the chain of signed responses
+// proves the order in which they were given. Each server is asked over the transport its policy entry
+// names: UDP (only datagrams from the address asked are read) or TCP (src/time/tcp-client.ts, one
+// connection per server for the measurement; the round trip is timed from the write, after the handshake).
+// An attempt that times out or brings an invalid answer is retried (limits.roughtimeAttempts) after the
+// RFC's exponential backoff ("Protocol Details"); a server with no valid answer is reported as failed,
+// not as a liar (an unsigned failure proves nothing).
 import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
@@ -10,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { buildRequest, chainedNonce, verifyResponse, type VerifiedResponse } from './protocol.ts';
+import { type Answer, RoughtimeTcpConnection } from './tcp-client.ts';
 
 export interface TimeServer {
   /** Its name in output (the witness key's name). */
@@ -18,6 +22,17 @@ export interface TimeServer {
   readonly address: string;
   /** The long-term Ed25519 public key (the witness key's). */
   readonly publicKey: Uint8Array;
+  /** The transport mode (the RFC's server lists name it per address); UDP when absent. */
+  readonly protocol?: 'udp' | 'tcp';
+}
+
+/**
+ * The least time between the starts of attempt `failures` and the one after it ("Protocol Details":
+ * min(1.5^(n-1), 86400) seconds after n failures, with the limits' initial interval, base and maximum).
+ */
+export function retryIntervalMs(failures: number, limits: Pick<Limits, 'roughtimeRetryInitialMs' | 'roughtimeRetryBase' | 'roughtimeRetryMaxMs'>): number {
+  if (failures < 1) return 0;
+  return Math.min(limits.roughtimeRetryInitialMs * limits.roughtimeRetryBase ** (failures - 1), limits.roughtimeRetryMaxMs);
 }
 
 export interface Exchange {
@@ -65,6 +80,7 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
   const monotonic = options.monotonic ?? (() => performance.now());
   const rounds = options.rounds ?? 2;
   const sockets = new Map<string, dgram.Socket>();
+  const connections = new Map<string, RoughtimeTcpConnection>();
   const chain: Exchange[] = [];
   const failures = new Map<string, string>();
   try {
@@ -72,21 +88,43 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
       for (const s of servers) {
         if (failures.has(s.name)) continue;
         const { host, port } = parseAddress(s.address);
-        const family = isIP(host) === 6 ? 'udp6' : 'udp4';
-        let socket = sockets.get(family);
-        if (socket === undefined) {
-          socket = dgram.createSocket(family);
-          sockets.set(family, socket);
-        }
         let reason = 'no answer';
         let done = false;
+        let started = -Infinity;
         for (let attempt = 0; attempt < limits.roughtimeAttempts && !done; attempt++) {
+          const wait = started + retryIntervalMs(attempt, limits) - performance.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+          started = performance.now();
+          let send: (request: Buffer, verify: (response: Buffer) => VerifiedResponse) => Promise<Answer>;
+          if (s.protocol === 'tcp') {
+            let conn = connections.get(s.name);
+            if (conn === undefined || !conn.usable) {
+              const made = await RoughtimeTcpConnection.connect(host, port, limits);
+              if (!(made instanceof RoughtimeTcpConnection)) {
+                reason = `${made.reason} (${attempt + 1} attempts)`;
+                continue;
+              }
+              conn = made;
+              connections.set(s.name, conn);
+            }
+            const c = conn;
+            send = (request, verify) => c.exchange(request, limits, verify);
+          } else {
+            const family = isIP(host) === 6 ? 'udp6' : 'udp4';
+            let socket = sockets.get(family);
+            if (socket === undefined) {
+              socket = dgram.createSocket(family);
+              sockets.set(family, socket);
+            }
+            const u = socket;
+            send = (request, verify) => exchange(u, host, port, request, limits, verify);
+          }
           const previous = chain[chain.length - 1];
           const rand = previous === undefined ? undefined : random(32);
           const nonce = previous === undefined ? random(32) : chainedNonce(previous.response, rand!);
           const request = buildRequest(nonce, { publicKey: s.publicKey });
           const sent = monotonic();
-          const answer = await exchange(socket, host, port, request, limits, (r) => verifyResponse(request, r, s.publicKey, limits));
+          const answer = await send(request, (r) => verifyResponse(request, r, s.publicKey, limits));
           const received = monotonic();
           if ('reason' in answer) {
             reason = `${answer.reason} (${attempt + 1} attempts)`;
@@ -100,6 +138,7 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
     }
   } finally {
     for (const s of sockets.values()) s.close();
+    for (const c of connections.values()) c.close();
   }
   return { chain, failed: [...failures].map(([server, reason]) => ({ server, reason })), at: monotonic(), wallAt: (options.wallClock ?? Date.now)() };
 }
@@ -108,7 +147,7 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
  * Send one request and wait for a valid answer from that address: datagrams that fail `verify` (stray,
  * forged, or for an older request) are skipped until the timeout, whose reason names the last failure.
  */
-function exchange(socket: dgram.Socket, host: string, port: number, request: Buffer, limits: Limits, verify: (response: Buffer) => VerifiedResponse): Promise<{ response: Buffer; verified: VerifiedResponse } | { reason: string }> {
+function exchange(socket: dgram.Socket, host: string, port: number, request: Buffer, limits: Limits, verify: (response: Buffer) => VerifiedResponse): Promise<Answer> {
   return new Promise((resolve) => {
     let reason = `no answer within ${limits.roughtimeTimeoutMs} ms`;
     const literal = isIP(host) ? host : undefined;

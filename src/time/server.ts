@@ -8,6 +8,8 @@
 // Each client address (IPv6: its /64) has a token bucket (src/net/rate-limit.ts), taken before a datagram
 // is parsed: one address flooding the server is dropped at its rate and cannot fill the queue or the
 // signing time the other clients need.
+// With `tcp`, the same requests are also read from TCP streams (src/time/tcp-server.ts) into the same
+// batches, under the same bucket per client address, and answered by the same rules.
 import { generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
@@ -17,6 +19,7 @@ import { type Logger, SILENT } from '../logger.ts';
 import { clientKey, TokenBuckets } from '../net/rate-limit.ts';
 import type { SignerKey } from '../trust/note.ts';
 import { delegate, type Delegation, parseRequest, respondBatch, srvOf, SUPPORTED_VERSIONS } from './protocol.ts';
+import { listenRoughtimeTcp, type TcpStats } from './tcp-server.ts';
 
 export interface RoughtimeServerOptions {
   /** The witness key: its seed is the long-term key. */
@@ -33,17 +36,27 @@ export interface RoughtimeServerOptions {
   readonly rate?: { readonly perSecond: number; readonly burst: number };
   /** The monotonic clock (ms) of the rate limit. */
   readonly monotonic?: () => number;
+  /** Also answer over TCP here (RFC 10049: "Servers SHOULD support both the UDP and TCP transport modes"). */
+  readonly tcp?: { readonly host: string; readonly port: number };
 }
 
 export interface RoughtimeServer {
   /** HOST:PORT as bound (port 0 becomes the port chosen). */
   readonly address: string;
-  /** `limited` counts the datagrams dropped by the per-client rate limit (also counted in `dropped`). */
-  readonly stats: { received: number; answered: number; dropped: number; limited: number; batches: number };
+  /** HOST:PORT of the TCP listener as bound, when `tcp` was given. */
+  readonly tcpAddress?: string;
+  /**
+   * Requests over either transport: `limited` counts those dropped by the per-client rate limit (also
+   * counted in `dropped`). `tcp` counts connections.
+   */
+  readonly stats: { received: number; answered: number; dropped: number; limited: number; batches: number; tcp: TcpStats };
   close(): Promise<void>;
 }
 
-interface Pending { packet: Buffer; nonce: Buffer; address: string; port: number }
+/** How a request was taken: queued for the next batch, or not (and then it is never answered). */
+export type Submitted = 'queued' | 'limited' | 'full' | 'ignored';
+
+interface Pending { packet: Buffer; nonce: Buffer; reply: (response: Buffer) => void }
 
 const RENEW_BEFORE_SECONDS = 3600n;
 
@@ -53,7 +66,7 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
   const radius = options.radius ?? 3;
   const logger = options.logger ?? SILENT;
   const srv = srvOf(options.key.publicKey);
-  const stats = { received: 0, answered: 0, dropped: 0, limited: 0, batches: 0 };
+  const stats = { received: 0, answered: 0, dropped: 0, limited: 0, batches: 0, tcp: { accepted: 0, refused: 0, closedForError: 0, open: 0 } };
   const rate = options.rate ?? { perSecond: limits.roughtimeRequestsPerSecond, burst: limits.roughtimeRequestBurst };
   const buckets = new TokenBuckets({ perSecond: rate.perSecond, burst: Math.max(1, rate.burst), maxClients: limits.roughtimeRateClients });
   const monotonic = options.monotonic ?? (() => performance.now());
@@ -97,21 +110,22 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
           continue;
         }
         stats.answered++;
-        socket.send(responses[i]!, r.port, r.address);
+        r.reply(responses[i]!);
       }
     }
   };
 
-  socket.on('message', (msg, rinfo) => {
+  /** Take one request packet from `clientAddress`: attacker-controlled, rate-limited before it is parsed. */
+  const submit = (msg: Buffer, clientAddress: string | undefined, reply: (response: Buffer) => void): Submitted => {
     stats.received++;
-    if (buckets.take(clientKey(rinfo.address), monotonic()) !== 0) {
+    if (buckets.take(clientKey(clientAddress), monotonic()) !== 0) {
       stats.limited++;
       stats.dropped++;
-      return;
+      return 'limited';
     }
     if (queue.length >= limits.roughtimeQueue) {
       stats.dropped++;
-      return;
+      return 'full';
     }
     let nonce: Buffer;
     try {
@@ -120,19 +134,24 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
       // key exists, then the server MUST ignore the request." A request without a version we speak is ignored.
       if ((req.srv !== undefined && !req.srv.equals(srv)) || !req.versions.some((v) => (SUPPORTED_VERSIONS as readonly number[]).includes(v))) {
         stats.dropped++;
-        return;
+        return 'ignored';
       }
       nonce = req.nonce;
     } catch {
       stats.dropped++;
-      return;
+      return 'ignored';
     }
-    queue.push({ packet: msg, nonce, address: rinfo.address, port: rinfo.port });
+    queue.push({ packet: msg, nonce, reply });
     if (queue.length >= limits.roughtimeBatch) flush();
     else if (!scheduled) {
       scheduled = true;
       setImmediate(flush);
     }
+    return 'queued';
+  };
+
+  socket.on('message', (msg, rinfo) => {
+    submit(msg, rinfo.address, (response) => socket.send(response, rinfo.port, rinfo.address));
   });
   socket.on('error', (err) => logger.error({ err }, 'roughtime socket error'));
 
@@ -149,11 +168,18 @@ export async function startRoughtimeServer(options: RoughtimeServerOptions): Pro
   currentDelegation(BigInt(Math.floor(clock() / 1000)));
   const bound = socket.address();
   const address = bound.family === 'IPv6' ? `[${bound.address}]:${bound.port}` : `${bound.address}:${bound.port}`;
-  logger.info({ address }, 'roughtime serving');
+  const closeUdp = () => new Promise<void>((resolve) => socket.close(() => resolve()));
+  const tcp = options.tcp === undefined ? undefined
+    : await listenRoughtimeTcp({ ...options.tcp, limits, logger, stats: stats.tcp, submit }).catch(async (err: unknown) => {
+      await closeUdp();
+      throw err;
+    });
+  logger.info({ address, ...(tcp === undefined ? {} : { tcp: tcp.address }) }, 'roughtime serving');
   let closing: Promise<void> | undefined;
   return {
     address,
+    ...(tcp === undefined ? {} : { tcpAddress: tcp.address }),
     stats,
-    close: () => (closing ??= new Promise<void>((resolve) => socket.close(() => resolve()))),
+    close: () => (closing ??= Promise.all([closeUdp(), tcp?.close()]).then(() => undefined)),
   };
 }

@@ -47,7 +47,7 @@ export interface TrustPolicy {
    * local clock, floored by the newest cosignature timestamps seen (src/time/signed-now.ts).
    */
   readonly time?: {
-    readonly roughtime: readonly { readonly name: string; readonly address: string; readonly publicKey: Uint8Array }[];
+    readonly roughtime: readonly { readonly name: string; readonly address: string; readonly publicKey: Uint8Array; readonly protocol: 'udp' | 'tcp' }[];
     readonly quorum: number;
     readonly maxSkewSeconds: number;
   };
@@ -93,6 +93,9 @@ function policySchema(limits: PolicyLimits) {
       roughtime: v.pipe(v.array(v.strictObject({
         witness: v.pipe(v.string(), v.maxLength(limits.noteKeyNameBytes)),
         address: v.pipe(v.string(), v.maxLength(300), v.regex(/^(?:\[[0-9a-fA-F:.]+\]|[^:[\]\s]+):\d{1,5}$/, 'must be HOST:PORT or [IPV6]:PORT')),
+        // The transport mode, as the RFC's server lists name it ("udp" or "tcp"); UDP when absent. Added
+        // after the time fields: a client from before refuses an entry that has it (unknown field, E_FORMAT).
+        protocol: v.optional(v.picklist(['udp', 'tcp'])),
       })), v.minLength(1), v.maxLength(MAX_WITNESSES)),
       quorum: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
       maxSkewSeconds: v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(1))),
@@ -143,7 +146,7 @@ export function parsePolicy(text: string, source: string, limits: PolicyLimits =
     const roughtime = o.time.roughtime.map((r, i) => {
       const w = witnesses.find((k) => k.name === r.witness);
       if (w === undefined) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime.${i}.witness: ${JSON.stringify(r.witness)} is not one of witnesses.vkeys (its Roughtime key is the witness key)`, { source });
-      return { name: w.name, address: r.address, publicKey: w.publicKey };
+      return { name: w.name, address: r.address, publicKey: w.publicKey, protocol: r.protocol ?? 'udp' };
     });
     if (new Set(roughtime.map((r) => r.name)).size !== roughtime.length) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime: a witness is listed twice`, { source });
     const quorum = o.time.quorum ?? Math.min(o.witnesses.quorum, roughtime.length);
