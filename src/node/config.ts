@@ -34,11 +34,22 @@ const filePath = (fallback: string, help: string) =>
 // A network interface name as Linux allows it (IFNAMSIZ 16 with the NUL), no slash, no space.
 const IFNAME = /^[A-Za-z0-9_.:@-]{1,15}$/;
 const VKEY = /^[^\s+]{1,256}\+[0-9a-f]{8}\+[A-Za-z0-9+/]+={0,2}$/;
+// A SOCKS5 proxy as fetch --proxy takes it: socks5h only (names resolved by the proxy, never locally).
+function isSocks5hUrl(s: string): boolean {
+  try {
+    const u = new URL(s);
+    return u.protocol === 'socks5h:' && u.hostname !== '' && Number(u.port) >= 1 && (u.pathname === '' || u.pathname === '/') && u.search === '' && u.hash === '';
+  } catch {
+    return false;
+  }
+}
 
 export const ConfigSchema = v.strictObject({
   format: v.pipe(v.literal(NODE_CONFIG_FORMAT), v.description('The format of this file; always sourcemesh.node/v1.'), v.metadata({ kind: 'sourcemesh.node/v1' } satisfies FieldMeta)),
   name: field(v.pipe(v.string(), v.regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'letters, digits, dot, dash, underscore; at most 64')), 'sourcemesh-node', 'name',
     'The node\'s name: the name of its keys (the node key signs the mirror inventory) and the title of the panel.'),
+  torProxy: field(v.pipe(v.string(), v.maxLength(300), v.check((s) => s === '' || isSocks5hUrl(s), 'not a socks5h://HOST:PORT URL')), '', 'socks5h URL or empty',
+    'Tor\'s SOCKS port, e.g. socks5h://127.0.0.1:9050 (names resolved by Tor, never locally): mirror sync connects through it, each upstream host on its own circuit (`mirror sync --tor --proxy`), and `sourcemesh doctor` checks that it answers. Empty: direct connections.'),
   services: v.optional(v.strictObject({
     serve: v.optional(v.strictObject({
       enabled: bool(false, 'Serve the mirror root over HTTP (`sourcemesh serve --root`): /NAME, /sha256/HEX and the inventory signed by the node key. Anyone who can reach host:port can download every file.'),

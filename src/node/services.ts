@@ -71,7 +71,8 @@ export function serviceArgs(c: NodeConfig, dir: string, name: ServiceName): stri
       if (!s.enabled) return undefined;
       const manifest = /^https?:\/\//.test(s.manifest) ? s.manifest : nodePath(dir, s.manifest);
       return ['mirror', 'sync', manifest, '--root', nodePath(dir, s.root), '--interval', `${s.intervalSeconds}s`, '--key', key,
-        '--jobs', String(s.jobs), '--json', ...(s.maxBytes > 0 ? ['--max-bytes', String(s.maxBytes)] : [])];
+        '--jobs', String(s.jobs), '--json', ...(s.maxBytes > 0 ? ['--max-bytes', String(s.maxBytes)] : []),
+        ...(c.torProxy !== '' ? ['--tor', '--proxy', c.torProxy] : [])];
     }
     case 'logServe': {
       const s = c.services.logServe;

@@ -48,6 +48,7 @@ function badValues(kind: string): fc.Arbitrary<unknown> {
     case 'list of vkeys': return fc.oneof(fc.string(), fc.array(fc.string({ maxLength: 30 }), { minLength: 1, maxLength: 3 }), fc.array(fc.constant('a+0000000a+AAAA'), { minLength: 65, maxLength: 70 }), fc.integer());
     case 'list of interface names': return fc.oneof(fc.string(), fc.constant(['']), fc.constant(['eth0 ']), fc.constant(['a/b']), fc.constant(['x'.repeat(16)]), fc.array(fc.constant('eth0'), { minLength: 65, maxLength: 70 }), fc.integer());
     case 'name': return fc.oneof(fc.constant(''), fc.string({ minLength: 65, maxLength: 80 }).map((s) => `a${s}`), fc.string().map((s) => ` ${s}`), fc.constant('a/b'), fc.constant('a+b'), fc.integer(), notJson);
+    case 'socks5h URL or empty': return fc.oneof(fc.constant('socks5://127.0.0.1:9050'), fc.constant('http://127.0.0.1:9050'), fc.constant('socks5h://127.0.0.1'), fc.constant('socks5h://127.0.0.1:9050/x'), fc.constant('socks5h://:9050'), fc.string().filter((s) => s !== '' && !s.startsWith('socks5h://')), fc.integer(), notJson);
     case 'sourcemesh.node/v1': return fc.oneof(fc.string().filter((s) => s !== 'sourcemesh.node/v1'), fc.integer(), fc.constant(undefined));
     default: throw new Error(`no bad values for the kind ${kind}: add them`);
   }
