@@ -4,14 +4,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { check } from './check.ts';
+import { check, nodeOf, nodeOfKeyName } from './check.ts';
 import type { Rec } from './history.ts';
-import { FAULT_KINDS, planFaults } from './schedule.ts';
+import { BESIDE_SERVING, FAULT_KINDS, planFaults } from './schedule.ts';
 
 const A = 'a'.repeat(64);
 const B = 'b'.repeat(64);
 const BAD = 'f'.repeat(64);
-const nodes = { up: '10.77.1.2', log: '10.77.1.3', m1: '10.77.1.7', m2: '10.77.1.8', c1: '10.77.1.9' };
+const nodes = { up: '10.77.1.2', log: '10.77.1.3', w1: '10.77.1.4', w2: '10.77.1.5', w3: '10.77.1.6', m1: '10.77.1.7', m2: '10.77.1.8', c1: '10.77.1.9' };
 
 function base(): Rec[] {
   return [
@@ -26,6 +26,9 @@ function base(): Rec[] {
         { name: 'b.tar.gz', status: 'fetched', source: 'http://10.77.1.7/', size: 5, rejected: [] }] },
     { t: 10, type: 'checkpoint', size: 1, root: 'r1', cosigners: ['w1', 'w2'] },
     { t: 11, type: 'release-verify', client: 'c1', version: '1', exit: 0 },
+    { t: 11, type: 'checkpoint', size: 1, root: 'r1', cosigners: ['w1'], from: 'w1' },
+    { t: 11, type: 'time', client: 'c1', start: 10, exit: 0, agreed: ['w1', 'w2', 'w3'], liars: [], failed: [] },
+    { t: 11, type: 'attest', client: 'c1', start: 10, version: '1', exit: 0, honestBuilders: 2, threshold: 2, snapshots: [{ name: 'a.tar.gz', accepted: true, sha256: A, builders: ['m1', 'm2'], liars: [] }] },
     { t: 12, type: 'entry-check', version: '1', index: 0, exit: 0 },
     { t: 13, type: 'end' },
   ];
@@ -38,6 +41,10 @@ function edit(fn: (h: Rec[]) => void): Rec[] {
 }
 
 const fetchOf = (h: Rec[]) => h.find((r) => r.type === 'fetch') as Extract<Rec, { type: 'fetch' }>;
+const timeOf = (h: Rec[]) => h.find((r) => r.type === 'time') as Extract<Rec, { type: 'time' }>;
+const attestOf = (h: Rec[]) => h.find((r) => r.type === 'attest') as Extract<Rec, { type: 'attest' }>;
+/** A fault from t 3 to the end (the history's faults are in time order: put it after the liar's start). */
+const faultFrom3 = (h: Rec[], kind: string, target: string) => h.splice(5, 0, { t: 3, type: 'fault', kind, target, phase: 'start' } as Rec);
 
 test('a clean history passes, with its figures', () => {
   const r = check(base());
@@ -61,6 +68,20 @@ const broken: [string, string, (h: Rec[]) => void][] = [
   ['log', 'an acknowledged entry never checked', (h) => h.splice(h.findIndex((r) => r.type === 'entry-check'), 1)],
   ['log', 'an acknowledged release refused by a client', (h) => ((h.find((r) => r.type === 'release-verify') as { exit: number }).exit = 3)],
   ['mirrors', 'a mirror publishing an unverified file', (h) => ((h[2] as Extract<Rec, { type: 'mirror-files' }>).files[1]!.sha256 = BAD)],
+  ['witnesses', 'a witness asked directly showing another tree of a size it cosigned', (h) => ((h.find((r) => r.type === 'checkpoint' && r.from === 'w1') as { root: string }).root = 'r2')],
+  ['attribution', 'a BitTorrent seed blamed (its mirror\'s proxy lies, the seed does not)', (h) => fetchOf(h).files[1]!.rejected.push({ source: 'peer 10.77.1.8:6881', code: 'E_CHECKSUM' })],
+  ['attribution', 'a mirror reached on its own port blamed (its proxy lies, its server does not)', (h) => fetchOf(h).files[1]!.rejected.push({ source: 'http://10.77.1.8:8080/', code: 'E_CHECKSUM' })],
+  ['time', 'an honest witness named a Roughtime liar', (h) => (timeOf(h).liars = ['w3'])],
+  ['time', 'no signed time while all three witnesses were free of faults', (h) => (timeOf(h).exit = 3)],
+  ['time', 'a lying witness counted among those that agree', (h) => faultFrom3(h, 'time-liar', 'w2')],
+  ['time', 'a witness that lied throughout not named', (h) => {
+    faultFrom3(h, 'time-liar', 'w2');
+    timeOf(h).agreed = ['w1', 'w3'];
+  }],
+  ['attest', 'a snapshot accepted as bytes other than its pin', (h) => (attestOf(h).snapshots[0]!.sha256 = BAD)],
+  ['attest', 'an honest builder named a liar', (h) => (attestOf(h).snapshots[0]!.liars = ['m2'])],
+  ['attest', 'a forged attestation accepted without naming its builder', (h) => (attestOf(h).bogus = 'm2')],
+  ['attest', 'a refusal with a threshold of honest attestations', (h) => (attestOf(h).exit = 3)],
 ];
 for (const [invariant, what, fn] of broken) {
   test(`the checker fails on ${what} (${invariant})`, () => {
@@ -88,6 +109,40 @@ test('a failed fetch is excused when no honest mirror with every file stayed up'
   assert.equal(r.figures.fetchesExcused, 1);
 });
 
+test('a Roughtime liar named, a forged attestation named: no violation, and counted', () => {
+  const h = edit((h) => {
+    faultFrom3(h, 'time-liar', 'w2');
+    Object.assign(timeOf(h), { agreed: ['w1', 'w3'], liars: ['w2'] });
+    Object.assign(attestOf(h).snapshots[0]!, { liars: ['m2'] });
+    attestOf(h).bogus = 'm2';
+  });
+  const r = check(h);
+  assert.deepEqual(r.violations, []);
+  assert.equal(r.figures.roughtimeLiarsNamed, 1);
+  assert.equal(r.figures.forgedNamed, 1);
+});
+
+test('source labels: a seed is NODE:seed, a mirror on its own port NODE:PORT, the proxy the node itself', () => {
+  const byIp = new Map(Object.entries(nodes).map(([n, ip]) => [ip, n]));
+  assert.equal(nodeOf('peer 10.77.1.7:6881', byIp), 'm1:seed');
+  assert.equal(nodeOf('http://10.77.1.7:8080/', byIp), 'm1:8080');
+  assert.equal(nodeOf('http://10.77.1.7/', byIp), 'm1');
+  assert.equal(nodeOf('git http://10.77.1.2/git/proj.git abc', byIp), 'up');
+  assert.equal(nodeOf('peer 192.0.2.1:6881', byIp), 'peer 192.0.2.1:6881');
+  assert.equal(nodeOfKeyName('m3.stress.test+1a2b3c4d+AQ=='), 'm3');
+  assert.equal(nodeOfKeyName('w2.stress.test'), 'w2');
+});
+
+test('a killed seed leaves its mirror up for the completion rule', () => {
+  const h = edit((h) => {
+    fetchOf(h).exit = 1;
+    h.splice(4, 0, { t: 3, type: 'fault', kind: 'seed-kill', target: 'm1', phase: 'start' }, { t: 20, type: 'fault', kind: 'seed-kill', target: 'm1', phase: 'end' } as Rec);
+  });
+  const r = check(h.sort((a, b) => a.t - b.t));
+  assert.ok(r.violations.some((v) => v.invariant === 'completion'), JSON.stringify(r.violations));
+  assert.equal(r.figures.faults['seed-kill'], 1);
+});
+
 test('blaming upstream for a file it replaced is right attribution', () => {
   const h = edit((h) => {
     h.splice(4, 0, { t: 3, type: 'fault', kind: 'replace', target: 'up', phase: 'start', param: 'a.tar.gz' });
@@ -104,11 +159,12 @@ test('the schedule: the same seed gives the same faults; every kind asked for ap
     const faults = planFaults({ ...input, seed, mirrors, durationMs });
     if (mirrors >= 4) for (const k of FAULT_KINDS) assert.ok(faults.some((f) => f.kind === k), `${k} missing for ${mirrors} mirrors`);
     const liars = faults.filter((f) => f.kind === 'liar').length;
+    assert.ok(faults.filter((f) => f.kind === 'bogus-attest').length <= 1);
     assert.ok(liars <= Math.max(1, Math.floor(mirrors / 5)));
     for (const f of faults) {
       assert.ok(f.at >= 0 && f.at <= durationMs && (f.until === undefined || f.until > f.at));
       const during = (g: typeof f) => g.at < (f.until ?? Infinity) && (g.until ?? Infinity) > f.at;
-      const mirrorsHit = new Set(faults.filter((g) => g.target.startsWith('m') && g.at <= f.at && (g.until ?? Infinity) > f.at).map((g) => g.target));
+      const mirrorsHit = new Set(faults.filter((g) => g.target.startsWith('m') && !BESIDE_SERVING.has(g.kind) && g.at <= f.at && (g.until ?? Infinity) > f.at).map((g) => g.target));
       assert.ok(mirrorsHit.size <= Math.floor(mirrors / 2), `${mirrorsHit.size} of ${mirrors} mirrors faulted at ${f.at}`);
       if (/^w\d$/.test(f.target)) assert.equal(faults.filter((g) => g !== f && /^w\d$/.test(g.target) && during(g)).length, 0);
     }

@@ -4,22 +4,25 @@
 // says how to run it and read its report.
 //
 // Nodes: `up` (upstream: a static server of distfiles and git repositories; the release maintainer runs
-// here too), `log` (log serve), `w1`..`w3` (witness serve), `m1`..`mN` (mirror sync + serve) and
-// `c1`..`cC` (fetch and release verify). Each server listens on loopback in its namespace behind our proxy
-// (proxy.ts) on the namespace's address, so latency, bandwidth, resets, refusal and lies can be switched
-// on and off mid-run. New roles (seeders, announcers, attesters, time servers) add a node and a start
-// function next to startMirror, and their faults a case in applyFault.
+// here too), `log` (log serve), `w1`..`w3` (witness serve, also Roughtime over UDP), `m1`..`mN` (mirror
+// sync, which attests what it derived, + serve --announce + seed) and `c1`..`cC` (fetch over the mirrors
+// given, with BitTorrent too, or from the mirrors it discovers; then release verify, sourcemesh time or
+// attest verify with a builders' quorum of the mirrors). Each HTTP server listens on loopback in its
+// namespace behind our proxy (proxy.ts) on the namespace's address, so latency, bandwidth, resets,
+// refusal and lies can be switched on and off mid-run; a mirror's serve also answers on its own port
+// 8080 (what it announces), and its seed on 6881, with no proxy in between. New roles add a process
+// next to the mirror's, and their faults a case in applyFault.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { prepareCli, type CliMode } from '../../bench/lib/cli.ts';
 import { Prng } from '../helpers/prng.ts';
 import { ROOT } from '../helpers/run.ts';
-import { check, formatReport, type CheckResult } from './check.ts';
-import { History, readHistory, type Exported, type FileReport } from './history.ts';
+import { check, formatReport, nodeOfKeyName, type CheckResult } from './check.ts';
+import { History, readHistory, type AttestedSnapshot, type Exported, type FileReport, type Transport } from './history.ts';
 import { Network, newRunId, sweepStale, workDirOf } from '../helpers/netns.ts';
 import type { ProxyMessage, ProxyMode } from './proxy.ts';
 import { type Fault, type FaultKind, planFaults } from './schedule.ts';
@@ -55,6 +58,12 @@ export interface StressResult {
 
 const PORT = 80; // the proxy, on the node's address
 const BEHIND = '127.0.0.1:8080'; // the server, on the node's loopback
+const DIRECT = 8080; // a mirror's serve on every address of its node: what it announces (no proxy)
+const SEED_PORT = 6881; // a mirror's BitTorrent seed, on the node's address
+const RT_PORT = 2002; // a witness's Roughtime (UDP), on the node's address
+const RT_LIAR_PORT = 2003; // where the time-liar fault redirects it (roughtime-liar.ts)
+const LOG_ORIGIN = 'log.stress.test/main';
+const BUILDERS_THRESHOLD = 2;
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
@@ -135,6 +144,8 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
   mkdirSync(path.join(out, 'logs'), { recursive: true });
   mkdirSync(work, { recursive: true });
   const cli = o.cli === 'head' ? headCli(work) : await prepareCli(ROOT, work, o.cli);
+  // The sources the harness's own helpers (roughtime-liar.ts, forge-attestation.ts) load: the run's.
+  const srcDir = o.cli === 'head' ? path.join(work, 'head', 'src') : path.join(ROOT, 'src');
   for (const w of cli.warnings) say(`warning: ${w}`);
   const net = Network.create(runId);
   const procs: Proc[] = [];
@@ -256,13 +267,33 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
           { name: snapName, sha256: sums.get(snapName)!, urls: [], git: { repo: `${url('up')}/git/proj.git`, ref: commit, prefix, compression: 'gzip-n', level: 6 } },
         ].sort((a, b) => (a.name < b.name ? -1 : 1)),
       });
-      const versions: Record<string, object> = { '1': manifestOf('1', v1Files), '2': manifestOf('2', [...v1Files, ...v2Extra]), '3': manifestOf('3', [...v1Files, ...v2Extra]) };
+      const versions: Record<string, { distfiles: { name: string; merkleRoot?: string }[] }> = { '1': manifestOf('1', v1Files), '2': manifestOf('2', [...v1Files, ...v2Extra]), '3': manifestOf('3', [...v1Files, ...v2Extra]) };
       const pins: Record<string, Record<string, string>> = {};
       for (const [v, m] of Object.entries(versions)) {
         writeFileSync(path.join(work, `manifest-v${v}.json`), `${JSON.stringify(m, null, 2)}\n`);
         pins[v] = Object.fromEntries((m as { distfiles: { name: string; sha256: string }[] }).distfiles.map((d) => [d.name, d.sha256]));
       }
       const manifestFile = (v: string) => path.join(work, `manifest-v${v}.json`);
+
+      // --- torrents of every distfile (the snapshot too), made from upstream's bytes before any fault;
+      // their BEP 52 pieces roots are pinned as merkleRoot in every manifest (fetch --bittorrent checks
+      // each torrent against the manifest before it downloads).
+      const troot = path.join(work, 'troot');
+      mkdirSync(troot);
+      for (const f of [...v1Files, ...v2Extra]) copyFileSync(path.join(upDir, f.name), path.join(troot, f.name));
+      writeFileSync(path.join(troot, snapName), gz.stdout);
+      const torrentDir = path.join(work, 'torrents');
+      const made = await runIn('up', 'torrents', ['torrent', 'create', manifestFile('2'), '--root', troot, '-o', torrentDir, '--manifest-out', path.join(work, 'manifest-merkle.json')]);
+      if (made.code !== 0) throw new Error(`torrent create failed; see ${path.join(out, 'logs', 'torrents.log')}`);
+      const merkle = new Map((JSON.parse(readFileSync(path.join(work, 'manifest-merkle.json'), 'utf8')) as { distfiles: { name: string; merkleRoot?: string }[] }).distfiles.map((d) => [d.name, d.merkleRoot]));
+      for (const [v, m] of Object.entries(versions)) {
+        for (const d of m.distfiles) {
+          const root = merkle.get(d.name);
+          if (root !== undefined) d.merkleRoot = root;
+        }
+        writeFileSync(manifestFile(v), `${JSON.stringify(m, null, 2)}\n`);
+      }
+      const torrentsOf = (version: string) => Object.keys(pins[version]!).map((n) => path.join(torrentDir, `${n}.torrent`));
 
       // --- the schedule
       const faults: Fault[] = planFaults({ seed: o.seed, mirrors: o.mirrors, durationMs: o.durationMs, kinds: o.faults, files: [...v1Files, ...v2Extra].map((f) => f.name), clients: o.clients });
@@ -281,16 +312,24 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       const wKeys = await Promise.all([1, 2, 3].map((i) => keygen(`w${i}.stress.test`, `w${i}.key`, 'cosignature')));
       const rKeys = await Promise.all([1, 2].map((i) => keygen(`release${i}.stress.test`, `release${i}.key`)));
       const policy = path.join(work, 'policy.json');
-      writeFileSync(policy, JSON.stringify({
+      const policyBody = {
         format: 'sourcemesh.policy/v1', log: { vkey: logKey.vkey, url: url('log') },
         witnesses: { quorum: 2, vkeys: wKeys.map((k) => k.vkey) }, release: { threshold: 2, vkeys: rKeys.map((k) => k.vkey) }, maxCheckpointAgeSeconds: 3600,
+      };
+      writeFileSync(policy, JSON.stringify(policyBody, null, 2));
+      // Signed time from the three witnesses' Roughtime, 2 of 3 (for `sourcemesh time`).
+      const timePolicy = path.join(work, 'policy-time.json');
+      writeFileSync(timePolicy, JSON.stringify({
+        ...policyBody,
+        time: { roughtime: [1, 2, 3].map((i) => ({ witness: `w${i}.stress.test`, address: `${net.node(`w${i}`).address}:${RT_PORT}` })), quorum: 2 },
       }, null, 2));
+      const builderPolicy = path.join(work, 'policy-builders.json'); // written once the mirrors have node keys
 
       // --- servers
       const upstream: Proc = { name: 'up', node: 'up', argv: [process.execPath, path.join(ROOT, 'test/stress/upstream.ts'), upDir, `${net.node('up').address}:${PORT}`], stopped: false };
       procs.push(upstream);
       await start(upstream);
-      const witnesses: Proc[] = wKeys.map((k, i) => ({ name: `w${i + 1}`, node: `w${i + 1}`, stopped: false, argv: [...cli.argv, 'witness', 'serve', '--state', path.join(work, `w${i + 1}`), '--key', k.file, '--listen', BEHIND, '--log', logKey.pub, '--log-level', 'warn'] }));
+      const witnesses: Proc[] = wKeys.map((k, i) => ({ name: `w${i + 1}`, node: `w${i + 1}`, stopped: false, argv: [...cli.argv, 'witness', 'serve', '--state', path.join(work, `w${i + 1}`), '--key', k.file, '--listen', BEHIND, '--log', logKey.pub, '--log-level', 'warn', '--roughtime', `${net.node(`w${i + 1}`).address}:${RT_PORT}`] }));
       const logRoot = path.join(work, 'log');
       const logProc: Proc = { name: 'log', node: 'log', stopped: false, argv: [...cli.argv, 'log', 'serve', '--root', logRoot, '--key', logKey.file, '--listen', BEHIND, '--checkpoint-interval', '500ms', '--log-level', 'warn', '--admit-any-signed', '--quorum', '2', ...wKeys.flatMap((k, i) => ['--witness', `${k.pub}=${url(`w${i + 1}`)}`])] };
       procs.push(...witnesses, logProc);
@@ -306,8 +345,11 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         if (faults.some((f) => f.kind === 'disk-full' && f.target === m)) execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${32 * MiB}`, 'tmpfs', r]);
         roots.set(m, r);
       }
-      const mirrorProcs = new Map(mirrors.map((m) => [m, { name: m, node: m, stopped: false, argv: [...cli.argv, 'serve', '--root', roots.get(m)!, '--listen', BEHIND, '--no-access-log', '--send-timeout', '10s', '--shutdown-timeout', '1s'] } as Proc]));
-      procs.push(...mirrorProcs.values());
+      // serve on every address of the node: the proxy reaches it on loopback, discovering clients on the
+      // address it announces; the seed beside it over the same root.
+      const mirrorProcs = new Map(mirrors.map((m) => [m, { name: m, node: m, stopped: false, argv: [...cli.argv, 'serve', '--root', roots.get(m)!, '--listen', `0.0.0.0:${DIRECT}`, '--announce', '--no-access-log', '--send-timeout', '10s', '--shutdown-timeout', '1s'] } as Proc]));
+      const seedProcs = new Map(mirrors.map((m) => [m, { name: `${m}-seed`, node: m, stopped: false, argv: [...cli.argv, 'seed', '--root', roots.get(m)!, '--listen', `${net.node(m).address}:${SEED_PORT}`, '--max-peers', '64'] } as Proc]));
+      procs.push(...mirrorProcs.values(), ...seedProcs.values());
 
       // --- releases (the maintainer, on upstream's node)
       let released = '0';
@@ -341,7 +383,17 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       await Promise.all(mirrors.map(startProxy));
       for (let i = 0; i < mirrors.length; i += 2) await Promise.all(mirrors.slice(i, i + 2).map(sync));
       await Promise.all(mirrors.map((m) => start(mirrorProcs.get(m)!)));
-      say(`${mirrors.length} mirrors synced and serving; ${clients.length} clients start (${o.durationMs / 1000} s)`);
+      // A seed that does not start (the program under test failed it) is recorded and the run goes on
+      // without it: the report says so, and BitTorrent clients then have the mirrors alone.
+      await Promise.all(mirrors.map((m) => start(seedProcs.get(m)!).catch((e: Error) => {
+        say(`warning: ${e.message}`);
+        history.add({ type: 'role-failed', role: 'seed', node: m, message: readFileSync(path.join(out, 'logs', `${m}-seed.log`), 'utf8').split('\n')[0]!.slice(0, 300) });
+      })));
+      // The builders' quorum: every mirror's node key (made by its first sync), threshold 2.
+      const nodeKeyOf = (m: string) => path.join(roots.get(m)!, '.sourcemesh', 'node.key');
+      const builderVkeys = mirrors.map((m) => readFileSync(path.join(roots.get(m)!, '.sourcemesh', 'node.pub'), 'utf8').trim());
+      writeFileSync(builderPolicy, JSON.stringify({ ...policyBody, builders: { threshold: BUILDERS_THRESHOLD, vkeys: builderVkeys } }, null, 2));
+      say(`${mirrors.length} mirrors synced, serving and seeding; ${clients.length} clients start (${o.durationMs / 1000} s)`);
 
       // --- the load phase: faults, releases, re-syncs, clients, checkpoint watch
       const load0 = performance.now();
@@ -353,9 +405,44 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       const nftTable = (node: string, rule: string) => net.nft(node, `table inet stress {\n chain in { type filter hook input priority 0; iifname "eth0" ${rule}; }\n chain out { type filter hook output priority 0; oifname "eth0" ${rule}; }\n}\n`);
       const nftClear = (node: string) => net.nft(node, 'delete table inet stress\n');
       const filler = (m: string) => path.join(roots.get(m)!, '.filler');
+      const rtLiars = new Map<string, ChildProcess>();
       const applyFault = async (f: Fault, phase: 'start' | 'end') => {
-        const p = procs.find((x) => x.node === f.target);
+        const p = procs.find((x) => x.name === f.target);
         switch (f.kind) {
+          case 'seed-kill': {
+            const seed = seedProcs.get(f.target)!;
+            if (phase === 'start') seed.child?.kill('SIGKILL');
+            else await start(seed).catch((e) => say(`restart ${seed.name}: ${(e as Error).message}`));
+            break;
+          }
+          case 'time-liar':
+            if (phase === 'start') {
+              // The witness's own key, a clock param seconds off; its Roughtime port redirected there.
+              const k = wKeys[Number(f.target.slice(1)) - 1]!;
+              const liar = net.spawn(f.target, [process.execPath, path.join(ROOT, 'test/stress/roughtime-liar.ts'), srcDir, k.file, `${net.node(f.target).address}:${RT_LIAR_PORT}`, String(Number(f.param) * 1000)], { stdio: ['ignore', 'pipe', 'pipe'] });
+              rtLiars.set(f.target, liar);
+              liar.stderr!.pipe(logFile(`${f.target}-roughtime-liar`));
+              await new Promise<void>((resolve, reject) => {
+                createInterface({ input: liar.stdout! }).once('line', () => resolve());
+                liar.once('exit', (code) => reject(new Error(`the Roughtime liar of ${f.target} exited (${code})`)));
+              });
+              net.nft(f.target, `table ip stress_rt {\n chain pre { type nat hook prerouting priority -100; udp dport ${RT_PORT} redirect to :${RT_LIAR_PORT}; }\n}\n`);
+            } else {
+              net.nft(f.target, 'delete table ip stress_rt\n');
+              rtLiars.get(f.target)?.kill('SIGKILL');
+            }
+            break;
+          case 'bogus-attest': {
+            // The mirror's builder key attests other bytes for the snapshot it made; clients get this
+            // bundle in its place from now on.
+            const dir = path.join(work, 'forged', f.target);
+            mkdirSync(dir, { recursive: true });
+            const claim = { kind: 'git-snapshot', name: snapName, sha256: sha256(Buffer.from(`forged by ${f.target}`)), repository: `${url('up')}/git/proj.git`, ref: commit, commit, prefix, compression: 'gzip-n', level: 6 };
+            const r = spawnSync(process.execPath, [path.join(ROOT, 'test/stress/forge-attestation.ts'), srcDir, nodeKeyOf(f.target), dir, JSON.stringify(claim)], { encoding: 'utf8' });
+            if (r.status !== 0) throw new Error(`forging an attestation of ${f.target}: ${r.stderr}`);
+            forged.set(f.target, r.stdout.trim());
+            break;
+          }
           case 'kill':
             if (phase === 'start') p?.child?.kill('SIGKILL');
             else if (p) await start(p).catch((e) => say(`restart ${p.name}: ${(e as Error).message}`));
@@ -403,6 +490,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
             break;
         }
       };
+      const forged = new Map<string, string>(); // mirror -> its forged bundle
       const on = new Set<Fault>();
       for (const f of faults) {
         at(f.at, async () => {
@@ -441,14 +529,79 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         lastCheckpoint = text;
         const [body, sigs = ''] = text.split('\n\n');
         const [, size, root] = body!.split('\n');
-        const cosigners = sigs.split('\n').filter((l) => l.startsWith('\u2014 ')).map((l) => l.split(' ')[1]!).filter((n) => n !== 'log.stress.test/main');
+        const cosigners = sigs.split('\n').filter((l) => l.startsWith('\u2014 ')).map((l) => l.split(' ')[1]!).filter((n) => n !== LOG_ORIGIN);
         history.add({ type: 'checkpoint', size: Number(size), root: root!, cosigners });
       }, 250);
+      // Each witness asked directly (from upstream's node, through its proxy) for the last checkpoint it
+      // cosigned (GET /<sha256 of the log's origin>/checkpoint): what it says there must agree too.
+      const lastRead = new Map<string, string>();
+      let reading = false;
+      const readWitnesses = setInterval(() => {
+        if (reading || ending) return;
+        reading = true;
+        void Promise.all(['w1', 'w2', 'w3'].map((w) => new Promise<void>((resolve) => {
+          const child = net.spawn('up', ['curl', '-sf', '-m', '2', `${url(w)}/${sha256(Buffer.from(LOG_ORIGIN))}/checkpoint`], { stdio: ['ignore', 'pipe', 'ignore'] });
+          let text = '';
+          child.stdout!.on('data', (d) => (text += d));
+          child.on('close', (code) => {
+            const [origin, size, root] = text.split('\n');
+            if (code === 0 && origin === LOG_ORIGIN && /^\d+$/.test(size ?? '') && root && lastRead.get(w) !== `${size} ${root}`) {
+              lastRead.set(w, `${size} ${root}`);
+              history.add({ type: 'checkpoint', size: Number(size), root, cosigners: [`${w}.stress.test`], from: w });
+            }
+            resolve();
+          });
+        }))).finally(() => (reading = false));
+      }, 2000);
+
+      /** `sourcemesh time` with the witnesses' Roughtime: who agreed, who was named a liar, who failed. */
+      const signedTime = async (c: string) => {
+        const start = history.now();
+        const q = await runIn(c, c, ['time', '--trust-policy', timePolicy, '--state', path.join(work, 'clients', c, 'state-time'), '--json'], 60_000);
+        let r: { agreed?: string[]; liars?: { witness: string }[]; failed?: { server: string }[] } = {};
+        try {
+          r = JSON.parse(q.stdout);
+        } catch {
+          r = {};
+        }
+        history.add({ type: 'time', client: c, start, exit: q.code, agreed: (r.agreed ?? []).map(nodeOfKeyName), liars: (r.liars ?? []).map((l) => nodeOfKeyName(l.witness)), failed: (r.failed ?? []).map((f) => nodeOfKeyName(f.server)) });
+      };
+      /**
+       * `attest verify` of the bundles every mirror's sync wrote (as its serve publishes them), with the
+       * builders' quorum of the mirrors' keys: a forged mirror's bundle for the snapshot replaces its own.
+       */
+      const attestCheck = async (c: string, version: string, dir: string) => {
+        const start = history.now();
+        const given = path.join(dir, 'attestations');
+        mkdirSync(given, { recursive: true });
+        let honest = 0;
+        for (const m of mirrors) {
+          const from = path.join(roots.get(m)!, '.well-known', 'sourcemesh', 'attestations');
+          const names = existsSync(from) ? readdirSync(from).filter((n) => n.endsWith('.sigstore.json')) : [];
+          const forgery = forged.get(m);
+          for (const n of names) if (!(forgery !== undefined && n.startsWith(`${snapName}.`))) copyFileSync(path.join(from, n), path.join(given, n));
+          if (forgery !== undefined) copyFileSync(forgery, path.join(given, path.basename(forgery)));
+          else if (names.some((n) => n.startsWith(`${snapName}.`))) honest++;
+        }
+        const q = await runIn(c, c, ['attest', 'verify', given, '--trust-policy', builderPolicy, '--manifest', manifestFile(version), '--state', path.join(work, 'clients', c, 'state-attest'), '--json'], 60_000);
+        let snapshots: AttestedSnapshot[] = [];
+        try {
+          const r = JSON.parse(q.stdout) as { snapshots: { name: string; accepted: boolean; sha256?: string; builders?: string[]; liars?: { builder: string }[] }[] };
+          snapshots = r.snapshots.map((x) => ({ name: x.name, accepted: x.accepted, ...(x.sha256 ? { sha256: x.sha256 } : {}), builders: (x.builders ?? []).map(nodeOfKeyName), liars: (x.liars ?? []).map((l) => nodeOfKeyName(l.builder)) }));
+        } catch {
+          snapshots = [];
+        }
+        const bogus = [...forged.keys()][0];
+        history.add({ type: 'attest', client: c, start, version, exit: q.code, ...(bogus !== undefined ? { bogus } : {}), honestBuilders: honest, threshold: BUILDERS_THRESHOLD, snapshots });
+      };
 
       const gate = new Semaphore(o.concurrency);
       let opCount = 0;
       const clientLoop = async (c: string, i: number) => {
         const crng = new Prng(o.seed * 31 + i);
+        // A third of the clients also take pieces from the mirrors' seeds, a third use only the mirrors
+        // they discover on the link (and upstream), the rest the mirrors they are given.
+        const transport: Transport = i % 3 === 1 ? 'bittorrent' : i % 3 === 2 ? 'discover' : 'mirrors';
         let n = 0;
         await new Promise((r) => setTimeout(r, crng.below(2000)));
         while (performance.now() - load0 < o.durationMs && !ending) {
@@ -473,7 +626,11 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
                 files.push({ name: d.name, status: r === 0 ? 'fetched' : 'failed', source: `${url(from)}/`, rejected: [] });
               }
             } else {
-              const r = await runIn(c, c, ['fetch', manifestFile(version), '-o', path.join(dir, 'out'), '--store', path.join(dir, 'store'), '--json', '--timeout', '5', '--retries', '1', '-j', '2', '--segments', '4', '--min-piece', '256KiB', ...mirrors.flatMap((m) => ['--mirror', `${url(m)}/`])], 180_000);
+              const given = mirrors.flatMap((m) => ['--mirror', `${url(m)}/`]);
+              const how = transport === 'discover' ? ['--discover', '2']
+                : transport === 'bittorrent' ? [...given, '--bittorrent', ...torrentsOf(version).flatMap((t) => ['--torrent', t]), ...mirrors.flatMap((m) => ['--peer', `${net.node(m).address}:${SEED_PORT}`]), '--no-upload']
+                  : given;
+              const r = await runIn(c, c, ['fetch', manifestFile(version), '-o', path.join(dir, 'out'), '--store', path.join(dir, 'store'), '--json', '--timeout', '5', '--retries', '1', '-j', '2', '--segments', '4', '--min-piece', '256KiB', ...how], 180_000);
               exit = r.code;
               try {
                 files = ((JSON.parse(r.stdout) as { files: FileReport[] }).files ?? []).map((f) => ({ name: f.name, status: f.status, source: f.source, size: f.size, ms: f.ms, contributors: f.contributors, rejected: (f.rejected ?? []).map((x) => ({ source: x.source, code: x.code })) }));
@@ -481,11 +638,13 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
                 files = [];
               }
             }
-            history.add({ type: 'fetch', op, client: c, start, exit, version, exported: hashDir(path.join(dir, 'out')), files, ...(o.brokenClient === c ? { broken: true } : {}) });
+            history.add({ type: 'fetch', op, client: c, start, exit, version, exported: hashDir(path.join(dir, 'out')), files, ...(o.brokenClient === c ? { broken: true } : { transport }) });
             if (n % 3 === 1 && !ending) {
               const v = await runIn(c, c, ['release', 'verify', manifestFile(version), '--trust-policy', policy, '--state', path.join(work, 'clients', c, 'state')]);
               history.add({ type: 'release-verify', client: c, version, exit: v.code });
             }
+            if (n % 3 === 2 && !ending) await signedTime(c);
+            if (n % 3 === 0 && !ending) await attestCheck(c, version, dir);
             rmSync(dir, { recursive: true, force: true });
           } finally {
             gate.give();
@@ -519,6 +678,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         history.add({ type: 'entry-check', version: r.version, index: r.index, exit: v.code });
       }
       clearInterval(watch);
+      clearInterval(readWitnesses);
       history.add({ type: 'end' });
       if (harnessErrors.length > 0) throw new Error(`the harness failed to inject or end faults: ${harnessErrors.join('; ')}`);
       const result = check(readHistory(history.file));

@@ -2,8 +2,17 @@
 // give the same faults at the same times), so a failing run is replayed exactly with `--seed`.
 import { Prng } from '../helpers/prng.ts';
 
-export const FAULT_KINDS = ['kill', 'stop', 'partition', 'loss', 'latency', 'bandwidth', 'reset', 'liar', 'refuse', 'replace', 'disk-full'] as const;
+export const FAULT_KINDS = ['kill', 'stop', 'partition', 'loss', 'latency', 'bandwidth', 'reset', 'liar', 'refuse', 'replace', 'disk-full', 'seed-kill', 'time-liar', 'bogus-attest'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * Faults on a mirror that leave its HTTP service alone (its BitTorrent seed killed; a forged attestation
+ * in its name): they don't count towards the mirrors under a fault, and the checker's completion rule
+ * still counts the mirror as up.
+ */
+export const BESIDE_SERVING: ReadonlySet<FaultKind> = new Set(['seed-kill', 'bogus-attest']);
+/** Faults that last to the end of the run. */
+const PERMANENT: ReadonlySet<FaultKind> = new Set(['liar', 'replace', 'bogus-attest']);
 
 export interface Fault {
   kind: FaultKind;
@@ -13,7 +22,7 @@ export interface Fault {
   until?: number;
   /** A node name: m1..mN, log, w1..w3, up. */
   target: string;
-  /** Loss percentage, latency ms, bandwidth bytes/s, reset probability percent, the replaced file. */
+  /** Loss percentage, latency ms, bandwidth bytes/s, reset probability percent, the replaced file, a lying clock's offset (s). */
   param?: number | string;
 }
 
@@ -35,6 +44,7 @@ function targets(kind: FaultKind, mirrors: number): string[] {
     case 'stop':
       return [...ms, 'log', 'w1', 'w2', 'w3'];
     case 'refuse':
+    case 'time-liar':
       return ['w1', 'w2', 'w3'];
     case 'replace':
       return ['up'];
@@ -47,7 +57,8 @@ function targets(kind: FaultKind, mirrors: number): string[] {
  * Faults for the run. Each kind given appears at least once, the rest drawn at random; the rules that keep
  * the promise checkable: at any time at most half of the mirrors (rounded down, at least one kept honest
  * and up) are under a fault, at most one witness is down or refusing (a 2-of-3 quorum stays possible), and
- * liars are at most a fifth of the mirrors (at least one when asked for).
+ * liars are at most a fifth of the mirrors (at least one when asked for). One forged attestation at most,
+ * so that a builders' quorum of two honest mirrors stays possible.
  */
 export function planFaults(input: ScheduleInput): Fault[] {
   const rng = new Prng(input.seed ^ 0x5eed);
@@ -61,16 +72,18 @@ export function planFaults(input: ScheduleInput): Fault[] {
   while (order.length < count) order.push(input.kinds[rng.below(input.kinds.length)]!);
   const maxLiars = Math.max(1, Math.floor(mirrors / 5));
   const busy = (target: string, from: number, to: number) =>
-    out.some((f) => f.target === target && f.at < to && (f.until ?? Infinity) > from);
+    out.some((f) => f.target === target && !BESIDE_SERVING.has(f.kind) && f.at < to && (f.until ?? Infinity) > from);
   const mirrorsBusy = (from: number, to: number) =>
-    new Set(out.filter((f) => f.target.startsWith('m') && f.at < to && (f.until ?? Infinity) > from).map((f) => f.target)).size;
+    new Set(out.filter((f) => f.target.startsWith('m') && !BESIDE_SERVING.has(f.kind) && f.at < to && (f.until ?? Infinity) > from).map((f) => f.target)).size;
   const witnessesBusy = (from: number, to: number) =>
     out.some((f) => /^w\d$/.test(f.target) && f.at < to && (f.until ?? Infinity) > from);
   // Faults that last to the end are placed first: the others fit around them.
-  const placing = [...order.entries()].sort((a, b) => Number(b[1] === 'liar' || b[1] === 'replace') - Number(a[1] === 'liar' || a[1] === 'replace'));
+  const placing = [...order.entries()].sort((a, b) => Number(PERMANENT.has(b[1])) - Number(PERMANENT.has(a[1])));
   for (const [i, kind] of placing) {
     if (kind === 'liar' && out.filter((f) => f.kind === 'liar').length >= maxLiars) continue;
-    const permanent = kind === 'liar' || kind === 'replace';
+    if (kind === 'bogus-attest' && out.some((f) => f.kind === 'bogus-attest')) continue;
+    const permanent = PERMANENT.has(kind);
+    const beside = BESIDE_SERVING.has(kind);
     // First try the fault's own slot of the window (jittered), then anywhere in it, shorter each time.
     for (let attempt = 0; attempt < 24; attempt++) {
       const slot = (end - start) / order.length;
@@ -79,6 +92,7 @@ export function planFaults(input: ScheduleInput): Fault[] {
       const until = permanent ? undefined : at + span;
       const to = until ?? Infinity;
       const candidates = targets(kind, mirrors).filter((t) => {
+        if (beside) return !out.some((f) => f.target === t && f.kind === kind && f.at < to && (f.until ?? Infinity) > at);
         if (busy(t, at, to)) return false;
         if (t.startsWith('m') && mirrorsBusy(at, to) + 1 > Math.floor(mirrors / 2)) return false;
         if (/^w\d$/.test(t) && witnessesBusy(at, to)) return false;
@@ -92,6 +106,7 @@ export function planFaults(input: ScheduleInput): Fault[] {
       if (kind === 'bandwidth') f.param = (64 + rng.below(448)) * 1024;
       if (kind === 'reset') f.param = 20 + rng.below(50);
       if (kind === 'replace') f.param = input.files[rng.below(input.files.length)];
+      if (kind === 'time-liar') f.param = (rng.below(2) === 0 ? 1 : -1) * (600 + rng.below(3000)); // seconds off
       out.push(f);
       break;
     }
