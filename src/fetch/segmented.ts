@@ -8,6 +8,7 @@
 // beside the partial (piece-record.ts), so that a run killed mid-way resumes with the missing pieces
 // only. A file that does not verify is handed to liars.ts for blame; cross-check.ts compares a fraction
 // of the pieces with a second source.
+import { createHash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
@@ -45,7 +46,13 @@ export interface SegmentedResult {
   blame: Blame[];
 }
 
-type PieceMap = { pieceLength: number; layer: Buffer[] };
+/**
+ * Hashes each piece must have. `hash` 'sha256' (the default): BEP 52 piece hashes, under the manifest's
+ * merkleRoot, so every source's pieces are checked. 'sha1': a v1 torrent's `pieces` (BEP 3, SHA-1 of the
+ * piece's bytes), which only the torrent vouches for, not the manifest: they check pieces from peers of
+ * that torrent only (`role: 'peer'`), so a torrent that lies can cost its own peers, never a mirror.
+ */
+export type PieceMap = { pieceLength: number; layer: Buffer[]; hash?: 'sha256' | 'sha1' };
 
 /** Worth trying: pieces allowed, two sources that may serve ranges, and not known to be small. */
 export function canSegment(d: Distfile, sources: Source[], opts: SegmentOptions): boolean {
@@ -72,7 +79,9 @@ export async function segmentedDownload(d: Distfile & { sha256: string }, source
   const size = first.size;
   // With a trusted piece map (BEP 52 root in the manifest, piece layer from a mirror), every piece is
   // checked on arrival and a bad one names its source at once.
-  const map = (d.merkleRoot ? ctx.pieceLayerFor?.(d, size) : undefined) ?? (d.merkleRoot && size > opts.pieceLength ? await fetchPieceLayer(d, size, states, ctx) : undefined);
+  // A v1 torrent's SHA-1 pieces are taken only when nothing under the manifest's root is at hand.
+  const given: PieceMap | undefined = ctx.pieceLayerFor?.(d, size);
+  const map = (d.merkleRoot && given?.hash !== 'sha1' ? given : undefined) ?? (d.merkleRoot && size > opts.pieceLength ? await fetchPieceLayer(d, size, states, ctx) : undefined) ?? (given?.hash === 'sha1' ? given : undefined);
   const sched = new PieceScheduler(size, map?.pieceLength ?? opts.pieceLength, states);
   const run = new PieceRun(d, sched, partial, fh, ctx, opts, map, blame);
   try {
@@ -138,7 +147,7 @@ class PieceRun {
     await this.fh.truncate(this.size);
     const crossChecks = (this.crossChecks = new CrossChecks(pieces, this.states, this.ctx, this.opts.crossCheck));
     if (first.body && first.from && first.body.length === pieces[0]!.end + 1 && !pieces[0]!.done) {
-      const checked = await this.check(first.body, pieces[0]!);
+      const checked = await this.check(first.body, pieces[0]!, first.from);
       if (checked.ok && sched.took(pieces[0]!, first.from, checked.body.length, first.ms)) await this.write(pieces[0]!, checked.body);
     }
     if (!sched.complete()) await this.runConnections();
@@ -168,7 +177,7 @@ class PieceRun {
     let kept = 0;
     for (const i of covered) {
       const piece = this.pieces[i]!;
-      if (this.map && !(await this.check(await readBack(this.fh, piece), piece)).ok) continue;
+      if (this.map && !(await this.check(await readBack(this.fh, piece), piece, earlierRun(this.partial))).ok) continue;
       this.sched.adopt(i);
       this.checkpoints.adopted(i);
       if (this.map) this.ctx.onPieceVerified?.(this.d, i, this.partial.path, this.pieceLength);
@@ -252,12 +261,12 @@ class PieceRun {
     const ms = Date.now() - t0;
     const settle = (async () => {
       try {
-        const checked = await this.check(body, piece, memory);
+        const checked = await this.check(body, piece, st, memory);
         memory = checked.memory;
         if (!checked.ok) {
           const b: Blame = {
             source: st.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], expected: this.map!.layer[piece.index]!.toString('hex'),
-            message: `${st.source.label} served bytes ${piece.start}-${piece.end} of ${this.d.name} (piece ${piece.index}) that do not match the piece map pinned by its merkle root`,
+            message: `${st.source.label} served bytes ${piece.start}-${piece.end} of ${this.d.name} (piece ${piece.index}) that do not match ${this.map!.hash === 'sha1' ? "the torrent's v1 piece hash (SHA-1)" : 'the piece map pinned by its merkle root'}`,
           };
           if (this.sched.rejected(a, b)) this.blamed(b);
           return;
@@ -279,9 +288,14 @@ class PieceRun {
     void settle.finally(() => this.settling.delete(settle));
   }
 
-  /** Does `body` fit the piece map (no map: nothing to check)? Returns the bytes to keep and, to give back, the memory they sit in. */
-  private async check(body: Buffer, piece: Piece, memory?: Buffer): Promise<{ ok: boolean; body: Buffer; memory?: Buffer }> {
+  /** Does `body` from `from` fit the piece map (no map: nothing to check)? Returns the bytes to keep and, to give back, the memory they sit in. */
+  private async check(body: Buffer, piece: Piece, from: SourceState, memory?: Buffer): Promise<{ ok: boolean; body: Buffer; memory?: Buffer }> {
     if (!this.map) return { ok: true, body, memory };
+    if (this.map.hash === 'sha1') {
+      // The torrent's word only: binding on its peers; bytes from anywhere else wait for the sha256.
+      if (from.source.role !== 'peer') return { ok: true, body, memory };
+      return { ok: createHash('sha1').update(body).digest().equals(this.map.layer[piece.index]!), body, memory };
+    }
     const r = await this.hasher.pieceHash(body, this.map.pieceLength);
     return { ok: r.hash.equals(this.map.layer[piece.index]!), body: r.body, memory: memory && r.memory };
   }

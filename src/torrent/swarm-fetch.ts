@@ -8,6 +8,9 @@ import { LIMITS, type Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/index.ts';
 import { matchTorrent } from './check.ts';
 import { readTorrent, type Torrent } from './metainfo.ts';
+import { isPieceLength } from '../fetch/piece-map.ts';
+import type { PieceMap } from '../fetch/segmented.ts';
+import { fileOffsets } from './peer-source.ts';
 import { LeechUpload } from './leech-upload.ts';
 import { PeerSwarm } from './peer-source.ts';
 import type { Logger } from '../logger.ts';
@@ -116,9 +119,11 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
       pieceLayerFor: (d: Distfile, size: number) => {
         const e = byName.get(d.name);
         const f = e?.t.files[e.index];
-        // Only a layer under the root the manifest pins (matchTorrent compared them), for this size.
-        if (!e || !f || !d.merkleRoot || f.root?.toString('hex') !== d.merkleRoot || f.size !== size || f.layer.length === 0) return undefined;
-        return { pieceLength: e.t.pieceLength, layer: f.layer };
+        if (!e || !f || f.size !== size) return undefined;
+        // A layer under the root the manifest pins (matchTorrent compared them) checks every source.
+        if (d.merkleRoot && f.root?.toString('hex') === d.merkleRoot && f.layer.length > 0) return { pieceLength: e.t.pieceLength, layer: f.layer };
+        // Else the v1 pieces, which check this torrent's peers only (src/fetch/segmented.ts, PieceMap).
+        return v1PieceMap(e.t, e.index);
       },
       ...(up && {
         onPieceVerified: (d: Distfile, index: number, path: string, pieceLength: number) => {
@@ -145,4 +150,22 @@ function ownAddresses(port: number): Set<string> {
   const out = new Set<string>();
   for (const list of Object.values(networkInterfaces())) for (const a of list ?? []) out.add(peerText({ host: a.address.replace(/%.*$/, ''), port }));
   return out;
+}
+
+/**
+ * The v1 piece hashes (BEP 3: SHA-1 of each piece of the files laid end to end) of file `index`, when its
+ * pieces are its own: it starts on a piece boundary and ends on one or at the end of the torrent, in a v1
+ * torrent or a single-file hybrid (a multi-file hybrid's last piece of a file hashes its pad too).
+ */
+export function v1PieceMap(t: Torrent, index: number): PieceMap | undefined {
+  const f = t.files[index];
+  if (!t.v1Pieces || !f || f.size === 0 || !isPieceLength(t.pieceLength) || (t.version === 'hybrid' && t.multiFile) || t.version === 'v2') return undefined;
+  const start = fileOffsets(t)[index]!;
+  const total = t.files.reduce((n, x) => n + x.size, 0);
+  const end = start + f.size;
+  if (start % t.pieceLength !== 0 || (end !== total && end % t.pieceLength !== 0)) return undefined;
+  const first = start / t.pieceLength;
+  const count = Math.ceil(f.size / t.pieceLength);
+  const layer = Array.from({ length: count }, (_, i) => t.v1Pieces!.subarray((first + i) * 20, (first + i + 1) * 20));
+  return { pieceLength: t.pieceLength, layer, hash: 'sha1' };
 }
