@@ -25,7 +25,9 @@ export function discoverCommand(io: Io, setExit: (n: number) => void, signal: Ab
       } else {
         const rows = [['NODE', 'URL', 'ROLES', 'CHECKED', 'KEY']];
         for (const n of result.nodes) {
-          const what = 'inventory' in n.checked ? `inventory, ${n.checked.inventory.files} files` : `checkpoint ${n.checked.checkpoint.origin} @ ${n.checked.checkpoint.size}`;
+          const what = 'inventory' in n.checked ? `inventory, ${n.checked.inventory.files} files`
+            : 'checkpoint' in n.checked ? `checkpoint ${n.checked.checkpoint.origin} @ ${n.checked.checkpoint.size}`
+              : `challenge${n.bittorrent ? `, peer wire ${n.bittorrent}` : ''}`;
           rows.push([n.instance, n.url, n.roles.join(','), what, n.key]);
         }
         if (result.nodes.length > 0) io.stdout.write(table(rows));

@@ -1,6 +1,6 @@
 // `--announce`: a node publishes itself on the local network as a DNS-SD service over mDNS (RFC 6762,
 // 6763), and answers queries for it, so that a browser started later finds it by asking. `serve`,
-// `log serve` and `witness serve` call announceNode; so can `seed` (the BitTorrent side).
+// `log serve`, `witness serve` and `seed` call announceNode.
 //
 // RFC 6762 §8.3: an announcement is sent twice, one second apart, on every link (and on a link that
 // comes up later); §10.1: on close, a goodbye (TTL 0) so browsers forget the node at once. Probing
@@ -23,6 +23,8 @@ export interface AnnounceOptions {
   scheme?: 'http' | 'https';
   /** Path of the signed inventory (mirror, seed) or checkpoint (log) under the node's URL. */
   path?: string;
+  /** Role seed: the BitTorrent peer-wire port (TXT bt=); the SRV `port` is then the challenge responder's. */
+  bittorrent?: number;
   /** Interface names (default: every IPv4 interface that is up, loopback aside). */
   interfaces?: readonly string[];
   /**
@@ -47,7 +49,7 @@ export interface Announcer {
 export async function announceNode(options: AnnounceOptions): Promise<Announcer> {
   const limits = options.limits ?? LIMITS;
   const log = options.log ?? SILENT;
-  const announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}) }, limits);
+  const announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}), ...(options.bittorrent !== undefined ? { bittorrent: options.bittorrent } : {}) }, limits);
   const interfaces = options.interfaces ?? interfacesFor(options.listenHost);
   const timers = new Set<NodeJS.Timeout>();
   let sockets: MdnsSockets | undefined;

@@ -34,10 +34,13 @@ export function challengeText(nonce: string, where: string): string {
   return `${CHALLENGE_FORMAT}\n${where}\n${nonce}\n`;
 }
 
-/** The node's answer: a signed note over the nonce and the address the connection reached. */
-export function answerChallenge(key: SignerKey, nonce: string, where: string): string {
+/**
+ * The node's answer: a signed note over the nonce and the address the connection reached. A witness's
+ * cosignature key (type 0x04) stamps its signature with `clock()`, POSIX seconds.
+ */
+export function answerChallenge(key: SignerKey, nonce: string, where: string, clock: () => number = () => Math.floor(Date.now() / 1000)): string {
   if (!isNonce(nonce)) throw new SourcemeshError('E_USAGE', `challenge: the nonce must be 32 to 64 lowercase hex digits`);
-  return signNote(challengeText(nonce, where), [createSigner(key)]);
+  return signNote(challengeText(nonce, where), [createSigner(key, { clock })]);
 }
 
 /** Throws unless `body` is the node key's signature over exactly this nonce and this host:port. */
@@ -53,4 +56,16 @@ export function checkChallengeAnswer(body: Uint8Array, key: VerifierKey, nonce: 
     const signedFor = text.split('\n')[1] ?? '';
     throw new SourcemeshError('E_SIGNATURE', `${url}: the challenge answer signs ${JSON.stringify(signedFor.slice(0, 80))} and another nonce or address than asked (${where}): a copy of another node's answer`);
   }
+}
+
+/**
+ * The nonce of a request target `CHALLENGE_PATH?nonce=HEX` (the nonce is the whole query), `'bad'` for
+ * that path with anything else, undefined for any other path.
+ */
+export function challengeNonce(target: string): string | 'bad' | undefined {
+  const q = target.indexOf('?');
+  if ((q < 0 ? target : target.slice(0, q)) !== CHALLENGE_PATH) return undefined;
+  const query = q < 0 ? '' : target.slice(q + 1);
+  const nonce = query.startsWith('nonce=') ? query.slice(6) : '';
+  return isNonce(nonce) ? nonce : 'bad';
 }

@@ -61,6 +61,8 @@ export interface MutableItem {
   target: string;
   value: Buffer;
   seq: number;
+  /** The publisher's Ed25519 signature (BEP 44), so anyone holding the item can put it again unchanged. */
+  sig: Buffer;
 }
 
 export interface PutMutable {
@@ -231,6 +233,26 @@ export class DhtNode {
   }
 
   /**
+   * BEP 44 put of an item as it was got (`getMutable`), with its publisher's signature: anyone may store a
+   * signed item again, and storing nodes check the signature (BEP 44), so this keeps a pointer alive in
+   * the DHT without the publisher's key. The signature is checked here first.
+   */
+  async putSigned(publicKey: Uint8Array, salt: Uint8Array | undefined, item: Pick<MutableItem, 'value' | 'seq' | 'sig'>): Promise<{ target: string; nodes: number }> {
+    const k = Buffer.from(publicKey);
+    const s = salt !== undefined && salt.length > 0 ? Buffer.from(salt) : undefined;
+    const value = Buffer.from(item.value);
+    if (bencodedStringBytes(value.length) > this.#limits.dhtValueBytes) throw new SourcemeshError('E_INPUT', `the DHT value is over BEP 44's limit of ${this.#limits.dhtValueBytes} bytes`);
+    if (!verifyEd25519(k, signedPart(s, item.seq, value), Buffer.from(item.sig))) throw new SourcemeshError('E_SIGNATURE', `the DHT item ${mutableTarget(k, s).toString('hex')}: its signature does not verify; not put`);
+    const put = { v: value, k, seq: item.seq, sig: Buffer.from(item.sig), ...(s ? { salt: s } : {}) };
+    return this.#op<{ target: string; nodes: number }>('put', (done) => {
+      this.#dht.put(put, (err, target, nodes) => {
+        if (!err && nodes === 0) return done(new SourcemeshError('E_NETWORK', 'no DHT node took the item (is the DHT empty? check --dht-bootstrap)'), undefined);
+        done(err, { target: target.toString('hex'), nodes });
+      });
+    });
+  }
+
+  /**
    * BEP 44 get of the mutable item of `publicKey` (32 bytes) and `salt`: the highest seq among answers
    * whose signature verifies, or undefined when no node has one. Answers with a bad signature are
    * dropped; when those are all there was, that is an E_SIGNATURE error rather than "not found".
@@ -307,9 +329,17 @@ export function mutableTarget(publicKey: Uint8Array, salt?: Uint8Array): Buffer 
   return createSha1(salt !== undefined && salt.length > 0 ? Buffer.concat([publicKey, salt]) : Buffer.from(publicKey));
 }
 
-function fromReply(r: { v: unknown; seq: unknown }, target: Buffer): MutableItem | undefined {
-  if (!(r.v instanceof Uint8Array) || !Number.isSafeInteger(r.seq)) return undefined; // not a byte string: not ours
-  return { target: target.toString('hex'), value: Buffer.from(r.v), seq: r.seq as number };
+function fromReply(r: { v: unknown; seq: unknown; sig?: unknown }, target: Buffer): MutableItem | undefined {
+  if (!(r.v instanceof Uint8Array) || !Number.isSafeInteger(r.seq) || !(r.sig instanceof Uint8Array)) return undefined; // not a byte string: not ours
+  return { target: target.toString('hex'), value: Buffer.from(r.v), seq: r.seq as number, sig: Buffer.from(r.sig) };
+}
+
+/** BEP 44: what the signature covers, the bencoded "4:salt<salt>3:seqi<seq>e1:v<value>" (salt only when there is one). */
+export function signedPart(salt: Buffer | undefined, seq: number, value: Buffer): Buffer {
+  return Buffer.concat([
+    ...(salt ? [Buffer.from(`4:salt${salt.length}:`), salt] : []),
+    Buffer.from(`3:seqi${seq}e1:v${value.length}:`), value,
+  ]);
 }
 
 /** bencode hands out Uint8Arrays: a Buffer view of the same bytes. */

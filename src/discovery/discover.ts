@@ -12,7 +12,7 @@ import { LIMITS, type Limits } from '../limits.ts';
 import { SILENT, type Logger } from '../logger.ts';
 import { INVENTORY_PATH, parseInventory } from '../mirror/inventory.ts';
 import { openCheckpoint } from '../trust/checkpoint.ts';
-import { createVerifier, parseVerifierKey } from '../trust/note.ts';
+import { createVerifier, parseVerifierKey, type VerifierKey } from '../trust/note.ts';
 import { CHALLENGE_PATH, checkChallengeAnswer, hostPort, newNonce } from './challenge.ts';
 import { BrowseState, SERVICE_TYPE, type Candidate, type Refusal, type Role } from './dns-sd.ts';
 import { MDNS_PORT, MdnsSockets } from './mdns.ts';
@@ -23,8 +23,13 @@ export interface DiscoveredNode {
   url: string;
   key: string;
   roles: Role[];
-  /** What was checked: files in the inventory, or the log's tree size. */
-  checked: { inventory: { files: number; generated: string } } | { checkpoint: { origin: string; size: number } };
+  /**
+   * What was checked: a mirror's inventory (and challenge), a log's checkpoint, or for a seed or a witness
+   * (nothing signed to fetch) the challenge alone: the key signed our nonce and the address we reached.
+   */
+  checked: { inventory: { files: number; generated: string } } | { checkpoint: { origin: string; size: number } } | { challenge: { address: string } };
+  /** A seed's BitTorrent peer wire, host:port (TXT bt=). */
+  bittorrent?: string;
   /** Milliseconds from the start of discovery to the end of this node's check. */
   ms: number;
 }
@@ -68,7 +73,10 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
       const c = queue.shift()!;
       const p = checkCandidate(c, dispatcher, limits, stop.signal).then(
         (checked) => {
-          const node: DiscoveredNode = { instance: c.instance, url: baseUrl(c), key: c.key, roles: c.roles, checked, ms: Math.round(performance.now() - start) };
+          const node: DiscoveredNode = {
+            instance: c.instance, url: baseUrl(c), key: c.key, roles: c.roles, checked,
+            ...(c.bittorrent !== undefined ? { bittorrent: hostPort(c.address, c.bittorrent) } : {}), ms: Math.round(performance.now() - start),
+          };
           nodes.push(node);
           log.info({ instance: c.instance, url: node.url }, 'node found and checked');
           options.onNode?.(node);
@@ -135,13 +143,25 @@ export function baseUrl(c: Pick<Candidate, 'scheme' | 'address' | 'port'>): stri
   return `${c.scheme}://${c.address}:${c.port}`;
 }
 
+/** How a node of these roles proves its key: a mirror by its inventory, a log by its checkpoint, else the challenge alone. */
+export function checkKind(roles: readonly Role[]): 'inventory' | 'checkpoint' | 'challenge' {
+  if (roles.includes('mirror')) return 'inventory';
+  if (roles.includes('log')) return 'checkpoint';
+  return 'challenge';
+}
+
 /** Fetch what the candidate says it signs and verify it against the announced key. */
 async function checkCandidate(c: Candidate, dispatcher: Dispatcher, limits: Limits, stop: AbortSignal): Promise<DiscoveredNode['checked']> {
   const key = parseVerifierKey(c.key, limits);
-  const isLog = !c.roles.includes('mirror') && !c.roles.includes('seed') && c.roles.includes('log');
+  const kind = checkKind(c.roles);
+  const signal = AbortSignal.any([stop, AbortSignal.timeout(limits.discoveryCheckTimeoutMs)]);
+  if (kind === 'challenge') {
+    await challenge(c, key, dispatcher, limits, signal);
+    return { challenge: { address: hostPort(c.address, c.port) } };
+  }
+  const isLog = kind === 'checkpoint';
   const path = c.path ?? (isLog ? '/checkpoint' : `/${INVENTORY_PATH}`);
   const url = `${baseUrl(c)}${path}`;
-  const signal = AbortSignal.any([stop, AbortSignal.timeout(limits.discoveryCheckTimeoutMs)]);
   const max = isLog ? limits.noteBytes : limits.inventoryBytes;
   let body: Buffer;
   try {
@@ -158,6 +178,12 @@ async function checkCandidate(c: Candidate, dispatcher: Dispatcher, limits: Limi
   const inv = parseInventory(body, key, limits);
   // A copied inventory verifies as well as the original: the node must also sign a fresh nonce and the
   // address we reached it at (challenge.ts).
+  await challenge(c, key, dispatcher, limits, signal);
+  return { inventory: { files: inv.files.length, generated: inv.generated } };
+}
+
+/** The node signs a fresh nonce and the address:port we reached it at, with the announced key (challenge.ts). */
+async function challenge(c: Candidate, key: VerifierKey, dispatcher: Dispatcher, limits: Limits, signal: AbortSignal): Promise<void> {
   const nonce = newNonce();
   const challengeUrl = `${baseUrl(c)}${CHALLENGE_PATH}?nonce=${nonce}`;
   let answer: Buffer;
@@ -169,5 +195,4 @@ async function checkCandidate(c: Candidate, dispatcher: Dispatcher, limits: Limi
     throw new SourcemeshError('E_SIGNATURE', `${challengeUrl}: the node did not answer the challenge (${(err as Error).message})`);
   }
   checkChallengeAnswer(answer, key, nonce, hostPort(c.address, c.port), challengeUrl, limits);
-  return { inventory: { files: inv.files.length, generated: inv.generated } };
 }

@@ -33,18 +33,20 @@ export interface Announcement {
   key: string;
   roles: Role[];
   scheme: 'http' | 'https';
-  /** Path of the signed inventory (role mirror or seed), or of the signed checkpoint (role log). */
+  /** Path of the signed inventory (role mirror), or of the signed checkpoint (role log). */
   path?: string;
+  /** Role seed: the TCP port of its BitTorrent peer wire (the SRV port answers the discovery challenge). */
+  bittorrent?: number;
 }
 
 type AnnounceLimits = Pick<Limits, 'discoveryTxtBytes' | 'discoveryInstanceBytes'>;
 
 /** The announcement of a node whose key is `key`: instance "NAME KEYID", host sourcemesh-KEYID. */
-export function announcementFor(key: VerifierKey, vkey: string, options: { port: number; roles: Role[]; scheme: 'http' | 'https'; path?: string }, limits: AnnounceLimits = LIMITS): Announcement {
+export function announcementFor(key: VerifierKey, vkey: string, options: { port: number; roles: Role[]; scheme: 'http' | 'https'; path?: string; bittorrent?: number }, limits: AnnounceLimits = LIMITS): Announcement {
   const id = key.keyId.toString(16).padStart(8, '0');
   // Dots would split the label (RFC 6763 §4.3 allows them escaped; multicast-dns does not escape).
   const name = truncateUtf8(key.name.replace(/\./g, '-'), limits.discoveryInstanceBytes - id.length - 1);
-  const a: Announcement = { instance: `${name} ${id}`, host: `sourcemesh-${id}`, port: options.port, key: vkey, roles: [...new Set(options.roles)], scheme: options.scheme, ...(options.path !== undefined ? { path: options.path } : {}) };
+  const a: Announcement = { instance: `${name} ${id}`, host: `sourcemesh-${id}`, port: options.port, key: vkey, roles: [...new Set(options.roles)], scheme: options.scheme, ...(options.path !== undefined ? { path: options.path } : {}), ...(options.bittorrent !== undefined ? { bittorrent: options.bittorrent } : {}) };
   txtStrings(a, limits); // refuse now what could not be announced
   return a;
 }
@@ -62,6 +64,7 @@ function truncateUtf8(text: string, maxBytes: number): string {
 export function txtStrings(a: Announcement, limits: AnnounceLimits = LIMITS): Buffer[] {
   const pairs: [string, string][] = [['txtvers', TXT_VERSION], ['key', a.key], ['roles', a.roles.join(',')], ['scheme', a.scheme]];
   if (a.path !== undefined) pairs.push(['path', a.path]);
+  if (a.bittorrent !== undefined) pairs.push(['bt', String(a.bittorrent)]);
   return pairs.map(([k, v]) => {
     const s = Buffer.from(`${k}=${v}`, 'utf8');
     if (s.length > limits.discoveryTxtBytes) throw new SourcemeshError('E_USAGE', `cannot announce: the TXT record ${k}= is ${s.length} bytes, over DNS-SD's ${limits.discoveryTxtBytes} (a shorter key name helps)`);
@@ -137,6 +140,8 @@ export interface Candidate {
   roles: Role[];
   scheme: 'http' | 'https';
   path: string | undefined;
+  /** TXT bt=: the BitTorrent peer-wire port of a seed. */
+  bittorrent: number | undefined;
 }
 
 export interface Refusal {
@@ -339,7 +344,7 @@ export class BrowseState {
       const id = `${address}|${srv.port}|${parsed.key}`;
       if (this.#seen.has(id) || !this.#room(source, 'candidates', this.#seen, id)) continue;
       this.#seen.set(id, name);
-      this.#onCandidate({ instance, address, port: srv.port, key: parsed.key, roles: parsed.roles, scheme: parsed.scheme, path: parsed.path });
+      this.#onCandidate({ instance, address, port: srv.port, key: parsed.key, roles: parsed.roles, scheme: parsed.scheme, path: parsed.path, bittorrent: parsed.bittorrent });
     }
   }
 }
@@ -360,7 +365,7 @@ export function displayName(name: string): string {
 const fatalUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Our TXT keys (RFC 6763 §6.3: case-insensitive, first occurrence wins), checked; `problem` says why not. */
-export function parseTxt(strings: readonly Buffer[], limits: Pick<Limits, 'noteKeyNameBytes'> = LIMITS): { key: string; roles: Role[]; scheme: 'http' | 'https'; path: string | undefined } | { problem: string } {
+export function parseTxt(strings: readonly Buffer[], limits: Pick<Limits, 'noteKeyNameBytes'> = LIMITS): { key: string; roles: Role[]; scheme: 'http' | 'https'; path: string | undefined; bittorrent: number | undefined } | { problem: string } {
   const pairs = new Map<string, string>();
   for (const s of strings) {
     let text: string;
@@ -386,5 +391,7 @@ export function parseTxt(strings: readonly Buffer[], limits: Pick<Limits, 'noteK
   if (scheme !== 'http' && scheme !== 'https') return { problem: `scheme=${scheme.slice(0, 20)} is not http or https` };
   const p = pairs.get('path');
   if (p !== undefined && !/^\/[A-Za-z0-9._~\-/]{0,200}$/.test(p)) return { problem: 'path= is not a plain absolute path' };
-  return { key, roles, scheme, path: p };
+  const bt = pairs.get('bt');
+  if (bt !== undefined && (!/^[1-9][0-9]{0,4}$/.test(bt) || Number(bt) > 65535)) return { problem: 'bt= is not a TCP port' };
+  return { key, roles, scheme, path: p, bittorrent: bt === undefined ? undefined : Number(bt) };
 }

@@ -20,7 +20,9 @@ declare module 'bittorrent-dht' {
   interface MutableReply { v: Buffer; k: Buffer; sig: Buffer; seq: number; salt?: Buffer; id: Buffer }
   interface PutOptions {
     v: Buffer; k: Buffer; seq: number; salt?: Buffer; cas?: number;
-    sign: (message: Buffer) => Buffer;
+    /** One of the two: sign here, or the publisher's signature of an item put again. */
+    sign?: (message: Buffer) => Buffer;
+    sig?: Buffer;
   }
   export default class DHT extends EventEmitter {
     constructor(options?: DhtOptions);

@@ -46,7 +46,7 @@ test('a browser turns one packet of ours into one candidate, and refuses an A re
   const { answers, additionals } = announcementRecords(a, '10.0.0.7');
   state.add([...answers, ...additionals], '10.0.0.7', link);
   state.add([...answers, ...additionals], '10.0.0.7', link); // heard twice: one candidate
-  assert.deepEqual(heard, [{ instance: a.instance, address: '10.0.0.7', port: 8080, key: vkey, roles: ['mirror', 'seed'], scheme: 'http', path: undefined }]);
+  assert.deepEqual(heard, [{ instance: a.instance, address: '10.0.0.7', port: 8080, key: vkey, roles: ['mirror', 'seed'], scheme: 'http', path: undefined, bittorrent: undefined }]);
   const off = announcementRecords({ ...a, instance: 'elsewhere', host: 'elsewhere', port: 9000 }, '203.0.113.5');
   state.add([...off.answers, ...off.additionals], '10.0.0.7', link);
   assert.equal(heard.length, 1);
@@ -105,7 +105,20 @@ test('TXT parsing never throws, whatever the bytes', () => {
     assert.ok('problem' in r || typeof r.key === 'string');
   }));
   assert.match((parseTxt([Buffer.from('txtvers=1'), Buffer.from([0x6b, 0x65, 0x79, 0x3d, 0xff])]) as { problem: string }).problem, /UTF-8/);
-  assert.deepEqual(parseTxt([Buffer.from('TXTVERS=1'), Buffer.from(`KEY=${vkey}`), Buffer.from('key=ignored'), Buffer.from('roles=mirror,unknown')]), { key: vkey, roles: ['mirror'], scheme: 'http', path: undefined });
+  assert.deepEqual(parseTxt([Buffer.from('TXTVERS=1'), Buffer.from(`KEY=${vkey}`), Buffer.from('key=ignored'), Buffer.from('roles=mirror,unknown')]), { key: vkey, roles: ['mirror'], scheme: 'http', path: undefined, bittorrent: undefined });
+});
+
+test('a seed announces its peer-wire port in TXT bt=; a bt= that is not a TCP port is refused', () => {
+  const a = announcementFor(key, vkey, { port: 40000, roles: ['seed'], scheme: 'http', bittorrent: 6881 });
+  assert.ok(txtStrings(a).some((s) => s.toString() === 'bt=6881'));
+  const heard: Candidate[] = [];
+  const state = new BrowseState((c) => heard.push(c));
+  const { answers, additionals } = announcementRecords(a, '10.0.0.7');
+  state.add([...answers, ...additionals], '10.0.0.7', link);
+  assert.deepEqual(heard.map((c) => [c.port, c.bittorrent, c.roles]), [[40000, 6881, ['seed']]]);
+  const txt = (bt: string) => parseTxt([Buffer.from('txtvers=1'), Buffer.from(`key=${vkey}`), Buffer.from('roles=seed'), Buffer.from(`bt=${bt}`)]);
+  assert.equal((txt('65535') as { bittorrent: number }).bittorrent, 65535);
+  for (const bad of ['0', '65536', '6881x', '-1', '', '06881', '99999999']) assert.match((txt(bad) as { problem: string }).problem, /bt= is not a TCP port/, bad);
 });
 
 test('whatever is heard, a browser keeps at most its bounds: per sender and in all', () => {

@@ -8,6 +8,8 @@ import { SourcemeshError } from '../../errors.ts';
 import { retryAfterSeconds, TokenBuckets } from '../../net/rate-limit.ts';
 import { BodyTooLarge, clientAddress, closeServer, createTrustServer, listen, readBody, sendText } from '../log/http-server.ts';
 import type { SignerKey, VerifierKey } from '../note.ts';
+import { handleChallenge } from '../../discovery/challenge-server.ts';
+import { CHALLENGE_PATH } from '../../discovery/challenge.ts';
 import { ADD_CHECKPOINT_PATH } from './protocol.ts';
 import { SqliteWitnessStore } from './state.ts';
 import { Witness } from './witness.ts';
@@ -18,6 +20,8 @@ export interface WitnessServerOptions {
   readonly limits?: Limits;
   /** Milliseconds, for rate limiting. */
   readonly now?: () => number;
+  /** `witness serve --announce`: also answer the discovery challenge, signed by this (the witness) key. */
+  readonly challengeKey?: SignerKey;
 }
 
 const MONITOR_PATH = /^\/([0-9a-f]{64})\/checkpoint$/;
@@ -62,6 +66,13 @@ export function createWitnessServer(options: WitnessServerOptions): http.Server 
       res.end(answer.body);
       return;
     }
+    if (options.challengeKey !== undefined && pathname === CHALLENGE_PATH) {
+      const wait = rate.take(clientAddress(req), now());
+      req.resume();
+      if (wait > 0) return sendText(res, 429, 'too many requests', { 'retry-after': String(retryAfterSeconds(wait)) });
+      handleChallenge(options.challengeKey, req, res);
+      return;
+    }
     const monitor = MONITOR_PATH.exec(pathname);
     if (monitor !== null) {
       if (req.method !== 'GET' && req.method !== 'HEAD') return sendText(res, 405, 'use GET', { allow: 'GET, HEAD' });
@@ -94,13 +105,15 @@ export async function startWitness(options: {
   /** POSIX seconds, for cosignature timestamps. */
   readonly clock?: () => number;
   readonly limits?: Limits;
+  /** Answer the discovery challenge (docs/FORMATS.md, "Discovery challenge"), for `--announce`. */
+  readonly challenge?: boolean;
 }): Promise<RunningWitness> {
   const store = SqliteWitnessStore.open(options.stateDir);
   let server: http.Server;
   let url: string;
   try {
     const witness = new Witness({ key: options.key, logs: options.logs, store, clock: options.clock ?? (() => Math.floor(Date.now() / 1000)), limits: options.limits });
-    server = createWitnessServer({ witness, logger: options.logger, limits: options.limits });
+    server = createWitnessServer({ witness, logger: options.logger, limits: options.limits, ...(options.challenge ? { challengeKey: options.key } : {}) });
     url = await listen(server, options.host, options.port).catch((err) => {
       throw new SourcemeshError('E_IO', `cannot listen on ${options.host}:${options.port}: ${(err as Error).message}`, {}, { cause: err });
     });
