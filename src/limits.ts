@@ -384,6 +384,8 @@ export const LIMITS = {
   signedTimeSkewSeconds: 300,
   /** A Roughtime proof file (RFC 10049 malfeasance report) read back. */
   roughtimeProofBytes: 1 * MiB,
+  /** `doctor`: a service's port, or Tor's SOCKS port, must connect (and greet back) within this. */
+  doctorConnectTimeoutMs: 2_000,
 } as const;
 
 export type Limits = { -readonly [K in keyof typeof LIMITS]: (typeof LIMITS)[K] extends number ? number : (typeof LIMITS)[K] };
