@@ -24,7 +24,7 @@ import { indexRoot, indexedFile, type FileIndex, type IndexedFile } from './file
 import { publishHashLinks, type HashLinkReport } from './hash-links.ts';
 import { buildInventory, writeInventory } from './inventory.ts';
 import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
-import { pieceMapInThread } from './piece-layer-thread.ts';
+import { PieceLayerThreads } from './piece-layer-thread.ts';
 
 export interface SyncOptions {
   root: string;
@@ -105,30 +105,38 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   if (opts.maxBytes !== undefined && missing.length) await checkCap(missing, publishedBytes, opts);
 
   // 3. Fetch from upstream only, into the mirror's own store, published by hard link.
-  if (missing.length) {
-    const fetched = await fetchManifest({ ...manifest, distfiles: missing }, {
-      store, outDir: root, mirrors: [], policy: 'upstream-only', offline: false, jobs: opts.jobs, limits: opts.limits,
-      dispatcher: opts.dispatcher, random: opts.random, signal: opts.signal, onEvent: opts.onEvent,
-      openSnapshot: snapshotOpener(state, opts.generator),
-    });
-    for (const f of fetched.files) {
-      (f.status === 'failed' ? report.failed : report.added).push(f);
-      if (f.status !== 'failed') verifiedSha.set(f.name, f.sha256);
+  // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root: a second hash pass
+  // over every byte, on threads, as many at once as there are cores. Each file's starts as soon as the
+  // file is verified and published, while the others are still downloading, rather than after them all.
+  const threads = new PieceLayerThreads(availableParallelism());
+  const layers = new LayerJobs((d, sha) => publishPieceLayer(root, d, sha, threads));
+  for (const d of manifest.distfiles) if (verifiedSha.has(d.name)) layers.add(d, verifiedSha.get(d.name)!);
+  try {
+    if (missing.length) {
+      const byName = new Map(missing.map((d) => [d.name, d]));
+      const fetched = await fetchManifest({ ...manifest, distfiles: missing }, {
+        store, outDir: root, mirrors: [], policy: 'upstream-only', offline: false, jobs: opts.jobs, limits: opts.limits,
+        dispatcher: opts.dispatcher, random: opts.random, signal: opts.signal,
+        onEvent: (e) => {
+          if (e.type === 'done' && e.outcome.status !== 'failed') layers.add(byName.get(e.outcome.name)!, e.outcome.sha256);
+          opts.onEvent?.(e);
+        },
+        openSnapshot: snapshotOpener(state, opts.generator),
+      });
+      for (const f of fetched.files) {
+        (f.status === 'failed' ? report.failed : report.added).push(f);
+        if (f.status !== 'failed') verifiedSha.set(f.name, f.sha256);
+      }
     }
+  } finally {
+    // No thread outlives the run, even one that failed or was aborted; the first error is thrown. An
+    // aborted run does not wait for the layers still to make.
+    if (opts.signal?.aborted) await threads.close();
+    await layers.settle();
+    await threads.close();
   }
-
-  // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root.
+  layers.throwIfFailed();
   const failed = new Set(report.failed.map((f) => f.name));
-  // Each on a thread of its own, as many at once as there are cores: a second hash pass over every byte.
-  const layered = manifest.distfiles.filter((d) => !failed.has(d.name));
-  const lanes = Math.max(1, Math.min(availableParallelism(), layered.length));
-  let next = 0;
-  await Promise.all(Array.from({ length: lanes }, async () => {
-    while (next < layered.length) {
-      const d = layered[next++]!;
-      await publishPieceLayer(root, d, verifiedSha.get(d.name)!);
-    }
-  }));
 
   // 5. What this node derived this run, attested with its key (docs/FORMATS.md, "Attestations").
   // The clone is there: the ref the snapshot was made from resolves without the network (a ref that moved
@@ -174,12 +182,41 @@ async function publishInventory(root: string, index: FileIndex, started: Date, k
   return { path: file, files: files.length };
 }
 
+/**
+ * The piece-layer jobs of a run, started as they are added (the threads bound how many run at once). The
+ * first failure is kept and thrown by throwIfFailed, once settle() has waited for every job.
+ */
+class LayerJobs {
+  private readonly running = new Set<Promise<void>>();
+  private failure: { err: unknown } | undefined;
+  private readonly job: (d: Distfile, sha256: string) => Promise<void>;
+
+  constructor(job: (d: Distfile, sha256: string) => Promise<void>) {
+    this.job = job;
+  }
+
+  add(d: Distfile, sha256: string): void {
+    const p: Promise<void> = this.job(d, sha256).catch((err) => {
+      this.failure ??= { err };
+    }).finally(() => this.running.delete(p));
+    this.running.add(p);
+  }
+
+  async settle(): Promise<void> {
+    while (this.running.size) await Promise.all(this.running);
+  }
+
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure.err;
+  }
+}
+
 /** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */
-async function publishPieceLayer(root: string, d: Distfile, sha256: string): Promise<void> {
+async function publishPieceLayer(root: string, d: Distfile, sha256: string, threads: PieceLayerThreads): Promise<void> {
   const file = path.join(root, d.name);
   const out = path.join(root, 'sha256', `${sha256}.pieces`);
   if ((await stat(file)).size <= PIECE_LAYER_LENGTH || (await stat(out).catch(() => undefined))) return;
-  const map = await pieceMapInThread(file, PIECE_LAYER_LENGTH);
+  const map = await threads.pieceMap(file, PIECE_LAYER_LENGTH);
   if (d.merkleRoot && map.root.toString('hex') !== d.merkleRoot) {
     throw new SourcemeshError('E_MANIFEST', `${d.name}: its verified bytes have merkle root ${map.root.toString('hex')}, the manifest says ${d.merkleRoot}`);
   }
