@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { EXIT } from '../errors.ts';
-import { type CheckResult, checkClock, checkDisk, checkLog, checkRootSample, checkKeyFile, checkListening, checkNodeVersion, checkStoreSample } from '../doctor/checks.ts';
+import { type CheckResult, checkClock, checkDisk, checkLog, checkRootSample, checkKeyFile, checkListening, checkNodeVersion, checkSocks, checkStoreSample } from '../doctor/checks.ts';
 import { configFile, loadConfig, nodePath } from '../node/config.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { readPolicy } from '../trust/check-release.ts';
@@ -78,6 +78,7 @@ async function runChecks(io: Io, o: DoctorFlags): Promise<CheckResult[]> {
       if (s.serve.enabled) results.push(await checkListening('serve', s.serve.host, s.serve.port));
       if (s.logServe.enabled) results.push(await checkListening('log', s.logServe.host, s.logServe.port));
       if (s.witnessServe.enabled) results.push(await checkListening('witness', s.witnessServe.host, s.witnessServe.port));
+      if (c.torProxy !== '') results.push(await checkSocks(c.torProxy));
     } catch (err) {
       results.push({ check: 'config', status: 'fail', detail: (err as Error).message, hint: 'fix the field named (docs/CONFIG.md), or `sourcemesh node init`' });
     }

@@ -120,7 +120,7 @@ export async function checkKeyFile(file: string, uid: number | undefined): Promi
 }
 
 /** A TCP service the node runs: something must accept connections on host:port. */
-export function checkListening(what: string, host: string, port: number, timeoutMs = 2000): Promise<CheckResult> {
+export function checkListening(what: string, host: string, port: number, timeoutMs = LIMITS.doctorConnectTimeoutMs): Promise<CheckResult> {
   const check = `service ${what}`;
   const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
   return new Promise((resolve) => {
@@ -132,6 +132,50 @@ export function checkListening(what: string, host: string, port: number, timeout
     s.setTimeout(timeoutMs, () => done(fail(check, `${host}:${port}: no answer within ${timeoutMs} ms`, `is the service running? \`sourcemesh node run\``)));
     s.once('connect', () => done(pass(check, `${host}:${port} accepts connections`)));
     s.once('error', (err) => done(fail(check, `${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, `start it (\`sourcemesh node run\`), or switch it off in node.json`)));
+  });
+}
+
+/** The SOCKS5 methods the greeting offers (RFC 1928 §3): none, and username/password (RFC 1929), which
+ * Tor's stream isolation (IsolateSOCKSAuth) uses. */
+const SOCKS_METHODS: Readonly<Record<number, string>> = { 0x00: 'no authentication', 0x02: 'username/password' };
+
+/**
+ * Tor's SOCKS port (the node's torProxy): it must answer a SOCKS5 greeting (RFC 1928 §3: VER 5, NMETHODS,
+ * METHODS) with VER 5 and a method we offered. Only the 2-byte answer is read; a closed port, silence, a
+ * refusal of every method (0xFF) or another protocol fails. The proxy is only greeted, never asked to connect.
+ */
+export function checkSocks(proxy: string, timeoutMs = LIMITS.doctorConnectTimeoutMs): Promise<CheckResult> {
+  const check = 'tor';
+  let host: string;
+  let port: number;
+  try {
+    const u = new URL(proxy);
+    host = u.hostname.replace(/^\[(.*)\]$/, '$1');
+    port = Number(u.port);
+    if (u.protocol !== 'socks5h:' || host === '' || !(port >= 1 && port <= 65535)) throw new Error('not a socks5h://HOST:PORT URL');
+  } catch (err) {
+    return Promise.resolve(fail(check, `torProxy ${JSON.stringify(proxy)}: ${(err as Error).message}`, 'set torProxy to socks5h://127.0.0.1:9050 (docs/CONFIG.md)'));
+  }
+  const where = `${proxy.replace(/\/\/[^@/]*@/, '//')}`; // credentials, if any, stay out of the output
+  const hint = 'is Tor running with its SocksPort there? (`systemctl status tor`, torrc SocksPort)';
+  return new Promise((resolve) => {
+    const s = net.connect({ host, port });
+    let got = Buffer.alloc(0);
+    const done = (r: CheckResult) => {
+      s.destroy();
+      resolve(r);
+    };
+    s.setTimeout(timeoutMs, () => done(fail(check, `${where}: no SOCKS5 answer within ${timeoutMs} ms`, hint)));
+    s.once('connect', () => s.write(Buffer.of(0x05, 0x02, 0x00, 0x02)));
+    s.on('data', (chunk: Buffer) => {
+      got = Buffer.concat([got, chunk]).subarray(0, 2);
+      if (got.length < 2) return;
+      if (got[0] !== 0x05) done(fail(check, `${where}: answers, but not as a SOCKS5 server (first byte 0x${got[0]!.toString(16).padStart(2, '0')})`, `${hint}; another program may hold the port`));
+      else if (SOCKS_METHODS[got[1]!] !== undefined) done(pass(check, `${where} answers SOCKS5 (${SOCKS_METHODS[got[1]!]})`));
+      else done(fail(check, `${where}: a SOCKS5 server that accepts none of our methods (0x${got[1]!.toString(16).padStart(2, '0')})`, 'Tor accepts both; is this Tor?'));
+    });
+    s.once('end', () => done(fail(check, `${where}: closed the connection without a SOCKS5 answer`, hint)));
+    s.once('error', (err) => done(fail(check, `${where}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, hint)));
   });
 }
 
