@@ -18,7 +18,7 @@ import { FrameReader } from '../../src/time/frames.ts';
 import { buildRequest, verifyResponse } from '../../src/time/protocol.ts';
 import { startRoughtimeServer } from '../../src/time/server.ts';
 import { decodeMessage, decodePacket, encodeMessage, encodePacket, TAG } from '../../src/time/wire.ts';
-import { runCli, tempDir } from '../helpers/run.ts';
+import { runCli, tempDir, waitFor } from '../helpers/run.ts';
 import { ServerProcess, writeKey } from '../trust/log/servers.ts';
 
 const HOUR = 3600_000;
@@ -212,6 +212,41 @@ test('hostile TCP clients: slowloris, oversized frame, garbage, an ignored reque
   const m = await measure([{ name: 'w', address: tcp, publicKey: key.key.publicKey, protocol: 'tcp' }]);
   assert.equal(m.chain.length, 2, JSON.stringify(m.failed));
   assert.ok(server.stats.tcp.closedForError >= 5, `closed for an error: ${server.stats.tcp.closedForError}`);
+});
+
+test('the bound on connections in all, and on requests one connection leaves waiting for their answers', async (t) => {
+  const dir = await tempDir(t);
+  const key = await writeKey(dir, 'w.bounds-tcp.time.test', 'cosignature');
+  const limits = limitsWith({ roughtimeTcpConnections: 2, roughtimeTcpPendingRequests: 4 });
+  const server = await startRoughtimeServer({ key: key.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 }, limits, rate: { perSecond: 0, burst: 1 } });
+  t.after(() => server.close());
+  const tcp = server.tcpAddress!;
+  // Two connections from two addresses fill the server; a third, from a third address, is closed at once.
+  const a = await rawTcp(tcp, '127.0.0.7');
+  const b = await rawTcp(tcp, '127.0.0.8');
+  const c = await rawTcp(tcp, '127.0.0.9');
+  await c.closed;
+  assert.equal(server.stats.tcp.refused, 1);
+  assert.equal(server.stats.tcp.open, 2);
+  // Once one closes, a new one is taken and answered.
+  a.socket.destroy();
+  await a.closed;
+  await waitFor('the server saw the close', () => server.stats.tcp.open === 1);
+  const d = await rawTcp(tcp, '127.0.0.9');
+  const req = buildRequest(randomBytes(32), { publicKey: key.key.publicKey });
+  d.socket.write(req);
+  verifyResponse(req, (await frames(d.socket, 1))[0]!, key.key.publicKey);
+  // 4 requests pipelined at once are all answered; 5 in one write leave a fifth while 4 wait: closed.
+  const four = Array.from({ length: 4 }, () => buildRequest(randomBytes(32), { publicKey: key.key.publicKey }));
+  d.socket.write(Buffer.concat(four));
+  assert.equal((await frames(d.socket, 4)).length, 4);
+  const closedBefore = server.stats.tcp.closedForError;
+  b.socket.write(Buffer.concat([...four, buildRequest(randomBytes(32), { publicKey: key.key.publicKey })]));
+  await b.closed;
+  assert.equal(b.received().length, 0, 'closed before its batch was answered');
+  assert.equal(server.stats.tcp.closedForError, closedBefore + 1);
+  d.socket.end();
+  await d.closed;
 });
 
 test('a hostile TCP server: garbage, an oversized frame, an unsigned answer, a close: the client fails it with the reason, never hangs', async (t) => {
