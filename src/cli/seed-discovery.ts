@@ -72,7 +72,8 @@ export async function startSeedDiscovery(o: SeedDiscoveryFlags, at: { keyDir: st
       if (at.dht === undefined) throw new SourcemeshError('E_INTERNAL', '--republish without a DHT node');
       republisher = new PointerRepublisher(at.dht, pointers, { everyMs, log: at.log });
       const first = await republisher.start();
-      for (const r of first) at.io.stderr.write(r.error ? `not republishing yet: ${r.error}\n` : `republishing ${r.address} (seq ${r.seq}, put to ${r.nodes} DHT nodes) every ${formatDuration(everyMs)}\n`);
+      const where = `DHT node on udp port ${at.dht.address().port}`;
+      for (const r of first) at.io.stderr.write(r.error ? `not republishing yet (${where}): ${r.error}\n` : `republishing ${r.address} (seq ${r.seq}, ${r.nodes ? `put to ${r.nodes} DHT nodes` : 'held already by the DHT nodes closest to it'}) every ${formatDuration(everyMs)} (${where})\n`);
     }
   } catch (err) {
     await close();

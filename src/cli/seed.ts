@@ -42,7 +42,7 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
     .action(async (o: SeedFlags) => {
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'seed needs exactly one of --root DIR and --local [STORE]');
       const { host, port } = parseListen(o.listen);
-      checkSeedDiscoveryFlags(o);
+      checkSeedDiscoveryFlags(o, host);
       const maxPeers = positiveInt('--max-peers', o.maxPeers, 100_000);
       for (const t of o.tracker) if (!isHttpTracker(t)) throw new SourcemeshError('E_USAGE', `--tracker ${t}: not an http(s) URL (UDP trackers, BEP 15, are not spoken)`);
       const uploadRate = o.uploadRate === '0' ? 0 : parseSize('--upload-rate', o.uploadRate);
@@ -79,7 +79,12 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
       };
       const reannounce = dht ? setInterval(() => void announce(), 15 * 60_000) : undefined;
       if (dht) await announce();
-      const discovery = await startSeedDiscovery(o, { keyDir: stateDir, host, seederPort: seeder.port, dht, log, io });
+      const discovery = await startSeedDiscovery(o, { keyDir: stateDir, host, seederPort: seeder.port, dht, log, io }).catch(async (err: unknown) => {
+        clearInterval(reannounce);
+        await dht?.close();
+        await seeder.close();
+        throw err;
+      });
       // BEP 3 trackers: each seeded info-hash, as complete (left 0), with what was sent of its file so far.
       const dispatcher = o.tracker.length ? createAgent(LIMITS) : undefined;
       const announcer = dispatcher && new Announcer(o.tracker, files.flatMap((f) => [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)]

@@ -235,7 +235,8 @@ export class DhtNode {
   /**
    * BEP 44 put of an item as it was got (`getMutable`), with its publisher's signature: anyone may store a
    * signed item again, and storing nodes check the signature (BEP 44), so this keeps a pointer alive in
-   * the DHT without the publisher's key. The signature is checked here first.
+   * the DHT without the publisher's key. The signature is checked here first. `nodes` 0: every node
+   * asked holds this seq or a newer one already (BEP 44 error 302).
    */
   async putSigned(publicKey: Uint8Array, salt: Uint8Array | undefined, item: Pick<MutableItem, 'value' | 'seq' | 'sig'>): Promise<{ target: string; nodes: number }> {
     const k = Buffer.from(publicKey);
@@ -246,6 +247,8 @@ export class DhtNode {
     const put = { v: value, k, seq: item.seq, sig: Buffer.from(item.sig), ...(s ? { salt: s } : {}) };
     return this.#op<{ target: string; nodes: number }>('put', (done) => {
       this.#dht.put(put, (err, target, nodes) => {
+        // BEP 44 error 302: every node asked holds this seq (or a newer one) already: nothing to refresh there.
+        if (err && (err as Error & { code?: number }).code === 302) return done(null, { target: mutableTarget(k, s).toString('hex'), nodes: 0 });
         if (!err && nodes === 0) return done(new SourcemeshError('E_NETWORK', 'no DHT node took the item (is the DHT empty? check --dht-bootstrap)'), undefined);
         done(err, { target: target.toString('hex'), nodes });
       });
