@@ -207,6 +207,8 @@ export const LIMITS = {
   attestationFiles: 100_000,
   /** Entries a client reads from a log to find attestations (the whole tree is re-hashed to its checkpoint). */
   attestationLogEntries: 1_000_000,
+  /** Entries in one answer of a log's GET /attestations/... (its subject index; then the next page). */
+  attestationLookupPage: 256,
   /** Cosignature timestamps up to this far in the future are taken as clock skew, not refused. */
   trustClockSkewSeconds: 300,
   /** Fetching a checkpoint or tile from a log (`--trust-policy` online). */
@@ -338,6 +340,8 @@ export const LIMITS = {
   /** Discovery challenges (`seed --announce`, `witness serve --announce`) answered per second per client address, and the burst. */
   discoveryChallengesPerSecond: 20,
   discoveryChallengeBurst: 40,
+  /** New names an announcer tries when its name is taken on the link (RFC 6762 §9: "name (2)", "name (3)", ...); then it gives up. */
+  discoveryProbeRenames: 32,
 
   // Roughtime (src/time/, RFC 10049): every datagram a server or client receives is attacker-controlled
   /** One Roughtime packet (a request is padded to 1024 bytes; a response with a 32-hash PATH is some 1.5 KiB). */
