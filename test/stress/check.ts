@@ -43,6 +43,8 @@ export interface Figures {
   liedResponses: number;
   liedResponsesRead: number;
   liesCaught: number;
+  seedLiesServed: number;
+  seedLiesCaught: number;
   releases: number;
   releasesAcknowledged: number;
   releaseVerifies: number;
@@ -136,8 +138,12 @@ export function check(history: readonly Rec[]): CheckResult {
       open.delete(key);
     }
   }
+  // Who lies from when, by source node: a mirror's proxy (`mN`), a mirror's seed (`mN:seed`).
   const liarSince = new Map<string, number>();
-  for (const iv of intervals) if (iv.kind === 'liar' && !liarSince.has(iv.target)) liarSince.set(iv.target, iv.from);
+  for (const iv of [...intervals, ...besides]) {
+    const node = iv.kind === 'liar' ? iv.target : iv.kind === 'seed-liar' ? `${iv.target}:seed` : undefined;
+    if (node !== undefined && !liarSince.has(node)) liarSince.set(node, iv.from);
+  }
   const replacedSince = intervals.filter((iv) => iv.kind === 'replace').reduce((m, iv) => Math.min(m, iv.from), Infinity);
 
   // mirrors: every scan of a published root matches the pins.
@@ -161,6 +167,7 @@ export function check(history: readonly Rec[]): CheckResult {
   const durations: number[] = [];
   const bytesBySource: Record<string, number> = {};
   let liesCaught = 0;
+  let seedLiesCaught = 0;
   let excused = 0;
   for (const f of fetches) {
     // exports
@@ -191,7 +198,10 @@ export function check(history: readonly Rec[]): CheckResult {
         const node = nodeOf(rej.source, byIp);
         const lying = (liarSince.get(node) ?? Infinity) <= f.t || (node === 'up' && replacedSince <= f.t);
         if (!lying) fail('attribution', `${f.client} op ${f.op} blamed ${node} (${rej.source}) for wrong bytes of ${file.name}, which it never served`);
-        else if (node !== 'up') liesCaught++;
+        else if (node !== 'up') {
+          liesCaught++;
+          if (node.endsWith(':seed')) seedLiesCaught++;
+        }
       }
     }
   }
@@ -284,6 +294,8 @@ export function check(history: readonly Rec[]): CheckResult {
       liedResponses: lies.length,
       liedResponsesRead: lies.filter((l) => l.read).length,
       liesCaught,
+      seedLiesServed: lies.filter((l) => l.mirror.endsWith(':seed')).reduce((n, l) => n + l.flipped, 0),
+      seedLiesCaught,
       releases: releases.length,
       releasesAcknowledged: acked.length,
       releaseVerifies: verifies.length,
@@ -314,7 +326,7 @@ export function formatReport(r: CheckResult): string {
     `fetches: ${f.fetches} (${f.fetchesOk} ok, ${f.fetchesExcused} failed with no honest mirror up); by transport: ${Object.entries(f.fetchesByTransport).map(([k, n]) => `${k} ${n}`).join(', ')}`,
     `completion: p50 ${f.p50ms ?? '-'} ms, p99 ${f.p99ms ?? '-'} ms`,
     `faults injected: ${Object.entries(f.faults).map(([k, n]) => `${k} ${n}`).join(', ') || 'none'}`,
-    `lies: ${f.liesServed} flipped bytes in ${f.liedResponses} responses served (${f.liedResponsesRead} known read), ${f.liesCaught} rejections naming a liar`,
+    `lies: ${f.liesServed} flipped bytes in ${f.liedResponses} responses served (${f.liedResponsesRead} known read), ${f.liesCaught} rejections naming a liar; of them by seeds: ${f.seedLiesServed} flipped pieces, ${f.seedLiesCaught} rejections`,
     `log: ${f.releasesAcknowledged} of ${f.releases} releases acknowledged, ${f.checkpoints} checkpoints seen, ${f.witnessReads} read from witnesses directly; release verify ${f.releaseVerifiesOk}/${f.releaseVerifies} accepted`,
     `time: ${f.timeOk}/${f.timeQueries} signed-time queries reached a quorum, ${f.roughtimeLiarsNamed} lying witness answers named`,
     `attestations: ${f.attestOk}/${f.attestChecks} builders' quorum checks accepted, ${f.forgedNamed} forged attestations named`,

@@ -205,16 +205,19 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
             if (!ready) reject(new Error(`${p.name} exited (${code ?? signal}) before listening; see ${path.join(out, 'logs', `${p.name}.log`)}`));
           });
         });
-      const startProxy = (node: string): Promise<void> =>
+      /** The proxy of a node's HTTP server, or (`seed`) of a mirror's seed: named `NODE` or `NODE:seed`. */
+      const startProxy = (node: string, seed = false): Promise<void> =>
         new Promise((resolve, reject) => {
-          const child = net.spawn(node, [process.execPath, path.join(ROOT, 'test/stress/proxy.ts'), `${net.node(node).address}:${PORT}`, BEHIND], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
-          proxies.set(node, child);
-          child.stderr!.pipe(logFile(`${node}-proxy`));
+          const name = seed ? `${node}:seed` : node;
+          const args = seed ? [`${net.node(node).address}:${SEED_PORT}`, `127.0.0.1:${SEED_PORT}`, 'bittorrent'] : [`${net.node(node).address}:${PORT}`, BEHIND];
+          const child = net.spawn(node, [process.execPath, path.join(ROOT, 'test/stress/proxy.ts'), ...args], { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+          proxies.set(name, child);
+          child.stderr!.pipe(logFile(`${seed ? `${node}-seed` : node}-proxy`));
           child.on('message', (m: ProxyMessage) => {
             if (m.type === 'listening') resolve();
-            else if (m.type === 'lie') history.add({ type: 'lie', mirror: node, client: m.client, path: m.path, flipped: m.flipped, read: m.read });
+            else if (m.type === 'lie') history.add({ type: 'lie', mirror: name, client: m.client, path: m.path, flipped: m.flipped, read: m.read });
           });
-          child.on('exit', (code) => reject(new Error(`the proxy of ${node} exited (${code})`)));
+          child.on('exit', (code) => reject(new Error(`the proxy of ${name} exited (${code})`)));
         });
       const setProxy = (node: string, mode: ProxyMode) => proxies.get(node)?.send(mode);
       const modes = new Map<string, ProxyMode>();
@@ -333,7 +336,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
       const logRoot = path.join(work, 'log');
       const logProc: Proc = { name: 'log', node: 'log', stopped: false, argv: [...cli.argv, 'log', 'serve', '--root', logRoot, '--key', logKey.file, '--listen', BEHIND, '--checkpoint-interval', '500ms', '--log-level', 'warn', '--admit-any-signed', '--quorum', '2', ...wKeys.flatMap((k, i) => ['--witness', `${k.pub}=${url(`w${i + 1}`)}`])] };
       procs.push(...witnesses, logProc);
-      await Promise.all(['log', 'w1', 'w2', 'w3'].map(startProxy));
+      await Promise.all(['log', 'w1', 'w2', 'w3'].map((n) => startProxy(n)));
       await Promise.all(witnesses.map(start));
       await start(logProc);
 
@@ -346,9 +349,10 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         roots.set(m, r);
       }
       // serve on every address of the node: the proxy reaches it on loopback, discovering clients on the
-      // address it announces; the seed beside it over the same root.
+      // address it announces; the seed beside it over the same root, behind a proxy of its own (on the
+      // node's address, port 6881) that can make it lie.
       const mirrorProcs = new Map(mirrors.map((m) => [m, { name: m, node: m, stopped: false, argv: [...cli.argv, 'serve', '--root', roots.get(m)!, '--listen', `0.0.0.0:${DIRECT}`, '--announce', '--no-access-log', '--send-timeout', '10s', '--shutdown-timeout', '1s'] } as Proc]));
-      const seedProcs = new Map(mirrors.map((m) => [m, { name: `${m}-seed`, node: m, stopped: false, argv: [...cli.argv, 'seed', '--root', roots.get(m)!, '--listen', `${net.node(m).address}:${SEED_PORT}`, '--max-peers', '64'] } as Proc]));
+      const seedProcs = new Map(mirrors.map((m) => [m, { name: `${m}-seed`, node: m, stopped: false, argv: [...cli.argv, 'seed', '--root', roots.get(m)!, '--listen', `127.0.0.1:${SEED_PORT}`, '--max-peers', '64'] } as Proc]));
       procs.push(...mirrorProcs.values(), ...seedProcs.values());
 
       // --- releases (the maintainer, on upstream's node)
@@ -380,7 +384,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         history.add({ type: 'mirror-files', mirror: m, files: hashDir(roots.get(m)!) });
         syncing.delete(m);
       };
-      await Promise.all(mirrors.map(startProxy));
+      await Promise.all(mirrors.flatMap((m) => [startProxy(m), startProxy(m, true)]));
       for (let i = 0; i < mirrors.length; i += 2) await Promise.all(mirrors.slice(i, i + 2).map(sync));
       await Promise.all(mirrors.map((m) => start(mirrorProcs.get(m)!)));
       // A seed that does not start (the program under test failed it) is recorded and the run goes on
@@ -415,6 +419,9 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
             else await start(seed).catch((e) => say(`restart ${seed.name}: ${(e as Error).message}`));
             break;
           }
+          case 'seed-liar':
+            changeProxy(`${f.target}:seed`, { tamper: phase === 'start' });
+            break;
           case 'time-liar':
             if (phase === 'start') {
               // The witness's own key, a clock param seconds off; its Roughtime port redirected there.

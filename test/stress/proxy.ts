@@ -6,7 +6,13 @@
 // /sha256/HEX; not piece layers or the inventory), the same lie on every range, and reports each lie it
 // sent (client address, path, bytes flipped) to the harness.
 //
-//   node test/stress/proxy.ts LISTEN_IP:PORT TARGET_IP:PORT     (with an IPC channel)
+// With `bittorrent`, it stands in front of a seed instead: a lying seed flips the first byte of the block
+// of every piece message it sends (BEP 3 peer wire: the 68-byte handshake, then length-prefixed
+// messages), and reports per connection how many it flipped. Those lies are never known to be read (a
+// client may cancel a piece before it has all its blocks): the checker counts them and requires only
+// that nothing else is blamed and no wrong byte is exported.
+//
+//   node test/stress/proxy.ts LISTEN_IP:PORT TARGET_IP:PORT [bittorrent]     (with an IPC channel)
 import net from 'node:net';
 
 export interface ProxyMode {
@@ -36,6 +42,57 @@ export function tamperChunk(chunk: Buffer, offset: number): number {
     n++;
   }
   return n;
+}
+
+const HANDSHAKE = 68; // pstrlen, "BitTorrent protocol", reserved, info-hash, peer id (BEP 3)
+const PIECE = 7;
+
+/** Follows a seed's side of a peer-wire connection and flips the first block byte of each piece message. */
+export class PieceTamperer {
+  #skip = HANDSHAKE;
+  #prefix: number[] = []; // the length prefix and id being read
+  #left = 0; // payload bytes of the current message still to come
+  #untilBlock = -1; // piece message: header bytes (index, begin) before its block; -1 not a piece
+  flipped = 0;
+
+  /** Tamper `chunk` in place when `tamper` (the stream is followed either way). */
+  onBytes(chunk: Buffer, tamper: boolean): void {
+    let i = 0;
+    while (i < chunk.length) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, chunk.length - i);
+        this.#skip -= n;
+        i += n;
+      } else if (this.#left === 0) {
+        this.#prefix.push(chunk[i++]!);
+        if (this.#prefix.length === 4) {
+          const length = Buffer.from(this.#prefix).readUInt32BE(0);
+          if (length === 0) this.#prefix = []; // keep-alive
+        } else if (this.#prefix.length === 5) {
+          const length = Buffer.from(this.#prefix).readUInt32BE(0);
+          this.#untilBlock = this.#prefix[4] === PIECE ? 8 : -1;
+          this.#left = length - 1;
+          this.#prefix = [];
+        }
+      } else if (this.#untilBlock > 0) {
+        const n = Math.min(this.#untilBlock, this.#left, chunk.length - i);
+        this.#untilBlock -= n;
+        this.#left -= n;
+        i += n;
+      } else {
+        if (this.#untilBlock === 0) {
+          if (tamper) {
+            chunk[i]! ^= 0x01;
+            this.flipped++;
+          }
+          this.#untilBlock = -1;
+        }
+        const n = Math.min(this.#left, chunk.length - i);
+        this.#left -= n;
+        i += n;
+      }
+    }
+  }
 }
 
 function isFilePath(p: string): boolean {
@@ -129,7 +186,8 @@ class ResponseTracker {
 }
 
 function main(): void {
-  const [listen, target] = process.argv.slice(2);
+  const [listen, target, kind] = process.argv.slice(2);
+  const bittorrent = kind === 'bittorrent';
   if (!listen || !target || !process.send) throw new Error('usage: node test/stress/proxy.ts LISTEN_IP:PORT TARGET_IP:PORT (with an IPC channel)');
   const [lhost, lport] = [listen.slice(0, listen.lastIndexOf(':')), Number(listen.slice(listen.lastIndexOf(':') + 1))];
   const [thost, tport] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
@@ -144,13 +202,14 @@ function main(): void {
   const server = net.createServer((client) => {
     const at = mode;
     const who = client.remoteAddress?.replace(/^::ffff:/, '') ?? '?';
-    if (at.refuse) {
+    if (at.refuse && !bittorrent) {
       client.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       client.on('error', () => {});
       return;
     }
     const upstream = net.connect(tport, thost);
     const tracker = new ResponseTracker((p, flipped, read) => send({ type: 'lie', client: who, path: p, flipped, read }));
+    const pieces = new PieceTamperer();
     // A reset connection dies after a pseudo-random number of response bytes (a counter: no clock or randomness needed).
     const resetAfter = at.resetPercent && (seq++ * 37) % 100 < at.resetPercent ? ((seq * 7919) % 65536) + 1 : Infinity;
     let sent = 0;
@@ -177,16 +236,20 @@ function main(): void {
       to.on('drain', () => from.resume());
       from.on('end', () => to.end());
     };
-    paced(client, upstream, (b) => tracker.onRequestBytes(b));
+    paced(client, upstream, (b) => {
+      if (!bittorrent) tracker.onRequestBytes(b);
+    });
     paced(upstream, client, (b) => {
-      tracker.onResponseBytes(b, mode.tamper === true);
+      if (bittorrent) pieces.onBytes(b, mode.tamper === true);
+      else tracker.onResponseBytes(b, mode.tamper === true);
       sent += b.length;
       if (sent > resetAfter) setImmediate(kill);
     });
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
     client.on('close', () => {
-      tracker.close();
+      if (bittorrent && pieces.flipped > 0) send({ type: 'lie', client: who, path: 'pieces', flipped: pieces.flipped, read: false });
+      else tracker.close();
       upstream.destroy();
     });
     upstream.on('close', () => client.destroy());

@@ -2,17 +2,17 @@
 // give the same faults at the same times), so a failing run is replayed exactly with `--seed`.
 import { Prng } from '../helpers/prng.ts';
 
-export const FAULT_KINDS = ['kill', 'stop', 'partition', 'loss', 'latency', 'bandwidth', 'reset', 'liar', 'refuse', 'replace', 'disk-full', 'seed-kill', 'time-liar', 'bogus-attest'] as const;
+export const FAULT_KINDS = ['kill', 'stop', 'partition', 'loss', 'latency', 'bandwidth', 'reset', 'liar', 'refuse', 'replace', 'disk-full', 'seed-kill', 'seed-liar', 'time-liar', 'bogus-attest'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
 /**
- * Faults on a mirror that leave its HTTP service alone (its BitTorrent seed killed; a forged attestation
- * in its name): they don't count towards the mirrors under a fault, and the checker's completion rule
- * still counts the mirror as up.
+ * Faults on a mirror that leave its HTTP service alone (its BitTorrent seed killed or lying; a forged
+ * attestation in its name): they don't count towards the mirrors under a fault, and the checker's
+ * completion rule still counts the mirror as up.
  */
-export const BESIDE_SERVING: ReadonlySet<FaultKind> = new Set(['seed-kill', 'bogus-attest']);
+export const BESIDE_SERVING: ReadonlySet<FaultKind> = new Set(['seed-kill', 'seed-liar', 'bogus-attest']);
 /** Faults that last to the end of the run. */
-const PERMANENT: ReadonlySet<FaultKind> = new Set(['liar', 'replace', 'bogus-attest']);
+const PERMANENT: ReadonlySet<FaultKind> = new Set(['liar', 'replace', 'bogus-attest', 'seed-liar']);
 
 export interface Fault {
   kind: FaultKind;
@@ -58,7 +58,7 @@ function targets(kind: FaultKind, mirrors: number): string[] {
  * the promise checkable: at any time at most half of the mirrors (rounded down, at least one kept honest
  * and up) are under a fault, at most one witness is down or refusing (a 2-of-3 quorum stays possible), and
  * liars are at most a fifth of the mirrors (at least one when asked for). One forged attestation at most,
- * so that a builders' quorum of two honest mirrors stays possible.
+ * so that a builders' quorum of two honest mirrors stays possible, and one lying seed.
  */
 export function planFaults(input: ScheduleInput): Fault[] {
   const rng = new Prng(input.seed ^ 0x5eed);
@@ -81,7 +81,7 @@ export function planFaults(input: ScheduleInput): Fault[] {
   const placing = [...order.entries()].sort((a, b) => Number(PERMANENT.has(b[1])) - Number(PERMANENT.has(a[1])));
   for (const [i, kind] of placing) {
     if (kind === 'liar' && out.filter((f) => f.kind === 'liar').length >= maxLiars) continue;
-    if (kind === 'bogus-attest' && out.some((f) => f.kind === 'bogus-attest')) continue;
+    if ((kind === 'bogus-attest' || kind === 'seed-liar') && out.some((f) => f.kind === kind)) continue;
     const permanent = PERMANENT.has(kind);
     const beside = BESIDE_SERVING.has(kind);
     // First try the fault's own slot of the window (jittered), then anywhere in it, shorter each time.
