@@ -9,7 +9,7 @@ import { TrustState } from '../trust/client-state.ts';
 import type { TrustPolicy } from '../trust/policy.ts';
 import { keyLookup, type VerifiedAttestation } from './bundle.ts';
 import { attestationFiles, readAttestations, saveEvidence, type Refused } from './files.ts';
-import { attestationsFromLog, type LogAttestations, type LogReader } from './log-source.ts';
+import { attestationsFromLog, attestationsFromLogIndex, type LogAttestations, type LogReader } from './log-source.ts';
 import { decideSnapshot, type Attested, type QuorumVerdict, type SnapshotInputs } from './quorum.ts';
 import type { SnapshotClaim } from './statement.ts';
 import { upstreamChanges, type UpstreamChange } from './upstream.ts';
@@ -50,7 +50,8 @@ export async function checkAttestations(o: { paths: readonly string[]; policy: T
   const keys = keyLookup(builders.keys);
   const { verified, refused } = await readAttestations(await attestationFiles(o.paths, o.limits), keys, o.limits);
   if (o.log) {
-    const logged = await fromLogWithState(o.log, o.policy, keys, o.now, o.stateDir, o.limits);
+    // With a manifest, only its files' attestations are wanted: the log's index finds them (O(matches)).
+    const logged = await fromLogWithState(o.log, o.policy, keys, o.now, o.stateDir, o.limits, o.manifest?.distfiles.map((d) => d.name));
     verified.push(...logged.verified);
     refused.push(...logged.refused);
   }
@@ -83,7 +84,7 @@ const STATE_ATTEMPTS = 5;
  * same rows release verification keeps, so either path notices the other's rollback) and the newer stored by
  * compare-and-swap. A rollback or fork is refused (E_POLICY, exit 3) with both checkpoints kept as evidence.
  */
-async function fromLogWithState(log: LogReader, policy: TrustPolicy, keys: ReturnType<typeof keyLookup>, now: Date, stateDir: string, limits: Limits): Promise<LogAttestations> {
+async function fromLogWithState(log: LogReader, policy: TrustPolicy, keys: ReturnType<typeof keyLookup>, now: Date, stateDir: string, limits: Limits, names?: readonly string[]): Promise<LogAttestations> {
   const state = TrustState.open(stateDir);
   try {
     for (let attempt = 1; ; attempt++) {
@@ -91,7 +92,7 @@ async function fromLogWithState(log: LogReader, policy: TrustPolicy, keys: Retur
       const seconds = Math.floor(now.getTime() / 1000);
       let logged: LogAttestations;
       try {
-        logged = await attestationsFromLog(log, policy, keys, seconds, limits, stored);
+        logged = names === undefined ? await attestationsFromLog(log, policy, keys, seconds, limits, stored) : await attestationsFromLogIndex(log, policy, keys, seconds, limits, stored, names);
       } catch (err) {
         throw await withEvidence(err, stateDir, seconds);
       }

@@ -8,10 +8,16 @@
 // same size with another root a fork. A larger tree needs no fetched consistency proof: every entry is read,
 // so the root of its first `stored.size` leaves is computed here and must be the stored root (RFC 9162 §2.1.4,
 // which a consistency proof only abbreviates).
+// With the names of the files wanted (a manifest's), attestationsFromLogIndex asks the log's subject index
+// instead (GET /attestations/name/NAME): O(matches) entries read, each proven in the witnessed checkpoint by
+// its own inclusion proof, the checkpoint proven to extend the stored one by a consistency proof from the
+// tiles. A log without the index (404) is read whole as above.
 import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
-import { CompactRange, hashesEqual, leafHash } from '../trust/merkle.ts';
+import type { AttestationPage } from '../trust/log-client.ts';
+import { CompactRange, hashesEqual, leafHash, proveConsistency, verifyInclusion, type HashReader } from '../trust/merkle.ts';
 import type { KeyLookup } from '../trust/log/entries/types.ts';
+import { entrySubjectKeys, subjectKey } from '../trust/log/subjects.ts';
 import { formatVerifierKey } from '../trust/note.ts';
 import { checkCheckpoint, checkConsistency, type StoredCheckpoint, type TrustPolicy, type Verdict } from '../trust/policy.ts';
 import { parseEntryBundle, TILE_WIDTH, type EntryBundle } from '../trust/tiles.ts';
@@ -24,6 +30,10 @@ export interface LogReader {
   readonly url: string;
   checkpoint(): Promise<string>;
   entryBundle(bundle: EntryBundle): Promise<Uint8Array>;
+  /** The subject index (LogClient.attestations); absent or undefined: the log has none. */
+  attestations?(kind: 'sha256' | 'name', value: string, size: number, after: number): Promise<AttestationPage | undefined>;
+  /** The tree's hashes from its tiles, for a consistency proof (LogClient.reader). */
+  reader?(size: number): HashReader;
 }
 
 export type LogSource = { file: string; attestation: VerifiedAttestation; index: number };
@@ -83,6 +93,63 @@ export async function attestationsFromLog(log: LogReader, policy: TrustPolicy, k
       });
     }
     consistency = 'proven';
+  }
+  return { verified, refused, size: cp.size, checkpoint, consistency };
+}
+
+/**
+ * The attestations of the files named `names`, through the log's subject index; the full read
+ * (attestationsFromLog) when the log has no index. Every entry answered is proven in the witnessed tree by its
+ * inclusion proof (E_PROOF otherwise) and must attest one of the names asked for (E_PROOF: a damaged or lying
+ * index); the index can leave entries out, which only withholds attestations (docs/FORMATS.md).
+ */
+export async function attestationsFromLogIndex(log: LogReader, policy: TrustPolicy, keys: KeyLookup, now: number, limits: Limits & AttestationLimits, stored: StoredCheckpoint | undefined, names: readonly string[]): Promise<LogAttestations> {
+  if (!log.attestations || !log.reader) return attestationsFromLog(log, policy, keys, now, limits, stored);
+  const note = await log.checkpoint();
+  const cp = checkCheckpoint(note, policy, now, limits);
+  const checkpoint: StoredCheckpoint = { size: cp.size, root: cp.root, note, key: formatVerifierKey(policy.log.key) };
+  // Rollback and same-size fork refused; a larger tree must extend the stored one (RFC 9162 §2.1.4).
+  const proofs = stored !== undefined && stored.size > 0 && stored.size < cp.size ? [{ size: stored.size, proof: await proveConsistency(stored.size, cp.size, log.reader(cp.size)) }] : [];
+  let { consistency } = checkConsistency(stored, checkpoint, proofs, limits);
+  if (consistency === 'unproven' && stored!.size === 0) consistency = 'proven'; // every tree extends the empty one
+  const verified: Attested<LogSource>[] = [];
+  const refused: Refused[] = [];
+  const seen = new Set<number>();
+  let read = 0;
+  for (const name of new Set(names)) {
+    const key = subjectKey('name', name)!;
+    for (let after = -1; ;) {
+      const page = await log.attestations('name', name, cp.size, after);
+      if (page === undefined) return attestationsFromLog(log, policy, keys, now, limits, stored);
+      for (const { index, entry, inclusionProof } of page.entries) {
+        if (++read > limits.attestationLogEntries) {
+          throw new SourcemeshError('E_UNSUPPORTED', `${log.url}: its index answers more than ${limits.attestationLogEntries} entries for the files asked`, { size: cp.size });
+        }
+        const file = `${log.url} entry ${index}`;
+        try {
+          verifyInclusion(index, cp.size, leafHash(entry), inclusionProof, cp.root, limits);
+        } catch (err) {
+          if (err instanceof SourcemeshError && err.code === 'E_PROOF') throw new SourcemeshError('E_PROOF', `${file}: not in the tree of its witnessed checkpoint (the inclusion proof fails)`, { index, size: cp.size });
+          throw err;
+        }
+        if (!entrySubjectKeys(entry).some((k) => k.equals(key))) {
+          throw new SourcemeshError('E_PROOF', `${file}: the log's index answered it for ${JSON.stringify(name)}, but it has no such subject`, { index });
+        }
+        if (seen.has(index)) continue;
+        seen.add(index);
+        try {
+          const claim = verifyEnvelopeEntry(entry, file, keys, limits);
+          if (claim.name !== name) throw new SourcemeshError('E_PROOF', `${file}: the log's index answered it for ${JSON.stringify(name)}, but it attests ${JSON.stringify(claim.name)}`, { index });
+          verified.push({ claim, source: { file, index, attestation: { claim, entry, bundle: bundleOfEntry(entry) } } });
+        } catch (err) {
+          if (!(err instanceof SourcemeshError) || err.code === 'E_INTERNAL' || err.code === 'E_PROOF') throw err;
+          // As in the full read: another signer's statement is passed over, a builder's bad signature reported.
+          if (err.code === 'E_SIGNATURE') refused.push({ file, code: err.code, message: err.message });
+        }
+      }
+      if (!page.more) break;
+      after = page.entries.at(-1)!.index;
+    }
   }
   return { verified, refused, size: cp.size, checkpoint, consistency };
 }

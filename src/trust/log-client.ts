@@ -7,6 +7,7 @@ import { request, type Dispatcher } from 'undici';
 import { isSourcemeshError, SourcemeshError } from '../errors.ts';
 import { defaultDispatcher, readBoundedBody, USER_AGENT } from '../fetch/http.ts';
 import { LIMITS, type Limits } from '../limits.ts';
+import { decodeBase64 } from './base64.ts';
 import { parseCheckpoint } from './checkpoint.ts';
 import { type Hash, leafHash, parseProofLines, proveConsistency, proveInclusion, verifyInclusion } from './merkle.ts';
 import { parseNote } from './note.ts';
@@ -14,6 +15,13 @@ import type { ReleaseBundle } from './release.ts';
 import { type EntryBundle, entryBundlePath, type Tile, TileHashReader, tilePath } from './tiles.ts';
 
 export type LogClientLimits = Pick<Limits, 'logFetchTimeoutMs' | 'logFetchBytes' | 'logCheckpointWaitMs' | 'noteBytes' | 'proofHashes' | 'noteSignatures' | 'noteKeyNameBytes' | 'checkpointExtensionLines'>;
+
+/** One page of GET /attestations/...: entries and their inclusion proofs, unauthenticated until each proof verifies. */
+export interface AttestationPage {
+  readonly size: number;
+  readonly entries: readonly { readonly index: number; readonly entry: Uint8Array; readonly inclusionProof: Hash[] }[];
+  readonly more: boolean;
+}
 
 export interface Submitted {
   readonly index: number;
@@ -106,6 +114,38 @@ export class LogClient {
     const a = await this.#fetch('GET', p);
     if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/${p}: HTTP ${a.status}`, { status: a.status });
     return a.body;
+  }
+
+  /**
+   * GET /attestations/{sha256|name}/VALUE?size=N&after=I: the entries the log's subject index files under that
+   * subject (a page; nothing proven yet). undefined when the log has no such index (404: a log from before it).
+   */
+  async attestations(kind: 'sha256' | 'name', value: string, size: number, after: number): Promise<AttestationPage | undefined> {
+    const p = `attestations/${kind}/${encodeURIComponent(value)}?size=${size}&after=${after}`;
+    const a = await this.#fetch('GET', p);
+    if (a.status === 404) return undefined;
+    if (a.status !== 200) throw new SourcemeshError('E_HTTP', `${this.url}/${p}: HTTP ${a.status}`, { status: a.status });
+    const bad = (why: string): never => {
+      throw new SourcemeshError('E_FORMAT', `${this.url}/${p}: ${why}`, { url: `${this.url}/${p}` });
+    };
+    let body: { size?: unknown; entries?: unknown; more?: unknown };
+    try {
+      body = JSON.parse(a.body.toString('utf8'));
+    } catch {
+      return bad('the answer is not JSON');
+    }
+    if (body.size !== size || !Array.isArray(body.entries) || typeof body.more !== 'boolean') bad(`not an answer for the tree of ${size} entries`);
+    const entries = (body.entries as { index?: unknown; entry?: unknown; inclusionProof?: unknown }[]).map((e) => {
+      if (!Number.isSafeInteger(e?.index) || (e.index as number) <= after || (e.index as number) >= size) bad('an entry index outside the asked range');
+      const entry = typeof e.entry === 'string' ? decodeBase64(e.entry) : undefined;
+      if (!entry) bad('an entry that is not base64');
+      if (!Array.isArray(e.inclusionProof) || !e.inclusionProof.every((l) => typeof l === 'string')) bad('an entry without its inclusion proof');
+      return { index: e.index as number, entry: entry!, inclusionProof: parseProofLines(e.inclusionProof as string[], this.#limits) };
+    });
+    // Log order, each once: a page that goes back would let the client loop.
+    for (let i = 1; i < entries.length; i++) if (entries[i]!.index <= entries[i - 1]!.index) bad('entries out of order');
+    if (body.more && entries.length === 0) bad('"more" with no entries');
+    return { size, entries, more: body.more as boolean };
   }
 
   /** Hashes of the tree of `size` leaves, read from the log's tiles (unauthenticated until a proof verifies). */

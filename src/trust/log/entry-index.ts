@@ -4,7 +4,11 @@
 //   rotation  every rotation statement logged (chain, sequence, index, note), from which the admission
 //             policy walks each admitted project's chain to its current key set (rotation.ts's stepForward)
 //   quota     per submitting key, when its allowances are whole again (quota.ts)
-//   meta      'indexed': how many entries, from index 0, the index covers
+//   subject   each attestation's subject sha256 and name -> the entries attesting it (subjects.ts), so that
+//             a client finds a file's attestations in O(matches) instead of reading the whole log
+//   meta      'indexed': how many entries, from index 0, the index covers; 'subjects-indexed' and
+//             'subjects-rows': the same for the subject table, and how many rows it holds (a table that is
+//             missing, or whose count differs, is rebuilt from the entries when the log opens)
 // Rows are written by the batch that logs the entries, inside the write transaction that moves the tree
 // head (Sequencer, storage.withLock): after a crash the index covers exactly the stored tree. Lookups
 // go through a second connection, which sees only committed rows (WAL), never a batch in progress.
@@ -17,11 +21,13 @@ import { type ChainPosition, parseRotationStatement, ROTATION_FORMAT, stepForwar
 import { TILE_WIDTH } from '../tiles.ts';
 import { startsWithAscii } from './entries/types.ts';
 import type { LogStorage } from './storage.ts';
+import { entrySubjectKeys } from './subjects.ts';
 
 const SCHEMA = `CREATE TABLE IF NOT EXISTS entry (hash BLOB PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS rotation (chain TEXT NOT NULL, sequence INTEGER NOT NULL, idx INTEGER NOT NULL, note TEXT NOT NULL,
     PRIMARY KEY (chain, sequence, idx)) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, entries_until REAL NOT NULL, bytes_until REAL NOT NULL) WITHOUT ROWID;`;
+  CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, entries_until REAL NOT NULL, bytes_until REAL NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS subject (key BLOB NOT NULL, idx INTEGER NOT NULL, PRIMARY KEY (key, idx)) WITHOUT ROWID;`;
 
 const ROTATION_PREFIX = `${ROTATION_FORMAT}\n`;
 /** Entries indexed per transaction when catching up with a log written before the index existed. */
@@ -52,9 +58,11 @@ export class EntryIndex {
 
   /** Open the index of `storage`'s log, indexing entries logged before it existed. */
   static async open(storage: LogStorage): Promise<EntryIndex> {
+    const hadSubjects = storage.database.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'subject'`).get() !== undefined;
     storage.database.exec(SCHEMA);
     const index = new EntryIndex(storage, openDatabase(storage.stateFile, '', "the log's entry index"));
     await index.#catchUp();
+    await index.#checkSubjects(hadSubjects);
     return index;
   }
 
@@ -86,6 +94,7 @@ export class EntryIndex {
       if (startsWithAscii(entries[i]!, ROTATION_PREFIX)) this.#recordRotation(entries[i]!, base + i);
     }
     this.#setIndexed(base + entries.length);
+    this.#recordSubjects(entries, base);
     if (quota.size === 0) return;
     const upsert = this.#stmt(this.#db, `INSERT INTO quota (key, entries_until, bytes_until) VALUES ($key, $now + $e, $now + $b)
       ON CONFLICT (key) DO UPDATE SET entries_until = max(entries_until, $now) + $e, bytes_until = max(bytes_until, $now) + $b`);
@@ -160,6 +169,77 @@ export class EntryIndex {
           const width = Math.min(TILE_WIDTH, size - bundle * TILE_WIDTH);
           const entries = (await this.#storage.readEntryBundle(bundle, width)).slice(from % TILE_WIDTH);
           this.record(entries, entries.map(entryHash), from, new Map(), 0);
+          from += entries.length;
+        }
+        return from >= size;
+      });
+      if (done) return;
+    }
+  }
+
+  /**
+   * Entries filed under the subject `key` (subjects.ts), in log order, after index `after`, at most `max`
+   * (committed batches only). A hint: the caller re-reads each entry before answering with it.
+   */
+  subjects(key: Uint8Array, after: number, max: number): number[] {
+    const rows = this.#stmt(this.#reader, 'SELECT idx FROM subject WHERE key = ? AND idx > ? ORDER BY idx LIMIT ?').all(key, after, max) as { idx: number }[];
+    return rows.map((r) => r.idx);
+  }
+
+  /** Forget the subject table and file every entry again (a row was found not to hold). */
+  async rebuildSubjects(): Promise<void> {
+    await this.#storage.withLock(async () => this.#resetSubjects());
+    await this.#catchUpSubjects();
+  }
+
+  #meta(key: string): number {
+    const row = this.#stmt(this.#db, 'SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+    return row === undefined ? 0 : Number(row.value);
+  }
+
+  #setMeta(key: string, value: number): void {
+    this.#stmt(this.#db, 'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(key, String(value));
+  }
+
+  #resetSubjects(): void {
+    this.#db.exec('DELETE FROM subject');
+    this.#setMeta('subjects-indexed', 0);
+    this.#setMeta('subjects-rows', 0);
+  }
+
+  /** File entries `base`... under their subjects, when the table covers exactly the entries before them. */
+  #recordSubjects(entries: readonly Uint8Array[], base: number): void {
+    if (this.#meta('subjects-indexed') !== base) return; // behind: #catchUpSubjects files them in order
+    const insert = this.#stmt(this.#db, 'INSERT OR IGNORE INTO subject (key, idx) VALUES (?, ?)');
+    let rows = 0;
+    for (let i = 0; i < entries.length; i++) {
+      for (const key of entrySubjectKeys(entries[i]!)) rows += Number(insert.run(key, base + i).changes);
+    }
+    this.#setMeta('subjects-indexed', base + entries.length);
+    if (rows) this.#setMeta('subjects-rows', this.#meta('subjects-rows') + rows);
+  }
+
+  /** A table created just now (missing before) or holding another number of rows than recorded is rebuilt. */
+  async #checkSubjects(hadTable: boolean): Promise<void> {
+    await this.#storage.withLock(async () => {
+      const count = (this.#stmt(this.#db, 'SELECT count(*) AS n FROM subject').get() as { n: number }).n;
+      if (!hadTable || count !== this.#meta('subjects-rows') || this.#meta('subjects-indexed') > this.#storage.readHead().size) this.#resetSubjects();
+    });
+    await this.#catchUpSubjects();
+  }
+
+  async #catchUpSubjects(): Promise<void> {
+    for (;;) {
+      const done = await this.#storage.withLock(async () => {
+        const size = this.#storage.readHead().size;
+        let from = this.#meta('subjects-indexed');
+        if (from >= size) return true;
+        const until = Math.min(size, from - (from % TILE_WIDTH) + CATCH_UP_ENTRIES);
+        while (from < until) {
+          const bundle = Math.floor(from / TILE_WIDTH);
+          const width = Math.min(TILE_WIDTH, size - bundle * TILE_WIDTH);
+          const entries = (await this.#storage.readEntryBundle(bundle, width)).slice(from % TILE_WIDTH);
+          this.#recordSubjects(entries, from);
           from += entries.length;
         }
         return from >= size;

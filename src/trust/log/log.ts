@@ -110,7 +110,7 @@ export async function startLog(options: LogOptions): Promise<RunningLog> {
     await release();
     throw err;
   }
-  const server = createLogServer({ storage, sequencer, gate, checkpointer, logger, limits, addRate: options.addRate });
+  const server = createLogServer({ storage, sequencer, gate, checkpointer, logger, limits, addRate: options.addRate, index });
   let url: string;
   try {
     url = await listen(server, options.host, options.port);

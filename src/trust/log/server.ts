@@ -7,6 +7,11 @@
 //   GET  /checkpoint             the published checkpoint (C2SP tlog-tiles), never cached for long
 //   GET  /tile/<L>/<N>[.p/<W>]   tiles, and /tile/entries/... entry bundles (C2SP tlog-tiles): full ones
 //                                immutable, partial ones cached briefly
+//   GET  /attestations/sha256/<64 hex>, /attestations/name/<percent-encoded name>   [?size=N][&after=I]
+//                                the DSSE entries whose statement has that subject (the subject index,
+//                                entry-index.ts), each with its inclusion proof in the tree of N entries (a
+//                                published size; default the published checkpoint's), in log order after
+//                                index I, a page at a time ("more": true when there are others)
 // Only tiles of the committed tree are served, so files a crash left beyond it never reach a client.
 
 import type http from 'node:http';
@@ -15,12 +20,16 @@ import { isSourcemeshError } from '../../errors.ts';
 import type { Limits } from '../../limits.ts';
 import { clientKey, retryAfterSeconds, TokenBuckets } from '../../net/rate-limit.ts';
 import { encodeBase64 } from '../base64.ts';
+import { parseCheckpoint } from '../checkpoint.ts';
+import { parseNote } from '../note.ts';
 import { parseTilePath, TILE_WIDTH, tileWidth, tilePath, entryBundlePath, type TilePath } from '../tiles.ts';
 import { BodyTooLarge, createTrustServer, readBody, sendText } from './http-server.ts';
 import type { Checkpointer } from './checkpoints.ts';
 import { type Gate, Refused } from './gate.ts';
 import type { Sequencer } from './sequencer.ts';
 import type { LogStorage } from './storage.ts';
+import type { EntryIndex } from './entry-index.ts';
+import { entrySubjectKeys, subjectKey } from './subjects.ts';
 
 export interface LogServerOptions {
   readonly storage: LogStorage;
@@ -31,6 +40,8 @@ export interface LogServerOptions {
   readonly limits: Limits;
   /** POST /add per client address: sustained per second (0: no limit) and burst. */
   readonly addRate: { readonly perSecond: number; readonly burst: number };
+  /** The subject index (GET /attestations/...); without it those paths are 404. */
+  readonly index?: Pick<EntryIndex, 'subjects' | 'rebuildSubjects'>;
   /** Milliseconds (tests pin it). */
   readonly now?: () => number;
 }
@@ -68,7 +79,56 @@ export function createLogServer(options: LogServerOptions): http.Server {
     }
     if (pathname === '/checkpoint') return checkpoint(req, res);
     if (pathname.startsWith('/tile/')) return tile(req, res, pathname.slice(1));
+    if (pathname.startsWith('/attestations/') && options.index) return attestations(res, pathname, query);
     sendText(res, 404, 'not found');
+  }
+
+  async function attestations(res: http.ServerResponse, pathname: string, query: string): Promise<void> {
+    const m = /^\/attestations\/(sha256|name)\/([^/]+)$/.exec(pathname);
+    let key: Buffer | undefined;
+    try {
+      key = m ? subjectKey(m[1] as 'sha256' | 'name', decodeURIComponent(m[2]!)) : undefined;
+    } catch {
+      key = undefined;
+    }
+    if (!key) return sendText(res, 404, 'not an attestation lookup: /attestations/sha256/<64 hex> or /attestations/name/<name>');
+    const q = new URLSearchParams(query);
+    const note = await storage.readCheckpoint();
+    if (note === undefined) return sendText(res, 404, 'no checkpoint published yet');
+    const published = parseCheckpoint(parseNote(note, limits).text, limits).size;
+    const size = q.has('size') ? Number(q.get('size')) : published;
+    const after = q.has('after') ? Number(q.get('after')) : -1;
+    if (!Number.isSafeInteger(size) || size < 0 || size > published) return sendText(res, 400, `size must be a published tree size, at most ${published}`);
+    if (!Number.isSafeInteger(after) || after < -1) return sendText(res, 400, 'after must be an entry index');
+    for (let attempt = 0; ; attempt++) {
+      const page = await lookup(key, size, after);
+      if (page) return sendJson(res, { size, ...page });
+      // A row named an entry without that subject: the index is damaged. Rebuilt from the entries, once.
+      if (attempt > 0) return sendText(res, 500, 'the subject index does not match the entries');
+      logger.warn({ size }, 'the subject index names an entry without that subject; rebuilding it');
+      await options.index!.rebuildSubjects();
+    }
+  }
+
+  /** A page of entries filed under `key`, each re-read and checked; undefined when a row does not hold. */
+  async function lookup(key: Buffer, size: number, after: number): Promise<{ entries: { index: number; entry: string; inclusionProof: string[] }[]; more: boolean } | undefined> {
+    const rows = options.index!.subjects(key, after, limits.attestationLookupPage + 1).filter((i) => i < size);
+    const bundles = new Map<number, Uint8Array[]>();
+    const entries: { index: number; entry: string; inclusionProof: string[] }[] = [];
+    let bytes = 0;
+    for (const index of rows.slice(0, limits.attestationLookupPage)) {
+      const b = Math.floor(index / TILE_WIDTH);
+      let bundle = bundles.get(b);
+      if (!bundle) bundles.set(b, (bundle = await storage.readEntryBundle(b, Math.min(TILE_WIDTH, size - b * TILE_WIDTH))));
+      const entry = bundle[index % TILE_WIDTH];
+      if (!entry || !entrySubjectKeys(entry).some((k) => k.equals(key))) return undefined;
+      const e = { index, entry: encodeBase64(entry), inclusionProof: (await checkpointer.inclusionProof(index, size)).map(encodeBase64) };
+      bytes += e.entry.length + e.inclusionProof.length * 48 + 64;
+      // The answer stays within what a client reads (logFetchBytes); the rest is the next page.
+      if (bytes > limits.logFetchBytes - 4096 && entries.length > 0) return { entries, more: true };
+      entries.push(e);
+    }
+    return { entries, more: rows.length > entries.length };
   }
 
   async function add(req: http.IncomingMessage, res: http.ServerResponse, wait: boolean): Promise<void> {
