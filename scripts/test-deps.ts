@@ -42,7 +42,7 @@ export const PACKAGES: readonly DebianPackage[] = [
   { name: 'chromium', for: 'test', why: 'the node control panel tested in a real browser (driven by playwright-core)' },
   { name: 'rsync', for: 'bench', why: 'the peer bench:node measures node clone against (an rsync daemon on loopback)' },
   { name: 'nginx', for: 'test', why: 'mirror nginx-config tested against the real nginx; the peer bench:serve and bench:fetch measure against' },
-  { name: 'nftables', for: 'test', why: "partitions and packet loss inside the stress harness's namespaces" },
+  { name: 'nftables', for: 'test', why: "partitions, packet loss and a witness's Roughtime redirected to a liar inside the stress harness's namespaces" },
   { name: 'util-linux', for: 'test', why: "fallocate fills a mirror's tmpfs for the stress harness's full-disk fault" },
   { name: 'wrk', for: 'bench', why: 'the load generator of bench:serve and bench:log' },
   { name: 'time', for: 'bench', why: 'GNU time for peak RSS in the benchmarks' },
