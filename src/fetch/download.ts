@@ -14,7 +14,7 @@ import { backoffDelay, parseRetryAfter } from './backoff.ts';
 import { openFile } from './file.ts';
 import { networkError, openHttp } from './http.ts';
 import type { Source } from './plan.ts';
-import { isRetryable, transferError, type Opened } from './transport.ts';
+import { isRetryable, pipeBody, transferError, type Opened } from './transport.ts';
 
 // Batch writes (fewer syscalls) but keep little unwritten: what is on disk is what a resume after a
 // crash keeps.
@@ -25,7 +25,8 @@ const SYNC_BYTES = 32 << 20;
  * Appends to a partial file while hashing. Writes are batched (~256 KiB writev) with one batch in
  * flight while the next is received, and the data is flushed to disk (fdatasync) in the background
  * every SYNC_BYTES, so the fsync before the store's rename finds little left to write: the disk works
- * while the network does, instead of after it.
+ * while the network does, instead of after it. A chunk is taken without a promise (accept) unless the
+ * next batch is full while the previous one is still being written: then the caller waits.
  */
 class PartialWriter {
   written = 0;
@@ -33,6 +34,11 @@ class PartialWriter {
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private inflight: Promise<void> = Promise.resolve();
+  private busy = false;
+  /** The first failed write: every later accept or flush reports it. */
+  private failure: unknown = undefined;
+  /** Told when the batch in flight is done (a caller waiting for room). */
+  private waiter: (() => void) | undefined;
   private syncing: Promise<void> = Promise.resolve();
   private unsynced = 0;
   private readonly fh: FileHandle;
@@ -54,44 +60,70 @@ class PartialWriter {
     return w;
   }
 
-  async write(chunk: Uint8Array): Promise<void> {
+  /** Hash and queue `chunk`; a promise when the caller must wait for room before the next one. */
+  accept(chunk: Uint8Array): void | Promise<void> {
+    if (this.failure !== undefined) throw this.failure;
     this.hash.update(chunk);
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     this.written += chunk.length;
-    if (this.pendingBytes >= FLUSH_BYTES) await this.startBatch();
+    if (this.pendingBytes < FLUSH_BYTES) return;
+    if (!this.busy) {
+      this.startBatch();
+      return;
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.waiter = () => (this.failure === undefined ? resolve() : reject(this.failure));
+    });
   }
 
-  /** Hand the pending batch to the file system once the previous one is done (at most one in flight). */
-  private async startBatch(): Promise<void> {
-    await this.inflight;
-    if (this.pendingBytes === 0) return;
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.accept(chunk);
+  }
+
+  /** Hand the pending bytes to the file system (only when no batch is in flight). */
+  private startBatch(): void {
     const buffers = this.pending;
     const bytes = this.pendingBytes;
-    const position = this.written - this.pendingBytes;
+    const position = this.written - bytes;
     this.pending = [];
     this.pendingBytes = 0;
-    const done = this.fh.writev(buffers, position).then(() => {
+    this.busy = true;
+    this.inflight = this.fh.writev(buffers, position).then(() => {
+      this.busy = false;
       this.unsynced += bytes;
       if (this.unsynced >= SYNC_BYTES) {
         this.unsynced = 0;
         this.syncing = this.syncing.then(() => this.fh.datasync());
         this.syncing.catch(() => {}); // early flushing only; the final commit fsyncs and reports
       }
+      if (this.pendingBytes >= FLUSH_BYTES) this.startBatch();
+      this.wake();
+    }, (err) => {
+      this.busy = false;
+      this.failure ??= fromSystemError(err, this.path);
+      this.wake();
     });
-    this.inflight = done.catch((err) => { throw fromSystemError(err, this.path); });
-    // A failed write is reported by the next batch or flush; until then it must not count as unhandled.
-    this.inflight.catch(() => {});
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
   }
 
   /** Everything accepted so far is in the file (not necessarily on disk). */
   async flush(): Promise<void> {
-    await this.startBatch();
-    await this.inflight;
+    while (this.busy) await this.inflight;
+    if (this.failure === undefined && this.pendingBytes > 0) {
+      this.startBatch();
+      await this.inflight;
+    }
+    if (this.failure !== undefined) throw this.failure;
   }
 
   async restart(): Promise<void> {
-    await this.inflight.catch(() => {});
+    while (this.busy) await this.inflight;
     this.pending = [];
     this.pendingBytes = 0;
     this.written = 0;
@@ -104,7 +136,7 @@ class PartialWriter {
   }
 
   async close(): Promise<void> {
-    await this.inflight.catch(() => {});
+    while (this.busy) await this.inflight;
     await this.syncing.catch(() => {});
     await this.fh.close();
   }
@@ -207,14 +239,15 @@ async function transferOnce(d: Distfile, source: Source, partial: Partial, write
   }
   const cap = d.size ?? ctx.limits.maxDistfileBytes;
   try {
-    for await (const chunk of opened.body) {
+    // Each chunk in a plain call (HTTP: from undici's handler); a promise only when the writer is full.
+    await pipeBody(opened, (chunk) => {
       if (writer.written + chunk.length > cap) {
-        opened.cancel();
         throw new SourcemeshError('E_SIZE', `${source.label} sent more than ${cap} bytes`, { source: source.label, limit: cap });
       }
-      await writer.write(chunk);
+      const wait = writer.accept(chunk);
       ctx.onBytes?.(chunk.length);
-    }
+      return wait;
+    });
   } catch (err) {
     if (err instanceof SourcemeshError) throw err;
     throw networkError(err, opened.url);

@@ -4,6 +4,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { SourcemeshError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import type { Limits } from '../limits.ts';
+import { HttpBody } from './http-body.ts';
 import { transferError, type OpenOptions, type Opened } from './transport.ts';
 
 export const USER_AGENT = `sourcemesh/${VERSION}`;
@@ -46,10 +47,9 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
       headers.range = wanted;
       if (opts.ifRange) headers['if-range'] = opts.ifRange;
     }
-    let res: Dispatcher.ResponseData;
+    let res: Head;
     try {
-      // Timeouts per request too: a proxy agent does not pass its own on to the pools it makes.
-      res = await request(current, { method: 'GET', headers, dispatcher: opts.dispatcher, signal: opts.signal, headersTimeout: opts.limits.headersTimeoutMs, bodyTimeout: opts.limits.idleTimeoutMs });
+      res = await dispatchGet(current, headers, opts.dispatcher, opts.limits, opts.signal);
     } catch (err) {
       throw networkError(err, current);
     }
@@ -75,10 +75,7 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
       current = next.href;
       continue;
     }
-    const cancel = () => {
-      res.body.on('error', () => {}); // destroying an unread body reports an abort: expected here
-      res.body.destroy();
-    };
+    const cancel = () => res.body.cancel();
     if (status === 200 || status === 206) {
       const contentLength = parseLength(header('content-length'));
       let start = 0;
@@ -97,6 +94,7 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
       const etag = header('etag');
       return {
         body: res.body,
+        pipe: (sink) => res.body.pipe(sink),
         start,
         ranged: status === 206,
         total,
@@ -115,6 +113,74 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
     const retryable = status >= 500 || status === 429 || status === 408;
     throw transferError('E_HTTP', `${current}: HTTP ${status}`, retryable, { url: current, status, retryAfter: header('retry-after'), notFound: status === 404 || status === 410 });
   }
+}
+
+interface Head {
+  statusCode: number;
+  headers: Dispatcher.ResponseData['headers'];
+  body: HttpBody;
+}
+
+/**
+ * GET `url` through undici's dispatch(): resolves with the status and headers, the body held paused
+ * until its consumer pipes or iterates it (src/fetch/http-body.ts). Timeouts per request: a proxy agent
+ * does not pass its own on to the pools it makes.
+ */
+function dispatchGet(url: string, headers: Record<string, string>, dispatcher: Dispatcher, limits: Limits, signal?: AbortSignal): Promise<Head> {
+  const target = new URL(url);
+  return new Promise<Head>((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined;
+    let body: HttpBody | undefined;
+    let settled = false;
+    const onAbort = () => {
+      const reason = signal!.reason ?? Object.assign(new Error('aborted'), { name: 'AbortError' });
+      if (controller && !controller.aborted) controller.abort(reason);
+      if (!settled) {
+        settled = true;
+        reject(reason);
+      }
+    };
+    const detach = () => signal?.removeEventListener('abort', onAbort);
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart(c) {
+        controller = c;
+        if (signal?.aborted) c.abort(signal.reason);
+      },
+      onResponseStart(c, statusCode, responseHeaders) {
+        if (statusCode < 200) return; // 1xx: the real answer follows
+        body = new HttpBody(c);
+        settled = true;
+        resolve({ statusCode, headers: responseHeaders, body });
+      },
+      onResponseData(_c, chunk) {
+        body?.data(chunk);
+      },
+      onResponseEnd() {
+        detach();
+        body?.end();
+      },
+      onResponseError(_c, err) {
+        detach();
+        if (body) body.error(err);
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      },
+    };
+    try {
+      dispatcher.dispatch({ origin: target.origin, path: `${target.pathname}${target.search}`, method: 'GET', headers, headersTimeout: limits.headersTimeoutMs, bodyTimeout: limits.idleTimeoutMs }, handler);
+    } catch (err) {
+      detach();
+      settled = true;
+      reject(err);
+    }
+  });
 }
 
 function parseLength(v: string | undefined): number | undefined {
@@ -189,7 +255,7 @@ export async function headSize(url: string, dispatcher: Dispatcher, limits: Limi
  * A whole response body of at most `max` bytes. The peer is attacker-controlled: past `max` the body is
  * destroyed and `tooLarge()` thrown, instead of a buffer growing without end.
  */
-export async function readBoundedBody(body: Dispatcher.ResponseData['body'], max: number, tooLarge: () => Error): Promise<Buffer> {
+export async function readBoundedBody(body: AsyncIterable<Uint8Array> & { destroy(): void }, max: number, tooLarge: () => Error): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let length = 0;
   for await (const chunk of body) {

@@ -3,6 +3,11 @@ import { SourcemeshError, type ErrorCode } from '../errors.ts';
 
 export interface Opened {
   body: AsyncIterable<Uint8Array>;
+  /**
+   * Feed the body to a sink chunk by chunk instead of iterating it (HTTP: no promise per chunk); read
+   * the body through pipeBody(), which falls back to iteration for transports without it.
+   */
+  pipe?: (sink: (chunk: Buffer) => void | Promise<void>) => Promise<void>;
   /** Offset of the body's first byte in the whole file (0 unless a range was granted). */
   start: number;
   /** The source honoured the requested range (HTTP 206, or a local file). */
@@ -38,4 +43,16 @@ export function transferError(code: ErrorCode, message: string, retryable: boole
 
 export function isRetryable(err: unknown): boolean {
   return err instanceof SourcemeshError && err.details.retryable === true;
+}
+
+/**
+ * Every chunk of `opened`'s body to `sink`, in order; a promise from the sink holds the body until it
+ * settles. Rejects with the transport's or the sink's error (the body is then cancelled).
+ */
+export async function pipeBody(opened: Opened, sink: (chunk: Buffer) => void | Promise<void>): Promise<void> {
+  if (opened.pipe) return opened.pipe(sink);
+  for await (const chunk of opened.body) {
+    const wait = sink(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    if (wait) await wait;
+  }
 }
