@@ -120,7 +120,7 @@ export async function checkKeyFile(file: string, uid: number | undefined): Promi
 }
 
 /** A TCP service the node runs: something must accept connections on host:port. */
-export function checkListening(what: string, host: string, port: number, timeoutMs = LIMITS.doctorConnectTimeoutMs): Promise<CheckResult> {
+export function checkListening(what: string, host: string, port: number, timeoutMs: number = LIMITS.doctorConnectTimeoutMs): Promise<CheckResult> {
   const check = `service ${what}`;
   const connectHost = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
   return new Promise((resolve) => {
@@ -144,7 +144,7 @@ const SOCKS_METHODS: Readonly<Record<number, string>> = { 0x00: 'no authenticati
  * METHODS) with VER 5 and a method we offered. Only the 2-byte answer is read; a closed port, silence, a
  * refusal of every method (0xFF) or another protocol fails. The proxy is only greeted, never asked to connect.
  */
-export function checkSocks(proxy: string, timeoutMs = LIMITS.doctorConnectTimeoutMs): Promise<CheckResult> {
+export function checkSocks(proxy: string, timeoutMs: number = LIMITS.doctorConnectTimeoutMs): Promise<CheckResult> {
   const check = 'tor';
   let host: string;
   let port: number;

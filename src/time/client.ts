@@ -24,6 +24,8 @@ export interface TimeServer {
   readonly publicKey: Uint8Array;
   /** The transport mode (the RFC's server lists name it per address); UDP when absent. */
   readonly protocol?: 'udp' | 'tcp';
+  /** With UDP: the server's TCP address, asked when UDP brings no valid answer. */
+  readonly tcpFallback?: string;
 }
 
 /**
@@ -81,59 +83,70 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
   const rounds = options.rounds ?? 2;
   const sockets = new Map<string, dgram.Socket>();
   const connections = new Map<string, RoughtimeTcpConnection>();
+  const answeredOver = new Map<string, number>();
   const chain: Exchange[] = [];
   const failures = new Map<string, string>();
   try {
     for (let round = 0; round < rounds; round++) {
       for (const s of servers) {
         if (failures.has(s.name)) continue;
-        const { host, port } = parseAddress(s.address);
-        let reason = 'no answer';
+        // "A client SHOULD attempt to use the TCP transport mode ... if it does not receive responses to
+        // its UDP queries": the server's TCP address after its UDP one; once a route answered, it is kept.
+        const routes = [{ address: s.address, protocol: s.protocol ?? 'udp' }];
+        if (s.tcpFallback !== undefined && routes[0]!.protocol === 'udp') routes.push({ address: s.tcpFallback, protocol: 'tcp' });
+        const reasons: string[] = [];
         let done = false;
-        let started = -Infinity;
-        for (let attempt = 0; attempt < limits.roughtimeAttempts && !done; attempt++) {
-          const wait = started + retryIntervalMs(attempt, limits) - performance.now();
-          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-          started = performance.now();
-          let send: (request: Buffer, verify: (response: Buffer) => VerifiedResponse) => Promise<Answer>;
-          if (s.protocol === 'tcp') {
-            let conn = connections.get(s.name);
-            if (conn === undefined || !conn.usable) {
-              const made = await RoughtimeTcpConnection.connect(host, port, limits);
-              if (!(made instanceof RoughtimeTcpConnection)) {
-                reason = `${made.reason} (${attempt + 1} attempts)`;
-                continue;
+        for (const [r, route] of routes.entries()) {
+          if (done || (answeredOver.has(s.name) && answeredOver.get(s.name) !== r)) continue;
+          const { host, port } = parseAddress(route.address);
+          let reason = 'no answer';
+          let started = -Infinity;
+          for (let attempt = 0; attempt < limits.roughtimeAttempts && !done; attempt++) {
+            const wait = started + retryIntervalMs(attempt, limits) - performance.now();
+            if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+            started = performance.now();
+            let send: (request: Buffer, verify: (response: Buffer) => VerifiedResponse) => Promise<Answer>;
+            if (route.protocol === 'tcp') {
+              let conn = connections.get(s.name);
+              if (conn === undefined || !conn.usable) {
+                const made = await RoughtimeTcpConnection.connect(host, port, limits);
+                if (!(made instanceof RoughtimeTcpConnection)) {
+                  reason = `${made.reason} (${attempt + 1} attempts)`;
+                  continue;
+                }
+                conn = made;
+                connections.set(s.name, conn);
               }
-              conn = made;
-              connections.set(s.name, conn);
+              const c = conn;
+              send = (request, verify) => c.exchange(request, limits, verify);
+            } else {
+              const family = isIP(host) === 6 ? 'udp6' : 'udp4';
+              let socket = sockets.get(family);
+              if (socket === undefined) {
+                socket = dgram.createSocket(family);
+                sockets.set(family, socket);
+              }
+              const u = socket;
+              send = (request, verify) => exchange(u, host, port, request, limits, verify);
             }
-            const c = conn;
-            send = (request, verify) => c.exchange(request, limits, verify);
-          } else {
-            const family = isIP(host) === 6 ? 'udp6' : 'udp4';
-            let socket = sockets.get(family);
-            if (socket === undefined) {
-              socket = dgram.createSocket(family);
-              sockets.set(family, socket);
+            const previous = chain[chain.length - 1];
+            const rand = previous === undefined ? undefined : random(32);
+            const nonce = previous === undefined ? random(32) : chainedNonce(previous.response, rand!);
+            const request = buildRequest(nonce, { publicKey: s.publicKey });
+            const sent = monotonic();
+            const answer = await send(request, (r) => verifyResponse(request, r, s.publicKey, limits));
+            const received = monotonic();
+            if ('reason' in answer) {
+              reason = `${answer.reason} (${attempt + 1} attempts)`;
+              continue;
             }
-            const u = socket;
-            send = (request, verify) => exchange(u, host, port, request, limits, verify);
+            chain.push({ server: s.name, publicKey: s.publicKey, ...(rand === undefined ? {} : { rand }), request, response: answer.response, sent, received, verified: answer.verified });
+            answeredOver.set(s.name, r);
+            done = true;
           }
-          const previous = chain[chain.length - 1];
-          const rand = previous === undefined ? undefined : random(32);
-          const nonce = previous === undefined ? random(32) : chainedNonce(previous.response, rand!);
-          const request = buildRequest(nonce, { publicKey: s.publicKey });
-          const sent = monotonic();
-          const answer = await send(request, (r) => verifyResponse(request, r, s.publicKey, limits));
-          const received = monotonic();
-          if ('reason' in answer) {
-            reason = `${answer.reason} (${attempt + 1} attempts)`;
-            continue;
-          }
-          chain.push({ server: s.name, publicKey: s.publicKey, ...(rand === undefined ? {} : { rand }), request, response: answer.response, sent, received, verified: answer.verified });
-          done = true;
+          if (!done) reasons.push(routes.length > 1 ? `${route.protocol} ${reason}` : reason);
         }
-        if (!done) failures.set(s.name, reason);
+        if (!done) failures.set(s.name, reasons.join('; '));
       }
     }
   } finally {

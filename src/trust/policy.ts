@@ -47,7 +47,7 @@ export interface TrustPolicy {
    * local clock, floored by the newest cosignature timestamps seen (src/time/signed-now.ts).
    */
   readonly time?: {
-    readonly roughtime: readonly { readonly name: string; readonly address: string; readonly publicKey: Uint8Array; readonly protocol: 'udp' | 'tcp' }[];
+    readonly roughtime: readonly { readonly name: string; readonly address: string; readonly publicKey: Uint8Array; readonly protocol: 'udp' | 'tcp'; readonly tcpFallback?: string }[];
     readonly quorum: number;
     readonly maxSkewSeconds: number;
   };
@@ -143,12 +143,20 @@ export function parsePolicy(text: string, source: string, limits: PolicyLimits =
   }
   let time: TrustPolicy['time'];
   if (o.time !== undefined) {
-    const roughtime = o.time.roughtime.map((r, i) => {
+    // A witness is listed once per transport, as the RFC's server lists give a server several addresses:
+    // listed with "udp" and "tcp", it is asked over UDP and over TCP when UDP brings no answer.
+    const byName = new Map<string, { name: string; address: string; publicKey: Uint8Array; protocol: 'udp' | 'tcp'; tcpFallback?: string }>();
+    o.time.roughtime.forEach((r, i) => {
       const w = witnesses.find((k) => k.name === r.witness);
       if (w === undefined) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime.${i}.witness: ${JSON.stringify(r.witness)} is not one of witnesses.vkeys (its Roughtime key is the witness key)`, { source });
-      return { name: w.name, address: r.address, publicKey: w.publicKey, protocol: r.protocol ?? 'udp' };
+      const protocol = r.protocol ?? 'udp';
+      const seen = byName.get(w.name);
+      if (seen === undefined) byName.set(w.name, { name: w.name, address: r.address, publicKey: w.publicKey, protocol });
+      else if (seen.protocol === protocol || seen.tcpFallback !== undefined) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime.${i}: the witness ${w.name} is listed twice over ${protocol}`, { source });
+      else if (protocol === 'tcp') seen.tcpFallback = r.address;
+      else byName.set(w.name, { ...seen, address: r.address, protocol: 'udp', tcpFallback: seen.address });
     });
-    if (new Set(roughtime.map((r) => r.name)).size !== roughtime.length) throw new SourcemeshError('E_FORMAT', `${source}: time.roughtime: a witness is listed twice`, { source });
+    const roughtime = [...byName.values()];
     const quorum = o.time.quorum ?? Math.min(o.witnesses.quorum, roughtime.length);
     if (quorum > roughtime.length) throw new SourcemeshError('E_FORMAT', `${source}: time.quorum ${quorum} is more than the ${roughtime.length} Roughtime witnesses`, { source });
     time = { roughtime, quorum, maxSkewSeconds: o.time.maxSkewSeconds ?? LIMITS.signedTimeSkewSeconds };

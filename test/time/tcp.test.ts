@@ -16,7 +16,9 @@ import { limitsWith } from '../../src/limits.ts';
 import { measure, parseAddress, retryIntervalMs } from '../../src/time/client.ts';
 import { FrameReader } from '../../src/time/frames.ts';
 import { buildRequest, verifyResponse } from '../../src/time/protocol.ts';
+import { judge } from '../../src/time/measure.ts';
 import { startRoughtimeServer } from '../../src/time/server.ts';
+import { parsePolicy } from '../../src/trust/policy.ts';
 import { decodeMessage, decodePacket, encodeMessage, encodePacket, TAG } from '../../src/time/wire.ts';
 import { runCli, tempDir, waitFor } from '../helpers/run.ts';
 import { ServerProcess, writeKey } from '../trust/log/servers.ts';
@@ -247,6 +249,54 @@ test('the bound on connections in all, and on requests one connection leaves wai
   assert.equal(server.stats.tcp.closedForError, closedBefore + 1);
   d.socket.end();
   await d.closed;
+});
+
+test('UDP unanswered, TCP after it: a witness listed over both is asked over TCP, and stays there for the next round', async (t) => {
+  const dir = await tempDir(t);
+  const keys = await Promise.all([1, 2].map((i) => writeKey(dir, `w${i}.fallback.time.test`, 'cosignature')));
+  const server = await startRoughtimeServer({ key: keys[0]!.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 } });
+  const other = await startRoughtimeServer({ key: keys[1]!.key, host: '127.0.0.1', port: 0 });
+  t.after(() => Promise.all([server.close(), other.close()]));
+  // Where the policy says w1 answers UDP, a socket that reads and never answers (UDP dropped on the path).
+  const blackhole = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => blackhole.bind(0, '127.0.0.1', () => resolve()));
+  t.after(() => blackhole.close());
+  let swallowed = 0;
+  blackhole.on('message', () => swallowed++);
+  const log = await writeKey(dir, 'log.fallback.time.test');
+  const release = await writeKey(dir, 'release.fallback.time.test');
+  const policyOf = (roughtime: unknown[]) => parsePolicy(JSON.stringify({
+    format: 'sourcemesh.policy/v1', log: { vkey: log.vkey }, witnesses: { quorum: 2, vkeys: keys.map((k) => k.vkey) },
+    release: { threshold: 1, vkeys: [release.vkey] }, maxCheckpointAgeSeconds: 3600, time: { roughtime, quorum: 2 },
+  }), 'policy.json');
+  const w1 = keys[0]!.key.name;
+  const w2 = keys[1]!.key.name;
+  // Listed TCP first, UDP second: the same server, UDP first.
+  const policy = policyOf([
+    { witness: w1, address: server.tcpAddress!, protocol: 'tcp' },
+    { witness: w2, address: other.address },
+    { witness: w1, address: `127.0.0.1:${blackhole.address().port}`, protocol: 'udp' },
+  ]);
+  assert.deepEqual(policy.time!.roughtime.map((r) => [r.name, r.protocol, r.tcpFallback]), [[w1, 'udp', server.tcpAddress], [w2, 'udp', undefined]]);
+  const limits = limitsWith({ roughtimeTimeoutMs: 200, roughtimeAttempts: 2 });
+  const m = await measure(policy.time!.roughtime, { limits });
+  assert.deepEqual(m.failed, []);
+  assert.deepEqual(m.chain.map((e) => e.server), [w1, w2, w1, w2]);
+  assert.equal(swallowed, 2, 'UDP tried twice in the first round only');
+  assert.equal(server.stats.tcp.accepted, 1);
+  assert.equal(server.stats.answered, 2);
+  const j = judge(m.chain.map((e) => ({ server: e.server, sent: e.sent, received: e.received, midpoint: Number(e.verified.midpoint), radius: e.verified.radius })), 2, m.at);
+  assert.deepEqual(j.agreed, [w1, w2].sort());
+
+  // Without the TCP entry, the same witness fails, both UDP attempts named.
+  const udpOnly = await measure(policyOf([{ witness: w1, address: `127.0.0.1:${blackhole.address().port}` }, { witness: w2, address: other.address }]).time!.roughtime, { limits });
+  assert.deepEqual(udpOnly.failed.map((f) => f.server), [w1]);
+  // Both routes failing: each is named.
+  await server.close();
+  const none = await measure(policy.time!.roughtime, { limits, rounds: 1 });
+  assert.match(none.failed[0]!.reason, /^udp no answer within 200 ms \(2 attempts\); tcp cannot connect over TCP/);
+  // Listed twice over one transport: refused, naming the entry.
+  assert.throws(() => policyOf([{ witness: w1, address: other.address }, { witness: w1, address: other.address, protocol: 'udp' }]), (e) => isSourcemeshError(e, 'E_FORMAT') && /time\.roughtime\.1: the witness .* is listed twice over udp/.test((e as Error).message));
 });
 
 test('a hostile TCP server: garbage, an oversized frame, an unsigned answer, a close: the client fails it with the reason, never hangs', async (t) => {
