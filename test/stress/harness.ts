@@ -582,10 +582,12 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         const given = path.join(dir, 'attestations');
         mkdirSync(given, { recursive: true });
         let honest = 0;
+        // The forgeries as they are now, when the bundles are gathered (a fault may start during the check).
+        const forgedNow = new Map(forged);
         for (const m of mirrors) {
           const from = path.join(roots.get(m)!, '.well-known', 'sourcemesh', 'attestations');
           const names = existsSync(from) ? readdirSync(from).filter((n) => n.endsWith('.sigstore.json')) : [];
-          const forgery = forged.get(m);
+          const forgery = forgedNow.get(m);
           for (const n of names) if (!(forgery !== undefined && n.startsWith(`${snapName}.`))) copyFileSync(path.join(from, n), path.join(given, n));
           if (forgery !== undefined) copyFileSync(forgery, path.join(given, path.basename(forgery)));
           else if (names.some((n) => n.startsWith(`${snapName}.`))) honest++;
@@ -598,7 +600,7 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
         } catch {
           snapshots = [];
         }
-        const bogus = [...forged.keys()][0];
+        const bogus = [...forgedNow.keys()][0];
         history.add({ type: 'attest', client: c, start, version, exit: q.code, ...(bogus !== undefined ? { bogus } : {}), honestBuilders: honest, threshold: BUILDERS_THRESHOLD, snapshots });
       };
 
