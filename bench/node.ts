@@ -6,11 +6,13 @@
 //     same directory: `sourcemesh node clone PANEL --to DIR` (every byte verified by sha256 against the
 //     signed inventory, new keys) against `rsync -a rsync://127.0.0.1:PORT/mirror/ DIR` (which verifies
 //     nothing beyond its transfer checksum), alternating which goes first, whole processes started as users
-//     start them; the ratio is rsync's time over ours (throughput ours/rsync; goal at least 0.8).
+//     start them; the ratio is rsync's time over ours (throughput ours/rsync; goal at least 0.8). A third
+//     contender, `rsync -a --fsync`, makes every file durable as the clone does (one fsync per file before
+//     its final name), and is the like-for-like reference. Each run records the client's CPU (GNU time)
+//     and the whole machine's (/proc/stat: the serving side included), and the disk's flushed write rate.
 //
 //   npm run bench:node -- [--size-mib 2048] [--files 16] [--runs 3] [--panel-requests 400] [--load-seconds 30] [--cli build|src|dist] [--json]
 import { spawn, spawnSync } from 'node:child_process';
-import { once } from 'node:events';
 import { readFile, rm, writeFile, link, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,8 +22,8 @@ import { benchArgs } from './lib/args.ts';
 import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { prepareCli } from './lib/cli.ts';
 import { ensureFile, ensureOwnDir } from './lib/files.ts';
-import { cpuPressureMicros, describeMachine, formatMachine } from './lib/machine.ts';
-import { median } from './lib/measure.ts';
+import { cpuPressureMicros, describeMachine, diskWriteMiBs, formatMachine } from './lib/machine.ts';
+import { measure, median } from './lib/measure.ts';
 import { freePort, stopChild, waitForPort } from './lib/nginx.ts';
 import { countWrkRun, runWrk, wrkScript } from './lib/wrk.ts';
 
@@ -49,15 +51,30 @@ function quantile(xs: number[], q: number): number {
   return s[Math.min(s.length - 1, Math.floor(q * s.length))]!;
 }
 
-async function timed(cmd: string, args: string[]): Promise<number> {
-  const t0 = performance.now();
-  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  const [code] = (await once(child, 'close')) as [number | null];
-  if (code !== 0) throw new Error(`${cmd} ${args.slice(0, 3).join(' ')}... exited with ${code}: ${err.slice(-2000)}`);
-  return (performance.now() - t0) / 1000;
+/** CPU seconds the whole machine has spent so far (user, nice, system, irq, softirq), from /proc/stat. */
+async function machineCpuSeconds(): Promise<number> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq] = line;
+  return (user! + nice! + system! + irq! + softirq!) / 100; // USER_HZ
 }
+
+interface Run {
+  seconds: number;
+  /** The command's own CPU (user + system). */
+  cpuSeconds?: number;
+  /** The machine's CPU during the run: the command and the serving side (node's serve, or rsync's daemon). */
+  machineCpuSeconds: number;
+}
+
+async function timed(cmd: string, args: string[]): Promise<Run> {
+  const c0 = await machineCpuSeconds();
+  const m = await measure(cmd, args, { captureBytes: 64 << 10 });
+  const machineCpu = (await machineCpuSeconds()) - c0;
+  if (m.code !== 0) throw new Error(`${cmd} ${args.slice(0, 3).join(' ')}... exited with ${m.code}: ${m.stderr.slice(-2000)}`);
+  return { seconds: m.seconds, cpuSeconds: m.cpuSeconds, machineCpuSeconds: machineCpu };
+}
+
+const summary = (xs: number[]) => ({ median: median(xs), min: Math.min(...xs), max: Math.max(...xs) });
 
 try {
   for (const tool of ['wrk', 'rsync']) if (spawnSync(tool, ['--version']).error) usage(`${tool} is not installed (npx node scripts/test-deps.ts --bench)`);
@@ -141,26 +158,33 @@ try {
   rsyncd.stderr!.on('data', (d) => (rsyncErr += d));
   onCleanup(() => stopChild(rsyncd));
   await waitForPort(rsyncPort, rsyncd, () => rsyncErr);
-  const ours: number[] = [];
-  const theirs: number[] = [];
+  const who = ['ours', 'rsync', 'rsync-fsync'] as const;
+  const got: Record<(typeof who)[number], Run[]> = { ours: [], rsync: [], 'rsync-fsync': [] };
   for (let r = 0; r < runs; r++) {
-    const order = r % 2 === 0 ? ['ours', 'rsync'] : ['rsync', 'ours'];
-    for (const who of order) {
-      const dest = path.join(work, `dest-${who}`);
+    const order = [...who.slice(r % who.length), ...who.slice(0, r % who.length)];
+    for (const w of order) {
+      const dest = path.join(work, `dest-${w}`);
       await rm(dest, { recursive: true, force: true });
-      if (who === 'ours') {
-        const s = await timed(cli.argv[0]!, [...cli.argv.slice(1), 'node', 'clone', panel, '--to', dest, '--token-file', tokenFile, '--port-offset', '7', '--json']);
-        ours.push(s);
-      } else {
-        const s = await timed('rsync', ['-a', `rsync://127.0.0.1:${rsyncPort}/mirror/`, `${dest}/`]);
-        theirs.push(s);
-      }
-      say(`run ${r + 1} ${who}: ${(who === 'ours' ? ours : theirs).at(-1)!.toFixed(2)} s`);
+      spawnSync('sync'); // no run pays for the dirty pages of the one before
+      const run = w === 'ours'
+        ? await timed(cli.argv[0]!, [...cli.argv.slice(1), 'node', 'clone', panel, '--to', dest, '--token-file', tokenFile, '--port-offset', '7', '--json'])
+        : await timed('rsync', ['-a', ...(w === 'rsync-fsync' ? ['--fsync'] : []), `rsync://127.0.0.1:${rsyncPort}/mirror/`, `${dest}/`]);
+      got[w].push(run);
+      say(`run ${r + 1} ${w}: ${run.seconds.toFixed(2)} s, CPU ${run.cpuSeconds?.toFixed(2) ?? '?'} s, machine CPU ${run.machineCpuSeconds.toFixed(2)} s`);
       await rm(dest, { recursive: true, force: true });
     }
   }
+  const diskMiBs = await diskWriteMiBs(work, 1024);
+  const ours = got.ours.map((x) => x.seconds);
+  const theirs = got.rsync.map((x) => x.seconds);
+  const fsynced = got['rsync-fsync'].map((x) => x.seconds);
   const totalMiB = (perFile * nFiles) / 1048576 + 1;
   const ratios = ours.map((s, i) => theirs[i]! / s);
+  const fsyncRatios = ours.map((s, i) => fsynced[i]! / s);
+  const side = (rs: Run[]) => ({
+    ...summary(rs.map((x) => x.seconds)), mibPerSecond: totalMiB / median(rs.map((x) => x.seconds)),
+    cpuSeconds: median(rs.map((x) => x.cpuSeconds ?? NaN)), machineCpuSeconds: median(rs.map((x) => x.machineCpuSeconds)),
+  });
   const pressure1 = cpuPressureMicros();
   const result = {
     bench: 'node', date: new Date().toISOString(), machine: formatMachine(machine), cli: cli.describe,
@@ -168,16 +192,19 @@ try {
     panel: panelResult,
     clone: {
       mib: totalMiB, files: nFiles + 1, runs,
-      ours: { median: median(ours), min: Math.min(...ours), max: Math.max(...ours), mibPerSecond: totalMiB / median(ours) },
-      rsync: { median: median(theirs), min: Math.min(...theirs), max: Math.max(...theirs), mibPerSecond: totalMiB / median(theirs) },
-      throughputRatio: { median: median(ratios), min: Math.min(...ratios), max: Math.max(...ratios) },
+      ours: side(got.ours), rsync: side(got.rsync), rsyncFsync: side(got['rsync-fsync']),
+      throughputRatio: summary(ratios), throughputRatioFsync: summary(fsyncRatios),
+      diskFlushedWriteMiBs: diskMiBs,
     },
   };
   if (o.json) process.stdout.write(JSON.stringify(result, null, 2) + '\n');
   else {
     process.stdout.write(`bench:node ${result.date} on ${result.machine}\n`);
     process.stdout.write(`panel (/ and /mirror, one client): idle p50 ${panelResult.idle.p50.toFixed(1)} ms, p99 ${panelResult.idle.p99.toFixed(1)} ms; while serve runs at ${serveMiBs.toFixed(0)} MiB/s: p50 ${panelResult.loaded.p50.toFixed(1)} ms, p99 ${panelResult.loaded.p99.toFixed(1)} ms (goal p99 < 50 ms)\n`);
-    process.stdout.write(`clone of ${totalMiB.toFixed(0)} MiB in ${nFiles + 1} files, ${runs} runs: node clone ${result.clone.ours.median.toFixed(2)} s (${result.clone.ours.min.toFixed(2)}-${result.clone.ours.max.toFixed(2)}), rsync ${result.clone.rsync.median.toFixed(2)} s (${result.clone.rsync.min.toFixed(2)}-${result.clone.rsync.max.toFixed(2)}); throughput ours/rsync ${result.clone.throughputRatio.median.toFixed(2)}x (${result.clone.throughputRatio.min.toFixed(2)}-${result.clone.throughputRatio.max.toFixed(2)}; goal 0.8x)\n`);
+    const c = result.clone;
+    const row = (label: string, x: ReturnType<typeof side>) => `  ${label}: ${x.median.toFixed(2)} s (${x.min.toFixed(2)}-${x.max.toFixed(2)}), ${x.mibPerSecond.toFixed(0)} MiB/s; CPU ${x.cpuSeconds.toFixed(2)} s, machine CPU ${x.machineCpuSeconds.toFixed(2)} s (medians)\n`;
+    process.stdout.write(`clone of ${totalMiB.toFixed(0)} MiB in ${nFiles + 1} files, ${runs} runs:\n${row('node clone', c.ours)}${row('rsync -a', c.rsync)}${row('rsync -a --fsync', c.rsyncFsync)}`);
+    process.stdout.write(`  throughput ours/rsync ${c.throughputRatio.median.toFixed(2)}x (${c.throughputRatio.min.toFixed(2)}-${c.throughputRatio.max.toFixed(2)}; goal 0.8x); ours/rsync --fsync ${c.throughputRatioFsync.median.toFixed(2)}x (${c.throughputRatioFsync.min.toFixed(2)}-${c.throughputRatioFsync.max.toFixed(2)}); disk, flushed writes: ${diskMiBs.toFixed(0)} MiB/s\n`);
     if (result.cpuPressureSeconds !== undefined) process.stdout.write(`CPU pressure (some) during the run: ${result.cpuPressureSeconds.toFixed(1)} s\n`);
   }
 } finally {
