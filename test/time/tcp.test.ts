@@ -92,13 +92,23 @@ async function frames(socket: net.Socket, n: number): Promise<Buffer[]> {
   });
 }
 
+/** The answer to `request` over UDP: sent again each second (a datagram may be lost), 5 times at most. */
 async function udpAsk(address: string, request: Buffer): Promise<Buffer> {
   const { host, port } = parseAddress(address);
   const s = dgram.createSocket('udp4');
   try {
-    return await new Promise<Buffer>((resolve) => {
-      s.on('message', (m) => resolve(m));
-      s.send(request, port, host);
+    return await new Promise<Buffer>((resolve, reject) => {
+      let sent = 0;
+      const send = () => {
+        if (sent++ === 5) return reject(new Error('no UDP answer after 5 tries'));
+        s.send(request, port, host);
+      };
+      const timer = setInterval(send, 1000);
+      s.on('message', (m) => {
+        clearInterval(timer);
+        resolve(m);
+      });
+      send();
     });
   } finally {
     s.close();
