@@ -248,8 +248,6 @@ export const LIMITS = {
   gitDeltaBaseCacheBytes: 96 * MiB,
   /** Blocks of a pack kept in memory, per pack (src/archive/git/pack.ts; git maps whole packs instead). */
   gitPackCacheBytes: 16 * MiB,
-  /** Tar bytes the archive's helper thread may have sent ahead of the main thread's writing (src/archive/tar/tar-helper.ts). */
-  gitTarHelperAheadBytes: 8 * MiB,
   /** Annotated tags peeled to reach a commit. */
   gitTagDepth: 64,
   /** Trees nested below the root tree. */
