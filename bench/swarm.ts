@@ -140,7 +140,7 @@ async function main(): Promise<void> {
     }
     await rm(dir, { recursive: true, force: true });
     const r: RunResult = { side, ok: ok && !note.startsWith('l1 has'), seconds, leecherShare: 1 - fromSources / (4 * size), maxRss: Math.max(...measured.map((m) => m.maxRssBytes ?? NaN)), note };
-    console.log(`run ${run + 1} ${side.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'} ${seconds.toFixed(1)} s, leechers' share ${(r.leecherShare * 100).toFixed(1)}%, peak RSS per leecher ${mib(r.maxRss)} (${measured.map((m) => mib(m.maxRssBytes ?? NaN)).join(', ')})${r.note ? `; ${r.note}` : ''}`);
+    console.log(`run ${run + 1} ${side.padEnd(10)} ${r.ok ? 'ok  ' : 'FAIL'} ${seconds.toFixed(1)} s, leechers' share ${(r.leecherShare * 100).toFixed(1)}%, peak RSS per leecher ${mib(r.maxRss)} (${measured.map((m) => mib(m.maxRssBytes ?? NaN)).join(', ')}), CPU s per leecher ${measured.map((m) => (m.cpuSeconds ?? NaN).toFixed(1)).join(', ')}${r.note ? `; ${r.note}` : ''}`);
     return r;
   };
 

@@ -75,12 +75,16 @@ export class PieceScheduler {
   /** Pieces before this one are all written: the file's prefix that may be hashed. */
   private writtenBefore = 0;
 
-  constructor(size: number, pieceLength: number, states: SourceState[]) {
+  /** Where the search for a free piece starts (and wraps around): a swarm's leechers start apart, so they have pieces to trade. */
+  private readonly firstFree: number;
+
+  constructor(size: number, pieceLength: number, states: SourceState[], firstFree = 0) {
     this.states = states;
     this.pieces = [];
     for (let start = 0, i = 0; start < size; start += pieceLength, i++) {
       this.pieces.push({ index: i, start, end: Math.min(size, start + pieceLength) - 1, done: false, written: false, checking: 0, inflight: new Set(), askedOf: new Set() });
     }
+    this.firstFree = this.pieces.length ? Math.min(Math.max(0, Math.floor(firstFree)), this.pieces.length - 1) : 0;
   }
 
   static states(sources: readonly Source[]): SourceState[] {
@@ -103,27 +107,35 @@ export class PieceScheduler {
    * `settling`: bytes are still being checked or written by the caller.
    */
   stuck(settling: boolean): boolean {
-    return !this.complete() && this.usable().length === 0 && !settling && this.pieces.every((p) => p.inflight.size === 0);
+    if (this.complete() || settling || this.pieces.some((p) => p.inflight.size > 0)) return false;
+    // Also when every piece left was asked of every usable source (peers that never got it, `notYet`).
+    const live = this.usable();
+    return live.length === 0 || this.pieces.every((p) => p.done || live.every((s) => p.askedOf.has(s)));
   }
 
   /**
-   * The next attempt for a free connection, at time `now`: the first piece nobody is working on, from
-   * the source with the fewest attempts in flight (see `pickSource`); once every piece is done or in
-   * flight, an end-game duplicate (see `endGamePiece`). Undefined: nothing worth asking for now (wait for
-   * an attempt to end).
+   * The next attempt for a free connection, at time `now`: the first piece nobody is working on (from
+   * `firstFree` on, wrapping around), from the source with the fewest attempts in flight (see
+   * `pickSource`). A source that says which pieces it has (a peer's bitfield) and lacks that one gets the
+   * next free piece it has instead, and the piece goes to a source that has it; only when none says so is
+   * it asked anyway (a peer a little behind may get it soon). Once every piece is done or in flight, an
+   * end-game duplicate (see `endGamePiece`). Undefined: nothing worth asking for now (wait for an attempt
+   * to end).
    */
   assign(now: number): Attempt | undefined {
     if (this.complete()) return undefined;
     const live = this.usable();
-    let piece: Piece | undefined;
-    for (let i = this.doneBefore; i < this.pieces.length && !piece; i++) {
-      const p = this.pieces[i]!;
-      if (!p.done && p.inflight.size === 0) piece = p;
-    }
-    if (piece) {
+    let free = false;
+    for (const piece of this.freePieces()) {
+      free = true;
       const st = pickSource(live, piece);
-      return st ? this.start(piece, st, false, now) : undefined;
+      if (!st) continue; // asked of every usable source already (a peer that did not have it yet)
+      if (claims(st, piece)) return this.start(piece, st, false, now);
+      for (const p of this.freePieces()) if (!p.askedOf.has(st) && claims(st, p)) return this.start(p, st, false, now);
+      const other = pickSource(live.filter((s) => s !== st && claims(s, piece)), piece);
+      return this.start(piece, other ?? st, false, now);
     }
+    if (free) return undefined;
     // End game: nothing is left to assign; a source with a free connection takes a piece still in
     // flight elsewhere when it would likely finish it sooner.
     for (const cand of [...live].sort((a, b) => a.active - b.active)) {
@@ -131,6 +143,17 @@ export class PieceScheduler {
       if (p) return this.start(p, cand, true, now);
     }
     return undefined;
+  }
+
+  /** Pieces nobody is working on and not done, from `firstFree` on, wrapping around. */
+  private *freePieces(): Generator<Piece> {
+    const n = this.pieces.length;
+    // Pieces before doneBefore are done: with the search starting at 0, they are skipped at once.
+    const from = this.firstFree === 0 ? this.doneBefore : this.firstFree;
+    for (let k = 0; k < n; k++) {
+      const p = this.pieces[(from + k) % n]!;
+      if (!p.done && p.inflight.size === 0) yield p;
+    }
   }
 
   private start(piece: Piece, state: SourceState, endGame: boolean, now: number): Attempt {
@@ -269,6 +292,12 @@ export function pickSource(candidates: readonly SourceState[], piece: Piece): So
     if (!best || s.active < best.active || (s.active === best.active && rateOf(s) > rateOf(best))) best = s;
   }
   return best;
+}
+
+/** May `s` be asked for `piece`: false only for a source that says it lacks it (a peer's bitfield). */
+function claims(s: SourceState, piece: Piece): boolean {
+  const loc = s.source.location;
+  return loc.type !== 'opener' || !loc.has || loc.has(piece.start, piece.end) !== false;
 }
 
 /** Bytes per ms over the pieces a source completed; untried: tried first. */

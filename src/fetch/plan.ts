@@ -16,7 +16,15 @@ export type Mirror = { kind: 'http'; base: string } | { kind: 'dir'; dir: string
  * ranges its own way (`opener`: a BitTorrent peer, src/torrent/peer-source.ts), whose bytes are checked
  * like any other source's.
  */
-export type Location = { type: 'http'; url: string } | { type: 'file'; path: string } | { type: 'git' } | { type: 'opener'; open: (o: OpenOptions) => Promise<Opened> };
+export type Location = { type: 'http'; url: string } | { type: 'file'; path: string } | { type: 'git' } | {
+  type: 'opener';
+  open: (o: OpenOptions) => Promise<Opened>;
+  /**
+   * Whether the source says it has bytes `start`..`end` (inclusive) now: a peer's bitfield and `have`s
+   * (BEP 3). Undefined: it does not say (not connected yet), so it may be asked.
+   */
+  has?: (start: number, end: number) => boolean | undefined;
+};
 
 export interface Source {
   role: 'mirror' | 'upstream' | 'peer';

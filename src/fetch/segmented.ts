@@ -82,7 +82,11 @@ export async function segmentedDownload(d: Distfile & { sha256: string }, source
   // A v1 torrent's SHA-1 pieces are taken only when nothing under the manifest's root is at hand.
   const given: PieceMap | undefined = ctx.pieceLayerFor?.(d, size);
   const map = (d.merkleRoot && given?.hash !== 'sha1' ? given : undefined) ?? (d.merkleRoot && size > opts.pieceLength ? await fetchPieceLayer(d, size, states, ctx) : undefined) ?? (given?.hash === 'sha1' ? given : undefined);
-  const sched = new PieceScheduler(size, map?.pieceLength ?? opts.pieceLength, states);
+  // In a swarm, each leecher starts at a piece of its own (and wraps around), so leechers hold different
+  // pieces early and have something to trade (BEP 3 leaves the order to the client; rarest first is the usual).
+  const pieceLength = map?.pieceLength ?? opts.pieceLength;
+  const firstFree = states.some((s) => s.source.role === 'peer') ? Math.floor(ctx.random() * Math.ceil(size / pieceLength)) : 0;
+  const sched = new PieceScheduler(size, pieceLength, states, firstFree);
   const run = new PieceRun(d, sched, partial, fh, ctx, opts, map, blame);
   try {
     return await run.download(first);
@@ -246,7 +250,8 @@ class PieceRun {
       this.giveBack(memory);
       const cancelled = Boolean(this.ctx.signal?.aborted || abort.signal.aborted); // the run ended, or another source won
       const e = err instanceof SourcemeshError ? err : (networkError(err, st.source.label) as SourcemeshError);
-      const blame: Blame | undefined = cancelled ? undefined : { source: st.source.label, code: e.code, message: e.message, range: [piece.start, piece.end] };
+      // `notYet`: a peer that does not have the piece yet (src/torrent/peer-source.ts) is no fault of its own.
+      const blame: Blame | undefined = cancelled || e.details.notYet === true ? undefined : { source: st.source.label, code: e.code, message: e.message, range: [piece.start, piece.end] };
       if (this.sched.failed(a, blame)) this.blamed(blame!);
       if (this.ctx.signal?.aborted) throw err;
       return;

@@ -59,7 +59,12 @@ export class PeerSwarm {
       const label = `peer ${peer}`;
       return {
         role: 'peer', label,
-        location: { type: 'opener', open: (o: OpenOptions) => this.connection(peer, infoHash, t.pieceLength).open(label, start, file.size, o) },
+        location: {
+          type: 'opener',
+          open: (o: OpenOptions) => this.connection(peer, infoHash, t.pieceLength).open(label, start, file.size, o),
+          // What the peer said it has (bitfield, have), so the scheduler asks it for pieces it has.
+          has: (from: number, to: number) => this.conns.get(`${peer} ${infoHash.toString('hex')}`)?.claims(start + from, start + to),
+        },
       };
     });
   }
@@ -82,6 +87,8 @@ export class PeerSwarm {
 
 class PeerConnection {
   closed = false;
+  /** The peer said which pieces it has (a bitfield or a `have`). */
+  private heard = false;
   private readonly socket: net.Socket;
   private readonly wire: Wire;
   private readonly ready: Promise<void>;
@@ -128,6 +135,8 @@ class PeerConnection {
       this.wire.interested();
     });
     this.wire.on('unchoke', () => this.unchoked?.());
+    this.wire.once('bitfield', () => (this.heard = true));
+    this.wire.once('have', () => (this.heard = true));
   }
 
   private fail(why: string, retryable: boolean): void {
@@ -141,6 +150,14 @@ class PeerConnection {
     this.failure ??= transferError('E_NETWORK', `peer ${this.peer}: its read was cancelled (slower than another source)`, true);
     this.closed = true;
     this.socket.destroy();
+  }
+
+  /** Whether the peer claims every piece under bytes `from`..`to` of the torrent; undefined before it said anything (or once closed). */
+  claims(from: number, to: number): boolean | undefined {
+    if (this.closed || !this.heard) return undefined;
+    const pieces = (this.wire as unknown as { peerPieces: { get(i: number): boolean } }).peerPieces;
+    for (let i = Math.floor(from / this.pieceLength); i <= Math.floor(to / this.pieceLength); i++) if (!pieces.get(i)) return false;
+    return true;
   }
 
   /** Resolves once the peer claims every piece of `indexes` (bitfield or `have`), within `peerHaveWaitMs`. */
@@ -158,7 +175,8 @@ class PeerConnection {
         done();
         reject(err);
       };
-      const timer = setTimeout(() => stop(transferError('E_NETWORK', `${label} does not have piece ${missing()} (waited ${this.limits.peerHaveWaitMs / 1000} s for it)`, false)), this.limits.peerHaveWaitMs);
+      // Not the peer's fault (a leecher that lacks a piece yet): `notYet`, so the scheduler asks elsewhere without blame.
+      const timer = setTimeout(() => stop(transferError('E_NETWORK', `${label} does not have piece ${missing()} (waited ${this.limits.peerHaveWaitMs / 1000} s for it)`, true, { notYet: true })), this.limits.peerHaveWaitMs);
       const closed = () => stop(this.failure ?? transferError('E_NETWORK', `${label}: connection closed`, true));
       const aborted = () => stop(transferError('E_NETWORK', `${label}: its read was cancelled`, true));
       const done = () => {
