@@ -259,6 +259,12 @@ test('the bound on connections in all, and on requests one connection leaves wai
   assert.equal(server.stats.tcp.closedForError, closedBefore + 1);
   d.socket.end();
   await d.closed;
+  // A client that writes its request and half-closes at once still gets its answer, then the close.
+  const e = await rawTcp(tcp, '127.0.0.10');
+  const last = buildRequest(randomBytes(32), { publicKey: key.key.publicKey });
+  e.socket.end(last);
+  await e.closed;
+  verifyResponse(last, e.received(), key.key.publicKey);
 });
 
 test('UDP unanswered, TCP after it: a witness listed over both is asked over TCP, and stays there for the next round', async (t) => {
