@@ -434,6 +434,10 @@ export async function runStress(o: StressOptions): Promise<StressResult> {
                 liar.once('exit', (code) => reject(new Error(`the Roughtime liar of ${f.target} exited (${code})`)));
               });
               net.nft(f.target, `table ip stress_rt {\n chain pre { type nat hook prerouting priority -100; udp dport ${RT_PORT} redirect to :${RT_LIAR_PORT}; }\n}\n`);
+              // One client asks for signed time right away (once the fault is on record), as a sync follows
+              // a full disk: the lie is put to a client in every run, not only when a client happens by.
+              const asker = clients[Math.floor(f.at / 1000) % clients.length]!;
+              timers.push(setTimeout(() => void signedTime(asker), 500));
             } else {
               net.nft(f.target, 'delete table ip stress_rt\n');
               rtLiars.get(f.target)?.kill('SIGKILL');
