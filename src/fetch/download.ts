@@ -14,6 +14,7 @@ import { backoffDelay, parseRetryAfter } from './backoff.ts';
 import { openFile } from './file.ts';
 import { networkError, openHttp } from './http.ts';
 import type { Source } from './plan.ts';
+import type { PieceMap } from './segmented.ts';
 import { isRetryable, pipeBody, transferError, type Opened } from './transport.ts';
 
 // Batch writes (fewer syscalls) but keep little unwritten: what is on disk is what a resume after a
@@ -156,10 +157,11 @@ export interface DownloadContext {
   /** Opens a generated git snapshot of `d` (sources of type 'git'). */
   openSnapshot?: (d: Distfile, signal?: AbortSignal) => Promise<Opened>;
   /**
-   * A piece layer of `d` already checked against its pinned merkleRoot (a torrent's, src/torrent/), used
-   * for a segmented download instead of asking mirrors for one.
+   * A piece map of `d` from a torrent (src/torrent/swarm-fetch.ts): a BEP 52 piece layer already checked
+   * against its pinned merkleRoot, used for a segmented download instead of asking mirrors for one, or a
+   * v1 torrent's SHA-1 pieces (`hash: 'sha1'`), which check that torrent's peers only (segmented.ts, PieceMap).
    */
-  pieceLayerFor?: (d: Distfile, size: number) => { pieceLength: number; layer: Buffer[] } | undefined;
+  pieceLayerFor?: (d: Distfile, size: number) => PieceMap | undefined;
   /**
    * Piece `index` of `d` is in the partial at `path`, checked against a piece map (segmented downloads
    * with one only): `fetch --bittorrent` offers it to other peers (src/torrent/leech-upload.ts).
