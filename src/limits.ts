@@ -209,6 +209,8 @@ export const LIMITS = {
   attestationLogEntries: 1_000_000,
   /** Entries in one answer of a log's GET /attestations/... (its subject index; then the next page). */
   attestationLookupPage: 256,
+  /** Files whose attestations a client asks a log's index for at once. */
+  attestationLookupsAtOnce: 8,
   /** Cosignature timestamps up to this far in the future are taken as clock skew, not refused. */
   trustClockSkewSeconds: 300,
   /** Fetching a checkpoint or tile from a log (`--trust-policy` online). */

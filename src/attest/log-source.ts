@@ -112,15 +112,14 @@ export async function attestationsFromLogIndex(log: LogReader, policy: TrustPoli
   const proofs = stored !== undefined && stored.size > 0 && stored.size < cp.size ? [{ size: stored.size, proof: await proveConsistency(stored.size, cp.size, log.reader(cp.size)) }] : [];
   let { consistency } = checkConsistency(stored, checkpoint, proofs, limits);
   if (consistency === 'unproven' && stored!.size === 0) consistency = 'proven'; // every tree extends the empty one
-  const verified: Attested<LogSource>[] = [];
-  const refused: Refused[] = [];
-  const seen = new Set<number>();
   let read = 0;
-  for (const name of new Set(names)) {
+  /** One name's attestations, every page; undefined when the log has no index. */
+  const lookup = async (name: string) => {
+    const found: { index: number; verified?: Attested<LogSource>; refused?: Refused }[] = [];
     const key = subjectKey('name', name)!;
     for (let after = -1; ;) {
-      const page = await log.attestations('name', name, cp.size, after);
-      if (page === undefined) return attestationsFromLog(log, policy, keys, now, limits, stored);
+      const page = await log.attestations!('name', name, cp.size, after);
+      if (page === undefined) return undefined;
       for (const { index, entry, inclusionProof } of page.entries) {
         if (++read > limits.attestationLogEntries) {
           throw new SourcemeshError('E_UNSUPPORTED', `${log.url}: its index answers more than ${limits.attestationLogEntries} entries for the files asked`, { size: cp.size });
@@ -135,21 +134,42 @@ export async function attestationsFromLogIndex(log: LogReader, policy: TrustPoli
         if (!entrySubjectKeys(entry).some((k) => k.equals(key))) {
           throw new SourcemeshError('E_PROOF', `${file}: the log's index answered it for ${JSON.stringify(name)}, but it has no such subject`, { index });
         }
-        if (seen.has(index)) continue;
-        seen.add(index);
         try {
           const claim = verifyEnvelopeEntry(entry, file, keys, limits);
           if (claim.name !== name) throw new SourcemeshError('E_PROOF', `${file}: the log's index answered it for ${JSON.stringify(name)}, but it attests ${JSON.stringify(claim.name)}`, { index });
-          verified.push({ claim, source: { file, index, attestation: { claim, entry, bundle: bundleOfEntry(entry) } } });
+          found.push({ index, verified: { claim, source: { file, index, attestation: { claim, entry, bundle: bundleOfEntry(entry) } } } });
         } catch (err) {
           if (!(err instanceof SourcemeshError) || err.code === 'E_INTERNAL' || err.code === 'E_PROOF') throw err;
           // As in the full read: another signer's statement is passed over, a builder's bad signature reported.
-          if (err.code === 'E_SIGNATURE') refused.push({ file, code: err.code, message: err.message });
+          if (err.code === 'E_SIGNATURE') found.push({ index, refused: { file, code: err.code, message: err.message } });
         }
       }
       if (!page.more) break;
       after = page.entries.at(-1)!.index;
     }
+    return found;
+  };
+  // A few names at a time (a manifest names hundreds of files; a log may be far, or behind Tor); the
+  // results are then taken in the order of the names, each entry once.
+  const unique = [...new Set(names)];
+  const results: (Awaited<ReturnType<typeof lookup>>)[] = new Array(unique.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < unique.length) {
+      const i = next++;
+      results[i] = await lookup(unique[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limits.attestationLookupsAtOnce, unique.length) }, worker));
+  if (results.some((r) => r === undefined)) return attestationsFromLog(log, policy, keys, now, limits, stored);
+  const verified: Attested<LogSource>[] = [];
+  const refused: Refused[] = [];
+  const seen = new Set<number>();
+  for (const f of results.flatMap((r) => r!)) {
+    if (seen.has(f.index)) continue;
+    seen.add(f.index);
+    if (f.verified) verified.push(f.verified);
+    if (f.refused) refused.push(f.refused);
   }
   return { verified, refused, size: cp.size, checkpoint, consistency };
 }

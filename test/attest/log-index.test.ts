@@ -92,6 +92,11 @@ test('log index: attestations found in O(matches) and proven; a damaged or missi
   assert.ok(whole.calls.entryBundle >= Math.ceil(entries.length / 256));
   const indices = (xs: { source: { index: number } }[]) => xs.map((x) => x.source.index).sort((a, b) => a - b);
   assert.deepEqual(indices(found.verified), indices(all.verified.filter((v) => wanted.includes(v.claim.name))));
+  // Many names at once (looked up a few at a time): again exactly what the full read finds for them.
+  const many = Array.from({ length: 40 }, (_, i) => name(i * 10));
+  const manyFound = await attestationsFromLogIndex(reader, policy, keys, now, LIMITS, undefined, [...many, ...many]);
+  assert.deepEqual(indices(manyFound.verified), indices(all.verified.filter((v) => many.includes(v.claim.name))));
+  assert.equal(manyFound.verified.length, 120);
   // The log answers by subject sha256 as well.
   const bySha = (await client.attestations('sha256', hex('bytes 7'), found.size, -1))!.entries.map((e) => e.index);
   assert.equal(bySha.length, 4); // A, B, C and the stranger attest those bytes
