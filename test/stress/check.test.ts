@@ -157,7 +157,9 @@ test('the schedule: the same seed gives the same faults; every kind asked for ap
   assert.notDeepEqual(planFaults(input), planFaults({ ...input, seed: 43 }));
   fc.assert(fc.property(fc.integer({ min: 0, max: 2 ** 31 - 1 }), fc.integer({ min: 2, max: 30 }), fc.integer({ min: 10_000, max: 900_000 }), (seed, mirrors, durationMs) => {
     const faults = planFaults({ ...input, seed, mirrors, durationMs });
-    if (mirrors >= 4) for (const k of FAULT_KINDS) assert.ok(faults.some((f) => f.kind === k), `${k} missing for ${mirrors} mirrors`);
+    // Every kind fits once the window is long enough for one fault of each on the mirrors left honest
+    // (15 kinds, half of 4 mirrors, one of them a liar from the start: not always in 10 s, always in 30).
+    if (mirrors >= 4 && durationMs >= 30_000) for (const k of FAULT_KINDS) assert.ok(faults.some((f) => f.kind === k), `${k} missing for ${mirrors} mirrors in ${durationMs} ms`);
     const liars = faults.filter((f) => f.kind === 'liar').length;
     assert.ok(faults.filter((f) => f.kind === 'bogus-attest').length <= 1);
     assert.ok(liars <= Math.max(1, Math.floor(mirrors / 5)));
