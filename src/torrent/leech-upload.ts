@@ -3,17 +3,23 @@
 // announced (BEP 3 `have`) only once it is in the partial and its bytes, read back from disk, hash to the
 // torrent's piece layer under the manifest's merkleRoot. The seeder then checks each 16 KiB block against
 // the leaf hashes taken here before it leaves, so a byte that changed on disk is never sent.
-// Single-file v2 and hybrid torrents only: a v1 torrent has no piece layer to verify pieces with.
+// Single-file torrents: v2 and hybrid ones by their piece layer, v1 ones by their SHA-1 pieces (the
+// torrent's own word, the one its peers check us against; the seeder still sends only blocks whose hash
+// was taken from the bytes that passed).
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
 import { fromSystemError } from '../errors.ts';
 import { BLOCK, blockHashes, pieceHashOfLeaves } from '../fetch/piece-map.ts';
 import type { Distfile } from '../manifest/index.ts';
 import { Seeder, type SeededFile, type SeederOptions, type SwarmKey } from './seeder.ts';
 import type { Torrent } from './metainfo.ts';
+import { v1PieceMap } from './swarm-fetch.ts';
 
 interface Offered {
   t: Torrent;
   layer: Buffer[];
+  /** 'sha1': `layer` holds the v1 pieces (SHA-1 of each piece's bytes). */
+  hash: 'sha256' | 'sha1';
   file?: SeededFile;
 }
 
@@ -54,11 +60,13 @@ export class LeechUpload {
     return { sent: f.sent ?? 0, verified };
   }
 
-  /** Offer distfile `name` as file `index` of `t` (ignored unless single-file with a piece layer). */
+  /** Offer distfile `name` as file `index` of `t` (ignored unless single-file with a piece layer or v1 pieces). */
   register(name: string, t: Torrent, index: number): void {
     const f = t.files[index];
-    if (t.multiFile || !f || !f.root || f.layer.length === 0 || this.offered.has(name)) return;
-    this.offered.set(name, { t, layer: f.layer });
+    if (t.multiFile || !f || this.offered.has(name)) return;
+    if (f.root && f.layer.length > 0) return void this.offered.set(name, { t, layer: f.layer, hash: 'sha256' });
+    const v1 = t.version === 'v1' ? v1PieceMap(t, index) : undefined;
+    if (v1) this.offered.set(name, { t, layer: v1.layer, hash: 'sha1' });
   }
 
   /**
@@ -79,7 +87,8 @@ export class LeechUpload {
       if (bytesRead !== length) return;
       // One SHA-256 pass: the leaves prove the piece and are then kept for the seeder's per-block check.
       leaves = blockHashes(buf);
-      if (!pieceHashOfLeaves(leaves, pieceLength).equals(o.layer[index]!)) return;
+      const proof = o.hash === 'sha1' ? createHash('sha1').update(buf).digest() : pieceHashOfLeaves(leaves, pieceLength);
+      if (!proof.equals(o.layer[index]!)) return;
     } finally {
       await fh.close();
     }
@@ -90,7 +99,8 @@ export class LeechUpload {
   private offer(d: Distfile, o: Offered, path: string): SeededFile {
     const f = o.t.files[0]!;
     const file: SeededFile = {
-      name: d.name, path, size: f.size, sha256: d.sha256 ?? '', pieceLength: o.t.pieceLength, pieces: o.layer.length, root: f.root!,
+      // A v1 torrent has no pieces root; hash requests for a partial file are rejected anyway.
+      name: d.name, path, size: f.size, sha256: d.sha256 ?? '', pieceLength: o.t.pieceLength, pieces: o.layer.length, root: f.root ?? Buffer.alloc(32),
       leaves: new Array<Buffer>(Math.ceil(f.size / BLOCK)), have: new Uint8Array(Math.ceil(o.layer.length / 8)),
       infoHashes: { hybrid: { v1: '', v2: '' }, v1: o.t.infoHashV1?.toString('hex') ?? '', v2: o.t.infoHashV2?.toString('hex') ?? '' },
     };

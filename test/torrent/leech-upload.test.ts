@@ -88,6 +88,31 @@ test('a libtorrent leecher gets verified pieces from our leecher while it downlo
   assert.ok(report.uploaded < SIZE + 16384, 'only what we had');
 });
 
+test('with a v1 torrent too: a libtorrent leecher gets pieces from our leecher, each passing its SHA-1 check', async (t) => {
+  const { dir, manifest, seed } = await setup(t);
+  const made = await runCli(['torrent', 'create', manifest, '--root', path.join(dir, 'root'), '-o', path.join(dir, 'v1'), '--v1']);
+  assert.equal(made.code, 0, made.stderr);
+  const torrent = path.join(dir, 'v1', `${NAME}.torrent`);
+  const save = path.join(dir, 'lt');
+  await mkdir(save);
+  const out = path.join(dir, 'out');
+  let lt: ReturnType<typeof libtorrentLeech> | undefined;
+  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', '127.0.0.1:0'], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
+      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(lt);
+  const got = await lt.stop();
+  const report = JSON.parse(r.stdout);
+  assert.ok(report.uploaded > 0, `our leecher uploaded: ${r.stdout.slice(0, 300)}`);
+  assert.ok(got.peerBytes > 0 && got.peerBytes <= report.uploaded, JSON.stringify(got));
+  assert.equal(got.failedBytes, 0, 'every piece we sent passed libtorrent\'s SHA-1 check');
+});
+
 test('with --no-upload our leecher offers nothing: libtorrent gets no byte from it', async (t) => {
   const { dir, manifest, torrent, seed } = await setup(t);
   const save = path.join(dir, 'lt');
