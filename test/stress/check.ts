@@ -21,8 +21,9 @@
 //                it was given a threshold of honest builders' attestations
 //
 // Bytes over BitTorrent are labelled `peer HOST:PORT` (node `mN:seed`), and a mirror reached on its own
-// port rather than through the harness's proxy (found by discovery) `mN:PORT`: neither lies, so neither
-// may be blamed, also when the proxy of the same mirror lies.
+// port rather than through the harness's proxy (found by discovery) `mN:PORT`. Each is a source of its
+// own: a mirror's own port never lies and a seed only once its own proxy lies (seed-liar), whatever the
+// mirror's HTTP proxy does. A seed's lies are never known to be read, so they need not be named.
 import type { Exported, Rec } from './history.ts';
 import { BESIDE_SERVING, type FaultKind } from './schedule.ts';
 
