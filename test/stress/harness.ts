@@ -1,7 +1,7 @@
 // The stress harness: a whole sourcemesh network on one machine, in network namespaces
-// (test/helpers/netns.ts), with faults from a seeded schedule (schedule.ts), every operation and fault in
-// a JSON-lines history (history.ts), and the checker (check.ts) run over it at the end. docs/OPERATIONS.md, "Stress runs",
-// says how to run it and read its report.
+// (test/helpers/netns.ts), with faults from a seeded schedule (schedule.ts), every operation and fault
+// in a JSON-lines history (history.ts), and the checker (check.ts) run over it at the end.
+// docs/OPERATIONS.md, "Stress runs", says how to run it and read its report.
 //
 // Nodes: `up` (upstream: a static server of distfiles and git repositories; the release maintainer runs
 // here too), `log` (log serve), `w1`..`w3` (witness serve, also Roughtime over UDP), `m1`..`mN` (mirror
@@ -10,8 +10,9 @@
 // attest verify with a builders' quorum of the mirrors). Each HTTP server listens on loopback in its
 // namespace behind our proxy (proxy.ts) on the namespace's address, so latency, bandwidth, resets,
 // refusal and lies can be switched on and off mid-run; a mirror's serve also answers on its own port
-// 8080 (what it announces), and its seed on 6881, with no proxy in between. New roles add a process
-// next to the mirror's, and their faults a case in applyFault.
+// 8080 (what it announces, no proxy in between), and its seed listens on loopback behind a BitTorrent
+// proxy of its own on 6881 (which can make it lie). New roles add a process next to the mirror's, and
+// their faults a case in applyFault.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
