@@ -364,6 +364,8 @@ export const LIMITS = {
   roughtimeTimeoutMs: 1_000,
   /** Attempts per server in one measurement (the RFC's backoff is for repeated measurements). */
   roughtimeAttempts: 3,
+  /** One Roughtime query through a proxy (--tor, --proxy: over TCP through SOCKS5), the handshake included. */
+  roughtimeProxyTimeoutMs: 30_000,
   /**
    * "Clients MUST implement exponential backoff in establishing TCP connections and making requests over
    * UDP": attempt n+1 starts no sooner than min(initial * base^(n-1), max) after attempt n did (RFC 10049
