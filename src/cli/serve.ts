@@ -9,7 +9,7 @@ import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { limitsWith, LIMITS } from '../limits.ts';
 import type { Logger, LogFields } from '../logger.ts';
 import type { ContentEvent } from '../mirror/file-index.ts';
-import { announceNode, type Announcer } from '../discovery/announce.ts';
+import { announceNode, interfacesFor, type Announcer } from '../discovery/announce.ts';
 import { INVENTORY_PATH, nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { MirrorServer } from '../mirror/server.ts';
 import { MirrorContent } from '../mirror/file-index.ts';
@@ -74,9 +74,11 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (sendTimeoutMs <= 0) throw new SourcemeshError('E_USAGE', `--send-timeout ${o.sendTimeout}: must be more than 0`);
       const shutdownMs = parseDuration('--shutdown-timeout', o.shutdownTimeout);
       const workers = positiveInt('--workers', o.workers, 64);
-      // Each worker would announce the same instance: not until the pool announces for them.
-      if (workers > 1 && (o.announce || o.announceInterface)) throw new SourcemeshError('E_USAGE', '--announce with --workers: not supported yet (run one serve --announce, or announce from another node)');
       const role = workerRole(io.env); // set when this process is a worker of a pool (src/cli/serve-pool.ts)
+      // With --workers, the pool (the process that accepts) announces, once for all its workers; they
+      // answer the challenge with the same node key over the same address.
+      const announcing = role === undefined && (o.announce === true || o.announceInterface !== undefined);
+      if (announcing && o.announceInterface === undefined) interfacesFor(host); // a loopback address: refused before anything starts
 
       const source = o.root !== undefined
         ? { kind: 'root' as const, root: path.resolve(o.root) }
@@ -126,10 +128,16 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
         const url = `${tls ? 'https' : 'http'}://${h}:${pool.address.port}`;
         io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url, ...source, workers, pids: pool.pids(), key: formatVerifierKey(key) }) + '\n');
         io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${url}/ with ${workers} workers\n`);
+        const poolAnnouncer = !announcing ? undefined : await announceNode({
+          key, port: pool.address.port, roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,
+          ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log,
+        }).catch(async (err: unknown) => { await pool.stop(); throw err; });
+        if (poolAnnouncer) io.stderr.write(`announcing ${JSON.stringify(poolAnnouncer.announcement.instance)} on ${poolAnnouncer.links().map((l) => `${l.name} (${l.address})`).join(', ')}\n`);
         const onPoolHup = () => pool.signal('SIGHUP');
         process.on('SIGHUP', onPoolHup);
         try {
           if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+          await poolAnnouncer?.close(); // goodbye first: browsers stop sending clients here
           await pool.stop();
         } finally {
           process.off('SIGHUP', onPoolHup);
@@ -151,7 +159,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       listening = true;
       if (role === undefined) io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
       let announcer: Announcer | undefined;
-      if (o.announce || o.announceInterface) {
+      if (announcing) {
         try {
           announcer = await announceNode({
             key, port: Number(new URL(server.url).port), roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,

@@ -2,16 +2,16 @@
 // 6763), and answers queries for it, so that a browser started later finds it by asking. `serve`,
 // `log serve`, `witness serve` and `seed` call announceNode.
 //
-// RFC 6762 §8.3: an announcement is sent twice, one second apart, on every link (and on a link that
-// comes up later); §10.1: on close, a goodbye (TTL 0) so browsers forget the node at once. Probing
-// (§8.1) is left out: the instance and host names carry the key ID, so two nodes share them only when
-// they share the key.
+// RFC 6762 §8.1-8.2: the names are probed for first, and renamed when taken (probe.ts); §8.3: an
+// announcement is sent twice, one second apart, on every link (and on a link that comes up later);
+// §10.1: on close, a goodbye (TTL 0) so browsers forget the node at once.
 import os from 'node:os';
 import { SourcemeshError } from '../errors.ts';
 import { formatVerifierKey, type VerifierKey } from '../trust/note.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { SILENT, type Logger } from '../logger.ts';
-import { announcementFor, announcementRecords, answerQuestions, type Announcement, type Role } from './dns-sd.ts';
+import { announcementFor, announcementRecords, answerQuestions, hostName, instanceName, type Announcement, type Role } from './dns-sd.ts';
+import { claimedRecords, conflictsIn, probeOrder, probeQuery, recordsOf, renamed, type Conflict } from './probe.ts';
 import { MdnsSockets, MDNS_PORT, type MdnsLink } from './mdns.ts';
 
 export interface AnnounceOptions {
@@ -36,9 +36,12 @@ export interface AnnounceOptions {
   log?: Logger;
   /** For tests: another mDNS port. */
   mdnsPort?: number;
+  /** In [0, 1): the random delay before the first probe (RFC 6762 §8.1). */
+  random?: () => number;
 }
 
 export interface Announcer {
+  /** What is announced now: the name may have changed from the first one tried if it was taken. */
   readonly announcement: Announcement;
   /** Interfaces announced on, now. */
   links(): MdnsLink[];
@@ -46,29 +49,66 @@ export interface Announcer {
   close(): Promise<void>;
 }
 
+/** RFC 6762 §8.1: three probes 250 ms apart, after a random delay of up to 250 ms; §8.2: a loser waits 1 s. */
+const PROBE_GAP_MS = 250;
+const PROBES = 3;
+const DEFER_MS = 1000;
+
+type ProbeOutcome = { won: true } | { won: false; conflict: Conflict };
+
+/**
+ * Announce a node: first claim its names (RFC 6762 §8.1-8.2: probe three times; a conflicting answer
+ * or a simultaneous prober that wins the tiebreak means the name is taken or contested), then announce
+ * (§8.3) and answer queries. A taken name is replaced by "NAME (2)" and so on (RFC 6763 §4.1.1, RFC
+ * 6762 §9), at most limits.discoveryProbeRenames times.
+ */
 export async function announceNode(options: AnnounceOptions): Promise<Announcer> {
   const limits = options.limits ?? LIMITS;
   const log = options.log ?? SILENT;
-  const announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}), ...(options.bittorrent !== undefined ? { bittorrent: options.bittorrent } : {}) }, limits);
+  const random = options.random ?? Math.random;
+  let announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}), ...(options.bittorrent !== undefined ? { bittorrent: options.bittorrent } : {}) }, limits);
   const interfaces = options.interfaces ?? interfacesFor(options.listenHost);
   const timers = new Set<NodeJS.Timeout>();
+  const later = (ms: number, fn: () => void) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      fn();
+    }, ms);
+    timers.add(t);
+  };
   let sockets: MdnsSockets | undefined;
+  let claimed = false;
+  /** While probing: called with what a packet says about our names. */
+  let onProbeNews: ((outcome: ProbeOutcome) => void) | undefined;
+  const addresses = () => (sockets?.links ?? []).map((l) => l.address);
   const announce = (link: MdnsLink) => {
     const send = () => void sockets?.respond(announcementRecords(announcement, link.address), link);
     send();
-    const t = setTimeout(() => {
-      timers.delete(t);
-      send();
-    }, 1000);
-    timers.add(t);
+    later(1000, send);
   };
   sockets = await MdnsSockets.open({
     ...(interfaces ? { interfaces } : {}),
     ...(options.mdnsPort !== undefined ? { port: options.mdnsPort } : {}),
     limits,
     log,
-    onLink: (link) => setImmediate(() => announce(link)),
+    // A link that comes up after the names are claimed is announced on at once.
+    onLink: (link) => setImmediate(() => claimed && announce(link)),
     onPacket: (packet, from, link) => {
+      if (!claimed) {
+        if (packet.type === 'response') {
+          const conflict = conflictsIn(announcement, addresses(), [...packet.answers, ...packet.additionals]);
+          if (conflict.instance || conflict.host) onProbeNews?.({ won: false, conflict });
+        } else {
+          // Another host probing for one of our names at the same moment (RFC 6762 §8.2).
+          const theirs = Array.isArray(packet.authorities) ? packet.authorities : [];
+          const ours = claimedRecords(announcement, addresses());
+          for (const name of [instanceName(announcement), hostName(announcement)]) {
+            const t = recordsOf(name, theirs);
+            if (t.length > 0 && probeOrder(recordsOf(name, ours), t) < 0) onProbeNews?.({ won: false, conflict: { instance: false, host: false } });
+          }
+        }
+        return;
+      }
       if (packet.type !== 'query') return;
       const answer = answerQuestions(announcement, link.address, packet.questions);
       if (!answer) return;
@@ -82,9 +122,52 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
   });
   const open = sockets;
   let closed = false;
+
+  const probeOnce = (delayMs: number) => new Promise<ProbeOutcome>((resolve) => {
+    let done = false;
+    const finish = (o: ProbeOutcome) => {
+      if (done) return;
+      done = true;
+      onProbeNews = undefined;
+      resolve(o);
+    };
+    onProbeNews = finish;
+    for (let i = 0; i < PROBES; i++) later(delayMs + i * PROBE_GAP_MS, () => !done && open.query(probeQuery(announcement, addresses())));
+    later(delayMs + PROBES * PROBE_GAP_MS, () => finish({ won: true }));
+  });
+
+  try {
+    let renames = 0;
+    let delay = Math.floor(random() * PROBE_GAP_MS);
+    for (;;) {
+      if (closed) break;
+      const outcome = await probeOnce(delay);
+      if (outcome.won) break;
+      const { conflict } = outcome;
+      if (!conflict.instance && !conflict.host) {
+        delay = DEFER_MS; // lost a tiebreak: the other host goes first; probe the same names again
+        continue;
+      }
+      if (++renames > limits.discoveryProbeRenames) {
+        throw new SourcemeshError('E_NETWORK', `--announce: ${JSON.stringify(announcement.instance)} is taken on the link, and so were ${limits.discoveryProbeRenames} other names tried after it`);
+      }
+      const before = announcement.instance;
+      announcement = renamed(announcement, conflict, limits);
+      log.warn({ was: before, now: announcement.instance, host: announcement.host }, 'the name is taken on the local network: announcing under a new one');
+      delay = 0;
+    }
+  } catch (err) {
+    for (const t of timers) clearTimeout(t);
+    await open.close();
+    throw err;
+  }
+  claimed = true;
+  for (const link of open.links) announce(link);
   log.info({ instance: announcement.instance, links: open.links.map((l) => l.name) }, 'announcing on the local network');
   return {
-    announcement,
+    get announcement() {
+      return announcement;
+    },
     links: () => open.links,
     async close() {
       if (closed) return;

@@ -51,7 +51,7 @@ export function announcementFor(key: VerifierKey, vkey: string, options: { port:
   return a;
 }
 
-function truncateUtf8(text: string, maxBytes: number): string {
+export function truncateUtf8(text: string, maxBytes: number): string {
   let out = '';
   for (const ch of text) {
     if (Buffer.byteLength(out + ch) > maxBytes) break;

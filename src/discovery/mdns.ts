@@ -22,6 +22,8 @@ export interface MdnsPacket {
   questions: DnsQuestion[];
   answers: DnsRecord[];
   additionals: DnsRecord[];
+  /** A probe's proposed records (RFC 6762 §8.2); unchecked, as heard. */
+  authorities?: DnsRecord[];
 }
 
 export interface Rinfo {
@@ -139,9 +141,10 @@ export class MdnsSockets {
     this.#opts.onPacket({ ...packet, additionals: Array.isArray(packet.additionals) ? packet.additionals : [] }, rinfo, link);
   }
 
-  /** Send a query on every link (RFC 6762 §5.2: a continuous querier's packets). */
-  query(questions: DnsQuestion[]): void {
-    for (const o of this.#open.values()) o.socket.query({ questions });
+  /** Send a query on every link (RFC 6762 §5.2: a continuous querier's packets); with `authorities`, a probe (§8.1). */
+  query(q: DnsQuestion[] | { questions: DnsQuestion[]; authorities: DnsRecord[] }): void {
+    const packet = Array.isArray(q) ? { questions: q } : q;
+    for (const o of this.#open.values()) o.socket.query(packet);
   }
 
   /** Send a response on `link` (all links when absent): multicast, or unicast to `to`. */

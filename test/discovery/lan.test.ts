@@ -66,6 +66,19 @@ describe('discovery across two network namespaces', { skip }, () => {
     }
   });
 
+  test('serve --workers 2 --announce: the pool announces once, and its workers answer the check', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeNetwork(t, ['a', 'b']);
+    const k = key('pooled-mirror', 17);
+    const { root, keyFile } = await mirrorRoot(dir, k);
+    const s = link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--key', keyFile, '--listen', `${link.nodes.a.address}:8087`, '--no-access-log', '--workers', '2', '--announce']);
+    await s.waitStderr(/announcing "pooled-mirror [0-9a-f]{8}" on /);
+    const r = await discover(link, link.nodes.b);
+    assert.deepEqual(r.nodes.map((n) => [n.instance.replace(/ [0-9a-f]{8}$/, ''), n.url]), [['pooled-mirror', `http://${link.nodes.a.address}:8087`]], JSON.stringify(r));
+    assert.ok('inventory' in r.nodes[0]!.checked);
+    assert.deepEqual(r.refused, []);
+  });
+
   test('log serve --announce: found with role log and checked by its checkpoint against the log key', async (t) => {
     const dir = await tempDir(t);
     const link = makeNetwork(t, ['a', 'b']);
@@ -186,6 +199,31 @@ describe('discovery across two network namespaces', { skip }, () => {
     assert.doesNotMatch(human.stdout + human.stderr, /[\u0007\u001b]/);
   });
 
+  test('one key announced by three nodes: the first keeps the name, the others probe, find it taken and become "NAME (2)" and "NAME (3)" (two of them probing at once)', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeNetwork(t, ['a', 'b', 'c', 'd']);
+    const k = key('shared-key', 14);
+    const first = await serve(link, link.nodes.a, dir, k, 8080, true);
+    const name = JSON.parse((await first.waitStderr(/announcing ("[^"]+") on /))[1]!) as string;
+    // Two more at once: both find the name taken, both probe for "NAME (2)" at the same moment, and the
+    // tiebreak (RFC 6762 §8.2) sends the loser on to "NAME (3)".
+    const [c, d] = await Promise.all([serve(link, link.nodes.c, path.join(dir, 'c'), k, 8081, true), serve(link, link.nodes.d, path.join(dir, 'd'), k, 8082, true)]);
+    const names = await Promise.all([c, d].map(async (p) => JSON.parse((await p.waitStderr(/announcing ("[^"]+") on /))[1]!) as string));
+    assert.deepEqual(names.sort(), [`${name} (2)`, `${name} (3)`]);
+    const r = await discover(link, link.nodes.b);
+    assert.deepEqual(r.nodes.map((n) => n.instance).sort(), [name, `${name} (2)`, `${name} (3)`], JSON.stringify(r));
+    assert.deepEqual(r.nodes.map((n) => n.url).sort(), [`http://${link.nodes.a.address}:8080`, `http://${link.nodes.c.address}:8081`, `http://${link.nodes.d.address}:8082`]);
+  });
+
+  test('two announcers probing for one name at the same instant: the tiebreak (RFC 6762 §8.2) lets one keep it and the other become "NAME (2)"', async (t) => {
+    const link = makeNetwork(t, ['a']);
+    const p = link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'test/discovery/two-announcers.ts'), JSON.stringify({ ports: [8080, 8081] })]);
+    const names = JSON.parse((await p.waitStderr(/^(\[.*\])$/m))[1]!) as string[];
+    const base = names.find((n) => !n.endsWith(' (2)'));
+    assert.ok(base, JSON.stringify(names));
+    assert.deepEqual(names.sort(), [base, `${base} (2)`]);
+  });
+
   test('ten thousand announcements in a burst, over and over: the run ends on time, bounded, and the genuine node is still found', async (t) => {
     const dir = await tempDir(t);
     const link = makeNetwork(t, ['a', 'b']);
@@ -282,6 +320,20 @@ describe('avahi interoperates with announce and discover', { skip: skip ?? (avah
     assert.equal(found.instance, 'Avahi Published Mirror');
     assert.equal(found.url, `http://${link.nodes.b.address}:8091`);
     assert.ok('inventory' in found.checked);
+  });
+
+  test('a name avahi holds is taken: our announcer probes, finds it, and announces as "NAME (2)"', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeNetwork(t, ['a', 'b']);
+    const env = await startAvahi(t, link, dir);
+    const ours = key('avahi-holds', 15);
+    const instance = `avahi-holds ${ours.keyId.toString(16).padStart(8, '0')}`;
+    const pub = link.spawn(link.nodes.b, 'avahi-publish', ['-s', instance, '_sourcemesh._tcp', '9999', 'txtvers=1', 'roles=mirror'], env);
+    await pub.waitStderr(/Established under name/);
+    const s = await serve(link, link.nodes.a, dir, ours, 8092, true);
+    assert.equal(JSON.parse((await s.waitStderr(/announcing ("[^"]+") on /))[1]!), `${instance} (2)`);
+    const r = await discover(link, link.nodes.a);
+    assert.deepEqual(r.nodes.map((n) => n.instance), [`${instance} (2)`], JSON.stringify(r));
   });
 });
 

@@ -150,7 +150,7 @@ test('--workers 2 without per-client limits: connections spread over both worker
   await waitFor('the workers to end with their pool', () => !workers.some(alive), { timeoutMs: 20_000 });
 });
 
-test('bad --workers values and --announce with --workers are refused in one line, exit 2', async (t) => {
+test('bad --workers values, and --announce with --workers on a loopback address (the pool announces; nobody could reach it), are refused in one line, exit 2', async (t) => {
   const r = await root(t);
   for (const args of [['--workers', '0'], ['--workers', 'two'], ['--workers', '2', '--announce']]) {
     const out = await runCli(['serve', '--root', r, '--listen', '127.0.0.1:0', ...args]);
