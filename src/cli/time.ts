@@ -1,16 +1,20 @@
-// sourcemesh time --trust-policy POLICY [--state DIR] [--proof FILE] [--json]
+// sourcemesh time --trust-policy POLICY [--state DIR] [--proof FILE] [--tor] [--proxy URL] [--json]
 // Signed time from the policy's Roughtime witnesses (src/time/): the interval that a quorum agree on, the
 // witnesses that agreed, any that contradicted them (with the chained proof written), and the local clock's
-// skew. Exit 0 when a quorum agreed and the local clock is within the policy's bound, 3 otherwise.
+// skew. With --tor or --proxy the witnesses are asked over TCP through the SOCKS5 proxy only (src/time/through-proxy.ts).
+// Exit 0 when a quorum agreed and the local clock is within the policy's bound, 3 otherwise.
 import { Command } from 'commander';
 import path from 'node:path';
 import { EXIT, SourcemeshError } from '../errors.ts';
+import { Network, TOR_DEFAULT_PROXY } from '../fetch/network.ts';
+import { LIMITS } from '../limits.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { decideNow, signedTime } from '../time/signed-now.ts';
+import { measureThrough } from '../time/through-proxy.ts';
 import { readPolicy } from '../trust/check-release.ts';
 import { type Io, printJson } from './output.ts';
 
-interface TimeFlags { trustPolicy: string; state?: string; proof?: string; json?: boolean }
+interface TimeFlags { trustPolicy: string; state?: string; proof?: string; tor?: boolean; proxy?: string; json?: boolean }
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -20,12 +24,17 @@ export function timeCommand(io: Io, setExit: (n: number) => void): Command {
     .requiredOption('--trust-policy <policy>', 'a sourcemesh.policy/v1 file with time.roughtime: the witnesses that answer Roughtime and where')
     .option('--state <dir>', 'where a proof of a lying witness is kept, in roughtime/ (default the store: $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--proof <file>', 'write the chained proof of this measurement (an RFC 10049 malfeasance report) to FILE')
+    .option('--proxy <url>', 'ask the witnesses over TCP through this SOCKS5 proxy (socks5h://HOST:PORT), never over UDP')
+    .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}): over TCP only (Tor carries no UDP), each witness on its own circuit`)
     .option('--json', 'print the interval, the witnesses and the skew as JSON')
     .action(async (o: TimeFlags) => {
       const policy = await readPolicy(o.trustPolicy);
       if (policy.time === undefined) throw new SourcemeshError('E_USAGE', `--trust-policy ${o.trustPolicy}: the policy names no Roughtime witnesses (time.roughtime)`);
       const stateDir = o.state ?? defaultStoreRoot(io.env);
-      const r = await signedTime(policy, { stateDir, ...(o.proof ? { proofFile: path.resolve(o.proof) } : {}) });
+      const network = o.tor || o.proxy ? new Network({ proxy: o.proxy, tor: o.tor }, LIMITS) : undefined;
+      const through = network ? measureThrough(network, LIMITS) : undefined;
+      const r = await signedTime(policy, { stateDir, ...(o.proof ? { proofFile: path.resolve(o.proof) } : {}), ...(through ? { measure: through } : {}) })
+        .finally(() => network?.close());
       const local = r.localAt / 1000;
       let skewError: string | undefined;
       let skew = 0;

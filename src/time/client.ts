@@ -13,7 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { SourcemeshError } from '../errors.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { buildRequest, chainedNonce, verifyResponse, type VerifiedResponse } from './protocol.ts';
-import { type Answer, RoughtimeTcpConnection } from './tcp-client.ts';
+import { type Answer, type Dialer, RoughtimeTcpConnection } from './tcp-client.ts';
 
 export interface TimeServer {
   /** Its name in output (the witness key's name). */
@@ -73,6 +73,12 @@ export interface MeasureOptions {
   readonly random?: (n: number) => Buffer;
   readonly monotonic?: () => number;
   readonly wallClock?: () => number;
+  /**
+   * Through a proxy (--tor, --proxy): every witness is asked over TCP through `dial`, and no datagram is
+   * ever sent (Tor carries no UDP; a direct datagram would say who is asking). A witness with no TCP
+   * endpoint (protocol "tcp", or a UDP entry with a TCP fallback) fails with that reason.
+   */
+  readonly proxy?: Dialer;
 }
 
 /** Ask `servers` in order, `rounds` times (2, as the RFC asks), chaining the nonces. */
@@ -92,8 +98,15 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
         if (failures.has(s.name)) continue;
         // "A client SHOULD attempt to use the TCP transport mode ... if it does not receive responses to
         // its UDP queries": the server's TCP address after its UDP one; once a route answered, it is kept.
-        const routes = [{ address: s.address, protocol: s.protocol ?? 'udp' }];
+        let routes = [{ address: s.address, protocol: s.protocol ?? 'udp' }];
         if (s.tcpFallback !== undefined && routes[0]!.protocol === 'udp') routes.push({ address: s.tcpFallback, protocol: 'tcp' });
+        if (options.proxy !== undefined) {
+          routes = routes.filter((r) => r.protocol === 'tcp');
+          if (routes.length === 0) {
+            failures.set(s.name, `only a UDP endpoint (${s.address}) and the proxy carries TCP only: not asked (list its TCP endpoint in the policy)`);
+            continue;
+          }
+        }
         const reasons: string[] = [];
         let done = false;
         for (const [r, route] of routes.entries()) {
@@ -109,7 +122,7 @@ export async function measure(servers: readonly TimeServer[], options: MeasureOp
             if (route.protocol === 'tcp') {
               let conn = connections.get(s.name);
               if (conn === undefined || !conn.usable) {
-                const made = await RoughtimeTcpConnection.connect(host, port, limits);
+                const made = await RoughtimeTcpConnection.connect(host, port, limits, options.proxy);
                 if (!(made instanceof RoughtimeTcpConnection)) {
                   reason = `${made.reason} (${attempt + 1} attempts)`;
                   continue;

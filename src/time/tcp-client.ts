@@ -9,6 +9,9 @@ import type { Limits } from '../limits.ts';
 import { FrameReader } from './frames.ts';
 import type { VerifiedResponse } from './protocol.ts';
 
+/** Opens a TCP connection some other way than directly (a SOCKS5 proxy); a reason when it cannot. */
+export type Dialer = (host: string, port: number, timeoutMs: number) => Promise<net.Socket | { reason: string }>;
+
 export type Answer = { response: Buffer; verified: VerifiedResponse } | { reason: string };
 
 export class RoughtimeTcpConnection {
@@ -33,8 +36,17 @@ export class RoughtimeTcpConnection {
     socket.on('close', () => this.fail('the connection closed'));
   }
 
-  /** Connect within limits.roughtimeTimeoutMs; a reason when that fails. */
-  static connect(host: string, port: number, limits: Limits): Promise<RoughtimeTcpConnection | { reason: string }> {
+  /**
+   * Connect within limits.roughtimeTimeoutMs (directly, or with `dial`: through a SOCKS5 proxy under
+   * --tor, src/net/socks.ts); a reason when that fails.
+   */
+  static async connect(host: string, port: number, limits: Limits, dial?: Dialer): Promise<RoughtimeTcpConnection | { reason: string }> {
+    const what = `Roughtime response from ${host}:${port} over TCP`;
+    if (dial !== undefined) {
+      const socket = await dial(host, port, limits.roughtimeTimeoutMs);
+      if ('reason' in socket) return socket;
+      return new RoughtimeTcpConnection(socket, limits, `${what} through the proxy`);
+    }
     return new Promise((resolve) => {
       const socket = net.connect({ host, port, noDelay: true });
       const timer = setTimeout(() => {
@@ -48,7 +60,7 @@ export class RoughtimeTcpConnection {
       socket.once('connect', () => {
         clearTimeout(timer);
         socket.removeAllListeners('error');
-        resolve(new RoughtimeTcpConnection(socket, limits, `Roughtime response from ${host}:${port} over TCP`));
+        resolve(new RoughtimeTcpConnection(socket, limits, what));
       });
     });
   }

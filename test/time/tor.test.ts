@@ -1,0 +1,106 @@
+// Roughtime over Tor (--tor, --proxy): Tor carries no UDP, so `sourcemesh time` asks every witness over
+// TCP through the SOCKS5 proxy (a real one, Debian's dante, as Tor's stand-in) and sends no datagram at
+// all: the policy's UDP endpoints are sockets that count what reaches them, and stay at zero. A witness
+// with only a UDP endpoint is refused under --tor with its reason; without --tor the same policy does
+// send datagrams (the counting sockets can see a leak). Each witness goes through the proxy with
+// credentials of its own (its own circuit). All on loopback.
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { test } from 'node:test';
+import { startRoughtimeServer } from '../../src/time/server.ts';
+import { runCli, tempDir } from '../helpers/run.ts';
+import { startSocks } from '../helpers/socks.ts';
+import { writeKey } from '../trust/log/servers.ts';
+
+/** A UDP socket on loopback that answers nothing and counts the datagrams reaching it. */
+async function udpWatch(t: { after(fn: () => unknown): void }): Promise<{ address: string; count: () => number }> {
+  const s = dgram.createSocket('udp4');
+  let n = 0;
+  s.on('message', () => n++);
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
+  t.after(() => s.close());
+  return { address: `127.0.0.1:${s.address().port}`, count: () => n };
+}
+
+test('time --tor: witnesses asked over TCP through the SOCKS5 proxy, one circuit each, no datagram sent; a UDP-only witness refused', { timeout: 120_000 }, async (t) => {
+  const dir = await tempDir(t, 'sourcemesh-time-tor-');
+  const socks = await startSocks(dir);
+  t.after(() => socks.close());
+  const keys = await Promise.all([1, 2, 3].map((i) => writeKey(dir, `w${i}.tor.time.test`, 'cosignature')));
+  const log = await writeKey(dir, 'log.tor.time.test');
+  const release = await writeKey(dir, 'release.tor.time.test');
+  // w1: its UDP endpoint is a counting socket that never answers, its TCP endpoint a real server.
+  // w2: TCP only. w3: UDP only, a real server that would answer.
+  const w1 = await startRoughtimeServer({ key: keys[0]!.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 } });
+  const w2 = await startRoughtimeServer({ key: keys[1]!.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 } });
+  const w3 = await startRoughtimeServer({ key: keys[2]!.key, host: '127.0.0.1', port: 0 });
+  t.after(() => Promise.all([w1.close(), w2.close(), w3.close()]));
+  const w1Udp = await udpWatch(t);
+  const [n1, n2, n3] = keys.map((k) => k.key.name);
+  const writePolicy = async (file: string, roughtime: unknown[], quorum: number) => {
+    await writeFile(file, JSON.stringify({
+      format: 'sourcemesh.policy/v1', log: { vkey: log.vkey }, witnesses: { quorum: 2, vkeys: keys.map((k) => k.vkey) },
+      release: { threshold: 1, vkeys: [release.vkey] }, maxCheckpointAgeSeconds: 3600, time: { roughtime, quorum },
+    }));
+    return file;
+  };
+  const policy = await writePolicy(path.join(dir, 'policy.json'), [
+    { witness: n1, address: w1Udp.address, protocol: 'udp' },
+    { witness: n1, address: w1.tcpAddress!, protocol: 'tcp' },
+    { witness: n2, address: w2.tcpAddress!, protocol: 'tcp' },
+    { witness: n3, address: w3.address, protocol: 'udp' },
+  ], 2);
+  const proxy = `socks5h://127.0.0.1:${socks.port}`;
+  const state = path.join(dir, 'state');
+
+  const r = await runCli(['time', '--trust-policy', policy, '--state', state, '--tor', '--proxy', proxy, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { agreed: string[]; failed: { server: string; reason: string }[] };
+  assert.deepEqual(out.agreed, [n1, n2].sort());
+  assert.equal(out.failed.length, 1, r.stdout);
+  assert.equal(out.failed[0]!.server, n3);
+  assert.match(out.failed[0]!.reason, /only a UDP endpoint .* TCP only: not asked/);
+  assert.equal(w1Udp.count(), 0, 'no datagram to w1\'s UDP endpoint');
+  assert.equal(w3.stats.received, 0, 'no datagram to the UDP-only witness');
+  assert.equal(w1.stats.answered, 2);
+  assert.equal(w2.stats.answered, 2);
+  // Both TCP connections came through the proxy, each with credentials of its own (Tor: its own circuit).
+  await socks.logged(2);
+  const via = (await socks.connections()).filter((c) => [w1.tcpAddress, w2.tcpAddress].includes(`127.0.0.1:${c.port}`));
+  assert.equal(via.length, 2, JSON.stringify(await socks.connections()));
+  assert.equal(w1.stats.tcp.accepted + w2.stats.tcp.accepted, 2, 'no TCP connection that did not come through the proxy');
+  assert.notEqual(via[0]!.user, via[1]!.user);
+
+  // The counting sockets can see a leak: without --tor the same policy sends datagrams to both UDP endpoints.
+  const direct = await runCli(['time', '--trust-policy', policy, '--state', state, '--json']);
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.ok(w1Udp.count() > 0, 'w1\'s UDP endpoint was asked without --tor');
+  assert.ok(w3.stats.received > 0, 'the UDP-only witness was asked without --tor');
+
+  // Only UDP witnesses: under --tor no quorum can be asked, a one-line refusal naming why, exit 3, no datagram.
+  const before = { w1: w1Udp.count(), w3: w3.stats.received };
+  const udpOnly = await writePolicy(path.join(dir, 'udp-only.json'), [
+    { witness: n1, address: w1Udp.address, protocol: 'udp' },
+    { witness: n3, address: w3.address },
+  ], 2);
+  const refused = await runCli(['time', '--trust-policy', udpOnly, '--state', state, '--tor', '--proxy', proxy]);
+  assert.equal(refused.code, 3, refused.stderr);
+  assert.match(refused.stderr, /no signed time: .*only a UDP endpoint/);
+  assert.equal(refused.stderr.split('\n').filter((l) => l.startsWith('sourcemesh: error:')).length, 1, refused.stderr);
+  assert.deepEqual({ w1: w1Udp.count(), w3: w3.stats.received }, before);
+
+  // The proxy gone: the witnesses fail with the proxy named, and still no datagram leaves.
+  const closed = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const noProxy = await runCli(['time', '--trust-policy', policy, '--state', state, '--tor', '--proxy', `socks5h://127.0.0.1:${closed}`]);
+  assert.equal(noProxy.code, 3, noProxy.stderr);
+  assert.match(noProxy.stderr, new RegExp(`cannot connect through the SOCKS5 proxy 127\\.0\\.0\\.1:${closed}`));
+  assert.deepEqual({ w1: w1Udp.count(), w3: w3.stats.received }, before);
+});
