@@ -5,8 +5,11 @@
 // The published entry point runs the compiled CLI; `npm ci` builds it through the `prepare` script. The
 // Node.js version is checked first: the CLI is imported only afterwards, since on an older Node its
 // imports (node:sqlite) fail before any of its code could say why.
+// The compile cache starts before anything else is imported, since only modules loaded after it benefit.
+import { startCompileCache } from './compile-cache.js';
 import { checkNodeVersion } from './node-version.js';
 
+startCompileCache();
 checkNodeVersion();
 const { main } = await import('../dist/cli/main.js');
 process.exitCode = await main(process.argv.slice(2));

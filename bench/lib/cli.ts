@@ -4,7 +4,7 @@
 // 35 MiB of RSS that users of the published CLI never pay.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export type CliMode = 'build' | 'src' | 'dist';
@@ -43,10 +43,15 @@ export async function prepareCli(root: string, work: string, mode: CliMode): Pro
     const errors = (tsc.stdout.match(/error TS\d+/g) ?? []).length;
     warnings.push(`the sources have ${errors} type error(s); the benchmark runs what tsc emitted anyway`);
   }
-  await writeFile(path.join(dir, 'package.json'), '{ "type": "module" }\n');
+  // Through a copy of bin/ (the Node version check, the compile cache) as `npx sourcemesh` runs it; its
+  // version check reads engines.node from the package.json next to it.
+  const engines = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')).engines;
+  await writeFile(path.join(dir, 'package.json'), `${JSON.stringify({ type: 'module', engines })}\n`);
   await rm(path.join(dir, 'node_modules'), { force: true });
   await symlink(path.join(root, 'node_modules'), path.join(dir, 'node_modules'));
-  return { argv: [node, ...flags, main], describe: `the compiled CLI (tsc -p tsconfig.build.json, as npx sourcemesh runs it${flags.length ? `, with bin/sourcemesh.js's ${flags.join(' ')}` : ''}), built from the current sources`, warnings };
+  await rm(path.join(dir, 'bin'), { recursive: true, force: true });
+  await cp(path.join(root, 'bin'), path.join(dir, 'bin'), { recursive: true });
+  return { argv: [node, ...flags, path.join(dir, 'bin/sourcemesh.js')], describe: `the compiled CLI (tsc -p tsconfig.build.json, run by bin/sourcemesh.js as npx sourcemesh runs it${flags.length ? `, with bin/sourcemesh.js's ${flags.join(' ')}` : ''}), built from the current sources`, warnings };
 }
 
 /** The Node options bin/sourcemesh.js's `#!/usr/bin/env -S node ...` line gives, so the bench runs what users run. */
