@@ -16,6 +16,7 @@ import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { checkManifestRelease } from '../trust/check-release.ts';
+import { measureThrough } from '../time/through-proxy.ts';
 import { applyBuilders } from './builders.ts';
 import { writeDerivedAttestations } from '../attest/derived.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
@@ -108,7 +109,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const dispatcher = network.dispatcher;
       routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined); // git snapshots' clones too
       if (o.trustPolicy) {
-        const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher }).catch(async (err: unknown) => { await network.close(); throw err; });
+        const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher, time: measureThrough(network, limits) }).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`release ${describeVerdict(verdict)}\n`);
         // The builders' quorum for git snapshots, before any download (cli/builders.ts).
         manifest = await applyBuilders(io, manifest, { trustPolicy: o.trustPolicy, attestations: o.attestations, offline: o.offline, dispatcher, stateDir: store.root, limits }).catch(async (err: unknown) => { await network.close(); throw err; });

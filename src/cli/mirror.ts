@@ -14,6 +14,7 @@ import { snapshotGenerator } from '../mirror/snapshot.ts';
 import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { stateDirOf, syncMirror, type SyncReport } from '../mirror/sync.ts';
 import { checkManifestRelease } from '../trust/check-release.ts';
+import { measureThrough } from '../time/through-proxy.ts';
 import { applyBuilders } from './builders.ts';
 import { fetchLimits } from './fetch.ts';
 import { formatBytes, paint, positiveInt, printError, printJson, type Io } from './output.ts';
@@ -82,7 +83,7 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
         try {
           let synced = manifest;
           if (o.trustPolicy) {
-            io.stderr.write(`release ${describeVerdict(await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher }))}\n`);
+            io.stderr.write(`release ${describeVerdict(await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: keyDir, dispatcher: network.dispatcher, time: measureThrough(network, limits) }))}\n`);
             // The builders' quorum, as fetch applies it: each snapshot this mirror makes must be the accepted bytes.
             synced = await applyBuilders(io, manifest, { trustPolicy: o.trustPolicy, attestations: o.attestations, dispatcher: network.dispatcher, stateDir: keyDir, limits });
           }

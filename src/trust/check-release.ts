@@ -21,6 +21,7 @@ import { readBoundedFile } from '../fs/bounded-read.ts';
 import { manifestSubject } from './release-files.ts';
 import { parseReleaseBundle } from './release.ts';
 import { chainIdOf } from './rotation.ts';
+import type { MeasureOptions } from '../time/client.ts';
 import { type NowDecision, raiseFloor, trustedNow } from '../time/signed-now.ts';
 
 /** How many times a check is repeated when other processes keep moving the stored state. */
@@ -42,6 +43,8 @@ export interface CheckReleaseOptions {
    * comes from signed time when the policy names Roughtime witnesses (src/time/signed-now.ts).
    */
   readonly now?: () => number;
+  /** How the policy's Roughtime witnesses are asked (through the proxy under --tor: src/time/through-proxy.ts). */
+  readonly time?: MeasureOptions;
 }
 
 export interface CheckedRelease extends Verdict {
@@ -75,7 +78,7 @@ export async function checkRelease(o: CheckReleaseOptions): Promise<CheckedRelea
   const logKey = formatVerifierKey(policy.log.key);
   const chain = chainIdOf(policy.release);
   const clock = o.now ?? (() => Date.now() / 1000);
-  const { signed: _signed, ...time } = await trustedNow(policy, { stateDir: o.stateDir, local: clock });
+  const { signed: _signed, ...time } = await trustedNow(policy, { stateDir: o.stateDir, local: clock, ...(o.time ? { measure: o.time } : {}) });
   const state = TrustState.open(o.stateDir);
   try {
     for (let attempt = 1; ; attempt++) {
@@ -111,10 +114,10 @@ export async function checkRelease(o: CheckReleaseOptions): Promise<CheckedRelea
  * For `fetch` and `mirror sync --trust-policy`: accept the manifest's release or throw, before any download.
  * Online when the policy names the log's URL and the command is not --offline.
  */
-export function checkManifestRelease(file: string, manifest: Manifest, o: { trustPolicy: string; release?: string; stateDir: string; offline?: boolean; dispatcher?: Dispatcher; now?: () => number }): Promise<CheckedRelease> {
+export function checkManifestRelease(file: string, manifest: Manifest, o: { trustPolicy: string; release?: string; stateDir: string; offline?: boolean; dispatcher?: Dispatcher; now?: () => number; time?: MeasureOptions }): Promise<CheckedRelease> {
   return checkRelease({
     file, subject: manifestSubject(manifest), policyFile: o.trustPolicy, bundleFile: o.release, stateDir: o.stateDir, online: !o.offline,
-    ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}), ...(o.now ? { now: o.now } : {}),
+    ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}), ...(o.now ? { now: o.now } : {}), ...(o.time ? { time: o.time } : {}),
   });
 }
 

@@ -6,7 +6,7 @@
 // credentials of its own (its own circuit). All on loopback.
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -14,6 +14,9 @@ import { startRoughtimeServer } from '../../src/time/server.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
 import { startSocks } from '../helpers/socks.ts';
 import { writeKey } from '../trust/log/servers.ts';
+import { startTimedNetwork } from './timed-network.ts';
+
+const DAY = 86_400;
 
 /** A UDP socket on loopback that answers nothing and counts the datagrams reaching it. */
 async function udpWatch(t: { after(fn: () => unknown): void }): Promise<{ address: string; count: () => number }> {
@@ -103,4 +106,50 @@ test('time --tor: witnesses asked over TCP through the SOCKS5 proxy, one circuit
   assert.equal(noProxy.code, 3, noProxy.stderr);
   assert.match(noProxy.stderr, new RegExp(`cannot connect through the SOCKS5 proxy 127\\.0\\.0\\.1:${closed}`));
   assert.deepEqual({ w1: w1Udp.count(), w3: w3.stats.received }, before);
+});
+
+test('fetch and mirror sync --tor with a time policy: signed time asked over TCP through the proxy; UDP-only witnesses refused, none asked', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t, 'sourcemesh-time-tor-policy-');
+  const socks = await startSocks(dir);
+  t.after(() => socks.close());
+  const timed = await startTimedNetwork(t, dir, DAY);
+  const proxy = `socks5h://127.0.0.1:${socks.port}`;
+  // The witnesses' Roughtime over TCP: honest ones, and ones a day ahead (this machine's clock set back a day).
+  const overTcp = async (name: string, offsetSeconds: number) => {
+    const servers = await Promise.all(timed.net.witnessKeys.map((k) => startRoughtimeServer({ key: k.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 }, clock: () => Date.now() + offsetSeconds * 1000 })));
+    t.after(() => Promise.all(servers.map((s) => s.close())));
+    const p = JSON.parse(await readFile(timed.plain, 'utf8'));
+    p.time = { roughtime: timed.net.witnessKeys.map((k, i) => ({ witness: k.key.name, address: servers[i]!.tcpAddress, protocol: 'tcp' })) };
+    await writeFile(path.join(dir, name), JSON.stringify(p));
+    return { policy: path.join(dir, name), servers };
+  };
+  const honest = await overTcp('honest-tcp.json', 0);
+  const skewed = await overTcp('skewed-tcp.json', DAY);
+  const throughProxy = async (servers: readonly { tcpAddress?: string }[]) => {
+    const ports = new Set(servers.map((s) => Number(s.tcpAddress!.split(':')[1])));
+    return (await socks.connections()).filter((c) => ports.has(c.port)).length;
+  };
+
+  const fetched = await runCli(['fetch', timed.manifest, '--trust-policy', honest.policy, '--store', path.join(dir, 'store'), '-o', path.join(dir, 'out'), '--offline', '--tor', '--proxy', proxy]);
+  assert.equal(fetched.code, 0, fetched.stderr);
+  assert.match(fetched.stderr, /release accepted: manifest release-test 1\.0/);
+  await socks.logged(3);
+  assert.equal(await throughProxy(honest.servers), 3, 'each witness asked through the proxy');
+  assert.equal(honest.servers.reduce((n, s) => n + s.stats.tcp.accepted, 0), 3, 'and only through it');
+
+  // The witnesses a day ahead, asked through the proxy: mirror sync refuses in one line, nothing synced.
+  const root = path.join(dir, 'mirror');
+  const sync = await runCli(['mirror', 'sync', timed.manifest, '--root', root, '--trust-policy', skewed.policy, '--tor', '--proxy', proxy]);
+  assert.equal(sync.code, 3, sync.stderr);
+  assert.match(sync.stderr, /the local clock is 86[34]\d\d s behind the time the witnesses signed/);
+  await socks.logged(6);
+  assert.equal(await throughProxy(skewed.servers), 3);
+  assert.doesNotMatch(sync.stderr, /release accepted/);
+
+  // The network's UDP-only time policy under --tor: refused, and not one datagram to its servers.
+  const udpPolicy = await timed.timedPolicy('udp.json');
+  const udp = await runCli(['fetch', timed.manifest, '--trust-policy', udpPolicy, '--store', path.join(dir, 'store-udp'), '-o', path.join(dir, 'out-udp'), '--offline', '--tor', '--proxy', proxy]);
+  assert.equal(udp.code, 3, udp.stderr);
+  assert.match(udp.stderr, /no signed time: .*only a UDP endpoint/);
+  assert.equal(timed.servers.reduce((n, s) => n + s.stats.received, 0), 0, 'no datagram under --tor');
 });
