@@ -198,6 +198,8 @@ export interface FieldDoc {
   /** Dotted path: services.serve.port. */
   path: string;
   kind: string;
+  /** The valibot schema type of the field (boolean, number, string, array, picklist, ...): what input the panel shows. */
+  type: string;
   default: unknown;
   help: string;
   /** The values allowed, for a field that is a choice. */
@@ -219,7 +221,7 @@ export function fieldDocs(): FieldDoc[] {
     }
     const help = s.pipe?.find((a) => a.type === 'description')?.description ?? '';
     const kind = s.pipe?.find((a) => a.type === 'metadata')?.metadata?.kind ?? s.type;
-    out.push({ path: at, kind, default: fallback, help, ...(s.type === 'picklist' ? { options: [...s.options!] } : {}) });
+    out.push({ path: at, kind, type: s.type, default: fallback, help, ...(s.type === 'picklist' ? { options: [...s.options!] } : {}) });
   };
   walk(ConfigSchema as unknown as v.GenericSchema, '', undefined);
   return out;

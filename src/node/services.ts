@@ -9,14 +9,18 @@ import path from 'node:path';
 
 export interface ServiceInfo {
   title: string;
-  /** What it exposes and who can reach it, for the panel. */
-  exposes: (c: NodeConfig) => string;
+  /**
+   * What it exposes and who can reach it, for the panel. `listening` is the address the running service
+   * announced (the supervisor reads it from its first line): with port 0 in the config, the only place
+   * the real port is known.
+   */
+  exposes: (c: NodeConfig, listening?: string) => string;
 }
 
 export const SERVICES: Record<ServiceName, ServiceInfo> = {
   serve: {
     title: 'Serve',
-    exposes: (c) => `HTTP on ${hostPort(c.services.serve.host, c.services.serve.port)}: /NAME and /sha256/HEX of every file in the mirror root, /.well-known/sourcemesh/inventory signed by the node key. ${reach(c.services.serve.host)}`,
+    exposes: (c, listening) => `HTTP on ${bound(c.services.serve.host, c.services.serve.port, listening)}: /NAME and /sha256/HEX of every file in the mirror root, /.well-known/sourcemesh/inventory signed by the node key. ${reach(c.services.serve.host)}`,
   },
   mirrorSync: {
     title: 'Mirror sync',
@@ -24,20 +28,38 @@ export const SERVICES: Record<ServiceName, ServiceInfo> = {
   },
   seed: {
     title: 'Seed',
-    exposes: (c) => `BitTorrent peer wire on ${hostPort(c.services.seed.host, c.services.seed.port)}: every verified file of the mirror root to any peer that asks by info-hash${c.services.seed.dht ? ', announced in the public DHT' : ''}. ${reach(c.services.seed.host)}`,
+    exposes: (c, listening) => `BitTorrent peer wire on ${bound(c.services.seed.host, c.services.seed.port, listening)}: every verified file of the mirror root to any peer that asks by info-hash${c.services.seed.dht ? ', announced in the public DHT' : ''}. ${reach(c.services.seed.host)}`,
   },
   logServe: {
     title: 'Transparency log',
-    exposes: (c) => `HTTP on ${hostPort(c.services.logServe.host, c.services.logServe.port)}: POST /add for statements, GET /checkpoint and /tile/... for anyone. ${reach(c.services.logServe.host)}`,
+    exposes: (c, listening) => `HTTP on ${bound(c.services.logServe.host, c.services.logServe.port, listening)}: POST /add for statements, GET /checkpoint and /tile/... for anyone. ${reach(c.services.logServe.host)}`,
   },
   witnessServe: {
     title: 'Witness',
-    exposes: (c) => `HTTP on ${hostPort(c.services.witnessServe.host, c.services.witnessServe.port)}: POST /add-checkpoint (C2SP tlog-witness) from the logs it witnesses. ${reach(c.services.witnessServe.host)}`,
+    exposes: (c, listening) => `HTTP on ${bound(c.services.witnessServe.host, c.services.witnessServe.port, listening)}: POST /add-checkpoint (C2SP tlog-witness) from the logs it witnesses. ${reach(c.services.witnessServe.host)}`,
   },
 };
 
 function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * host:port as the service really listens: the announced address when it runs, else the configured one,
+ * where port 0 (the system picks one at start) is said in words rather than shown as `:0`.
+ */
+export function bound(host: string, port: number, listening: string | undefined): string {
+  if (listening !== undefined) {
+    // serve, log and witness announce a URL; seed announces HOST:PORT.
+    if (/^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):\d{1,5}$/.test(listening)) return listening;
+    try {
+      const u = new URL(listening);
+      if (u.port !== '') return u.host;
+    } catch {
+      // not an address: fall back to the config's
+    }
+  }
+  return port === 0 ? `${hostPort(host, 0).slice(0, -2)}, on a port the system picks when it starts (port 0)` : hostPort(host, port);
 }
 
 function reach(host: string): string {

@@ -195,6 +195,9 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
     if (action === 'on' || action === 'off') svc.enabled = action === 'on';
     else if (action === 'save') {
       for (const f of serviceFields(name)) {
+        // An unchecked checkbox sends nothing (HTML, "constructing the entry list"): its absence means off,
+        // or a switch could never be turned off from the form.
+        if (f.input === 'checkbox' && !Object.hasOwn(form, f.key)) form[f.key] = 'false';
         if (!Object.hasOwn(form, f.key)) continue;
         svc[f.key] = fromForm(form[f.key]!, (current.services[name] as Record<string, unknown>)[f.key]);
       }
@@ -217,7 +220,7 @@ export async function startPanel(o: PanelOptions): Promise<RunningPanel> {
     const docs = fieldDocs();
     const body = eta.render('@service', {
       csrf: s.csrf, md: helpHtml,
-      service: { ...st, title: SERVICES[name].title, enabled: rt.config.services[name].enabled, help: docs.find((d) => d.path === `services.${name}.enabled`)!.help, exposes: SERVICES[name].exposes(rt.config) },
+      service: { ...st, title: SERVICES[name].title, enabled: rt.config.services[name].enabled, help: docs.find((d) => d.path === `services.${name}.enabled`)!.help, exposes: SERVICES[name].exposes(rt.config, st.url) },
       fields: serviceFields(name).map((f) => {
         const value = (shown.services[name] as Record<string, unknown>)[f.key];
         return { ...f, value: Array.isArray(value) ? value.join('\n') : String(value), error: badField === `services.${name}.${f.key}` };
@@ -331,8 +334,9 @@ function serviceFields(name: ServiceName) {
   const prefix = `services.${name}.`;
   return fieldDocs().filter((d) => d.path.startsWith(prefix) && d.path !== `${prefix}enabled`).map((d) => {
     const key = d.path.slice(prefix.length);
-    const input = d.options ? 'select'
-      : Array.isArray(d.default) ? 'textarea' : typeof d.default === 'number' ? 'number' : 'text';
+    // The input follows the schema's type, so a new field gets the right one without touching the panel.
+    const input = d.type === 'picklist' ? 'select'
+      : d.type === 'boolean' ? 'checkbox' : d.type === 'array' ? 'textarea' : d.type === 'number' ? 'number' : 'text';
     return { key, help: d.help, kind: d.kind, default: Array.isArray(d.default) ? '(none)' : String(d.default), input, options: d.options ?? [] };
   });
 }
@@ -341,7 +345,7 @@ function serviceFields(name: ServiceName) {
 function fromForm(text: string, current: unknown): unknown {
   if (Array.isArray(current)) return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
   if (typeof current === 'number') return /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
-  if (typeof current === 'boolean') return text === 'true' || text === 'on' ? true : text === 'false' || text === '' ? false : text;
+  if (typeof current === 'boolean') return text === 'true' ? true : text === 'false' ? false : text;
   return text;
 }
 

@@ -68,6 +68,7 @@ export const SERVICE = `<h1><%= it.service.title %> <span class="badge <%= it.se
 <% for (const f of it.fields) { %><div class="field<%= f.error ? ' error' : '' %>">
 <label for="f-<%= f.key %>"><%= f.key %></label>
 <% if (f.input === 'select') { %><select id="f-<%= f.key %>" name="<%= f.key %>"><% for (const o of f.options) { %><option<%~ o === f.value ? ' selected' : '' %>><%= o %></option><% } %></select>
+<% } else if (f.input === 'checkbox') { %><input type="checkbox" id="f-<%= f.key %>" name="<%= f.key %>" value="true"<%~ f.value === 'true' ? ' checked' : '' %>>
 <% } else if (f.input === 'textarea') { %><textarea id="f-<%= f.key %>" name="<%= f.key %>" rows="3"><%= f.value %></textarea>
 <% } else { %><input id="f-<%= f.key %>" name="<%= f.key %>" value="<%= f.value %>" inputmode="<%= f.input === 'number' ? 'numeric' : 'text' %>"><% } %>
 <p class="help"><%~ it.md(f.help) %> <span class="kind"><%= f.kind %>; default <%= f.default %></span></p></div>
@@ -125,7 +126,7 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 18px;margin:0 0 12
 .badge{display:inline-block;padding:1px 10px;border-radius:999px;font-size:13px;font-weight:600;background:#eaeef2;color:var(--muted);vertical-align:middle}
 .badge.running{background:#dafbe1;color:var(--ok)}.badge.starting,.badge.stopping{background:#fff8c5;color:var(--warn)}.badge.backoff{background:#ffebe9;color:var(--bad)}
 button{font:inherit;padding:6px 14px;border-radius:6px;border:1px solid var(--line);background:#f3f4f6;cursor:pointer}button.primary{background:var(--accent);border-color:var(--accent);color:#fff}
-input,select,textarea{font:inherit;padding:6px 9px;border:1px solid #c4cad4;border-radius:6px;width:100%;max-width:520px}label{font-weight:600;display:block;margin-bottom:3px;font-family:ui-monospace,monospace;font-size:14px}
+input,select,textarea{font:inherit;padding:6px 9px;border:1px solid #c4cad4;border-radius:6px;width:100%;max-width:520px}input[type=checkbox]{width:auto;padding:0;margin:2px 0}label{font-weight:600;display:block;margin-bottom:3px;font-family:ui-monospace,monospace;font-size:14px}
 .field{margin-bottom:14px}.field.error input{border-color:var(--bad)}.help{color:var(--muted);margin:4px 0 0;font-size:14px}.kind{display:block;font-size:12px;color:#8a93a3}
 .flash{padding:10px 14px;border-radius:8px;background:#ddf4ff;border:1px solid #b6e3ff}.flash.error{background:#ffebe9;border-color:#ffcecb;color:#82071e}
 pre.lines{background:#0f1520;color:#d6deeb;padding:12px;border-radius:8px;overflow:auto;font-size:12px;max-height:320px}

@@ -126,6 +126,14 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   });
   const served = await get(`${serveUrl}/f1.tar.gz`);
   assert.ok('status' in served && served.status === 200 && served.body.length > 0, JSON.stringify(served).slice(0, 200));
+  // serve is configured with port 0: its page says the port it really listens on, and that port answers.
+  const exposes = await page.textContent('h3 + p') ?? '';
+  const shown = /HTTP on (127\.0\.0\.1:(\d+)):/.exec(exposes);
+  assert.ok(shown, `the exposes line names an address: ${exposes}`);
+  assert.notEqual(shown[2], '0', `the real port, not the configured 0: ${exposes}`);
+  assert.equal(`http://${shown[1]}`, serveUrl, 'the address the service announced');
+  const atShown = await get(`http://${shown[1]}/f1.tar.gz`);
+  assert.ok('status' in atShown && atShown.status === 200 && atShown.body.length > 0, `the shown port answers: ${JSON.stringify(atShown).slice(0, 200)}`);
   await shot('service-serve');
 
   // A bad setting: refused whole, the field named on the page; nothing saved.
@@ -142,6 +150,29 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   await waitFor('serve stopped', () => n.lines().some((l) => l.msg === 'service stopped' && l.service === 'serve'), { timeoutMs: 40_000 });
   assert.deepEqual(await get(`${serveUrl}/f1.tar.gz`), { error: 'ECONNREFUSED' });
   assert.equal((await loadConfig(node.dir)).services.serve.enabled, false);
+  // Off, the page does not pretend to know the port.
+  await page.goto(`${panel}/services/serve`);
+  assert.match(await page.textContent('h3 + p') ?? '', /HTTP on 127\.0\.0\.1, on a port the system picks when it starts \(port 0\)/);
+
+  // A boolean setting is a checkbox (from the schema's type), turned on and off again; node.json follows
+  // both ways. serve is off, so announcing starts nothing on the network.
+  assert.equal(await page.getAttribute('#f-announce', 'type'), 'checkbox');
+  assert.equal(await page.isChecked('#f-announce'), false);
+  await page.check('#f-announce');
+  await Promise.all([page.waitForNavigation(), page.click('button[value="save"]')]);
+  assert.match(await page.textContent('.flash') ?? '', /Settings saved/);
+  assert.equal((await loadConfig(node.dir)).services.serve.announce, true, 'checked: announce true in node.json');
+  assert.equal(await page.isChecked('#f-announce'), true, 'the page shows it checked');
+  await shot('service-serve-announce');
+  await page.uncheck('#f-announce');
+  await Promise.all([page.waitForNavigation(), page.click('button[value="save"]')]);
+  assert.match(await page.textContent('.flash') ?? '', /Settings saved/);
+  assert.equal((await loadConfig(node.dir)).services.serve.announce, false, 'unchecked (the browser sends nothing): announce false in node.json');
+  assert.equal(await page.isChecked('#f-announce'), false);
+  // The switch itself is still behind the CSRF token.
+  const noCsrfSave = await page.evaluate(async () => (await fetch('/services/serve', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'action=save&announce=true' })).status);
+  assert.equal(noCsrfSave, 403);
+  assert.equal((await loadConfig(node.dir)).services.serve.announce, false, 'the POST without CSRF token changed nothing');
 
   // A POST from the panel's own page without the CSRF token: refused.
   const noCsrf = await page.evaluate(async () => (await fetch('/services/serve', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'action=on' })).status);
@@ -181,7 +212,7 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   }
   const mirrorText = await (await page.goto(`${panel}/mirror`), page.textContent('main')) ?? '';
   assert.match(mirrorText, /Files\s*3/, 'the mirror page shows the three synced files');
-  for (const f of ['login', 'login-wrong-token', 'service-serve', 'service-serve-refused', 'overview', 'service-mirrorSync', 'service-seed', 'service-logServe', 'service-witnessServe', 'mirror', 'trust']) {
+  for (const f of ['login', 'login-wrong-token', 'service-serve', 'service-serve-refused', 'service-serve-announce', 'overview', 'service-mirrorSync', 'service-seed', 'service-logServe', 'service-witnessServe', 'mirror', 'trust']) {
     const file = path.join(shots, `${f}.png`);
     const head = (await readFile(file)).subarray(0, 8);
     assert.deepEqual([...head], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], `${f}.png is a PNG`);
