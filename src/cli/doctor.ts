@@ -7,7 +7,10 @@ import { lstat } from 'node:fs/promises';
 import path from 'node:path';
 import { EXIT } from '../errors.ts';
 import { type CheckResult, checkClock, checkDisk, checkLog, checkRootSample, checkKeyFile, checkListening, checkNodeVersion, checkSocks, checkStoreSample } from '../doctor/checks.ts';
+import { Network } from '../fetch/network.ts';
+import { LIMITS } from '../limits.ts';
 import { configFile, loadConfig, nodePath } from '../node/config.ts';
+import { measureThrough } from '../time/through-proxy.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { readPolicy } from '../trust/check-release.ts';
 import { type Io, paint, positiveInt, printError, printJson } from './output.ts';
@@ -59,7 +62,14 @@ async function runChecks(io: Io, o: DoctorFlags): Promise<CheckResult[]> {
   const results: CheckResult[] = [checkNodeVersion(process.versions.node, REQUIRED_NODE_MAJOR)];
   if (policy !== undefined) {
     const stateDir = path.resolve(o.state ?? store);
-    results.push(...await checkClock(policy, stateDir, () => Date.now() / 1000));
+    // A node with torProxy asks its witnesses through Tor (over TCP, no UDP); a bad config is the config check's to report.
+    const torProxy = o.node === undefined ? '' : await loadConfig(path.resolve(o.node)).then((c) => c.torProxy, () => '');
+    const network = torProxy === '' ? undefined : new Network({ tor: true, proxy: torProxy }, LIMITS);
+    try {
+      results.push(...await checkClock(policy, stateDir, () => Date.now() / 1000, network ? measureThrough(network, LIMITS) : undefined));
+    } finally {
+      await network?.close();
+    }
     results.push(await checkLog(policy, stateDir, Math.floor(Date.now() / 1000)));
   }
   results.push(await checkDisk('store', store, minFree), await checkStoreSample(store, sampleSize));

@@ -10,6 +10,7 @@ import { readBoundedFile } from '../fs/bounded-read.ts';
 import { LIMITS } from '../limits.ts';
 import { INVENTORY_PATH, parseInventory } from '../mirror/inventory.ts';
 import { sha256File } from '../store/digest.ts';
+import type { MeasureOptions } from '../time/client.ts';
 import { decideNow, readFloor, signedTime } from '../time/signed-now.ts';
 import { TrustState } from '../trust/client-state.ts';
 import { LogClient } from '../trust/log-client.ts';
@@ -184,7 +185,7 @@ export function checkSocks(proxy: string, timeoutMs: number = LIMITS.doctorConne
  * the floor of the cosignatures already seen. A witness that did not answer or lied is a warning while the
  * quorum holds.
  */
-export async function checkClock(policy: TrustPolicy, stateDir: string, local: () => number): Promise<CheckResult[]> {
+export async function checkClock(policy: TrustPolicy, stateDir: string, local: () => number, measure?: MeasureOptions): Promise<CheckResult[]> {
   const maxSkew = policy.time?.maxSkewSeconds;
   if (policy.time === undefined) {
     const floor = readFloorSafe(stateDir, policy);
@@ -198,7 +199,8 @@ export async function checkClock(policy: TrustPolicy, stateDir: string, local: (
   }
   const out: CheckResult[] = [];
   try {
-    const r = await signedTime(policy, { stateDir });
+    // Through the node's Tor proxy when it has one (src/time/through-proxy.ts): doctor must not leak either.
+    const r = await signedTime(policy, { stateDir, ...(measure ? { measure } : {}) });
     for (const f of r.measurement.failed) out.push(warn(`witness ${f.server}`, `no valid Roughtime answer: ${f.reason}`, 'check that the witness runs `witness serve --roughtime` at the policy\'s address'));
     for (const l of r.liars) out.push(warn(`witness ${l.server}`, `contradicts the other witnesses${r.proofFile ? ` (proof: ${r.proofFile})` : ''}`, 'report it to its operator with the proof'));
     const d = decideNow(local(), { earliest: r.earliest / 1000 + (Date.now() - r.localAt) / 1000, latest: r.latest / 1000 + (Date.now() - r.localAt) / 1000 }, undefined, maxSkew!);

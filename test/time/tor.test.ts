@@ -14,6 +14,7 @@ import { startRoughtimeServer } from '../../src/time/server.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
 import { startSocks } from '../helpers/socks.ts';
 import { writeKey } from '../trust/log/servers.ts';
+import { makeNode } from '../node/node-process.ts';
 import { startTimedNetwork } from './timed-network.ts';
 
 const DAY = 86_400;
@@ -152,4 +153,40 @@ test('fetch and mirror sync --tor with a time policy: signed time asked over TCP
   assert.equal(udp.code, 3, udp.stderr);
   assert.match(udp.stderr, /no signed time: .*only a UDP endpoint/);
   assert.equal(timed.servers.reduce((n, s) => n + s.stats.received, 0), 0, 'no datagram under --tor');
+});
+
+test('doctor --node with torProxy: the clock check asks the witnesses through the proxy, no datagram sent', { timeout: 120_000 }, async (t) => {
+  const dir = await tempDir(t, 'sourcemesh-time-tor-doctor-');
+  const socks = await startSocks(dir);
+  t.after(() => socks.close());
+  const keys = await Promise.all([1, 2].map((i) => writeKey(dir, `w${i}.doctor-tor.time.test`, 'cosignature')));
+  const log = await writeKey(dir, 'log.doctor-tor.time.test');
+  const release = await writeKey(dir, 'release.doctor-tor.time.test');
+  const servers = await Promise.all(keys.map((k) => startRoughtimeServer({ key: k.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 } })));
+  t.after(() => Promise.all(servers.map((s) => s.close())));
+  // Each witness listed over UDP (a counting socket) with its TCP endpoint after it.
+  const watches = await Promise.all(servers.map(() => udpWatch(t)));
+  const policy = path.join(dir, 'policy.json');
+  await writeFile(policy, JSON.stringify({
+    format: 'sourcemesh.policy/v1', log: { vkey: log.vkey }, witnesses: { quorum: 2, vkeys: keys.map((k) => k.vkey) },
+    release: { threshold: 1, vkeys: [release.vkey] }, maxCheckpointAgeSeconds: 3600,
+    time: { roughtime: keys.flatMap((k, i) => [{ witness: k.key.name, address: watches[i]!.address, protocol: 'udp' }, { witness: k.key.name, address: servers[i]!.tcpAddress, protocol: 'tcp' }]), quorum: 2 },
+  }));
+  const node = await makeNode(path.join(dir, 'node'), (c) => {
+    c.torProxy = `socks5h://127.0.0.1:${socks.port}`;
+  });
+  const doctor = (withNode: boolean) => runCli(['doctor', '--json', '--trust-policy', policy, '--store', path.join(dir, 'store'), '--sample', '1', ...(withNode ? ['--node', node.dir] : [])]);
+  const clockOf = (stdout: string) => (JSON.parse(stdout) as { checks: { check: string; status: string; detail: string }[] }).checks.find((c) => c.check === 'clock');
+
+  const r = await doctor(true);
+  assert.equal(clockOf(r.stdout)?.status, 'pass', r.stdout + r.stderr);
+  assert.deepEqual(watches.map((w) => w.count()), [0, 0], 'no datagram from doctor of a node behind Tor');
+  await socks.logged(2);
+  const ports = new Set(servers.map((s) => Number(s.tcpAddress!.split(':')[1])));
+  assert.equal((await socks.connections()).filter((c) => ports.has(c.port)).length, 2, 'both witnesses asked through the proxy');
+
+  // Without the node (no torProxy), doctor asks over UDP first: the counting sockets see it.
+  const direct = await doctor(false);
+  assert.equal(clockOf(direct.stdout)?.status, 'pass', direct.stdout + direct.stderr);
+  assert.ok(watches.every((w) => w.count() > 0));
 });
