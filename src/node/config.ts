@@ -98,6 +98,10 @@ export const ConfigSchema = v.strictObject({
       key: filePath('keys/witness.key', 'The witness\'s cosignature key (made by node init).'),
       logs: field(v.pipe(v.array(v.pipe(v.string(), v.regex(VKEY, 'not a vkey (NAME+ID+KEY)'))), v.maxLength(64)), [], 'list of vkeys',
         'The logs to witness, by vkey; the vkey\'s name is the log\'s origin. At least one when the witness is on.'),
+      roughtime: bool(false, 'Also serve signed time (Roughtime, RFC 10049: `witness serve --roughtime`) over UDP on host:roughtimePort, under a key delegated from the witness key.'),
+      roughtimePort: port(2002, 'The UDP port of Roughtime.'),
+      roughtimeTcp: bool(false, 'Also serve Roughtime over TCP (`--roughtime-tcp`) on host:roughtimeTcpPort, for clients behind Tor (which carries no UDP). Needs roughtime.'),
+      roughtimeTcpPort: port(2002, 'The TCP port of Roughtime.'),
     }), {}),
   }), {}),
   panel: v.optional(v.strictObject({
@@ -137,6 +141,7 @@ export function parseConfig(input: unknown, what: string): NodeConfig {
   const bad = (field: string, why: string) => new SourcemeshError('E_CONFIG', `${what}: ${field}: ${why}`, { field });
   if (c.services.mirrorSync.enabled && c.services.mirrorSync.manifest === '') throw bad('services.mirrorSync.manifest', 'mirror sync is on but follows no manifest');
   if (c.services.witnessServe.enabled && c.services.witnessServe.logs.length === 0) throw bad('services.witnessServe.logs', 'the witness is on but witnesses no log');
+  if (c.services.witnessServe.roughtimeTcp && !c.services.witnessServe.roughtime) throw bad('services.witnessServe.roughtimeTcp', 'Roughtime over TCP needs roughtime (UDP) on as well');
   if (c.services.serve.announceInterfaces.length > 0 && !c.services.serve.announce) throw bad('services.serve.announceInterfaces', 'interfaces to announce on, but announce is off');
   if ((c.panel.tlsCert === '') !== (c.panel.tlsKey === '')) throw bad('panel.tlsKey', 'tlsCert and tlsKey go together');
   if (!isLoopback(c.panel.host) && c.panel.tlsCert === '') throw bad('panel.host', `${c.panel.host} is not loopback: the panel leaves this machine only over TLS (set tlsCert and tlsKey)`);
@@ -146,6 +151,10 @@ export function parseConfig(input: unknown, what: string): NodeConfig {
     const p = (s as { port: number }).port;
     if (p !== 0 && ports.has(p)) throw bad(`${name}.port`, `port ${p} is taken by ${ports.get(p)}`);
     ports.set(p, name);
+  }
+  const w = c.services.witnessServe;
+  if (w.enabled && w.roughtimeTcp && w.roughtimeTcpPort !== 0) {
+    if (ports.has(w.roughtimeTcpPort)) throw bad('services.witnessServe.roughtimeTcpPort', `port ${w.roughtimeTcpPort} is taken by ${ports.get(w.roughtimeTcpPort)}`);
   }
   return c;
 }

@@ -106,7 +106,8 @@ export function serviceArgs(c: NodeConfig, dir: string, name: ServiceName): stri
       const s = c.services.witnessServe;
       if (!s.enabled) return undefined;
       return ['witness', 'serve', '--state', nodePath(dir, s.state), '--key', nodePath(dir, s.key), '--listen', hostPort(s.host, s.port),
-        ...s.logs.flatMap((l) => ['--log', l])];
+        ...s.logs.flatMap((l) => ['--log', l]),
+        ...(s.roughtime ? ['--roughtime', hostPort(s.host, s.roughtimePort)] : []), ...(s.roughtimeTcp ? ['--roughtime-tcp', hostPort(s.host, s.roughtimeTcpPort)] : [])];
     }
   }
 }
