@@ -79,12 +79,13 @@ test('a cache that cannot be written or read costs nothing but speed: same bytes
   // Not a directory (root ignores permission bits, so a file stands in the way instead).
   const file = path.join(tmp, 'not-a-dir');
   await writeFile(file, 'x');
-  for (const env of [
+  const envs: Record<string, string>[] = [
     { HOME: tmp, XDG_CACHE_HOME: file },
     { HOME: file }, // ~/.cache cannot be made under a file
     { HOME: '' },
     { HOME: tmp, XDG_CACHE_HOME: path.join(tmp, 'xdg-off'), NODE_DISABLE_COMPILE_CACHE: '1' },
-  ]) {
+  ];
+  for (const env of envs) {
     const r = archive(env);
     assert.equal(r.status, 0, `${JSON.stringify(env)}: ${r.stderr}`);
     assert.ok(r.stdout.equals(expected), JSON.stringify(env));
