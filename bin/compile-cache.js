@@ -8,11 +8,14 @@ import * as module from 'node:module';
 import { homedir } from 'node:os';
 import path from 'node:path';
 
-/** $XDG_CACHE_HOME/sourcemesh when that is an absolute path (XDG Base Directory), else ~/.cache/sourcemesh. */
+/**
+ * $XDG_CACHE_HOME/sourcemesh/compile-cache when that is an absolute path (XDG Base Directory), else
+ * ~/.cache/sourcemesh/compile-cache: a folder of its own, beside (never inside the layout of) the default store.
+ */
 export function compileCacheDir(env, home) {
   const xdg = env.XDG_CACHE_HOME;
-  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'sourcemesh');
-  return home && path.isAbsolute(home) ? path.join(home, '.cache', 'sourcemesh') : undefined;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'sourcemesh', 'compile-cache');
+  return home && path.isAbsolute(home) ? path.join(home, '.cache', 'sourcemesh', 'compile-cache') : undefined;
 }
 
 export function startCompileCache() {

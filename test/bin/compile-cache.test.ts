@@ -1,5 +1,5 @@
 // bin/sourcemesh.js turns on Node's module compile cache (bin/compile-cache.js) under $XDG_CACHE_HOME/sourcemesh
-// or ~/.cache/sourcemesh. It is only a cache: the CLI built from the current sources and run through bin/ as
+// or ~/.cache/sourcemesh (its folder compile-cache). It is only a cache: the CLI built from the current sources and run through bin/ as
 // users run it gives the same archive as `git archive` with the cache cold, warm, corrupted, unwritable or
 // turned off, and says nothing about it.
 import assert from 'node:assert/strict';
@@ -47,11 +47,11 @@ function filesUnder(dir: string): string[] {
   return readdirSync(dir, { recursive: true, encoding: 'utf8' }).map((f) => path.join(dir, f)).filter((f) => statSync(f).isFile());
 }
 
-test('the cache directory: $XDG_CACHE_HOME/sourcemesh when absolute, else ~/.cache/sourcemesh, else none', () => {
-  assert.equal(compileCacheDir({ XDG_CACHE_HOME: '/c' }, '/home/u'), '/c/sourcemesh');
-  assert.equal(compileCacheDir({ XDG_CACHE_HOME: 'relative' }, '/home/u'), '/home/u/.cache/sourcemesh');
-  assert.equal(compileCacheDir({ XDG_CACHE_HOME: '' }, '/home/u'), '/home/u/.cache/sourcemesh');
-  assert.equal(compileCacheDir({}, '/home/u'), '/home/u/.cache/sourcemesh');
+test('the cache directory: $XDG_CACHE_HOME/sourcemesh/compile-cache when absolute, else ~/.cache/sourcemesh/compile-cache, else none', () => {
+  assert.equal(compileCacheDir({ XDG_CACHE_HOME: '/c' }, '/home/u'), '/c/sourcemesh/compile-cache');
+  assert.equal(compileCacheDir({ XDG_CACHE_HOME: 'relative' }, '/home/u'), '/home/u/.cache/sourcemesh/compile-cache');
+  assert.equal(compileCacheDir({ XDG_CACHE_HOME: '' }, '/home/u'), '/home/u/.cache/sourcemesh/compile-cache');
+  assert.equal(compileCacheDir({}, '/home/u'), '/home/u/.cache/sourcemesh/compile-cache');
   assert.equal(compileCacheDir({}, undefined), undefined);
   assert.equal(compileCacheDir({}, ''), undefined);
 });
@@ -61,7 +61,7 @@ test('cold, then warm: the cache is written on the first run, used on the next, 
   const cold = archive({ HOME: tmp, XDG_CACHE_HOME: xdg });
   assert.equal(cold.status, 0, cold.stderr);
   assert.ok(cold.stdout.equals(expected), 'cold cache: the same bytes as git archive');
-  const written = filesUnder(path.join(xdg, 'sourcemesh'));
+  const written = filesUnder(path.join(xdg, 'sourcemesh', 'compile-cache'));
   assert.ok(written.length >= 20, `the compile cache holds our modules, found ${written.length} files`);
   const warm = archive({ HOME: tmp, XDG_CACHE_HOME: xdg });
   assert.equal(warm.status, 0, warm.stderr);
@@ -70,7 +70,7 @@ test('cold, then warm: the cache is written on the first run, used on the next, 
   // Without XDG_CACHE_HOME it goes under the home directory.
   const home = path.join(tmp, 'home');
   assert.equal(archive({ HOME: home }).status, 0);
-  assert.ok(filesUnder(path.join(home, '.cache', 'sourcemesh')).length >= 20);
+  assert.ok(filesUnder(path.join(home, '.cache', 'sourcemesh', 'compile-cache')).length >= 20);
 });
 
 test('a cache that cannot be written or read costs nothing but speed: same bytes, exit 0, no message', async () => {
@@ -97,7 +97,7 @@ test('a cache that cannot be written or read costs nothing but speed: same bytes
 test('a corrupted cache is compiled afresh: every entry overwritten with garbage or cut short', async () => {
   const xdg = path.join(tmp, 'xdg-corrupt');
   assert.equal(archive({ HOME: tmp, XDG_CACHE_HOME: xdg }).status, 0);
-  const files = filesUnder(path.join(xdg, 'sourcemesh'));
+  const files = filesUnder(path.join(xdg, 'sourcemesh', 'compile-cache'));
   assert.ok(files.length >= 20);
   files.forEach((f, i) => writeFileSync(f, i % 2 === 0 ? Buffer.alloc(statSync(f).size, 0xa5) : Buffer.from('short')));
   const r = archive({ HOME: tmp, XDG_CACHE_HOME: xdg });
