@@ -124,7 +124,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         const resolved = await resolveDhtList(list, o, store.root, limits).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`mirror list ${resolved.address}: seq ${resolved.seq}, ${resolved.mirrors.length} mirrors, from ${resolved.url}\n`);
         if (o.trustPolicy) {
-          const verdict = await checkListRelease(resolved, { trustPolicy: o.trustPolicy, stateDir: store.root, dispatcher, limits, ...(o.offline ? { offline: true } : {}) }).catch(async (err: unknown) => { await network.close(); throw err; });
+          const verdict = await checkListRelease(resolved, { trustPolicy: o.trustPolicy, stateDir: store.root, dispatcher, limits, time: measureThrough(network, limits), ...(o.offline ? { offline: true } : {}) }).catch(async (err: unknown) => { await network.close(); throw err; });
           io.stderr.write(`mirror list release ${describeVerdict(verdict)}\n`);
         }
         mirrors.push(...resolved.mirrors.map((m) => parseMirror(m.url)));

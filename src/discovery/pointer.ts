@@ -15,6 +15,7 @@ import { parseMirrorList, type MirrorEntry } from '../fetch/mirror-list.ts';
 import { openDatabase, writeTransaction } from '../fs/sqlite.ts';
 import type { Limits } from '../limits.ts';
 import { canonicalDigest } from '../manifest/index.ts';
+import type { MeasureOptions } from '../time/client.ts';
 import { checkRelease, type CheckedRelease } from '../trust/check-release.ts';
 import type { DhtNode } from './dht.ts';
 
@@ -211,7 +212,7 @@ export async function getText(url: string, size: number, dispatcher: Dispatcher,
  * URL.release beside the list (bounded like any release bundle), and both are checked from temporary
  * files that go afterwards.
  */
-export async function checkListRelease(list: ResolvedList, o: { trustPolicy: string; stateDir: string; dispatcher: Dispatcher; limits: Limits; offline?: boolean }): Promise<CheckedRelease> {
+export async function checkListRelease(list: ResolvedList, o: { trustPolicy: string; stateDir: string; dispatcher: Dispatcher; limits: Limits; offline?: boolean; time?: MeasureOptions }): Promise<CheckedRelease> {
   const bundleUrl = `${list.url}.release`;
   const bundle = await getText(bundleUrl, o.limits.releaseBundleBytes, o.dispatcher, o.limits).catch((err: SourcemeshError) => {
     throw new SourcemeshError('E_POLICY', `${list.address}: refused by the trust policy: no release bundle at ${bundleUrl} (${err.message})`, { bundle: bundleUrl });
@@ -221,7 +222,7 @@ export async function checkListRelease(list: ResolvedList, o: { trustPolicy: str
     const file = path.join(dir, 'mirrors.json');
     await writeFile(file, list.text);
     await writeFile(`${file}.release`, bundle);
-    return await checkRelease({ file, subject: { kind: 'mirror-list', sha256: list.pointer.sha256 }, policyFile: o.trustPolicy, stateDir: o.stateDir, online: !o.offline, dispatcher: o.dispatcher });
+    return await checkRelease({ file, subject: { kind: 'mirror-list', sha256: list.pointer.sha256 }, policyFile: o.trustPolicy, stateDir: o.stateDir, online: !o.offline, dispatcher: o.dispatcher, ...(o.time ? { time: o.time } : {}) });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
