@@ -1,16 +1,20 @@
 // sourcemesh release FILE --key KEYFILE [--key ...] --log URL [-o BUNDLE] [--kind manifest|mirror-list] [--chain FILE]
-// sourcemesh release verify FILE --trust-policy POLICY [--bundle BUNDLE] [--state DIR] [--online] [--json]
+// sourcemesh release verify FILE --trust-policy POLICY [--bundle BUNDLE] [--state DIR] [--online] [--tor|--proxy URL] [--json]
 // sourcemesh release init-chain --chain FILE --vkey VKEY... --threshold N
 // sourcemesh release rotate --chain FILE --key OLD... --new-key VKEY... --threshold N --log URL
 // Signing, logging and checking releases of manifests and mirror lists, and rotating release keys. The
 // work is in src/trust/ (publish-release.ts, check-release.ts, policy.ts, rotation.ts); this module parses
 // the command line, reads key files and prints.
 import { Command, Option } from 'commander';
+import type { Dispatcher } from 'undici';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError } from '../errors.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
+import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
 import { LIMITS } from '../limits.ts';
+import type { MeasureOptions } from '../time/client.ts';
+import { measureThrough } from '../time/through-proxy.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { requireBuilders } from '../attest/check.ts';
 import { loadManifest } from '../manifest/load.ts';
@@ -49,6 +53,8 @@ interface VerifyFlags {
   kind: ReleaseKind;
   state?: string;
   online?: boolean;
+  proxy?: string;
+  tor?: boolean;
   json?: boolean;
 }
 
@@ -160,27 +166,42 @@ function verifyCommand(io: Io, setExit: (n: number) => void): Command {
     .option('--state <dir>', 'where this client keeps the newest checkpoint it saw (default the store: $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--online', 'also fetch the log\'s newest checkpoint and proofs from its tiles (the policy\'s log URL)')
     .option('--attestations <path>', 'with a policy naming builders: attestation bundles (files or directories); --online also reads the log\'s', (v: string, prev: string[]) => [...prev, v], [])
+    .option('--proxy <url>', 'the --online log reads and the signed time through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy; Roughtime over TCP only)')
+    .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}), each host on its own circuit; longer timeouts`)
     .option('--json', 'print the verdict as JSON')
     .action(async (file: string, o: VerifyFlags) => {
       const { subject } = await loadReleaseSubject(file, o.kind);
       if (o.online && (await readPolicy(o.trustPolicy)).log.url === undefined) {
         throw new SourcemeshError('E_USAGE', `--online: the policy ${o.trustPolicy} names no log URL (log.url)`);
       }
-      const verdict = await checkRelease({
-        file, subject, policyFile: o.trustPolicy, bundleFile: o.bundle, stateDir: o.state ?? defaultStoreRoot(io.env), online: Boolean(o.online),
-      });
-      // The builders' quorum for the manifest's git snapshots (docs/FORMATS.md, "Builders' quorum").
-      const policy = await readPolicy(o.trustPolicy);
-      let builders: { name: string; sha256: string; builders: readonly string[]; liars: readonly { builder: string; sha256: string }[]; evidence?: string }[] | undefined;
-      if (policy.builders && o.kind === 'manifest') {
-        const log = o.online && policy.log.url !== undefined ? new LogClient(policy.log.url) : undefined;
-        const r = await requireBuilders({ manifest: await loadManifest(file), policy, paths: o.attestations, ...(log ? { log } : {}), stateDir: o.state ?? defaultStoreRoot(io.env), now: new Date(), limits: LIMITS });
-        builders = (r.report?.snapshots ?? []).map((s) => ({ name: s.name, sha256: s.verdict!.sha256, builders: s.verdict!.builders, liars: s.verdict!.liars, ...(s.evidenceDir ? { evidence: s.evidenceDir } : {}) }));
+      // --tor/--proxy as for fetch (src/fetch/network.ts): the log's tiles and the witnesses' Roughtime
+      // (over TCP, no datagram: src/time/through-proxy.ts) both go through the proxy; without them, direct.
+      const limits = o.tor ? torLimits(LIMITS) : LIMITS;
+      const network = o.proxy !== undefined || o.tor ? new Network({ proxy: o.proxy, tor: o.tor }, limits) : undefined;
+      try {
+        await verifyRelease(io, file, subject, o, network ? { dispatcher: network.byOrigin(), time: measureThrough(network, limits) } : {});
+      } finally {
+        await network?.close();
       }
-      if (o.json) printJson(io, { ...verdictJson(verdict), ...(builders ? { builders } : {}) });
-      else io.stdout.write(`${describeVerdict(verdict)}${builders?.length ? `; git snapshots attested by the builders' quorum: ${builders.map((b) => `${b.name} (${b.builders.length})`).join(', ')}` : ''}\n`);
       setExit(0);
     });
+}
+
+async function verifyRelease(io: Io, file: string, subject: Awaited<ReturnType<typeof loadReleaseSubject>>['subject'], o: VerifyFlags, net: { dispatcher?: Dispatcher; time?: MeasureOptions | undefined }): Promise<void> {
+  const verdict = await checkRelease({
+    file, subject, policyFile: o.trustPolicy, bundleFile: o.bundle, stateDir: o.state ?? defaultStoreRoot(io.env), online: Boolean(o.online),
+    ...(net.dispatcher ? { dispatcher: net.dispatcher } : {}), ...(net.time ? { time: net.time } : {}),
+  });
+  // The builders' quorum for the manifest's git snapshots (docs/FORMATS.md, "Builders' quorum").
+  const policy = await readPolicy(o.trustPolicy);
+  let builders: { name: string; sha256: string; builders: readonly string[]; liars: readonly { builder: string; sha256: string }[]; evidence?: string }[] | undefined;
+  if (policy.builders && o.kind === 'manifest') {
+    const log = o.online && policy.log.url !== undefined ? new LogClient(policy.log.url, net.dispatcher ? { dispatcher: net.dispatcher } : {}) : undefined;
+    const r = await requireBuilders({ manifest: await loadManifest(file), policy, paths: o.attestations, ...(log ? { log } : {}), stateDir: o.state ?? defaultStoreRoot(io.env), now: new Date(), limits: LIMITS });
+    builders = (r.report?.snapshots ?? []).map((s) => ({ name: s.name, sha256: s.verdict!.sha256, builders: s.verdict!.builders, liars: s.verdict!.liars, ...(s.evidenceDir ? { evidence: s.evidenceDir } : {}) }));
+  }
+  if (o.json) printJson(io, { ...verdictJson(verdict), ...(builders ? { builders } : {}) });
+  else io.stdout.write(`${describeVerdict(verdict)}${builders?.length ? `; git snapshots attested by the builders' quorum: ${builders.map((b) => `${b.name} (${b.builders.length})`).join(', ')}` : ''}\n`);
 }
 
 // ---------------------------------------------------------------------------------------------------

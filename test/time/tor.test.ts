@@ -190,3 +190,54 @@ test('doctor --node with torProxy: the clock check asks the witnesses through th
   assert.equal(clockOf(direct.stdout)?.status, 'pass', direct.stdout + direct.stderr);
   assert.ok(watches.every((w) => w.count() > 0));
 });
+
+test('release verify --online --tor: the log\'s tiles and the witnesses\' Roughtime both through the proxy, no datagram sent', { timeout: 180_000 }, async (t) => {
+  const dir = await tempDir(t, 'sourcemesh-time-tor-verify-');
+  const socks = await startSocks(dir);
+  t.after(() => socks.close());
+  const timed = await startTimedNetwork(t, dir, 0);
+  const proxy = `socks5h://127.0.0.1:${socks.port}`;
+  // Each witness: its UDP server (timed.servers, which count datagrams) first, then a TCP endpoint.
+  const tcp = await Promise.all(timed.net.witnessKeys.map((k) => startRoughtimeServer({ key: k.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 } })));
+  t.after(() => Promise.all(tcp.map((s) => s.close())));
+  const p = JSON.parse(await readFile(await timed.net.policy('online.json'), 'utf8'));
+  p.time = { roughtime: timed.net.witnessKeys.flatMap((k, i) => [{ witness: k.key.name, address: timed.servers[i]!.address, protocol: 'udp' }, { witness: k.key.name, address: tcp[i]!.tcpAddress, protocol: 'tcp' }]) };
+  const policy = path.join(dir, 'online-timed.json');
+  await writeFile(policy, JSON.stringify(p));
+  const logPort = Number(new URL(timed.net.log.url).port);
+  const seen = async () => {
+    const c = await socks.connections();
+    const tcpPorts = new Set(tcp.map((s) => Number(s.tcpAddress!.split(':')[1])));
+    return { log: c.filter((x) => x.port === logPort).length, time: c.filter((x) => tcpPorts.has(x.port)).length };
+  };
+  const datagrams = () => timed.servers.reduce((n, s) => n + s.stats.received, 0);
+  const verify = (...extra: string[]) => runCli(['release', 'verify', timed.manifest, '--trust-policy', policy, '--state', path.join(dir, 'state'), '--online', '--json', ...extra]);
+
+  const r = await verify('--tor', '--proxy', proxy);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal((JSON.parse(r.stdout) as { mode: string }).mode, 'online');
+  await socks.logged(4);
+  const through = await seen();
+  assert.ok(through.log >= 1, `the log read went through the proxy: ${JSON.stringify(await socks.connections())}`);
+  assert.equal(through.time, 3, 'each witness asked through the proxy');
+  assert.equal(tcp.reduce((n, s) => n + s.stats.tcp.accepted, 0), 3, 'and only through it');
+  assert.equal(datagrams(), 0, 'no datagram under --tor');
+
+  // The counters can see a leak: without --tor the same verification asks over UDP, and dante sees nothing new.
+  const direct = await verify();
+  assert.equal(direct.code, 0, direct.stderr);
+  assert.ok(datagrams() > 0, 'asked over UDP without --tor');
+  assert.deepEqual(await seen(), through);
+
+  // The proxy named but not there: refused, nothing read directly, no datagram.
+  const before = datagrams();
+  const closed = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+  const gone = await verify('--tor', '--proxy', `socks5h://127.0.0.1:${closed}`);
+  assert.notEqual(gone.code, 0, gone.stdout);
+  assert.equal(datagrams(), before);
+});
