@@ -54,6 +54,27 @@ function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string,
   };
 }
 
+/**
+ * Our leecher fetching `torrent` from the seed, with a libtorrent leecher pointed at it as soon as it says
+ * where it offers pieces. Returns our report and what libtorrent got from it.
+ */
+async function leechWithLibtorrentBehind(t: { after(fn: () => unknown): void }, dir: string, manifest: string, torrent: string, seedAddress: string) {
+  const save = path.join(dir, 'lt');
+  await mkdir(save);
+  const out = path.join(dir, 'out');
+  let lt: ReturnType<typeof libtorrentLeech> | undefined;
+  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seedAddress, '--listen', '127.0.0.1:0'], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
+      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(lt, `our leecher said where it offers pieces: ${r.stderr}`);
+  return { report: JSON.parse(r.stdout), stdout: r.stdout, got: await lt.stop() };
+}
+
 /** A loopback port nothing listens on now (for the --no-upload case, where nothing must listen). */
 async function freePort(): Promise<number> {
   const s = net.createServer();
@@ -65,23 +86,9 @@ async function freePort(): Promise<number> {
 
 test('a libtorrent leecher gets verified pieces from our leecher while it downloads', async (t) => {
   const { dir, manifest, torrent, seed } = await setup(t);
-  const save = path.join(dir, 'lt');
-  await mkdir(save);
-  const out = path.join(dir, 'out');
-  let lt: ReturnType<typeof libtorrentLeech> | undefined;
-  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', '127.0.0.1:0'], {
-    timeoutMs: 120_000,
-    onStderr: (s) => {
-      const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
-      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
-    },
-  });
-  assert.equal(r.code, 0, r.stderr);
-  assert.ok(lt, `our leecher said where it offers pieces: ${r.stderr}`);
-  const got = await lt.stop();
-  const report = JSON.parse(r.stdout);
-  assert.equal(report.files[0].status, 'fetched', r.stdout);
-  assert.ok(report.uploaded > 0, `our leecher uploaded: ${r.stdout.slice(0, 300)}`);
+  const { report, stdout, got } = await leechWithLibtorrentBehind(t, dir, manifest, torrent, seed.address);
+  assert.equal(report.files[0].status, 'fetched', stdout);
+  assert.ok(report.uploaded > 0, `our leecher uploaded: ${stdout.slice(0, 300)}`);
   assert.ok(got.peerBytes > 0, `libtorrent got pieces from our leecher: ${JSON.stringify(got)}`);
   assert.ok(got.peerBytes <= report.uploaded, `libtorrent got no more than we sent: ${got.peerBytes} of ${report.uploaded}`);
   assert.equal(got.failedBytes, 0, 'every piece we sent passed libtorrent\'s own check');
@@ -93,22 +100,8 @@ test('with a v1 torrent too: a libtorrent leecher gets pieces from our leecher, 
   const made = await runCli(['torrent', 'create', manifest, '--root', path.join(dir, 'root'), '-o', path.join(dir, 'v1'), '--v1']);
   assert.equal(made.code, 0, made.stderr);
   const torrent = path.join(dir, 'v1', `${NAME}.torrent`);
-  const save = path.join(dir, 'lt');
-  await mkdir(save);
-  const out = path.join(dir, 'out');
-  let lt: ReturnType<typeof libtorrentLeech> | undefined;
-  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', '127.0.0.1:0'], {
-    timeoutMs: 120_000,
-    onStderr: (s) => {
-      const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
-      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
-    },
-  });
-  assert.equal(r.code, 0, r.stderr);
-  assert.ok(lt);
-  const got = await lt.stop();
-  const report = JSON.parse(r.stdout);
-  assert.ok(report.uploaded > 0, `our leecher uploaded: ${r.stdout.slice(0, 300)}`);
+  const { report, stdout, got } = await leechWithLibtorrentBehind(t, dir, manifest, torrent, seed.address);
+  assert.ok(report.uploaded > 0, `our leecher uploaded: ${stdout.slice(0, 300)}`);
   assert.ok(got.peerBytes > 0 && got.peerBytes <= report.uploaded, JSON.stringify(got));
   assert.equal(got.failedBytes, 0, 'every piece we sent passed libtorrent\'s SHA-1 check');
 });

@@ -158,17 +158,25 @@ export class EntryIndex {
 
   /** Index the entries a log written before the index existed holds, a transaction per CATCH_UP_ENTRIES. */
   async #catchUp(): Promise<void> {
+    await this.#catchUpWith(() => this.#indexed(), (entries, from) => this.record(entries, entries.map(entryHash), from, new Map(), 0));
+  }
+
+  /**
+   * Feed `record` the entries from `indexed()` to the log's size, under the log's lock, CATCH_UP_ENTRIES
+   * at a time (whole bundles, the first one cut where `indexed()` says), so appends are never held long.
+   */
+  async #catchUpWith(indexed: () => number, record: (entries: Uint8Array[], from: number) => void): Promise<void> {
     for (;;) {
       const done = await this.#storage.withLock(async () => {
         const size = this.#storage.readHead().size;
-        let from = this.#indexed();
+        let from = indexed();
         if (from >= size) return true;
         const until = Math.min(size, from - (from % TILE_WIDTH) + CATCH_UP_ENTRIES);
         while (from < until) {
           const bundle = Math.floor(from / TILE_WIDTH);
           const width = Math.min(TILE_WIDTH, size - bundle * TILE_WIDTH);
           const entries = (await this.#storage.readEntryBundle(bundle, width)).slice(from % TILE_WIDTH);
-          this.record(entries, entries.map(entryHash), from, new Map(), 0);
+          record(entries, from);
           from += entries.length;
         }
         return from >= size;
@@ -229,23 +237,7 @@ export class EntryIndex {
   }
 
   async #catchUpSubjects(): Promise<void> {
-    for (;;) {
-      const done = await this.#storage.withLock(async () => {
-        const size = this.#storage.readHead().size;
-        let from = this.#meta('subjects-indexed');
-        if (from >= size) return true;
-        const until = Math.min(size, from - (from % TILE_WIDTH) + CATCH_UP_ENTRIES);
-        while (from < until) {
-          const bundle = Math.floor(from / TILE_WIDTH);
-          const width = Math.min(TILE_WIDTH, size - bundle * TILE_WIDTH);
-          const entries = (await this.#storage.readEntryBundle(bundle, width)).slice(from % TILE_WIDTH);
-          this.#recordSubjects(entries, from);
-          from += entries.length;
-        }
-        return from >= size;
-      });
-      if (done) return;
-    }
+    await this.#catchUpWith(() => this.#meta('subjects-indexed'), (entries, from) => this.#recordSubjects(entries, from));
   }
 
   close(): void {
