@@ -67,6 +67,7 @@ test('time --tor: witnesses asked over TCP through the SOCKS5 proxy, one circuit
   assert.equal(out.failed.length, 1, r.stdout);
   assert.equal(out.failed[0]!.server, n3);
   assert.match(out.failed[0]!.reason, /only a UDP endpoint .* TCP only: not asked/);
+  assert.doesNotMatch(r.stderr, /experimental|Warning/, 'undici\'s SOCKS5 warning is not printed');
   assert.equal(w1Udp.count(), 0, 'no datagram to w1\'s UDP endpoint');
   assert.equal(w3.stats.received, 0, 'no datagram to the UDP-only witness');
   assert.equal(w1.stats.answered, 2);
