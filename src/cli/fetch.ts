@@ -7,7 +7,7 @@ import { fetchManifest, mirrorOutcomes, type FetchReport, type FileOutcome } fro
 import { Reputation, mirrorWeight } from '../fetch/reputation.ts';
 import { loadMirrorList } from '../fetch/mirror-list.ts';
 import { Network, TOR_DEFAULT_PROXY, torLimits } from '../fetch/network.ts';
-import { METALINK_PIECE, formatMetalink, pieceHashes, type MetalinkFile } from '../fetch/metalink.ts';
+import type { MetalinkFile } from '../fetch/metalink.ts';
 import { POLICIES, mirrorLabel, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest, type Distfile, type Manifest } from '../manifest/index.ts';
@@ -15,21 +15,14 @@ import { ensureRepo, routeGitThrough } from '../mirror/git-repo.ts';
 import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
-import { checkManifestRelease } from '../trust/check-release.ts';
-import { measureThrough } from '../time/through-proxy.ts';
-import { applyBuilders } from './builders.ts';
-import { writeDerivedAttestations } from '../attest/derived.ts';
-import { nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
-import { createProgress, summaryLines } from './progress.ts';
 import { describeVerdict } from './verdict.ts';
-import { discoverNodes } from '../discovery/discover.ts';
-import { checkListRelease } from '../discovery/pointer.ts';
-import { addDhtOptions, resolveDhtList, startDht } from './mirrors-dht.ts';
+import { addDhtOptions } from './dht-options.ts';
 import { parseDuration } from './units.ts';
-import { parseListen } from './serve.ts';
-import { swarmFetch } from '../torrent/swarm-fetch.ts';
+import { parseListen } from './listen.ts';
+// Modules only some options need (trust, the DHT, mDNS, BitTorrent, attestations, Metalink) are imported
+// where those options are acted on: a plain fetch then never loads them (docs/BENCHMARKS.md, peak RSS).
 
 interface FetchFlags {
   output: string;
@@ -109,6 +102,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const dispatcher = network.dispatcher;
       routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined); // git snapshots' clones too
       if (o.trustPolicy) {
+        const [{ checkManifestRelease }, { measureThrough }, { applyBuilders }] = await Promise.all([import('../trust/check-release.ts'), import('../time/through-proxy.ts'), import('./builders.ts')]);
         const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher, time: measureThrough(network, limits) }).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`release ${describeVerdict(verdict)}\n`);
         // The builders' quorum for git snapshots, before any download (cli/builders.ts).
@@ -121,9 +115,11 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         }
         // The pointer in the DHT, the list from its URLs checked against it, rollbacks refused; with a
         // trust policy, the list's own release in the log too (docs/OPERATIONS.md, publishing the pointer).
+        const { resolveDhtList } = await import('./mirrors-dht.ts');
         const resolved = await resolveDhtList(list, o, store.root, limits).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`mirror list ${resolved.address}: seq ${resolved.seq}, ${resolved.mirrors.length} mirrors, from ${resolved.url}\n`);
         if (o.trustPolicy) {
+          const [{ checkListRelease }, { measureThrough }] = await Promise.all([import('../discovery/pointer.ts'), import('../time/through-proxy.ts')]);
           const verdict = await checkListRelease(resolved, { trustPolicy: o.trustPolicy, stateDir: store.root, dispatcher, limits, time: measureThrough(network, limits), ...(o.offline ? { offline: true } : {}) }).catch(async (err: unknown) => { await network.close(); throw err; });
           io.stderr.write(`mirror list release ${describeVerdict(verdict)}\n`);
         }
@@ -135,6 +131,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (o.discover !== undefined) {
         const seconds = o.discover === true ? '2' : o.discover;
         const timeoutMs = parseDuration('--discover', /^\d+(\.\d+)?$/.test(seconds) ? `${seconds}s` : seconds);
+        const { discoverNodes } = await import('../discovery/discover.ts');
         const found = await discoverNodes({ timeoutMs, signal }).catch(async (err: unknown) => { await network.close(); throw err; });
         for (const n of found.nodes.filter((x) => x.roles.includes('mirror'))) {
           const m = parseMirror(n.url);
@@ -147,18 +144,19 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if ((o.torrent.length > 0 || o.peer.length > 0 || o.tracker.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent, --peer and --tracker go with --bittorrent');
       if (o.bittorrent && o.offline) throw new SourcemeshError('E_USAGE', '--bittorrent and --offline exclude each other');
       // Peers from --peer, and from the DHT when --dht-bootstrap names a (closed) DHT to join.
-      const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await startDht(o, store.root, limits) : undefined;
+      const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await (await import('./mirrors-dht.ts')).startDht(o, store.root, limits) : undefined;
       const lookup = dht && (async (h: Buffer) => (await dht.lookup(h)).map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
       const upload = o.bittorrent && o.upload ? { ...parseListen(o.listen), maxPeers: LIMITS.seedMaxPeers, uploadRate: 0 } : undefined;
       // With a DHT, it stays open through the download: our own announce (we upload) must be answerable.
       const announce = dht && ((h: Buffer, port: number) => dht.announce(h, port));
-      const swarm = o.bittorrent ? await swarmFetch(manifest, o.torrent, o.peer, limits, lookup, upload, announce, { extra: o.tracker, dispatcher }).catch(async (err: unknown) => { await dht?.close(); throw err; }) : undefined;
+      const swarm = o.bittorrent ? await (await import('../torrent/swarm-fetch.ts')).swarmFetch(manifest, o.torrent, o.peer, limits, lookup, upload, announce, { extra: o.tracker, dispatcher }).catch(async (err: unknown) => { await dht?.close(); throw err; }) : undefined;
       if (swarm?.upload) io.stderr.write(`offering verified pieces to peers at ${swarm.upload.address}\n`);
       for (const t of swarm?.trackers.failed ?? []) io.stderr.write(`${t.message} [${t.code}]\n`);
       const knownSizes = manifest.distfiles.every((d) => d.size !== undefined);
+      const progress = o.json ? undefined : await import('./progress.ts'); // cli-progress only for a terminal's view
       const reputation = Reputation.open(store.root);
       const records = new Map(reputation.all().map((r) => [r.mirror, r]));
-      const view = o.json ? undefined : createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
+      const view = progress?.createProgress(io, manifest.distfiles.length, knownSizes ? manifest.distfiles.reduce((n, d) => n + d.size!, 0) : undefined);
       const t0 = performance.now();
       let report;
       let uploaded: number | undefined;
@@ -183,7 +181,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);
       const attestations = await attestFetched(io, store.root, manifest, report.files, signal);
       if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }), ...(swarm && { trackers: swarm.trackers }), attestations });
-      else io.stderr.write(summaryLines(io, report, seconds));
+      else io.stderr.write(progress!.summaryLines(io, report, seconds));
       setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
     });
 }
@@ -195,6 +193,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
  */
 async function attestFetched(io: Io, storeRoot: string, manifest: Manifest, files: readonly FileOutcome[], signal: AbortSignal): Promise<string[]> {
   if (!files.some((f) => f.status === 'fetched' && (f.via === undefined || f.via === 'upstream'))) return [];
+  const [{ nodeKeyFiles, resolveNodeKey }, { writeDerivedAttestations }] = await Promise.all([import('../mirror/inventory.ts'), import('../attest/derived.ts')]);
   const { key, file, created } = await resolveNodeKey(storeRoot);
   if (created) io.stderr.write(`created the node key ${file} (public key in ${nodeKeyFiles(storeRoot).pub})\n`);
   return writeDerivedAttestations(path.join(storeRoot, ATTESTATIONS_STORE_DIR), manifest, files, key, {
@@ -219,6 +218,7 @@ export function fetchLimits(o: { timeout?: string; retries?: string }): Limits {
 }
 
 async function writeMetalink(out: string, distfiles: Distfile[], report: FetchReport, store: Store, mirrors: Mirror[]): Promise<void> {
+  const { METALINK_PIECE, formatMetalink, pieceHashes } = await import('../fetch/metalink.ts');
   const files: MetalinkFile[] = [];
   for (const [i, d] of distfiles.entries()) {
     if (report.files[i]!.status === 'failed') continue;

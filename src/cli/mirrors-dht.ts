@@ -11,23 +11,10 @@ import { readBoundedFile } from '../fs/bounded-read.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { readSignerKeyFile } from '../trust/key-file.ts';
+import { addDhtOptions, collectList, type DhtFlags } from './dht-options.ts';
 import { printJson, type Io } from './output.ts';
 
-export interface DhtFlags {
-  dhtBootstrap: string[];
-  dhtState?: string;
-}
-
-export function collectList(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
-
-/** The DHT flags, for every command that joins the DHT. */
-export function addDhtOptions(cmd: Command): Command {
-  return cmd
-    .option('--dht-bootstrap <host:port,...>', 'DHT nodes to join through (repeatable; default: the nodes in the state file, else the public DHT\'s routers)', collectList, [])
-    .option('--dht-state <file>', 'where the DHT routing table is kept between runs (default STORE/dht.json)');
-}
+export { addDhtOptions, collectList, type DhtFlags } from './dht-options.ts';
 
 /** Join the DHT as the flags say; the state file defaults to STATE_DIR/dht.json. */
 export async function startDht(o: DhtFlags, stateDir: string, limits: Limits = LIMITS): Promise<DhtNode> {

@@ -1,7 +1,5 @@
 import { Command } from 'commander';
 import { stat } from 'node:fs/promises';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { SourcemeshError } from '../errors.ts';
@@ -19,6 +17,9 @@ import { defaultStoreRoot } from '../store/store.ts';
 import { formatVerifierKey } from '../trust/note.ts';
 import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
 import { formatDuration, parseDuration } from './units.ts';
+import { parseListen } from './listen.ts';
+
+export { parseListen }; // its home is listen.ts (fetch reads --listen without loading serve)
 
 interface ServeFlags {
   root?: string;
@@ -204,24 +205,3 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
     });
 }
 
-/**
- * `HOST:PORT` or `[IPV6]:PORT`. HOST may be an address, a host name, or the name of a network
- * interface (its first IPv4 address, else its first IPv6 one): `virbr0:8080` for a VM bridge.
- */
-export function parseListen(text: string, interfaces: NodeJS.Dict<os.NetworkInterfaceInfo[]> = os.networkInterfaces()): { host: string; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) throw new SourcemeshError('E_USAGE', `--listen ${text}: expected HOST:PORT or [IPV6]:PORT (port 0 to 65535)`);
-  if (m[1] !== undefined) {
-    if (!net.isIPv6(m[1])) throw new SourcemeshError('E_USAGE', `--listen ${text}: ${m[1]} is not an IPv6 address`);
-    return { host: m[1], port };
-  }
-  const host = m[2]!;
-  const iface = net.isIP(host) ? undefined : interfaces[host];
-  if (iface !== undefined) {
-    const addr = iface.find((a) => a.family === 'IPv4') ?? iface.find((a) => a.family === 'IPv6');
-    if (!addr) throw new SourcemeshError('E_USAGE', `--listen ${text}: the interface ${host} has no address`);
-    return { host: addr.family === 'IPv6' && addr.scopeid ? `${addr.address}%${host}` : addr.address, port };
-  }
-  return { host, port };
-}
