@@ -12,7 +12,11 @@
 // mirror's peak RSS (VmHWM) at the end. Each leecher exits once it has the file (fetch does; the
 // libtorrent driver does the same), so neither side's leechers seed after they are done.
 //
-//   node bench/swarm.ts [--size-mib 1024] [--rate-mbs 20] [--runs 2]
+// Every sourcemesh process (torrent create, seed, serve, the leechers) is the compiled CLI run by
+// bin/sourcemesh.js as `npx sourcemesh` runs it (bench/lib/cli.ts, `--cli build`), not src/ with type
+// stripping, which costs start-up and some 35 MiB of RSS per process that users never pay.
+//
+//   node bench/swarm.ts [--size-mib 1024] [--rate-mbs 20] [--runs 2] [--cli build|src|dist]
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { link, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -21,19 +25,21 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { canMakeNamespaces, makeNetwork, type NetNode } from '../test/helpers/netns.ts';
 import { benchArgs } from './lib/args.ts';
+import { prepareCli, type CliMode } from './lib/cli.ts';
 import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { ensureFile, ensureOwnDir, sha256File } from './lib/files.ts';
 import { cpuPressureMicros, describeMachine, formatMachine } from './lib/machine.ts';
 import { hasGnuTime, measure, median, type Measured } from './lib/measure.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const CLI = path.join(ROOT, 'src/cli/main.ts');
 const LEECH_PY = path.join(ROOT, 'bench/lib/libtorrent-leech.py');
 const { values, usage, count } = benchArgs('swarm', {
   'size-mib': { type: 'string', default: '1024' },
   'rate-mbs': { type: 'string', default: '20' },
   runs: { type: 'string', default: '2' },
+  cli: { type: 'string', default: process.env.BENCH_CLI ?? 'build' },
 });
+if (!['build', 'src', 'dist'].includes(values.cli)) usage(`--cli ${values.cli}: expected build, src or dist`);
 const size = count('size-mib', values['size-mib']) * 1024 * 1024;
 const rate = count('rate-mbs', values['rate-mbs']) * 1_000_000;
 const runs = count('runs', values.runs);
@@ -78,6 +84,9 @@ async function main(): Promise<void> {
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   onCleanup(() => rm(work, { recursive: true, force: true }));
+  const cli = await prepareCli(ROOT, work, values.cli as CliMode);
+  for (const w of cli.warnings) console.log(`WARNING: ${w}`);
+  const [node, ...cliArgs] = cli.argv;
 
   const afters: (() => Promise<void> | void)[] = [];
   onCleanup(async () => { for (const f of afters.reverse()) await f(); });
@@ -90,11 +99,11 @@ async function main(): Promise<void> {
   const bare = path.join(work, 'manifest.json');
   await writeFile(bare, JSON.stringify({ format: 'sourcemesh.manifest/v1', name: 'swarm-bench', distfiles: [{ name: NAME, sha256: file.sha256, size, urls: ['http://127.0.0.1:9/gone'] }] }, null, 2));
   const manifest = path.join(work, 'pinned.json');
-  execFileSync(process.execPath, [CLI, 'torrent', 'create', bare, '--root', root, '-o', path.join(work, 't'), '--manifest-out', manifest, '--web-seed', mirrorUrl], { stdio: ['ignore', 'ignore', 'inherit'] });
+  execFileSync(node!, [...cliArgs, 'torrent', 'create', bare, '--root', root, '-o', path.join(work, 't'), '--manifest-out', manifest, '--web-seed', mirrorUrl], { stdio: ['ignore', 'ignore', 'inherit'] });
   const torrent = path.join(work, 't', `${NAME}.torrent`);
 
-  const seed = hub.cli(seedNode, ['seed', '--root', root, '--listen', `${seedNode.address}:6881`]);
-  const mirror = hub.cli(mirrorNode, ['serve', '--root', root, '--listen', `${mirrorNode.address}:8080`, '--no-access-log']);
+  const seed = hub.spawn(seedNode, node!, [...cliArgs, 'seed', '--root', root, '--listen', `${seedNode.address}:6881`]);
+  const mirror = hub.spawn(mirrorNode, node!, [...cliArgs, 'serve', '--root', root, '--listen', `${mirrorNode.address}:8080`, '--no-access-log']);
   await seed.waitStderr(/seeding \d+ file/, 300_000);
   await mirror.waitStderr(/serving .* at http/, 300_000);
   // The same cap on both uplinks: a token bucket of `rate` bytes per second.
@@ -104,6 +113,7 @@ async function main(): Promise<void> {
   const seedPeer = `${seedNode.address}:6881`;
 
   console.log(`bench:swarm ${new Date().toISOString()} on ${formatMachine(describeMachine())}`);
+  console.log(`sourcemesh: ${cli.describe}`);
   console.log(`${mib(size)} file; seeder and mirror each capped at ${(rate / 1e6).toFixed(0)} MB/s (tc tbf); 4 leechers; ${runs} run(s) per side, order alternating`);
   const psi0 = cpuPressureMicros();
   const t0 = Date.now();
@@ -118,7 +128,7 @@ async function main(): Promise<void> {
       const others = leechNodes.filter((o) => o !== n).map((o) => `${o.address}:6881`);
       const out = path.join(dir, `l${i}`);
       if (side === 'sourcemesh') {
-        return measure('ip', ['netns', 'exec', n.ns, process.execPath, CLI, 'fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json',
+        return measure('ip', ['netns', 'exec', n.ns, node!, ...cliArgs, 'fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json',
           '--mirror', mirrorUrl, '--bittorrent', '--torrent', torrent, '--listen', `${n.address}:6881`, '--peer', seedPeer, ...others.flatMap((p) => ['--peer', p])], { cwd: ROOT, captureBytes: 1 << 16 });
       }
       return mkdir(out, { recursive: true }).then(() => measure('ip', ['netns', 'exec', n.ns, '/usr/bin/python3', LEECH_PY, torrent, out, `${n.address}:6881`, '900', seedPeer, ...others], { cwd: ROOT, captureBytes: 1 << 16 }));
