@@ -21,6 +21,7 @@ import { describeVerdict } from './verdict.ts';
 import { addDhtOptions } from './dht-options.ts';
 import { parseDuration } from './units.ts';
 import { parseListen } from './listen.ts';
+import { proxyRefusal } from './proxy-refusals.ts';
 // Modules only some options need (trust, the DHT, mDNS, BitTorrent, attestations, Metalink) are imported
 // where those options are acted on: a plain fetch then never loads them (docs/BENCHMARKS.md, peak RSS).
 
@@ -90,6 +91,8 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
     .option('--attestations <path>', 'with --trust-policy naming builders: attestation bundles (files or directories), besides those in the policy\'s log', collect, [])
     .action(async (input: string, o: FetchFlags) => {
+      const leak = proxyRefusal(o); // before anything starts: nothing may go around the proxy
+      if (leak) throw new SourcemeshError('E_USAGE', leak);
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const segments = segmentOptions(o);
       const generator = o.snapshotGenerator === 'none' ? undefined : snapshotGenerator(o.snapshotGenerator);

@@ -1,7 +1,10 @@
-// fetch --mirror-list dht: --tor with a time policy: the list's own release check (src/discovery/pointer.ts)
-// asks the witnesses' Roughtime over TCP through the same SOCKS5 proxy (dante) as the manifest's check, and
-// through nothing else. A private DHT, an HTTP origin serving the list and its bundle, a real log and three
-// witnesses (test/time/timed-network.ts), all on loopback.
+// fetch under --tor/--proxy and mirror lists. A list given by URL is fetched through the SOCKS5 proxy
+// (dante), and the manifest's release check asks the witnesses' Roughtime over TCP through it too, and
+// through nothing else. A list named by its pointer in the DHT (dht:HEXKEY) is refused before anything
+// starts: the DHT is UDP, which the proxy cannot carry, so the lookup would show the user's address to
+// the DHT; the same for --discover (mDNS), --bittorrent (the peer wire) and --dht-bootstrap
+// (src/cli/proxy-refusals.ts). A private DHT, an HTTP origin serving the list and its bundle, a real log
+// and three witnesses (test/time/timed-network.ts), all on loopback.
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -19,20 +22,23 @@ const limits = limitsWith({ dhtQueryTimeoutMs: 15_000 });
 const publisher = signerKeyFromSeed('lists.tor.example', KEY_TYPE_ED25519, Buffer.alloc(32, 47));
 const HEX = Buffer.from(publisher.publicKey).toString('hex');
 
-test('fetch --mirror-list dht: --tor: the list release\'s signed time asked through the proxy too', { timeout: 240_000 }, async (t) => {
+test('fetch --tor: a mirror list by URL and the release\'s signed time through the proxy; dht:, --discover, --bittorrent, --dht-bootstrap refused', { timeout: 240_000 }, async (t) => {
   const dir = await tempDir(t, 'sourcemesh-time-tor-list-');
   const socks = await startSocks(dir);
   t.after(() => socks.close());
   const first = await DhtNode.start({ bootstrap: [], host: '127.0.0.1', limits });
   const nodes = [first, ...await Promise.all(Array.from({ length: 5 }, () => DhtNode.start({ bootstrap: [first.address()], host: '127.0.0.1', limits })))];
-  t.after(() => Promise.all(nodes.map((n) => n.close())));
+  // A node no other knows: only a client given it as --dht-bootstrap would ever send it a datagram.
+  const sentinel = await DhtNode.start({ bootstrap: [], host: '127.0.0.1', limits });
+  t.after(() => Promise.all([...nodes, sentinel].map((n) => n.close())));
   const boot = `127.0.0.1:${nodes[3]!.address().port}`;
   const origin = await startOrigin({});
   t.after(() => origin.close());
   const timed = await startTimedNetwork(t, dir, 0);
   const [r1, r2] = timed.net.releaseKeys;
 
-  // The list, released under the policy's threshold and pointed to from the DHT.
+  // The list, released under the policy's threshold, served by the origin and pointed to from the DHT
+  // (so that, without the refusal, `--mirror-list dht:` would find it and go ahead).
   const listFile = path.join(dir, 'tor-list.json');
   const text = `${JSON.stringify({ format: 'sourcemesh.mirrors/v1', mirrors: [{ url: `${origin.url}/mirror` }] }, null, 2)}\n`;
   await writeFile(listFile, text);
@@ -44,6 +50,7 @@ test('fetch --mirror-list dht: --tor: the list release\'s signed time asked thro
   await writeFile(keyFile, `${formatSignerKey(publisher)}\n`, { mode: 0o600 });
   const published = await runCli(['mirrors', 'publish', listFile, '--key', keyFile, '--dht', '--url', `${origin.url}/lists/tor-list.json`, '--dht-bootstrap', boot, '--store', path.join(dir, 'pub')]);
   assert.equal(published.code, 0, published.stderr);
+  const originBefore = origin.connections();
 
   // The witnesses' Roughtime over TCP only.
   const servers = await Promise.all(timed.net.witnessKeys.map((k) => startRoughtimeServer({ key: k.key, host: '127.0.0.1', port: 0, tcp: { host: '127.0.0.1', port: 0 } })));
@@ -53,17 +60,41 @@ test('fetch --mirror-list dht: --tor: the list release\'s signed time asked thro
   const policy = path.join(dir, 'tcp-time.json');
   await writeFile(policy, JSON.stringify(p));
   const ports = new Set(servers.map((s) => Number(s.tcpAddress!.split(':')[1])));
-
+  const proxy = `socks5h://127.0.0.1:${socks.port}`;
   const out = path.join(dir, 'out');
   await mkdir(out);
-  const r = await runCli(['fetch', timed.manifest, '-o', out, '--store', path.join(dir, 'store'), '--trust-policy', policy, '--offline',
-    '--mirror-list', `dht:${HEX}?salt=tor-list`, '--dht-bootstrap', boot, '--tor', '--proxy', `socks5h://127.0.0.1:${socks.port}`]);
+  const store = path.join(dir, 'store');
+
+  // Refused, each with one line naming the option, before anything is contacted.
+  const refusals: [string[], RegExp][] = [
+    [['--mirror-list', `dht:${HEX}?salt=tor-list`, '--dht-bootstrap', `${boot},127.0.0.1:${sentinel.address().port}`, '--tor', '--proxy', proxy], /--mirror-list dht:[0-9a-f]{64}\?salt=tor-list: the DHT lookup is UDP, which --tor cannot carry/],
+    [['--mirror-list', `dht:${HEX}?salt=tor-list`, '--dht-bootstrap', `${boot},127.0.0.1:${sentinel.address().port}`, '--proxy', proxy], /--mirror-list dht:.*which --proxy cannot carry/],
+    [['--discover', '1', '--tor', '--proxy', proxy], /--discover: mDNS .* not through --tor/],
+    [['--bittorrent', '--peer', boot, '--tor', '--proxy', proxy], /--bittorrent: the peer wire connects to peers directly, not through --tor/],
+    [['--dht-bootstrap', `127.0.0.1:${sentinel.address().port}`, '--proxy', proxy], /--dht-bootstrap: the DHT is UDP, which --proxy cannot carry/],
+  ];
+  for (const [flags, message] of refusals) {
+    const r = await runCli(['fetch', timed.manifest, '-o', out, '--store', store, '--trust-policy', policy, ...flags]);
+    assert.equal(r.code, 2, `${flags.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.match(r.stderr, /\[E_USAGE\]/);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+  assert.equal(sentinel.packets.received, 0, 'no DHT datagram sent');
+  assert.equal(origin.connections(), originBefore, 'the list\'s origin not contacted');
+  assert.equal(servers.reduce((n, s) => n + s.stats.tcp.accepted, 0), 0, 'no witness asked');
+  assert.deepEqual(await socks.connections(), [], 'nothing started, not even through the proxy');
+
+  // The same list by URL: fetched through dante, and the release's three witnesses asked through it.
+  const r = await runCli(['fetch', timed.manifest, '-o', out, '--store', store, '--trust-policy', policy,
+    '--mirror-list', `${origin.url}/lists/tor-list.json`, '--tor', '--proxy', proxy]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /^release accepted: manifest release-test 1\.0/m);
-  assert.match(r.stderr, /^mirror list release accepted: .*tor-list/m);
-  // Two release checks (the manifest's, the list's), each asking the three witnesses: six queries, all
-  // through dante, none straight to the witnesses.
-  await socks.logged(6);
-  assert.equal((await socks.connections()).filter((c) => ports.has(c.port)).length, 6, JSON.stringify(await socks.connections()));
-  assert.equal(servers.reduce((n, s) => n + s.stats.tcp.accepted, 0), 6, 'no witness asked but through the proxy');
+  await socks.logged(4);
+  const through = await socks.connections();
+  assert.equal(through.filter((c) => ports.has(c.port)).length, 3, JSON.stringify(through));
+  assert.equal(servers.reduce((n, s) => n + s.stats.tcp.accepted, 0), 3, 'no witness asked but through the proxy');
+  assert.equal(through.filter((c) => c.port === origin.port).length, origin.connections() - originBefore, 'the list fetched through the proxy only');
+  assert.ok(origin.connections() > originBefore, 'the list was fetched');
+  assert.ok(origin.log.some((l) => l.path === '/lists/tor-list.json'));
 });
