@@ -28,7 +28,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool, request } from 'undici';
+import { Pool, request } from '../src/net/undici.ts';
 import { openCheckpoint } from '../src/trust/checkpoint.ts';
 import {
   CompactRange, type Hash, type HashReader, leafHash, proveConsistency, proveInclusion, treeHash, verifyConsistency, verifyInclusion,

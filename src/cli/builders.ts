@@ -3,7 +3,7 @@
 // must have the quorum (attestations from the policy's log, online, and from --attestations paths); the
 // manifest comes back with each snapshot pinned to the accepted bytes, so the download or the mirror's own
 // derivation is checked against them. Throws E_POLICY (exit 3) when a snapshot is refused.
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { requireBuilders } from '../attest/check.ts';
 import type { Limits } from '../limits.ts';
 import type { Manifest } from '../manifest/index.ts';

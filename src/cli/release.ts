@@ -6,7 +6,7 @@
 // work is in src/trust/ (publish-release.ts, check-release.ts, policy.ts, rotation.ts); this module parses
 // the command line, reads key files and prints.
 import { Command, Option } from 'commander';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError } from '../errors.ts';

@@ -5,7 +5,7 @@
 // link may announce anything, so every announced node is a claim until checked, and checking is bounded:
 // candidates (limits.discoveryCandidates, 16 per sender), checks in flight
 // (limits.discoveryChecksInFlight), each check's time (limits.discoveryCheckTimeoutMs) and the whole run (the timeout, then checks in flight end).
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { SourcemeshError } from '../errors.ts';
 import { createAgent, openHttp, readBoundedBody } from '../fetch/http.ts';
 import { LIMITS, type Limits } from '../limits.ts';

@@ -8,7 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { DatabaseSync } from 'node:sqlite';
-import { request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from '../net/undici.ts';
 import { SourcemeshError } from '../errors.ts';
 import { USER_AGENT, networkError, readBoundedBody } from '../fetch/http.ts';
 import { parseMirrorList, type MirrorEntry } from '../fetch/mirror-list.ts';

@@ -4,7 +4,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile } from '../manifest/distfile.ts';

@@ -1,7 +1,7 @@
 // Fetch every distfile of a manifest into the store, verified, then export to a distfiles directory.
 // Per file: the store first (a stored object is never downloaded again), then the per-object lock
 // (two processes never download one file at once), then the sources in policy order.
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { SourcemeshError, fromSystemError, type ErrorCode } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/distfile.ts';

@@ -2,7 +2,7 @@
 // and async iteration of request(): a consumer that pipes gets each chunk in a plain call, no promise per
 // chunk, and pauses the parser only when it must wait (a full write batch). Consumers that iterate
 // (small bodies: mirror lists, notes) still can.
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 
 /** Takes one chunk; a promise pauses the body until it settles (rejected: the body is cancelled). */
 export type BodySink = (chunk: Buffer) => void | Promise<void>;

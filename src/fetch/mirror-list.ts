@@ -1,6 +1,6 @@
 // Mirror lists (docs/FORMATS.md, "Mirror list (`sourcemesh.mirrors/v1`)"): JSON that can live in a git
 // repository and later be signed and logged like a manifest release.
-import { request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from '../net/undici.ts';
 import * as v from 'valibot';
 import { SourcemeshError } from '../errors.ts';
 import { readBoundedFile } from '../fs/bounded-read.ts';

@@ -4,7 +4,7 @@
 // so that no exit or mirror can link one mirror's requests to another's. Names are always resolved by
 // the proxy (socks5h): a local DNS lookup would say where we are going.
 import { createHash, randomBytes } from 'node:crypto';
-import { Dispatcher, Socks5ProxyAgent } from 'undici';
+import { Dispatcher, Socks5ProxyAgent } from '../net/undici.ts';
 import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import { HTTP1_ONLY, createAgent } from './http.ts';

@@ -4,7 +4,7 @@
 // quarantine and fetched again. Nothing is published before its sha256 matched.
 import { lstat, mkdir, realpath, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 import { fetchManifest, type FetchEvent, type FileOutcome } from '../fetch/fetcher.ts';
 import { headSize } from '../fetch/http.ts';

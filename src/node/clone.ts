@@ -8,7 +8,7 @@
 // signed by the key the source's panel or directory names.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from '../net/undici.ts';
 import { SourcemeshError } from '../errors.ts';
 import { readBoundedFile } from '../fs/bounded-read.ts';
 import { writeFileDurable } from '../fs/durable-file.ts';

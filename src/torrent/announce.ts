@@ -2,7 +2,7 @@
 // bounded in bytes and time, a torrent's tiers tried in order (BEP 12), and the announcer that `seed`
 // keeps running (started, then again as each tracker's interval says, stopped at the end). The protocol
 // itself, pure, is in tracker.ts.
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { SourcemeshError, asSourcemeshError } from '../errors.ts';
 import { openHttp, readBoundedBody } from '../fetch/http.ts';
 import { LIMITS, type Limits } from '../limits.ts';

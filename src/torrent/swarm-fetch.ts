@@ -15,7 +15,7 @@ import { LeechUpload } from './leech-upload.ts';
 import { PeerSwarm } from './peer-source.ts';
 import type { Logger } from '../logger.ts';
 import { networkInterfaces } from 'node:os';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { announceTiers, announceTo } from './announce.ts';
 import { newPeerId } from './seeder.ts';
 import { TrackerTiers, isHttpTracker, peerText, printable, type AnnounceParams } from './tracker.ts';

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { Dispatcher } from 'undici';
+import type { Dispatcher } from '../net/undici.ts';
 import { isSourcemeshError, SourcemeshError } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import type { Manifest } from '../manifest/index.ts';

@@ -3,7 +3,7 @@
 // log answers is attacker-controlled: bodies are bounded, and what is computed from tiles is trusted only
 // after it verifies against a checkpoint the policy accepted (policy.ts).
 
-import { request, type Dispatcher } from 'undici';
+import { request, type Dispatcher } from '../net/undici.ts';
 import { isSourcemeshError, SourcemeshError } from '../errors.ts';
 import { defaultDispatcher, readBoundedBody, USER_AGENT } from '../fetch/http.ts';
 import { LIMITS, type Limits } from '../limits.ts';

@@ -3,7 +3,7 @@
 // with flags parsed; tests and benchmarks start it the same way, through the CLI.
 
 import type { Logger } from '../../logger.ts';
-import { Agent } from 'undici';
+import { Agent } from '../../net/undici.ts';
 import { SourcemeshError } from '../../errors.ts';
 import { HTTP1_ONLY } from '../../fetch/http.ts';
 import { LIMITS, type Limits } from '../../limits.ts';

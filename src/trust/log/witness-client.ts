@@ -2,7 +2,7 @@
 // its cosignature. A 409 carries the size the witness last cosigned: the request is made again with a proof
 // from that size. Everything the witness answers is checked (sizes bounded, cosignatures verified).
 
-import { type Dispatcher, request } from 'undici';
+import { type Dispatcher, request } from '../../net/undici.ts';
 import { isSourcemeshError, SourcemeshError } from '../../errors.ts';
 import { readBoundedBody, USER_AGENT } from '../../fetch/http.ts';
 import type { Limits } from '../../limits.ts';
