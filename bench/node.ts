@@ -11,13 +11,16 @@
 //     its final name), and is the like-for-like reference. Each run records the client's CPU (GNU time)
 //     and the whole machine's (/proc/stat: the serving side included), and the disk's flushed write rate.
 //
-//   npm run bench:node -- [--size-mib 2048] [--files 16] [--runs 3] [--panel-requests 400] [--load-seconds 30] [--cli build|src|dist] [--json]
+//  --profile DIR: after the timed runs, one more clone (not counted) with `--cpu-prof` into DIR/cpu (the
+//     clone's process and its threads) and one under `strace -c -f` (DIR/strace.txt): where its time goes.
+//
+//   npm run bench:node -- [--size-mib 2048] [--files 16] [--runs 3] [--panel-requests 400] [--load-seconds 30] [--cli build|src|dist] [--profile DIR] [--json]
 import { spawn, spawnSync } from 'node:child_process';
 import { readFile, rm, writeFile, link, mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { request, Agent } from 'undici';
+import { request, Agent } from '../src/net/undici.ts';
 import { benchArgs } from './lib/args.ts';
 import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { prepareCli } from './lib/cli.ts';
@@ -36,6 +39,7 @@ const { values: o, count, usage } = benchArgs('node', {
   'load-seconds': { type: 'string', default: '30' },
   cli: { type: 'string', default: 'build' },
   dir: { type: 'string', default: process.env.BENCH_DIR ?? path.join(os.tmpdir(), 'sourcemesh-bench-node') },
+  profile: { type: 'string' },
   json: { type: 'boolean', default: false },
 });
 const sizeMiB = count('size-mib', o['size-mib']);
@@ -171,6 +175,21 @@ try {
         : await timed('rsync', ['-a', ...(w === 'rsync-fsync' ? ['--fsync'] : []), `rsync://127.0.0.1:${rsyncPort}/mirror/`, `${dest}/`]);
       got[w].push(run);
       say(`run ${r + 1} ${w}: ${run.seconds.toFixed(2)} s, CPU ${run.cpuSeconds?.toFixed(2) ?? '?'} s, machine CPU ${run.machineCpuSeconds.toFixed(2)} s`);
+      await rm(dest, { recursive: true, force: true });
+    }
+  }
+  if (o.profile !== undefined) {
+    const dir = path.resolve(o.profile);
+    await mkdir(path.join(dir, 'cpu'), { recursive: true });
+    const clone = (dest: string) => [...cli.argv.slice(1), 'node', 'clone', panel, '--to', dest, '--token-file', tokenFile, '--port-offset', '7', '--json'];
+    for (const how of ['cpu-prof', 'strace'] as const) {
+      const dest = path.join(work, 'dest-profile');
+      await rm(dest, { recursive: true, force: true });
+      spawnSync('sync');
+      const run = how === 'cpu-prof'
+        ? await timed(cli.argv[0]!, ['--cpu-prof', '--cpu-prof-dir', path.join(dir, 'cpu'), ...clone(dest)])
+        : await timed('strace', ['-c', '-f', '-o', path.join(dir, 'strace.txt'), cli.argv[0]!, ...clone(dest)]);
+      say(`profile (${how}, not counted): ${run.seconds.toFixed(2)} s, CPU ${run.cpuSeconds?.toFixed(2) ?? '?'} s; in ${dir}`);
       await rm(dest, { recursive: true, force: true });
     }
   }
