@@ -106,6 +106,67 @@ export function pieceMapFromLeaves(leaves: Buffer[], pieceLength: number): Piece
 }
 
 /**
+ * A piece map built as the bytes go by, in any chunking: the download's own pass over the bytes (BEP 52
+ * leaves hashed as they arrive, no read-back). Only the current piece's leaves and the piece layer are
+ * kept (32 bytes per piece). finish() equals pieceMapFromLeaves(blockHashes(all bytes), pieceLength).
+ */
+export class PieceMapBuilder {
+  readonly pieceLength: number;
+  private readonly perPiece: number;
+  /** A block not yet whole, across chunks. */
+  private readonly carry = Buffer.allocUnsafe(BLOCK);
+  private carried = 0;
+  private leaves: Buffer[] = [];
+  private readonly layer: Buffer[] = [];
+
+  constructor(pieceLength: number) {
+    if (!isPieceLength(pieceLength)) throw new SourcemeshError('E_USAGE', `piece length ${pieceLength}: must be a power of two of at least 16 KiB`);
+    this.pieceLength = pieceLength;
+    this.perPiece = pieceLength / BLOCK;
+  }
+
+  update(data: Uint8Array): void {
+    let i = 0;
+    if (this.carried > 0) {
+      const n = Math.min(BLOCK - this.carried, data.length);
+      this.carry.set(data.subarray(0, n), this.carried);
+      this.carried += n;
+      i = n;
+      if (this.carried < BLOCK) return;
+      this.leaf(hash('sha256', this.carry, 'buffer'));
+      this.carried = 0;
+    }
+    for (; i + BLOCK <= data.length; i += BLOCK) this.leaf(hash('sha256', data.subarray(i, i + BLOCK), 'buffer'));
+    if (i < data.length) {
+      this.carry.set(data.subarray(i), 0);
+      this.carried = data.length - i;
+    }
+  }
+
+  finish(): PieceMap {
+    if (this.carried > 0) this.leaf(hash('sha256', this.carry.subarray(0, this.carried), 'buffer'));
+    this.carried = 0;
+    // One piece or less: the root is the tree of the leaves themselves, padded to a power of two.
+    if (this.layer.length === 0) return pieceMapFromLeaves(this.leaves, this.pieceLength);
+    if (this.leaves.length) this.layer.push(subtreeRoot(this.leaves, this.perPiece));
+    this.leaves = [];
+    // Above the piece layer, padding is the root of an all-zero-leaf piece (as verifyPieceLayer does).
+    const root = subtreeRoot(this.layer, nextPow2(this.layer.length), subtreeRoot([], this.perPiece));
+    return { root, pieceLength: this.pieceLength, layer: this.layer.slice() };
+  }
+
+  private leaf(h: Buffer): void {
+    this.leaves.push(h);
+    // A whole piece is folded into its layer hash once a leaf beyond it shows it is not the only one
+    // (a file of one piece has no layer and another root: see finish).
+    if (this.leaves.length > this.perPiece) {
+      this.layer.push(subtreeRoot(this.leaves.slice(0, this.perPiece), this.perPiece));
+      this.leaves = this.leaves.slice(this.perPiece);
+    }
+  }
+}
+
+/**
  * Check a published piece layer against a trusted root (attacker-controlled input: a mirror sent it).
  * The piece length is the one that gives the right number of pieces for `size`.
  */
