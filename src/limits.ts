@@ -30,6 +30,8 @@ export const LIMITS = {
   maxHeaderBytes: 64 * KiB,
   /** A source may send at most this much for a distfile whose size the manifest does not pin. */
   maxDistfileBytes: 64 * 1024 * MiB,
+  /** Bytes of one download written but not yet hashed by its hash thread (src/fetch/hash-thread.ts): past it the download waits. */
+  downloadHashAheadBytes: 8 * MiB,
 
   // store
   lockPollMs: 100,
