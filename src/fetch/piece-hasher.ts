@@ -58,7 +58,13 @@ class Thread {
     if (this.failed) return Promise.reject(this.failed);
     return new Promise((resolve, reject) => {
       this.waiting.set(req.id, { resolve, reject });
-      this.worker.postMessage(req, transfer);
+      try {
+        this.worker.postMessage(req, transfer);
+      } catch (err) {
+        // Nothing was sent (memory that may not move, see pieceHash): no answer is coming.
+        this.waiting.delete(req.id);
+        reject(err);
+      }
     });
   }
 
@@ -70,6 +76,8 @@ class Thread {
     if (!this.failed) this.worker.postMessage(req);
   }
 }
+
+const isDataCloneError = (err: unknown): boolean => err instanceof Error && err.name === 'DataCloneError';
 
 let shared: Thread | undefined;
 let files = 0;
@@ -99,8 +107,12 @@ export class PieceHasher {
   async pieceHash(body: Buffer, pieceLength: number): Promise<{ hash: Buffer; body: Buffer; memory: Buffer }> {
     const length = body.length; // `body` reads as empty once its memory has moved
     const own = body.byteOffset === 0 && body.buffer instanceof ArrayBuffer;
-    const buf = own ? (body.buffer as ArrayBuffer) : new Uint8Array(body).buffer;
-    const r = await this.thread.call({ type: 'piece', id: this.thread.nextId(), buf, length, pieceLength }, [buf]);
+    const ask = (buf: ArrayBuffer) => this.thread.call({ type: 'piece', id: this.thread.nextId(), buf, length, pieceLength }, [buf]);
+    const copy = () => new Uint8Array(body).buffer;
+    // A slice of Node's Buffer pool (Buffer.from and allocUnsafe below half of Buffer.poolSize, 64 KiB
+    // in Node 24) may start at offset 0 but is marked untransferable: postMessage refuses it
+    // (DataCloneError) before sending anything, and the bytes are copied instead.
+    const r = own ? await ask(body.buffer as ArrayBuffer).catch((err) => { if (isDataCloneError(err)) return ask(copy()); throw err; }) : await ask(copy());
     if (r.type !== 'piece') throw new SourcemeshError('E_INTERNAL', 'unexpected reply from the hashing thread');
     const memory = Buffer.from(r.buf);
     return { hash: Buffer.from(r.hash), body: memory.subarray(0, length), memory };

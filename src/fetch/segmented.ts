@@ -150,10 +150,7 @@ class PieceRun {
     await this.adopt();
     await this.fh.truncate(this.size);
     const crossChecks = (this.crossChecks = new CrossChecks(pieces, this.states, this.ctx, this.opts.crossCheck));
-    if (first.body && first.from && first.body.length === pieces[0]!.end + 1 && !pieces[0]!.done) {
-      const checked = await this.check(first.body, pieces[0]!, first.from);
-      if (checked.ok && sched.took(pieces[0]!, first.from, checked.body.length, first.ms)) await this.write(pieces[0]!, checked.body);
-    }
+    if (first.body && first.from) await this.takeFirst(first.body, first.from, first.ms);
     if (!sched.complete()) await this.runConnections();
     if (this.fatal) throw this.fatal;
 
@@ -269,10 +266,7 @@ class PieceRun {
         const checked = await this.check(body, piece, st, memory);
         memory = checked.memory;
         if (!checked.ok) {
-          const b: Blame = {
-            source: st.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], expected: this.map!.layer[piece.index]!.toString('hex'),
-            message: `${st.source.label} served bytes ${piece.start}-${piece.end} of ${this.d.name} (piece ${piece.index}) that do not match ${this.map!.hash === 'sha1' ? "the torrent's v1 piece hash (SHA-1)" : 'the piece map pinned by its merkle root'}`,
-          };
+          const b = this.checksumBlame(st, piece);
           if (this.sched.rejected(a, b)) this.blamed(b);
           return;
         }
@@ -291,6 +285,38 @@ class PieceRun {
     })();
     this.settling.add(settle);
     void settle.finally(() => this.settling.delete(settle));
+  }
+
+  /**
+   * The first answer, asked for before the size and the piece map were known: every piece it covers
+   * whole is checked like any other, kept, or blamed on its source (which is dropped), so no byte read
+   * goes unchecked or a lie unnamed. A piece map's pieces may be smaller than the probe (a torrent's
+   * 16 KiB) or larger (then nothing is covered and the bytes are asked for again). Without a map, or
+   * with a v1 map and a source that is not a peer, a piece is kept unchecked and the whole file's
+   * sha256 judges it, as for any other piece.
+   */
+  private async takeFirst(body: Buffer, from: SourceState, ms: number): Promise<void> {
+    const covered = this.pieces.filter((p) => p.end < body.length);
+    for (const piece of covered) {
+      if (piece.done) continue;
+      // Each piece in memory of its own (not Node's Buffer pool): checking moves it to the hashing thread.
+      const bytes = Buffer.allocUnsafeSlow(piece.end - piece.start + 1);
+      body.copy(bytes, 0, piece.start, piece.end + 1);
+      const checked = await this.check(bytes, piece, from);
+      if (!checked.ok) {
+        const b = this.checksumBlame(from, piece);
+        if (this.sched.drop(from, b)) this.blamed(b);
+        return;
+      }
+      if (this.sched.took(piece, from, checked.body.length, piece === covered[0] ? ms : 0)) await this.write(piece, checked.body);
+    }
+  }
+
+  private checksumBlame(from: SourceState, piece: Piece): Blame {
+    return {
+      source: from.source.label, code: 'E_CHECKSUM', range: [piece.start, piece.end], expected: this.map!.layer[piece.index]!.toString('hex'),
+      message: `${from.source.label} served bytes ${piece.start}-${piece.end} of ${this.d.name} (piece ${piece.index}) that do not match ${this.map!.hash === 'sha1' ? "the torrent's v1 piece hash (SHA-1)" : 'the piece map pinned by its merkle root'}`,
+    };
   }
 
   /** Does `body` from `from` fit the piece map (no map: nothing to check)? Returns the bytes to keep and, to give back, the memory they sit in. */

@@ -57,3 +57,24 @@ test('a digest of bytes that are not in the file is undefined, not a wrong hash'
     await hasher.close();
   }
 });
+
+test("a piece in Node's Buffer pool (untransferable memory, even at offset 0) is hashed from a copy, and the pool is left whole", async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'f');
+  await writeFile(file, Buffer.alloc(0));
+  const hasher = new PieceHasher(file);
+  t.after(() => hasher.close());
+  const body = bytes(16 * 1024, 74);
+  // Buffer.from of less than half of Buffer.poolSize takes a slice of the pool: a new pool begins at
+  // offset 0 within poolSize / 16 KiB slices. The case a copy-free move mistook for memory of its own.
+  let piece = Buffer.from(body);
+  for (let i = 0; piece.byteOffset !== 0 && i <= Buffer.poolSize / body.length; i++) piece = Buffer.from(body);
+  assert.equal(piece.byteOffset, 0, 'no pool slice at offset 0');
+  assert.ok(piece.buffer.byteLength > piece.length, 'not a slice of a pool');
+  const neighbour = Buffer.from(bytes(100, 75)); // the next slice of the same pool
+  assert.equal(neighbour.buffer, piece.buffer);
+  const got = await hasher.pieceHash(piece, 16 * 1024);
+  assert.deepEqual(got.hash, pieceHash(body, 16 * 1024));
+  assert.deepEqual(got.body, body);
+  assert.deepEqual(neighbour, bytes(100, 75), 'the pool still reads');
+});

@@ -138,11 +138,69 @@ test('with a merkle root pinned and piece layers on the mirrors, a bad piece nam
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(await readFile(path.join(dir, 'out', 'big.tar.gz')), BIG);
   const f = JSON.parse(r.stdout).files[0];
-  // Pieces follow the published layer (256 KiB), not --min-piece.
+  // Pieces follow the published layer (256 KiB), not --min-piece (the first 1 MiB answer covers pieces 0-3).
   const ranges = origin.log.filter((l) => /^\/m\d\/big/.test(l.path) && l.range).map((l) => l.range!);
-  assert.ok(ranges.some((x) => /^bytes=262144-524287$/.test(x)), ranges.join(' '));
+  assert.ok(ranges.some((x) => /^bytes=1048576-1310719$/.test(x)), ranges.join(' '));
   const lie = f.rejected.find((x: { source: string }) => x.source === `${origin.url}/m1`);
-  assert.ok(origin.log.some((l) => l.path === '/m1/big.tar.gz' && l.range && l.range !== 'bytes=0-1048575'), 'an untried mirror is always given a piece');
+  // Either its first answer (when it was asked first) or a piece of its own: checked on arrival both ways.
+  assert.ok(origin.log.some((l) => l.path === '/m1/big.tar.gz' && l.range), 'an untried mirror is always given a piece');
   assert.ok(lie, JSON.stringify(f.rejected));
   assert.match(lie.message, /\(piece \d+\) that do not match the piece map pinned by its merkle root/);
+});
+
+test('the first answer (asked before the size and the piece map were known) is checked piece by piece: a lie in it names its mirror', async (t) => {
+  const dir = await tempDir(t);
+  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
+  const { writeFile: write } = await import('node:fs/promises');
+  const { sha256 } = await import('../helpers/distfiles.ts');
+  const file = path.join(dir, 'big');
+  await write(file, BIG);
+  const map = await pieceMapOfFile(file, 256 * 1024);
+  // The one mirror lies and is asked first (mirrors come before upstream); its probe of 1 MiB covers
+  // four 256 KiB pieces of the published layer. Upstream is honest and publishes no layer.
+  const origin = await startOrigin({
+    '/m0/big.tar.gz': { body: BIG, behaviour: { kind: 'wrong-bytes', every: 100_000 } },
+    [`/m0/sha256/${sha256(BIG)}.pieces`]: { body: Buffer.concat(map.layer) },
+    '/up/big.tar.gz': { body: BIG },
+  });
+  t.after(() => origin.close());
+  const m = await writeManifest(dir, [distfile('big.tar.gz', BIG, [`${origin.url}/up/big.tar.gz`], { merkleRoot: map.root.toString('hex') })]);
+  const r = await runCli(['fetch', m, '-o', path.join(dir, 'out'), '--json', '--min-piece', '1MiB', '--cross-check', '0', '--mirror', `${origin.url}/m0`], { env: { SOURCEMESH_STORE: path.join(dir, 'store') } });
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(await readFile(path.join(dir, 'out', 'big.tar.gz')), BIG);
+  assert.equal(origin.log.filter((l) => l.path === '/m0/big.tar.gz').length, 1, 'the liar answered the probe only');
+  const lie = JSON.parse(r.stdout).files[0].rejected.find((x: { source: string }) => x.source === `${origin.url}/m0`);
+  assert.ok(lie, r.stdout);
+  assert.match(lie.message, /\(piece 0\) that do not match the piece map pinned by its merkle root/);
+});
+
+test('a first answer that covers many small pieces of the map (16 KiB, as in a torrent) is checked and kept whole, not asked for again', async (t) => {
+  // The stress run's case: the size is not pinned, so the first answer (256 KiB) comes before the map,
+  // whose pieces are 16 KiB; each is checked on its own. Buffers of 16 KiB from Node's pool cannot be
+  // moved to the hashing thread, which once failed every such fetch.
+  const dir = await tempDir(t);
+  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
+  const { writeFile: write } = await import('node:fs/promises');
+  const { sha256 } = await import('../helpers/distfiles.ts');
+  const body = bytes(1024 * 1024 + 5000, 63);
+  const file = path.join(dir, 'f');
+  await write(file, body);
+  const map = await pieceMapOfFile(file, 16 * 1024);
+  const routes: Record<string, { body: Buffer }> = {};
+  for (const i of [0, 1]) {
+    routes[`/m${i}/mid.tar.gz`] = { body };
+    routes[`/m${i}/sha256/${sha256(body)}.pieces`] = { body: Buffer.concat(map.layer) };
+  }
+  const origin = await startOrigin(routes);
+  t.after(() => origin.close());
+  const m = await writeManifest(dir, [distfile('mid.tar.gz', body, [], { merkleRoot: map.root.toString('hex') })]);
+  const r = await runCli(['fetch', m, '-o', path.join(dir, 'out'), '--json', '--policy', 'mirrors-only', '--min-piece', '256KiB', '--cross-check', '0', '--mirror', `${origin.url}/m0`, '--mirror', `${origin.url}/m1`], { env: { SOURCEMESH_STORE: path.join(dir, 'store') } });
+  assert.equal(r.code, 0, r.stderr + r.stdout);
+  assert.deepEqual(await readFile(path.join(dir, 'out', 'mid.tar.gz')), body);
+  const f = JSON.parse(r.stdout).files[0];
+  assert.deepEqual(f.rejected, []);
+  const ranges = origin.log.filter((l) => /^\/m\d\/mid\.tar\.gz$/.test(l.path) && l.range).map((l) => Number(/^bytes=(\d+)-/.exec(l.range!)![1]));
+  assert.equal(ranges.filter((start) => start === 0).length, 1, `the first answer only: ${ranges.join(' ')}`);
+  assert.ok(ranges.every((start) => start === 0 || start >= 256 * 1024), `bytes of the first answer asked for again: ${ranges.join(' ')}`);
+  assert.equal(f.contributors.reduce((n: number, c: { bytes: number }) => n + c.bytes, 0), body.length);
 });
