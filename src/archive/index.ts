@@ -9,6 +9,7 @@ import type { FilterPolicy } from './attributes/convert.ts';
 import { oidHex } from './git/object-id.ts';
 import { Repository, type ResolvedCommit } from './git/repository.ts';
 import { gitTar } from './tar/git-tar.ts';
+import { TarBlocker } from './tar/writer.ts';
 
 export type { FilterPolicy } from './attributes/convert.ts';
 
@@ -38,6 +39,8 @@ export interface PreparedArchive {
   chunks(): AsyncGenerator<Buffer>;
   /** Release the repository without reading the stream. */
   close(): void;
+  /** The consumer has written `chunk` out and keeps nothing of it: its buffer may be reused for the stream. */
+  recycle(chunk: Uint8Array): void;
 }
 
 /** Check a --prefix: raw bytes are kept as given, but nothing that would escape or hit .git when extracted. */
@@ -69,16 +72,18 @@ export function openArchive(opts: ArchiveTarOptions): PreparedArchive {
     throw err;
   }
   let used = false;
+  const out = new TarBlocker(opts.chunkBytes);
   return {
     commitId: oidHex(resolved.oid),
     treeId: oidHex(resolved.commit.tree),
     mtime: resolved.commit.date,
     close: release,
+    recycle: (chunk) => out.recycle(chunk),
     async *chunks() {
       if (used) throw new SourcemeshError('E_INTERNAL', 'an archive stream can be read only once');
       used = true;
       try {
-        yield* gitTar({ repo, resolved, prefix, filters: opts.filters ?? 'error', chunkBytes: opts.chunkBytes });
+        yield* gitTar({ repo, resolved, prefix, filters: opts.filters ?? 'error', out });
       } finally {
         release();
       }

@@ -56,9 +56,14 @@ export function archiveCommand(io: Io): Command {
         }
       }
       const body = gzipChunks ? gzipChunks(tar(), compression, level) : archive.chunks();
-      let written: { sha256: string; bytes: number };
+      let written: { sha256?: string; bytes: number };
       try {
-        written = toStdout ? await writeChunksToStdout(body) : await writeOutputChunks(o.output, body);
+        // A plain tar on stdout is hashed only for --json: whoever reads the pipe has the bytes (`| sha256sum`
+        // hashes them on another core), and hashing here was 5% of the command (docs/BENCHMARKS.md).
+        const hash = !(toStdout && format === 'tar' && !o.json);
+        // A chunk written whole goes back to the tar writer to be filled again (plain tar only: gzip keeps none).
+        const recycle = gzipChunks ? undefined : (chunk: Uint8Array) => archive.recycle(chunk);
+        written = toStdout ? await writeChunksToStdout(body, { hash, written: recycle }) : await writeOutputChunks(o.output, body);
       } finally {
         archive.close();
       }
@@ -70,7 +75,7 @@ export function archiveCommand(io: Io): Command {
       if (o.json && !toStdout) printJson(io, result);
       else {
         const out = toStdout ? io.stderr : io.stdout;
-        out.write(o.json ? JSON.stringify(result) + '\n' : `commit  ${result.commit}\nsha256  ${result.sha256}  ${toStdout ? '-' : o.output}\n${format === 'tar.gz' ? `tar     ${tarSha256}\n` : ''}`);
+        out.write(o.json ? JSON.stringify(result) + '\n' : `commit  ${result.commit}\n${result.sha256 ? `sha256  ${result.sha256}  ${toStdout ? '-' : o.output}\n` : ''}${format === 'tar.gz' ? `tar     ${tarSha256}\n` : ''}`);
       }
     });
 }

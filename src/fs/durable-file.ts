@@ -20,7 +20,7 @@
 // run with the same PID, as every run is PID 1 in a container).
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { constants as fsc, fstatSync, rmSync, write as fsWrite, type Stats } from 'node:fs';
+import { constants as fsc, fstatSync, rmSync, write as fsWrite, writevSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, link, readdir, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import path from 'node:path';
@@ -517,8 +517,8 @@ async function writeAll(fd: number, buf: Uint8Array): Promise<void> {
  * pool) while the next is produced: a write that blocks on a slow reader, such as a pipe, does not stop
  * the producer. `check` runs before each batch (an interrupted output stops there).
  */
-async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, check: () => void = () => {}): Promise<{ sha256: string; bytes: number }> {
-  const hash = createHash('sha256');
+async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, check: () => void = () => {}, hashing = true): Promise<{ sha256: string; bytes: number }> {
+  const hash = hashing ? createHash('sha256') : undefined;
   let bytes = 0;
   let batch: Uint8Array[] = [];
   let batchBytes = 0;
@@ -535,7 +535,7 @@ async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, ch
   };
   try {
     for await (const chunk of chunks) {
-      hash.update(chunk);
+      hash?.update(chunk);
       bytes += chunk.length;
       batch.push(chunk);
       batchBytes += chunk.length;
@@ -546,42 +546,94 @@ async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, ch
     await inFlight.catch(() => {});
   }
   await inFlight;
-  return { sha256: hash.digest('hex'), bytes };
+  // Not hashed when the caller said so: the empty string never escapes writeChunksToStdout.
+  return { sha256: hash ? hash.digest('hex') : '', bytes };
 }
 
 /**
- * Write `chunks` to standard output (`-o -`), hashing them. A pipe or socket gets a stream of its own,
- * written as it becomes writable (process.stdout writes to pipes synchronously, which would stop the
- * producer whenever the reader is behind); a file or terminal is written on the thread pool.
+ * Write `chunks` to standard output (`-o -`), hashing them unless `hash` is false. A file or terminal is
+ * written on the thread pool (writeOverlapped). A pipe or socket is put in non-blocking mode (a Socket on
+ * fd 1 does that) and topped up with writev(2) each time a chunk is produced: the reader gets bytes as
+ * soon as they exist and the producer never sleeps while it has work, even between event-loop turns.
+ * What the pipe does not take now waits in a queue; past 4 MiB it goes to the Socket and we wait for the
+ * reader to drain it (docs/BENCHMARKS.md, bench:archive).
  */
-export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
+export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>, opts?: StdoutOptions & { hash?: true }): Promise<{ sha256: string; bytes: number }>;
+export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>, opts: StdoutOptions & { hash: boolean }): Promise<{ sha256?: string; bytes: number }>;
+export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>, opts: StdoutOptions & { hash?: boolean } = {}): Promise<{ sha256?: string; bytes: number }> {
   try {
     const st = fstatSync(1);
-    if (!st.isFIFO() && !st.isSocket()) return await writeOverlapped(1, chunks);
+    if (!st.isFIFO() && !st.isSocket()) return await writeOverlapped(1, chunks, undefined, opts.hash ?? true);
     const out = new Socket({ fd: 1, readable: false, writable: true });
     let failure: Error | undefined;
     out.on('error', (err) => { failure ??= err; });
-    const hash = createHash('sha256');
+    const hash = opts.hash === false ? undefined : createHash('sha256');
     let bytes = 0;
+    const queue: Uint8Array[] = [];
+    let queued = 0;
+    // As much of the queue as the pipe takes now, while the Socket holds nothing (its bytes go first).
+    const topUp = () => {
+      while (queued > 0 && out.writableLength === 0) {
+        const batch = queue.length > STDOUT_IOV ? queue.slice(0, STDOUT_IOV) : queue;
+        let asked = 0;
+        for (const b of batch) asked += b.length;
+        let n: number;
+        try {
+          n = writevSync(1, batch);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return; // full: the reader is behind
+          throw err;
+        }
+        queued -= n;
+        const short = n < asked;
+        while (n > 0) {
+          const head = queue[0]!;
+          if (n >= head.length) {
+            queue.shift();
+            n -= head.length;
+            opts.written?.(head);
+          } else {
+            queue[0] = head.subarray(n);
+            n = 0;
+          }
+        }
+        if (short) return; // the pipe is full now
+      }
+    };
     try {
       for await (const chunk of chunks) {
         if (failure) throw failure;
-        hash.update(chunk);
+        hash?.update(chunk);
         bytes += chunk.length;
-        out.write(chunk);
-        // Let the event loop write what the pipe takes now, so the reader works while we produce.
-        if (out.writableLength > 0) await new Promise((resolve) => setImmediate(resolve));
-        // Up to a few MiB queued while the reader catches up. events.once removes both of its listeners
-        // ('drain' and 'error') whichever comes: nothing accumulates over thousands of waits.
-        while (out.writableLength > 4 << 20 && !failure) await once(out, 'drain').catch(() => {});
+        if (chunk.length === 0) continue;
+        queue.push(chunk);
+        queued += chunk.length;
+        topUp();
+        if (queued > 4 << 20) {
+          // The reader is slower than we are: let the Socket feed it, and wait until it has taken all.
+          for (const b of queue.splice(0)) out.write(b);
+          queued = 0;
+          // events.once removes both of its listeners ('drain' and 'error') whichever comes: nothing
+          // accumulates over thousands of waits.
+          while (out.writableLength > 0 && !failure) await once(out, 'drain').catch(() => {});
+        }
       }
+      for (const b of queue.splice(0)) out.write(b);
       await new Promise<void>((resolve) => out.end(resolve));
       if (failure) throw failure;
     } finally {
       out.destroy();
     }
-    return { sha256: hash.digest('hex'), bytes };
+    return { sha256: hash?.digest('hex'), bytes };
   } catch (err) {
     throw err instanceof SourcemeshError ? err : fromSystemError(err, 'standard output');
   }
 }
+
+export interface StdoutOptions {
+  /** Told of each chunk the kernel has taken whole from a pipe's queue: nothing here keeps it after. */
+  written?: (chunk: Uint8Array) => void;
+}
+
+/** At most this many buffers per writev(2) (IOV_MAX is 1024 on Linux). */
+const STDOUT_IOV = 256;

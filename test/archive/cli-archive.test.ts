@@ -5,7 +5,7 @@ import { chmod, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { sha256 } from '../helpers/distfiles.ts';
-import { gitArchiveGzip, gitIn, makeRepo } from '../helpers/git.ts';
+import { commitFiles, gitArchiveGzip, gitIn, makeRepo } from '../helpers/git.ts';
 import { CLI, runCli, tempDir } from '../helpers/run.ts';
 
 async function setup(t: any) {
@@ -70,6 +70,36 @@ test('archive -o - streams to stdout, the summary on stderr', async (t) => {
   assert.deepEqual(Buffer.concat(chunks), expected);
   assert.match(stderr, new RegExp(`commit  ${s.commit}`));
   assert.match(stderr, new RegExp(`sha256  ${sha256(expected)}`));
+});
+
+test('archive --format tar -o - into a slow pipe: git archive\'s bytes, buffers reused only once written; sha256 only with --json', async (t) => {
+  // 6 MB of distinct file contents: the pipe fills, writes come back short, more than 4 MiB queue up behind
+  // the slow reader, and the tar writer gets chunks back to fill again (a chunk reused while still queued
+  // would put later bytes in place of earlier ones).
+  const s = await setup(t);
+  const files: Record<string, Buffer> = {};
+  for (let i = 0; i < 400; i++) files[`bulk/b${i}.bin`] = Buffer.from(Array.from({ length: 15_000 + i }, (_, j) => ((j * 2654435761 + i * 40503) >>> 13) & 0xff));
+  await commitFiles(s.repo, files, 'bulk');
+  const expected = gitIn(s.repo, ['archive', '--format=tar', '--prefix=q/', 'HEAD']);
+  const run = async (json: boolean) => {
+    const child = spawn(process.execPath, [CLI, 'archive', s.repo, 'HEAD', '--format', 'tar', '--prefix', 'q/', '-o', '-', ...(json ? ['--json'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      chunks.push(d);
+      child.stdout.pause(); // one read, then a turn of the event loop
+      setImmediate(() => child.stdout.resume());
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    assert.equal(code, 0, stderr);
+    assert.ok(Buffer.concat(chunks).equals(expected), 'the bytes of git archive');
+    return stderr;
+  };
+  const plain = await run(false);
+  assert.match(plain, new RegExp(`^commit  ${gitIn(s.repo, ['rev-parse', 'HEAD']).toString().trim()}$`, 'm'));
+  assert.doesNotMatch(plain, /sha256/);
+  assert.equal(JSON.parse(await run(true)).sha256, sha256(expected));
 });
 
 test('archive: bad input is one line with its code, exit 2, and no file is left', async (t) => {

@@ -30,11 +30,13 @@ export interface GitTarOptions {
   prefix: string;
   filters: FilterPolicy;
   chunkBytes?: number;
+  /** The blocker to write through (its owner may recycle the chunks); else one of chunkBytes. */
+  out?: TarBlocker;
 }
 
 export async function* gitTar(opts: GitTarOptions): AsyncGenerator<Buffer> {
   const { repo, resolved, prefix } = opts;
-  const out = new TarBlocker(opts.chunkBytes);
+  const out = opts.out ?? new TarBlocker(opts.chunkBytes);
   const date = resolved.commit.date;
   const entries = new EntryWriter(out, date > BigInt(USTAR_MAX) ? USTAR_MAX : Number(date));
   const substContext = lazySubstContext(repo, resolved);

@@ -7,6 +7,8 @@ import { BLOCK, RECORD } from './header.ts';
 
 /** Data at least this large goes out as its own chunk instead of being copied. */
 const PASS_THROUGH_BYTES = 64 * 1024;
+/** Staging buffers handed back by the consumer (recycle) and kept for reuse, at most. */
+const SPARE_STAGING = 8;
 
 export class TarBlocker {
   private readonly chunkBytes: number;
@@ -14,20 +16,39 @@ export class TarBlocker {
   private pos = 0;
   private ready: Buffer[] = [];
   private readyBytes = 0;
+  /** Staging buffers out with the consumer: only these are taken back by recycle, each once. */
+  private readonly lent = new WeakSet<ArrayBufferLike>();
+  private readonly spare: Buffer[] = [];
   /** Bytes written so far, padding included. */
   total = 0;
 
   constructor(chunkBytes = 512 * 1024) {
     this.chunkBytes = Math.max(BLOCK, Math.ceil(chunkBytes / BLOCK) * BLOCK);
-    this.staging = Buffer.allocUnsafe(this.chunkBytes);
+    this.staging = this.freshStaging();
+  }
+
+  private freshStaging(): Buffer {
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(this.chunkBytes);
+  }
+
+  /**
+   * The consumer is done with `chunk` (written out, nothing keeps it): its staging buffer is reused instead
+   * of a new one being allocated and collected (a 35 MB tar went through 540 of them). Anything else (data
+   * passed through, a chunk handed back twice) is ignored.
+   */
+  recycle(chunk: Uint8Array): void {
+    if (!this.lent.has(chunk.buffer)) return;
+    this.lent.delete(chunk.buffer);
+    if (this.spare.length < SPARE_STAGING) this.spare.push(Buffer.from(chunk.buffer, 0, this.chunkBytes));
   }
 
   private flushStaging(): void {
     if (this.pos === 0) return;
     const out = this.staging.subarray(0, this.pos);
+    this.lent.add(out.buffer);
     this.ready.push(out);
     this.readyBytes += out.length;
-    this.staging = Buffer.allocUnsafe(this.chunkBytes);
+    this.staging = this.freshStaging();
     this.pos = 0;
   }
 
