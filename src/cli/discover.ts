@@ -19,7 +19,8 @@ export function discoverCommand(io: Io, setExit: (n: number) => void, signal: Ab
     .action(async (o: DiscoverFlags) => {
       const timeoutMs = parseDuration('--timeout', /^\d+(\.\d+)?$/.test(o.timeout) ? `${o.timeout}s` : o.timeout);
       if (timeoutMs <= 0 || timeoutMs > 3_600_000) throw new SourcemeshError('E_USAGE', `--timeout ${o.timeout}: must be more than 0 and at most an hour`);
-      const result = await discoverNodes({ timeoutMs, ...(o.interface ? { interfaces: o.interface } : {}), signal });
+      // since 0: the first query's delay (RFC 6762 §5.2) counts from the process's start.
+      const result = await discoverNodes({ timeoutMs, ...(o.interface ? { interfaces: o.interface } : {}), signal, since: 0 });
       if (o.json) {
         printJson(io, result);
       } else {

@@ -1,18 +1,16 @@
 import { Command } from 'commander';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pino } from 'pino';
 import { SourcemeshError } from '../errors.ts';
 import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { limitsWith, LIMITS } from '../limits.ts';
+import type { Logger as PinoLogger } from 'pino';
 import type { Logger, LogFields } from '../logger.ts';
 import type { ContentEvent } from '../mirror/file-index.ts';
 import { announceNode, interfacesFor, type Announcer } from '../discovery/announce.ts';
 import { INVENTORY_PATH, nodeKeyFiles, resolveNodeKey } from '../mirror/inventory.ts';
-import { MirrorServer } from '../mirror/server.ts';
-import { MirrorContent } from '../mirror/file-index.ts';
 import { joinPool, limitsOfWorker, startPool, workerRole } from './serve-pool.ts';
-import { stateDirOf } from '../mirror/sync.ts';
+import { stateDirOf } from '../mirror/state-dir.ts';
 import { defaultStoreRoot } from '../store/store.ts';
 import { formatVerifierKey } from '../trust/note.ts';
 import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
@@ -20,6 +18,10 @@ import { formatDuration, parseDuration } from './units.ts';
 import { parseListen } from './listen.ts';
 
 export { parseListen }; // its home is listen.ts (fetch reads --listen without loading serve)
+// The server, the index and the logger are imported once the node has begun claiming its name on the
+// local network (--announce): the mDNS probes, which take 750 ms by RFC 6762 §8.1, run while they load
+// and the root is indexed, not after (docs/BENCHMARKS.md, bench:discovery).
+const serverModules = () => [import('pino'), import('../mirror/server.ts'), import('../mirror/file-index.ts')] as const;
 
 interface ServeFlags {
   root?: string;
@@ -90,16 +92,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const keyDir = source.kind === 'root' ? stateDirOf(source.root) : source.store;
       const { key, file: keyFile, created } = await resolveNodeKey(keyDir, o.key, o.keyName);
       if (created) io.stderr.write(`created the node key ${keyFile} (public key in ${nodeKeyFiles(keyDir).pub})\n`);
-      const tls = o.tlsCert !== undefined ? {
-        cert: await readBoundedBytes(o.tlsCert, LIMITS.tlsPemBytes, 'TLS certificate (--tls-cert)', 'E_INPUT'),
-        key: await readBoundedBytes(o.tlsKey!, LIMITS.tlsPemBytes, 'TLS key (--tls-key)', 'E_INPUT'),
-      } : undefined;
-
-      const logFile = o.accessLog === false || o.accessLog === '-' ? undefined : o.accessLog;
-      const dest = o.accessLog === false ? undefined : pino.destination({ dest: logFile ?? 1, sync: false, mkdir: true, append: true });
-      // A log file that cannot be written (its disk full, its directory gone) is said on stderr; serving goes on.
-      dest?.on('error', (err: Error) => io.stderr.write(`sourcemesh serve: access log ${logFile ?? 'stdout'}: ${err.message}\n`));
-      const logger = dest ? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, dest) : undefined;
+      let logger: PinoLogger | undefined;
       let listening = false; // nothing goes to the log before the "listening" line
       // Warnings and errors also go to stderr, for an operator watching the terminal.
       const loud = (level: 'warn' | 'error') => (fields: LogFields, msg: string) => {
@@ -112,6 +105,52 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
         warn: loud('warn'),
         error: loud('error'),
       };
+
+      // With a fixed port, the node's names are claimed (probed for) now, while the server's modules load
+      // and the root is indexed; they are announced once it serves (announceNode's `ready`).
+      let serving!: (up: boolean) => void;
+      const ready = new Promise<void>((resolve, reject) => {
+        serving = (up) => (up ? resolve() : reject(new SourcemeshError('E_NETWORK', '--announce: the node did not start')));
+      });
+      const announceOn = (p: number) => announceNode({
+        key, port: p, roles: ['mirror'], scheme: o.tlsCert !== undefined ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,
+        ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log, since: 0, ready,
+      });
+      const early = announcing && port !== 0 ? announceOn(port) : undefined;
+      early?.catch(() => undefined); // awaited below; a failure before then is not unhandled
+      /** Starting something: on failure, the names being claimed are let go before the error goes on. */
+      const starting = async <T>(start: () => Promise<T>): Promise<T> => {
+        try {
+          return await start();
+        } catch (err) {
+          serving(false);
+          await early?.catch(() => undefined);
+          throw err;
+        }
+      };
+      /** Serving on port `p`: announce (the early claim, else claim now), or stop and fail. */
+      const announceServing = async (p: number, stop: () => Promise<unknown>): Promise<Announcer | undefined> => {
+        if (!announcing) return undefined;
+        serving(true);
+        try {
+          const a = await (early ?? announceOn(p));
+          io.stderr.write(`announcing ${JSON.stringify(a.announcement.instance)} on ${a.links().map((l) => `${l.name} (${l.address})`).join(', ')}\n`);
+          return a;
+        } catch (err) {
+          await stop();
+          throw err;
+        }
+      };
+      const [{ pino }, { MirrorServer }, { MirrorContent }, tls] = await starting(() => Promise.all([...serverModules(), (async () => (o.tlsCert !== undefined ? {
+        cert: await readBoundedBytes(o.tlsCert, LIMITS.tlsPemBytes, 'TLS certificate (--tls-cert)', 'E_INPUT'),
+        key: await readBoundedBytes(o.tlsKey!, LIMITS.tlsPemBytes, 'TLS key (--tls-key)', 'E_INPUT'),
+      } : undefined))()] as const));
+
+      const logFile = o.accessLog === false || o.accessLog === '-' ? undefined : o.accessLog;
+      const dest = o.accessLog === false ? undefined : pino.destination({ dest: logFile ?? 1, sync: false, mkdir: true, append: true });
+      // A log file that cannot be written (its disk full, its directory gone) is said on stderr; serving goes on.
+      dest?.on('error', (err: Error) => io.stderr.write(`sourcemesh serve: access log ${logFile ?? 'stdout'}: ${err.message}\n`));
+      logger = dest ? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, dest) : undefined;
       const onEvent = (e: ContentEvent) => {
         if (e.kind === 'warning') return log.warn({}, e.message);
         for (const s of e.skipped) io.stderr.write(`sourcemesh serve: not serving ${JSON.stringify(s.name)}: ${s.why}\n`);
@@ -123,17 +162,15 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const limits = limitsWith({ serveClientConnections: perClient, serveSendTimeoutMs: sendTimeoutMs });
       if (workers > 1 && role === undefined) {
         // The pool: index once (the inventory signed before any worker starts), then hand connections out.
-        (await MirrorContent.open({ source, key, keyFile, limits, onEvent })).close();
-        const pool = await startPool(host, port, workers, perClient > 0, log);
+        const pool = await starting(async () => {
+          (await MirrorContent.open({ source, key, keyFile, limits, onEvent })).close();
+          return startPool(host, port, workers, perClient > 0, log);
+        });
         const h = pool.address.family === 'IPv6' ? `[${pool.address.address}]` : pool.address.address;
         const url = `${tls ? 'https' : 'http'}://${h}:${pool.address.port}`;
         io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url, ...source, workers, pids: pool.pids(), key: formatVerifierKey(key) }) + '\n');
         io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${url}/ with ${workers} workers\n`);
-        const poolAnnouncer = !announcing ? undefined : await announceNode({
-          key, port: pool.address.port, roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,
-          ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log,
-        }).catch(async (err: unknown) => { await pool.stop(); throw err; });
-        if (poolAnnouncer) io.stderr.write(`announcing ${JSON.stringify(poolAnnouncer.announcement.instance)} on ${poolAnnouncer.links().map((l) => `${l.name} (${l.address})`).join(', ')}\n`);
+        const poolAnnouncer = await announceServing(pool.address.port, () => pool.stop());
         const onPoolHup = () => pool.signal('SIGHUP');
         process.on('SIGHUP', onPoolHup);
         try {
@@ -146,10 +183,10 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
         return setExit(0);
       }
       const share = limitsOfWorker(limits, role?.count ?? 1, maxConnections);
-      const server = await MirrorServer.start({
+      const server = await starting(() => MirrorServer.start({
         source, key, keyFile, limits: share.limits, onEvent, host: role?.host ?? host, port: role?.port ?? port, tls, log, maxConnections: share.maxConnections,
         rate: { perSecond: rate, burst }, listen: role === undefined,
-      });
+      }));
       // A worker ends with its pool: the pool's SIGTERM, or the pool gone (its channel closed).
       const pool = role !== undefined ? joinPool(server) : undefined;
       const vkey = formatVerifierKey(key);
@@ -159,19 +196,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (role === undefined) io.stdout.write(JSON.stringify({ level: 'info', time: new Date().toISOString(), msg: 'listening', url: server.url, ...source, files: server.content.index.byName.size, key: vkey }) + '\n');
       listening = true;
       if (role === undefined) io.stderr.write(`serving ${source.kind === 'root' ? source.root : `the store ${source.store}`} at ${server.url}/ (inventory key ${vkey})\n`);
-      let announcer: Announcer | undefined;
-      if (announcing) {
-        try {
-          announcer = await announceNode({
-            key, port: Number(new URL(server.url).port), roles: ['mirror'], scheme: tls ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,
-            ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log,
-          });
-          io.stderr.write(`announcing ${JSON.stringify(announcer.announcement.instance)} on ${announcer.links().map((l) => `${l.name} (${l.address})`).join(', ')}\n`);
-        } catch (err) {
-          await server.close(0);
-          throw err;
-        }
-      }
+      const announcer = await announceServing(Number(new URL(server.url).port), () => server.close(0));
 
       const onHup = () => {
         // Log rotation: a file is reopened under its name (logrotate renamed the old one); stdout has

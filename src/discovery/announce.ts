@@ -38,6 +38,19 @@ export interface AnnounceOptions {
   mdnsPort?: number;
   /** In [0, 1): the random delay before the first probe (RFC 6762 §8.1). */
   random?: () => number;
+  /**
+   * When the node became ready to probe, on performance.now()'s clock (0: the process's start). The random
+   * delay before the first probe counts from then, so that time spent starting up is part of it
+   * (default: now).
+   */
+  since?: number;
+  /**
+   * The node serves once this settles: the names are claimed (probed for) meanwhile, and announced only
+   * after it resolves; when it rejects, nothing is announced and announceNode rejects with its error.
+   * Until then, queries naming our instance or host are answered (the names are defended, RFC 6762 §9),
+   * the service's PTR is not (no browser is sent to a node not yet serving).
+   */
+  ready?: Promise<unknown>;
 }
 
 export interface Announcer {
@@ -66,6 +79,9 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
   const limits = options.limits ?? LIMITS;
   const log = options.log ?? SILENT;
   const random = options.random ?? Math.random;
+  const since = options.since ?? performance.now();
+  // The node failing to start ends the claim at once (the rejection is handled here, and again below).
+  const failed = new Promise<{ failed: unknown }>((resolve) => options.ready?.catch((err: unknown) => resolve({ failed: err })));
   let announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}), ...(options.bittorrent !== undefined ? { bittorrent: options.bittorrent } : {}) }, limits);
   const interfaces = options.interfaces ?? interfacesFor(options.listenHost);
   const timers = new Set<NodeJS.Timeout>();
@@ -78,6 +94,7 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
   };
   let sockets: MdnsSockets | undefined;
   let claimed = false;
+  let announced = false;
   /** While probing: called with what a packet says about our names. */
   let onProbeNews: ((outcome: ProbeOutcome) => void) | undefined;
   const addresses = () => (sockets?.links ?? []).map((l) => l.address);
@@ -92,7 +109,7 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
     limits,
     log,
     // A link that comes up after the names are claimed is announced on at once.
-    onLink: (link) => setImmediate(() => claimed && announce(link)),
+    onLink: (link) => setImmediate(() => announced && announce(link)),
     onPacket: (packet, from, link) => {
       if (!claimed) {
         if (packet.type === 'response') {
@@ -110,7 +127,9 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
         return;
       }
       if (packet.type !== 'query') return;
-      const answer = answerQuestions(announcement, link.address, packet.questions);
+      // Claimed but not serving yet: only questions about our own names are answered (defended).
+      const questions = announced ? packet.questions : packet.questions.filter((q) => typeof q?.name === 'string' && [instanceName(announcement), hostName(announcement)].some((n) => n.toLowerCase() === q.name.toLowerCase()));
+      const answer = answerQuestions(announcement, link.address, questions);
       if (!answer) return;
       if (from.port !== (options.mdnsPort ?? MDNS_PORT)) {
         // RFC 6762 §6.7: a legacy (one-shot) querier gets a unicast answer repeating its ID and question.
@@ -132,16 +151,27 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
       resolve(o);
     };
     onProbeNews = finish;
-    for (let i = 0; i < PROBES; i++) later(delayMs + i * PROBE_GAP_MS, () => !done && open.query(probeQuery(announcement, addresses())));
-    later(delayMs + PROBES * PROBE_GAP_MS, () => finish({ won: true }));
+    // Each probe 250 ms after the previous one was sent (not after when it was due: a busy event loop
+    // must not bring two probes closer), and the win 250 ms after the third.
+    const probe = (i: number) => {
+      if (done) return;
+      if (i === PROBES) return finish({ won: true });
+      open.query(probeQuery(announcement, addresses()));
+      later(PROBE_GAP_MS, () => probe(i + 1));
+    };
+    later(delayMs, () => probe(0));
   });
 
   try {
     let renames = 0;
-    let delay = Math.floor(random() * PROBE_GAP_MS);
+    // RFC 6762 §8.1: a random delay of 0-250 ms before the first probe, so that hosts made ready by one
+    // event do not probe in step; counted from when this node became ready (its start), not from when
+    // its sockets opened, so start-up time is not added to it.
+    let delay = Math.max(0, Math.floor(since + random() * PROBE_GAP_MS - performance.now()));
     for (;;) {
       if (closed) break;
-      const outcome = await probeOnce(delay);
+      const outcome = await Promise.race([probeOnce(delay), failed]);
+      if ('failed' in outcome) throw outcome.failed;
       if (outcome.won) break;
       const { conflict } = outcome;
       if (!conflict.instance && !conflict.host) {
@@ -162,6 +192,16 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
     throw err;
   }
   claimed = true;
+  if (options.ready) {
+    try {
+      await options.ready;
+    } catch (err) {
+      for (const t of timers) clearTimeout(t);
+      await open.close();
+      throw err;
+    }
+  }
+  announced = true;
   for (const link of open.links) announce(link);
   log.info({ instance: announcement.instance, links: open.links.map((l) => l.name) }, 'announcing on the local network');
   return {

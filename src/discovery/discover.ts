@@ -50,8 +50,17 @@ export interface DiscoverOptions {
   dispatcher?: Dispatcher;
   /** For tests: another mDNS port. */
   mdnsPort?: number;
+  /**
+   * When browsing was asked for, on performance.now()'s clock (0: the process's start): the first query's
+   * random delay of 20-120 ms counts from then (default: now).
+   */
+  since?: number;
+  /** In [0, 1): that delay's random draw. */
+  random?: () => number;
   /** Called as each node passes its check (fetch --discover starts using it at once). */
   onNode?: (node: DiscoveredNode) => void;
+  /** Called as an announced node fails its check. */
+  onRefused?: (refusal: Refusal) => void;
   signal?: AbortSignal;
 }
 
@@ -82,7 +91,9 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
           options.onNode?.(node);
         },
         (err: Error) => {
-          refused.push({ instance: c.instance, address: `${c.address}:${c.port}`, reason: err.message });
+          const r = { instance: c.instance, address: `${c.address}:${c.port}`, reason: err.message };
+          refused.push(r);
+          options.onRefused?.(r);
         },
       ).finally(() => {
         running.delete(p);
@@ -109,16 +120,18 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
   });
   const timers: NodeJS.Timeout[] = [];
   try {
-    // RFC 6762 §5.2: the first query at once, the next one second later, then doubling; in between,
-    // ask for what is missing (an instance heard without its SRV, TXT or address).
+    // RFC 6762 §5.2, continuous querying: the first query after a random 20-120 ms (counted from when
+    // browsing was asked for, so a start-up longer than that sends it at once), the second one second
+    // later, each interval after that twice the one before, at most an hour; each query also asks for
+    // what is missing (an instance heard without its SRV, TXT or address).
     const ask = () => {
       state.expire(Date.now()); // a long browse forgets nodes whose records lapsed (RFC 6762 §10)
       sockets.query([{ name: SERVICE_TYPE, type: 'PTR' }]);
       const more = state.missing().slice(0, 32);
       if (more.length > 0) sockets.query(more);
     };
-    ask();
-    for (let at = 1000; at < options.timeoutMs; at *= 2) timers.push(setTimeout(ask, at));
+    const first = Math.max(0, (options.since ?? start) + 20 + (options.random ?? Math.random)() * 100 - performance.now());
+    for (const at of queryTimes(first, options.timeoutMs)) timers.push(setTimeout(ask, at));
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, options.timeoutMs);
       timers.push(t);
@@ -137,6 +150,13 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
   if (options.dispatcher === undefined) await dispatcher.close();
   nodes.sort((a, b) => a.ms - b.ms);
   return { nodes, refused: [...state.refused, ...refused], dropped: state.dropped + sockets.droppedPackets };
+}
+
+/** When to query, in ms from now (RFC 6762 §5.2): `first`, then 1 s later, each gap doubling up to an hour, within `timeoutMs`. */
+export function queryTimes(first: number, timeoutMs: number): number[] {
+  const times: number[] = [];
+  for (let at = first, gap = 1000; at < timeoutMs; at += gap, gap = Math.min(gap * 2, 3_600_000)) times.push(at);
+  return times;
 }
 
 export function baseUrl(c: Pick<Candidate, 'scheme' | 'address' | 'port'>): string {

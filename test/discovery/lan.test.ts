@@ -18,6 +18,22 @@ const skip = canMakeNamespaces();
 type Net = TestNetwork<'a' | 'b'>;
 const SENDER = path.join(ROOT, 'test/discovery/mdns-sender.ts');
 const RELAY = path.join(ROOT, 'test/discovery/relay.ts');
+const WATCH = path.join(ROOT, 'test/discovery/watch.ts');
+
+/** The first line of `p`'s standard output that matches (test/discovery/watch.ts prints one per check). */
+function waitStdout(p: { child: import('node:child_process').ChildProcess; stdout(): string }, re: RegExp): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      const line = p.stdout().split('\n').find((l) => re.test(l));
+      if (line === undefined) return;
+      p.child.stdout!.off('data', check);
+      resolve(line);
+    };
+    p.child.stdout!.on('data', check);
+    p.child.once('close', () => reject(new Error(`ended before a line matched ${re}: ${p.stdout()}`)));
+    check();
+  });
+}
 
 function key(name: string, seed: number): SignerKey {
   return signerKeyFromSeed(name, KEY_TYPE_ED25519, Buffer.alloc(32, seed));
@@ -64,6 +80,31 @@ describe('discovery across two network namespaces', { skip }, () => {
       assert.ok(node.ms < 2000, `run ${run}: found and checked after ${node.ms} ms`);
       assert.deepEqual(r.refused, []);
     }
+  });
+
+  test('serve --announce claims its names while it starts, announces only once it serves (a slow index: checked, not refused), and a node that fails to start is never announced', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeNetwork(t, ['a', 'b']);
+    const k = key('early-claim', 21);
+    const { root, keyFile } = await mirrorRoot(dir, k);
+    // 1 GiB to hash before the server listens: far longer than the 750 ms of probing.
+    await writeFile(path.join(root, 'big-1.0.tar'), '');
+    assert.equal(spawnSync('truncate', ['-s', '1G', path.join(root, 'big-1.0.tar')]).status, 0);
+    const watch = link.spawn(link.nodes.b, process.execPath, [WATCH, '120']);
+    await watch.waitStderr(/watching/);
+    const args = ['serve', '--root', root, '--key', keyFile, '--listen', `${link.nodes.a.address}:8090`, '--no-access-log', '--announce'];
+    // First a node that cannot start (its TLS certificate missing): it ends with its error, having
+    // claimed nothing it announces.
+    const failed = await link.run(link.nodes.a, [...args, '--tls-cert', path.join(dir, 'missing.pem'), '--tls-key', path.join(dir, 'missing.pem')], { timeoutMs: 60_000 });
+    assert.equal(failed.code, 2, failed.stderr);
+    assert.match(failed.stderr, /TLS certificate \(--tls-cert\)/);
+    const node = link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), ...args]);
+    const outcome = JSON.parse(await waitStdout(watch, /"(found|refused)"/)) as { found?: string; refused?: unknown };
+    assert.deepEqual(outcome.found, `http://${link.nodes.a.address}:8090`, JSON.stringify(outcome));
+    // The names were claimed before the index was done, the announcement came after it.
+    const err = await node.waitStderr(/announcing "early-claim [0-9a-f]{8}" on /);
+    assert.ok(err.index! > node.stderr().indexOf('indexed 2 files'), node.stderr());
+    assert.ok(!watch.stdout().includes('refused'), watch.stdout());
   });
 
   test('serve --workers 2 --announce: the pool announces once, and its workers answer the check', async (t) => {
