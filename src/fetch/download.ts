@@ -12,6 +12,8 @@ import { hashFile } from '../store/digest.ts';
 import type { Partial, Store } from '../store/store.ts';
 import { backoffDelay, parseRetryAfter } from './backoff.ts';
 import { openFile } from './file.ts';
+import { StreamHash, type StreamDigest } from './hash-thread.ts';
+import type { PieceMap as BlockPieceMap } from './piece-map.ts';
 import { networkError, openHttp } from './http.ts';
 import type { Source } from './plan.ts';
 import type { PieceMap } from './segmented.ts';
@@ -31,7 +33,9 @@ const SYNC_BYTES = 32 << 20;
  */
 class PartialWriter {
   written = 0;
+  /** Hashing here, chunk by chunk as accepted; or, with `thread`, each batch once written, on a thread. */
   private hash: Hash = createHash('sha256');
+  private readonly thread: StreamHash | undefined;
   private pending: Uint8Array[] = [];
   private pendingBytes = 0;
   private inflight: Promise<void> = Promise.resolve();
@@ -45,18 +49,28 @@ class PartialWriter {
   private readonly fh: FileHandle;
   private readonly path: string;
 
-  private constructor(fh: FileHandle, path: string) {
+  private constructor(fh: FileHandle, path: string, thread?: StreamHash) {
     this.fh = fh;
     this.path = path;
+    this.thread = thread;
   }
 
-  static async open(partial: Partial): Promise<PartialWriter> {
-    const w = new PartialWriter(await open(partial.path, 'r+'), partial.path);
-    const size = (await w.fh.stat()).size;
-    if (size > 0) {
-      // Bytes from an adopted partial or an earlier source count only once we have hashed them.
-      w.hash = await hashFile(partial.path, w.hash, size);
-      w.written = size;
+  /** `threaded`: hash on a thread, with the BEP 52 piece map when a piece length is given. */
+  static async open(partial: Partial, threaded?: { pieceLength?: number; aheadBytes: number }): Promise<PartialWriter> {
+    const fh = await open(partial.path, 'r+');
+    const w = new PartialWriter(fh, partial.path, threaded ? new StreamHash(threaded) : undefined);
+    try {
+      const size = (await w.fh.stat()).size;
+      if (size > 0) {
+        // Bytes from an adopted partial or an earlier source count only once we have hashed them.
+        if (w.thread) await w.thread.prefix(partial.path, size);
+        else w.hash = await hashFile(partial.path, w.hash, size);
+        w.written = size;
+      }
+    } catch (err) {
+      w.thread?.close();
+      await fh.close();
+      throw err;
     }
     return w;
   }
@@ -64,7 +78,7 @@ class PartialWriter {
   /** Hash and queue `chunk`; a promise when the caller must wait for room before the next one. */
   accept(chunk: Uint8Array): void | Promise<void> {
     if (this.failure !== undefined) throw this.failure;
-    this.hash.update(chunk);
+    if (!this.thread) this.hash.update(chunk);
     this.pending.push(chunk);
     this.pendingBytes += chunk.length;
     this.written += chunk.length;
@@ -90,7 +104,11 @@ class PartialWriter {
     this.pending = [];
     this.pendingBytes = 0;
     this.busy = true;
-    this.inflight = this.fh.writev(buffers, position).then(() => {
+    // For the thread: one buffer of its own (transferred to it once written), never a pooled one.
+    const one = this.thread ? Buffer.allocUnsafeSlow(bytes) : undefined;
+    if (one) for (let at = 0, i = 0; i < buffers.length; at += buffers[i]!.length, i++) one.set(buffers[i]!, at);
+    const written = one ? this.fh.write(one, 0, bytes, position).then(() => this.thread!.update(one)) : this.fh.writev(buffers, position);
+    this.inflight = written.then(() => {
       this.busy = false;
       this.unsynced += bytes;
       if (this.unsynced >= SYNC_BYTES) {
@@ -129,15 +147,18 @@ class PartialWriter {
     this.pendingBytes = 0;
     this.written = 0;
     this.hash = createHash('sha256');
+    this.thread?.reset();
     await this.fh.truncate(0);
   }
 
-  digest(): string {
-    return this.hash.copy().digest('hex');
+  /** The digest of every byte accepted (call after flush); with a thread, once only. */
+  async digest(): Promise<StreamDigest> {
+    return this.thread ? this.thread.result() : { sha256: this.hash.copy().digest('hex') };
   }
 
   async close(): Promise<void> {
     while (this.busy) await this.inflight;
+    this.thread?.close();
     await this.syncing.catch(() => {});
     await this.fh.close();
   }
@@ -167,6 +188,11 @@ export interface DownloadContext {
    * with one only): `fetch --bittorrent` offers it to other peers (src/torrent/leech-upload.ts).
    */
   onPieceVerified?: (d: Distfile, index: number, path: string, pieceLength: number) => void;
+  /**
+   * Hash on a thread in the download's pass and also take the file's BEP 52 piece map with this piece
+   * length (mirror sync's piece layers: no second pass, no read-back).
+   */
+  hashPieces?: number;
 }
 
 export interface Downloaded {
@@ -174,6 +200,8 @@ export interface Downloaded {
   bytes: number;
   /** True when some bytes came from an earlier attempt or an adopted partial. */
   resumed: boolean;
+  /** With ctx.hashPieces: the piece map of the same bytes. */
+  pieceMap?: BlockPieceMap;
 }
 
 /**
@@ -182,14 +210,19 @@ export interface Downloaded {
  * (it is cut off at once), and non-retryable transfer errors as they come.
  */
 export async function downloadFrom(d: Distfile, source: Source, partial: Partial, ctx: DownloadContext): Promise<Downloaded> {
-  const writer = await PartialWriter.open(partial).catch((err) => { throw fromSystemError(err, partial.path); });
+  const threaded = ctx.hashPieces !== undefined ? { pieceLength: ctx.hashPieces, aheadBytes: ctx.limits.downloadHashAheadBytes } : undefined;
+  const writer = await PartialWriter.open(partial, threaded).catch((err) => { throw err instanceof SourcemeshError ? err : fromSystemError(err, partial.path); });
   let resumed = writer.written > 0;
+  const done = async (): Promise<Downloaded> => {
+    const { sha256, pieceMap } = await writer.digest();
+    return { digest: sha256, bytes: writer.written, resumed, ...(pieceMap ? { pieceMap } : {}) };
+  };
   try {
-    if (d.size !== undefined && writer.written === d.size) return { digest: writer.digest(), bytes: writer.written, resumed };
+    if (d.size !== undefined && writer.written === d.size) return await done();
     for (let attempt = 0; ; attempt++) {
       try {
         await transferOnce(d, source, partial, writer, ctx);
-        return { digest: writer.digest(), bytes: writer.written, resumed };
+        return await done();
       } catch (err) {
         await writer.flush(); // a write that fails here (disk full) ends the download
         if (!(err instanceof SourcemeshError) || !isRetryable(err) || attempt + 1 >= ctx.limits.attemptsPerSource) throw err;

@@ -15,6 +15,7 @@ import { downloadFrom, type DownloadContext } from './download.ts';
 import type { Outcome } from './reputation.ts';
 import { canSegment, segmentedDownload, type SegmentOptions } from './segmented.ts';
 import { planSources, type Mirror, type Policy, type Source } from './plan.ts';
+import type { PieceMap } from './piece-map.ts';
 
 export interface Rejection {
   source: string;
@@ -76,6 +77,10 @@ export interface FetchOptions {
   /** A piece layer checked against the distfile's merkleRoot (from a torrent), for segmented downloads. */
   pieceLayerFor?: DownloadContext['pieceLayerFor'];
   onPieceVerified?: DownloadContext['onPieceVerified'];
+  /** Take each whole-file download's BEP 52 piece map with this piece length in its own pass (DownloadContext.hashPieces). */
+  hashPieces?: number;
+  /** Told the piece map of a file downloaded whole and verified, before its 'done' event (with hashPieces). */
+  onHashedPieces?: (name: string, sha256: string, map: PieceMap) => void;
 }
 
 export interface Contributor {
@@ -240,7 +245,7 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
   };
   const roleOf = (label: string) => sources.find((s) => s.label === label)?.role ?? 'mirror';
   const ctxFor = (label: string): DownloadContext => ({
-    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot, pieceLayerFor: opts.pieceLayerFor, onPieceVerified: opts.onPieceVerified,
+    store: opts.store, dispatcher: opts.dispatcher, limits: opts.limits, random, signal: opts.signal, openSnapshot: opts.openSnapshot, pieceLayerFor: opts.pieceLayerFor, onPieceVerified: opts.onPieceVerified, hashPieces: opts.hashPieces,
     dispatcherFor: opts.dispatcherFor && ((s: Source) => opts.dispatcherFor!(s, d.name)),
     onBytes: (delta: number) => opts.onEvent?.({ type: 'bytes', name: d.name, delta }),
     onRetry: (err: SourcemeshError, attempt: number, delayMs: number) =>
@@ -284,7 +289,9 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
         v = await verdict(got.digest, got.bytes, source.label);
       }
       if (v.ok) {
-        return { obj: await opts.store.commit({ ...partial, sha256: v.sha256 }), source };
+        const obj = await opts.store.commit({ ...partial, sha256: v.sha256 });
+        if (got.pieceMap) opts.onHashedPieces?.(d.name, v.sha256, got.pieceMap);
+        return { obj, source };
       }
       reject(source.label, source.role, 'E_CHECKSUM', v.why);
       await restart();

@@ -25,6 +25,7 @@ import { publishHashLinks, type HashLinkReport } from './hash-links.ts';
 import { buildInventory, writeInventory } from './inventory.ts';
 import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
 import { PieceLayerThreads } from './piece-layer-thread.ts';
+import type { PieceMap } from '../fetch/piece-map.ts';
 
 export interface SyncOptions {
   root: string;
@@ -105,11 +106,18 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
   if (opts.maxBytes !== undefined && missing.length) await checkCap(missing, publishedBytes, opts);
 
   // 3. Fetch from upstream only, into the mirror's own store, published by hard link.
-  // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root: a second hash pass
-  // over every byte, on threads, as many at once as there are cores. Each file's starts as soon as the
-  // file is verified and published, while the others are still downloading, rather than after them all.
+  // 4. Piece layers (BEP 52) beside the files, for clients that pin a merkle root. A file downloaded
+  // whole has its layer from the download's own pass (its 16 KiB blocks hashed on a thread as they
+  // arrive, src/fetch/hash-thread.ts); any other (already published, or made by a snapshot generator...)
+  // is read back and hashed on threads, as many at once as there are cores. Each file's layer is written
+  // as soon as the file is verified and published, while the others are still downloading.
   const threads = new PieceLayerThreads(availableParallelism());
-  const layers = new LayerJobs((d, sha) => publishPieceLayer(root, d, sha, threads));
+  const hashed = new Map<string, { sha256: string; map: PieceMap }>();
+  const layers = new LayerJobs((d, sha) => {
+    const h = hashed.get(d.name);
+    hashed.delete(d.name);
+    return publishPieceLayer(root, d, sha, threads, h && digestsEqual(h.sha256, sha) ? h.map : undefined);
+  });
   for (const d of manifest.distfiles) if (verifiedSha.has(d.name)) layers.add(d, verifiedSha.get(d.name)!);
   try {
     if (missing.length) {
@@ -117,6 +125,7 @@ export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise
       const fetched = await fetchManifest({ ...manifest, distfiles: missing }, {
         store, outDir: root, mirrors: [], policy: 'upstream-only', offline: false, jobs: opts.jobs, limits: opts.limits,
         dispatcher: opts.dispatcher, random: opts.random, signal: opts.signal,
+        hashPieces: PIECE_LAYER_LENGTH, onHashedPieces: (name, sha256, map) => hashed.set(name, { sha256, map }),
         onEvent: (e) => {
           if (e.type === 'done' && e.outcome.status !== 'failed') layers.add(byName.get(e.outcome.name)!, e.outcome.sha256);
           opts.onEvent?.(e);
@@ -211,12 +220,15 @@ class LayerJobs {
   }
 }
 
-/** ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically. */
-async function publishPieceLayer(root: string, d: Distfile, sha256: string, threads: PieceLayerThreads): Promise<void> {
+/**
+ * ROOT/sha256/HEX.pieces for files of more than one piece, written once, atomically; from `hashed` (the
+ * download's own pass over these bytes) when given, else read back on a thread.
+ */
+async function publishPieceLayer(root: string, d: Distfile, sha256: string, threads: PieceLayerThreads, hashed?: PieceMap): Promise<void> {
   const file = path.join(root, d.name);
   const out = path.join(root, 'sha256', `${sha256}.pieces`);
   if ((await stat(file)).size <= PIECE_LAYER_LENGTH || (await stat(out).catch(() => undefined))) return;
-  const map = await threads.pieceMap(file, PIECE_LAYER_LENGTH);
+  const map = hashed ?? await threads.pieceMap(file, PIECE_LAYER_LENGTH);
   if (d.merkleRoot && map.root.toString('hex') !== d.merkleRoot) {
     throw new SourcemeshError('E_MANIFEST', `${d.name}: its verified bytes have merkle root ${map.root.toString('hex')}, the manifest says ${d.merkleRoot}`);
   }
