@@ -17,6 +17,7 @@ import { checkManifestRelease } from '../trust/check-release.ts';
 import { measureThrough } from '../time/through-proxy.ts';
 import { applyBuilders } from './builders.ts';
 import { fetchLimits } from './fetch.ts';
+import { parseListen } from './listen.ts';
 import { formatBytes, paint, positiveInt, printError, printJson, type Io } from './output.ts';
 import { createProgress } from './progress.ts';
 import { describeVerdict } from './verdict.ts';
@@ -115,7 +116,6 @@ export function mirrorCommand(io: Io, setExit: (n: number) => void, signal: Abor
     .option('--listen <host:port>', 'address and port nginx listens on', '127.0.0.1:8080')
     .option('--server-name <name>', 'the server_name (default: any)')
     .action(async (rootArg: string, o: { listen: string; serverName?: string }) => {
-      const { parseListen } = await import('./serve.ts'); // serve's modules only for this subcommand
       const { host, port } = parseListen(o.listen);
       const root = await realpath(path.resolve(rootArg)).catch(() => undefined);
       const st = root === undefined ? undefined : await stat(root).catch(() => undefined);

@@ -14,7 +14,6 @@ import { readSignerKeyFile } from '../trust/key-file.ts';
 import { addDhtOptions, collectList, type DhtFlags } from './dht-options.ts';
 import { printJson, type Io } from './output.ts';
 
-export { addDhtOptions, collectList, type DhtFlags } from './dht-options.ts';
 
 /** Join the DHT as the flags say; the state file defaults to STATE_DIR/dht.json. */
 export async function startDht(o: DhtFlags, stateDir: string, limits: Limits = LIMITS): Promise<DhtNode> {

@@ -11,7 +11,7 @@ import { initNode } from '../node/init.ts';
 import { NodeRuntime } from '../node/runtime.ts';
 import { checkPanelHost, startPanel } from '../panel/server.ts';
 import { loadConfig } from '../node/config.ts';
-import { parseListen } from './serve.ts';
+import { parseListen } from './listen.ts';
 import { formatBytes, nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
 import { cloneNode } from '../node/clone.ts';
 import { readBoundedFile } from '../fs/bounded-read.ts';

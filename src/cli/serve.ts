@@ -17,7 +17,6 @@ import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
 import { formatDuration, parseDuration } from './units.ts';
 import { parseListen } from './listen.ts';
 
-export { parseListen }; // its home is listen.ts (fetch reads --listen without loading serve)
 // The server, the index and the logger are imported once the node has begun claiming its name on the
 // local network (--announce): the mDNS probes, which take 750 ms by RFC 6762 §8.1, run while they load
 // and the root is indexed, not after (docs/BENCHMARKS.md, bench:discovery).

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { parseListen } from '../../src/cli/serve.ts';
+import { parseListen } from '../../src/cli/listen.ts';
 import { parseTarget } from '../../src/mirror/server.ts';
 
 const HEX = 'e207c0bb72093c3a72dde302fcfaa1dbda12a62172d47b73565883a92209ebab';
