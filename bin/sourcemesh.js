@@ -11,5 +11,10 @@ import { checkNodeVersion } from './node-version.js';
 
 startCompileCache();
 checkNodeVersion();
+// libuv's thread pool carries every file write and fsync; with its default 4 threads, a few fsyncs
+// waiting on the disk held up the writes of the other downloads (node clone: about 1 s of 7 in
+// docs/BENCHMARKS.md, bench:node). It is sized when first used, so before the CLI loads. A value set
+// by the user is kept.
+process.env.UV_THREADPOOL_SIZE ??= '16';
 const { main } = await import('../dist/cli/main.js');
 process.exitCode = await main(process.argv.slice(2));
