@@ -2,8 +2,9 @@
 //
 // LAN: two network namespaces on one segment (test/helpers/netns.ts). A browser runs in one for the
 // whole benchmark (bench/lib/discovery-watch.ts, discoverNodes with a callback per checked node); for each
-// run the other starts `sourcemesh serve --announce` as users run it (Node start-up, indexing, key, the
-// first announcement all counted) on a new port, and the time is from spawning it to the browser having
+// run the other starts `sourcemesh serve --announce` as users run it (the compiled CLI through
+// bin/sourcemesh.js, bench/lib/cli.ts; Node start-up, indexing, key, the names' probing and the first
+// announcement all counted) on a new port, and the time is from spawning it to the browser having
 // fetched and verified its signed inventory. Only runs whose node was found and checked count.
 //
 // DHT: a private DHT of --dht-nodes bittorrent-dht nodes in this process on loopback; for each run a
@@ -15,7 +16,7 @@
 // (a node started between two announcements waits up to that long), and avahi needs a daemon per
 // namespace with its own /run; docs/BENCHMARKS.md says so.
 //
-//   node bench/discovery.ts [--runs 50] [--dht-nodes 50] [--dht-runs 50] [--only lan|dht]
+//   node bench/discovery.ts [--runs 50] [--dht-nodes 50] [--dht-runs 50] [--only lan|dht] [--cli build|src|dist]
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -26,6 +27,7 @@ import { limitsWith } from '../src/limits.ts';
 import { KEY_TYPE_ED25519, signerKeyFromSeed } from '../src/trust/note.ts';
 import { canMakeNamespaces, makeNetwork } from '../test/helpers/netns.ts';
 import { benchArgs } from './lib/args.ts';
+import { prepareCli, type CliMode } from './lib/cli.ts';
 import { cleanup, onCleanup } from './lib/cleanup.ts';
 import { cpuPressureMicros, describeMachine, formatMachine } from './lib/machine.ts';
 import { median } from './lib/measure.ts';
@@ -36,7 +38,9 @@ const { values, usage, count } = benchArgs('discovery', {
   'dht-nodes': { type: 'string', default: '50' },
   'dht-runs': { type: 'string', default: '50' },
   only: { type: 'string' },
+  cli: { type: 'string', default: 'build' },
 });
+if (!['build', 'src', 'dist'].includes(values.cli)) usage(`--cli ${values.cli}: expected build, src or dist`);
 const runs = count('runs', values.runs);
 const dhtNodes = count('dht-nodes', values['dht-nodes']);
 const dhtRuns = count('dht-runs', values['dht-runs']);
@@ -56,6 +60,9 @@ async function lan(): Promise<void> {
   const root = path.join(dir, 'root');
   await mkdir(root);
   await writeFile(path.join(root, 'hello-1.0.tar.gz'), 'hello\n');
+  const cli = await prepareCli(ROOT, dir, values.cli as CliMode);
+  for (const w of cli.warnings) console.log(`WARNING: ${w}`);
+  console.log(`sourcemesh: ${cli.describe}`);
   const watch = link.spawn(link.nodes.b, process.execPath, [path.join(ROOT, 'bench/lib/discovery-watch.ts'), String(runs * 30 + 60)]);
   await watch.waitStderr(/watching/);
   const times: number[] = [];
@@ -65,7 +72,7 @@ async function lan(): Promise<void> {
     const port = 9000 + i;
     const url = `http://${link.nodes.a.address}:${port}`;
     const t0 = Date.now();
-    const node: ChildProcess = spawn('ip', ['netns', 'exec', link.nodes.a.ns, process.execPath, path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--listen', `0.0.0.0:${port}`, '--no-access-log', '--announce'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const node: ChildProcess = spawn('ip', ['netns', 'exec', link.nodes.a.ns, ...cli.argv, 'serve', '--root', root, '--listen', `0.0.0.0:${port}`, '--no-access-log', '--announce'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let announced: number | undefined;
     let err = '';
     node.stderr!.on('data', (d) => {
