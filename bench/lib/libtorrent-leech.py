@@ -5,47 +5,38 @@
 # seeds, bytes it uploaded, and the errors libtorrent reported. No DHT, LSD, UPnP or NAT-PMP.
 #   libtorrent-leech.py TORRENT SAVE_DIR LISTEN TIMEOUT_SECONDS [HOST:PORT...]
 import json
+import os
 import sys
 import time
 
 import libtorrent as lt
 
+sys.dont_write_bytecode = True  # no __pycache__ in the repository
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'test', 'helpers'))
+from libtorrent_session import session, wait_until_seeding  # noqa: E402
+
 t0 = time.time()
 torrent, save, listen, timeout, peers = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5:]
-ses = lt.session({
-    'listen_interfaces': listen,
-    'enable_dht': False, 'enable_lsd': False, 'enable_upnp': False, 'enable_natpmp': False,
-    'alert_mask': lt.alert.category_t.error_notification | lt.alert.category_t.status_notification,
-    'allow_multiple_connections_per_ip': True,
-    # Plaintext TCP, as our seed speaks it (MSE and uTP would only cost libtorrent a timeout first).
-    'out_enc_policy': lt.enc_policy.disabled, 'in_enc_policy': lt.enc_policy.disabled,
-    'enable_outgoing_utp': False, 'enable_incoming_utp': False,
-})
+ses = session(listen)
 atp = lt.add_torrent_params()
 atp.ti = lt.torrent_info(torrent)
 atp.save_path = save
 h = ses.add_torrent(atp)
 # The other leechers may not listen yet: ask again until connected (libtorrent drops failed addresses).
-last_connect = 0.0
-errors = []
-done = False
-end = time.time() + timeout
-while time.time() < end:
-    if time.time() - last_connect > 1.0:
-        last_connect = time.time()
+last_connect = [0.0]
+
+
+def connect():
+    if time.time() - last_connect[0] > 1.0:
+        last_connect[0] = time.time()
         connected = {f'{p.ip[0]}:{p.ip[1]}' for p in h.get_peer_info()}
         for p in peers:
             if p not in connected:
                 host, port = p.rsplit(':', 1)
                 h.connect_peer((host, int(port)))
-    for a in ses.pop_alerts():
-        if a.category() & lt.alert.category_t.error_notification:
-            errors.append(a.message())
-    s = h.status()
-    if s.is_seeding:
-        done = True
-        break
-    time.sleep(0.02)
+
+
+done, errors = wait_until_seeding(ses, h, timeout, 0.02, each=connect)
 s = h.status()
 web = 0
 for p in h.get_peer_info():
