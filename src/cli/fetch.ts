@@ -120,7 +120,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         // trust policy, the list's own release in the log too (docs/OPERATIONS.md, publishing the pointer).
         const { resolveDhtList } = await import('./mirrors-dht.ts');
         const resolved = await resolveDhtList(list, o, store.root, limits).catch(async (err: unknown) => { await network.close(); throw err; });
-        io.stderr.write(`mirror list ${resolved.address}: seq ${resolved.seq}, ${resolved.mirrors.length} mirrors, from ${resolved.url}\n`);
+        io.stderr.write(`mirror list ${resolved.address}: seq ${resolved.seq}, ${resolved.mirrors.length} mirrors, from ${resolved.url}${resolved.pointer.btih ? ` (btih ${resolved.pointer.btih})` : ''}\n`);
         if (o.trustPolicy) {
           const [{ checkListRelease }, { measureThrough }] = await Promise.all([import('../discovery/pointer.ts'), import('../time/through-proxy.ts')]);
           const verdict = await checkListRelease(resolved, { trustPolicy: o.trustPolicy, stateDir: store.root, dispatcher, limits, time: measureThrough(network, limits), ...(o.offline ? { offline: true } : {}) }).catch(async (err: unknown) => { await network.close(); throw err; });

@@ -40,6 +40,7 @@ interface PublishFlags extends DhtFlags {
   key: string;
   dht?: boolean;
   url: string[];
+  torrent?: string;
   name?: string;
   seq?: string;
   store?: string;
@@ -52,6 +53,7 @@ export function addPointerCommands(cmd: Command, io: Io): void {
     .requiredOption('--key <file>', 'the publisher\'s Ed25519 signer key; clients name the list by its public key')
     .option('--dht', 'publish in the DHT (the only place there is today)')
     .option('--url <url>', 'where clients get LIST (repeatable; its release bundle beside it at URL.release)', collectList, [])
+    .option('--torrent <file>', 'a torrent of LIST (one file, LIST\'s bytes, checked): its info-hash goes in the pointer as btih, for clients that get the list from peers')
     .option('--name <name>', 'the list\'s name, the BEP 44 salt (default LIST\'s file name without .json)')
     .option('--seq <n>', 'the sequence number (default: the current one plus one, at least the time in seconds)')
     .option('--store <dir>', 'the state directory for the DHT routing table (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
@@ -66,7 +68,8 @@ export function addPointerCommands(cmd: Command, io: Io): void {
       if (explicitSeq !== undefined && (!Number.isSafeInteger(explicitSeq) || explicitSeq < 0)) throw new SourcemeshError('E_USAGE', `--seq ${o.seq}: not a whole number`);
       const key = await readSignerKeyFile(o.key, 'publisher key (--key)');
       const text = await readBoundedFile(list, LIMITS.manifestBytes, 'mirror list', 'E_INPUT');
-      const pointer = pointerTo(text, o.url, list);
+      const btih = o.torrent === undefined ? undefined : await (await import('../discovery/list-torrent.ts')).listTorrentHash(o.torrent, list, LIMITS);
+      const pointer = { ...pointerTo(text, o.url, list), ...(btih !== undefined ? { btih } : {}) };
       const stateDir = o.store ?? defaultStoreRoot(io.env);
       const dht = await startDht(o, stateDir);
       try {
@@ -77,7 +80,7 @@ export function addPointerCommands(cmd: Command, io: Io): void {
         const address = formatPointerAddress({ publicKey: Buffer.from(key.publicKey), salt: name });
         if (o.json) printJson(io, { address, seq, target: put.target, nodes: put.nodes, pointer });
         else io.stdout.write(`${address}\n`);
-        io.stderr.write(`published seq ${seq} (sha256 ${pointer.sha256}) to ${put.nodes} DHT nodes; clients: fetch --mirror-list ${address}\n`);
+        io.stderr.write(`published seq ${seq} (sha256 ${pointer.sha256}${btih ? `, btih ${btih}` : ''}) to ${put.nodes} DHT nodes; clients: fetch --mirror-list ${address}\n`);
       } finally {
         await dht.close();
       }

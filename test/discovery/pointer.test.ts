@@ -4,6 +4,7 @@
 // addresses are refused with their codes. With --trust-policy, the list's release is checked against a real
 // `log serve` and three `witness serve` processes (test/trust/release/network.ts).
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -87,6 +88,43 @@ describe('mirrors publish --dht, mirrors get and fetch --mirror-list dht:', () =
     assert.equal(replay.code, 3, replay.stderr);
     assert.match(replay.stderr, /rollback.*E_POLICY|E_POLICY/s);
     assert.match(replay.stderr, /seq 1.*seq 2/);
+  });
+
+  test('mirrors publish --torrent: the pointer names the info-hash of a torrent of the list (v2 for a hybrid, v1 for a v1 torrent, as libtorrent computes them); a torrent of anything else is refused and nothing published', async (t) => {
+    const dir = await tempDir(t);
+    const keyFile = path.join(dir, 'publisher.key');
+    await writeFile(keyFile, formatSignerKey(publisher) + '\n', { mode: 0o600 });
+    // Over one 16 KiB piece, so that the v1 pieces and the v2 layer both matter.
+    const l = list(Array.from({ length: 400 }, (_, i) => `https://mirror-${i}.example/distfiles`));
+    assert.ok(Buffer.byteLength(l) > 16_384);
+    const listFile = path.join(dir, 'with-torrent.json');
+    await writeFile(listFile, l);
+    origin.routes.set('/with-torrent.json', { body: Buffer.from(l) });
+    const torrent = (file: string, kind: 'hybrid' | 'v1') => execFileSync('/usr/bin/python3', [path.join(import.meta.dirname, 'make-torrent.py'), file, `${file}.${kind}.torrent`, kind], { encoding: 'utf8' }).trim();
+    const publish = (name: string, torrentFile: string) => runCli(['mirrors', 'publish', listFile, '--key', keyFile, '--dht', '--url', `${origin.url}/with-torrent.json`, '--name', name, '--torrent', torrentFile, '--dht-bootstrap', boot, '--store', path.join(dir, 's'), '--json']);
+    const get = (name: string) => runCli(['mirrors', 'get', `dht:${HEX}?salt=${name}`, '--dht-bootstrap', boot, '--store', path.join(dir, 'c'), '--json']);
+    for (const kind of ['hybrid', 'v1'] as const) {
+      const btih = torrent(listFile, kind);
+      assert.match(btih, kind === 'v1' ? /^[0-9a-f]{40}$/ : /^[0-9a-f]{64}$/);
+      const p = await publish(`bt-${kind}`, `${listFile}.${kind}.torrent`);
+      assert.equal(p.code, 0, p.stderr);
+      assert.equal(JSON.parse(p.stdout).pointer.btih, btih);
+      const g = await get(`bt-${kind}`);
+      assert.equal(g.code, 0, g.stderr);
+      assert.equal(JSON.parse(g.stdout).pointer.btih, btih);
+    }
+    // A torrent of another file of the same size (one byte differs): its hashes differ.
+    const other = path.join(dir, 'other.json');
+    const forged = Buffer.from(l);
+    forged[forged.length - 20] ^= 1;
+    await writeFile(other, forged);
+    torrent(other, 'hybrid');
+    const bad = await publish('bt-other', `${other}.hybrid.torrent`);
+    assert.equal(bad.code, 3, bad.stderr);
+    assert.match(bad.stderr, /--torrent .*other\.json\.hybrid\.torrent: not a torrent of .*with-torrent\.json.*\[E_CHECKSUM\]/);
+    const none = await get('bt-other');
+    assert.equal(none.code, 1, none.stderr);
+    assert.match(none.stderr, /E_NO_SOURCE/);
   });
 
   test('a pointer whose URL serves another list is refused (E_CHECKSUM, exit 3); one nobody published is E_NO_SOURCE', async (t) => {
