@@ -2,9 +2,9 @@
 // The file is attacker-controlled: the header is parsed strictly, the declared size is checked against the
 // limits before the content is inflated, and the content must inflate to exactly that size.
 
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { fstatSync, openSync, readSync } from 'node:fs';
 import zlib from 'node:zlib';
-import { fromSystemError } from '../../errors.ts';
+import { fromSystemError, isNotFound } from '../../errors.ts';
 import { corrupt, type ObjectType } from './object-id.ts';
 import { inflateExact } from './inflate.ts';
 import { inflateStream, maxCompressedBytes } from './pack.ts';
@@ -52,66 +52,59 @@ function readAt(fd: number, buf: Buffer, position: number, file: string): number
   return done;
 }
 
-/** Read the header of the loose object in `file`, and the whole object when the file is small. */
-export function readLooseHeader(file: string, what: string, maxWholeBytes: number): LooseHeader {
-  let fd: number;
+/**
+ * Open a loose object's file, or null when there is none: the open is the lookup (issue 14: a stat to find
+ * it and an open for each read before, two for a large object), and the caller reads and closes the fd.
+ */
+export function openLoose(file: string): number | null {
   try {
-    fd = openSync(file, 'r');
+    return openSync(file, 'r');
   } catch (err) {
+    if (isNotFound(err)) return null;
     throw fromSystemError(err, `opening ${file}`);
-  }
-  try {
-    const fileSize = fstatSync(fd).size;
-    const head = Buffer.allocUnsafe(Math.min(fileSize, SMALL_LOOSE_BYTES));
-    if (readAt(fd, head, 0, file) !== head.length) throw corrupt(what, 'loose object file changed while being read');
-    if (fileSize <= SMALL_LOOSE_BYTES) {
-      let out: Buffer | null = null;
-      try {
-        const max = Math.min(maxWholeBytes, 16 * 1024 * 1024) + 64;
-        out = zlib.inflateSync(head, { maxOutputLength: max, chunkSize: Math.min(max, Math.max(1024, head.length * 4)) });
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (e?.code !== 'ERR_BUFFER_TOO_LARGE') throw corrupt(what, `zlib data is corrupt (${e?.message ?? String(err)})`, {}, err);
-      }
-      if (out) {
-        const h = parseHeader(out, what);
-        if (!h) throw corrupt(what, 'loose object header is malformed');
-        if (out.length - h.headerLength !== h.size) throw corrupt(what, `inflates to ${out.length - h.headerLength} bytes, ${h.size} declared`);
-        return { ...h, fileSize, whole: out.subarray(h.headerLength) };
-      }
-    }
-    // Larger file: inflate only enough of the start to see the header.
-    let probe: Buffer;
-    try {
-      probe = zlib.inflateSync(head.subarray(0, HEADER_PROBE_BYTES), { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: 8 * 1024 * 1024 });
-    } catch (err) {
-      throw corrupt(what, `zlib data is corrupt (${(err as Error)?.message ?? String(err)})`, {}, err);
-    }
-    const h = parseHeader(probe, what);
-    if (!h) throw corrupt(what, 'loose object header is malformed');
-    return { ...h, fileSize, whole: null };
-  } finally {
-    closeSync(fd);
   }
 }
 
-/** Inflate a loose object whole (its size already checked by the caller). */
-export function readLooseWhole(file: string, header: LooseHeader, what: string): Buffer {
+/** Read the header of the loose object open at `fd`, and the whole object when the file is small. */
+export function readLooseHeader(fd: number, file: string, what: string, maxWholeBytes: number): LooseHeader {
+  const fileSize = fstatSync(fd).size;
+  const head = Buffer.allocUnsafe(Math.min(fileSize, SMALL_LOOSE_BYTES));
+  if (readAt(fd, head, 0, file) !== head.length) throw corrupt(what, 'loose object file changed while being read');
+  if (fileSize <= SMALL_LOOSE_BYTES) {
+    let out: Buffer | null = null;
+    try {
+      const max = Math.min(maxWholeBytes, 16 * 1024 * 1024) + 64;
+      out = zlib.inflateSync(head, { maxOutputLength: max, chunkSize: Math.min(max, Math.max(1024, head.length * 4)) });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      if (e?.code !== 'ERR_BUFFER_TOO_LARGE') throw corrupt(what, `zlib data is corrupt (${e?.message ?? String(err)})`, {}, err);
+    }
+    if (out) {
+      const h = parseHeader(out, what);
+      if (!h) throw corrupt(what, 'loose object header is malformed');
+      if (out.length - h.headerLength !== h.size) throw corrupt(what, `inflates to ${out.length - h.headerLength} bytes, ${h.size} declared`);
+      return { ...h, fileSize, whole: out.subarray(h.headerLength) };
+    }
+  }
+  // Larger file: inflate only enough of the start to see the header.
+  let probe: Buffer;
+  try {
+    probe = zlib.inflateSync(head.subarray(0, HEADER_PROBE_BYTES), { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: 8 * 1024 * 1024 });
+  } catch (err) {
+    throw corrupt(what, `zlib data is corrupt (${(err as Error)?.message ?? String(err)})`, {}, err);
+  }
+  const h = parseHeader(probe, what);
+  if (!h) throw corrupt(what, 'loose object header is malformed');
+  return { ...h, fileSize, whole: null };
+}
+
+/** Inflate the loose object open at `fd` whole (its size already checked by the caller). */
+export function readLooseWhole(fd: number, file: string, header: LooseHeader, what: string): Buffer {
   if (header.whole) return header.whole;
   const len = Math.min(header.fileSize, maxCompressedBytes(header.headerLength + header.size));
-  let fd: number;
-  try {
-    fd = openSync(file, 'r');
-  } catch (err) {
-    throw fromSystemError(err, `opening ${file}`);
-  }
-  try {
-    const input = Buffer.allocUnsafe(len);
-    if (readAt(fd, input, 0, file) !== len) throw corrupt(what, 'loose object file changed while being read');
-    return inflateExact(input, header.headerLength + header.size, what).subarray(header.headerLength);
-  } finally {
-    closeSync(fd);
-  }
+  const input = Buffer.allocUnsafe(len);
+  if (readAt(fd, input, 0, file) !== len) throw corrupt(what, 'loose object file changed while being read');
+  return inflateExact(input, header.headerLength + header.size, what).subarray(header.headerLength);
 }
 
 export function streamLoose(file: string, header: LooseHeader, what: string): AsyncGenerator<Buffer> {

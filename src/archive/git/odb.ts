@@ -3,14 +3,14 @@
 // Packed objects stored as deltas are rebuilt by following OFS_DELTA and REF_DELTA bases to a whole object,
 // with a bounded depth, cycle detection, and a small LRU of rebuilt bases.
 
-import { readFileSync, realpathSync, statSync } from 'node:fs';
+import { closeSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError, isNotFound } from '../../errors.ts';
 import { readdirIfExistsSync, statIfExistsSync } from '../../fs/files.ts';
 import type { Limits } from '../../limits.ts';
 import { DeltaBaseCache, type CachedObject } from './base-cache.ts';
 import { applyDelta, applyDeltaInto, deltaResultSize } from './delta.ts';
-import { readLooseHeader, readLooseWhole, streamLoose } from './loose.ts';
+import { openLoose, readLooseHeader, readLooseWhole, streamLoose } from './loose.ts';
 import { OID_BYTES, OID_HEX, corrupt, objectName, oidHex, type ObjectType, type Oid } from './object-id.ts';
 import { OBJ_OFS_DELTA, OBJ_TAG, Pack, TYPE_NAMES, type PackEntry } from './pack.ts';
 import { PackIndex } from './pack-index.ts';
@@ -35,7 +35,8 @@ export type BlobReader =
       readInto(buf: Buffer, at: number): void;
     };
 
-type Location = { pack: Pack; pos: number } | { file: string };
+/** A packed object, or a loose one already open (the caller closes `fd`). */
+type Location = { pack: Pack; pos: number } | { file: string; fd: number };
 
 /** One entry of a delta chain: the delta at `entry`, whose result is cached under `key`. */
 interface ChainStep {
@@ -176,13 +177,16 @@ export class ObjectDatabase {
     const hex = oidHex(oid);
     for (const d of this.dirs) {
       const file = path.join(d.path, hex.slice(0, 2), hex.slice(2));
-      if (statIfExistsSync(file)) return { file };
+      const fd = openLoose(file);
+      if (fd !== null) return { file, fd };
     }
     return null;
   }
 
   has(oid: Oid): boolean {
-    return this.locate(oid) !== null;
+    const loc = this.locate(oid);
+    if (loc && 'fd' in loc) closeSync(loc.fd);
+    return loc !== null;
   }
 
   /** Read a whole object (bounded by gitObjectBytes); with `expected`, any other type is an error. */
@@ -191,10 +195,14 @@ export class ObjectDatabase {
     const loc = this.locate(oid);
     if (!loc) throw corrupt(what, 'object is missing from the repository', { object: oidHex(oid) });
     let obj: CachedObject;
-    if ('file' in loc) {
-      const h = readLooseHeader(loc.file, what(), this.limits.gitObjectBytes);
-      if (h.size > this.limits.gitObjectBytes) throw corrupt(what, `object of ${h.size} bytes exceeds the limit of ${this.limits.gitObjectBytes}`);
-      obj = { type: h.type, data: readLooseWhole(loc.file, h, what()) };
+    if ('fd' in loc) {
+      try {
+        const h = readLooseHeader(loc.fd, loc.file, what(), this.limits.gitObjectBytes);
+        if (h.size > this.limits.gitObjectBytes) throw corrupt(what, `object of ${h.size} bytes exceeds the limit of ${this.limits.gitObjectBytes}`);
+        obj = { type: h.type, data: readLooseWhole(loc.fd, loc.file, h, what()) };
+      } finally {
+        closeSync(loc.fd);
+      }
     } else {
       obj = this.readPacked(loc.pack, loc.pack.index.offsetAt(loc.pos), what);
     }
@@ -219,14 +227,19 @@ export class ObjectDatabase {
     const what = () => objectName(oid);
     const loc = this.locate(oid);
     if (!loc) throw corrupt(what, 'object is missing from the repository', { object: oidHex(oid) });
-    if ('file' in loc) {
-      const h = readLooseHeader(loc.file, what(), Math.min(streamAbove, this.limits.gitObjectBytes));
-      if (h.type !== 'blob') throw corrupt(what, `expected a blob, found a ${h.type}`);
-      if (h.size > streamAbove || (h.size > this.limits.gitObjectBytes && !h.whole)) {
-        if (h.size > this.limits.gitBlobBytes) throw corrupt(what, `blob of ${h.size} bytes exceeds the limit of ${this.limits.gitBlobBytes}`);
-        return { kind: 'stream', size: h.size, stream: streamLoose(loc.file, h, what()) };
+    if ('fd' in loc) {
+      try {
+        const h = readLooseHeader(loc.fd, loc.file, what(), Math.min(streamAbove, this.limits.gitObjectBytes));
+        if (h.type !== 'blob') throw corrupt(what, `expected a blob, found a ${h.type}`);
+        if (h.size > streamAbove || (h.size > this.limits.gitObjectBytes && !h.whole)) {
+          if (h.size > this.limits.gitBlobBytes) throw corrupt(what, `blob of ${h.size} bytes exceeds the limit of ${this.limits.gitBlobBytes}`);
+          // Read later, maybe never to the end: the stream opens the file for itself.
+          return { kind: 'stream', size: h.size, stream: streamLoose(loc.file, h, what()) };
+        }
+        return { kind: 'data', size: h.size, data: readLooseWhole(loc.fd, loc.file, h, what()) };
+      } finally {
+        closeSync(loc.fd);
       }
-      return { kind: 'data', size: h.size, data: readLooseWhole(loc.file, h, what()) };
     }
     const offset = loc.pack.index.offsetAt(loc.pos);
     const pack = loc.pack;
@@ -342,11 +355,15 @@ export class ObjectDatabase {
       }
       const loc = this.locate(baseOid);
       if (!loc) throw corrupt(what, `delta base ${oidHex(baseOid)} is missing from the repository`);
-      if ('file' in loc) {
+      if ('fd' in loc) {
         const bw = objectName(baseOid);
-        const h = readLooseHeader(loc.file, bw, limits.gitObjectBytes);
-        if (h.size > limits.gitObjectBytes) throw corrupt(bw, `object of ${h.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
-        base = { type: h.type, data: readLooseWhole(loc.file, h, bw) };
+        try {
+          const h = readLooseHeader(loc.fd, loc.file, bw, limits.gitObjectBytes);
+          if (h.size > limits.gitObjectBytes) throw corrupt(bw, `object of ${h.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
+          base = { type: h.type, data: readLooseWhole(loc.fd, loc.file, h, bw) };
+        } finally {
+          closeSync(loc.fd);
+        }
         break;
       }
       curPack = loc.pack;

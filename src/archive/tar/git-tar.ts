@@ -10,6 +10,7 @@ import { conversionFor, expandIdent, needsContent, NO_CONVERSION, toCrlf, type F
 import { expandExportSubst, type SubstContext } from '../attributes/export-subst.ts';
 import { corrupt, objectName, oidHex, OID_HEX, type Oid } from '../git/object-id.ts';
 import type { TreeEntry } from '../git/objects.ts';
+import type { BlobContent } from '../git/odb.ts';
 import type { Repository, ResolvedCommit } from '../git/repository.ts';
 import { EntryWriter } from './entry-writer.ts';
 import { TYPE_DIR, TYPE_FILE, TYPE_SYMLINK, USTAR_MAX } from './header.ts';
@@ -60,14 +61,29 @@ export async function* gitTar(opts: GitTarOptions): AsyncGenerator<Buffer> {
       const blob = repo.odb.blob(entry.oid, repo.limits.gitPathBytes);
       if (!blob.data) throw corrupt(objectName(entry.oid), `symlink target longer than ${repo.limits.gitPathBytes} bytes`);
       entries.entry(path, entry.oid, TYPE_SYMLINK, 0o777, 0, blob.data);
-    } else yield* fileEntry(repo, out, entries, entry, path, rel, attrs, opts.filters, substContext);
+    } else {
+      const big = fileEntry(repo, out, entries, entry, path, rel, attrs, opts.filters, substContext);
+      if (big) {
+        for (const c of out.beginPassThrough()) yield c;
+        for await (const chunk of big.stream) {
+          out.passedThrough(chunk.length);
+          yield chunk;
+        }
+        out.pad(big.size);
+      }
+    }
     for (const c of out.take()) yield c;
   }
   for (const c of out.finish()) yield c;
 }
 
-/** A regular or executable file: header, content (converted, held whole or streamed) and padding. */
-async function* fileEntry(
+/**
+ * A regular or executable file: header, content (converted or held whole) and padding; or, for a blob
+ * streamed unconverted, its header and the stream, for the caller to pass through and pad. A plain
+ * function, not a generator per file: most files need no stream, and thousands of async generators each
+ * cost a promise round trip (issue 14).
+ */
+function fileEntry(
   repo: Repository,
   out: TarBlocker,
   entries: EntryWriter,
@@ -77,10 +93,11 @@ async function* fileEntry(
   attrs: Map<string, AttrValue>,
   filters: FilterPolicy,
   substContext: (path: string) => SubstContext,
-): AsyncGenerator<Buffer> {
+): { size: number; stream: AsyncIterable<Buffer> } | null {
   const mode = e.kind === 'exec' ? 0o775 : 0o664;
   const conv = attrs.size > 0 ? conversionFor(attrs, rel, filters) : NO_CONVERSION;
   const converting = needsContent(conv);
+  let blob: BlobContent;
   if (!converting) {
     const r = repo.odb.openBlob(e.oid, STREAM_ABOVE);
     if (r.kind === 'inflate') {
@@ -91,10 +108,11 @@ async function* fileEntry(
       if (slot) r.readInto(slot[0], slot[1]);
       else out.data(r.read(), false);
       out.pad(r.size);
-      return;
+      return null;
     }
-  }
-  const blob = repo.odb.blob(e.oid, converting ? (conv.exportSubst ? Infinity : BIG_FILE_THRESHOLD) : STREAM_ABOVE);
+    // Held whole or streamed (a loose object): what blob() would give, already read (one open of the file).
+    blob = r;
+  } else blob = repo.odb.blob(e.oid, conv.exportSubst ? Infinity : BIG_FILE_THRESHOLD);
   let data = blob.data;
   if (converting && !(blob.size > BIG_FILE_THRESHOLD && !conv.exportSubst)) {
     if (!data) throw new SourcemeshError('E_UNSUPPORTED', `${rel}: ${blob.size} bytes are too many to convert in memory`, { path: rel });
@@ -105,15 +123,10 @@ async function* fileEntry(
   if (data) {
     entries.entry(path, e.oid, TYPE_FILE, mode, data.length, null);
     out.data(data);
-    return;
+    return null;
   }
   entries.entry(path, e.oid, TYPE_FILE, mode, blob.size, null);
-  for (const c of out.beginPassThrough()) yield c;
-  for await (const chunk of blob.stream!) {
-    out.passedThrough(chunk.length);
-    yield chunk;
-  }
-  out.pad(blob.size);
+  return { size: blob.size, stream: blob.stream! };
 }
 
 /** export-subst's context, built on first use (most trees never need it: it counts objects for %h). */
