@@ -26,6 +26,7 @@ import { buildInventory, writeInventory } from './inventory.ts';
 import { snapshotOpener, type SnapshotGenerator } from './snapshot.ts';
 import { PieceLayerThreads } from './piece-layer-thread.ts';
 import type { PieceMap } from '../fetch/piece-map.ts';
+import { stateDirOf } from './state-dir.ts';
 
 export interface SyncOptions {
   root: string;
@@ -62,10 +63,7 @@ export interface SyncReport {
   hashLinks?: HashLinkReport;
 }
 
-/** Private state under the root: never served. */
-export function stateDirOf(root: string): string {
-  return path.join(root, '.sourcemesh');
-}
+export { stateDirOf }; // its home is state-dir.ts (serve finds its key without loading this module)
 
 export async function syncMirror(manifest: Manifest, opts: SyncOptions): Promise<SyncReport> {
   const root = path.resolve(opts.root);
