@@ -16,7 +16,7 @@
 // bin/sourcemesh.js as `npx sourcemesh` runs it (bench/lib/cli.ts, `--cli build`), not src/ with type
 // stripping, which costs start-up and some 35 MiB of RSS per process that users never pay.
 //
-//   node bench/swarm.ts [--size-mib 1024] [--rate-mbs 20] [--runs 2] [--cli build|src|dist]
+//   node bench/swarm.ts [--size-mib 1024] [--rate-mbs 20] [--runs 2] [--cli build|src|dist] [--cpu-prof DIR]
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { link, mkdir, rm, writeFile } from 'node:fs/promises';
@@ -38,6 +38,8 @@ const { values, usage, count } = benchArgs('swarm', {
   'rate-mbs': { type: 'string', default: '20' },
   runs: { type: 'string', default: '2' },
   cli: { type: 'string', default: process.env.BENCH_CLI ?? 'build' },
+  // Exploration only: our leechers write V8 CPU profiles (node --cpu-prof) into this directory.
+  'cpu-prof': { type: 'string' },
 });
 if (!['build', 'src', 'dist'].includes(values.cli)) usage(`--cli ${values.cli}: expected build, src or dist`);
 const size = count('size-mib', values['size-mib']) * 1024 * 1024;
@@ -128,7 +130,7 @@ async function main(): Promise<void> {
       const others = leechNodes.filter((o) => o !== n).map((o) => `${o.address}:6881`);
       const out = path.join(dir, `l${i}`);
       if (side === 'sourcemesh') {
-        return measure('ip', ['netns', 'exec', n.ns, node!, ...cliArgs, 'fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json',
+        return measure('ip', ['netns', 'exec', n.ns, node!, ...(values['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(values['cpu-prof'])] : []), ...cliArgs, 'fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json',
           '--mirror', mirrorUrl, '--bittorrent', '--torrent', torrent, '--listen', `${n.address}:6881`, '--peer', seedPeer, ...others.flatMap((p) => ['--peer', p])], { cwd: ROOT, captureBytes: 1 << 16 });
       }
       return mkdir(out, { recursive: true }).then(() => measure('ip', ['netns', 'exec', n.ns, '/usr/bin/python3', LEECH_PY, torrent, out, `${n.address}:6881`, '900', seedPeer, ...others], { cwd: ROOT, captureBytes: 1 << 16 }));

@@ -296,6 +296,16 @@ export const LIMITS = {
   peerIdleTimeoutMs: 180_000,
   /** `fetch --bittorrent`: how long a read waits for a peer to announce (BEP 3 `have`) a piece it lacks yet (a leecher a little behind). */
   peerHaveWaitMs: 5_000,
+  /** `fetch --bittorrent`: pieces in flight at once from one peer that has some of them (another leecher), each a pipeline of block requests. */
+  swarmPiecesPerPeer: 3,
+  /** ... from a source that has them all (a seeder, a web seed): one, so other leechers see soon what it sent (docs/OPERATIONS.md). */
+  swarmPiecesPerWholeSource: 1,
+  /** ... in all, in one download (each one a piece buffered in memory until checked and written). */
+  swarmPiecesInFlight: 16,
+  /** A peer that said nothing of the pieces it has (no bitfield yet) is asked anyway after this, one piece at a time. */
+  swarmSilentPeerGraceMs: 2_000,
+  /** Connections to one peer made again after one closed on its own (1 s, 2 s, 4 s apart), before it counts as having nothing. */
+  swarmPeerReconnects: 3,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
   /** A tracker's announce response (BEP 3), read whole: 200 compact peers are 1.2 KB; anything near this is hostile. */

@@ -24,6 +24,11 @@ export type Location = { type: 'http'; url: string } | { type: 'file'; path: str
    * (BEP 3). Undefined: it does not say (not connected yet), so it may be asked.
    */
   has?: (start: number, end: number) => boolean | undefined;
+  /**
+   * Changes whenever what `has` says may have changed (a bitfield, a `have`, a new connection), so a
+   * scheduler may keep its answers until then. Without it, `has` is asked afresh each time.
+   */
+  hasVersion?: () => number;
 };
 
 export interface Source {

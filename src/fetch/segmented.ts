@@ -85,9 +85,13 @@ export async function segmentedDownload(d: Distfile & { sha256: string }, source
   // In a swarm, each leecher starts at a piece of its own (and wraps around), so leechers hold different
   // pieces early and have something to trade (BEP 3 leaves the order to the client; rarest first is the usual).
   const pieceLength = map?.pieceLength ?? opts.pieceLength;
-  const firstFree = states.some((s) => s.source.role === 'peer') ? Math.floor(ctx.random() * Math.ceil(size / pieceLength)) : 0;
-  const sched = new PieceScheduler(size, pieceLength, states, firstFree);
-  const run = new PieceRun(d, sched, partial, fh, ctx, opts, map, blame);
+  const swarm = states.some((s) => s.source.role === 'peer');
+  const firstFree = swarm ? Math.floor(ctx.random() * Math.ceil(size / pieceLength)) : 0;
+  const L = ctx.limits;
+  const sched = new PieceScheduler(size, pieceLength, states, firstFree, swarm ? { perSource: L.swarmPiecesPerPeer, perWholeSource: L.swarmPiecesPerWholeSource, unknownGraceMs: L.swarmSilentPeerGraceMs, random: ctx.random } : undefined);
+  // A swarm keeps pieces in flight from every peer at once (piece-scheduler.ts `assignSwarm`), not `segments` in all.
+  const inFlight = swarm ? Math.max(opts.segments, Math.min(L.swarmPiecesInFlight, states.length * L.swarmPiecesPerPeer)) : opts.segments;
+  const run = new PieceRun(d, sched, partial, fh, ctx, { ...opts, segments: inFlight }, map, blame);
   try {
     return await run.download(first);
   } finally {

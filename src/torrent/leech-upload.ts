@@ -7,7 +7,7 @@
 // torrent's own word, the one its peers check us against; the seeder still sends only blocks whose hash
 // was taken from the bytes that passed).
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { fromSystemError } from '../errors.ts';
 import { BLOCK, blockHashes, pieceHashOfLeaves } from '../fetch/piece-map.ts';
 import type { Distfile } from '../manifest/index.ts';
@@ -21,6 +21,8 @@ interface Offered {
   /** 'sha1': `layer` holds the v1 pieces (SHA-1 of each piece's bytes). */
   hash: 'sha256' | 'sha1';
   file?: SeededFile;
+  /** The partial, open for reading pieces back. */
+  read?: Promise<FileHandle>;
 }
 
 export class LeechUpload {
@@ -60,13 +62,19 @@ export class LeechUpload {
     return { sent: f.sent ?? 0, verified };
   }
 
-  /** Offer distfile `name` as file `index` of `t` (ignored unless single-file with a piece layer or v1 pieces). */
-  register(name: string, t: Torrent, index: number): void {
+  /**
+   * Offer distfile `name` as file `index` of `t` (ignored unless single-file with a piece layer or v1
+   * pieces), with no piece yet: peers that greet now (other leechers starting at the same time) are
+   * kept and told of each piece as it verifies, instead of being turned away.
+   */
+  register(name: string, t: Torrent, index: number, sha256 = ''): void {
     const f = t.files[index];
     if (t.multiFile || !f || this.offered.has(name)) return;
-    if (f.root && f.layer.length > 0) return void this.offered.set(name, { t, layer: f.layer, hash: 'sha256' });
     const v1 = t.version === 'v1' ? v1PieceMap(t, index) : undefined;
-    if (v1) this.offered.set(name, { t, layer: v1.layer, hash: 'sha1' });
+    const o: Offered | undefined = f.root && f.layer.length > 0 ? { t, layer: f.layer, hash: 'sha256' } : v1 ? { t, layer: v1.layer, hash: 'sha1' } : undefined;
+    if (!o) return;
+    this.offered.set(name, o);
+    o.file = this.offer(name, sha256, o);
   }
 
   /**
@@ -75,32 +83,35 @@ export class LeechUpload {
    */
   async pieceVerified(d: Distfile, index: number, path: string, pieceLength: number): Promise<void> {
     const o = this.offered.get(d.name);
-    if (!o || pieceLength !== o.t.pieceLength || index >= o.layer.length) return;
-    const file = (o.file ??= this.offer(d, o, path));
+    const file = o?.file;
+    if (!o || !file || pieceLength !== o.t.pieceLength || index >= o.layer.length) return;
+    // The partial's path is known from its first piece on; the seeder reads no byte before a piece is had.
+    if (!file.path) file.path = path;
+    if (file.path !== path) return;
     const start = index * pieceLength;
     const length = Math.min(pieceLength, file.size - start);
     const buf = Buffer.allocUnsafe(length);
-    const fh = await open(path, 'r').catch((err: unknown) => { throw fromSystemError(err, path); });
-    let leaves: Buffer[];
-    try {
-      const { bytesRead } = await fh.read(buf, 0, length, start);
-      if (bytesRead !== length) return;
-      // One SHA-256 pass: the leaves prove the piece and are then kept for the seeder's per-block check.
-      leaves = blockHashes(buf);
-      const proof = o.hash === 'sha1' ? createHash('sha1').update(buf).digest() : pieceHashOfLeaves(leaves, pieceLength);
-      if (!proof.equals(o.layer[index]!)) return;
-    } finally {
-      await fh.close();
-    }
+    // One handle for the whole download, not an open and a close per piece (both showed in profiles).
+    o.read ??= open(path, 'r');
+    const fh = await o.read.catch((err: unknown) => {
+      o.read = undefined;
+      throw fromSystemError(err, path);
+    });
+    const { bytesRead } = await fh.read(buf, 0, length, start);
+    if (bytesRead !== length) return;
+    // One SHA-256 pass: the leaves prove the piece and are then kept for the seeder's per-block check.
+    const leaves = blockHashes(buf);
+    const proof = o.hash === 'sha1' ? createHash('sha1').update(buf).digest() : pieceHashOfLeaves(leaves, pieceLength);
+    if (!proof.equals(o.layer[index]!)) return;
     leaves.forEach((leaf, i) => (file.leaves[start / BLOCK + i] = leaf));
     this.seeder.have(file, index);
   }
 
-  private offer(d: Distfile, o: Offered, path: string): SeededFile {
+  private offer(name: string, sha256: string, o: Offered): SeededFile {
     const f = o.t.files[0]!;
     const file: SeededFile = {
       // A v1 torrent has no pieces root; hash requests for a partial file are rejected anyway.
-      name: d.name, path, size: f.size, sha256: d.sha256 ?? '', pieceLength: o.t.pieceLength, pieces: o.layer.length, root: f.root ?? Buffer.alloc(32),
+      name, path: '', size: f.size, sha256, pieceLength: o.t.pieceLength, pieces: o.layer.length, root: f.root ?? Buffer.alloc(32),
       leaves: new Array<Buffer>(Math.ceil(f.size / BLOCK)), have: new Uint8Array(Math.ceil(o.layer.length / 8)),
       infoHashes: { hybrid: { v1: '', v2: '' }, v1: o.t.infoHashV1?.toString('hex') ?? '', v2: o.t.infoHashV2?.toString('hex') ?? '' },
     };
@@ -114,5 +125,6 @@ export class LeechUpload {
 
   async close(): Promise<void> {
     await this.seeder.close();
+    for (const o of this.offered.values()) await o.read?.then((fh) => fh.close(), () => {});
   }
 }

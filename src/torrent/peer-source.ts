@@ -39,9 +39,12 @@ export interface PeerSwarmOptions {
 /** The peers of one run, their connections kept across the pieces of a file, closed at the end. */
 export class PeerSwarm {
   private readonly conns = new Map<string, PeerConnection>();
+  /** Connections made again after one closed on its own (see `linkTo`), per peer and torrent. */
+  private readonly reconnects = new Map<string, number>();
   private readonly peerId: Buffer;
   private readonly limits: Limits;
   private readonly opts: PeerSwarmOptions;
+  private closed = false;
 
   constructor(opts: PeerSwarmOptions = {}) {
     this.opts = opts;
@@ -49,28 +52,49 @@ export class PeerSwarm {
     this.peerId = opts.peerId ?? Buffer.concat([Buffer.from('-SM0001-'), randomBytes(12)]);
   }
 
-  /** Sources for file `index` of torrent `t`, one per peer address (HOST:PORT). */
+  /**
+   * Sources for file `index` of torrent `t`, one per peer address (HOST:PORT). Each peer is connected to
+   * at once, so that its bitfield is known before the scheduler picks pieces (rarest first needs them).
+   */
   sources(t: Torrent, index: number, peers: string[]): Source[] {
     const start = fileOffsets(t)[index]!;
     const file = t.files[index]!;
     // v2 peers greet with the first 20 bytes of the v2 info-hash (BEP 52); a hybrid has both, v1 reaches more clients.
     const infoHash = t.infoHashV1 ?? t.infoHashV2!.subarray(0, 20);
+    const hex = infoHash.toString('hex');
     return peers.map((peer) => {
       const label = `peer ${peer}`;
+      const key = `${peer} ${hex}`;
+      if (!this.closed) this.connection(key, peer, infoHash, t.pieceLength);
       return {
         role: 'peer', label,
         location: {
           type: 'opener',
-          open: (o: OpenOptions) => this.connection(peer, infoHash, t.pieceLength).open(label, start, file.size, o),
+          open: (o: OpenOptions) => this.connection(key, peer, infoHash, t.pieceLength).open(label, start, file.size, o),
           // What the peer said it has (bitfield, have), so the scheduler asks it for pieces it has.
-          has: (from: number, to: number) => this.conns.get(`${peer} ${infoHash.toString('hex')}`)?.claims(start + from, start + to),
+          has: (from: number, to: number) => this.linkTo(key, peer, infoHash, t.pieceLength)?.claims(start + from, start + to),
+          hasVersion: () => this.linkTo(key, peer, infoHash, t.pieceLength)?.version ?? -2,
         },
       };
     });
   }
 
-  private connection(peer: string, infoHash: Buffer, pieceLength: number): PeerConnection {
-    const key = `${peer} ${infoHash.toString('hex')}`;
+  /**
+   * The connection to ask what a peer has. One that closed on its own (the peer was not listening yet,
+   * another leecher starting at the same time) is made again, at most `swarmPeerReconnects` times, a
+   * second apart or more; after that the peer claims nothing (it is asked only when no one else can be).
+   */
+  private linkTo(key: string, peer: string, infoHash: Buffer, pieceLength: number): Pick<PeerConnection, 'claims' | 'version'> | undefined {
+    const c = this.conns.get(key);
+    if (!c || !c.closed || this.closed) return c;
+    const n = this.reconnects.get(key) ?? 0;
+    if (n >= this.limits.swarmPeerReconnects) return NOTHING;
+    if (performance.now() - c.closedAt < 1000 * 2 ** n) return c;
+    this.reconnects.set(key, n + 1);
+    return this.connection(key, peer, infoHash, pieceLength);
+  }
+
+  private connection(key: string, peer: string, infoHash: Buffer, pieceLength: number): PeerConnection {
     let c = this.conns.get(key);
     if (!c || c.closed) {
       c = new PeerConnection(peer, infoHash, pieceLength, this.peerId, this.limits, this.opts.localAddress);
@@ -80,13 +104,24 @@ export class PeerSwarm {
   }
 
   close(): void {
+    this.closed = true;
     for (const c of this.conns.values()) c.destroy();
     this.conns.clear();
   }
 }
 
+/** A peer we gave up connecting to: it claims no piece. */
+const NOTHING = { claims: () => false, version: -1 };
+
+/** Versions of what connections said (`hasVersion`): one counter for all, so a new connection never repeats an old one's. */
+let said = 0;
+
 class PeerConnection {
   closed = false;
+  /** When it closed (performance.now()). */
+  closedAt = 0;
+  /** Changes whenever what `claims` says may change: a bitfield, a `have`, the connection closing. */
+  version = ++said;
   /** The peer said which pieces it has (a bitfield or a `have`). */
   private heard = false;
   private readonly socket: net.Socket;
@@ -135,19 +170,32 @@ class PeerConnection {
       this.wire.interested();
     });
     this.wire.on('unchoke', () => this.unchoked?.());
-    this.wire.once('bitfield', () => (this.heard = true));
-    this.wire.once('have', () => (this.heard = true));
+    const heard = () => {
+      this.heard = true;
+      this.version = ++said;
+    };
+    this.wire.on('bitfield', heard);
+    this.wire.on('have', heard);
+    this.wire.on('have-all', heard); // BEP 6, when the fast extension is spoken
   }
 
   private fail(why: string, retryable: boolean): void {
     this.failure ??= transferError('E_NETWORK', `peer ${this.peer}: ${why}`, retryable);
+    if (!this.closed) {
+      this.closedAt = performance.now();
+      this.version = ++said;
+    }
     this.closed = true;
     this.socket.destroy();
   }
 
-  /** Ours to end: a read cancelled (another source won the piece) or the run over. */
+  /** Ours to end: the run is over. */
   destroy(): void {
-    this.failure ??= transferError('E_NETWORK', `peer ${this.peer}: its read was cancelled (slower than another source)`, true);
+    this.failure ??= transferError('E_NETWORK', `peer ${this.peer}: the download ended`, true);
+    if (!this.closed) {
+      this.closedAt = performance.now();
+      this.version = ++said;
+    }
     this.closed = true;
     this.socket.destroy();
   }
@@ -210,29 +258,45 @@ class PeerConnection {
     // A peer is asked only for pieces it claims. Another leecher may lack one yet: wait a little for its
     // `have` (BEP 3), then give up on this peer.
     await this.claimed([...new Set(blocks.map((b) => b.index))], label, o.signal);
-    const wire = this.wire as unknown as { request(i: number, b: number, l: number, cb: (e: Error | null, d?: Uint8Array) => void): void };
-    const request = (b: (typeof blocks)[number]) => new Promise<Buffer>((resolve, reject) => wire.request(b.index, b.begin, b.length, (err, data) => {
-      if (err || !data) return reject(this.failure ?? transferError('E_NETWORK', `${label}: ${err?.message ?? 'no data'}`, true));
-      resolve(Buffer.from(data));
-    }));
-    const abort = () => this.destroy();
+    const wire = this.wire as unknown as { request(i: number, b: number, l: number, cb: (e: Error | null, d?: Uint8Array) => void): void; cancel(i: number, b: number, l: number): void };
+    // Blocks asked for and not answered yet: a cancelled read takes back only its own requests (BEP 3
+    // `cancel`), so the other pieces in flight on this connection go on.
+    const pending = new Set<(typeof blocks)[number]>();
+    let cancelled = false;
+    const request = (b: (typeof blocks)[number]) => new Promise<Buffer>((resolve, reject) => {
+      pending.add(b);
+      wire.request(b.index, b.begin, b.length, (err, data) => {
+        pending.delete(b);
+        if (cancelled) return reject(transferError('E_NETWORK', `${label}: its read was cancelled (slower than another source)`, true));
+        if (err || !data) return reject(this.failure ?? transferError('E_NETWORK', `${label}: ${err?.message ?? 'no data'}`, true));
+        // A view, not a copy: the wire hands out slices of fresh socket reads, and readRange copies it into the piece at once.
+        resolve(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+      });
+    });
+    const abort = () => {
+      if (cancelled) return;
+      cancelled = true;
+      for (const b of [...pending]) wire.cancel(b.index, b.begin, b.length);
+    };
     o.signal?.addEventListener('abort', abort, { once: true });
     async function* body(): AsyncGenerator<Uint8Array> {
       const inflight: Promise<Buffer>[] = [];
       let next = 0;
       try {
         while (next < blocks.length || inflight.length) {
-          while (next < blocks.length && inflight.length < WINDOW) {
+          while (!cancelled && next < blocks.length && inflight.length < WINDOW) {
             const p = request(blocks[next++]!);
             p.catch(() => {});
             inflight.push(p);
           }
+          if (!inflight.length) throw transferError('E_NETWORK', `${label}: its read was cancelled`, true);
           yield await inflight.shift()!;
         }
       } finally {
+        if (pending.size) abort(); // the reader stopped early: take back what is still asked for
         o.signal?.removeEventListener('abort', abort);
       }
     }
-    return { body: body(), start: o.offset, ranged: true, total: fileSize, url: label, cancel: () => this.destroy() };
+    return { body: body(), start: o.offset, ranged: true, total: fileSize, url: label, cancel: abort };
   }
 }
