@@ -2,6 +2,7 @@
 // and async iteration of request(): a consumer that pipes gets each chunk in a plain call, no promise per
 // chunk, and pauses the parser only when it must wait (a full write batch). Consumers that iterate
 // (small bodies: mirror lists, notes) still can.
+import { socketBytesRead } from '../net/socket-buffers.ts';
 import type { Dispatcher } from '../net/undici.ts';
 
 /** Takes one chunk; a promise pauses the body until it settles (rejected: the body is cancelled). */
@@ -32,6 +33,7 @@ export class HttpBody implements AsyncIterable<Uint8Array> {
   // ---- called by the dispatch handler ----
 
   data(chunk: Buffer): void {
+    socketBytesRead(chunk.length);
     if (this.#cancelled || this.#ended) return;
     if (this.#discardLeft >= 0) {
       this.#discardLeft -= chunk.length;
