@@ -16,6 +16,7 @@ import { formatVerifierKey } from '../trust/note.ts';
 import { readBoundedFile } from '../fs/bounded-read.ts';
 import { readSignerKeyFile } from '../trust/key-file.ts';
 import { readVerifierKeyArg } from './key.ts';
+import { parseListen } from './listen.ts';
 import { nonNegativeInt, type Io } from './output.ts';
 import { parseDuration, parseSize } from './units.ts';
 
@@ -154,14 +155,6 @@ function describeAdmission(policy: AdmissionPolicy, log: RunningLog) {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
-}
-
-/** HOST:PORT, [IPV6]:PORT, or :PORT (all interfaces). */
-export function parseListen(value: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
-  const port = m ? Number(m[3]) : NaN;
-  if (m === null || port > 65535) throw new SourcemeshError('E_USAGE', `--listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:8080 or [::1]:0`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
 /** JSON lines on stderr, written synchronously so that nothing is lost when the process is killed. */
