@@ -14,7 +14,7 @@ export function discoverCommand(io: Io, setExit: (n: number) => void, signal: Ab
   return new Command('discover')
     .description('find sourcemesh nodes on the local network (DNS-SD over mDNS) and keep those whose signed inventory or checkpoint verifies against the key they announce')
     .option('--timeout <seconds>', 'how long to listen (seconds, or a duration such as 500ms)', '2')
-    .option('--interface <name...>', 'network interfaces to browse on (default: every IPv4 interface that is up, loopback aside)')
+    .option('--interface <name...>', 'network interfaces to browse on, over IPv4 and IPv6 (default: every interface that is up, loopback aside)')
     .option('--json', 'JSON output')
     .action(async (o: DiscoverFlags) => {
       const timeoutMs = parseDuration('--timeout', /^\d+(\.\d+)?$/.test(o.timeout) ? `${o.timeout}s` : o.timeout);

@@ -27,7 +27,7 @@ export interface SeedDiscoveryFlags {
 export function addSeedDiscoveryOptions(cmd: Command): Command {
   return cmd
     .option('--announce', 'announce the seed on the local network (DNS-SD over mDNS, _sourcemesh._tcp, role seed) for `sourcemesh discover`, which checks it by a challenge signed with the node key')
-    .option('--announce-interface <name...>', 'interfaces to announce on (default: every IPv4 interface that is up, loopback aside)')
+    .option('--announce-interface <name...>', 'interfaces to announce on (default: every interface that is up, loopback aside; IPv4, IPv6 or both as the listen address serves)')
     .option('--key <file>', 'the node key the announcement names and the challenge is signed with (default ROOT/.sourcemesh/node.key or STORE/node.key, as serve\'s; created when missing)')
     .option('--key-name <name>', 'the name of a node key created now (default this host\'s name)')
     .option('--republish <dht:HEXKEY?salt=NAME>', 'keep this mirror-list pointer alive in the DHT: get it and put it again, unchanged, on a schedule (repeatable; joins the DHT)', (v: string, p: string[]) => [...p, v], [])

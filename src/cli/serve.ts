@@ -62,7 +62,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--shutdown-timeout <duration>', 'on SIGINT/SIGTERM, how long in-flight responses may take to finish', `${LIMITS.serveShutdownMs / 1000}s`)
     .option('--workers <n>', 'worker processes serving the address; each client address is served by one of them, so per-client limits hold across them', '1')
     .option('--announce', 'announce this mirror on the local network (DNS-SD over mDNS, _sourcemesh._tcp) for `sourcemesh discover`')
-    .option('--announce-interface <name...>', 'interfaces to announce on (default: every IPv4 interface that is up, loopback aside)')
+    .option('--announce-interface <name...>', 'interfaces to announce on (default: every interface that is up, loopback aside; IPv4, IPv6 or both as the listen address serves)')
     .action(async (o: ServeFlags) => {
       // Flags first, all of them, so a mistake costs one clear line before anything is touched.
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'serve needs exactly one of --root DIR and --local [STORE]');

@@ -43,7 +43,7 @@ export function witnessCommand(io: Io, signal: AbortSignal): Command {
     .option('--roughtime-burst <n>', 'Roughtime requests a client address may make at once before --roughtime-rate applies', String(LIMITS.roughtimeRequestBurst))
     .option('--log-level <level>', 'fatal, error, warn, info, debug or silent', 'info')
     .option('--announce', 'announce the witness on the local network (DNS-SD over mDNS, _sourcemesh._tcp, role witness) for `sourcemesh discover`, which checks it by a challenge signed with the witness key')
-    .option('--announce-interface <name...>', 'interfaces to announce on (default: every IPv4 interface that is up, loopback aside)')
+    .option('--announce-interface <name...>', 'interfaces to announce on (default: every interface that is up, loopback aside; IPv4, IPv6 or both as the listen address serves)')
     .action(async (o: ServeFlags) => {
       const listen = parseListen(o.listen);
       const key = await readSignerKeyFile(o.key);

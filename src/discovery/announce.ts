@@ -4,7 +4,8 @@
 //
 // RFC 6762 §8.1-8.2: the names are probed for first, and renamed when taken (probe.ts); §8.3: an
 // announcement is sent twice, one second apart, on every link (and on a link that comes up later);
-// §10.1: on close, a goodbye (TTL 0) so browsers forget the node at once.
+// §10.1: on close, a goodbye (TTL 0) so browsers forget the node at once. Over IPv4 and IPv6 (AAAA
+// records, FF02::FB), as far as the node listens on them: 0.0.0.0 is IPv4 only, :: both.
 import os from 'node:os';
 import { SourcemeshError } from '../errors.ts';
 import { formatVerifierKey, type VerifierKey } from '../trust/note.ts';
@@ -12,7 +13,7 @@ import { LIMITS, type Limits } from '../limits.ts';
 import { SILENT, type Logger } from '../logger.ts';
 import { announcementFor, announcementRecords, answerQuestions, hostName, instanceName, type Announcement, type Role } from './dns-sd.ts';
 import { claimedRecords, conflictsIn, probeOrder, probeQuery, recordsOf, renamed, type Conflict } from './probe.ts';
-import { MdnsSockets, MDNS_PORT, type MdnsLink } from './mdns.ts';
+import { MdnsSockets, MDNS_PORT, type Family, type MdnsLink } from './mdns.ts';
 
 export interface AnnounceOptions {
   /** The key that signs what the node serves (its inventory, its checkpoints). */
@@ -25,8 +26,10 @@ export interface AnnounceOptions {
   path?: string;
   /** Role seed: the BitTorrent peer-wire port (TXT bt=); the SRV `port` is then the challenge responder's. */
   bittorrent?: number;
-  /** Interface names (default: every IPv4 interface that is up, loopback aside). */
+  /** Interface names (default: every interface that is up, loopback aside). */
   interfaces?: readonly string[];
+  /** IP versions to announce on (default: those `listenHost` serves, both without one). */
+  families?: readonly Family[];
   /**
    * The address the node listens on: a wildcard announces on every interface; one address, only on the
    * interface that has it (announcing an address nobody can reach helps no one).
@@ -84,6 +87,7 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
   const failed = new Promise<{ failed: unknown }>((resolve) => options.ready?.catch((err: unknown) => resolve({ failed: err })));
   let announcement = announcementFor(options.key, formatVerifierKey(options.key), { port: options.port, roles: options.roles, scheme: options.scheme ?? 'http', ...(options.path !== undefined ? { path: options.path } : {}), ...(options.bittorrent !== undefined ? { bittorrent: options.bittorrent } : {}) }, limits);
   const interfaces = options.interfaces ?? interfacesFor(options.listenHost);
+  const families = options.families ?? familiesFor(options.listenHost);
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void) => {
     const t = setTimeout(() => {
@@ -105,6 +109,7 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
   };
   sockets = await MdnsSockets.open({
     ...(interfaces ? { interfaces } : {}),
+    families,
     ...(options.mdnsPort !== undefined ? { port: options.mdnsPort } : {}),
     limits,
     log,
@@ -218,6 +223,12 @@ export async function announceNode(options: AnnounceOptions): Promise<Announcer>
       await open.close();
     },
   };
+}
+
+/** The IP versions a node listening on `host` serves: 0.0.0.0 or an IPv4 address IPv4 only, an IPv6 one IPv6 only, :: (dual-stack) and no host both. */
+export function familiesFor(host: string | undefined): Family[] {
+  if (host === undefined || host === '' || host === '::') return [4, 6];
+  return host.includes(':') ? [6] : [4];
 }
 
 /** The interfaces to announce on for a node listening on `host`: undefined for all. */

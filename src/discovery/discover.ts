@@ -82,6 +82,8 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
       const c = queue.shift()!;
       const p = checkCandidate(c, dispatcher, limits, stop.signal).then(
         (checked) => {
+          // A node heard over IPv4 and IPv6 is checked at each address; it is listed once, at the first.
+          if (nodes.some((n) => n.key === c.key && n.instance === c.instance)) return;
           const node: DiscoveredNode = {
             instance: c.instance, url: baseUrl(c), key: c.key, roles: c.roles, checked,
             ...(c.bittorrent !== undefined ? { bittorrent: hostPort(c.address, c.bittorrent) } : {}), ms: Math.round(performance.now() - start),
@@ -160,7 +162,7 @@ export function queryTimes(first: number, timeoutMs: number): number[] {
 }
 
 export function baseUrl(c: Pick<Candidate, 'scheme' | 'address' | 'port'>): string {
-  return `${c.scheme}://${c.address}:${c.port}`;
+  return `${c.scheme}://${hostPort(c.address, c.port)}`;
 }
 
 /** How a node of these roles proves its key: a mirror by its inventory, a log by its checkpoint, else the challenge alone. */

@@ -3,8 +3,8 @@
 //
 // One service instance per node, of type _sourcemesh._tcp (docs/FORMATS.md, "Discovery: DNS-SD
 // records"): PTR _sourcemesh._tcp.local -> INSTANCE._sourcemesh._tcp.local, SRV -> port and host
-// sourcemesh-KEYID.local, TXT with the node's vkey, roles and the paths of what it signs, A per
-// interface. Everything a browser hears is attacker-controlled: anyone on the link may announce
+// sourcemesh-KEYID.local, TXT with the node's vkey, roles and the paths of what it signs, A (IPv4) or
+// AAAA (IPv6) per link. Everything a browser hears is attacker-controlled: anyone on the link may announce
 // anything, so names and TXT values are checked here and the node itself is checked by discover.ts.
 import net from 'node:net';
 import { SourcemeshError } from '../errors.ts';
@@ -75,7 +75,10 @@ export function txtStrings(a: Announcement, limits: AnnounceLimits = LIMITS): Bu
 export const instanceName = (a: Announcement) => `${a.instance}.${SERVICE_TYPE}`;
 export const hostName = (a: Announcement) => `${a.host}.local`;
 
-/** The records of `a` as heard on an interface whose address is `address`; ttl 0 says goodbye (RFC 6762 §10.1). */
+/** The address record's type for `address`: A for IPv4, AAAA for IPv6 (RFC 3596). */
+export const addressType = (address: string): 'A' | 'AAAA' => (net.isIPv6(address.replace(/%.*$/, '')) ? 'AAAA' : 'A');
+
+/** The records of `a` as heard on a link whose address is `address`; ttl 0 says goodbye (RFC 6762 §10.1). */
 export function announcementRecords(a: Announcement, address: string, goodbye = false): { answers: DnsRecord[]; additionals: DnsRecord[] } {
   const ttl = (t: number) => (goodbye ? 0 : t);
   const ptr: DnsRecord = { name: SERVICE_TYPE, type: 'PTR', ttl: ttl(OTHER_TTL), data: instanceName(a) };
@@ -85,7 +88,7 @@ export function announcementRecords(a: Announcement, address: string, goodbye = 
       // Unique records carry the cache-flush bit (RFC 6762 §10.2); shared ones (PTR) do not.
       { name: instanceName(a), type: 'SRV', ttl: ttl(HOST_TTL), flush: true, data: { port: a.port, target: hostName(a), priority: 0, weight: 0 } },
       { name: instanceName(a), type: 'TXT', ttl: ttl(OTHER_TTL), flush: true, data: txtStrings(a) },
-      { name: hostName(a), type: 'A', ttl: ttl(HOST_TTL), flush: true, data: address },
+      { name: hostName(a), type: addressType(address), ttl: ttl(HOST_TTL), flush: true, data: address.replace(/%.*$/, '') },
     ],
   };
 }
@@ -121,7 +124,7 @@ export function answerQuestions(a: Announcement, address: string, questions: rea
     else if (same(q.name, instanceName(a))) {
       if (want(q, 'SRV')) answers.push(srv);
       if (want(q, 'TXT')) answers.push(txt);
-    } else if (same(q.name, hostName(a)) && want(q, 'A')) answers.push(host);
+    } else if (same(q.name, hostName(a)) && want(q, host.type)) answers.push(host);
   }
   if (answers.length === 0) return undefined;
   const additionals = [srv, txt, host].filter((r) => !answers.includes(r));
@@ -150,10 +153,11 @@ export interface Refusal {
   reason: string;
 }
 
-/** An interface a packet was heard on: its IPv4 address and netmask. */
+/** A link a packet was heard on: its interface's IPv4 or IPv6 address and netmask, and the interface's name. */
 export interface Link {
   address: string;
   netmask: string;
+  name?: string;
 }
 
 type BrowseLimits = Pick<Limits, 'discoveryCandidates' | 'noteKeyNameBytes'>;
@@ -210,7 +214,7 @@ export class BrowseState {
     for (const [name, ptr] of this.#ptr) if (!this.#srv.has(name)) qs.push({ name: ptr, type: 'SRV' });
     for (const [name, srv] of this.#srv) {
       if (!this.#txt.has(name)) qs.push({ name: srv.name, type: 'TXT' });
-      if (!this.#hosts.has(srv.target)) qs.push({ name: srv.target, type: 'A' });
+      if (!this.#hosts.has(srv.target)) qs.push({ name: srv.target, type: 'A' }, { name: srv.target, type: 'AAAA' });
     }
     return qs;
   }
@@ -291,7 +295,7 @@ export class BrowseState {
         if (r.type === 'PTR' && typeof r.data === 'string') this.#goodbye(source, 'ptr', this.#ptr, r.data.toLowerCase());
         else if (r.type === 'SRV') this.#goodbye(source, 'srv', this.#srv, name);
         else if (r.type === 'TXT') this.#goodbye(source, 'txt', this.#txt, name);
-        else if (r.type === 'A') this.#goodbye(source, 'hosts', this.#hosts, name);
+        else if (r.type === 'A' || r.type === 'AAAA') this.#goodbye(source, 'hosts', this.#hosts, name);
         continue;
       }
       if (r.type === 'PTR' && name === SERVICE_TYPE && typeof r.data === 'string' && r.data.toLowerCase().endsWith(`.${SERVICE_TYPE}`)) {
@@ -311,10 +315,10 @@ export class BrowseState {
         this.#txt.set(name, (r.data as unknown[]).filter((x): x is Buffer => Buffer.isBuffer(x)).slice(0, 32));
         this.#refresh('txt', name, source, r.ttl, now);
         touched.add(name);
-      } else if (r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data)) {
+      } else if ((r.type === 'A' && typeof r.data === 'string' && net.isIPv4(r.data)) || (r.type === 'AAAA' && typeof r.data === 'string' && net.isIPv6(r.data))) {
         // Only an address on the link it was heard on, or the sender's own: an announcement must not
         // send us to any address on the internet (RFC 6762 §11, source address check).
-        if (r.data !== source && !onLink(r.data, link)) continue;
+        if (r.data !== source.replace(/%.*$/, '') && !onLink(r.data, link)) continue;
         let set = this.#hosts.get(name);
         if (!set) {
           if (!this.#room(source, 'hosts', this.#hosts, name)) continue;
@@ -340,7 +344,14 @@ export class BrowseState {
       if (this.#refused.size < this.#limits.discoveryCandidates) this.#refused.set(name, { instance, reason: parsed.problem });
       return;
     }
-    for (const address of addresses) {
+    // An IPv6 link-local address needs its interface named to be reached, which a URL cannot carry.
+    const reachable = [...addresses].filter((x) => !isLinkLocal6(x));
+    if (reachable.length === 0) {
+      if (this.#refused.size < this.#limits.discoveryCandidates) this.#refused.set(name, { instance, reason: 'only an IPv6 link-local address (fe80::/10), which a URL cannot name: give the node a unique-local or global IPv6 address, or IPv4' });
+      return;
+    }
+    this.#refused.delete(name);
+    for (const address of reachable) {
       const id = `${address}|${srv.port}|${parsed.key}`;
       if (this.#seen.has(id) || !this.#room(source, 'candidates', this.#seen, id)) continue;
       this.#seen.set(id, name);
@@ -349,12 +360,43 @@ export class BrowseState {
   }
 }
 
-/** Whether `address` is in the IPv4 subnet of `link`. */
+/** An IPv6 link-local address (fe80::/10). */
+export const isLinkLocal6 = (address: string) => /^fe[89ab][0-9a-f]:/i.test(address);
+
+/**
+ * Whether `address` is on `link`: in its IPv4 subnet, or its IPv6 prefix; an IPv6 link-local address is
+ * on the link its zone names (`fe80::1%eth0`, as a sender's address comes), or without a zone on any
+ * IPv6 link (as an AAAA record's data comes: it was heard on that link).
+ */
 export function onLink(address: string, link: Link): boolean {
-  if (!net.isIPv4(address) || !net.isIPv4(link.address) || !net.isIPv4(link.netmask)) return false;
-  const n = (s: string) => s.split('.').reduce((acc, b) => ((acc << 8) | Number(b)) >>> 0, 0);
-  const mask = n(link.netmask);
-  return ((n(address) & mask) >>> 0) === ((n(link.address) & mask) >>> 0);
+  if (net.isIPv4(address) && net.isIPv4(link.address) && net.isIPv4(link.netmask)) {
+    const n = (s: string) => s.split('.').reduce((acc, b) => ((acc << 8) | Number(b)) >>> 0, 0);
+    const mask = n(link.netmask);
+    return ((n(address) & mask) >>> 0) === ((n(link.address) & mask) >>> 0);
+  }
+  const [bare, zone] = address.split('%') as [string, string | undefined];
+  if (!net.isIPv6(bare) || !net.isIPv6(link.address.replace(/%.*$/, ''))) return false;
+  if (isLinkLocal6(bare)) return zone === undefined || zone === link.name;
+  if (!net.isIPv6(link.netmask)) return false;
+  const [a, l, m] = [ipv6Bytes(bare), ipv6Bytes(link.address.replace(/%.*$/, '')), ipv6Bytes(link.netmask)];
+  return a.every((b, i) => (b & m[i]!) === (l[i]! & m[i]!));
+}
+
+/** The 16 bytes of an IPv6 address (RFC 4291 §2.2 text forms, `::` and a dotted IPv4 tail included). */
+export function ipv6Bytes(address: string): Buffer {
+  let text = address.replace(/%.*$/, '');
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const b = v4[1]!.split('.').map(Number);
+    text = `${text.slice(0, v4.index)}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
+  }
+  const [head, tail] = text.includes('::') ? text.split('::') as [string, string] : [text, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  const out = Buffer.alloc(16);
+  groups.slice(0, 8).forEach((g, i) => out.writeUInt16BE(parseInt(g, 16) & 0xffff, i * 2));
+  return out;
 }
 
 /** An instance name to print: control characters escaped, at most 63 characters. */

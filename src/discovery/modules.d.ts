@@ -48,7 +48,7 @@ declare module 'multicast-dns' {
   import type { Socket } from 'node:dgram';
 
   interface MdnsOptions {
-    port?: number; ip?: string; ttl?: number; loopback?: boolean; reuseAddr?: boolean;
+    port?: number; ip?: string; ttl?: number; loopback?: boolean; reuseAddr?: boolean; type?: 'udp4' | 'udp6';
     interface?: string; bind?: string | false; multicast?: boolean; socket?: Socket;
   }
   interface Instance extends EventEmitter {

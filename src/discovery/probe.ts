@@ -5,15 +5,15 @@
 // An instance name ("NAME KEYID") is unique only as long as one node holds a key; two processes of one
 // node (serve and seed), or two nodes sharing a key, would announce the same name with different records.
 import { LIMITS, type Limits } from '../limits.ts';
-import { announcementRecords, hostName, instanceName, truncateUtf8, type Announcement, type DnsRecord } from './dns-sd.ts';
+import { addressType, announcementRecords, hostName, instanceName, ipv6Bytes, truncateUtf8, type Announcement, type DnsRecord } from './dns-sd.ts';
 
 const same = (x: string, y: string) => x.toLowerCase() === y.toLowerCase();
 
-/** The records we claim (unique, RFC 6762 §8.1): the instance's SRV and TXT, and the host's A per address. */
+/** The records we claim (unique, RFC 6762 §8.1): the instance's SRV and TXT, and the host's A or AAAA per address. */
 export function claimedRecords(a: Announcement, addresses: readonly string[]): DnsRecord[] {
   const first = announcementRecords(a, addresses[0] ?? '0.0.0.0').additionals;
   const [srv, txt] = first as [DnsRecord, DnsRecord];
-  return [srv, txt, ...addresses.map((address) => ({ name: hostName(a), type: 'A', ttl: 120, flush: true, data: address }))];
+  return [srv, txt, ...addresses.map((address) => ({ name: hostName(a), type: addressType(address), ttl: 120, flush: true, data: address.replace(/%.*$/, '') }))];
 }
 
 /** A probe (RFC 6762 §8.1): a query of type ANY for each name, our proposed records in the Authority section. */
@@ -38,8 +38,8 @@ export function conflictsIn(a: Announcement, addresses: readonly string[], recor
     if (same(r.name, instanceName(a)) && (r.type === 'SRV' || r.type === 'TXT')) {
       const mine = ours.find((o) => o.type === r.type)!;
       if (!rdataOf(mine).equals(rdataOf(r))) out.instance = true;
-    } else if (same(r.name, hostName(a)) && r.type === 'A') {
-      if (typeof r.data !== 'string' || !addresses.includes(r.data)) out.host = true;
+    } else if (same(r.name, hostName(a)) && (r.type === 'A' || r.type === 'AAAA')) {
+      if (typeof r.data !== 'string' || !addresses.some((x) => x.replace(/%.*$/, '') === r.data)) out.host = true;
     }
   }
   return out;
@@ -87,7 +87,7 @@ export function renamed(a: Announcement, what: Conflict, limits: Pick<Limits, 'd
   return { ...a, instance, host };
 }
 
-const TYPE = { A: 1, TXT: 16, SRV: 33 } as Record<string, number>;
+const TYPE = { A: 1, TXT: 16, AAAA: 28, SRV: 33 } as Record<string, number>;
 
 /** class (IN, cache-flush bit clear), type, then the raw uncompressed rdata: the tiebreak's order. */
 function recordKey(r: DnsRecord): Buffer {
@@ -97,10 +97,11 @@ function recordKey(r: DnsRecord): Buffer {
   return Buffer.concat([head, rdataOf(r)]);
 }
 
-/** The rdata of an A, SRV or TXT record as on the wire (RFC 1035 §3.3, RFC 2782); anything else empty. */
+/** The rdata of an A, AAAA, SRV or TXT record as on the wire (RFC 1035 §3.3, RFC 3596, RFC 2782); anything else empty. */
 export function rdataOf(r: DnsRecord): Buffer {
   try {
     if (r.type === 'A' && typeof r.data === 'string') return Buffer.from(r.data.split('.').map(Number));
+    if (r.type === 'AAAA' && typeof r.data === 'string') return ipv6Bytes(r.data);
     if (r.type === 'SRV' && typeof r.data === 'object' && r.data !== null) {
       const d = r.data as { priority?: number; weight?: number; port?: number; target?: string };
       const head = Buffer.alloc(6);

@@ -175,3 +175,27 @@ test('a goodbye from the sender that announced a node gives its room back; a goo
   }
   assert.equal(n, CANDIDATES_PER_SOURCE);
 });
+
+test('IPv6: AAAA for an IPv6 link, on-link by prefix or by the zone of a link-local sender, addresses as 16 bytes', async () => {
+  const { addressType, ipv6Bytes, onLink } = await import('../../src/discovery/dns-sd.ts');
+  assert.equal(addressType('10.0.0.1'), 'A');
+  assert.equal(addressType('fd16::a'), 'AAAA');
+  assert.equal(addressType('fe80::1%eth0'), 'AAAA');
+  assert.equal(ipv6Bytes('fd16::a').toString('hex'), 'fd16' + '0'.repeat(24) + '000a');
+  assert.equal(ipv6Bytes('::ffff:10.1.2.3').toString('hex'), '0'.repeat(20) + 'ffff0a010203');
+  assert.equal(ipv6Bytes('1:2:3:4:5:6:7:8').toString('hex'), '00010002000300040005000600070008');
+  const v6 = { name: 'eth0', address: 'fd16::b', netmask: 'ffff:ffff:ffff:ffff::' };
+  assert.equal(onLink('fd16::a', v6), true);
+  assert.equal(onLink('fd17::a', v6), false);
+  assert.equal(onLink('fe80::1%eth0', v6), true);
+  assert.equal(onLink('fe80::1%eth1', v6), false);
+  assert.equal(onLink('10.0.0.1', v6), false);
+  assert.equal(onLink('fd16::a', { name: 'eth0', address: '10.0.0.2', netmask: '255.255.0.0' }), false);
+  // Every address round-trips through its 16 bytes.
+  fc.assert(fc.property(fc.ipV6(), (a) => {
+    const b = ipv6Bytes(a);
+    const back = Array.from({ length: 8 }, (_, i) => b.readUInt16BE(i * 2).toString(16)).join(':');
+    assert.equal(ipv6Bytes(back).toString('hex'), b.toString('hex'));
+    assert.equal(new URL(`http://[${back}]/`).hostname, new URL(`http://[${a}]/`).hostname);
+  }));
+});

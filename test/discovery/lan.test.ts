@@ -107,6 +107,45 @@ describe('discovery across two network namespaces', { skip }, () => {
     assert.ok(!watch.stdout().includes('refused'), watch.stdout());
   });
 
+  test('IPv6 (AAAA, FF02::FB): with IPv4 gone from the link, serve --listen [::]:PORT --announce is found and checked over IPv6 at its unique-local address; a node with only a link-local IPv6 address is refused, saying why', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeNetwork(t, ['a', 'b']);
+    const ip = (n: NetNode, args: string[]) => assert.equal(spawnSync('ip', ['-n', n.ns, ...args]).status, 0, args.join(' '));
+    // IPv4 off both ends; their link-local IPv6 addresses usable at once (no duplicate detection).
+    for (const n of [link.nodes.a, link.nodes.b]) {
+      assert.equal(spawnSync('ip', ['netns', 'exec', n.ns, 'sysctl', '-qw', `net.ipv6.conf.${n.dev}.accept_dad=0`]).status, 0);
+      ip(n, ['-4', 'addr', 'flush', 'dev', n.dev]);
+    }
+    const linkLocal = (n: NetNode) => {
+      for (;;) { // the kernel adds it as the link comes up: wait until it is there and no longer tentative
+        const out = spawnSync('ip', ['-n', n.ns, '-6', 'addr', 'show', 'dev', n.dev, 'scope', 'link'], { encoding: 'utf8' }).stdout;
+        const m = /inet6 (fe80::[0-9a-f:]+)\/64/.exec(out);
+        if (m && !out.includes('tentative')) return m[1]!;
+        spawnSync('ip', ['-n', n.ns, 'monitor', 'address'], { timeout: 200 }); // blocks until an address event (or 200 ms)
+      }
+    };
+    linkLocal(link.nodes.a);
+    linkLocal(link.nodes.b);
+    const k = key('v6-mirror', 22);
+    const { root, keyFile } = await mirrorRoot(dir, k);
+    // Link-local only: announced (AAAA fe80::...), refused by the browser with the reason.
+    const onlyLocal = link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--key', keyFile, '--listen', '[::]:8092', '--no-access-log', '--announce']);
+    await onlyLocal.waitStderr(/announcing "v6-mirror [0-9a-f]{8}" on eth0 \(fe80::/);
+    const refused = await discover(link, link.nodes.b);
+    assert.deepEqual(refused.nodes, [], JSON.stringify(refused));
+    assert.match(JSON.stringify(refused.refused), /v6-mirror [0-9a-f]{8}.*only an IPv6 link-local address/);
+    onlyLocal.child.kill('SIGTERM');
+    await onlyLocal.exited;
+    // A unique-local address on each end: found and checked there, over IPv6 alone.
+    ip(link.nodes.a, ['-6', 'addr', 'add', 'fd16::a/64', 'dev', link.nodes.a.dev, 'nodad']);
+    ip(link.nodes.b, ['-6', 'addr', 'add', 'fd16::b/64', 'dev', link.nodes.b.dev, 'nodad']);
+    const s = link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--key', keyFile, '--listen', '[::]:8093', '--no-access-log', '--announce']);
+    await s.waitStderr(/announcing "v6-mirror [0-9a-f]{8}" on eth0 \(fd16::a\)/);
+    const r = await discover(link, link.nodes.b);
+    assert.deepEqual(r.nodes.map((n) => [n.url, n.key, 'inventory' in n.checked]), [['http://[fd16::a]:8093', formatVerifierKey(k), true]], JSON.stringify(r));
+    assert.deepEqual(r.refused, []);
+  });
+
   test('serve --workers 2 --announce: the pool announces once, and its workers answer the check', async (t) => {
     const dir = await tempDir(t);
     const link = makeNetwork(t, ['a', 'b']);
