@@ -295,11 +295,20 @@ class PieceRun {
    * The first answer, asked for before the size and the piece map were known: every piece it covers
    * whole is checked like any other, kept, or blamed on its source (which is dropped), so no byte read
    * goes unchecked or a lie unnamed. A piece map's pieces may be smaller than the probe (a torrent's
-   * 16 KiB) or larger (then nothing is covered and the bytes are asked for again). Without a map, or
-   * with a v1 map and a source that is not a peer, a piece is kept unchecked and the whole file's
-   * sha256 judges it, as for any other piece.
+   * 16 KiB) or larger: then the rest of the first piece is asked of the same source and the piece checked
+   * whole (if that read fails, the piece is asked for again as any other). Without a map, or with a v1
+   * map and a source that is not a peer, a piece is kept unchecked and the whole file's sha256 judges
+   * it, as for any other piece.
    */
   private async takeFirst(body: Buffer, from: SourceState, ms: number): Promise<void> {
+    const head = this.pieces[0]!;
+    if (this.map && body.length <= head.end && !head.done && (this.map.hash !== 'sha1' || from.source.role === 'peer')) {
+      const t0 = Date.now();
+      const rest = await readRange(from.source, body.length, head.end, this.ctx, this.ctx.signal ?? new AbortController().signal, this.size).catch(() => undefined);
+      if (rest === undefined || rest === 'no-ranges') return;
+      body = Buffer.concat([body, rest.body]);
+      ms += Date.now() - t0;
+    }
     const covered = this.pieces.filter((p) => p.end < body.length);
     for (const piece of covered) {
       if (piece.done) continue;

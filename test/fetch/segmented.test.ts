@@ -204,3 +204,38 @@ test('a first answer that covers many small pieces of the map (16 KiB, as in a t
   assert.ok(ranges.every((start) => start === 0 || start >= 256 * 1024), `bytes of the first answer asked for again: ${ranges.join(' ')}`);
   assert.equal(f.contributors.reduce((n: number, c: { bytes: number }) => n + c.bytes, 0), body.length);
 });
+
+test("a first answer shorter than the map's first piece: the rest of that piece is asked of the same source and the piece checked whole", async (t) => {
+  const dir = await tempDir(t);
+  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
+  const { writeFile: write } = await import('node:fs/promises');
+  const { sha256 } = await import('../helpers/distfiles.ts');
+  const file = path.join(dir, 'big');
+  await write(file, BIG);
+  const map = await pieceMapOfFile(file, 1024 * 1024);
+  const layer = Buffer.concat(map.layer);
+  const run = async (lie: boolean) => {
+    // m0 is asked first (mirrors before upstream), for 256 KiB (--min-piece); the map's pieces are 1 MiB.
+    const origin = await startOrigin({
+      '/m0/big.tar.gz': { body: BIG, behaviour: lie ? { kind: 'wrong-bytes', every: 100_000 } : undefined },
+      [`/m0/sha256/${sha256(BIG)}.pieces`]: { body: layer },
+      '/up/big.tar.gz': { body: BIG },
+    });
+    t.after(() => origin.close());
+    const m = await writeManifest(dir, [distfile('big.tar.gz', BIG, [`${origin.url}/up/big.tar.gz`], { merkleRoot: map.root.toString('hex') })]);
+    const out = path.join(dir, lie ? 'out-lie' : 'out');
+    const r = await runCli(['fetch', m, '-o', out, '--json', '--min-piece', '256KiB', '--cross-check', '0', '--mirror', `${origin.url}/m0`], { env: { SOURCEMESH_STORE: path.join(dir, lie ? 'store-lie' : 'store') } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await readFile(path.join(out, 'big.tar.gz')), BIG);
+    const asked = origin.log.filter((l) => l.path === '/m0/big.tar.gz').map((l) => l.range);
+    return { f: JSON.parse(r.stdout).files[0], asked, all: origin.log.filter((l) => l.path.endsWith('/big.tar.gz')).map((l) => l.range) };
+  };
+  const liar = await run(true);
+  assert.deepEqual(liar.asked, ['bytes=0-262143', 'bytes=262144-1048575'], 'the probe and the rest of piece 0, then dropped');
+  const lie = liar.f.rejected.find((x: { source: string }) => x.source.endsWith('/m0'));
+  assert.ok(lie, JSON.stringify(liar.f.rejected));
+  assert.match(lie.message, /bytes 0-1048575 of big\.tar\.gz \(piece 0\) that do not match the piece map pinned by its merkle root/);
+  const honest = await run(false);
+  assert.deepEqual(honest.f.rejected, []);
+  assert.ok(!honest.all.some((x) => x !== undefined && /^bytes=0-/.test(x) && x !== 'bytes=0-262143'), `piece 0 asked for again: ${honest.all.join(' ')}`);
+});
