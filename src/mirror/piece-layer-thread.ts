@@ -1,7 +1,8 @@
-// Files' BEP 52 piece maps computed on worker threads: mirror sync makes the piece layer of every file it
-// publishes, a SHA-256 of each 16 KiB block, a whole second pass over the bytes after their SHA-256. On
-// the main thread the files went one after another on one core; on threads, as many at once as the
-// machine has cores (bench:node, docs/BENCHMARKS.md). The threads are kept for the whole run: starting
+// Files' BEP 52 piece maps computed on worker threads, read back from the file: mirror sync makes the
+// piece layer of every file it publishes, a SHA-256 of each 16 KiB block. A file it downloads whole gets
+// its map from the download's own pass (src/fetch/hash-thread.ts); these threads do the others (already
+// published, made by the snapshot generator), as many at once as the machine has cores (bench:node,
+// docs/BENCHMARKS.md). The threads are kept for the whole run: starting
 // one per file cost some 60 ms of CPU each (loading its modules), about 5% of a clone's CPU.
 // The same module is the worker.
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
