@@ -1,6 +1,6 @@
 // HTTP(S) transport on undici. Redirects are followed here, by hand, so that each hop is checked:
 // only http and https, at most LIMITS.maxRedirects hops.
-import { Agent, request, type Dispatcher } from '../net/undici.ts';
+import { Agent, parserWithoutTierUp, request, type Dispatcher } from '../net/undici.ts';
 import { SourcemeshError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import type { Limits } from '../limits.ts';
@@ -28,6 +28,7 @@ export function defaultDispatcher(): Dispatcher {
 }
 
 export function createAgent(limits: Limits): Dispatcher {
+  parserWithoutTierUp();
   return new Agent({
     ...HTTP1_ONLY,
     connect: { timeout: limits.connectTimeoutMs },
