@@ -146,7 +146,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       } : undefined))()] as const));
 
       const logFile = o.accessLog === false || o.accessLog === '-' ? undefined : o.accessLog;
-      const dest = o.accessLog === false ? undefined : pino.destination({ dest: logFile ?? 1, sync: false, mkdir: true, append: true });
+      const dest = o.accessLog === false ? undefined : await starting(async () => pino.destination({ dest: logFile ?? 1, sync: false, mkdir: true, append: true }));
       // A log file that cannot be written (its disk full, its directory gone) is said on stderr; serving goes on.
       dest?.on('error', (err: Error) => io.stderr.write(`sourcemesh serve: access log ${logFile ?? 'stdout'}: ${err.message}\n`));
       logger = dest ? pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, dest) : undefined;

@@ -82,8 +82,9 @@ export async function discoverNodes(options: DiscoverOptions): Promise<DiscoverR
       const c = queue.shift()!;
       const p = checkCandidate(c, dispatcher, limits, stop.signal).then(
         (checked) => {
-          // A node heard over IPv4 and IPv6 is checked at each address; it is listed once, at the first.
-          if (nodes.some((n) => n.key === c.key && n.instance === c.instance)) return;
+          // A node heard over IPv4 and IPv6 (one instance, key and port, two addresses) is checked at each;
+          // it is listed once, at the first. (A node that restarts on another port is listed again.)
+          if (nodes.some((n) => n.key === c.key && n.instance === c.instance && n.url.endsWith(`:${c.port}`))) return;
           const node: DiscoveredNode = {
             instance: c.instance, url: baseUrl(c), key: c.key, roles: c.roles, checked,
             ...(c.bittorrent !== undefined ? { bittorrent: hostPort(c.address, c.bittorrent) } : {}), ms: Math.round(performance.now() - start),

@@ -146,6 +146,31 @@ describe('discovery across two network namespaces', { skip }, () => {
     assert.deepEqual(r.refused, []);
   });
 
+  test('a node heard over IPv4 and IPv6 is listed once; one that restarts on another port is found again by a browser that kept running', async (t) => {
+    const dir = await tempDir(t);
+    const link = makeNetwork(t, ['a', 'b']);
+    for (const n of [link.nodes.a, link.nodes.b]) {
+      assert.equal(spawnSync('ip', ['-n', n.ns, '-6', 'addr', 'add', `fd16::${n === link.nodes.a ? 'a' : 'b'}/64`, 'dev', n.dev, 'nodad']).status, 0);
+    }
+    const k = key('both-ways', 23);
+    const { root, keyFile } = await mirrorRoot(dir, k);
+    const watch = link.spawn(link.nodes.b, process.execPath, [WATCH, '120']);
+    await watch.waitStderr(/watching/);
+    const start = (port: number) => link.spawn(link.nodes.a, process.execPath, [path.join(ROOT, 'src/cli/main.ts'), 'serve', '--root', root, '--key', keyFile, '--listen', `[::]:${port}`, '--no-access-log', '--announce']);
+    const first = start(8094);
+    await first.waitStderr(/announcing "both-ways [0-9a-f]{8}" on eth0 \(10\.[0-9.]+\), eth0 \(fd16::a\)/);
+    const one = JSON.parse(await waitStdout(watch, /"found":.*:8094"/)) as { found: string };
+    assert.ok([`http://${link.nodes.a.address}:8094`, 'http://[fd16::a]:8094'].includes(one.found), one.found);
+    // The discover command, over both families: one node.
+    const r = await discover(link, link.nodes.b);
+    assert.equal(r.nodes.length, 1, JSON.stringify(r));
+    first.child.kill('SIGTERM');
+    await first.exited;
+    start(8095);
+    await waitStdout(watch, /"found":.*:8095"/);
+    assert.equal(watch.stdout().split('\n').filter((l) => l.includes(':8094"')).length, 1, watch.stdout());
+  });
+
   test('serve --workers 2 --announce: the pool announces once, and its workers answer the check', async (t) => {
     const dir = await tempDir(t);
     const link = makeNetwork(t, ['a', 'b']);
