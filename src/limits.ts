@@ -308,6 +308,8 @@ export const LIMITS = {
   swarmPeerReconnects: 3,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
+  /** Pieces a seeder keeps in memory once read and checked, to send their blocks to several peers (larger pieces are read block by block). */
+  seedPieceCacheBytes: 8 * MiB,
   /** A tracker's announce response (BEP 3), read whole: 200 compact peers are 1.2 KB; anything near this is hostile. */
   trackerResponseBytes: 256 * KiB,
   /** Peers one announce response may name (we ask for `numwant` 50); more and the response is refused whole. */

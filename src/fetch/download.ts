@@ -187,7 +187,7 @@ export interface DownloadContext {
    * Piece `index` of `d` is in the partial at `path`, checked against a piece map (segmented downloads
    * with one only): `fetch --bittorrent` offers it to other peers (src/torrent/leech-upload.ts).
    */
-  onPieceVerified?: (d: Distfile, index: number, path: string, pieceLength: number) => void;
+  onPieceVerified?: (d: Distfile, index: number, path: string, pieceLength: number, leaves?: Buffer) => void;
   /**
    * Hash on a thread in the download's pass and also take the file's BEP 52 piece map with this piece
    * length (mirror sync's piece layers: no second pass, no read-back).

@@ -12,7 +12,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { createHash, type Hash } from 'node:crypto';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
-import { pieceHash } from './piece-map.ts';
+import { blockHashes, pieceHashOfLeaves } from './piece-map.ts';
 
 const ROLE = 'sourcemesh-piece-hasher';
 /** File bytes hashed per turn of the worker's loop, so that piece requests wait little behind it. */
@@ -25,7 +25,7 @@ type Request =
   | { type: 'digest'; id: number; file: number; size: number }
   | { type: 'close'; file: number };
 type Reply =
-  | { type: 'piece'; id: number; hash: Uint8Array; buf: ArrayBuffer }
+  | { type: 'piece'; id: number; hash: Uint8Array; leaves: Uint8Array; buf: ArrayBuffer }
   | { type: 'digest'; id: number; hex?: string; short?: string; fault?: { message: string; code?: string; syscall?: string } };
 
 /** The thread and the requests waiting for its answers. */
@@ -104,7 +104,7 @@ export class PieceHasher {
    * memory goes to the worker and returns without a copy when `body` starts its ArrayBuffer (which the
    * caller then no longer reads through `body`: use the returned `body`, or `memory` for all of it).
    */
-  async pieceHash(body: Buffer, pieceLength: number): Promise<{ hash: Buffer; body: Buffer; memory: Buffer }> {
+  async pieceHash(body: Buffer, pieceLength: number): Promise<{ hash: Buffer; body: Buffer; memory: Buffer; leaves: Buffer }> {
     const length = body.length; // `body` reads as empty once its memory has moved
     const own = body.byteOffset === 0 && body.buffer instanceof ArrayBuffer;
     const ask = (buf: ArrayBuffer) => this.thread.call({ type: 'piece', id: this.thread.nextId(), buf, length, pieceLength }, [buf]);
@@ -115,7 +115,8 @@ export class PieceHasher {
     const r = own ? await ask(body.buffer as ArrayBuffer).catch((err) => { if (isDataCloneError(err)) return ask(copy()); throw err; }) : await ask(copy());
     if (r.type !== 'piece') throw new SourcemeshError('E_INTERNAL', 'unexpected reply from the hashing thread');
     const memory = Buffer.from(r.buf);
-    return { hash: Buffer.from(r.hash), body: memory.subarray(0, length), memory };
+    // The leaves too (32 bytes per 16 KiB block): an uploading leecher keeps them to check each block it sends, without hashing the piece again.
+    return { hash: Buffer.from(r.hash), body: memory.subarray(0, length), memory, leaves: Buffer.from(r.leaves.buffer, r.leaves.byteOffset, r.leaves.byteLength) };
   }
 
   /** Bytes [0, bytes) of the file are written and final: they may be hashed now. */
@@ -212,8 +213,9 @@ function serve(): void {
   };
   port.on('message', (m: Request) => {
     if (m.type === 'piece') {
-      const h = pieceHash(new Uint8Array(m.buf, 0, m.length), m.pieceLength);
-      port.postMessage({ type: 'piece', id: m.id, hash: h, buf: m.buf } satisfies Reply, [m.buf]);
+      const leaves = blockHashes(new Uint8Array(m.buf, 0, m.length));
+      const h = pieceHashOfLeaves(leaves, m.pieceLength);
+      port.postMessage({ type: 'piece', id: m.id, hash: h, leaves: Buffer.concat(leaves), buf: m.buf } satisfies Reply, [m.buf]);
       return;
     }
     if (m.type === 'open') {

@@ -277,7 +277,7 @@ class PieceRun {
         const losers = this.sched.accepted(a, checked.body.length, ms);
         if (!losers) return; // another source's copy won while this one was being checked
         for (const [other, cancel] of this.reading) if (other.piece === piece && losers.includes(other.state)) cancel.abort();
-        await this.write(piece, checked.body);
+        await this.write(piece, checked.body, checked.leaves);
       } catch (err) {
         this.fatal ??= fromSystemError(err, this.partial.path);
         memory = undefined; // a write may still hold it
@@ -333,7 +333,7 @@ class PieceRun {
   }
 
   /** Does `body` from `from` fit the piece map (no map: nothing to check)? Returns the bytes to keep and, to give back, the memory they sit in. */
-  private async check(body: Buffer, piece: Piece, from: SourceState, memory?: Buffer): Promise<{ ok: boolean; body: Buffer; memory?: Buffer }> {
+  private async check(body: Buffer, piece: Piece, from: SourceState, memory?: Buffer): Promise<{ ok: boolean; body: Buffer; memory?: Buffer; leaves?: Buffer }> {
     if (!this.map) return { ok: true, body, memory };
     if (this.map.hash === 'sha1') {
       // The torrent's word only: binding on its peers; bytes from anywhere else wait for the sha256.
@@ -341,18 +341,18 @@ class PieceRun {
       return { ok: createHash('sha1').update(body).digest().equals(this.map.layer[piece.index]!), body, memory };
     }
     const r = await this.hasher.pieceHash(body, this.map.pieceLength);
-    return { ok: r.hash.equals(this.map.layer[piece.index]!), body: r.body, memory: memory && r.memory };
+    return { ok: r.hash.equals(this.map.layer[piece.index]!), body: r.body, memory: memory && r.memory, leaves: r.leaves };
   }
 
   /** Put an accepted piece in the file; its bytes then count for the hash, the record and cross-checks. */
-  private async write(piece: Piece, body: Buffer): Promise<void> {
+  private async write(piece: Piece, body: Buffer, leaves?: Buffer): Promise<void> {
     await this.fh.write(body, 0, body.length, piece.start);
     // The file's SHA-256 is taken in file order as its prefix is written, by the hashing thread.
     this.hasher.prefixWritten(this.sched.written(piece));
     this.checkpoints.wrote(piece.index, body.length);
     this.crossChecks?.written(piece);
     this.ctx.onBytes?.(body.length);
-    if (this.map) this.ctx.onPieceVerified?.(this.d, piece.index, this.partial.path, this.pieceLength);
+    if (this.map) this.ctx.onPieceVerified?.(this.d, piece.index, this.partial.path, this.pieceLength, leaves);
   }
 
   private blamed(b: Blame): void {

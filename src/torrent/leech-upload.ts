@@ -81,7 +81,7 @@ export class LeechUpload {
    * Piece `index` of `d` was checked on arrival and written to `path`: read it back, check it again, keep
    * its leaves, announce it. A piece that does not check (the partial changed) is simply not offered.
    */
-  async pieceVerified(d: Distfile, index: number, path: string, pieceLength: number): Promise<void> {
+  async pieceVerified(d: Distfile, index: number, path: string, pieceLength: number, checkedLeaves?: Buffer): Promise<void> {
     const o = this.offered.get(d.name);
     const file = o?.file;
     if (!o || !file || pieceLength !== o.t.pieceLength || index >= o.layer.length) return;
@@ -90,6 +90,16 @@ export class LeechUpload {
     if (file.path !== path) return;
     const start = index * pieceLength;
     const length = Math.min(pieceLength, file.size - start);
+    // The download checked the piece in memory against the piece layer and hands over the leaves it
+    // took of those very bytes (BEP 52 piece layer, same root): no read back, no second hash. The seeder
+    // still checks every block it reads from disk against them before it leaves.
+    if (checkedLeaves && o.hash === 'sha256' && checkedLeaves.length === 32 * Math.ceil(length / BLOCK)) {
+      const leaves = Array.from({ length: checkedLeaves.length / 32 }, (_, i) => checkedLeaves.subarray(32 * i, 32 * i + 32));
+      if (!pieceHashOfLeaves(leaves, pieceLength).equals(o.layer[index]!)) return;
+      leaves.forEach((leaf, i) => (file.leaves[start / BLOCK + i] = leaf));
+      this.seeder.have(file, index);
+      return;
+    }
     const buf = Buffer.allocUnsafe(length);
     // One handle for the whole download, not an open and a close per piece (both showed in profiles).
     o.read ??= open(path, 'r');

@@ -70,7 +70,7 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   const tracked: SwarmFetch['trackers'] = { answered: [], failed: [] };
   const goodbyes: { url: string; params: () => AnnounceParams }[] = [];
   for (const { t, names } of torrents) {
-    names.forEach((name, index) => up?.register(name, t, index));
+    names.forEach((name, index) => up?.register(name, t, index, manifest.distfiles.find((d) => d.name === name)?.sha256));
     const keys = [t.infoHashV1, t.infoHashV2?.subarray(0, 20)].filter((k): k is Buffer => k !== undefined);
     if (up && announce) for (const k of keys) await announce(k, up.port).catch(() => {}); // best effort: --peer and the lookup still work
     const found = lookup ? await lookup(keys[0]!) : [];
@@ -126,9 +126,9 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         return v1PieceMap(e.t, e.index);
       },
       ...(up && {
-        onPieceVerified: (d: Distfile, index: number, path: string, pieceLength: number) => {
+        onPieceVerified: (d: Distfile, index: number, path: string, pieceLength: number, leaves?: Buffer) => {
           // Best effort: a piece we cannot read back is not offered; the download goes on.
-          void up.pieceVerified(d, index, path, pieceLength).catch(() => {});
+          void up.pieceVerified(d, index, path, pieceLength, leaves).catch(() => {});
         },
       }),
     },
