@@ -21,7 +21,7 @@ import { describeVerdict } from './verdict.ts';
 import { addDhtOptions } from './dht-options.ts';
 import { parseDuration } from './units.ts';
 import { parseListen } from './listen.ts';
-import { proxyRefusal } from './proxy-refusals.ts';
+import { offlineRefusal, proxyRefusal } from './network-refusals.ts';
 // Modules only some options need (trust, the DHT, mDNS, BitTorrent, attestations, Metalink) are imported
 // where those options are acted on: a plain fetch then never loads them (docs/BENCHMARKS.md, peak RSS).
 
@@ -91,8 +91,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
     .option('--attestations <path>', 'with --trust-policy naming builders: attestation bundles (files or directories), besides those in the policy\'s log', collect, [])
     .action(async (input: string, o: FetchFlags) => {
-      const leak = proxyRefusal(o); // before anything starts: nothing may go around the proxy
-      if (leak) throw new SourcemeshError('E_USAGE', leak);
+      // Before anything starts: nothing may go around the proxy, nothing may touch the network offline.
+      const refused = proxyRefusal(o) ?? offlineRefusal(o);
+      if (refused) throw new SourcemeshError('E_USAGE', refused);
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const segments = segmentOptions(o);
       const generator = o.snapshotGenerator === 'none' ? undefined : snapshotGenerator(o.snapshotGenerator);
@@ -145,7 +146,6 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       }
       const repKey = (label: string) => byKey.get(label) ?? label;
       if ((o.torrent.length > 0 || o.peer.length > 0 || o.tracker.length > 0) && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--torrent, --peer and --tracker go with --bittorrent');
-      if (o.bittorrent && o.offline) throw new SourcemeshError('E_USAGE', '--bittorrent and --offline exclude each other');
       // Peers from --peer, and from the DHT when --dht-bootstrap names a (closed) DHT to join.
       const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await (await import('./mirrors-dht.ts')).startDht(o, store.root, limits) : undefined;
       const lookup = dht && (async (h: Buffer) => (await dht.lookup(h)).map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));

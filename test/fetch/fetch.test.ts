@@ -204,6 +204,18 @@ test('policies and local mirrors: mirrors-first, upstream-only, --offline with a
   assert.match(report(none.stdout).files[0]!.error!.message, /offline and no local mirror/);
 });
 
+test('--offline touches no network: a mirror list by URL, --discover and --bittorrent are refused before anything starts', async (t) => {
+  const s = await setup(t, { '/list.json': { body: Buffer.from(JSON.stringify({ format: 'sourcemesh.mirrors/v1', mirrors: [] })) } });
+  const m = await writeManifest(s.dir, [distfile('a.tar.gz', A, [`${s.origin.url}/a.tar.gz`])]);
+  for (const extra of [['--mirror-list', `${s.origin.url}/list.json`], ['--discover', '1'], ['--bittorrent']]) {
+    const r = await s.fetch(m, '--offline', ...extra);
+    assert.equal(r.code, 2, `${extra.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`^sourcemesh: error: ${extra[0]}.*--offline.*\\[E_USAGE\\]$`, 'm'), r.stderr);
+  }
+  assert.equal(s.origin.log.length, 0, 'nothing was asked of the network');
+});
+
 test('bad usage and bad input: one line, exit 2', async (t) => {
   const s = await setup(t, {});
   const garbage = path.join(s.dir, 'm.json');

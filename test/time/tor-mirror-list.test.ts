@@ -3,7 +3,7 @@
 // through nothing else. A list named by its pointer in the DHT (dht:HEXKEY) is refused before anything
 // starts: the DHT is UDP, which the proxy cannot carry, so the lookup would show the user's address to
 // the DHT; the same for --discover (mDNS), --bittorrent (the peer wire) and --dht-bootstrap
-// (src/cli/proxy-refusals.ts). A private DHT, an HTTP origin serving the list and its bundle, a real log
+// (src/cli/network-refusals.ts). A private DHT, an HTTP origin serving the list and its bundle, a real log
 // and three witnesses (test/time/timed-network.ts), all on loopback.
 import assert from 'node:assert/strict';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';

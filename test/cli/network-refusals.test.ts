@@ -1,10 +1,10 @@
-// fetch under --tor/--proxy refuses what would go around the proxy (src/cli/proxy-refusals.ts): the
-// property over every combination of the flags; the CLI's refusals end to end are in
-// test/time/tor-mirror-list.test.ts.
+// fetch refuses, before anything starts, what would go around --tor/--proxy or touch the network under
+// --offline (src/cli/network-refusals.ts): the property over every combination of the flags; the CLI's
+// refusals end to end are in test/time/tor-mirror-list.test.ts and test/fetch/fetch.test.ts.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { proxyRefusal } from '../../src/cli/proxy-refusals.ts';
+import { offlineRefusal, proxyRefusal } from '../../src/cli/network-refusals.ts';
 
 const flags = fc.record({
   proxy: fc.option(fc.constant('socks5h://127.0.0.1:9050'), { nil: undefined }),
@@ -25,5 +25,17 @@ test('refused exactly when a proxy is in use and a UDP, LAN or peer-wire feature
     assert.ok(!why.includes('\n'));
     assert.match(why, /^--(mirror-list dht:|discover|bittorrent|dht-bootstrap)/);
     assert.ok(why.includes(o.tor ? '--tor' : '--proxy'));
+  }), { numRuns: 2000 });
+});
+
+test('--offline refuses exactly what touches the network: a list by URL or from the DHT, --discover, --bittorrent, --dht-bootstrap', () => {
+  fc.assert(fc.property(flags, fc.option(fc.boolean(), { nil: undefined }), (o, offline) => {
+    const networked = o.mirrorList.some((l) => l.startsWith('dht:') || l.startsWith('https:')) || o.discover !== undefined || Boolean(o.bittorrent) || o.dhtBootstrap.length > 0;
+    const why = offlineRefusal({ ...o, offline });
+    assert.equal(why !== undefined, Boolean(offline) && networked, JSON.stringify({ ...o, offline }));
+    if (why === undefined) return;
+    assert.ok(!why.includes('\n'));
+    assert.match(why, /^--(mirror-list (dht:|https:)|discover|bittorrent|dht-bootstrap)/);
+    assert.ok(why.includes('--offline'));
   }), { numRuns: 2000 });
 });
