@@ -18,7 +18,7 @@ import { networkInterfaces } from 'node:os';
 import type { Dispatcher } from '../net/undici.ts';
 import { announceTiers, announceTo } from './announce.ts';
 import { newPeerId } from './seeder.ts';
-import { TrackerTiers, isHttpTracker, peerText, printable, type AnnounceParams } from './tracker.ts';
+import { TrackerTiers, isHttpTracker, nextAnnounceDelay, peerText, printable, type AnnounceParams } from './tracker.ts';
 
 export interface SwarmFetch {
   options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor' | 'onPieceVerified'>;
@@ -27,7 +27,7 @@ export interface SwarmFetch {
   /** Where verified pieces are offered to peers (undefined with --no-upload), and the bytes sent. */
   upload?: LeechUpload;
   /** Trackers that did not answer (one line each), and how many peers those that did named. */
-  trackers: { answered: { url: string; peers: number }[]; failed: { url: string; code: string; message: string }[] };
+  trackers: { answered: { url: string; peers: number }[]; failed: { url: string; code: string; message: string }[]; reannounced: number };
   close(): Promise<void>;
 }
 
@@ -67,8 +67,26 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   const peerId = newPeerId();
   const up = upload ? await LeechUpload.start({ ...upload, limits, peerId }) : undefined;
   const self = up ? ownAddresses(up.port) : new Set<string>();
-  const tracked: SwarmFetch['trackers'] = { answered: [], failed: [] };
+  const tracked: SwarmFetch['trackers'] = { answered: [], failed: [], reannounced: 0 };
   const goodbyes: { url: string; params: () => AnnounceParams }[] = [];
+  const ending = new AbortController();
+  const timers = new Set<NodeJS.Timeout>();
+  const reannounce = (url: string, params: () => AnnounceParams, last: { interval: number; minInterval?: number } | { failures: number }, dispatcher: Dispatcher) => {
+    const timer = setTimeout(async () => {
+      timers.delete(timer);
+      let next: typeof last;
+      try {
+        const r = await announceTo(url, params(), { dispatcher, limits, signal: ending.signal });
+        tracked.reannounced++;
+        next = r;
+      } catch {
+        next = { failures: 'failures' in last ? last.failures + 1 : 1 };
+      }
+      if (!ending.signal.aborted) reannounce(url, params, next, dispatcher);
+    }, nextAnnounceDelay(last, limits));
+    timer.unref(); // never what keeps the process alive
+    timers.add(timer);
+  };
   for (const { t, names } of torrents) {
     names.forEach((name, index) => up?.register(name, t, index, manifest.distfiles.find((d) => d.name === name)?.sha256));
     const keys = [t.infoHashV1, t.infoHashV2?.subarray(0, 20)].filter((k): k is Buffer => k !== undefined);
@@ -97,12 +115,17 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         tracked.answered.push({ url: printable(r.url), peers: r.response.peers.length });
         fromTrackers.push(...r.response.peers.map(peerText));
         goodbyes.push({ url: r.url, params: () => params('stopped') });
+        // BEP 3: announce again as the tracker's interval says (held between our floor and ceiling), so a
+        // long download stays listed and its counters current; until the fetch ends.
+        reannounce(r.url, () => params(), r.response, trackers.dispatcher);
       }
     }
     const all = [...new Set([...peers, ...found, ...fromTrackers])].filter((p) => !self.has(p));
     names.forEach((name, index) => byName.set(name, { t, index, peers: all }));
   }
   if (byName.size && [...byName.values()].every((e) => e.peers.length === 0)) {
+    ending.abort();
+    for (const t of timers) clearTimeout(t);
     await up?.close();
     const why = tracked.failed.length ? `; ${tracked.failed.map((f) => `${f.message} [${f.code}]`).join('; ')}` : '';
     throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, --dht-bootstrap to look them up in the DHT, or a torrent or --tracker with a tracker)${why}`);
@@ -134,6 +157,8 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
     },
     trackers: tracked,
     close: async () => {
+      ending.abort();
+      for (const t of timers) clearTimeout(t);
       swarm.close();
       // BEP 3 `stopped` to the trackers that listed us, all within one trackerTimeoutMs, before the port closes.
       if (trackers && goodbyes.length) {
