@@ -1,12 +1,20 @@
 // Segmented fetch: one file in pieces from several loopback mirrors at once; liars named with the byte
 // range as evidence and dropped; mirrors that ignore Range or stall do not stop the download.
 import assert from 'node:assert/strict';
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
+import { bytes, distfile, sha256, writeManifest } from '../helpers/distfiles.ts';
 import { startOrigin, type Behaviour } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
+import { pieceMapOfFile } from '../../src/fetch/piece-map.ts';
+
+/** The BEP 52 piece map of `body` with pieces of `pieceBytes`, as a mirror publishes it (written to a file to be mapped). */
+async function publishedMap(dir: string, body: Buffer, pieceBytes: number) {
+  const file = path.join(dir, 'mapped');
+  await writeFile(file, body);
+  return pieceMapOfFile(file, pieceBytes);
+}
 
 const BIG = bytes(4 * 1024 * 1024 + 12_345, 61); // 17 pieces of 256 KiB
 const OTHER = bytes(1024 * 1024, 62);
@@ -119,12 +127,7 @@ test('bad --min-piece and --cross-check values: exit 2', async (t) => {
 
 test('with a merkle root pinned and piece layers on the mirrors, a bad piece names its mirror on arrival', async (t) => {
   const dir = await tempDir(t);
-  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
-  const { writeFile: write } = await import('node:fs/promises');
-  const file = path.join(dir, 'big');
-  await write(file, BIG);
-  const map = await pieceMapOfFile(file, 256 * 1024);
-  const { sha256 } = await import('../helpers/distfiles.ts');
+  const map = await publishedMap(dir, BIG, 256 * 1024);
   const layer = Buffer.concat(map.layer);
   const routes: Record<string, { body: Buffer; behaviour?: Behaviour }> = {};
   for (const i of [0, 1, 2]) {
@@ -150,12 +153,7 @@ test('with a merkle root pinned and piece layers on the mirrors, a bad piece nam
 
 test('the first answer (asked before the size and the piece map were known) is checked piece by piece: a lie in it names its mirror', async (t) => {
   const dir = await tempDir(t);
-  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
-  const { writeFile: write } = await import('node:fs/promises');
-  const { sha256 } = await import('../helpers/distfiles.ts');
-  const file = path.join(dir, 'big');
-  await write(file, BIG);
-  const map = await pieceMapOfFile(file, 256 * 1024);
+  const map = await publishedMap(dir, BIG, 256 * 1024);
   // The one mirror lies and is asked first (mirrors come before upstream); its probe of 1 MiB covers
   // four 256 KiB pieces of the published layer. Upstream is honest and publishes no layer.
   const origin = await startOrigin({
@@ -179,13 +177,8 @@ test('a first answer that covers many small pieces of the map (16 KiB, as in a t
   // whose pieces are 16 KiB; each is checked on its own. Buffers of 16 KiB from Node's pool cannot be
   // moved to the hashing thread, which once failed every such fetch.
   const dir = await tempDir(t);
-  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
-  const { writeFile: write } = await import('node:fs/promises');
-  const { sha256 } = await import('../helpers/distfiles.ts');
   const body = bytes(1024 * 1024 + 5000, 63);
-  const file = path.join(dir, 'f');
-  await write(file, body);
-  const map = await pieceMapOfFile(file, 16 * 1024);
+  const map = await publishedMap(dir, body, 16 * 1024);
   const routes: Record<string, { body: Buffer }> = {};
   for (const i of [0, 1]) {
     routes[`/m${i}/mid.tar.gz`] = { body };
@@ -207,12 +200,7 @@ test('a first answer that covers many small pieces of the map (16 KiB, as in a t
 
 test("a first answer shorter than the map's first piece: the rest of that piece is asked of the same source and the piece checked whole", async (t) => {
   const dir = await tempDir(t);
-  const { pieceMapOfFile } = await import('../../src/fetch/piece-map.ts');
-  const { writeFile: write } = await import('node:fs/promises');
-  const { sha256 } = await import('../helpers/distfiles.ts');
-  const file = path.join(dir, 'big');
-  await write(file, BIG);
-  const map = await pieceMapOfFile(file, 1024 * 1024);
+  const map = await publishedMap(dir, BIG, 1024 * 1024);
   const layer = Buffer.concat(map.layer);
   const run = async (lie: boolean) => {
     // m0 is asked first (mirrors before upstream), for 256 KiB (--min-piece); the map's pieces are 1 MiB.
