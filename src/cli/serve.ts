@@ -111,6 +111,7 @@ export function serveCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const ready = new Promise<void>((resolve, reject) => {
         serving = (up) => (up ? resolve() : reject(new SourcemeshError('E_NETWORK', '--announce: the node did not start')));
       });
+      ready.catch(() => undefined); // without --announce nothing waits on it: a failed start is not unhandled
       const announceOn = (p: number) => announceNode({
         key, port: p, roles: ['mirror'], scheme: o.tlsCert !== undefined ? 'https' : 'http', path: `/${INVENTORY_PATH}`, listenHost: host,
         ...(o.announceInterface ? { interfaces: o.announceInterface } : {}), log, since: 0, ready,
