@@ -301,7 +301,7 @@ export const LIMITS = {
   /** ... from a source that has them all (a seeder, a web seed): one, so other leechers see soon what it sent (docs/OPERATIONS.md). */
   swarmPiecesPerWholeSource: 1,
   /** ... in all, in one download (each one a piece buffered in memory until checked and written). */
-  swarmPiecesInFlight: 16,
+  swarmPiecesInFlight: 8,
   /** A peer that said nothing of the pieces it has (no bitfield yet) is asked anyway after this, one piece at a time. */
   swarmSilentPeerGraceMs: 2_000,
   /** Connections to one peer made again after one closed on its own (1 s, 2 s, 4 s apart), before it counts as having nothing. */
