@@ -120,9 +120,30 @@ describe('hostile loose objects', () => {
       (o) => { mkdirSync(path.join(o, BLOB_ID.slice(0, 2)), { recursive: true }); writeFileSync(path.join(o, BLOB_ID.slice(0, 2), BLOB_ID.slice(2)), 'not zlib at all'); },
       (o) => { mkdirSync(path.join(o, BLOB_ID.slice(0, 2)), { recursive: true }); writeFileSync(path.join(o, BLOB_ID.slice(0, 2), BLOB_ID.slice(2)), ''); },
     ];
-    for (const make of cases) {
-      const dir = bareWithTree('loose', treeBytes([['100644', 'a', BLOB_ID]]), make);
-      await expectCode({ repoPath: dir, ref: 'main' }, 'E_ARCHIVE');
+    const raw = (bytes: Buffer) => (o: string) => { mkdirSync(path.join(o, BLOB_ID.slice(0, 2)), { recursive: true }); writeFileSync(path.join(o, BLOB_ID.slice(0, 2), BLOB_ID.slice(2)), bytes); };
+    const long = Buffer.concat([Buffer.from('blob 2000\0'), Buffer.alloc(2000, 'z')]);
+    cases.push(
+      // No NUL within the longest header there can be.
+      raw(zlib.deflateSync(Buffer.from(`blob ${'1'.repeat(40)}\0x`))),
+      // Cut after the header (the content never ends), and cut inside the header.
+      raw(zlib.deflateSync(long, { level: 0 }).subarray(0, 40)),
+      raw(zlib.deflateSync(long, { level: 0 }).subarray(0, 8)),
+      // A wrong checksum at the end of the stream.
+      raw((() => { const z = zlib.deflateSync(long); z[z.length - 1] = z[z.length - 1]! ^ 1; return z; })()),
+    );
+    // On the reused zlib handle (issue 14) and through Node's public API; a good archive after each failure.
+    for (const reused of [null, false] as const) {
+      useReusedHandle(reused);
+      try {
+        for (const make of cases) {
+          const dir = bareWithTree('loose', treeBytes([['100644', 'a', BLOB_ID]]), make);
+          await expectCode({ repoPath: dir, ref: 'main' }, 'E_ARCHIVE');
+          const good = bareWithTree('loose-good', treeBytes([['100644', 'a', BLOB_ID]]), withBlob);
+          assert.ok(tarEquals(await ourArchive({ repoPath: good, ref: 'main' }), gitArchive(good, 'main')));
+        }
+      } finally {
+        useReusedHandle(null);
+      }
     }
   });
 });

@@ -3,9 +3,14 @@
 // (strace), the bytes against git archive.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { reusedHandleStats, useReusedHandle } from '../../src/archive/git/inflate.ts';
+import { ObjectDatabase } from '../../src/archive/git/odb.ts';
+import { parseOidHex } from '../../src/archive/git/object-id.ts';
+import { LIMITS } from '../../src/limits.ts';
 import { gitIn, makeRepo } from '../helpers/git.ts';
 import { CLI, tempDir } from '../helpers/run.ts';
 
@@ -35,4 +40,30 @@ test('loose objects: every object file opened once, never stat-ed, and the archi
   assert.equal(opens.size, 40 + 1 + 3 + 1, [...opens.keys()].join('\n'));
   assert.deepEqual([...opens].filter(([, n]) => n !== 1), [], 'each object file opened once');
   assert.deepEqual(stats, [], 'no object file looked up by a stat');
+});
+
+test('loose objects are inflated on the one reused zlib handle, header and content, and read as git cat-file does', async (t) => {
+  const dir = await tempDir(t);
+  const repo = path.join(dir, 'repo');
+  const files: Record<string, string | Buffer> = { empty: '', tiny: 'x', 'exactly-header': 'y'.repeat(9) };
+  for (let i = 0; i < 30; i++) files[`f${i}.txt`] = `line ${i}\n`.repeat(i * 37);
+  // Over 64 KiB compressed: its header comes from the handle, its content later (readLooseWhole).
+  files['noise.bin'] = randomBytes(100_000);
+  await makeRepo(repo, files);
+  const ids = gitIn(repo, ['rev-list', '--objects', '--all']).toString().trim().split('\n').map((l) => l.slice(0, 40));
+  assert.equal(ids.length, 35); // 33 distinct blobs (f0 is empty too), a tree, a commit
+  for (const reused of [true, false]) {
+    useReusedHandle(reused);
+    t.after(() => useReusedHandle(null));
+    const odb = new ObjectDatabase(path.join(repo, '.git', 'objects'), LIMITS);
+    const before = reusedHandleStats.streams;
+    for (const id of ids) {
+      const obj = odb.read(parseOidHex(id)!);
+      assert.equal(obj.type, gitIn(repo, ['cat-file', '-t', id]).toString().trim(), id);
+      assert.deepEqual(obj.data, gitIn(repo, ['cat-file', obj.type, id]), id);
+    }
+    odb.close();
+    // Every object on the reused handle (the large one twice: header, then content); none without it.
+    assert.equal(reusedHandleStats.streams - before, reused ? ids.length + 1 : 0);
+  }
 });

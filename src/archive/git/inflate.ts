@@ -20,6 +20,8 @@ type InternalInflate = zlib.Inflate & { _handle?: NativeHandle | null; _writeSta
 
 let reusable: boolean | null = null;
 let current: InternalInflate | null = null;
+/** For tests and profiles: zlib streams inflated on the reused handle. */
+export const reusedHandleStats = { streams: 0 };
 /** Set by the handle's error callback, which the native side calls synchronously during writeSync. */
 let failure: string | null = null;
 
@@ -68,6 +70,7 @@ function inflateWithHandle(input: Buffer, size: number, out: Buffer, at: number,
   const handle = current._handle!;
   handle.reset();
   failure = null;
+  reusedHandleStats.streams++;
   handle.writeSync(zlib.constants.Z_FINISH, input, 0, input.length, out, at, size + 1);
   if (failure !== null) {
     const message = failure;
@@ -82,6 +85,61 @@ function inflateWithHandle(input: Buffer, size: number, out: Buffer, at: number,
   if (produced !== size) throw corrupt(what, `inflates to ${produced} bytes, ${size} declared`);
   return true;
 }
+/** Longest header a headed stream may have ("commit " and 16 digits and the NUL is 24). */
+export const HEAD_PROBE_BYTES = 32;
+/** The header of a headed stream, as `parse` read it: its length, and the size of the content after it. */
+export interface StreamHead {
+  headerLength: number;
+  size: number;
+}
+
+/**
+ * A loose object's zlib stream, "<header>\0<content>", on the reused handle (issue 14: zlib.inflateSync
+ * made a stream and a native handle per loose object, where packed objects reuse one): up to
+ * HEAD_PROBE_BYTES are inflated first and handed to `parse`, which returns the header or throws; then, when
+ * `wantContent` accepts the declared size (the caller's bound, checked before anything is allocated for
+ * it), the rest is inflated on the same handle into a buffer of exactly that size plus the spare byte.
+ * Returns the header and the content (null when not wanted), or null when the handle is unavailable (then
+ * nothing was decided and the caller uses Node's public API).
+ */
+export function inflateHeaded<H extends StreamHead>(input: Buffer, parse: (head: Buffer) => H, wantContent: (h: H) => boolean, what: What): { head: H; content: Buffer | null } | null {
+  if (reusable === false) return null;
+  if (!current) current = fresh();
+  if (reusable === null) reusable = current !== null;
+  if (!current) return null;
+  const handle = current._handle!;
+  const state = current._writeState!;
+  const fail = (): never => {
+    const message = failure;
+    failure = null;
+    current?.destroy();
+    current = null;
+    throw corrupt(what, `zlib data is corrupt (${message})`);
+  };
+  handle.reset();
+  failure = null;
+  reusedHandleStats.streams++;
+  const probe = Buffer.allocUnsafe(HEAD_PROBE_BYTES);
+  // Z_SYNC_FLUSH: as much output as fits, without the end-of-stream check a short output would fail.
+  handle.writeSync(zlib.constants.Z_SYNC_FLUSH, input, 0, input.length, probe, 0, HEAD_PROBE_BYTES);
+  if (failure !== null) fail();
+  const got = HEAD_PROBE_BYTES - state[0]!;
+  const consumed = input.length - state[1]!;
+  const head = parse(probe.subarray(0, got));
+  if (!wantContent(head)) return { head, content: null };
+  const size = head.size;
+  const early = got - head.headerLength;
+  if (early > size) throw corrupt(what, `inflates to more than its declared ${size} bytes`);
+  const out = Buffer.allocUnsafe(size + 1);
+  probe.copy(out, 0, head.headerLength, got);
+  handle.writeSync(zlib.constants.Z_FINISH, input, consumed, input.length - consumed, out, early, size + 1 - early);
+  if (failure !== null) fail();
+  const produced = early + (size + 1 - early - state[0]!);
+  if (produced > size) throw corrupt(what, `inflates to more than its declared ${size} bytes`);
+  if (produced !== size) throw corrupt(what, `inflates to ${produced} bytes, ${size} declared`);
+  return { head, content: out.subarray(0, size) };
+}
+
 function viaPublicApi(input: Buffer, size: number, name: What): Buffer {
   let out: Buffer;
   try {

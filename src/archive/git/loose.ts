@@ -6,7 +6,7 @@ import { fstatSync, openSync, readSync } from 'node:fs';
 import zlib from 'node:zlib';
 import { fromSystemError, isNotFound } from '../../errors.ts';
 import { corrupt, type ObjectType } from './object-id.ts';
-import { inflateExact } from './inflate.ts';
+import { inflateExact, inflateHeaded } from './inflate.ts';
 import { inflateStream, maxCompressedBytes } from './pack.ts';
 
 /** Loose files up to this size are read and inflated in one go. */
@@ -70,10 +70,25 @@ export function readLooseHeader(fd: number, file: string, what: string, maxWhole
   const fileSize = fstatSync(fd).size;
   const head = Buffer.allocUnsafe(Math.min(fileSize, SMALL_LOOSE_BYTES));
   if (readAt(fd, head, 0, file) !== head.length) throw corrupt(what, 'loose object file changed while being read');
-  if (fileSize <= SMALL_LOOSE_BYTES) {
+  const small = fileSize <= SMALL_LOOSE_BYTES;
+  const maxWhole = Math.min(maxWholeBytes, 16 * 1024 * 1024);
+  // On the reused zlib handle: the header first, then (small file, size within the bound) the content.
+  const parse = (probe: Buffer) => {
+    const h = parseHeader(probe, what);
+    if (!h) throw corrupt(what, 'loose object header is malformed');
+    return h;
+  };
+  const r = inflateHeaded(small ? head : head.subarray(0, HEADER_PROBE_BYTES), parse, (h) => small && h.size <= maxWhole, what);
+  if (r) return { ...r.head, fileSize, whole: r.content };
+  return readLooseHeaderPublic(head, fileSize, small, what, maxWhole);
+}
+
+/** The same through zlib.inflateSync, when the reused handle's internals are missing. */
+function readLooseHeaderPublic(head: Buffer, fileSize: number, small: boolean, what: string, maxWhole: number): LooseHeader {
+  if (small) {
     let out: Buffer | null = null;
     try {
-      const max = Math.min(maxWholeBytes, 16 * 1024 * 1024) + 64;
+      const max = maxWhole + 64;
       out = zlib.inflateSync(head, { maxOutputLength: max, chunkSize: Math.min(max, Math.max(1024, head.length * 4)) });
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
