@@ -23,7 +23,7 @@ export const PACKAGES: readonly DebianPackage[] = [
   { name: 'xz-utils', for: 'test', why: 'xz snapshots and tarSha256 of .tar.xz' },
   { name: 'bzip2', for: 'test', why: 'bzip2 snapshots and tarSha256 of .tar.bz2' },
   { name: 'tar', for: 'test', why: 'pack and cleanse outputs read back by GNU tar' },
-  { name: 'strace', for: 'test', why: "the archiver's system calls on loose objects (one open each, no stat)" },
+  { name: 'strace', for: 'test', why: "the archiver's system calls on loose objects (one open each, no stat); seed's socket writes (a block leaves with its header)" },
   { name: 'mount', for: 'test', why: 'tmpfs mounts for the disk-full and read-only store tests' },
   { name: 'curl', for: 'test', why: 'a real client against serve (ranges, resume, TLS)' },
   { name: 'wget', for: 'test', why: 'a real client against serve (resume with -c)' },
