@@ -6,6 +6,7 @@ import { open } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { cleanseTarball } from '../archive/cleanse.ts';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { writeFully } from '../fs/write-fully.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual } from '../store/digest.ts';
 import type { Store, StoredObject } from '../store/store.ts';
@@ -30,8 +31,7 @@ export async function cleanseIntoStore(d: Distfile, from: StoredObject, store: S
     try {
       for await (const chunk of run.chunks) {
         hash.update(chunk);
-        let off = 0;
-        while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+        await writeFully(fh, [chunk], null);
       }
     } finally {
       await fh.close();

@@ -6,6 +6,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Dispatcher } from '../net/undici.ts';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { writeFully } from '../fs/write-fully.ts';
 import type { Limits } from '../limits.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { hashFile } from '../store/digest.ts';
@@ -107,7 +108,7 @@ class PartialWriter {
     // For the thread: one buffer of its own (transferred to it once written), never a pooled one.
     const one = this.thread ? Buffer.allocUnsafeSlow(bytes) : undefined;
     if (one) for (let at = 0, i = 0; i < buffers.length; at += buffers[i]!.length, i++) one.set(buffers[i]!, at);
-    const written = one ? this.fh.write(one, 0, bytes, position).then(() => this.thread!.update(one)) : this.fh.writev(buffers, position);
+    const written = one ? writeFully(this.fh, [one], position).then(() => this.thread!.update(one)) : writeFully(this.fh, buffers, position);
     this.inflight = written.then(() => {
       this.busy = false;
       this.unsynced += bytes;

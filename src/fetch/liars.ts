@@ -10,6 +10,7 @@
 // (it can be repaired, never blamed), alone first and then together with each suspect of this run.
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { fromSystemError } from '../errors.ts';
+import { writeFully } from '../fs/write-fully.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { hashFile, sha256Hex } from '../store/digest.ts';
 import type { Partial } from '../store/store.ts';
@@ -103,7 +104,7 @@ export async function findLiars(d: Distfile, pieces: Piece[], states: SourceStat
   };
   const putBack = async (piece: Piece, o: Kept) => {
     const body = await kept(piece, o);
-    await fh.write(body, 0, body.length, piece.start);
+    await writeFully(fh, [body], piece.start);
   };
   // Opinions are asked of sources that may still serve ranges, last resorts last.
   const askable = states.filter((s) => !s.dropped && !s.noRanges).sort((a, b) => Number(Boolean(a.source.lastResort)) - Number(Boolean(b.source.lastResort)));

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { writeFully } from '../fs/write-fully.ts';
 import type { Distfile } from '../manifest/distfile.ts';
 import { digestsEqual, hashFile } from '../store/digest.ts';
 import type { Partial } from '../store/store.ts';
@@ -346,7 +347,7 @@ class PieceRun {
 
   /** Put an accepted piece in the file; its bytes then count for the hash, the record and cross-checks. */
   private async write(piece: Piece, body: Buffer, leaves?: Buffer): Promise<void> {
-    await this.fh.write(body, 0, body.length, piece.start);
+    await writeFully(this.fh, [body], piece.start);
     // The file's SHA-256 is taken in file order as its prefix is written, by the hashing thread.
     this.hasher.prefixWritten(this.sched.written(piece));
     this.checkpoints.wrote(piece.index, body.length);

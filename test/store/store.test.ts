@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { bytes, distfile, sha256, writeManifest } from '../helpers/distfiles.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
 const A = bytes(50_000, 5);
 const B = bytes(60_000, 6);
@@ -81,17 +82,6 @@ test('store list, path and gc --keep', async (t) => {
   const after = JSON.parse((await runCli(['store', 'list', '--json'], { env: s.env })).stdout);
   assert.equal(after.count, 1);
 });
-
-/** A real small or read-only file system (needs root, as CI has), unmounted and removed afterwards. */
-async function mountTmpfs(t: any, options: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'sourcemesh-tmpfs-'));
-  execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir]);
-  t.after(async () => {
-    execFileSync('umount', ['-l', dir]);
-    await rm(dir, { recursive: true, force: true });
-  });
-  return dir;
-}
 
 test('disk full: one clear line, exit 1, nothing under a final name', async (t) => {
   const dir = await tempDir(t);
