@@ -1,83 +1,22 @@
-// Hostile peers against `sourcemesh seed`: a raw TCP peer written here sends what no honest client does.
+// Hostile peers against `sourcemesh seed`: a raw TCP peer (test/torrent/raw-peer.ts) sends what no honest client does.
 // Each case comes from its own loopback address (bans are per address). The seed must ban or refuse,
 // keep serving honest peers, and never send a byte that is not the verified file's.
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
 import { writeFile, mkdir, open } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { bytes } from '../helpers/distfiles.ts';
-import { tempDir, waitFor } from '../helpers/run.ts';
+import { tempDir } from '../helpers/run.ts';
+import { msg, RawPeer, u32 } from '../torrent/raw-peer.ts';
 import { startSeed, type Seeding } from '../torrent/seed-process.ts';
 
 const SIZE = 200_000; // 13 blocks of 16 KiB, 13 pieces
 const DATA = bytes(SIZE, 42);
 
-class RawPeer {
-  readonly socket: net.Socket;
-  private buf = Buffer.alloc(0);
-  handshake?: Buffer;
-  readonly messages: Buffer[] = [];
-  closed = false;
-
-  constructor(address: string, from: string) {
-    const [host, port] = address.split(':');
-    this.socket = net.connect({ host, port: Number(port), localAddress: from });
-    this.socket.on('data', (d: Buffer) => this.take(d));
-    this.socket.on('close', () => (this.closed = true));
-    this.socket.on('error', () => {});
-  }
-
-  private take(d: Buffer): void {
-    this.buf = Buffer.concat([this.buf, d]);
-    if (!this.handshake && this.buf.length >= 68) {
-      this.handshake = this.buf.subarray(0, 68);
-      this.buf = this.buf.subarray(68);
-    }
-    while (this.handshake && this.buf.length >= 4 && this.buf.length >= 4 + this.buf.readUInt32BE(0)) {
-      const len = this.buf.readUInt32BE(0);
-      if (len > 0) this.messages.push(this.buf.subarray(4, 4 + len));
-      this.buf = this.buf.subarray(4 + len);
-    }
-  }
-
-  async connected(): Promise<void> {
-    if (!this.socket.connecting) return;
-    await once(this.socket, 'connect');
-  }
-
-  send(b: Buffer): void {
-    if (!this.socket.destroyed) this.socket.write(b);
-  }
-
-  greet(infoHash: string): void {
-    this.send(Buffer.concat([Buffer.from([19]), Buffer.from('BitTorrent protocol'), Buffer.alloc(8), Buffer.from(infoHash, 'hex'), Buffer.from('-XX0001-hostilepeer!')]));
-  }
-
-  async message(id: number, what: string): Promise<Buffer> {
-    let found: Buffer | undefined;
-    await waitFor(what, () => {
-      found = this.messages.find((m) => m[0] === id);
-      if (!found && this.closed) throw new Error(`closed while waiting for ${what}`);
-      return found !== undefined;
-    }, { timeoutMs: 15_000 });
-    return found!;
-  }
-
-  async closedByPeer(what: string): Promise<void> {
-    await waitFor(what, () => this.closed, { timeoutMs: 15_000 });
-  }
-}
-
-const msg = (id: number, ...parts: (number | Buffer)[]) => {
-  const body = Buffer.concat([Buffer.from([id]), ...parts.map((p) => (typeof p === 'number' ? u32(p) : p))]);
-  return Buffer.concat([u32(body.length), body]);
-};
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
+/** A raw peer connecting from `from` to the seed's HOST:PORT. */
+const rawPeer = (address: string, from: string): RawPeer => {
+  const [host, port] = address.split(':');
+  return new RawPeer(host!, Number(port), from);
 };
 
 async function setup(t: { after(fn: () => unknown): void }): Promise<{ seed: Seeding; v1: string; v2: string; file: string; root: Buffer }> {
@@ -93,7 +32,7 @@ async function setup(t: { after(fn: () => unknown): void }): Promise<{ seed: See
 
 /** An honest exchange from `from`: handshake, interested, one block; returns it. */
 async function honestBlock(seed: Seeding, infoHash: string, from: string, index: number): Promise<Buffer> {
-  const p = new RawPeer(seed.address, from);
+  const p = rawPeer(seed.address, from);
   await p.connected();
   p.greet(infoHash);
   await p.message(5, 'the bitfield');
@@ -109,20 +48,20 @@ test('oversized, out-of-range, endless and malformed messages get the peer banne
   const { seed, v1, v2 } = await setup(t);
 
   // A length prefix of almost 4 GiB: banned at once, before the seed buffers any of it.
-  const big = new RawPeer(seed.address, '127.0.0.21');
+  const big = rawPeer(seed.address, '127.0.0.21');
   await big.connected();
   big.greet(v1);
   await big.message(5, 'the bitfield');
   big.send(Buffer.concat([u32(0xfffffff0), Buffer.alloc(64 * 1024, 1)]));
   await big.closedByPeer('the oversized message to end the connection');
   // Banned for the run: a new connection from the same address is closed without a handshake.
-  const again = new RawPeer(seed.address, '127.0.0.21');
+  const again = rawPeer(seed.address, '127.0.0.21');
   await again.closedByPeer('the banned address to be refused');
   assert.equal(again.handshake, undefined);
 
   // A request past the end of the file, and one longer than a block.
   for (const [from, request] of [['127.0.0.22', msg(6, 13, 0, 16_384)], ['127.0.0.23', msg(6, 0, 0, 1 << 20)], ['127.0.0.24', msg(6, 12, 3_000, 16_384)]] as const) {
-    const p = new RawPeer(seed.address, from);
+    const p = rawPeer(seed.address, from);
     await p.connected();
     p.greet(v1);
     await p.message(5, 'the bitfield');
@@ -134,7 +73,7 @@ test('oversized, out-of-range, endless and malformed messages get the peer banne
   }
 
   // Endless requests that are never read: banned past twice the advertised queue, memory held one block.
-  const greedy = new RawPeer(seed.address, '127.0.0.25');
+  const greedy = rawPeer(seed.address, '127.0.0.25');
   await greedy.connected();
   greedy.greet(v1);
   await greedy.message(5, 'the bitfield');
@@ -145,7 +84,7 @@ test('oversized, out-of-range, endless and malformed messages get the peer banne
   await greedy.closedByPeer('the endless requester to be dropped');
 
   // A malformed hash request (not 48 bytes) is a ban; well-formed ones we cannot answer get a hash reject.
-  const hashes = new RawPeer(seed.address, '127.0.0.26');
+  const hashes = rawPeer(seed.address, '127.0.0.26');
   await hashes.connected();
   hashes.greet(v2);
   await hashes.message(5, 'the bitfield');
@@ -157,7 +96,7 @@ test('oversized, out-of-range, endless and malformed messages get the peer banne
   await hashes.closedByPeer('the malformed hash request to end the connection');
 
   // An info-hash we do not seed: closed, nobody banned.
-  const stranger = new RawPeer(seed.address, '127.0.0.27');
+  const stranger = rawPeer(seed.address, '127.0.0.27');
   await stranger.connected();
   stranger.greet('00'.repeat(20));
   await stranger.closedByPeer('an unknown info-hash to be refused');
@@ -180,7 +119,7 @@ test('a file changed on disk after it was verified is never sent: the seed stops
   const fh = await open(file, 'r+');
   await fh.write(Buffer.from([DATA[5 * 16_384 + 7]! ^ 1]), 0, 1, 5 * 16_384 + 7);
   await fh.close();
-  const p = new RawPeer(seed.address, '127.0.0.32');
+  const p = rawPeer(seed.address, '127.0.0.32');
   await p.connected();
   p.greet(v1);
   await p.message(5, 'the bitfield');
@@ -190,7 +129,7 @@ test('a file changed on disk after it was verified is never sent: the seed stops
   await p.closedByPeer('the connection to end instead of a changed block');
   assert.equal(p.messages.filter((m) => m[0] === 7).length, 0, 'no piece of the changed block');
   // And the file is no longer offered at all.
-  const later = new RawPeer(seed.address, '127.0.0.33');
+  const later = rawPeer(seed.address, '127.0.0.33');
   await later.connected();
   later.greet(v1);
   await later.closedByPeer('a retired file to be refused');

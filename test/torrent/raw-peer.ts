@@ -75,6 +75,11 @@ export class RawPeer {
     return found!;
   }
 
+  /** The first message with this id (BEP 3), waited for. */
+  message(id: number, what: string): Promise<Buffer> {
+    return this.waitMessage((m) => m[0] === id, what);
+  }
+
   /** The `piece` messages received (BEP 3 id 7): index, offset and bytes. */
   pieces(): { index: number; offset: number; data: Buffer }[] {
     return this.messages.filter((m) => m[0] === 7).map((m) => ({ index: m.readUInt32BE(1), offset: m.readUInt32BE(5), data: m.subarray(9) }));
