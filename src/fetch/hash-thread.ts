@@ -1,34 +1,128 @@
-// A download's hashes taken on a worker thread, in the download's own pass over the bytes: the SHA-256 of
-// the file and, when asked, its BEP 52 piece map (a SHA-256 of every 16 KiB block, folded per piece). Mirror
-// sync publishes a piece layer beside every file; hashing the blocks afterwards meant reading each file
-// back and a second pass over the bytes on other threads (bench:node, docs/BENCHMARKS.md). Here each batch
-// the download has just written is handed over (transferred, not copied again) and hashed while the next
-// is received; the main thread only receives and writes.
-// A bounded number of bytes may wait to be hashed per download (limits.downloadHashAheadBytes): past it the
-// writer waits, so a slow thread slows the download instead of holding its bytes in memory.
-// The same module is the worker.
+// The one hashing thread of a process: every download that hashes off the main thread uses it.
+// A worker thread costs some 20 MB of RSS on this Node (docs/BENCHMARKS.md, bench:mirrors), and a second
+// one was no faster on two cores (bench:node), so there is one, shared, started by the first user and
+// kept (unreferenced while idle: it never holds the process open) until it dies; the next user then
+// starts another. Two kinds of work, both in the download's own pass over the bytes:
+//
+// - StreamHash (a whole-file download that wants its BEP 52 piece map too: mirror sync's piece layers):
+//   each batch the download has just written is handed over (transferred, not copied again) and the
+//   thread takes the SHA-256 of the file and, when asked, its 16 KiB block hashes folded per piece. At
+//   most limits.downloadHashAheadBytes may wait per download: past it the writer waits, so a slow thread
+//   slows the download instead of holding its bytes in memory.
+// - PieceHasher (segmented downloads): the BEP 52 piece hash of each piece as it arrives, checked against
+//   a trusted piece map, and the SHA-256 of the whole file, read back in file order as its written prefix
+//   grows (pieces arrive out of order; hashing only once the file is complete would add a whole pass
+//   after the last byte arrived).
+//
+// The same module is the worker: started with workerData.role === ROLE, it serves the messages below.
 import { createHash, type Hash } from 'node:crypto';
 import { closeSync, openSync, readSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
-import { PieceMapBuilder, type PieceMap } from './piece-map.ts';
+import { PieceMapBuilder, blockHashes, pieceHashOfLeaves, type PieceMap } from './piece-map.ts';
 
-const ROLE = 'sourcemesh-download-hash';
+const ROLE = 'sourcemesh-hash-thread';
+/** The thread's name, as ps and /proc/PID/task/TID/comm show it (15 characters at most). */
+export const HASH_THREAD_NAME = 'sourcemesh-hash';
+/** File bytes read per read(2): whole blocks, as pieceMapOfFile reads. */
+const READ_BYTES = 1 << 20;
+
+type Fault = { message: string; code?: string; syscall?: string };
 
 type ToWorker =
+  // StreamHash: bytes pushed in order.
   | { op: 'open'; id: number; pieceLength?: number }
   /** Hash the first `bytes` of `file` (a partial adopted from an earlier run or source). */
   | { op: 'prefix'; id: number; file: string; bytes: number }
   | { op: 'data'; id: number; buf: Uint8Array }
   | { op: 'reset'; id: number }
   | { op: 'end'; id: number }
-  | { op: 'drop'; id: number };
+  | { op: 'drop'; id: number }
+  // PieceHasher: pieces hashed and handed back; a file read back as its prefix grows.
+  | { op: 'piece'; call: number; buf: ArrayBuffer; length: number; pieceLength: number }
+  | { op: 'watch'; id: number; path: string }
+  | { op: 'grown'; id: number; bytes: number }
+  | { op: 'digest'; call: number; id: number; size: number };
 
 type FromWorker =
   | { op: 'ack'; id: number; bytes: number }
   | { op: 'result'; id: number; sha256: string; root?: Uint8Array; layer?: Uint8Array[]; pieceLength?: number }
-  | { op: 'error'; id: number; message: string; code?: string; file?: string };
+  | { op: 'error'; id: number; message: string; code?: string; file?: string }
+  | { op: 'piece'; call: number; hash: Uint8Array; leaves: Uint8Array; buf: ArrayBuffer }
+  | { op: 'digest'; call: number; hex?: string; short?: string; fault?: Fault };
+
+/** A user of the thread: told of messages for its id, and of the thread's death. */
+interface Client {
+  receive(m: FromWorker): void;
+  fail(err: Error): void;
+}
+
+/** The thread, its users and the calls waiting for an answer. */
+class Thread {
+  readonly worker: Worker;
+  failed?: Error;
+  private readonly clients = new Map<number, Client>();
+  private readonly calls = new Map<number, { resolve: (r: FromWorker) => void; reject: (e: Error) => void }>();
+  private seq = 0;
+
+  constructor() {
+    this.worker = new Worker(new URL(import.meta.url), { name: HASH_THREAD_NAME, workerData: { role: ROLE } });
+    this.worker.unref();
+    this.worker.on('message', (m: FromWorker) => {
+      if ('call' in m) {
+        const w = this.calls.get(m.call);
+        this.calls.delete(m.call);
+        w?.resolve(m);
+      } else this.clients.get(m.id)?.receive(m);
+    });
+    const dead = (why: string, cause?: Error) => {
+      // The thread is ours: its death is no answer about any file, and no "could not read" either.
+      this.failed ??= new SourcemeshError('E_INTERNAL', `the hashing thread ${why}`, {}, cause ? { cause } : undefined);
+      if (shared === this) shared = undefined; // the next user starts a new one
+      for (const c of this.clients.values()) c.fail(this.failed);
+      for (const w of this.calls.values()) w.reject(this.failed);
+      this.clients.clear();
+      this.calls.clear();
+    };
+    this.worker.once('error', (err) => dead(`failed: ${err.message}`, err));
+    this.worker.once('exit', (code) => dead(`exited with ${code}`));
+  }
+
+  nextId(): number {
+    return ++this.seq;
+  }
+
+  /** Referenced (keeping the process alive) only while it has users. */
+  join(id: number, c: Client): void {
+    this.clients.set(id, c);
+    if (this.clients.size === 1) this.worker.ref();
+  }
+
+  leave(id: number): void {
+    if (this.clients.delete(id) && this.clients.size === 0) this.worker.unref();
+  }
+
+  post(m: ToWorker, transfer: ArrayBuffer[] = []): void {
+    if (!this.failed) this.worker.postMessage(m, transfer);
+  }
+
+  call(m: ToWorker & { call: number }, transfer: ArrayBuffer[] = []): Promise<FromWorker> {
+    if (this.failed) return Promise.reject(this.failed);
+    return new Promise((resolve, reject) => {
+      this.calls.set(m.call, { resolve, reject });
+      try {
+        this.worker.postMessage(m, transfer);
+      } catch (err) {
+        // Nothing was sent (memory that may not move, see pieceHash): no answer is coming.
+        this.calls.delete(m.call);
+        reject(err);
+      }
+    });
+  }
+}
+
+let shared: Thread | undefined;
+const thread = (): Thread => (shared ??= new Thread());
 
 export interface StreamDigest {
   sha256: string;
@@ -36,68 +130,36 @@ export interface StreamDigest {
   pieceMap?: PieceMap;
 }
 
-interface Lane {
-  worker: Worker;
-  streams: Map<number, StreamHash>;
-}
-
-let lanes: Lane[] = [];
-let seq = 0;
-
-/** The lane with the fewest open streams (a new thread while there are fewer than cores). */
-function pickLane(): Lane {
-  const size = Math.max(1, availableParallelism());
-  let best = lanes.reduce<Lane | undefined>((b, l) => (!b || l.streams.size < b.streams.size ? l : b), undefined);
-  if (!best || (best.streams.size > 0 && lanes.length < size)) best = startLane();
-  return best;
-}
-
-function startLane(): Lane {
-  const lane: Lane = { worker: new Worker(new URL(import.meta.url), { workerData: { role: ROLE } }), streams: new Map() };
-  lane.worker.unref();
-  lanes.push(lane);
-  lane.worker.on('message', (m: FromWorker) => lane.streams.get(m.id)?.receive(m));
-  // A thread that dies fails only its own streams; the next stream starts a new thread.
-  const dead = (why: string) => {
-    lanes = lanes.filter((l) => l !== lane);
-    for (const s of lane.streams.values()) s.fail(new SourcemeshError('E_INTERNAL', `the download hash thread ${why}`));
-    lane.streams.clear();
-  };
-  lane.worker.once('error', (err) => dead(`failed: ${err.message}`));
-  lane.worker.once('exit', (code) => dead(`exited with ${code}`));
-  return lane;
-}
-
 /**
- * One download's hashes on a thread. update() takes ownership of the buffer (it is transferred: the caller
- * must not use it again, and it must own its whole ArrayBuffer). Messages are handled in order, so a
- * reset() or result() applies after every update() before it.
+ * One download's hashes on the thread. update() takes ownership of the buffer (it is transferred: the
+ * caller must not use it again, and it must own its whole ArrayBuffer). Messages are handled in order, so
+ * a reset() or result() applies after every update() before it.
  */
-export class StreamHash {
-  private readonly lane: Lane;
-  private readonly id = ++seq;
+export class StreamHash implements Client {
+  private readonly thread: Thread;
+  private readonly id: number;
   private readonly aheadBytes: number;
   private outstanding = 0;
   private failure: Error | undefined;
   private roomWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private resultWaiter: { resolve: (d: StreamDigest) => void; reject: (e: Error) => void } | undefined;
-  private prefixWaiter: { resolve: () => void; reject: (e: Error) => void; bytes: number } | undefined;
+  private prefixWaiter: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private closed = false;
 
   constructor(opts: { pieceLength?: number; aheadBytes: number }) {
     this.aheadBytes = opts.aheadBytes;
-    this.lane = pickLane();
-    this.lane.streams.set(this.id, this);
-    if (this.lane.streams.size === 1) this.lane.worker.ref();
-    this.post({ op: 'open', id: this.id, pieceLength: opts.pieceLength });
+    this.thread = thread();
+    this.id = this.thread.nextId();
+    this.thread.join(this.id, this);
+    this.thread.post({ op: 'open', id: this.id, pieceLength: opts.pieceLength });
   }
 
   /** Hash the file's first `bytes` (read by the thread); resolves once done. */
   prefix(file: string, bytes: number): Promise<void> {
     this.throwIfFailed();
     return new Promise((resolve, reject) => {
-      this.prefixWaiter = { resolve, reject, bytes };
-      this.post({ op: 'prefix', id: this.id, file, bytes });
+      this.prefixWaiter = { resolve, reject };
+      this.thread.post({ op: 'prefix', id: this.id, file, bytes });
     });
   }
 
@@ -106,7 +168,7 @@ export class StreamHash {
     this.throwIfFailed();
     if (buf.byteOffset !== 0 || buf.byteLength !== buf.buffer.byteLength) throw new SourcemeshError('E_INTERNAL', 'StreamHash.update: the buffer must own its whole ArrayBuffer');
     this.outstanding += buf.length;
-    this.lane.worker.postMessage({ op: 'data', id: this.id, buf } satisfies ToWorker, [buf.buffer as ArrayBuffer]);
+    this.thread.post({ op: 'data', id: this.id, buf }, [buf.buffer as ArrayBuffer]);
     if (this.outstanding <= this.aheadBytes) return;
     return new Promise<void>((resolve, reject) => {
       this.roomWaiter = { resolve, reject };
@@ -116,7 +178,7 @@ export class StreamHash {
   /** Forget every byte hashed so far (the partial was truncated). */
   reset(): void {
     this.throwIfFailed();
-    this.post({ op: 'reset', id: this.id });
+    this.thread.post({ op: 'reset', id: this.id });
   }
 
   /** The digest of every byte given since the last reset; the stream is done after it. */
@@ -124,7 +186,7 @@ export class StreamHash {
     this.throwIfFailed();
     return new Promise((resolve, reject) => {
       this.resultWaiter = { resolve, reject };
-      this.post({ op: 'end', id: this.id });
+      this.thread.post({ op: 'end', id: this.id });
     });
   }
 
@@ -132,12 +194,11 @@ export class StreamHash {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (!this.failure) this.post({ op: 'drop', id: this.id });
-    this.lane.streams.delete(this.id);
-    if (this.lane.streams.size === 0) this.lane.worker.unref();
+    if (!this.failure) this.thread.post({ op: 'drop', id: this.id });
+    this.thread.leave(this.id);
   }
 
-  /** @internal from the lane */
+  /** @internal from the thread */
   receive(m: FromWorker): void {
     if (m.op === 'ack' && m.bytes < 0) {
       const w = this.prefixWaiter;
@@ -155,9 +216,9 @@ export class StreamHash {
       this.resultWaiter = undefined;
       const pieceMap = m.root && m.layer ? { root: Buffer.from(m.root), pieceLength: m.pieceLength!, layer: m.layer.map((h) => Buffer.from(h)) } : undefined;
       w?.resolve({ sha256: m.sha256, ...(pieceMap ? { pieceMap } : {}) });
-    } else {
+    } else if (m.op === 'error') {
       // Our own errors keep their code; a system error (reading a prefix) is named like any read of the file.
-      this.fail(m.code?.startsWith('E_') ? new SourcemeshError(m.code as 'E_INTERNAL', m.message) : fromSystemError(Object.assign(new Error(m.message), { code: m.code }), m.file ?? 'download hash thread'));
+      this.fail(m.code?.startsWith('E_') ? new SourcemeshError(m.code as 'E_INTERNAL', m.message) : fromSystemError(Object.assign(new Error(m.message), { code: m.code }), m.file ?? 'the hashing thread'));
     }
   }
 
@@ -172,67 +233,228 @@ export class StreamHash {
     if (this.failure) throw this.failure;
     if (this.closed) throw new SourcemeshError('E_INTERNAL', 'StreamHash used after close');
   }
-
-  private post(m: ToWorker): void {
-    this.lane.worker.postMessage(m);
-  }
 }
 
-/** Read size for a prefix: whole blocks, as pieceMapOfFile reads. */
-const PREFIX_READ = 1 << 20;
+const isDataCloneError = (err: unknown): boolean => err instanceof Error && err.name === 'DataCloneError';
 
-if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) {
-  const streams = new Map<number, { sha: Hash; pieces?: PieceMapBuilder; pieceLength?: number }>();
-  const fresh = (pieceLength?: number) => ({ sha: createHash('sha256'), pieceLength, ...(pieceLength !== undefined ? { pieces: new PieceMapBuilder(pieceLength) } : {}) });
-  parentPort!.on('message', (m: ToWorker) => {
-    const s = streams.get(m.id);
+/** One segmented download's hashes on the thread: its pieces', and its file's as the written prefix grows. */
+export class PieceHasher implements Client {
+  private readonly thread: Thread;
+  private readonly id: number;
+  private readonly path: string;
+  private prefix = 0;
+  private closed = false;
+
+  /** Hash the file at `path` (read by the thread as its prefix is written) and the pieces sent here. */
+  constructor(path: string) {
+    this.path = path;
+    this.thread = thread();
+    this.id = this.thread.nextId();
+    this.thread.join(this.id, this);
+    this.thread.post({ op: 'watch', id: this.id, path });
+  }
+
+  /**
+   * The piece hash of `body` (BEP 52, `pieceLength` a power of two), and the same bytes back. The
+   * memory goes to the thread and returns without a copy when `body` starts its ArrayBuffer (which the
+   * caller then no longer reads through `body`: use the returned `body`, or `memory` for all of it).
+   */
+  async pieceHash(body: Buffer, pieceLength: number): Promise<{ hash: Buffer; body: Buffer; memory: Buffer; leaves: Buffer }> {
+    const length = body.length; // `body` reads as empty once its memory has moved
+    const own = body.byteOffset === 0 && body.buffer instanceof ArrayBuffer;
+    const ask = (buf: ArrayBuffer) => this.thread.call({ op: 'piece', call: this.thread.nextId(), buf, length, pieceLength }, [buf]);
+    const copy = () => new Uint8Array(body).buffer;
+    // A slice of Node's Buffer pool (Buffer.from and allocUnsafe below half of Buffer.poolSize, 64 KiB
+    // in Node 24) may start at offset 0 but is marked untransferable: postMessage refuses it
+    // (DataCloneError) before sending anything, and the bytes are copied instead.
+    const r = own ? await ask(body.buffer as ArrayBuffer).catch((err) => { if (isDataCloneError(err)) return ask(copy()); throw err; }) : await ask(copy());
+    if (r.op !== 'piece') throw new SourcemeshError('E_INTERNAL', 'unexpected reply from the hashing thread');
+    const memory = Buffer.from(r.buf);
+    // The leaves too (32 bytes per 16 KiB block): an uploading leecher keeps them to check each block it sends, without hashing the piece again.
+    return { hash: Buffer.from(r.hash), body: memory.subarray(0, length), memory, leaves: Buffer.from(r.leaves.buffer, r.leaves.byteOffset, r.leaves.byteLength) };
+  }
+
+  /** Bytes [0, bytes) of the file are written and final: they may be hashed now. */
+  prefixWritten(bytes: number): void {
+    if (bytes <= this.prefix) return;
+    this.prefix = bytes;
+    this.thread.post({ op: 'grown', id: this.id, bytes });
+  }
+
+  /**
+   * SHA-256 (hex) of the file's first `size` bytes, all written by now; undefined when the file is shorter
+   * than that (its bytes are not all there: no hash of them). A read that fails (EIO, EISDIR...) is
+   * thrown as the fault it is, naming the file; so is a failure of the thread.
+   */
+  async digest(size: number): Promise<string | undefined> {
+    const r = await this.thread.call({ op: 'digest', call: this.thread.nextId(), id: this.id, size });
+    if (r.op !== 'digest') throw new SourcemeshError('E_INTERNAL', 'unexpected reply from the hashing thread');
+    if (r.fault) {
+      const err = Object.assign(new Error(r.fault.message), { code: r.fault.code, syscall: r.fault.syscall });
+      throw fromSystemError(err, `${this.path}: cannot hash`);
+    }
+    return r.hex;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.thread.post({ op: 'drop', id: this.id });
+    this.thread.leave(this.id);
+  }
+
+  /** @internal nothing is pushed to a piece hasher: its answers come to its calls. */
+  receive(): void {}
+
+  /** @internal its calls fail with the thread. */
+  fail(): void {}
+}
+
+// ---- the worker ----
+
+interface Stream {
+  kind: 'stream';
+  sha: Hash;
+  pieceLength?: number;
+  pieces?: PieceMapBuilder;
+}
+
+interface Watched {
+  kind: 'file';
+  path: string;
+  fd?: number;
+  hash: Hash;
+  hashed: number;
+  target: number;
+  /** Ends before the bytes asked for: no digest of them. */
+  short?: string;
+  /** A read failed: reported as the fault it is. */
+  fault?: Fault;
+  digests: { call: number; size: number }[];
+}
+
+function serve(): void {
+  const port = parentPort!;
+  const send = (m: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+  const states = new Map<number, Stream | Watched>();
+  const scratch = Buffer.allocUnsafe(READ_BYTES);
+  const freshStream = (pieceLength?: number): Stream => ({ kind: 'stream', sha: createHash('sha256'), pieceLength, ...(pieceLength !== undefined ? { pieces: new PieceMapBuilder(pieceLength) } : {}) });
+  let scheduled = false;
+
+  const broken = (f: Watched) => f.short !== undefined || f.fault !== undefined;
+  const answer = (f: Watched) => {
+    f.digests = f.digests.filter((d) => {
+      if (!broken(f) && f.hashed < d.size) return true;
+      const ok = !broken(f) && f.hashed === d.size;
+      send({ op: 'digest', call: d.call, ...(ok ? { hex: f.hash.copy().digest('hex') } : f.fault ? { fault: f.fault } : { short: f.short ?? `hashed ${f.hashed} of ${d.size} bytes` }) });
+      return false;
+    });
+  };
+  // One read per watched file per turn, then back to the event loop: piece requests and stream batches
+  // queued meanwhile go first.
+  const step = () => {
+    scheduled = false;
+    let more = false;
+    for (const f of states.values()) {
+      if (f.kind !== 'file') continue;
+      if (!broken(f) && f.hashed < f.target) {
+        try {
+          f.fd ??= openSync(f.path, 'r');
+          const n = readSync(f.fd, scratch, 0, Math.min(READ_BYTES, f.target - f.hashed), f.hashed);
+          if (n === 0) f.short = `${f.path}: ends at ${f.hashed} bytes`;
+          else {
+            f.hash.update(scratch.subarray(0, n));
+            f.hashed += n;
+          }
+        } catch (err) {
+          const e = err as NodeJS.ErrnoException;
+          f.fault = { message: e.message, code: e.code, syscall: e.syscall };
+        }
+      }
+      answer(f);
+      if (!broken(f) && f.hashed < f.target) more = true;
+    }
+    if (more) schedule();
+  };
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(step);
+    }
+  };
+  const drop = (id: number) => {
+    const s = states.get(id);
+    states.delete(id);
+    if (s?.kind === 'file' && s.fd !== undefined) closeSync(s.fd);
+  };
+
+  port.on('message', (m: ToWorker) => {
+    if (m.op === 'piece') {
+      const leaves = blockHashes(new Uint8Array(m.buf, 0, m.length));
+      const hash = pieceHashOfLeaves(leaves, m.pieceLength);
+      send({ op: 'piece', call: m.call, hash, leaves: Buffer.concat(leaves), buf: m.buf }, [m.buf]);
+      return;
+    }
+    if (m.op === 'watch') {
+      states.set(m.id, { kind: 'file', path: m.path, hash: createHash('sha256'), hashed: 0, target: 0, digests: [] });
+      return;
+    }
+    if (m.op === 'open') {
+      states.set(m.id, freshStream(m.pieceLength));
+      return;
+    }
+    if (m.op === 'drop') return drop(m.id);
+    const s = states.get(m.id);
+    if (m.op === 'grown' || m.op === 'digest') {
+      if (s?.kind !== 'file') {
+        if (m.op === 'digest') send({ op: 'digest', call: m.call, fault: { message: 'digest of a file that is not open' } });
+        return;
+      }
+      if (m.op === 'digest') s.digests.push({ call: m.call, size: m.size });
+      s.target = Math.max(s.target, m.op === 'digest' ? m.size : m.bytes);
+      schedule();
+      return;
+    }
+    if (s?.kind !== 'stream') return;
     try {
       switch (m.op) {
-        case 'open':
-          streams.set(m.id, fresh(m.pieceLength));
-          break;
         case 'data':
-          if (!s) return;
           s.sha.update(m.buf);
           s.pieces?.update(m.buf);
-          parentPort!.postMessage({ op: 'ack', id: m.id, bytes: m.buf.length } satisfies FromWorker);
+          send({ op: 'ack', id: m.id, bytes: m.buf.length });
           break;
         case 'prefix': {
-          if (!s) return;
-          const buf = Buffer.allocUnsafe(PREFIX_READ);
           const fd = openSync(m.file, 'r');
           try {
             for (let pos = 0; pos < m.bytes;) {
-              const n = readSync(fd, buf, 0, Math.min(buf.length, m.bytes - pos), pos);
+              const n = readSync(fd, scratch, 0, Math.min(scratch.length, m.bytes - pos), pos);
               if (n === 0) throw new SourcemeshError('E_IO', `${m.file}: ended after ${pos} of ${m.bytes} bytes while hashing it`);
-              s.sha.update(buf.subarray(0, n));
-              s.pieces?.update(buf.subarray(0, n));
+              s.sha.update(scratch.subarray(0, n));
+              s.pieces?.update(scratch.subarray(0, n));
               pos += n;
             }
           } finally {
             closeSync(fd);
           }
-          parentPort!.postMessage({ op: 'ack', id: m.id, bytes: -1 } satisfies FromWorker);
+          send({ op: 'ack', id: m.id, bytes: -1 });
           break;
         }
         case 'reset':
-          if (s) streams.set(m.id, fresh(s.pieceLength));
+          states.set(m.id, freshStream(s.pieceLength));
           break;
         case 'end': {
-          if (!s) return;
-          streams.delete(m.id);
+          states.delete(m.id);
           const map = s.pieces?.finish();
-          parentPort!.postMessage({ op: 'result', id: m.id, sha256: s.sha.digest('hex'), ...(map ? { root: map.root, layer: map.layer, pieceLength: map.pieceLength } : {}) } satisfies FromWorker);
+          send({ op: 'result', id: m.id, sha256: s.sha.digest('hex'), ...(map ? { root: map.root, layer: map.layer, pieceLength: map.pieceLength } : {}) });
           break;
         }
-        case 'drop':
-          streams.delete(m.id);
-          break;
       }
     } catch (err) {
-      streams.delete(m.id);
+      states.delete(m.id);
       const e = err as Error & { code?: string };
-      parentPort!.postMessage({ op: 'error', id: m.id, message: e.message, code: typeof e.code === 'string' ? e.code : undefined, ...(m.op === 'prefix' ? { file: m.file } : {}) } satisfies FromWorker);
+      send({ op: 'error', id: m.id, message: e.message, code: typeof e.code === 'string' ? e.code : undefined, ...(m.op === 'prefix' ? { file: m.file } : {}) });
     }
   });
 }
+
+if (!isMainThread && (workerData as { role?: string } | null)?.role === ROLE) serve();

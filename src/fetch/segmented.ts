@@ -4,7 +4,7 @@
 // its last one has arrived (so faster sources get more), and reporting what became of it. Pieces are
 // buffered in memory until checked and written (at most twice `segments` pieces), so a slow or lying
 // duplicate can never overwrite good bytes. Hashing (the piece map and the whole file's SHA-256) runs on
-// a worker thread while the next pieces arrive (piece-hasher.ts). Which pieces are in place is recorded
+// the process's hashing thread while the next pieces arrive (hash-thread.ts). Which pieces are in place is recorded
 // beside the partial (piece-record.ts), so that a run killed mid-way resumes with the missing pieces
 // only. A file that does not verify is handed to liars.ts for blame; cross-check.ts compares a fraction
 // of the pieces with a second source.
@@ -19,9 +19,9 @@ import type { Partial } from '../store/store.ts';
 import { CrossChecks, readBack } from './cross-check.ts';
 import type { DownloadContext } from './download.ts';
 import { networkError } from './http.ts';
+import { PieceHasher } from './hash-thread.ts';
 import { findLiars } from './liars.ts';
 import { BLOCK, verifyPieceLayer } from './piece-map.ts';
-import { PieceHasher } from './piece-hasher.ts';
 import { PieceCheckpoints, coveredPieces, readPieceRecord } from './piece-record.ts';
 import { PieceScheduler, hedgeTarget, type Attempt, type Blame, type Piece, type SourceState } from './piece-scheduler.ts';
 import type { Source } from './plan.ts';

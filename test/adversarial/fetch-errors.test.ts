@@ -14,7 +14,7 @@ import { Agent } from 'undici';
 import { main } from '../../src/cli/main.ts';
 import { isSourcemeshError } from '../../src/errors.ts';
 import { headSize } from '../../src/fetch/http.ts';
-import { PieceHasher } from '../../src/fetch/piece-hasher.ts';
+import { PieceHasher } from '../../src/fetch/hash-thread.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { cloneDirFor, ensureRepo } from '../../src/mirror/git-repo.ts';
 import { Store } from '../../src/store/store.ts';

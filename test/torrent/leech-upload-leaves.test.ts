@@ -1,5 +1,5 @@
 // An uploading leecher announces a piece from the leaves the hashing thread took of the bytes it checked
-// (src/fetch/piece-hasher.ts -> src/fetch/segmented.ts -> src/torrent/leech-upload.ts): no read back,
+// (src/fetch/hash-thread.ts -> src/fetch/segmented.ts -> src/torrent/leech-upload.ts): no read back,
 // no second hash. Seen from outside: the thread's leaves are the blocks' BEP 52 leaf hashes for any piece
 // (fast-check, the real worker); a piece is announced (BEP 3 `have`) to a real peer while the partial on
 // disk still holds zeros where it goes (a read back would find zeros and announce nothing); leaves that
@@ -10,7 +10,7 @@ import { writeFile, open } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { PieceHasher } from '../../src/fetch/piece-hasher.ts';
+import { PieceHasher } from '../../src/fetch/hash-thread.ts';
 import { BLOCK, blockHashes, pieceHash, pieceMapFromLeaves } from '../../src/fetch/piece-map.ts';
 import type { Distfile } from '../../src/manifest/index.ts';
 import { LeechUpload } from '../../src/torrent/leech-upload.ts';
