@@ -1,4 +1,4 @@
-// sourcemesh seed --root DIR | --local [STORE] [--listen HOST:PORT] [--max-peers N] [--upload-rate R] [--dht] [--tracker URL]...
+// sourcemesh seed --root DIR | --local [STORE] [--torrent FILE]... [--listen HOST:PORT] [--max-peers N] [--upload-rate R] [--dht] [--tracker URL]...
 // Every verified file of a mirror root (as `serve` indexes it) or of the store, seeded to BitTorrent peers.
 import { Command } from 'commander';
 import path from 'node:path';
@@ -8,7 +8,9 @@ import { LIMITS } from '../limits.ts';
 import type { Logger } from '../logger.ts';
 import { indexRoot, indexStore } from '../mirror/file-index.ts';
 import { defaultStoreRoot } from '../store/store.ts';
-import { Seeder, prepareSeedFile, type SeededFile } from '../torrent/seeder.ts';
+import { Seeder, prepareSeedFile, prepareSeedTorrent, type SeededFile, type SeededTorrent } from '../torrent/seeder.ts';
+import { readBoundedBytes } from '../fs/bounded-read.ts';
+import { readTorrent } from '../torrent/metainfo.ts';
 import { formatBytes, nonNegativeInt, positiveInt, type Io } from './output.ts';
 import { parseListen } from './listen.ts';
 import { parseSize } from './units.ts';
@@ -28,6 +30,7 @@ interface SeedFlags extends DhtFlags, SeedDiscoveryFlags {
   maxPeers: string;
   uploadRate: string;
   tracker: string[];
+  torrent: string[];
 }
 
 export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -40,6 +43,7 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
     .option('--upload-rate <rate>', 'bytes per second for all peers together, e.g. 10M; 0 for no limit', '0')
     .option('--dht', 'announce every seeded info-hash in the BitTorrent DHT (BEP 5); implied by --dht-bootstrap')
     .option('--tracker <url>', 'announce every seeded info-hash to this HTTP tracker (BEP 3), as its interval asks, until stopped (repeatable)', (v: string, p: string[]) => [...p, v], [])
+    .option('--torrent <file>', 'also seed this torrent (a `torrent create --multi-file` one, or one of another piece length): each of its files must be a verified file seeded here, of its size, pieces root and v1 pieces (repeatable)', (v: string, p: string[]) => [...p, v], [])
     .action(async (o: SeedFlags) => {
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'seed needs exactly one of --root DIR and --local [STORE]');
       const { host, port } = parseListen(o.listen);
@@ -59,24 +63,35 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
           io.stderr.write(`sourcemesh seed: not seeding ${f.name}: ${e.message} [${e.code}]\n`);
         }
       }
+      // A torrent given is the operator's word: one that does not match the verified files stops the seed.
+      const byName = new Map(files.map((f) => [f.name, f]));
+      const torrents: SeededTorrent[] = [];
+      for (const file of o.torrent) {
+        const what = `torrent ${file}`;
+        torrents.push(await prepareSeedTorrent(readTorrent(await readBoundedBytes(file, LIMITS.torrentBytes, what, 'E_FORMAT'), what), what, byName));
+      }
       const logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ dest: 1, sync: true }));
       const log: Logger = logger;
-      const seeder = await Seeder.start(files, { host, port, maxPeers, uploadRate, log });
+      const seeder = await Seeder.start(files, { host, port, maxPeers, uploadRate, log }, torrents);
+      // Each info-hash a peer may greet with or look us up by (v1, and v2 cut to 20 bytes), with what was sent under it.
+      const keys = [
+        ...files.flatMap((f) => [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)].map((h) => ({ h, sent: () => f.sent ?? 0 }))),
+        ...torrents.flatMap((t) => [t.infoHashV1, t.infoHashV2?.slice(0, 40)].filter((h): h is string => h !== undefined).map((h) => ({ h, sent: () => t.sent ?? 0 }))),
+      ];
       io.stdout.write(JSON.stringify({
         level: 'info', time: new Date().toISOString(), msg: 'listening', address: seeder.url, port: seeder.port,
         files: files.map((f) => ({ name: f.name, size: f.size, pieceLength: f.pieceLength, merkleRoot: f.root.toString('hex'), infoHashes: f.infoHashes })),
+        torrents: torrents.map((t) => ({ torrent: t.what.slice('torrent '.length), name: t.name, files: t.layout.files.length, pieceLength: t.layout.pieceLength, pieces: t.layout.pieces, infoHashV1: t.infoHashV1, infoHashV2: t.infoHashV2 })),
       }) + '\n');
       // BEP 5: announce each info-hash a peer may look us up by (v1, and v2 cut to 20 bytes), again every
       // 15 minutes (nodes forget peers after some 30).
       const stateDir = o.root !== undefined ? stateDirOf(path.resolve(o.root)) : path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!);
       const dht = o.dht || o.dhtBootstrap.length > 0 || o.republish.length > 0 ? await startDht(o, stateDir) : undefined;
       const announce = async () => {
-        for (const f of files) {
-          for (const h of [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)]) {
-            await dht!.announce(Buffer.from(h, 'hex'), seeder.port).catch((err: Error) => log.warn({ infoHash: h, error: err.message }, 'dht announce failed'));
-          }
+        for (const { h } of keys) {
+          await dht!.announce(Buffer.from(h, 'hex'), seeder.port).catch((err: Error) => log.warn({ infoHash: h, error: err.message }, 'dht announce failed'));
         }
-        log.info({ files: files.length, nodes: dht!.nodeCount }, 'announced in the dht');
+        log.info({ files: files.length, torrents: torrents.length, nodes: dht!.nodeCount }, 'announced in the dht');
       };
       const reannounce = dht ? setInterval(() => void announce(), 15 * 60_000) : undefined;
       if (dht) await announce();
@@ -88,10 +103,9 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
       });
       // BEP 3 trackers: each seeded info-hash, as complete (left 0), with what was sent of its file so far.
       const dispatcher = o.tracker.length ? createAgent(LIMITS) : undefined;
-      const announcer = dispatcher && new Announcer(o.tracker, files.flatMap((f) => [f.infoHashes.hybrid.v1, f.infoHashes.hybrid.v2.slice(0, 40), f.infoHashes.v1, f.infoHashes.v2.slice(0, 40)]
-        .map((h) => ({ infoHash: Buffer.from(h, 'hex'), counters: () => ({ uploaded: f.sent ?? 0, downloaded: 0, left: 0 }) }))), { peerId: seeder.peerId, port: seeder.port, dispatcher, log });
+      const announcer = dispatcher && new Announcer(o.tracker, keys.map(({ h, sent }) => ({ infoHash: Buffer.from(h, 'hex'), counters: () => ({ uploaded: sent(), downloaded: 0, left: 0 }) })), { peerId: seeder.peerId, port: seeder.port, dispatcher, log });
       await announcer?.start();
-      io.stderr.write(`seeding ${files.length} file(s) (${formatBytes(files.reduce((n, f) => n + f.size, 0))}) to peers at ${seeder.url}\n`);
+      io.stderr.write(`seeding ${files.length} file(s) (${formatBytes(files.reduce((n, f) => n + f.size, 0))})${torrents.length ? ` and ${torrents.length} torrent(s) of them` : ''} to peers at ${seeder.url}\n`);
       if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
       clearInterval(reannounce);
       await discovery.close();

@@ -137,6 +137,8 @@ export interface Torrent {
   /** Real files, pad files left out. */
   files: TorrentFile[];
   v1Pieces?: Buffer;
+  /** Bytes of the v1 layout, pad files included (what `v1Pieces` cover); v1 and hybrid torrents only. */
+  v1Size?: number;
   infoHashV1?: Buffer;
   infoHashV2?: Buffer;
   webSeeds: string[];
@@ -183,6 +185,7 @@ export function readTorrent(bytes: Buffer, what: string, limits: ReadLimits = LI
   }
 
   let v1Pieces: Buffer | undefined;
+  let v1Size: number | undefined;
   let v1Files: (TorrentFile & { pad: boolean })[] | undefined;
   if (hasV1) {
     v1Pieces = r.bytes(info.get('pieces'), 'info.pieces');
@@ -205,7 +208,7 @@ export function readTorrent(bytes: Buffer, what: string, limits: ReadLimits = LI
       if (v2Files && multiFile) r.fail('info.length (v1, one file) and a multi-file file tree (v2) disagree');
       v1Files = [{ path: [name], size, layer: [], pad: false }];
     }
-    const total = v1Files.reduce((s, f) => s + f.size, 0);
+    const total = (v1Size = v1Files.reduce((s, f) => s + f.size, 0));
     if (v1Pieces.length / 20 !== Math.ceil(total / pieceLength)) r.fail(`info.pieces has ${v1Pieces.length / 20} hashes for ${total} bytes in pieces of ${pieceLength}`);
   }
 
@@ -225,6 +228,7 @@ export function readTorrent(bytes: Buffer, what: string, limits: ReadLimits = LI
     name, pieceLength, version, multiFile,
     files: v2Files ?? v1Files!.filter((f) => !f.pad).map(({ path, size, layer }) => ({ path, size, layer })),
     v1Pieces,
+    v1Size,
     infoHashV1: hasV1 ? createHash('sha1').update(encode(info)).digest() : undefined,
     infoHashV2: hasV2 ? createHash('sha256').update(encode(info)).digest() : undefined,
     webSeeds: urlList(r, top.get(bkey('url-list'))),

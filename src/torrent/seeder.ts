@@ -1,6 +1,8 @@
 // `seed`: verified files offered to BitTorrent peers over TCP. Each file is one swarm under the torrents
 // `torrent create` makes for it without a fixed piece length (v1, v2 and hybrid: web seeds and trackers
-// live outside the info dictionary, so every such torrent has one of these info-hashes). A peer may
+// live outside the info dictionary, so every such torrent has one of these info-hashes), and any torrent
+// given whose files are all verified files (`seed --torrent`: a `--multi-file` one, another piece
+// length) is one swarm over those files, laid out in its piece space (see `prepareSeedTorrent`). A peer may
 // greet with a v1 info-hash or a v2 one truncated to 20 bytes (BEP 52, "Upgrade path"). Every block is
 // checked against the file's BEP 52 leaf hash before it leaves, so a file changed on disk is never sent.
 // Peers are attacker-controlled: messages are bounded before buffering (MessageGuard), requests
@@ -10,6 +12,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import { hash } from 'node:crypto';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
+import { digestsEqual } from '../store/digest.ts';
 import { BLOCK } from '../fetch/piece-map.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import { SILENT, type Logger } from '../logger.ts';
@@ -17,7 +20,8 @@ import { TokenBuckets } from '../net/rate-limit.ts';
 import { autoPieceLength } from './create.ts';
 import { hashTorrentFiles } from './file-hashes.ts';
 import { MerkleTree } from './merkle-tree.ts';
-import { makeTorrent, type TorrentVersion } from './metainfo.ts';
+import { makeTorrent, type Torrent, type TorrentVersion } from './metainfo.ts';
+import { fileOffsets } from './peer-source.ts';
 import { HASH_REJECT, HASH_REQUEST, HASHES, MessageGuard, fullBitfield, hashMessagePayload, parseHashRequest } from './peer-wire.ts';
 import { createWire, sendMessage, type Wire } from './wire.ts';
 
@@ -78,6 +82,78 @@ export async function prepareSeedFile(src: SeedSource): Promise<SeededFile> {
   };
 }
 
+/**
+ * A torrent's piece space as it is seeded: its files at their offsets, sorted; bytes that no file covers
+ * (BEP 47 pad files, the gaps that align each file of a v2 torrent to a piece, a v2 torrent's last piece)
+ * are zeros. A file seeded on its own is a layout of one file at offset 0.
+ */
+export interface SeedLayout {
+  files: { file: SeededFile; start: number }[];
+  pieceLength: number;
+  pieces: number;
+  /** Where the last piece ends in the piece space. */
+  end: number;
+  /** Bytes of this swarm sent to peers this run (a file on its own: the file). */
+  tally: { sent?: number };
+}
+
+/** A torrent given to `seed --torrent`, checked against the verified files it names. */
+export interface SeededTorrent {
+  name: string;
+  what: string;
+  layout: SeedLayout;
+  infoHashV1?: string;
+  infoHashV2?: string;
+  sent?: number;
+}
+
+/** A file on its own. `paddedTail`: its last piece counts as whole (see `Swarm`). */
+function fileLayout(f: SeededFile, paddedTail: boolean): SeedLayout {
+  return { files: [{ file: f, start: 0 }], pieceLength: f.pieceLength, pieces: f.pieces, end: paddedTail ? f.pieces * f.pieceLength : f.size, tally: f };
+}
+
+/**
+ * Seed torrent `t` (attacker-controlled: read by readTorrent, then checked here) from `files`, the
+ * verified files by name: every file of the torrent must be one of them, of its size and, for v2 and
+ * hybrid torrents, of its BEP 52 pieces root; v1 pieces (v1 and hybrid torrents) are computed again from
+ * the files (hybrids: each file then its pad of zeros to the next piece, BEP 47) and must be the
+ * torrent's, so that no peer is offered a piece that fails its check. E_VERIFY names the first
+ * disagreement. Piece space (BEP 52 "Upgrade path"): in v2 and hybrid torrents of several files every
+ * file starts on a piece boundary; a v1 torrent lays them end to end, pieces crossing file boundaries.
+ */
+export async function prepareSeedTorrent(t: Torrent, what: string, files: ReadonlyMap<string, SeededFile>): Promise<SeededTorrent> {
+  const seeded = t.files.map((tf) => {
+    const name = tf.path.join('/');
+    const f = tf.path.length === 1 ? files.get(name) : undefined;
+    if (!f) throw new SourcemeshError('E_VERIFY', `${what}: file ${name} is not a verified file seeded here`);
+    if (f.size !== tf.size) throw new SourcemeshError('E_VERIFY', `${what}: file ${name} is ${tf.size} bytes, the verified file ${f.size}`);
+    if (t.version !== 'v1' && f.size > 0 && !(tf.root && digestsEqual(tf.root.toString('hex'), f.root.toString('hex')))) {
+      throw new SourcemeshError('E_VERIFY', `${what}: file ${name} has pieces root ${tf.root?.toString('hex')}, the verified file ${f.root.toString('hex')}`);
+    }
+    return f;
+  });
+  const offsets = fileOffsets(t);
+  const last = seeded.length - 1;
+  const filesEnd = offsets[last]! + seeded[last]!.size;
+  // The v1 byte stream's length (pads included) is what its pieces cover; a v2 torrent's last piece is whole.
+  const end = t.v1Size ?? Math.ceil(filesEnd / t.pieceLength) * t.pieceLength;
+  if (t.v1Pieces) {
+    const pads = seeded.map((f, i) => (i < last ? offsets[i + 1]! : end) - offsets[i]! - f.size);
+    if (pads.some((p) => p < 0)) throw new SourcemeshError('E_VERIFY', `${what}: its files do not fit its v1 layout`);
+    const { files: hashed, v1Pieces } = await hashTorrentFiles(seeded.map((f, i) => ({ path: f.path, pad: pads[i]! })), t.pieceLength, true);
+    hashed.forEach((h, i) => {
+      if (h.sha256 !== seeded[i]!.sha256) throw new SourcemeshError('E_CHECKSUM', `${seeded[i]!.path}: no longer the verified file (sha256 ${h.sha256}, expected ${seeded[i]!.sha256})`);
+    });
+    if (!v1Pieces!.equals(t.v1Pieces)) throw new SourcemeshError('E_VERIFY', `${what}: its v1 piece hashes are not those of the verified files`);
+  }
+  const st: SeededTorrent = {
+    name: t.name, what, infoHashV1: t.infoHashV1?.toString('hex'), infoHashV2: t.infoHashV2?.toString('hex'),
+    layout: { files: seeded.map((file, i) => ({ file, start: offsets[i]! })), pieceLength: t.pieceLength, pieces: Math.ceil(end / t.pieceLength), end, tally: {} },
+  };
+  st.layout.tally = st;
+  return st;
+}
+
 export interface SeederOptions {
   host: string;
   port: number;
@@ -91,14 +167,16 @@ export interface SeederOptions {
 }
 
 interface Swarm {
-  file: SeededFile;
+  /** The file's or torrent's name (in log lines). */
+  name: string;
+  /**
+   * For a file on its own, the v2-only torrent's last piece counts as whole, the bytes past the end of
+   * the file as zeros (a pad, as libtorrent 2.0 lays out v2 torrents); v1 and hybrid single-file torrents
+   * end with the file.
+   */
+  layout: SeedLayout;
   /** How the peer greeted: a v2 (truncated SHA-256) or a v1 info-hash. */
   greeting: 'v1' | 'v2';
-  /**
-   * The v2-only torrent: its last piece counts as whole, the bytes past the end of the file as zeros (a
-   * pad, as libtorrent 2.0 lays out v2 torrents); v1 and hybrid single-file torrents end with the file.
-   */
-  paddedTail: boolean;
 }
 
 export class Seeder {
@@ -125,7 +203,7 @@ export class Seeder {
   private readonly log: Logger;
   private readonly maxPeers: number;
 
-  private constructor(server: net.Server, files: SeededFile[], opts: SeederOptions) {
+  private constructor(server: net.Server, files: SeededFile[], opts: SeederOptions, torrents: SeededTorrent[]) {
     this.server = server;
     this.limits = opts.limits ?? LIMITS;
     this.log = opts.log ?? SILENT;
@@ -137,10 +215,15 @@ export class Seeder {
       this.bucket = new TokenBuckets({ perSecond, burst: Math.max(1, Math.floor(perSecond)), maxClients: 1 });
     }
     for (const f of files) {
-      this.swarms.set(f.infoHashes.hybrid.v1, { file: f, greeting: 'v1', paddedTail: false });
-      this.swarms.set(f.infoHashes.hybrid.v2.slice(0, 40), { file: f, greeting: 'v2', paddedTail: false });
-      this.swarms.set(f.infoHashes.v1, { file: f, greeting: 'v1', paddedTail: false });
-      this.swarms.set(f.infoHashes.v2.slice(0, 40), { file: f, greeting: 'v2', paddedTail: true });
+      const whole = fileLayout(f, false);
+      this.swarms.set(f.infoHashes.hybrid.v1, { name: f.name, layout: whole, greeting: 'v1' });
+      this.swarms.set(f.infoHashes.hybrid.v2.slice(0, 40), { name: f.name, layout: whole, greeting: 'v2' });
+      this.swarms.set(f.infoHashes.v1, { name: f.name, layout: whole, greeting: 'v1' });
+      this.swarms.set(f.infoHashes.v2.slice(0, 40), { name: f.name, layout: fileLayout(f, true), greeting: 'v2' });
+    }
+    for (const t of torrents) {
+      if (t.infoHashV1) this.swarms.set(t.infoHashV1, { name: t.name, layout: t.layout, greeting: 'v1' });
+      if (t.infoHashV2) this.swarms.set(t.infoHashV2.slice(0, 40), { name: t.name, layout: t.layout, greeting: 'v2' });
     }
     const a = server.address() as net.AddressInfo;
     this.port = a.port;
@@ -148,18 +231,18 @@ export class Seeder {
     server.on('connection', (s) => this.accept(s));
   }
 
-  static async start(files: SeededFile[], opts: SeederOptions): Promise<Seeder> {
+  static async start(files: SeededFile[], opts: SeederOptions, torrents: SeededTorrent[] = []): Promise<Seeder> {
     const server = net.createServer({ pauseOnConnect: false, noDelay: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err) => reject(fromSystemError(err, `cannot listen on ${opts.host}:${opts.port}`)));
       server.listen(opts.port, opts.host, () => resolve());
     });
-    return new Seeder(server, files, opts);
+    return new Seeder(server, files, opts, torrents);
   }
 
   /** Offer one more file (a partial one, as its pieces verify) under these info-hashes. */
   offer(file: SeededFile, keys: SwarmKey[]): void {
-    for (const k of keys) this.swarms.set(k.infoHash.toLowerCase(), { file, greeting: k.greeting, paddedTail: k.paddedTail });
+    for (const k of keys) this.swarms.set(k.infoHash.toLowerCase(), { name: file.name, layout: fileLayout(file, k.paddedTail), greeting: k.greeting });
   }
 
   /** Piece `index` of a partial file just verified (its leaves set): mark it, and tell its peers (BEP 3 `have`). */
@@ -215,10 +298,11 @@ export class Seeder {
         socket.destroy(); // not a file we seed: nothing to say
         return;
       }
-      this.log.info({ peer: `${who}:${socket.remotePort}`, file: swarm.file.name, greeting: swarm.greeting }, 'peer');
+      this.log.info({ peer: `${who}:${socket.remotePort}`, file: swarm.name, greeting: swarm.greeting }, 'peer');
       wire.handshake(Buffer.from(infoHashHex, 'hex'), this.peerId);
-      const f = swarm.file;
-      wire.bitfield(f.have ? Uint8Array.from(f.have) : fullBitfield(f.pieces));
+      // Only a file on its own is ever partial (an uploading leecher's, src/torrent/leech-upload.ts).
+      const f = swarm.layout.files[0]!.file;
+      wire.bitfield(f.have ? Uint8Array.from(f.have) : fullBitfield(swarm.layout.pieces));
       if (f.have) {
         const set = this.wires.get(f) ?? new Set<Wire>();
         this.wires.set(f, set.add(wire));
@@ -239,10 +323,11 @@ export class Seeder {
           const r = queue.shift()!;
           if (socket.writableNeedDrain) await new Promise((resolve) => socket.once('drain', resolve).once('close', resolve));
           await this.pace();
-          const f = swarm.file;
-          const data = await this.readBlock(f, r.index, r.offset, r.length).catch((err: unknown) => {
-            this.log.error({ file: f.name, error: (err as Error).message }, 'cannot send a block; the file is no longer seeded');
-            this.retire(f);
+          const layout = swarm.layout;
+          const data = await this.readSpace(layout, r.index * layout.pieceLength + r.offset, r.length).catch((err: unknown) => {
+            const f = (err as { file?: SeededFile }).file;
+            this.log.error({ file: f?.name ?? swarm!.name, error: (err as Error).message }, 'cannot send a block; the file is no longer seeded');
+            if (f) this.retire(f);
             socket.destroy();
             return undefined;
           });
@@ -255,7 +340,7 @@ export class Seeder {
           }
           r.respond(null, data);
           this.uploaded += data.length;
-          f.sent = (f.sent ?? 0) + data.length;
+          layout.tally.sent = (layout.tally.sent ?? 0) + data.length;
         }
       } finally {
         busy = false;
@@ -263,13 +348,13 @@ export class Seeder {
     };
     wire.on('request', (index, offset, length, respond) => {
       if (!swarm) return this.ban(socket, 'a request before the handshake');
-      const f = swarm.file;
-      const pieceSize = index === f.pieces - 1 && !swarm.paddedTail ? f.size - index * f.pieceLength : f.pieceLength;
-      if (index >= f.pieces || length === 0 || length > this.limits.peerBlockBytes || offset + length > pieceSize) {
-        return this.ban(socket, `a request for piece ${index} offset ${offset} length ${length}, outside ${f.name}`);
+      const l = swarm.layout;
+      const pieceSize = Math.min(l.pieceLength, l.end - index * l.pieceLength);
+      if (index >= l.pieces || length === 0 || length > this.limits.peerBlockBytes || offset + length > pieceSize) {
+        return this.ban(socket, `a request for piece ${index} offset ${offset} length ${length}, outside ${swarm.name}`);
       }
       // A piece not verified yet: refused without blame (BEP 6 reject, when the peer speaks it).
-      if (!hasPiece(f, index)) return respond(new Error(`piece ${index} not verified yet`));
+      if (!hasPiece(l.files[0]!.file, index)) return respond(new Error(`piece ${index} not verified yet`));
       if (queue.length >= 2 * this.limits.peerRequestQueue) return this.ban(socket, `more than ${2 * this.limits.peerRequestQueue} requests waiting`);
       queue.push({ index, offset, length, respond });
       void next();
@@ -278,12 +363,12 @@ export class Seeder {
       if (message[0] !== HASH_REQUEST || !swarm) return; // BEP 3: unknown messages are ignored
       const req = parseHashRequest(message.subarray(1));
       if (!req) return this.ban(socket, 'a malformed hash request');
-      const f = swarm.file;
-      // A partial file has no whole tree yet: its hash requests are rejected.
-      const hashes = req.root.equals(f.root) && f.size > 0 && !f.have ? this.tree(f).hashes(req.base, req.index, req.length, req.proofLayers, this.limits.peerHashesPerRequest) : undefined;
+      // BEP 52: the pieces root names the file of the torrent. A partial file has no whole tree yet: its hash requests are rejected.
+      const f = swarm.layout.files.find((x) => x.file.size > 0 && x.file.root.equals(req.root))?.file;
+      const hashes = f && !f.have ? this.tree(f).hashes(req.base, req.index, req.length, req.proofLayers, this.limits.peerHashesPerRequest) : undefined;
       // BEP 52: a request we cannot answer gets a hash reject with the same fields.
       sendMessage(wire, hashes ? HASHES : HASH_REJECT, hashMessagePayload(req, hashes));
-      this.log.debug({ peer: `${who}:${socket.remotePort}`, file: f.name, base: req.base, index: req.index, length: req.length, proofLayers: req.proofLayers, answered: Boolean(hashes) }, 'hash request');
+      this.log.debug({ peer: `${who}:${socket.remotePort}`, file: f?.name ?? swarm.name, base: req.base, index: req.index, length: req.length, proofLayers: req.proofLayers, answered: Boolean(hashes) }, 'hash request');
       if (hashes) this.hashesSent++;
       else this.hashesRejected++;
     });
@@ -291,7 +376,7 @@ export class Seeder {
 
   /** Stop seeding a file (it changed on disk, or cannot be read): new peers for it are turned away. */
   private retire(f: SeededFile): void {
-    for (const [k, v] of this.swarms) if (v.file === f) this.swarms.delete(k);
+    for (const [k, v] of this.swarms) if (v.layout.files.some((x) => x.file === f)) this.swarms.delete(k);
     for (const k of [...this.pieceCache.keys()]) if (k.endsWith(` ${f.path}`)) this.dropCached(k);
   }
 
@@ -309,21 +394,54 @@ export class Seeder {
     }
   }
 
-  /** The bytes of one request, from the whole 16 KiB blocks they lie in, each checked against its leaf. */
-  private async readBlock(f: SeededFile, index: number, offset: number, length: number): Promise<Buffer> {
-    const start = index * f.pieceLength + offset;
-    // Past the end of the file (the pad of a v2 torrent's last piece): zeros, after the file's own bytes.
-    if (start + length > f.size) {
-      const own = start < f.size ? await this.readBlock(f, index, offset, f.size - start) : Buffer.alloc(0);
-      return Buffer.concat([own, Buffer.alloc(length - own.length)]);
+  /**
+   * Bytes [at, at + length) of a swarm's piece space: each file's part from its verified blocks, zeros
+   * where no file lies. A failed read carries the file it was of (`file`), to stop seeding that one.
+   */
+  private async readSpace(l: SeedLayout, at: number, length: number): Promise<Buffer> {
+    const to = at + length;
+    const parts: Buffer[] = [];
+    // The first file that ends past `at` (files are sorted by start; a torrent may hold many).
+    let lo = 0, hi = l.files.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (l.files[mid]!.start + l.files[mid]!.file.size <= at) lo = mid + 1;
+      else hi = mid;
     }
-    // Peers ask for a piece block by block, and several peers for the same pieces: the piece is read and
-    // checked once, then its blocks are sent from memory (a read and a hash per block showed in profiles).
-    if (f.pieceLength * 2 <= this.limits.seedPieceCacheBytes) {
+    for (let i = lo; i < l.files.length && at < to; i++) {
+      const { file, start } = l.files[i]!;
+      if (start >= to) break;
+      if (file.size === 0) continue;
+      if (start > at) {
+        parts.push(Buffer.alloc(start - at));
+        at = start;
+      }
+      const n = Math.min(to, start + file.size) - at;
+      parts.push(await this.readFile(file, at - start, n).catch((err: unknown) => Promise.reject(Object.assign(err as Error, { file }))));
+      at += n;
+    }
+    if (at < to) parts.push(Buffer.alloc(to - at));
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  }
+
+  /** Bytes [pos, pos + length) of the file, from the whole 16 KiB blocks they lie in, each checked against its leaf. */
+  private async readFile(f: SeededFile, pos: number, length: number): Promise<Buffer> {
+    // Peers ask for a piece block by block, and several peers for the same pieces: the piece (of the
+    // file's own piece length) is read and checked once, then its blocks are sent from memory (a read
+    // and a hash per block showed in profiles). A request of a torrent whose pieces cross the file's
+    // may span two of them.
+    if (f.pieceLength * 2 > this.limits.seedPieceCacheBytes) return this.readChecked(f, pos, length);
+    const parts: Buffer[] = [];
+    while (length > 0) {
+      const index = Math.floor(pos / f.pieceLength);
       const piece = await this.cachedPiece(f, index);
-      return piece.subarray(offset, offset + length);
+      const from = pos - index * f.pieceLength;
+      const part = piece.subarray(from, Math.min(piece.length, from + length));
+      parts.push(part);
+      pos += part.length;
+      length -= part.length;
     }
-    return this.readChecked(f, start, length);
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
   /** Piece `index` of `f`, read whole and checked block by block, from the last few pieces read (at most seedPieceCacheBytes). */
