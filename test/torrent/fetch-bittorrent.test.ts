@@ -10,8 +10,9 @@ import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { ROOT, runCli, tempDir, waitFor } from '../helpers/run.ts';
+import { ROOT, runCli, tempDir } from '../helpers/run.ts';
 import { startServe } from '../mirror/serve-process.ts';
+import { libtorrentSeed } from './libtorrent-seed-process.ts';
 import { startSeed } from './seed-process.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -36,32 +37,6 @@ async function fetchJson(dir: string, manifest: string, args: string[]) {
   const out = path.join(dir, `out-${Math.random().toString(36).slice(2)}`);
   const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', ...args], { timeoutMs: 120_000 });
   return { r, out, report: r.stdout ? JSON.parse(r.stdout) : undefined };
-}
-
-/** libtorrent seeding `torrent` from `dir`; its port, and how much it uploaded once stopped. */
-async function libtorrentSeed(t: { after(fn: () => unknown): void }, torrent: string, dir: string) {
-  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-seed.py'), torrent, dir], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  await waitFor('libtorrent to seed', () => {
-    if (child.exitCode !== null) throw new Error(`libtorrent-seed.py exited: ${err}`);
-    return out.includes('\n');
-  }, { timeoutMs: 60_000 });
-  const first = JSON.parse(out.split('\n')[0]!);
-  assert.ok(first.seeding, 'libtorrent checked the file and seeds it');
-  return {
-    port: first.port as number,
-    async stop(): Promise<number> {
-      child.stdin.end();
-      await waitFor('libtorrent to stop', () => out.split('\n').length > 2, { timeoutMs: 30_000 });
-      return JSON.parse(out.split('\n')[1]!).uploaded;
-    },
-  };
 }
 
 test('fetch --bittorrent downloads from a libtorrent seeder with the torrent libtorrent made (hybrid and v2)', async (t) => {
