@@ -3,8 +3,8 @@
 // of piece-scheduler.ts: `segments` connections, each asking the scheduler for its next piece as soon as
 // its last one has arrived (so faster sources get more), and reporting what became of it. Pieces are
 // buffered in memory until checked and written (at most twice `segments` pieces), so a slow or lying
-// duplicate can never overwrite good bytes. Hashing (the piece map and the whole file's SHA-256) runs on
-// the process's hashing thread while the next pieces arrive (hash-thread.ts). Which pieces are in place is recorded
+// duplicate can never overwrite good bytes. Hashing (the piece map and the whole file's SHA-256) is done
+// as the pieces arrive and are written (piece-hasher.ts). Which pieces are in place is recorded
 // beside the partial (piece-record.ts), so that a run killed mid-way resumes with the missing pieces
 // only. A file that does not verify is handed to liars.ts for blame; cross-check.ts compares a fraction
 // of the pieces with a second source.
@@ -19,9 +19,9 @@ import type { Partial } from '../store/store.ts';
 import { CrossChecks, readBack } from './cross-check.ts';
 import type { DownloadContext } from './download.ts';
 import { networkError } from './http.ts';
-import { PieceHasher } from './hash-thread.ts';
 import { findLiars } from './liars.ts';
 import { BLOCK, verifyPieceLayer } from './piece-map.ts';
+import { PieceHasher } from './piece-hasher.ts';
 import { PieceCheckpoints, coveredPieces, readPieceRecord } from './piece-record.ts';
 import { PieceScheduler, hedgeTarget, type Attempt, type Blame, type Piece, type SourceState } from './piece-scheduler.ts';
 import type { Source } from './plan.ts';
@@ -183,7 +183,7 @@ class PieceRun {
     let kept = 0;
     for (const i of covered) {
       const piece = this.pieces[i]!;
-      if (this.map && !(await this.check(await readBack(this.fh, piece), piece, earlierRun(this.partial))).ok) continue;
+      if (this.map && !this.check(await readBack(this.fh, piece), piece, earlierRun(this.partial)).ok) continue;
       this.sched.adopt(i);
       this.checkpoints.adopted(i);
       if (this.map) this.ctx.onPieceVerified?.(this.d, i, this.partial.path, this.pieceLength);
@@ -268,17 +268,16 @@ class PieceRun {
     const ms = Date.now() - t0;
     const settle = (async () => {
       try {
-        const checked = await this.check(body, piece, st, memory);
-        memory = checked.memory;
+        const checked = this.check(body, piece, st);
         if (!checked.ok) {
           const b = this.checksumBlame(st, piece);
           if (this.sched.rejected(a, b)) this.blamed(b);
           return;
         }
-        const losers = this.sched.accepted(a, checked.body.length, ms);
+        const losers = this.sched.accepted(a, body.length, ms);
         if (!losers) return; // another source's copy won while this one was being checked
         for (const [other, cancel] of this.reading) if (other.piece === piece && losers.includes(other.state)) cancel.abort();
-        await this.write(piece, checked.body, checked.leaves);
+        await this.write(piece, body, checked.leaves);
       } catch (err) {
         this.fatal ??= fromSystemError(err, this.partial.path);
         memory = undefined; // a write may still hold it
@@ -313,16 +312,14 @@ class PieceRun {
     const covered = this.pieces.filter((p) => p.end < body.length);
     for (const piece of covered) {
       if (piece.done) continue;
-      // Each piece in memory of its own (not Node's Buffer pool): checking moves it to the hashing thread.
-      const bytes = Buffer.allocUnsafeSlow(piece.end - piece.start + 1);
-      body.copy(bytes, 0, piece.start, piece.end + 1);
-      const checked = await this.check(bytes, piece, from);
+      const bytes = body.subarray(piece.start, piece.end + 1);
+      const checked = this.check(bytes, piece, from);
       if (!checked.ok) {
         const b = this.checksumBlame(from, piece);
         if (this.sched.drop(from, b)) this.blamed(b);
         return;
       }
-      if (this.sched.took(piece, from, checked.body.length, piece === covered[0] ? ms : 0)) await this.write(piece, checked.body);
+      if (this.sched.took(piece, from, bytes.length, piece === covered[0] ? ms : 0)) await this.write(piece, bytes);
     }
   }
 
@@ -333,23 +330,23 @@ class PieceRun {
     };
   }
 
-  /** Does `body` from `from` fit the piece map (no map: nothing to check)? Returns the bytes to keep and, to give back, the memory they sit in. */
-  private async check(body: Buffer, piece: Piece, from: SourceState, memory?: Buffer): Promise<{ ok: boolean; body: Buffer; memory?: Buffer; leaves?: Buffer }> {
-    if (!this.map) return { ok: true, body, memory };
+  /** Does `body` from `from` fit the piece map (no map: nothing to check)? With BEP 52, also the blocks' hashes. */
+  private check(body: Buffer, piece: Piece, from: SourceState): { ok: boolean; leaves?: Buffer } {
+    if (!this.map) return { ok: true };
     if (this.map.hash === 'sha1') {
       // The torrent's word only: binding on its peers; bytes from anywhere else wait for the sha256.
-      if (from.source.role !== 'peer') return { ok: true, body, memory };
-      return { ok: createHash('sha1').update(body).digest().equals(this.map.layer[piece.index]!), body, memory };
+      if (from.source.role !== 'peer') return { ok: true };
+      return { ok: createHash('sha1').update(body).digest().equals(this.map.layer[piece.index]!) };
     }
-    const r = await this.hasher.pieceHash(body, this.map.pieceLength);
-    return { ok: r.hash.equals(this.map.layer[piece.index]!), body: r.body, memory: memory && r.memory, leaves: r.leaves };
+    const r = this.hasher.pieceHash(body, this.map.pieceLength);
+    return { ok: r.hash.equals(this.map.layer[piece.index]!), leaves: r.leaves };
   }
 
   /** Put an accepted piece in the file; its bytes then count for the hash, the record and cross-checks. */
   private async write(piece: Piece, body: Buffer, leaves?: Buffer): Promise<void> {
     await writeFully(this.fh, [body], piece.start);
-    // The file's SHA-256 is taken in file order as its prefix is written, by the hashing thread.
-    this.hasher.prefixWritten(this.sched.written(piece));
+    // The file's SHA-256 is taken in file order as its prefix is written (from `body` when it extends it).
+    this.hasher.wrote(piece.start, body, this.sched.written(piece));
     this.checkpoints.wrote(piece.index, body.length);
     this.crossChecks?.written(piece);
     this.ctx.onBytes?.(body.length);

@@ -14,7 +14,8 @@ import { Agent } from 'undici';
 import { main } from '../../src/cli/main.ts';
 import { isSourcemeshError } from '../../src/errors.ts';
 import { headSize } from '../../src/fetch/http.ts';
-import { PieceHasher } from '../../src/fetch/hash-thread.ts';
+import { StreamHash } from '../../src/fetch/hash-thread.ts';
+import { PieceHasher } from '../../src/fetch/piece-hasher.ts';
 import { LIMITS } from '../../src/limits.ts';
 import { cloneDirFor, ensureRepo } from '../../src/mirror/git-repo.ts';
 import { Store } from '../../src/store/store.ts';
@@ -158,12 +159,14 @@ test('piece hasher: a read that fails is E_IO naming the file; a dead hashing th
   }
   const file = path.join(dir, 'f');
   await writeFile(file, bytes(1000, 9));
-  const second = new PieceHasher(file);
+  const second = new StreamHash({ aheadBytes: 1 << 20 });
   try {
-    // The thread dies under us (what an out-of-memory kill of the worker looks like from here).
+    await second.prefix(file, 1000);
+    // The hashing thread (whole-file downloads with a piece map) dies under us (what an out-of-memory
+    // kill of the worker looks like from here).
     await (second as unknown as { thread: { worker: { terminate(): Promise<number> } } }).thread.worker.terminate();
-    await assert.rejects(second.digest(1000), code('E_INTERNAL'));
+    await assert.rejects(async () => second.result(), code('E_INTERNAL'));
   } finally {
-    await second.close();
+    second.close();
   }
 });
