@@ -3,15 +3,14 @@
 // the event loop so that they leave as one writev (src/torrent/seeder.ts). Seen from outside with strace
 // on the real `sourcemesh seed`: no 13-byte header ever leaves alone, and every block reaches the peer.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { BLOCK } from '../../src/fetch/piece-map.ts';
 import { bytes } from '../helpers/distfiles.ts';
-import { CLI, ROOT, tempDir, waitFor } from '../helpers/run.ts';
+import { tempDir, waitFor } from '../helpers/run.ts';
 import { RawPeer, msg } from './raw-peer.ts';
+import { startSeed } from './seed-process.ts';
 
 const SIZE = 200_000; // pieces of one 16 KiB block (autoPieceLength), 13 of them
 const DATA = bytes(SIZE, 59);
@@ -22,26 +21,8 @@ test('each block leaves in one write with its header (strace of a real seed)', a
   await mkdir(root);
   await writeFile(path.join(root, 'file.tar'), DATA);
   const trace = path.join(dir, 'strace.out');
-  const child = spawn('strace', ['-f', '-qq', '-s', '64', '-e', 'trace=write,writev', '-o', trace, process.execPath, CLI, 'seed', '--listen', '127.0.0.1:0', '--root', root], {
-    cwd: ROOT, env: { ...process.env, CI: '1', NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const exited = once(child, 'exit');
-  let seed = 0;
-  t.after(() => {
-    if (seed) try { process.kill(seed, 'SIGKILL'); } catch { /* already gone */ }
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  });
-  await waitFor('seed to listen', () => {
-    if (child.exitCode !== null) throw new Error(`seed exited with ${child.exitCode}: ${err}`);
-    return out.includes('\n');
-  }, { timeoutMs: 90_000, everyMs: 20 });
-  // strace holds SIGTERM back while it traces a command: the seed it runs is the one stopped.
-  seed = Number((await readFile(`/proc/${child.pid}/task/${child.pid}/children`, 'utf8')).trim().split(/\s+/)[0]);
-  const first = JSON.parse(out.split('\n')[0]!) as { port: number; files: { infoHashes: { hybrid: { v1: string } } }[] };
+  const seed = await startSeed(t, ['--root', root], { prefix: ['strace', '-f', '-qq', '-s', '64', '-e', 'trace=write,writev', '-o', trace] });
+  const first = seed.first;
 
   const peer = new RawPeer('127.0.0.1', first.port);
   t.after(() => peer.socket.destroy());
@@ -55,8 +36,7 @@ test('each block leaves in one write with its header (strace of a real seed)', a
   }, { timeoutMs: 30_000 });
   for (const p of peer.pieces()) assert.ok(p.data.equals(DATA.subarray(p.index * BLOCK, (p.index + 1) * BLOCK)), `block ${p.index}`);
   peer.socket.destroy();
-  process.kill(seed, 'SIGTERM');
-  await exited;
+  await seed.stop();
 
   // strace writes a byte string as C escapes: a whole block's header starts 00 00 40 09 07.
   const header = '"\\0\\0@\\t\\7';
