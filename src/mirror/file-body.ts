@@ -474,8 +474,13 @@ export class OpenFiles {
   }
 }
 
+/** Each indexed file's key, built once (a request for a hot file looks it up by the same string). */
+const keys = new WeakMap<IndexedFile, string>();
+
 function keyOf(f: IndexedFile): string {
-  return `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}:${f.sha256}`;
+  let key = keys.get(f);
+  if (key === undefined) keys.set(f, (key = `${f.dev}:${f.ino}:${f.size}:${f.mtimeMs}:${f.sha256}`));
+  return key;
 }
 
 /** Open an indexed file, refusing one that is no longer the file indexed. */
