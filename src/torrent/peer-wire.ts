@@ -40,10 +40,21 @@ export function hashMessagePayload(r: HashRequest, hashes: Buffer[] = []): Buffe
  * prefix (attacker-controlled, up to 4 GiB) ends the connection with `onViolation` before any of it is
  * buffered. Without this, the wire library would buffer whatever length a peer announces. An empty
  * reason: a connection to close without blame.
+ *
+ * The messages that lie whole in a chunk are passed on as one view of it, not copied; only a message cut
+ * between chunks is put together, in memory of its own size, taken once its length prefix is known (and
+ * checked). Copying each chunk onto the rest of the last one cost an allocation and a copy of every byte
+ * a peer sent (docs/BENCHMARKS.md, bench:swarm).
  */
 export class MessageGuard extends Transform {
-  private pending: Buffer = Buffer.alloc(0);
+  /** A message cut between chunks: its bytes so far (length prefix included) and how many. */
+  private partial?: Buffer;
+  private filled = 0;
+  /** The first bytes of a length prefix cut between chunks. */
+  private readonly head = Buffer.alloc(4);
+  private headFilled = 0;
   private handshakeLeft = HANDSHAKE_BYTES;
+  private stopped = false;
   private readonly maxMessage: number;
   private readonly onViolation: (why: string) => void;
 
@@ -55,12 +66,13 @@ export class MessageGuard extends Transform {
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
     let data = chunk;
-    if (data.length === 0) return done();
+    if (data.length === 0 || this.stopped) return done();
     if (this.handshakeLeft > 0) {
       const take = Math.min(this.handshakeLeft, data.length);
       // Not the plaintext handshake: most often an encrypted one (MSE), which clients retry in plaintext;
       // the connection ends, without blame.
       if (this.handshakeLeft === HANDSHAKE_BYTES && data[0] !== 19) {
+        this.stopped = true;
         this.onViolation('');
         return done();
       }
@@ -68,22 +80,72 @@ export class MessageGuard extends Transform {
       this.handshakeLeft -= take;
       data = data.subarray(take);
     }
-    this.pending = this.pending.length ? Buffer.concat([this.pending, data]) : data;
     let at = 0;
-    while (this.pending.length - at >= 4) {
-      const len = this.pending.readUInt32BE(at);
-      if (len > this.maxMessage) return this.violate(`a message of ${len} bytes (at most ${this.maxMessage})`, done);
-      if (this.pending.length - at < 4 + len) break;
-      at += 4 + len;
+    // The rest of a message cut at the end of the last chunk.
+    if (this.partial) {
+      const n = Math.min(this.partial.length - this.filled, data.length);
+      data.copy(this.partial, this.filled, 0, n);
+      this.filled += n;
+      at = n;
+      if (this.filled < this.partial.length) return done();
+      this.push(this.partial);
+      this.partial = undefined;
+    } else if (this.headFilled > 0) {
+      const n = Math.min(4 - this.headFilled, data.length);
+      data.copy(this.head, this.headFilled, 0, n);
+      this.headFilled += n;
+      at = n;
+      if (this.headFilled < 4) return done();
+      this.headFilled = 0;
+      if (!this.begin(this.head, 0)) return done();
+      return this._transform(data.subarray(at), _enc, done);
     }
-    if (at > 0) this.push(this.pending.subarray(0, at));
-    this.pending = Buffer.from(this.pending.subarray(at));
+    // Whole messages: one view of the chunk.
+    let end = at;
+    while (data.length - end >= 4) {
+      const len = data.readUInt32BE(end);
+      if (len > this.maxMessage) {
+        if (end > at) this.push(data.subarray(at, end));
+        this.violate(len);
+        return done();
+      }
+      if (data.length - end < 4 + len) break;
+      end += 4 + len;
+    }
+    if (end > at) this.push(data.subarray(at, end));
+    const rest = data.length - end;
+    if (rest >= 4) {
+      this.begin(data, end);
+      data.copy(this.partial!, 0, end);
+      this.filled = rest;
+    } else if (rest > 0) {
+      data.copy(this.head, 0, end);
+      this.headFilled = rest;
+    }
     done();
   }
 
-  private violate(why: string, done: TransformCallback): void {
-    this.onViolation(why);
-    done();
+  /** A message whose length prefix is at `b[at..at+4]` starts: memory for all of it, once its length passed. */
+  private begin(b: Buffer, at: number): boolean {
+    const len = b.readUInt32BE(at);
+    if (len > this.maxMessage) {
+      this.violate(len);
+      return false;
+    }
+    this.partial = Buffer.allocUnsafe(4 + len);
+    b.copy(this.partial, 0, at, at + 4);
+    this.filled = 4;
+    if (len === 0) {
+      // A keep-alive cut after its prefix: whole already.
+      this.push(this.partial);
+      this.partial = undefined;
+    }
+    return true;
+  }
+
+  private violate(len: number): void {
+    this.stopped = true;
+    this.onViolation(`a message of ${len} bytes (at most ${this.maxMessage})`);
   }
 }
 

@@ -116,3 +116,27 @@ test('property: a length prefix over the bound stops the stream before its body,
   // Not a plaintext handshake at all (an encrypted one): closed without blame.
   assert.equal(guard(Buffer.from([0x8a, 1, 2, 3]), [], 300).violation, '');
 });
+
+test('the guard passes the whole messages of a chunk as a view of it, and copies only a message cut between chunks', () => {
+  const own = (b: Buffer) => {
+    const o = Buffer.allocUnsafeSlow(b.length); // memory of its own, as a socket read gives
+    b.copy(o);
+    return o;
+  };
+  const g = new MessageGuard(1000, (why) => assert.fail(`no violation expected: ${why}`));
+  const out: Buffer[] = [];
+  g.on('data', (d: Buffer) => out.push(d));
+  const cut = message(200, 1);
+  const first = own(Buffer.concat([handshake, message(100, 2), cut.subarray(0, 50)]));
+  const second = own(Buffer.concat([cut.subarray(50), message(300, 3), message(10, 4), message(0), Buffer.from([0, 0])]));
+  g.write(first);
+  g.write(second);
+  g.write(own(Buffer.from([0, 5, 9, 9, 9, 9, 9]))); // the last prefix, cut after two bytes
+  assert.ok(Buffer.concat(out).equals(Buffer.concat([first, second, Buffer.from([0, 5, 9, 9, 9, 9, 9])])));
+  const whole = out.find((d) => d.length === 204);
+  assert.ok(whole?.equals(cut), 'the cut message passed whole, once');
+  const views = out.filter((d) => d.buffer === second.buffer);
+  assert.equal(views.length, 1, 'the whole messages of the second chunk: one view of it, no copy');
+  assert.equal(views[0]!.byteOffset, second.byteOffset + 154);
+  assert.equal(views[0]!.length, 304 + 14 + 4);
+});
