@@ -9,23 +9,34 @@
 // nothing much alive in it costs some 0.2-0.4 ms; one every SOCKET_BYTES_PER_COLLECTION keeps the dead
 // buffers to 5-13 MB (twice that many bytes at most: undici's socket.read() may join buffered reads into a
 // new buffer), for some 0.1 s of CPU per GiB (measured: every 2 MiB, 522 collections took 0.22 s per GiB).
+//
+// A read still held at two young collections (queued in a write batch while the disk is busy, waiting in
+// a piece's queue while the main thread hashes) is promoted to the old generation, and when it dies there
+// only a full collection frees it: V8 starts one when external memory has grown by 64 MB, so with four
+// downloads or four mirrors at once, 10-25 MB of dead promoted reads made the rest of the peak
+// (docs/BENCHMARKS.md, issue 21: ArrayBuffers 16-20 MB at the peak of 20 x 50 MiB --jobs 4, 34-38 MB in a
+// segmented fetch from four mirrors). So a full collection runs every SOCKET_BYTES_PER_FULL_COLLECTION:
+// with a JS heap of some 20 MB it costs a few ms, ten or so per GiB; every 32 MiB measured slower.
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
 /** Socket bytes received (all connections of the process together) between two young collections. */
 export const SOCKET_BYTES_PER_COLLECTION = 4 << 20;
+/** Socket bytes received between two full collections (dead reads that were promoted). */
+export const SOCKET_BYTES_PER_FULL_COLLECTION = 96 << 20;
 
-type Collect = (options: { type: 'minor' }) => void;
+type Collect = (options: { type: 'minor' | 'major' }) => void;
 
 let collect: Collect | null | undefined;
 let received = 0;
+let sinceFull = 0;
 
 /**
  * V8's gc() taken once from a fresh context, with --expose-gc on only while that context is made (no
  * global gc() appears here or in threads started later). null where this V8 does not allow it: then
  * V8's own schedule stays, as before.
  */
-function youngCollector(): Collect | null {
+function collector(): Collect | null {
   try {
     setFlagsFromString('--expose-gc');
     const gc: unknown = runInNewContext('typeof gc === "function" ? gc : undefined');
@@ -37,11 +48,17 @@ function youngCollector(): Collect | null {
   }
 }
 
-/** Count `bytes` just read from a socket (and now handed on); collect the young generation every so often. */
-export function socketBytesRead(bytes: number, every = SOCKET_BYTES_PER_COLLECTION): void {
+/**
+ * Count `bytes` just read from a socket (and now handed on); collect the young generation every `every`
+ * bytes, and the whole heap every `fullEvery`.
+ */
+export function socketBytesRead(bytes: number, every = SOCKET_BYTES_PER_COLLECTION, fullEvery = SOCKET_BYTES_PER_FULL_COLLECTION): void {
   received += bytes;
   if (received < every) return;
+  sinceFull += received;
   received = 0;
-  collect ??= youngCollector();
-  collect?.({ type: 'minor' });
+  collect ??= collector();
+  const full = sinceFull >= fullEvery;
+  if (full) sinceFull = 0;
+  collect?.({ type: full ? 'major' : 'minor' });
 }
