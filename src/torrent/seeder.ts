@@ -166,6 +166,15 @@ export interface SeederOptions {
   peerId?: Buffer;
 }
 
+/** A piece in the seeder's cache: its bytes once read and checked, the memory they are read into, and its readers. */
+interface CachedPiece {
+  bytes: Promise<Buffer>;
+  length: number;
+  memory?: Buffer;
+  /** Callers reading it now (see `cachedPiece`). */
+  pins: number;
+}
+
 interface Swarm {
   /** The file's or torrent's name (in log lines). */
   name: string;
@@ -192,8 +201,13 @@ export class Seeder {
   private readonly swarms = new Map<string, Swarm>();
   private readonly handles = new Map<string, Promise<FileHandle>>();
   /** Pieces read lately (see `cachedPiece`), least recently used first. */
-  private readonly pieceCache = new Map<string, { bytes: Promise<Buffer>; length: number }>();
+  private readonly pieceCache = new Map<string, CachedPiece>();
   private pieceCacheBytes = 0;
+  /** Memory of pieces dropped from the cache, for the next ones read (see `cachedPiece`). */
+  private spare: Buffer[] = [];
+  /** Pieces read into the cache, and piece buffers allocated for them (the rest reused memory). */
+  piecesRead = 0;
+  pieceBuffers = 0;
   private readonly sockets = new Set<net.Socket>();
   /** The wires that greeted for each file, told of each piece it gains (partial files). */
   private readonly wires = new Map<SeededFile, Set<Wire>>();
@@ -377,7 +391,7 @@ export class Seeder {
   /** Stop seeding a file (it changed on disk, or cannot be read): new peers for it are turned away. */
   private retire(f: SeededFile): void {
     for (const [k, v] of this.swarms) if (v.layout.files.some((x) => x.file === f)) this.swarms.delete(k);
-    for (const k of [...this.pieceCache.keys()]) if (k.endsWith(` ${f.path}`)) this.dropCached(k);
+    for (const k of [...this.pieceCache.keys()]) if (k.endsWith(` ${f.path}`)) this.dropCached(k, false);
   }
 
   private tree(f: SeededFile): MerkleTree {
@@ -434,9 +448,18 @@ export class Seeder {
     const parts: Buffer[] = [];
     while (length > 0) {
       const index = Math.floor(pos / f.pieceLength);
-      const piece = await this.cachedPiece(f, index);
-      const from = pos - index * f.pieceLength;
-      const part = piece.subarray(from, Math.min(piece.length, from + length));
+      const c = this.cachedPiece(f, index);
+      let part: Buffer;
+      try {
+        const piece = await c.bytes;
+        const from = pos - index * f.pieceLength;
+        // A copy: the piece's memory is read into again once it leaves the cache, while a block sent
+        // may wait in the socket's queue. The copy dies young; the piece's memory is reused, not left
+        // to the old generation's collector (docs/BENCHMARKS.md, bench:swarm: peak RSS).
+        part = Buffer.from(piece.subarray(from, Math.min(piece.length, from + length)));
+      } finally {
+        c.pins--;
+      }
       parts.push(part);
       pos += part.length;
       length -= part.length;
@@ -444,43 +467,58 @@ export class Seeder {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
-  /** Piece `index` of `f`, read whole and checked block by block, from the last few pieces read (at most seedPieceCacheBytes). */
-  private cachedPiece(f: SeededFile, index: number): Promise<Buffer> {
+  /**
+   * Piece `index` of `f`, read whole and checked block by block, from the last few pieces read (at most
+   * seedPieceCacheBytes, more only while each is in use). Pinned for the caller, who unpins it (`pins--`)
+   * once done reading it: a piece pinned is never dropped, so its memory is never read into meanwhile.
+   */
+  private cachedPiece(f: SeededFile, index: number): CachedPiece {
     const key = `${index} ${f.path}`;
     let got = this.pieceCache.get(key);
     if (got) {
       // Most recently used last: the Map's order is the eviction order.
       this.pieceCache.delete(key);
       this.pieceCache.set(key, got);
-      return got.bytes;
+      got.pins++;
+      return got;
     }
     const start = index * f.pieceLength;
     const length = Math.min(f.pieceLength, f.size - start);
-    got = { bytes: this.readChecked(f, start, length), length };
-    this.pieceCache.set(key, got);
-    this.pieceCacheBytes += length;
-    got.bytes.catch(() => this.pieceCache.get(key) === got && this.dropCached(key));
-    for (const [k] of this.pieceCache) {
-      if (this.pieceCacheBytes <= this.limits.seedPieceCacheBytes) break;
-      this.dropCached(k);
+    let memory = this.spare.find((b) => b.length === f.pieceLength);
+    if (memory) this.spare = this.spare.filter((b) => b !== memory);
+    else {
+      memory = Buffer.allocUnsafeSlow(f.pieceLength);
+      this.pieceBuffers++;
     }
-    return got.bytes;
+    this.piecesRead++;
+    const c: CachedPiece = { bytes: this.readChecked(f, start, length, memory), length, memory, pins: 1 };
+    this.pieceCache.set(key, c);
+    this.pieceCacheBytes += length;
+    // A piece that failed is dropped, its memory not reused (a read may still be writing into it).
+    c.bytes.catch(() => this.pieceCache.get(key) === c && this.dropCached(key, false));
+    for (const [k, old] of this.pieceCache) {
+      if (this.pieceCacheBytes <= this.limits.seedPieceCacheBytes) break;
+      if (old.pins === 0) this.dropCached(k, true);
+    }
+    return c;
   }
 
-  private dropCached(key: string): void {
+  /** `reuse`: the piece was read and nobody reads it any more; its memory goes to the next piece read. */
+  private dropCached(key: string, reuse: boolean): void {
     const c = this.pieceCache.get(key);
     if (!c) return;
     this.pieceCache.delete(key);
     this.pieceCacheBytes -= c.length;
+    if (reuse && c.memory && this.spare.length * c.memory.length < this.limits.seedPieceCacheBytes) this.spare.push(c.memory);
   }
 
   /** Bytes [start, start + length) of the file, from the whole blocks they lie in, each checked against its leaf. */
-  private async readChecked(f: SeededFile, start: number, length: number): Promise<Buffer> {
+  private async readChecked(f: SeededFile, start: number, length: number, memory?: Buffer): Promise<Buffer> {
     const first = Math.floor(start / BLOCK);
     const last = Math.floor((start + length - 1) / BLOCK);
     const from = first * BLOCK;
     const to = Math.min((last + 1) * BLOCK, f.size);
-    const buf = Buffer.allocUnsafe(to - from);
+    const buf = memory && memory.length >= to - from ? memory.subarray(0, to - from) : Buffer.allocUnsafe(to - from);
     let fh = this.handles.get(f.path);
     if (!fh) {
       fh = open(f.path, 'r');
