@@ -117,6 +117,13 @@ export const LIMITS = {
   serveCacheBytes: 64 * MiB,
   /** Idle open files kept for the next request. */
   serveOpenFiles: 256,
+  /**
+   * Body reads from a local file system are done on the event loop (a pread from the page cache, as
+   * nginx's worker does) until one takes longer than this: the disk, not the page cache, answered.
+   * Then reads go through the thread pool for serveSyncReadBackoffMs.
+   */
+  serveSyncReadSlowMs: 4,
+  serveSyncReadBackoffMs: 1000,
   /** A signed inventory (a note, but larger than noteBytes allows) and its file count. */
   inventoryBytes: 64 * MiB,
   inventoryFiles: 200_000,
@@ -270,6 +277,8 @@ export const LIMITS = {
   gitPackIndexBytes: 2048 * MiB,
   /** Alternate object directories followed (git stops at 5 levels). */
   gitAlternatesDepth: 5,
+  /** Tar bytes in flight from the archive reader to the deflate thread of a tar.gz (src/archive/gzip-thread.ts). */
+  archiveDeflateQueueBytes: 4 * MiB,
 
   // BitTorrent (src/torrent/): .torrent files and everything peers send are attacker-controlled
   /** Lists and dictionaries nested in one bencoded value (a multi-file torrent nests one per directory). */
@@ -306,6 +315,11 @@ export const LIMITS = {
   swarmSilentPeerGraceMs: 2_000,
   /** Connections to one peer made again after one closed on its own (1 s, 2 s, 4 s apart), before it counts as having nothing. */
   swarmPeerReconnects: 3,
+  /**
+   * `fetch --bittorrent`: peers of a torrent learned by a re-announce after a file's download started
+   * (src/torrent/late-peers.ts) that the download takes on; a tracker may name any number.
+   */
+  swarmLatePeers: 8,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
   /** Pieces a seeder keeps in memory once read and checked, to send their blocks to several peers (larger pieces are read block by block). */
