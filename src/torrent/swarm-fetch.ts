@@ -11,6 +11,7 @@ import { readTorrent, type Torrent } from './metainfo.ts';
 import { isPieceLength } from '../fetch/piece-map.ts';
 import type { PieceMap } from '../fetch/segmented.ts';
 import { fileOffsets } from './peer-source.ts';
+import { LatePeers } from './late-peers.ts';
 import { LeechUpload } from './leech-upload.ts';
 import { PeerSwarm } from './peer-source.ts';
 import type { Logger } from '../logger.ts';
@@ -27,7 +28,7 @@ export interface SwarmFetch {
   /** Where verified pieces are offered to peers (undefined with --no-upload), and the bytes sent. */
   upload?: LeechUpload;
   /** Trackers that did not answer (one line each), and how many peers those that did named. */
-  trackers: { answered: { url: string; peers: number }[]; failed: { url: string; code: string; message: string }[]; reannounced: number };
+  trackers: { answered: { url: string; peers: number }[]; failed: { url: string; code: string; message: string }[]; reannounced: number; learned: number };
   close(): Promise<void>;
 }
 
@@ -53,7 +54,7 @@ export interface UploadOptions {
  * what it returns is only a list of addresses to try (every byte they send is checked).
  */
 export async function swarmFetch(manifest: Manifest, torrentFiles: string[], peers: string[], limits: Limits = LIMITS, lookup?: (infoHash: Buffer) => Promise<string[]>, upload?: UploadOptions, announce?: (infoHash: Buffer, port: number) => Promise<void>, trackers?: TrackerOptions): Promise<SwarmFetch> {
-  const byName = new Map<string, { t: Torrent; index: number; peers: string[] }>();
+  const byName = new Map<string, { t: Torrent; index: number; peers: string[]; key: string }>();
   const torrents: { t: Torrent; names: string[] }[] = [];
   for (const file of torrentFiles) {
     const what = `torrent ${file}`;
@@ -67,22 +68,27 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   const peerId = newPeerId();
   const up = upload ? await LeechUpload.start({ ...upload, limits, peerId }) : undefined;
   const self = up ? ownAddresses(up.port) : new Set<string>();
-  const tracked: SwarmFetch['trackers'] = { answered: [], failed: [], reannounced: 0 };
+  const tracked: SwarmFetch['trackers'] = { answered: [], failed: [], reannounced: 0, learned: 0 };
+  // Peers a re-announce names that the downloads did not know: taken on by them (late-peers.ts).
+  const late = new LatePeers(limits.swarmLatePeers);
+  /** Torrents a tracker re-announces for (info-hash hex). */
+  const watched = new Set<string>();
   const goodbyes: { url: string; params: () => AnnounceParams }[] = [];
   const ending = new AbortController();
   const timers = new Set<NodeJS.Timeout>();
-  const reannounce = (url: string, params: () => AnnounceParams, last: { interval: number; minInterval?: number } | { failures: number }, dispatcher: Dispatcher) => {
+  const reannounce = (url: string, params: () => AnnounceParams, last: { interval: number; minInterval?: number } | { failures: number }, dispatcher: Dispatcher, key: string) => {
     const timer = setTimeout(async () => {
       timers.delete(timer);
       let next: typeof last;
       try {
         const r = await announceTo(url, params(), { dispatcher, limits, signal: ending.signal });
         tracked.reannounced++;
+        tracked.learned += late.learn(key, r.peers.map(peerText).filter((p) => !self.has(p)));
         next = r;
       } catch {
         next = { failures: 'failures' in last ? last.failures + 1 : 1 };
       }
-      if (!ending.signal.aborted) reannounce(url, params, next, dispatcher);
+      if (!ending.signal.aborted) reannounce(url, params, next, dispatcher, key);
     }, nextAnnounceDelay(last, limits));
     timer.unref(); // never what keeps the process alive
     timers.add(timer);
@@ -90,6 +96,7 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   for (const { t, names } of torrents) {
     names.forEach((name, index) => up?.register(name, t, index, manifest.distfiles.find((d) => d.name === name)?.sha256));
     const keys = [t.infoHashV1, t.infoHashV2?.subarray(0, 20)].filter((k): k is Buffer => k !== undefined);
+    const key = keys[0]!.toString('hex');
     if (up && announce) for (const k of keys) await announce(k, up.port).catch(() => {}); // best effort: --peer and the lookup still work
     const found = lookup ? await lookup(keys[0]!) : [];
     const fromTrackers: string[] = [];
@@ -117,11 +124,13 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         goodbyes.push({ url: r.url, params: () => params('stopped') });
         // BEP 3: announce again as the tracker's interval says (held between our floor and ceiling), so a
         // long download stays listed and its counters current; until the fetch ends.
-        reannounce(r.url, () => params(), r.response, trackers.dispatcher);
+        reannounce(r.url, () => params(), r.response, trackers.dispatcher, key);
+        watched.add(key);
       }
     }
     const all = [...new Set([...peers, ...found, ...fromTrackers])].filter((p) => !self.has(p));
-    names.forEach((name, index) => byName.set(name, { t, index, peers: all }));
+    late.known(key, all);
+    names.forEach((name, index) => byName.set(name, { t, index, peers: all, key }));
   }
   if (byName.size && [...byName.values()].every((e) => e.peers.length === 0)) {
     ending.abort();
@@ -137,7 +146,10 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
     options: {
       extraSources: (d: Distfile) => {
         const e = byName.get(d.name);
-        return e ? swarm.sources(e.t, e.index, e.peers) : [];
+        if (!e) return [];
+        // A torrent a tracker re-announces for: a few places for the peers it names later (one connection per peer, as for any other).
+        const later = watched.has(e.key) ? late.sourcesFor(e.key, (p) => swarm.sources(e.t, e.index, [p])[0]!) : [];
+        return [...swarm.sources(e.t, e.index, e.peers), ...later];
       },
       pieceLayerFor: (d: Distfile, size: number) => {
         const e = byName.get(d.name);
