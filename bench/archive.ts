@@ -16,7 +16,8 @@
 //    --history-commits N --history-files N): its newest commit and one from the first tenth of its history,
 //    ours against `git archive` (tar) and `git archive | gzip -n` (tar.gz), with both sides' CPU and peak RSS.
 //    `--only flat` or `--only history` runs one of the two; `--repo PATH [--ref REF]` runs step 5's
-//    comparison on any local repository instead (see compareRefs for getting a gnulib clone).
+//    comparison on any local repository instead (see compareRefs for getting a gnulib clone). For short runs,
+//    --format tar|tar.gz keeps one format of step 5 and --which newest|early one of the two commits.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -82,7 +83,7 @@ const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  * (user+sys) and peak RSS of both sides (for a pipe, GNU time reports the shell with its children: the sum
  * of their CPU and the largest RSS). Returns false when any output differs from git's.
  */
-async function compareRefs(o: { title: string; repo: string; refs: [string, string][]; cli: string[]; runs: number; level: number; env: NodeJS.ProcessEnv }): Promise<boolean> {
+async function compareRefs(o: { title: string; repo: string; refs: [string, string][]; cli: string[]; runs: number; level: number; env: NodeJS.ProcessEnv; format?: string }): Promise<boolean> {
   interface Pair { label: string; git: Timed[]; ours: Timed[] }
   const pairs: Pair[] = [];
   for (const [label, ref] of o.refs) {
@@ -91,6 +92,7 @@ async function compareRefs(o: { title: string; repo: string; refs: [string, stri
       ['tar.gz', ['sh', ['-c', `git archive --format=tar --prefix=P/ ${sh(ref)} | gzip -n -${o.level}`]], ['--format', 'tar.gz', '--level', String(o.level)]],
     ];
     for (const [format, peer, ourArgs] of cases) {
+      if (o.format !== undefined && o.format !== format) continue;
       const p: Pair = { label: `${label} ${format}`, git: [], ours: [] };
       const ourCmd = [...o.cli, 'archive', o.repo, ref, '--prefix', 'P/', ...ourArgs, '-o', '-'];
       for (let i = 0; i < o.runs; i++) {
@@ -136,7 +138,7 @@ async function historyRepo(dir: string, layout: HistoryLayout): Promise<string> 
  * --repo PATH [--ref REF]: the comparison on a repository the user names; --only history, or after the
  * flat repository's rows: on the history-rich one, for its newest commit and one from its first tenth.
  */
-async function historyComparisons(values: { repo?: string; ref: string; only?: string; dir?: string; runs: string; cli: string; 'history-files': string; 'history-commits': string }, level: number, given?: Cli): Promise<boolean> {
+async function historyComparisons(values: { repo?: string; ref: string; only?: string; dir?: string; runs: string; cli: string; format?: string; which?: string; 'history-files': string; 'history-commits': string }, level: number, given?: Cli): Promise<boolean> {
   const layout: HistoryLayout = { files: Number(values['history-files']), commits: Number(values['history-commits']) };
   const own = path.join(os.tmpdir(), values.repo ? 'sourcemesh-bench-archive-repo' : `sourcemesh-bench-archive-history-${layout.commits}-${layout.files}`);
   const dir = given ? own : (values.dir ?? own);
@@ -150,10 +152,11 @@ async function historyComparisons(values: { repo?: string; ref: string; only?: s
     for (const w of cli.warnings) console.log(`warning: ${w}`);
     console.log(`peak RSS: ${rssMethod()}; ${values.runs} runs each, medians`);
   }
-  const refs: [string, string][] = values.repo ? [[values.ref, values.ref]] : [['newest', 'HEAD'], ['early (1/10)', HISTORY_EARLY_REF]];
+  const all: [string, string][] = values.repo ? [[values.ref, values.ref]] : [['newest', 'HEAD'], ['early (1/10)', HISTORY_EARLY_REF]];
+  const refs = all.filter(([label]) => values.which === undefined || label.startsWith(values.which));
   const title = values.repo ? `repository ${repo}` : `history-rich repository: ${layout.commits} commits over ${layout.files} files, git gc --aggressive (${repo})`;
   // The user's own git configuration stays out of both sides; HOME is the bench directory.
-  return compareRefs({ title, repo, refs, cli: cli.argv, runs: Number(values.runs), level, env: { ...process.env, ...gitEnv(dir) } });
+  return compareRefs({ title, repo, refs, cli: cli.argv, runs: Number(values.runs), level, format: values.format, env: { ...process.env, ...gitEnv(dir) } });
 }
 
 async function main(): Promise<void> {
@@ -170,9 +173,14 @@ async function main(): Promise<void> {
     ref: { type: 'string', default: 'HEAD' },
     'history-files': { type: 'string', default: '5000' },
     'history-commits': { type: 'string', default: '3000' },
+    // Case filters for short exploratory runs: one format (tar or tar.gz), one history-rich ref (newest or early).
+    format: { type: 'string' },
+    which: { type: 'string' },
   });
   const level = Number(values.level);
   if (values.only !== undefined && values.only !== 'flat' && values.only !== 'history') throw new Error(`--only ${values.only}: expected flat or history`);
+  if (values.format !== undefined && values.format !== 'tar' && values.format !== 'tar.gz') throw new Error(`--format ${values.format}: expected tar or tar.gz`);
+  if (values.which !== undefined && values.which !== 'newest' && values.which !== 'early') throw new Error(`--which ${values.which}: expected newest or early`);
   if (values.repo || values.only === 'history') {
     if (!(await historyComparisons(values, level))) process.exitCode = 1;
     return;

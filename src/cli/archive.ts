@@ -8,9 +8,10 @@ import { Command, Option } from 'commander';
 // levels.ts alone (the flavours' names): the deflate engine is loaded only for a tar.gz, so that a plain
 // tar does not pay for compiling it at start-up (docs/BENCHMARKS.md, bench:archive).
 import { DEFLATE_FLAVOURS, type DeflateFlavour } from '../archive/deflate/levels.ts';
-import { openArchive } from '../archive/index.ts';
+import { openArchive, type PreparedArchive } from '../archive/index.ts';
 import { SourcemeshError } from '../errors.ts';
 import { writeChunksToStdout, writeOutputChunks } from '../fs/durable-file.ts';
+import { LIMITS } from '../limits.ts';
 import { printJson, type Io } from './output.ts';
 
 interface ArchiveFlags {
@@ -42,11 +43,21 @@ export function archiveCommand(io: Io): Command {
       const level = o.level === undefined ? 6 : Number(o.level);
       if (!/^[1-9]$/.test(o.level ?? '6')) throw new SourcemeshError('E_USAGE', `--level ${o.level}: expected a whole number from 1 to 9`);
       const compression = o.compression ?? 'gzip-n';
-      const gzipChunks = format === 'tar.gz' ? (await import('../archive/compress.ts')).gzipChunks : null;
+      // A tar.gz deflates on a second thread when there is a second core (src/archive/gzip-thread.ts); the
+      // thread starts here, before the repository is opened, so its start-up overlaps the reader's.
+      const gzip = format === 'tar.gz'
+        ? (await import('../archive/gzip-thread.ts')).startTarGzip({ flavour: compression, level, queueBytes: LIMITS.archiveDeflateQueueBytes })
+        : null;
       // Resolve the ref and check the prefix before anything is written.
       // 64 KiB chunks: the event loop gets a turn often, so a pipe's reader works while the tar is made
       // (bench:archive: 1.26 s -> 1.12 s for a 215 MB tar read by another process).
-      const archive = openArchive({ repoPath: repo, ref, prefix: o.prefix, chunkBytes: 64 << 10 });
+      let archive: PreparedArchive;
+      try {
+        archive = openArchive({ repoPath: repo, ref, prefix: o.prefix, chunkBytes: 64 << 10 });
+      } catch (err) {
+        await gzip?.cancel();
+        throw err;
+      }
       // A tar.gz also reports its tarSha256 (the tar's sha256); a plain tar's is its sha256, hashed once.
       const tarHash = createHash('sha256');
       async function* tar() {
@@ -55,17 +66,18 @@ export function archiveCommand(io: Io): Command {
           yield chunk;
         }
       }
-      const body = gzipChunks ? gzipChunks(tar(), compression, level) : archive.chunks();
+      const body = gzip ? gzip.run(tar(), (chunk) => archive.recycle(chunk)) : archive.chunks();
       let written: { sha256?: string; bytes: number };
       try {
         // A plain tar on stdout is hashed only for --json: whoever reads the pipe has the bytes (`| sha256sum`
         // hashes them on another core), and hashing here was 5% of the command (docs/BENCHMARKS.md).
         const hash = !(toStdout && format === 'tar' && !o.json);
         // A chunk written whole goes back to the tar writer to be filled again (plain tar only: gzip keeps none).
-        const recycle = gzipChunks ? undefined : (chunk: Uint8Array) => archive.recycle(chunk);
+        const recycle = gzip ? undefined : (chunk: Uint8Array) => archive.recycle(chunk);
         written = toStdout ? await writeChunksToStdout(body, { hash, written: recycle }) : await writeOutputChunks(o.output, body);
       } finally {
         archive.close();
+        await gzip?.cancel();
       }
       const tarSha256 = format === 'tar.gz' ? tarHash.digest('hex') : written.sha256;
       const result = {
