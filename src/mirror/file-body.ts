@@ -8,8 +8,8 @@
 //   so the cache only ever holds verified bytes (serving them costs one copy less than reading the
 //   page cache again); a hot entry re-checks its file at most once a second.
 import { createHash } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
-import { open, stat, type FileHandle } from 'node:fs/promises';
+import { constants as fsc, readSync } from 'node:fs';
+import { open, stat, statfs, type FileHandle } from 'node:fs/promises';
 import type http from 'node:http';
 import { SourcemeshError } from '../errors.ts';
 import type { FileIndex, IndexedFile } from './file-index.ts';
@@ -189,16 +189,79 @@ function free(buf: Buffer): void {
 }
 
 /**
+ * Where body reads are done (pure; the clock is passed in). A pread on the event loop costs one
+ * system call and leaves the bytes in this core's cache for the write that follows; through libuv's
+ * thread pool it costs a hand-over each way and the copy lands on another core (docs/BENCHMARKS.md,
+ * bench:serve, "Synchronous reads"). But a read the page cache cannot answer waits for the disk, and
+ * on the event loop every connection would wait with it: so one read slower than `slowMs` sends the
+ * reads to the thread pool for `backoffMs`, and only files on a local file system are read in place
+ * (a network file system can hang a read for good).
+ */
+export class ReadPlace {
+  private poolUntil = 0;
+  readonly slowMs: number;
+  readonly backoffMs: number;
+
+  constructor(slowMs: number, backoffMs: number) {
+    this.slowMs = slowMs;
+    this.backoffMs = backoffMs;
+  }
+
+  /** Read on the event loop at `now`? */
+  inPlace(now: number): boolean {
+    return now >= this.poolUntil;
+  }
+
+  /** A read in place started at `started` ended at `now`. */
+  took(started: number, now: number): void {
+    if (now - started > this.slowMs) this.poolUntil = now + this.backoffMs;
+  }
+}
+
+/** File systems whose reads end (local block devices and memory), by statfs(2)'s f_type. */
+const LOCAL_FILE_SYSTEMS = new Set([
+  0xef53, // ext2, ext3, ext4
+  0x58465342, // xfs
+  0x9123683e, // btrfs
+  0x01021994, // tmpfs
+  0x794c7630, // overlayfs
+  0x2fc12fc1, // zfs
+  0xf2f52010, // f2fs
+]);
+
+/** Whether each device holds a local file system (asked once per device). */
+const localDevices = new Map<number, Promise<boolean>>();
+
+/** Whether `f` lies on a local file system, whose reads may be done in place (ReadPlace). */
+export function onLocalFileSystem(f: IndexedFile): Promise<boolean> {
+  let local = localDevices.get(f.dev);
+  if (local === undefined) {
+    local = statfs(f.path).then((s) => LOCAL_FILE_SYSTEMS.has(s.type), () => false);
+    localDevices.set(f.dev, local);
+  }
+  return local;
+}
+
+/**
  * Write bytes [start, end] of an open file to `res` (whose head is written), with backpressure, on
  * behalf of `client` (the pool's key). The next chunk is read while the socket takes the current one
  * when the pool lends a second buffer (a read-ahead); otherwise one buffer goes back and forth. A
  * buffer goes back to the pool only once its write is over. Resolves when the last byte is handed to
- * the socket (and the response ended, when `last`), or when the client went away.
+ * the socket (and the response ended, when `last`), or when the client went away. With `place`, reads
+ * are done on the event loop while it says so (a file on a local file system); else in the thread pool.
  */
-export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, start: number, end: number, pool: BufferPool, client: string, last: boolean): Promise<void> {
+export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, start: number, end: number, pool: BufferPool, client: string, last: boolean, place?: ReadPlace): Promise<void> {
   const now = () => performance.now();
   const readInto = async (buf: Buffer, pos: number): Promise<number> => {
-    const { bytesRead } = await fh.read(buf, 0, Math.min(buf.length, end - pos + 1), pos);
+    const length = Math.min(buf.length, end - pos + 1);
+    let bytesRead: number;
+    const t0 = place === undefined ? 0 : now();
+    if (place !== undefined && place.inPlace(t0)) {
+      bytesRead = readSync(fh.fd, buf, 0, length, pos);
+      place.took(t0, now());
+    } else {
+      bytesRead = (await fh.read(buf, 0, length, pos)).bytesRead;
+    }
     if (bytesRead === 0) throw new SourcemeshError('E_IO', 'the file is shorter than indexed');
     return bytesRead;
   };
@@ -371,6 +434,7 @@ export class SmallFileCache {
 
 interface OpenEntry {
   fh: Promise<FileHandle | 'gone' | 'changed'>;
+  local: Promise<boolean>;
   refs: number;
   /** Out of the table: close when the last user releases it. */
   retired: boolean;
@@ -380,6 +444,8 @@ interface OpenEntry {
 /** An open file lent to one response; release it when the response is done with it. */
 export interface OpenFile {
   fh: FileHandle;
+  /** On a local file system (onLocalFileSystem): its reads may be done in place. */
+  local: boolean;
   release(): void;
 }
 
@@ -404,7 +470,7 @@ export class OpenFiles {
     const key = keyOf(f);
     let entry = this.table.get(key);
     if (entry === undefined) {
-      entry = { fh: openIndexed(f), refs: 0, retired: false, checkedAt: now };
+      entry = { fh: openIndexed(f), local: onLocalFileSystem(f), refs: 0, retired: false, checkedAt: now };
       this.table.set(key, entry);
       this.evict();
     } else {
@@ -437,6 +503,7 @@ export class OpenFiles {
     let released = false;
     return {
       fh,
+      local: await e.local,
       release: () => {
         if (released) return;
         released = true;

@@ -21,7 +21,7 @@ import type { Limits } from '../limits.ts';
 import { nameProblem, SHA256_HEX } from '../manifest/distfile.ts';
 import type { Logger } from '../logger.ts';
 import { SendWatch } from '../net/send-watch.ts';
-import { BufferPool, OpenFiles, SmallFileCache, writeFileRange, type OpenFile } from './file-body.ts';
+import { BufferPool, OpenFiles, ReadPlace, SmallFileCache, writeFileRange, type OpenFile } from './file-body.ts';
 import { MirrorContent, type ContentOptions, type IndexedFile } from './file-index.ts';
 import { clientKey, retryAfterSeconds, TokenBuckets } from '../net/rate-limit.ts';
 import {
@@ -193,6 +193,7 @@ export class MirrorServer {
   private readonly pool: BufferPool;
   private readonly cache: SmallFileCache;
   private readonly files: OpenFiles;
+  private readonly readPlace: ReadPlace;
   private readonly sendWatch: SendWatch;
   private readonly timer: NodeJS.Timeout;
   private closing = false;
@@ -231,6 +232,7 @@ export class MirrorServer {
     this.timer = setInterval(() => this.tick(performance.now()), every).unref();
     this.cache = new SmallFileCache(opts.limits.serveCacheBytes, opts.limits.serveCachedFileBytes, () => void content.refresh());
     this.files = new OpenFiles(opts.limits.serveOpenFiles, () => void content.refresh());
+    this.readPlace = new ReadPlace(opts.limits.serveSyncReadSlowMs, opts.limits.serveSyncReadBackoffMs);
   }
 
   /** Index the files, then listen. Resolves once the server accepts connections. */
@@ -539,7 +541,7 @@ export class MirrorServer {
           if (buffer !== undefined) {
             if (!(await flushed(res, buffer.subarray(start, end + 1)))) return;
           } else {
-            await writeFileRange(fh!, res, start, end, this.pool, client, false);
+            await writeFileRange(fh!, res, start, end, this.pool, client, false, file!.local ? this.readPlace : undefined);
           }
         }
         res.end(layout.tail);
@@ -554,7 +556,7 @@ export class MirrorServer {
       setBytes(length);
       if (method === 'HEAD' || length === 0) return void res.end();
       if (buffer !== undefined) return void res.end(range.start === 0 && length === buffer.length ? buffer : buffer.subarray(range.start, range.end + 1));
-      await writeFileRange(fh!, res, range.start, range.end, this.pool, client, true);
+      await writeFileRange(fh!, res, range.start, range.end, this.pool, client, true, file!.local ? this.readPlace : undefined);
     } finally {
       file?.release();
     }
@@ -578,7 +580,7 @@ export class MirrorServer {
       setBytes(f.size);
       if (buffer !== undefined) return void res.end(buffer);
       if (file === undefined) return void res.end();
-      await writeFileRange(file.fh, res, 0, f.size - 1, this.pool, client, true);
+      await writeFileRange(file.fh, res, 0, f.size - 1, this.pool, client, true, file.local ? this.readPlace : undefined);
     } finally {
       file?.release();
     }
