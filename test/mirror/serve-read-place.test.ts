@@ -51,12 +51,12 @@ async function serveTraced(t: any, root: string, slowMs: number, backoffMs: numb
     if (serverPid) try { process.kill(serverPid, 'SIGKILL'); } catch { /* gone */ }
     child.kill('SIGKILL');
   });
-  let out = '';
-  child.stdout.on('data', (d) => (out += d));
-  while (!out.includes('\n')) {
-    if (child.exitCode !== null) throw new Error('the server exited');
-    await new Promise((r) => child.stdout.once('data', r));
-  }
+  // Its first line, or a failure as soon as it exits without one (a crash must not wait for the test's timeout).
+  const out = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout.on('data', (d) => { text += d; if (text.includes('\n')) resolve(text); });
+    child.once('close', (code, signal) => reject(new Error(`the server exited (${code ?? signal}) before it listened`)));
+  });
   const { url, pid } = JSON.parse(out.slice(0, out.indexOf('\n')));
   serverPid = pid;
   const bodies: Buffer[] = [];
