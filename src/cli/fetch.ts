@@ -11,8 +11,6 @@ import type { MetalinkFile } from '../fetch/metalink.ts';
 import { POLICIES, mirrorLabel, parseMirror, type Mirror, type Policy } from '../fetch/plan.ts';
 import { LIMITS, limitsWith, type Limits } from '../limits.ts';
 import { loadManifest, type Distfile, type Manifest } from '../manifest/index.ts';
-import { ensureRepo, routeGitThrough } from '../mirror/git-repo.ts';
-import { snapshotGenerator, snapshotOpener } from '../mirror/snapshot.ts';
 import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { VERSION } from '../version.ts';
@@ -86,7 +84,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--store <dir>', 'content-addressed store (default $SOURCEMESH_STORE or $XDG_CACHE_HOME/sourcemesh)')
     .option('--metalink <file>', 'also write a Metalink v4 (RFC 5854) file for the fetched files and the mirrors, for aria2 and other clients')
     .option('--json', 'print a JSON report on stdout instead of progress and a summary')
-    .option('--snapshot-generator <name>', 'make git entries\' snapshots from upstream\'s repository (cloned under the store) with `sourcemesh` (our archiver), `git` (git archive | gzip -n) or `none` (only download them)', 'sourcemesh')
+    .addOption(new Option('--snapshot-generator <name>', 'make git entries\' snapshots from upstream\'s repository (cloned under the store) with `sourcemesh` (our archiver), `git` (git archive | gzip -n) or `none` (only download them)').choices(['sourcemesh', 'git', 'none']).default('sourcemesh'))
     .option('--trust-policy <policy>', 'refuse the manifest, before any download, unless its release bundle passes this sourcemesh.policy/v1')
     .option('--release <bundle>', 'with --trust-policy: the release bundle (default MANIFEST.release)')
     .option('--attestations <path>', 'with --trust-policy naming builders: attestation bundles (files or directories), besides those in the policy\'s log', collect, [])
@@ -96,7 +94,6 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (refused) throw new SourcemeshError('E_USAGE', refused);
       const jobs = positiveInt('--jobs', o.jobs, 64);
       const segments = segmentOptions(o);
-      const generator = o.snapshotGenerator === 'none' ? undefined : snapshotGenerator(o.snapshotGenerator);
       const mirrors = o.mirror.map(parseMirror);
       if (o.attestations.length && !o.trustPolicy) throw new SourcemeshError('E_USAGE', '--attestations needs --trust-policy (with builders)');
       let manifest = await loadManifest(input);
@@ -104,7 +101,6 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
       const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
       const dispatcher = network.dispatcher;
-      routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined); // git snapshots' clones too
       if (o.trustPolicy) {
         const [{ checkManifestRelease }, { measureThrough }, { applyBuilders }] = await Promise.all([import('../trust/check-release.ts'), import('../time/through-proxy.ts'), import('./builders.ts')]);
         const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher, time: measureThrough(network, limits) }).catch(async (err: unknown) => { await network.close(); throw err; });
@@ -163,10 +159,15 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const t0 = performance.now();
       let report;
       let uploaded: number | undefined;
+      // git and the archiver (about 10 MB of start-up memory) load only for a manifest with git entries
+      // (docs/BENCHMARKS.md, issue 21: fetch start-up memory).
+      const snapshots = manifest.distfiles.some((d) => d.git) ? await import('../mirror/snapshot.ts') : undefined;
+      if (snapshots || o.proxy || o.tor) (await import('../mirror/git-repo.ts')).routeGitThrough(o.proxy || o.tor ? (repo) => network.proxyUrlFor(repo) : undefined); // git snapshots' clones too
+      const generator = snapshots && o.snapshotGenerator !== 'none' ? snapshots.snapshotGenerator(o.snapshotGenerator) : undefined;
       try {
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
-          openSnapshot: generator ? snapshotOpener(store.root, generator, { offline: o.offline }) : undefined,
+          openSnapshot: generator ? snapshots!.snapshotOpener(store.root, generator, { offline: o.offline }) : undefined,
           onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(repKey(mirrorLabel(m)))),
           ...swarm?.options,
         });
@@ -196,7 +197,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
  */
 async function attestFetched(io: Io, storeRoot: string, manifest: Manifest, files: readonly FileOutcome[], signal: AbortSignal): Promise<string[]> {
   if (!files.some((f) => f.status === 'fetched' && (f.via === undefined || f.via === 'upstream'))) return [];
-  const [{ nodeKeyFiles, resolveNodeKey }, { writeDerivedAttestations }] = await Promise.all([import('../mirror/inventory.ts'), import('../attest/derived.ts')]);
+  const [{ nodeKeyFiles, resolveNodeKey }, { writeDerivedAttestations }, { ensureRepo }] = await Promise.all([import('../mirror/inventory.ts'), import('../attest/derived.ts'), import('../mirror/git-repo.ts')]);
   const { key, file, created } = await resolveNodeKey(storeRoot);
   if (created) io.stderr.write(`created the node key ${file} (public key in ${nodeKeyFiles(storeRoot).pub})\n`);
   return writeDerivedAttestations(path.join(storeRoot, ATTESTATIONS_STORE_DIR), manifest, files, key, {

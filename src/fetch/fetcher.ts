@@ -10,7 +10,6 @@ import { checkPinned } from '../store/pinned.ts';
 import { exportObject, sweepExportTemps } from '../store/distdir.ts';
 import { ensureDir } from '../fs/files.ts';
 import { type StoredObject, type Store } from '../store/store.ts';
-import { cleanseIntoStore } from './cleansed.ts';
 import { downloadFrom, type DownloadContext } from './download.ts';
 import type { Outcome } from './reputation.ts';
 import { canSegment, segmentedDownload, type SegmentOptions } from './segmented.ts';
@@ -204,6 +203,7 @@ async function acquireCleansed(d: Distfile, opts: FetchOptions, rejected: Reject
       await lock?.release();
     }
   }
+  const { cleanseIntoStore } = await import('./cleansed.ts'); // the archiver, only for entries to cleanse
   const obj = await cleanseIntoStore(d, from, opts.store);
   return { obj, source: { ...via, label: `cleanse of ${via.label}` } };
 }

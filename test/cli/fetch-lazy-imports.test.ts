@@ -14,7 +14,7 @@ const MAIN = path.join(ROOT, 'src/cli/main.ts');
 const OPTIONAL = ['bittorrent-protocol', 'bittorrent-dht', 'multicast-dns', 'pino', 'cli-progress'];
 
 /** The node_modules packages a CLI run loaded (module load hook), and its exit status. */
-async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string> }> {
+async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean }> {
   const trace = path.join(dir, `trace-${Math.random().toString(36).slice(2)}`);
   const hook = path.join(dir, 'trace-hook.mjs');
   await writeFile(hook, [
@@ -28,7 +28,7 @@ async function packagesLoaded(dir: string, args: string[]): Promise<{ status: nu
     const m = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u);
     return m ? [m[1]!] : [];
   }));
-  return { status: r.status, stderr: r.stderr, packages };
+  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')) };
 }
 
 test('fetch --help and a plain fetch load none of the optional features\' packages; --bittorrent loads the wire', async (t) => {
@@ -39,6 +39,7 @@ test('fetch --help and a plain fetch load none of the optional features\' packag
   assert.equal(help.status, 0, help.stderr);
   assert.ok(help.packages.has('commander'), 'the trace sees packages at all');
   for (const p of OPTIONAL) assert.ok(!help.packages.has(p), `fetch --help loaded ${p}`);
+  assert.ok(!help.archiver, 'fetch --help loaded the archiver (git snapshots, cleansing)');
 
   // A real fetch from a directory mirror, verified into the store.
   const bytes = Buffer.from('lazy imports\n');
@@ -50,6 +51,7 @@ test('fetch --help and a plain fetch load none of the optional features\' packag
   assert.equal(plain.status, 0, plain.stderr);
   assert.deepEqual(await readFile(path.join(dir, 'out', 'a.txt')), bytes);
   for (const p of OPTIONAL) assert.ok(!plain.packages.has(p), `a plain fetch loaded ${p}`);
+  assert.ok(!plain.archiver, 'a fetch without git or cleansed entries loaded the archiver');
 
   // The control: the same trace sees the wire once --bittorrent is given.
   const bt = await packagesLoaded(dir, ['fetch', manifest, '--json', '--bittorrent', '--no-upload', '--mirror', path.join(dir, 'mirror'), '--store', path.join(dir, 'store2'), '-o', path.join(dir, 'out2'), '--policy', 'mirrors-only']);
