@@ -1,9 +1,10 @@
 // Deterministic test distfiles and manifests built from them.
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { MANIFEST_FORMAT, type Distfile, type Manifest } from '../../src/manifest/distfile.ts';
 import { formatManifest } from '../../src/manifest/write.ts';
+import { tempDir } from './run.ts';
 
 /** `size` pseudo-random bytes from a seed (xorshift32), the same on every run. */
 export function bytes(size: number, seed = 1): Buffer {
@@ -29,4 +30,23 @@ export async function writeManifest(dir: string, distfiles: Distfile[], name = '
   const file = path.join(dir, 'manifest.json');
   await writeFile(file, formatManifest(m));
   return file;
+}
+
+/**
+ * A temporary directory with `root/` holding `files` (name -> size; each file's bytes seeded by its size
+ * plus `salt`) and `manifest.json` pinning each file's sha256 and size, its one URL unreachable (port 9):
+ * the start of the seed and torrent tests.
+ */
+export async function rootWithFiles(t: { after(fn: () => unknown): void }, files: Record<string, number>, name: string, salt = 0) {
+  const dir = await tempDir(t);
+  const root = path.join(dir, 'root');
+  await mkdir(root);
+  const distfiles: Distfile[] = [];
+  for (const [file, size] of Object.entries(files)) {
+    const body = bytes(size, size + salt);
+    await writeFile(path.join(root, file), body);
+    distfiles.push(distfile(file, body, [`http://127.0.0.1:9/${file}`], { size }));
+  }
+  const manifest = await writeManifest(dir, distfiles, name);
+  return { dir, root, manifest, distfiles, expected: Object.fromEntries(distfiles.map((d) => [d.name, d.sha256!])) };
 }

@@ -4,11 +4,11 @@
 // no mirror and no reachable upstream; a v1-only one too, whose pieces cross file boundaries.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { runCli, tempDir } from '../helpers/run.ts';
+import { bytes, distfile, rootWithFiles } from '../helpers/distfiles.ts';
+import { runCli } from '../helpers/run.ts';
 import { libtorrentSeed } from './libtorrent-seed-process.ts';
 import { startSeed } from './seed-process.ts';
 
@@ -18,16 +18,7 @@ const NAME = 'lb-set';
 
 /** A root with the files, a manifest pinning sha256, size and (filled) merkleRoot, and the --multi-file torrents. */
 async function setup(t: { after(fn: () => unknown): void }) {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  const ds = [];
-  for (const [name, size] of Object.entries(FILES)) {
-    const body = bytes(size, size + 3);
-    await writeFile(path.join(root, name), body);
-    ds.push(distfile(name, body, [`http://127.0.0.1:9/${name}`], { size }));
-  }
-  const bare = await writeManifest(dir, ds, NAME);
+  const { dir, root, manifest: bare, expected } = await rootWithFiles(t, FILES, NAME, 3);
   const manifest = path.join(dir, 'pinned.json');
   const torrent = async (kind: string) => {
     const out = path.join(dir, `t-${kind}`);
@@ -35,7 +26,7 @@ async function setup(t: { after(fn: () => unknown): void }) {
     assert.equal(r.code, 0, r.stderr);
     return path.join(out, `${NAME}.torrent`);
   };
-  return { dir, root, manifest, expected: Object.fromEntries(ds.map((d) => [d.name, d.sha256!])), torrent };
+  return { dir, root, manifest, expected, torrent };
 }
 
 async function fetchAll(dir: string, manifest: string, args: string[]) {

@@ -11,8 +11,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { hashTorrentFiles } from '../../src/torrent/file-hashes.ts';
 import { makeTorrent, readTorrent } from '../../src/torrent/metainfo.ts';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { ROOT, runCli, tempDir } from '../helpers/run.ts';
+import { bytes, distfile, rootWithFiles, writeManifest } from '../helpers/distfiles.ts';
+import { ROOT, runCli } from '../helpers/run.ts';
 import { tool } from '../mirror/serve-process.ts';
 import { startSeed } from './seed-process.ts';
 
@@ -23,17 +23,7 @@ const FILES = { 'a.tar.gz': 300_017, 'b.tar.xz': 20_000, 'c.patch': 131_072, 'd.
 const NAME = 'lb-set';
 
 async function setup(t: { after(fn: () => unknown): void }) {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  const ds = [];
-  for (const [name, size] of Object.entries(FILES)) {
-    const body = bytes(size, size + 7);
-    await writeFile(path.join(root, name), body);
-    ds.push(distfile(name, body, [`http://127.0.0.1:9/${name}`], { size }));
-  }
-  const manifest = await writeManifest(dir, ds, NAME);
-  const expected = Object.fromEntries(ds.map((d) => [d.name, d.sha256!]));
+  const { dir, root, manifest, expected } = await rootWithFiles(t, FILES, NAME, 7);
   const torrent = async (kind: string, fromRoot = root) => {
     const out = path.join(dir, `t-${kind}-${path.basename(fromRoot)}`);
     const r = await runCli(['torrent', 'create', manifest, '--root', fromRoot, '-o', out, `--${kind}`, '--multi-file']);

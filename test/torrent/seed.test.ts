@@ -4,11 +4,11 @@
 // for the hashes (BEP 52 messages 21/22) and still verifies every piece.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { ROOT, runCli, tempDir } from '../helpers/run.ts';
+import { rootWithFiles } from '../helpers/distfiles.ts';
+import { ROOT, runCli } from '../helpers/run.ts';
 import { tool } from '../mirror/serve-process.ts';
 import { startSeed } from './seed-process.ts';
 
@@ -16,17 +16,7 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const FILES = { 'big.tar.xz': 3_000_017, 'small.tar.gz': 20_000 };
 
 async function setup(t: { after(fn: () => unknown): void }) {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  const ds = [];
-  for (const [name, size] of Object.entries(FILES)) {
-    const body = bytes(size, size + 1);
-    await writeFile(path.join(root, name), body);
-    ds.push(distfile(name, body, [`http://127.0.0.1:9/${name}`], { size }));
-  }
-  const manifest = await writeManifest(dir, ds, 'swarm');
-  const expected = Object.fromEntries(ds.map((d) => [d.name, d.sha256!]));
+  const { dir, root, manifest, expected } = await rootWithFiles(t, FILES, 'swarm', 1);
   const torrents = async (kind: string) => {
     const out = path.join(dir, `t-${kind}`);
     const r = await runCli(['torrent', 'create', manifest, '--root', root, '-o', out, `--${kind}`]);

@@ -8,8 +8,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { ROOT, runCli, tempDir, waitFor } from '../helpers/run.ts';
+import { rootWithFiles } from '../helpers/distfiles.ts';
+import { ROOT, runCli, waitFor } from '../helpers/run.ts';
 import { startServe, tool } from '../mirror/serve-process.ts';
 
 /** A port free on loopback now, for a tool that cannot be told to take any (aria2c's --listen-port). */
@@ -25,23 +25,14 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const FILES = { 'small.tar.gz': 50_001, 'big.tar.xz': 3_000_017 };
 
 async function setup(t: { after(fn: () => unknown): void }) {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  const ds = [];
-  for (const [name, size] of Object.entries(FILES)) {
-    const body = bytes(size, size);
-    await writeFile(path.join(root, name), body);
-    ds.push(distfile(name, body, [`http://127.0.0.1:9/${name}`], { size }));
-  }
-  const manifest = await writeManifest(dir, ds, 'seeds');
+  const { dir, root, manifest, expected } = await rootWithFiles(t, FILES, 'seeds');
   const server = await startServe(t, ['--root', root, '--no-access-log']);
   const make = async (out: string, extra: string[]) => {
     const r = await runCli(['torrent', 'create', manifest, '--root', root, '-o', path.join(dir, out), '--web-seed', server.url, ...extra]);
     assert.equal(r.code, 0, r.stderr);
     return path.join(dir, out);
   };
-  return { dir, root, make, expected: Object.fromEntries(ds.map((d) => [d.name, d.sha256!])) };
+  return { dir, root, make, expected };
 }
 
 test('libtorrent with no peers downloads our hybrid torrents from serve through the web seeds', async (t) => {
