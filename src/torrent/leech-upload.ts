@@ -1,7 +1,8 @@
 // `fetch --bittorrent` uploads while it downloads (leechers help each other): each file of a torrent given
 // is offered to peers through the seeder (src/torrent/seeder.ts) as a partial file, and a piece is
-// announced (BEP 3 `have`) only once it is in the partial and its bytes, read back from disk, hash to the
-// torrent's piece layer under the manifest's merkleRoot. The seeder then checks each 16 KiB block against
+// announced (BEP 3 `have`) only once it is in the partial and its bytes hash to the torrent's piece layer
+// under the manifest's merkleRoot: by the leaves the download's arrival check took, or, when it gave none,
+// read back from disk. The seeder then checks each 16 KiB block against
 // the leaf hashes taken here before it leaves, so a byte that changed on disk is never sent.
 // Single-file torrents: v2 and hybrid ones by their piece layer, v1 ones by their SHA-1 pieces (the
 // torrent's own word, the one its peers check us against; the seeder still sends only blocks whose hash
@@ -78,8 +79,9 @@ export class LeechUpload {
   }
 
   /**
-   * Piece `index` of `d` was checked on arrival and written to `path`: read it back, check it again, keep
-   * its leaves, announce it. A piece that does not check (the partial changed) is simply not offered.
+   * Piece `index` of `d` was checked on arrival and written to `path`: keep its leaves (the check's own,
+   * or taken from a read-back when it gave none), prove the piece with them, announce it. A piece that
+   * does not check (the partial changed) is simply not offered.
    */
   async pieceVerified(d: Distfile, index: number, path: string, pieceLength: number, checkedLeaves?: Buffer): Promise<void> {
     const o = this.offered.get(d.name);
