@@ -244,8 +244,9 @@ export function onLocalFileSystem(f: IndexedFile): Promise<boolean> {
 
 /**
  * Write bytes [start, end] of an open file to `res` (whose head is written), with backpressure, on
- * behalf of `client` (the pool's key). The next chunk is read while the socket takes the current one
- * when the pool lends a second buffer (a read-ahead); otherwise one buffer goes back and forth. A
+ * behalf of `client` (the pool's key). With reads in the thread pool the next chunk is read while the
+ * socket takes the current one when the pool lends a second buffer (a read-ahead); reads in place, or
+ * without a second buffer, one buffer goes back and forth (read, then write). A
  * buffer goes back to the pool only once its write is over. Resolves when the last byte is handed to
  * the socket (and the response ended, when `last`), or when the client went away. With `place`, reads
  * are done on the event loop while it says so (a file on a local file system); else in the thread pool.
@@ -277,7 +278,11 @@ export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, s
       const chunk: Buffer = n === current.length ? current : current.subarray(0, n);
       pos += n;
       const more = pos <= end;
-      if (more && ahead === undefined) {
+      // A read-ahead overlaps a read with the write only in the thread pool: in place it would run
+      // before this write, delaying it and holding a second 1 MiB buffer (at 128 connections of large
+      // files the pool runs short and some responses get 64 KiB ones; docs/BENCHMARKS.md, bench:serve,
+      // "Read-ahead").
+      if (more && ahead === undefined && !(place !== undefined && place.inPlace(now()))) {
         const next = pool.tryTake(client, now(), true);
         if (next !== undefined) ahead = { buf: next, n: readInto(next, pos) };
       }
