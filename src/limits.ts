@@ -320,6 +320,13 @@ export const LIMITS = {
    * (src/torrent/late-peers.ts) that the download takes on; a tracker may name any number.
    */
   swarmLatePeers: 8,
+  /**
+   * `fetch --bittorrent` with a DHT: a torrent's peers are looked up again this long after a lookup that
+   * named a new peer (src/torrent/swarm-fetch.ts); after one that named none, twice the last wait, up to
+   * the ceiling.
+   */
+  swarmDhtLookupFloorMs: 30_000,
+  swarmDhtLookupCeilingMs: 10 * 60_000,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
   /** Pieces a seeder keeps in memory once read and checked, to send their blocks to several peers (larger pieces are read block by block). */
@@ -365,6 +372,8 @@ export const LIMITS = {
   dhtQueryTimeoutMs: 30_000,
   /** `seed --republish`: how often a mirror-list pointer is put again (BEP 44 nodes drop items after some 2 hours). */
   dhtRepublishMs: 30 * 60_000,
+  /** An info-hash we seed or upload is announced in the DHT again this often (BEP 5 nodes forget peers after some 30 minutes). */
+  dhtAnnounceEveryMs: 15 * 60_000,
   /** Discovery challenges (`seed --announce`, `witness serve --announce`) answered per second per client address, and the burst. */
   discoveryChallengesPerSecond: 20,
   discoveryChallengeBurst: 40,

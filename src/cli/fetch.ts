@@ -145,7 +145,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       // Peers from --peer, and from the DHT when --dht-bootstrap names a (closed) DHT to join.
       const dht = o.bittorrent && o.dhtBootstrap.length > 0 ? await (await import('./mirrors-dht.ts')).startDht(o, store.root, limits) : undefined;
       const lookup = dht && (async (h: Buffer) => (await dht.lookup(h)).map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)));
-      const upload = o.bittorrent && o.upload ? { ...parseListen(o.listen), maxPeers: LIMITS.seedMaxPeers, uploadRate: 0 } : undefined;
+      const upload = o.bittorrent && o.upload ? { ...parseListen(o.listen), maxPeers: LIMITS.seedMaxPeers, uploadRate: 0, objectPath: (h: string) => store.objectPath(h) } : undefined;
       // With a DHT, it stays open through the download: our own announce (we upload) must be answerable.
       const announce = dht && ((h: Buffer, port: number) => dht.announce(h, port));
       const swarm = o.bittorrent ? await (await import('../torrent/swarm-fetch.ts')).swarmFetch(manifest, o.torrent, o.peer, limits, lookup, upload, announce, { extra: o.tracker, dispatcher }).catch(async (err: unknown) => { await dht?.close(); throw err; }) : undefined;
@@ -168,8 +168,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         report = await fetchManifest(manifest, {
           store, outDir: path.resolve(o.output), mirrors, policy: o.policy, offline: Boolean(o.offline), jobs, limits, dispatcher, signal, segments, dispatcherFor: (src, file) => network.for(src, file),
           openSnapshot: generator ? snapshots!.snapshotOpener(store.root, generator, { offline: o.offline }) : undefined,
-          onEvent: (e) => view?.onEvent(e), mirrorWeight: (m) => mirrorWeight(records.get(repKey(mirrorLabel(m)))),
+          mirrorWeight: (m) => mirrorWeight(records.get(repKey(mirrorLabel(m)))),
           ...swarm?.options,
+          onEvent: (e) => { view?.onEvent(e); swarm?.options.onEvent?.(e); },
         });
         reputation.record(mirrorOutcomes(report).map((r) => ({ ...r, mirror: repKey(r.mirror) })));
       } finally {
@@ -184,7 +185,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const seconds = (performance.now() - t0) / 1000;
       if (o.metalink) await writeMetalink(o.metalink, manifest.distfiles, report, store, mirrors);
       const attestations = await attestFetched(io, store.root, manifest, report.files, signal);
-      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }), ...(swarm && { trackers: swarm.trackers }), attestations });
+      if (o.json) printJson(io, { manifest: manifest.name, output: path.resolve(o.output), store: store.root, seconds, ...report, ...(uploaded !== undefined && { uploaded }), ...(swarm && { trackers: swarm.trackers }), ...(swarm && dht && { dht: swarm.dht }), attestations });
       else io.stderr.write(progress!.summaryLines(io, report, seconds));
       setExit(report.worst ? ERROR_CODES[report.worst] : EXIT.ok);
     });

@@ -60,6 +60,34 @@ export function hasPiece(f: SeededFile, index: number): boolean {
   return !f.have || ((f.have[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
 }
 
+/** The index of the first file of `l` that ends past byte `at` of its piece space (files are sorted by start). */
+function firstFileAfter(l: SeedLayout, at: number): number {
+  let lo = 0, hi = l.files.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (l.files[mid]!.start + l.files[mid]!.file.size <= at) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Is piece `index` of a swarm's piece space ours to send: every file piece it overlaps verified (a file
+ * still downloading holds only some, src/torrent/leech-upload.ts); zeros between files always are.
+ */
+export function layoutHasPiece(l: SeedLayout, index: number): boolean {
+  const from = index * l.pieceLength;
+  const to = Math.min(from + l.pieceLength, l.end);
+  for (let i = firstFileAfter(l, from); i < l.files.length; i++) {
+    const { file, start } = l.files[i]!;
+    if (start >= to) break;
+    if (!file.have || file.size === 0) continue;
+    const last = Math.floor((Math.min(to, start + file.size) - 1 - start) / file.pieceLength);
+    for (let p = Math.floor(Math.max(0, from - start) / file.pieceLength); p <= last; p++) if (!hasPiece(file, p)) return false;
+  }
+  return true;
+}
+
 /** One info-hash a file is offered under (hex of 20 bytes: a v1 info-hash, or a v2 one cut to 20 bytes). */
 export interface SwarmKey {
   infoHash: string;
@@ -209,8 +237,8 @@ export class Seeder {
   piecesRead = 0;
   pieceBuffers = 0;
   private readonly sockets = new Set<net.Socket>();
-  /** The wires that greeted for each file, told of each piece it gains (partial files). */
-  private readonly wires = new Map<SeededFile, Set<Wire>>();
+  /** The wires that greeted for a swarm holding each partial file, told of each swarm piece it completes. */
+  private readonly wires = new Map<SeededFile, Set<{ wire: Wire; layout: SeedLayout; start: number }>>();
   readonly peerId: Buffer;
   private readonly bucket?: TokenBuckets;
   private readonly limits: Limits;
@@ -259,11 +287,24 @@ export class Seeder {
     for (const k of keys) this.swarms.set(k.infoHash.toLowerCase(), { name: file.name, layout: fileLayout(file, k.paddedTail), greeting: k.greeting });
   }
 
-  /** Piece `index` of a partial file just verified (its leaves set): mark it, and tell its peers (BEP 3 `have`). */
+  /** Offer one more torrent of several files (partial ones, as their pieces verify), under its v1 and v2 info-hashes. */
+  offerTorrent(t: SeededTorrent): void {
+    if (t.infoHashV1) this.swarms.set(t.infoHashV1, { name: t.name, layout: t.layout, greeting: 'v1' });
+    if (t.infoHashV2) this.swarms.set(t.infoHashV2.slice(0, 40), { name: t.name, layout: t.layout, greeting: 'v2' });
+  }
+
+  /**
+   * Piece `index` of a partial file just verified (its leaves set): mark it, and tell the peers of each
+   * swarm holding the file of the swarm pieces it completes (BEP 3 `have`).
+   */
   have(file: SeededFile, index: number): void {
     if (!file.have || hasPiece(file, index)) return;
     file.have[index >> 3]! |= 0x80 >> (index & 7);
-    for (const w of this.wires.get(file) ?? []) w.have(index);
+    for (const { wire, layout, start } of this.wires.get(file) ?? []) {
+      const from = start + index * file.pieceLength;
+      const to = Math.min(from + file.pieceLength, start + file.size);
+      for (let p = Math.floor(from / layout.pieceLength); p * layout.pieceLength < to; p++) if (layoutHasPiece(layout, p)) wire.have(p);
+    }
   }
 
   get peers(): number {
@@ -314,13 +355,22 @@ export class Seeder {
       }
       this.log.info({ peer: `${who}:${socket.remotePort}`, file: swarm.name, greeting: swarm.greeting }, 'peer');
       wire.handshake(Buffer.from(infoHashHex, 'hex'), this.peerId);
-      // Only a file on its own is ever partial (an uploading leecher's, src/torrent/leech-upload.ts).
-      const f = swarm.layout.files[0]!.file;
-      wire.bitfield(f.have ? Uint8Array.from(f.have) : fullBitfield(swarm.layout.pieces));
-      if (f.have) {
-        const set = this.wires.get(f) ?? new Set<Wire>();
-        this.wires.set(f, set.add(wire));
-        socket.on('close', () => set.delete(wire));
+      // An uploading leecher's files are partial (src/torrent/leech-upload.ts): a swarm piece is had once
+      // every file piece it overlaps is.
+      const l = swarm.layout;
+      const partial = l.files.filter((x) => x.file.have);
+      if (!partial.length) wire.bitfield(fullBitfield(l.pieces));
+      else if (l.files.length === 1 && l.pieceLength === l.files[0]!.file.pieceLength) wire.bitfield(Uint8Array.from(l.files[0]!.file.have!));
+      else {
+        const bits = new Uint8Array(Math.ceil(l.pieces / 8));
+        for (let p = 0; p < l.pieces; p++) if (layoutHasPiece(l, p)) bits[p >> 3]! |= 0x80 >> (p & 7);
+        wire.bitfield(bits);
+      }
+      for (const { file, start } of partial) {
+        const set = this.wires.get(file) ?? new Set();
+        const entry = { wire, layout: l, start };
+        this.wires.set(file, set.add(entry));
+        socket.on('close', () => set.delete(entry));
       }
     });
     wire.on('interested', () => wire.unchoke());
@@ -368,7 +418,7 @@ export class Seeder {
         return this.ban(socket, `a request for piece ${index} offset ${offset} length ${length}, outside ${swarm.name}`);
       }
       // A piece not verified yet: refused without blame (BEP 6 reject, when the peer speaks it).
-      if (!hasPiece(l.files[0]!.file, index)) return respond(new Error(`piece ${index} not verified yet`));
+      if (!layoutHasPiece(l, index)) return respond(new Error(`piece ${index} not verified yet`));
       if (queue.length >= 2 * this.limits.peerRequestQueue) return this.ban(socket, `more than ${2 * this.limits.peerRequestQueue} requests waiting`);
       queue.push({ index, offset, length, respond });
       void next();
@@ -415,14 +465,8 @@ export class Seeder {
   private async readSpace(l: SeedLayout, at: number, length: number): Promise<Buffer> {
     const to = at + length;
     const parts: Buffer[] = [];
-    // The first file that ends past `at` (files are sorted by start; a torrent may hold many).
-    let lo = 0, hi = l.files.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (l.files[mid]!.start + l.files[mid]!.file.size <= at) lo = mid + 1;
-      else hi = mid;
-    }
-    for (let i = lo; i < l.files.length && at < to; i++) {
+    // The first file that ends past `at` (a torrent may hold many).
+    for (let i = firstFileAfter(l, at); i < l.files.length && at < to; i++) {
       const { file, start } = l.files[i]!;
       if (start >= to) break;
       if (file.size === 0) continue;

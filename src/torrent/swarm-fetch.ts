@@ -2,7 +2,7 @@
 // refused), their peers as extra sources of the distfiles they carry, and their piece layers (checked
 // against the pinned merkleRoot) so that every piece from a peer or a mirror is checked on arrival.
 import { SourcemeshError } from '../errors.ts';
-import type { FetchOptions } from '../fetch/fetcher.ts';
+import type { FetchEvent, FetchOptions } from '../fetch/fetcher.ts';
 import { readBoundedBytes } from '../fs/bounded-read.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import type { Distfile, Manifest } from '../manifest/index.ts';
@@ -22,13 +22,15 @@ import { newPeerId } from './seeder.ts';
 import { TrackerTiers, isHttpTracker, nextAnnounceDelay, peerText, printable, type AnnounceParams } from './tracker.ts';
 
 export interface SwarmFetch {
-  options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor' | 'onPieceVerified'>;
+  options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor' | 'onPieceVerified' | 'onEvent'>;
   /** Distfiles some torrent carries. */
   covered: number;
   /** Where verified pieces are offered to peers (undefined with --no-upload), and the bytes sent. */
   upload?: LeechUpload;
   /** Trackers that did not answer (one line each), and how many peers those that did named. */
   trackers: { answered: { url: string; peers: number }[]; failed: { url: string; code: string; message: string }[]; reannounced: number; learned: number };
+  /** DHT lookups made again during the fetch, and the peers they named that were taken on (late-peers.ts). */
+  dht: { relookups: number; learned: number };
   close(): Promise<void>;
 }
 
@@ -47,6 +49,8 @@ export interface UploadOptions {
   maxPeers: number;
   uploadRate: number;
   log?: Logger;
+  /** Where the store keeps a verified file (Store.objectPath): a file the fetch accepted whole is offered from there. */
+  objectPath?: (sha256: string) => string;
 }
 
 /**
@@ -69,6 +73,7 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   const up = upload ? await LeechUpload.start({ ...upload, limits, peerId }) : undefined;
   const self = up ? ownAddresses(up.port) : new Set<string>();
   const tracked: SwarmFetch['trackers'] = { answered: [], failed: [], reannounced: 0, learned: 0 };
+  const looked: SwarmFetch['dht'] = { relookups: 0, learned: 0 };
   // Peers a re-announce names that the downloads did not know: taken on by them (late-peers.ts).
   const late = new LatePeers(limits.swarmLatePeers);
   /** Torrents a tracker re-announces for (info-hash hex). */
@@ -93,19 +98,48 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
     timer.unref(); // never what keeps the process alive
     timers.add(timer);
   };
+  // BEP 5: the DHT is asked again during the fetch, as trackers are re-announced to, so a peer that
+  // announced itself after our first lookup (a seeder that joined, another leecher) serves the same
+  // downloads: soon after a lookup that named someone new, then less and less often (doubling from
+  // swarmDhtLookupFloorMs to swarmDhtLookupCeilingMs); one lookup per torrent at a time, each bounded by
+  // dhtQueryTimeoutMs. Our own announce (we upload) is made again with it, every dhtAnnounceEveryMs at most.
+  const relookup = (key: string, keys: Buffer[], delay: number, announced: number) => {
+    const timer = setTimeout(async () => {
+      timers.delete(timer);
+      let added = 0;
+      try {
+        if (up && announce && Date.now() - announced >= limits.dhtAnnounceEveryMs) {
+          announced = Date.now();
+          for (const k of keys) await announce(k, up.port).catch(() => {});
+        }
+        const found = await lookup!(keys[0]!);
+        looked.relookups++;
+        added = late.learn(key, found.filter((p) => !self.has(p)));
+        looked.learned += added;
+      } catch {
+        // A lookup that failed (no DHT node answered): tried again later, as one that found nobody new.
+      }
+      if (!ending.signal.aborted) relookup(key, keys, added > 0 ? limits.swarmDhtLookupFloorMs : Math.min(limits.swarmDhtLookupCeilingMs, delay * 2), announced);
+    }, delay);
+    timer.unref();
+    timers.add(timer);
+  };
   for (const { t, names } of torrents) {
-    names.forEach((name, index) => up?.register(name, t, index, manifest.distfiles.find((d) => d.name === name)?.sha256));
+    up?.register(t, names, names.map((name) => manifest.distfiles.find((d) => d.name === name)?.sha256));
     const keys = [t.infoHashV1, t.infoHashV2?.subarray(0, 20)].filter((k): k is Buffer => k !== undefined);
     const key = keys[0]!.toString('hex');
     if (up && announce) for (const k of keys) await announce(k, up.port).catch(() => {}); // best effort: --peer and the lookup still work
     const found = lookup ? await lookup(keys[0]!) : [];
+    if (lookup) {
+      relookup(key, keys, limits.swarmDhtLookupFloorMs, Date.now());
+      watched.add(key);
+    }
     const fromTrackers: string[] = [];
     if (trackers) {
       const size = t.files.reduce((n, f) => n + f.size, 0);
       const counters = () => {
-        const p = names.map((n) => up?.progress(n) ?? { sent: 0, verified: 0 });
-        const verified = p.reduce((n, x) => n + x.verified, 0);
-        return { uploaded: p.reduce((n, x) => n + x.sent, 0), downloaded: verified, left: Math.max(0, size - verified) };
+        const p = up?.progress(t) ?? { sent: 0, verified: 0 };
+        return { uploaded: p.sent, downloaded: p.verified, left: Math.max(0, size - p.verified) };
       };
       // BEP 12 tiers, then --tracker; only http(s) ones, at most trackersPerTorrent of them.
       const all = [...t.trackerTiers, ...trackers.extra.map((u) => [u])];
@@ -147,7 +181,8 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
       extraSources: (d: Distfile) => {
         const e = byName.get(d.name);
         if (!e) return [];
-        // A torrent a tracker re-announces for: a few places for the peers it names later (one connection per peer, as for any other).
+        // A torrent a tracker re-announces for, or the DHT is asked again for: a few places for the peers
+        // they name later (one connection per peer, as for any other).
         const later = watched.has(e.key) ? late.sourcesFor(e.key, (p) => swarm.sources(e.t, e.index, [p])[0]!) : [];
         return [...swarm.sources(e.t, e.index, e.peers), ...later];
       },
@@ -166,8 +201,15 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
           void up.pieceVerified(d, index, path, pieceLength, leaves).catch(() => {});
         },
       }),
+      ...(up && upload?.objectPath && {
+        onEvent: (e: FetchEvent) => {
+          // A file accepted whole (fetched, or already in the store): offered from the store. Best effort too.
+          if (e.type === 'done' && e.outcome.status !== 'failed' && e.outcome.sha256) void up.fileVerified(e.outcome.name, upload.objectPath!(e.outcome.sha256)).catch(() => {});
+        },
+      }),
     },
     trackers: tracked,
+    dht: looked,
     close: async () => {
       ending.abort();
       for (const t of timers) clearTimeout(t);

@@ -62,7 +62,7 @@ test('an uploading leecher announces a piece from the checked leaves, without re
   }).bytes, 'torrent');
   const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
   t.after(() => up.close());
-  up.register(NAME, torrent, 0);
+  up.register(torrent, [NAME]);
   // The partial as a segmented download opens it: its size, zeros where no piece was written yet.
   const partial = path.join(dir, `${NAME}.part`);
   await writeFile(partial, Buffer.alloc(SIZE));

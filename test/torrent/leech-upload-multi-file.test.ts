@@ -1,0 +1,160 @@
+// fetch --bittorrent uploads the pieces of a torrent of several files (`torrent create --multi-file`)
+// while it downloads, as it does those of a single-file torrent: a libtorrent 2.0.8 leecher pointed at our
+// leecher alone, and another of our leechers, take verified pieces from it. And, seen from a raw peer: a
+// piece of the torrent is announced (BEP 3 `have`, at its place in the torrent's piece space) once the
+// file piece it lies in is verified; a file accepted whole (too small to be taken in pieces, or already in
+// the store) once its bytes in the store make its pieces root; bytes that do not, never.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { BLOCK } from '../../src/fetch/piece-map.ts';
+import type { Distfile } from '../../src/manifest/index.ts';
+import { LeechUpload } from '../../src/torrent/leech-upload.ts';
+import { readTorrent } from '../../src/torrent/metainfo.ts';
+import { fileOffsets } from '../../src/torrent/peer-source.ts';
+import { rootWithFiles } from '../helpers/distfiles.ts';
+import { ROOT, runCli, waitFor } from '../helpers/run.ts';
+import { RawPeer } from './raw-peer.ts';
+import { startSeed } from './seed-process.ts';
+
+const FILES = { 'a.tar.gz': 2_300_017, 'b.tar.xz': 20_000, 'c.patch': 131_072, 'd.tar.bz2': 3_000_003 };
+const NAME = 'lb-up';
+
+/** A root, a manifest with every merkleRoot filled, the --multi-file torrent of `kind`, and a seed of it at 1 MB/s. */
+async function setup(t: { after(fn: () => unknown): void }, kind = 'hybrid') {
+  const { dir, root, manifest: bare, expected } = await rootWithFiles(t, FILES, NAME, 5);
+  const manifest = path.join(dir, 'pinned.json');
+  const r = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 't'), `--${kind}`, '--multi-file', '--manifest-out', manifest]);
+  assert.equal(r.code, 0, r.stderr);
+  const torrent = path.join(dir, 't', `${NAME}.torrent`);
+  // The seed sends 1 MB/s, so our leecher holds partial files for a few seconds.
+  const seed = await startSeed(t, ['--root', root, '--torrent', torrent, '--upload-rate', '1M']);
+  t.after(() => seed.stop());
+  return { dir, root, manifest, torrent, seed, expected };
+}
+
+/** libtorrent leeching `torrent` from `peer` until stopped; what it got. */
+function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string, save: string, peer: string) {
+  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-download.py'), torrent, save, '120', peer], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const exited = once(child, 'close');
+  t.after(() => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return {
+    async stop(): Promise<{ done: boolean; peerBytes: number; failedBytes: number; errors: string[] }> {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+      assert.ok(out.trim(), `libtorrent-download.py printed nothing: ${err}`);
+      return JSON.parse(out.trim());
+    },
+  };
+}
+
+test('a libtorrent leecher gets verified pieces of a --multi-file hybrid from our leecher while it downloads', async (t) => {
+  const { dir, manifest, torrent, seed } = await setup(t);
+  const save = path.join(dir, 'lt');
+  await mkdir(save);
+  const out = path.join(dir, 'out');
+  let lt: ReturnType<typeof libtorrentLeech> | undefined;
+  const r = await runCli(['fetch', manifest, '--store', path.join(out, 'store'), '-o', out, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', '127.0.0.1:0'], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
+      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
+    },
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(lt, `our leecher said where it offers pieces: ${r.stderr}`);
+  const got = await lt.stop();
+  const report = JSON.parse(r.stdout);
+  assert.deepEqual(report.files.map((f: { status: string }) => f.status), ['fetched', 'fetched', 'fetched', 'fetched'], r.stdout);
+  assert.ok(report.uploaded > 0, `our leecher uploaded: ${r.stdout.slice(0, 300)}`);
+  assert.ok(got.peerBytes > 0, `libtorrent got pieces from our leecher: ${JSON.stringify(got)}`);
+  assert.ok(got.peerBytes <= report.uploaded, `libtorrent got no more than we sent: ${got.peerBytes} of ${report.uploaded}`);
+  assert.equal(got.failedBytes, 0, 'every piece we sent passed libtorrent\'s own check');
+});
+
+test('our leecher takes pieces of a --multi-file torrent from another of our leechers still downloading', async (t) => {
+  const { dir, manifest, torrent, seed, expected } = await setup(t);
+  const a = path.join(dir, 'a');
+  const b = path.join(dir, 'b');
+  let second: Promise<Awaited<ReturnType<typeof runCli>>> | undefined;
+  let port = '';
+  // A takes the files from the seed alone; B, started once A listens, from the seed and A.
+  const first = await runCli(['fetch', manifest, '--store', path.join(a, 'store'), '-o', a, '--json', '--bittorrent', '--torrent', torrent, '--peer', seed.address, '--listen', '127.0.0.1:0'], {
+    timeoutMs: 120_000,
+    onStderr: (s) => {
+      const m = /offering verified pieces to peers at 127\.0\.0\.1:(\d+)/.exec(s);
+      if (m && !second) {
+        port = m[1]!;
+        second = runCli(['fetch', manifest, '--store', path.join(b, 'store'), '-o', b, '--json', '--bittorrent', '--torrent', torrent, '--peer', `127.0.0.1:${port}`, '--peer', seed.address, '--no-upload'], { timeoutMs: 120_000 });
+      }
+    },
+  });
+  assert.equal(first.code, 0, first.stderr);
+  assert.ok(second, first.stderr);
+  const r = await second;
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { files: { name: string; source?: string; size: number; contributors?: { source: string; bytes: number }[] }[] };
+  for (const [name, digest] of Object.entries(expected)) {
+    assert.equal((await import('node:crypto')).createHash('sha256').update(await readFile(path.join(b, name))).digest('hex'), digest, name);
+  }
+  const fromA = report.files.flatMap((f) => f.contributors ?? [{ source: f.source!, bytes: f.size }]).filter((c) => c.source === `peer 127.0.0.1:${port}`).reduce((n, c) => n + c.bytes, 0);
+  assert.ok(fromA > 0, `B took bytes from A: ${JSON.stringify(report.files.map((f) => f.contributors ?? f.source))}`);
+  assert.ok(JSON.parse(first.stdout).uploaded >= fromA, 'A sent at least what B says it took from A');
+});
+
+test('a piece of a --multi-file torrent is announced at its place once its file piece verifies; a file accepted whole, once the store\'s bytes make its root', async (t) => {
+  const { dir, root, torrent: file } = await setup(t, 'v2');
+  const torrent = readTorrent(await readFile(file), 'torrent');
+  const L = torrent.pieceLength;
+  const offsets = fileOffsets(torrent);
+  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
+  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
+  t.after(() => up.close());
+  up.register(torrent, torrent.files.map((f) => f.path[0]!));
+  const peer = new RawPeer('127.0.0.1', up.port);
+  t.after(() => peer.socket.destroy());
+  await peer.open(torrent.infoHashV2!.subarray(0, 20).toString('hex'));
+  const bitfield = await peer.message(5, 'the bitfield');
+  assert.ok(bitfield.subarray(1).every((x) => x === 0), 'nothing had yet');
+  const haves = () => peer.messages.filter((m) => m[0] === 4).map((m) => m.readUInt32BE(1));
+
+  // Piece 1 of d.tar.bz2, as a segmented download verifies it (read back from its partial).
+  const d = await readFile(path.join(root, 'd.tar.bz2'));
+  const partial = path.join(dir, 'd.part');
+  await writeFile(partial, d);
+  await up.pieceVerified({ name: 'd.tar.bz2' } as Distfile, 1, partial, L);
+  const at = offsets[idx('d.tar.bz2')]! / L + 1;
+  await waitFor(`have ${at}`, () => haves().includes(at));
+  // Its bytes, block by block, checked against the leaves taken.
+  for (let o = 0; o < L; o += BLOCK) assert.ok((await peer.block(at, o, BLOCK)).equals(d.subarray(L + o, L + o + BLOCK)), `block at ${o}`);
+
+  // c.patch accepted whole: offered from the store once its leaves make its pieces root.
+  const stored = path.join(dir, 'c.stored');
+  await copyFile(path.join(root, 'c.patch'), stored);
+  await up.fileVerified('c.patch', stored);
+  const c = offsets[idx('c.patch')]! / L;
+  await waitFor(`have ${c}`, () => haves().includes(c));
+  const cBytes = await readFile(stored);
+  assert.ok((await peer.block(c, 0, BLOCK)).equals(cBytes.subarray(0, BLOCK)));
+
+  // b.tar.xz "accepted" with other bytes (a torrent that disagrees with the store): never announced.
+  const wrong = path.join(dir, 'b.wrong');
+  await writeFile(wrong, Buffer.alloc(FILES['b.tar.xz'], 7));
+  await up.fileVerified('b.tar.xz', wrong);
+  // a.tar.gz whole: every piece of it not had yet, at its place.
+  await up.fileVerified('a.tar.gz', path.join(root, 'a.tar.gz'));
+  const aFirst = offsets[idx('a.tar.gz')]! / L;
+  const aPieces = Math.ceil(FILES['a.tar.gz'] / L);
+  await waitFor('have every piece of a.tar.gz', () => Array.from({ length: aPieces }, (_, i) => aFirst + i).every((p) => haves().includes(p)));
+  const b = offsets[idx('b.tar.xz')]! / L;
+  assert.ok(!haves().includes(b), `b.tar.xz's piece ${b} was not announced: ${haves().join(',')}`);
+});
