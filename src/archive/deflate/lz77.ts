@@ -21,17 +21,32 @@ const OUTPUT_CHUNK = 64 * 1024;
 const LAST_MATCH_POS = WINDOW_SIZE - MIN_LOOKAHEAD;
 const EMPTY = new Uint8Array(0);
 
+// Why the hot steps stopped: the lookahead ran low (or the one tail step is done); a block is full; a
+// symbol is due for GNU gzip's compressing-well check; with either of the last two, the cursor still has
+// to move past a literal once the block has been dealt with.
+// The combinations are written out: an operator in a branch not yet taken when V8 optimizes the loop
+// has no type feedback, and taking it later would throw the optimized code away.
+const STOP_FILL = 0;
+const STOP_FLUSH = 1;
+const STOP_CHECK = 2;
+const STOP_LITERAL = 4;
+const STOP_FLUSH_LITERAL = 5;
+const STOP_CHECK_LITERAL = 6;
+
 export type OutputSink = (bytes: Uint8Array) => void;
 
 /**
  * Slide a table of 16-bit window positions down by WSIZE, two per 32-bit word: a position p >= WSIZE
  * (top bit set) becomes p - WSIZE, i.e. p & 0x7fff; any other becomes 0, "none". The mask is built
- * from each half's top bit without branches.
+ * from each half's top bit without branches, and the words are signed so that every value stays a
+ * small integer: this runs 2 x 16,384 times per 32 KiB of input, often before V8's top tier has
+ * compiled it, and the tier below calls out for a typed array's length or Math.imul (measured: 11% of
+ * a level-6 run with them, docs/BENCHMARKS.md, issue 14's deflate section).
  */
-function slidePositions(pairs: Uint32Array): void {
-  for (let i = 0; i < pairs.length; i++) {
+function slidePositions(pairs: Int32Array, words: number): void {
+  for (let i = 0; i < words; i++) {
     const w = pairs[i]!;
-    pairs[i] = w & Math.imul((w & 0x80008000) >>> 15, 0x7fff);
+    pairs[i] = w & (((w >>> 15) & 0x10001) * 0x7fff);
   }
 }
 
@@ -43,13 +58,15 @@ export class DeflateEngine {
   private readonly block: BlockWriter;
 
   private readonly window = new Uint8Array(WINDOW_SIZE + WINDOW_PADDING);
+  /** The window's bytes two and four at a time, for the match finder. */
+  private readonly view = new DataView(this.window.buffer);
   /** Most recent position of each hash value; 0 means none (position 0 is never matched). */
   private readonly head = new Uint16Array(HASH_SIZE);
   /** Previous position with the same hash, per window position modulo WSIZE. */
   private readonly prev = new Uint16Array(WSIZE);
   /** The same tables seen as pairs of positions, for sliding two at a time. */
-  private readonly head32 = new Uint32Array(this.head.buffer);
-  private readonly prev32 = new Uint32Array(this.prev.buffer);
+  private readonly head32 = new Int32Array(this.head.buffer);
+  private readonly prev32 = new Int32Array(this.prev.buffer);
 
   private strstart = 0;
   private lookahead = 0;
@@ -61,6 +78,14 @@ export class DeflateEngine {
   private matchLength = MIN_MATCH - 1;
   /** Lazy parser: a byte at strstart - 1 is waiting for its literal-or-match decision. */
   private matchAvailable = false;
+  /** Where the symbol due for the compressing-well check was tallied (set when a step stops for it). */
+  private checkAt = 0;
+  /**
+   * False until the hot steps have returned once. Their first call makes one step only (stopping
+   * anywhere changes nothing: all state is saved), so that V8 has seen the way out of the loop, and
+   * its stores, before it optimizes the loop while it runs.
+   */
+  private warm = false;
   /** GNU flavour: a read returned nothing; no more reads or slides. */
   private eof = false;
   private primed = false;
@@ -178,8 +203,8 @@ export class DeflateEngine {
     this.matchStart -= WSIZE;
     this.strstart -= WSIZE;
     this.blockStart -= WSIZE;
-    slidePositions(this.head32);
-    slidePositions(this.prev32);
+    slidePositions(this.head32, HASH_SIZE / 2);
+    slidePositions(this.prev32, WSIZE / 2);
   }
 
   private run(): void {
@@ -218,19 +243,78 @@ export class DeflateEngine {
     return distCount < Math.floor(count / 2) && outLength < Math.floor(inLength / 2);
   }
 
-  // runLazy and runFast are the hot loops (most of a snapshot's compression time is spent in them) and
-  // stay long on purpose: they follow GNU gzip's deflate() and deflate_fast() step for step, which is
+  /**
+   * The outer loops of both parsers: top up the lookahead, run the hot steps, and do what they stopped
+   * for (a block to end, the compressing-well check). Returns true when the input is exhausted, false
+   * when it must wait for input.
+   */
+  private runLazy(): boolean {
+    for (;;) {
+      let tail = false;
+      if (this.lookahead < MIN_LOOKAHEAD) {
+        // GNU gzip stops reading (and sliding) once a read returned nothing; zlib keeps calling its
+        // fill step, which slides the window, until the lookahead is used up.
+        if ((!this.gnu || !this.eof) && !this.fill()) return false;
+        if (this.lookahead === 0) break;
+        tail = this.lookahead < MIN_LOOKAHEAD;
+      }
+      const stop = this.lazySteps(tail || !this.warm);
+      this.warm = true;
+      if (stop !== STOP_FILL) this.blockEnd(stop);
+    }
+    if (this.matchAvailable) {
+      const block = this.block;
+      const c = this.window[this.strstart - 1]!;
+      block.syms[block.count++] = c;
+      block.lit.freq[c]!++;
+      this.matchAvailable = false;
+    }
+    return true;
+  }
+
+  private runFast(): boolean {
+    for (;;) {
+      let tail = false;
+      if (this.lookahead < MIN_LOOKAHEAD) {
+        if ((!this.gnu || !this.eof) && !this.fill()) return false;
+        if (this.lookahead === 0) break;
+        tail = this.lookahead < MIN_LOOKAHEAD;
+      }
+      const stop = this.fastSteps(tail || !this.warm);
+      this.warm = true;
+      if (stop !== STOP_FILL) this.blockEnd(stop);
+    }
+    return true;
+  }
+
+  /** A step stopped after tallying a symbol: end the block if it is full or compressing well. */
+  private blockEnd(stop: number): void {
+    const block = this.block;
+    const flush = (stop & STOP_FLUSH) !== 0 || this.compressingWell(block.count, block.distCount, this.checkAt);
+    if (flush) this.flushBlock(false);
+    if ((stop & STOP_LITERAL) !== 0) {
+      this.strstart++;
+      this.lookahead--;
+    }
+  }
+
+  // lazySteps and fastSteps are the hot loops (most of a snapshot's compression time is spent in them)
+  // and stay long on purpose: they follow GNU gzip's deflate() and deflate_fast() step for step, which is
   // what makes the output byte-identical, and they copy the matcher's state into locals on entry and
-  // back on exit so that the loop body touches no object fields. Their shared prologue and epilogue
-  // look alike but move different state; folding them into helpers would put field accesses back in.
+  // back on exit so that the loop body touches no object fields. They hold none of the rare work (reads,
+  // slides, ending a block): they stop and return to runLazy / runFast for it, so that V8 optimizes a
+  // loop whose every path runs often and does not throw the optimized code away the first time a rare
+  // path is taken (docs/BENCHMARKS.md, bench:archive, issue 14's deflate section).
 
   /**
    * Levels 4 to 9: at each position look for a match; emit the previous position's match only when
    * this one is not longer, else emit the previous byte as a literal and keep the new match pending.
-   * Returns true when the input is exhausted, false when it must wait for input.
+   * Runs while the lookahead is full (one step only when `tail`, the end of the input) and stops early
+   * after a symbol that ends the block or is due for the compressing-well check; returns why it stopped.
    */
-  private runLazy(): boolean {
+  private lazySteps(tail: boolean): number {
     const win = this.window;
+    const view = this.view;
     const head = this.head;
     const prev = this.prev;
     const block = this.block;
@@ -239,6 +323,7 @@ export class DeflateEngine {
     const distFreq = block.dist.freq;
     const gnu = this.gnu;
     const { maxLazy, goodMatch, niceMatch, maxChain, symbolsPerBlock, truncateBlocks } = this.params;
+    const shortChain = maxChain >> 2;
 
     let strstart = this.strstart;
     let lookahead = this.lookahead;
@@ -248,31 +333,10 @@ export class DeflateEngine {
     let matchAvailable = this.matchAvailable;
     let count = block.count;
     let distCount = block.distCount;
+    let checkAt = this.checkAt;
+    let stop = STOP_FILL;
 
-    for (;;) {
-      if (lookahead < MIN_LOOKAHEAD) {
-        // GNU gzip stops reading (and sliding) once a read returned nothing; zlib keeps calling its
-        // fill step, which slides the window, until the lookahead is used up.
-        if (!gnu || !this.eof) {
-          this.strstart = strstart;
-          this.lookahead = lookahead;
-          this.matchStart = matchStart;
-          const ready = this.fill();
-          strstart = this.strstart;
-          lookahead = this.lookahead;
-          matchStart = this.matchStart;
-          if (!ready) {
-            this.insH = h;
-            this.matchLength = matchLength;
-            this.matchAvailable = matchAvailable;
-            block.count = count;
-            block.distCount = distCount;
-            return false;
-          }
-        }
-        if (lookahead === 0) break;
-      }
-
+    do {
       // Insert the string at strstart into its hash chain. zlib only hashes strings of 3 real bytes;
       // GNU gzip hashes every position, reading the zeroed bytes after the data.
       let hashHead = 0;
@@ -290,7 +354,9 @@ export class DeflateEngine {
       if (hashHead !== 0 && prevLength < maxLazy && strstart - hashHead <= MAX_DIST && strstart <= LAST_MATCH_POS) {
         // zlib stops the search at a match as long as the lookahead; GNU gzip only at nice_match.
         const nice = !gnu && niceMatch > lookahead ? lookahead : niceMatch;
-        const found = longestMatch(win, prev, strstart, hashHead, prevLength, maxChain, goodMatch, nice);
+        // Already holding a good match: search a quarter as far.
+        const chain = prevLength >= goodMatch ? shortChain : maxChain;
+        const found = longestMatch(view, prev, strstart, hashHead, prevLength, chain, nice);
         let len = found & MATCH_LENGTH_MASK;
         if (found > MATCH_LENGTH_MASK) matchStart = (found >>> MATCH_START_SHIFT) - 1;
         if (len > lookahead) len = lookahead;
@@ -310,8 +376,13 @@ export class DeflateEngine {
         litFreq[LENGTH_CODE[lc]! + LITERALS + 1]!++;
         const d = dist - 1;
         distFreq[d < 256 ? DIST_CODE[d]! : DIST_CODE[256 + (d >>> 7)]!]!++;
-        let flush = count === symbolsPerBlock;
-        if (truncateBlocks && (count & 0xfff) === 0 && !flush) flush = this.compressingWell(count, distCount, strstart);
+        // GNU gzip's compressing-well check runs at the position of the symbol, the block ends after it.
+        if (count === symbolsPerBlock) {
+          stop = STOP_FLUSH;
+        } else if (truncateBlocks && (count & 0xfff) === 0) {
+          stop = STOP_CHECK;
+          checkAt = strstart;
+        }
 
         lookahead -= prevLength - 1;
         let n = prevLength - 2;
@@ -335,63 +406,48 @@ export class DeflateEngine {
         matchAvailable = false;
         matchLength = MIN_MATCH - 1;
         strstart++;
-        if (flush) {
-          block.count = count;
-          block.distCount = distCount;
-          this.strstart = strstart;
-          this.flushBlock(false);
-          count = 0;
-          distCount = 0;
-        }
       } else if (matchAvailable) {
         // No match at the previous position, or this one is longer: the previous byte is a literal.
         const c = win[strstart - 1]!;
         syms[count] = c;
         count++;
         litFreq[c]!++;
-        let flush = count === symbolsPerBlock;
-        if (truncateBlocks && (count & 0xfff) === 0 && !flush) flush = this.compressingWell(count, distCount, strstart);
-        if (flush) {
-          block.count = count;
-          block.distCount = distCount;
-          this.strstart = strstart;
-          this.flushBlock(false);
-          count = 0;
-          distCount = 0;
+        // A block that ends here ends before the cursor moves on (blockEnd moves it).
+        if (count === symbolsPerBlock) {
+          stop = STOP_FLUSH_LITERAL;
+        } else if (truncateBlocks && (count & 0xfff) === 0) {
+          stop = STOP_CHECK_LITERAL;
+          checkAt = strstart;
+        } else {
+          strstart++;
+          lookahead--;
         }
-        strstart++;
-        lookahead--;
       } else {
         matchAvailable = true;
         strstart++;
         lookahead--;
       }
-    }
+    } while (stop === STOP_FILL && !tail && lookahead >= MIN_LOOKAHEAD);
 
-    if (matchAvailable) {
-      const c = win[strstart - 1]!;
-      syms[count] = c;
-      count++;
-      litFreq[c]!++;
-      matchAvailable = false;
-    }
     this.strstart = strstart;
     this.lookahead = lookahead;
     this.insH = h;
     this.matchStart = matchStart;
     this.matchLength = matchLength;
     this.matchAvailable = matchAvailable;
+    this.checkAt = checkAt;
     block.count = count;
     block.distCount = distCount;
-    return true;
+    return stop;
   }
 
   /**
    * Levels 1 to 3: take the longest match at each position at once. Strings inside a match are hashed
-   * only when the match is at most maxLazy long. Returns as runLazy does.
+   * only when the match is at most maxLazy long. Runs and stops as lazySteps does.
    */
-  private runFast(): boolean {
+  private fastSteps(tail: boolean): number {
     const win = this.window;
+    const view = this.view;
     const head = this.head;
     const prev = this.prev;
     const block = this.block;
@@ -399,7 +455,8 @@ export class DeflateEngine {
     const litFreq = block.lit.freq;
     const distFreq = block.dist.freq;
     const gnu = this.gnu;
-    const { maxLazy, goodMatch, niceMatch, maxChain, symbolsPerBlock, truncateBlocks } = this.params;
+    const { maxLazy, niceMatch, maxChain, symbolsPerBlock, truncateBlocks } = this.params;
+    // The previous length is always below MIN_MATCH here, hence below every level's goodMatch.
 
     let strstart = this.strstart;
     let lookahead = this.lookahead;
@@ -408,28 +465,10 @@ export class DeflateEngine {
     let matchLength = this.matchLength;
     let count = block.count;
     let distCount = block.distCount;
+    let checkAt = this.checkAt;
+    let stop = STOP_FILL;
 
-    for (;;) {
-      if (lookahead < MIN_LOOKAHEAD) {
-        if (!gnu || !this.eof) {
-          this.strstart = strstart;
-          this.lookahead = lookahead;
-          this.matchStart = matchStart;
-          const ready = this.fill();
-          strstart = this.strstart;
-          lookahead = this.lookahead;
-          matchStart = this.matchStart;
-          if (!ready) {
-            this.insH = h;
-            this.matchLength = matchLength;
-            block.count = count;
-            block.distCount = distCount;
-            return false;
-          }
-        }
-        if (lookahead === 0) break;
-      }
-
+    do {
       let hashHead = 0;
       if (gnu || lookahead >= MIN_MATCH) {
         h = ((h << HASH_SHIFT) ^ win[strstart + 2]!) & HASH_MASK;
@@ -441,14 +480,15 @@ export class DeflateEngine {
       // matchLength keeps its last value (below MIN_MATCH) when no search is made.
       if (hashHead !== 0 && strstart - hashHead <= MAX_DIST && strstart <= LAST_MATCH_POS) {
         const nice = !gnu && niceMatch > lookahead ? lookahead : niceMatch;
-        const found = longestMatch(win, prev, strstart, hashHead, MIN_MATCH - 1, maxChain, goodMatch, nice);
+        const found = longestMatch(view, prev, strstart, hashHead, MIN_MATCH - 1, maxChain, nice);
         let len = found & MATCH_LENGTH_MASK;
         if (found > MATCH_LENGTH_MASK) matchStart = (found >>> MATCH_START_SHIFT) - 1;
         if (len > lookahead) len = lookahead;
         matchLength = len;
       }
 
-      let flush: boolean;
+      // The compressing-well check runs at the position of the symbol; the block ends after it.
+      let tallied: number;
       if (matchLength >= MIN_MATCH) {
         const dist = strstart - matchStart;
         const lc = matchLength - MIN_MATCH;
@@ -458,8 +498,7 @@ export class DeflateEngine {
         litFreq[LENGTH_CODE[lc]! + LITERALS + 1]!++;
         const d = dist - 1;
         distFreq[d < 256 ? DIST_CODE[d]! : DIST_CODE[256 + (d >>> 7)]!]!++;
-        flush = count === symbolsPerBlock;
-        if (truncateBlocks && (count & 0xfff) === 0 && !flush) flush = this.compressingWell(count, distCount, strstart);
+        tallied = strstart;
 
         lookahead -= matchLength;
         // zlib also skips hashing when the match leaves fewer than 3 bytes of data.
@@ -482,28 +521,26 @@ export class DeflateEngine {
         syms[count] = c;
         count++;
         litFreq[c]!++;
-        flush = count === symbolsPerBlock;
-        if (truncateBlocks && (count & 0xfff) === 0 && !flush) flush = this.compressingWell(count, distCount, strstart);
+        tallied = strstart;
         lookahead--;
         strstart++;
       }
-      if (flush) {
-        block.count = count;
-        block.distCount = distCount;
-        this.strstart = strstart;
-        this.flushBlock(false);
-        count = 0;
-        distCount = 0;
+      if (count === symbolsPerBlock) {
+        stop = STOP_FLUSH;
+      } else if (truncateBlocks && (count & 0xfff) === 0) {
+        stop = STOP_CHECK;
+        checkAt = tallied;
       }
-    }
+    } while (stop === STOP_FILL && !tail && lookahead >= MIN_LOOKAHEAD);
 
     this.strstart = strstart;
     this.lookahead = lookahead;
     this.insH = h;
     this.matchStart = matchStart;
     this.matchLength = matchLength;
+    this.checkAt = checkAt;
     block.count = count;
     block.distCount = distCount;
-    return true;
+    return stop;
   }
 }
