@@ -111,6 +111,14 @@ export class PieceScheduler {
   /** Pieces not done as of `undoneDone` pieces done (assignSwarmScan). */
   private undone?: Piece[];
   private undoneDone = -1;
+  /**
+   * assignSwarmScan's free pieces and their availability, kept from call to call and filled afresh: it
+   * runs whenever a connection is free, and new arrays each time (with for-of iterators over every piece)
+   * were some 60% of a leecher's JavaScript allocation, hence of its young-generation collections
+   * (docs/BENCHMARKS.md, bench:swarm).
+   */
+  private freeScratch: Piece[] = [];
+  private availScratch = new Uint16Array(0);
   private doneCount = 0;
   /** Set when the sources are a swarm's (some peer says which pieces it has): see `assignSwarm`. */
   private readonly swarm?: SwarmOptions;
@@ -221,12 +229,23 @@ export class PieceScheduler {
     // Pieces not done, in the order of `freePieces`, pruned as they get done (a scan over every piece of
     // a large file for each assignment showed in profiles).
     if (!this.undone || this.undoneDone !== this.doneCount) {
-      this.undone = this.undone ? this.undone.filter((p) => !p.done) : this.pieces.map((_, k) => this.pieces[(this.firstFree + k) % this.pieces.length]!).filter((p) => !p.done);
+      if (!this.undone) this.undone = this.pieces.map((_, k) => this.pieces[(this.firstFree + k) % this.pieces.length]!).filter((p) => !p.done);
+      else {
+        // Pruned in place, in order.
+        let kept = 0;
+        for (let k = 0; k < this.undone.length; k++) if (!this.undone[k]!.done) this.undone[kept++] = this.undone[k]!;
+        this.undone.length = kept;
+      }
       this.undoneDone = this.doneCount;
     }
-    const free: Piece[] = [];
-    for (const p of this.undone) if (!p.done && p.inflight.size === 0) free.push(p);
-    if (free.length === 0) {
+    // The first `nFree` entries of the scratch array are this call's free pieces (indexed loops: no iterator objects).
+    const free = this.freeScratch;
+    let nFree = 0;
+    for (let k = 0; k < this.undone.length; k++) {
+      const p = this.undone[k]!;
+      if (!p.done && p.inflight.size === 0) free[nFree++] = p;
+    }
+    if (nFree === 0) {
       // End game: a duplicate only from a source that does not say it lacks the piece.
       for (const cand of [...live].filter((st) => st.active < opts.perSource).sort((a, b) => a.active - b.active)) {
         const p = endGamePiece(this.pieces, cand, this.states, now, (piece) => claims(cand, piece));
@@ -241,8 +260,8 @@ export class PieceScheduler {
     for (const st of live) {
       const c = this.toldBy(st);
       let lacks = 0, said = 0;
-      for (const p of free) {
-        const v = c[p.index]!;
+      for (let i = 0; i < nFree; i++) {
+        const v = c[free[i]!.index]!;
         if (v === LACK) lacks++;
         if (v !== UNKNOWN) said++;
       }
@@ -257,17 +276,18 @@ export class PieceScheduler {
       (lacks > 0 && said > lacks ? partial : lacks === 0 ? whole : []).push(st);
     }
     // How many peers with some of the free pieces have each one: the rarer, the sooner it is asked for.
-    const avail = new Uint16Array(free.length);
+    if (this.availScratch.length < nFree) this.availScratch = new Uint16Array(this.pieces.length);
+    const avail = this.availScratch.fill(0, 0, nFree);
     for (const st of partial) {
       const c = told.get(st)!;
-      for (let i = 0; i < free.length; i++) if (c[free[i]!.index] === CLAIM && !free[i]!.askedOf.has(st)) avail[i]!++;
+      for (let i = 0; i < nFree; i++) if (c[free[i]!.index] === CLAIM && !free[i]!.askedOf.has(st)) avail[i]!++;
     }
     const byLoad = (a: SourceState, b: SourceState) => a.active - b.active || rateOf(b) - rateOf(a);
     const room = (st: SourceState) => st.active < opts.perSource;
     // Random among the candidates of the lowest rank (reservoir sampling: one pass, no array).
     const pick = (st: SourceState, eligible: (i: number) => boolean, rank: (i: number) => number): Piece | undefined => {
       let best = -1, bestRank = Infinity, seen = 0;
-      for (let i = 0; i < free.length; i++) {
+      for (let i = 0; i < nFree; i++) {
         if (free[i]!.askedOf.has(st) || !eligible(i)) continue;
         const r = rank(i);
         if (r < bestRank) {
@@ -311,7 +331,8 @@ export class PieceScheduler {
     const version = loc.type === 'opener' ? (loc.hasVersion?.() ?? NaN) : NaN;
     if (st.told?.version === version && st.told.bits.length === this.pieces.length) return st.told.bits;
     const bits = st.told?.bits.length === this.pieces.length ? st.told.bits : new Uint8Array(this.pieces.length);
-    for (const p of this.pieces) {
+    for (let k = 0; k < this.pieces.length; k++) {
+      const p = this.pieces[k]!;
       if (p.done) continue;
       const v = has(p.start, p.end);
       bits[p.index] = v === undefined ? UNKNOWN : v ? CLAIM : LACK;
