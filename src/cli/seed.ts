@@ -1,4 +1,4 @@
-// sourcemesh seed --root DIR | --local [STORE] [--torrent FILE]... [--listen HOST:PORT] [--max-peers N] [--upload-rate R] [--dht] [--tracker URL]...
+// sourcemesh seed --root DIR | --local [STORE] [--torrent FILE]... [--no-torrent-trackers] [--listen HOST:PORT] [--max-peers N] [--upload-rate R] [--dht] [--tracker URL]...
 // Every verified file of a mirror root (as `serve` indexes it) or of the store, seeded to BitTorrent peers.
 import { Command } from 'commander';
 import path from 'node:path';
@@ -19,8 +19,8 @@ import { startDht } from './mirrors-dht.ts';
 import { stateDirOf } from '../mirror/sync.ts';
 import { addSeedDiscoveryOptions, checkSeedDiscoveryFlags, startSeedDiscovery, type SeedDiscoveryFlags } from './seed-discovery.ts';
 import { createAgent } from '../fetch/http.ts';
-import { Announcer } from '../torrent/announce.ts';
-import { isHttpTracker } from '../torrent/tracker.ts';
+import { Announcer, type AnnounceGroup } from '../torrent/announce.ts';
+import { TrackerTiers, isHttpTracker, printable } from '../torrent/tracker.ts';
 
 interface SeedFlags extends DhtFlags, SeedDiscoveryFlags {
   dht?: boolean;
@@ -31,6 +31,7 @@ interface SeedFlags extends DhtFlags, SeedDiscoveryFlags {
   uploadRate: string;
   tracker: string[];
   torrent: string[];
+  torrentTrackers: boolean;
 }
 
 export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -43,7 +44,8 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
     .option('--upload-rate <rate>', 'bytes per second for all peers together, e.g. 10M; 0 for no limit', '0')
     .option('--dht', 'announce every seeded info-hash in the BitTorrent DHT (BEP 5); implied by --dht-bootstrap')
     .option('--tracker <url>', 'announce every seeded info-hash to this HTTP tracker (BEP 3), as its interval asks, until stopped (repeatable)', (v: string, p: string[]) => [...p, v], [])
-    .option('--torrent <file>', 'also seed this torrent (a `torrent create --multi-file` one, or one of another piece length): each of its files must be a verified file seeded here, of its size, pieces root and v1 pieces (repeatable)', (v: string, p: string[]) => [...p, v], [])
+    .option('--torrent <file>', 'also seed this torrent (a `torrent create --multi-file` one, or one of another piece length): each of its files must be a verified file seeded here, of its size, pieces root and v1 pieces (repeatable); announced to its own trackers too', (v: string, p: string[]) => [...p, v], [])
+    .option('--no-torrent-trackers', 'do not announce a --torrent to the trackers it names (announce, announce-list); --tracker and the DHT still')
     .action(async (o: SeedFlags) => {
       if ((o.root === undefined) === (o.local === undefined)) throw new SourcemeshError('E_USAGE', 'seed needs exactly one of --root DIR and --local [STORE]');
       const { host, port } = parseListen(o.listen);
@@ -66,9 +68,17 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
       // A torrent given is the operator's word: one that does not match the verified files stops the seed.
       const byName = new Map(files.map((f) => [f.name, f]));
       const torrents: SeededTorrent[] = [];
+      /** Each torrent's own trackers (BEP 12 tiers; only http(s), at most trackersPerTorrent), unless --no-torrent-trackers. */
+      const ownTrackers: string[][][] = [];
       for (const file of o.torrent) {
         const what = `torrent ${file}`;
-        torrents.push(await prepareSeedTorrent(readTorrent(await readBoundedBytes(file, LIMITS.torrentBytes, what, 'E_FORMAT'), what), what, byName));
+        const t = readTorrent(await readBoundedBytes(file, LIMITS.torrentBytes, what, 'E_FORMAT'), what);
+        torrents.push(await prepareSeedTorrent(t, what, byName));
+        let room = LIMITS.trackersPerTorrent;
+        // A --tracker announces every info-hash already: not twice to the same tracker.
+        const tiers = o.torrentTrackers ? t.trackerTiers : [];
+        for (const u of tiers.flat().filter((x) => !isHttpTracker(x)).slice(0, LIMITS.trackersPerTorrent)) io.stderr.write(`sourcemesh seed: ${what}: tracker ${printable(u)} skipped: not an http(s) tracker (UDP trackers, BEP 15, are not spoken)\n`);
+        ownTrackers.push(tiers.map((tier) => tier.filter(isHttpTracker).filter((u) => !o.tracker.includes(u)).filter(() => room-- > 0)).filter((tier) => tier.length > 0));
       }
       const logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } }, pino.destination({ dest: 1, sync: true }));
       const log: Logger = logger;
@@ -101,9 +111,15 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
         await seeder.close();
         throw err;
       });
-      // BEP 3 trackers: each seeded info-hash, as complete (left 0), with what was sent of its file so far.
-      const dispatcher = o.tracker.length ? createAgent(LIMITS) : undefined;
-      const announcer = dispatcher && new Announcer(o.tracker, keys.map(({ h, sent }) => ({ infoHash: Buffer.from(h, 'hex'), counters: () => ({ uploaded: sent(), downloaded: 0, left: 0 }) })), { peerId: seeder.peerId, port: seeder.port, dispatcher, log });
+      // BEP 3 trackers: each seeded info-hash, as complete (left 0), with what was sent of its file so far;
+      // each --torrent's info-hashes also to that torrent's own trackers (BEP 12 tiers).
+      const announced = (h: string, sent: () => number) => ({ infoHash: Buffer.from(h, 'hex'), counters: () => ({ uploaded: sent(), downloaded: 0, left: 0 }) });
+      const groups: AnnounceGroup[] = torrents.flatMap((t, i) => (ownTrackers[i]!.length ? [{
+        tiers: new TrackerTiers(ownTrackers[i]!, Math.random),
+        hashes: [t.infoHashV1, t.infoHashV2?.slice(0, 40)].filter((h): h is string => h !== undefined).map((h) => announced(h, () => t.sent ?? 0)),
+      }] : []));
+      const dispatcher = o.tracker.length || groups.length ? createAgent(LIMITS) : undefined;
+      const announcer = dispatcher && new Announcer(o.tracker, keys.map(({ h, sent }) => announced(h, sent)), { peerId: seeder.peerId, port: seeder.port, dispatcher, log }, groups);
       await announcer?.start();
       io.stderr.write(`seeding ${files.length} file(s) (${formatBytes(files.reduce((n, f) => n + f.size, 0))})${torrents.length ? ` and ${torrents.length} torrent(s) of them` : ''} to peers at ${seeder.url}\n`);
       if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));

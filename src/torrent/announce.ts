@@ -77,16 +77,31 @@ export interface AnnouncerOptions {
 }
 
 /**
- * `seed --tracker URL`: every info-hash announced to each tracker (`started` first), again after the
- * delay its last answers ask for (the longest of them, tracker.ts nextAnnounceDelay), `stopped` on
- * close. Announces to one tracker go one at a time; each is bounded by trackerTimeoutMs.
+ * Info-hashes announced to the trackers of some tiers (BEP 12): each announce goes to the first tracker
+ * that answers, tier by tier, which then moves to the front of its tier. A torrent's own `announce` /
+ * `announce-list`; a `--tracker URL` is a tier of one.
+ */
+export interface AnnounceGroup {
+  tiers: TrackerTiers;
+  hashes: Announced[];
+}
+
+interface Group extends AnnounceGroup {
+  /** The tracker that last answered for each info-hash: the one told `stopped`. */
+  answeredBy: Map<Announced, string>;
+}
+
+/**
+ * `seed`: every info-hash announced to each tracker given (`--tracker`, with every seeded info-hash) and
+ * each group's tiers (`seed --torrent`: a torrent's own trackers, with its info-hashes), `started` first,
+ * again after the delay its last answers ask for (the longest of them, tracker.ts nextAnnounceDelay),
+ * `stopped` on close. Announces of one group go one at a time; each is bounded by trackerTimeoutMs.
  */
 export class Announcer {
   private readonly abort = new AbortController();
   private readonly timers = new Set<NodeJS.Timeout>();
   private readonly running = new Set<Promise<void>>();
-  private readonly trackers: string[];
-  private readonly hashes: Announced[];
+  private readonly groups: Group[];
   private readonly opts: AnnouncerOptions;
   private readonly log: Logger;
   private readonly trackerIds = new Map<string, string>();
@@ -94,24 +109,25 @@ export class Announcer {
   answered = 0;
   failed = 0;
 
-  constructor(trackers: string[], hashes: Announced[], opts: AnnouncerOptions) {
-    this.trackers = [...new Set(trackers)];
-    this.hashes = hashes;
+  constructor(trackers: string[], hashes: Announced[], opts: AnnouncerOptions, groups: AnnounceGroup[] = []) {
+    this.groups = [...[...new Set(trackers)].map((url) => ({ tiers: new TrackerTiers([[url]], Math.random), hashes })), ...groups]
+      .filter((g) => g.hashes.length > 0 && g.tiers.order().length > 0)
+      .map((g) => ({ ...g, answeredBy: new Map() }));
     this.opts = opts;
     this.log = opts.log ?? SILENT;
   }
 
-  /** Announces `started` everywhere once (resolves when each tracker had its first round), then keeps going. */
+  /** Announces `started` everywhere once (resolves when each group had its first round), then keeps going. */
   async start(): Promise<void> {
-    await Promise.all(this.trackers.map((url) => this.round(url, 'started', 1)));
+    await Promise.all(this.groups.map((g) => this.round(g, 'started', 1)));
   }
 
-  private async round(url: string, event: 'started' | undefined, failuresBefore: number): Promise<void> {
+  private async round(g: Group, event: 'started' | undefined, failuresBefore: number): Promise<void> {
     let longest: { interval: number; minInterval?: number } | undefined;
     let failures = 0;
-    for (const h of this.hashes) {
+    for (const h of g.hashes) {
       if (this.abort.signal.aborted) return;
-      const r = await this.one(url, h, event);
+      const r = await this.tiered(g, h, event);
       if (!r) {
         failures++;
         continue;
@@ -123,16 +139,30 @@ export class Announcer {
     // A round where nothing answered backs off; one where something did follows the tracker's interval.
     const delay = longest ? nextAnnounceDelay(longest, this.limits()) : nextAnnounceDelay({ failures: failuresBefore }, this.limits());
     const next = longest ? 1 : failuresBefore + 1;
-    this.log.info({ tracker: printable(url), announced: this.hashes.length - failures, failed: failures, nextInSeconds: Math.round(delay / 1000) }, 'announced to the tracker');
+    const tracker = g.tiers.order()[0]!;
+    this.log.info({ tracker: printable(tracker), ...(g.tiers.order().length > 1 && { tiers: g.tiers.tiers.length }), announced: g.hashes.length - failures, failed: failures, nextInSeconds: Math.round(delay / 1000) }, 'announced to the tracker');
     // A round that had failures announces `started` again next time: the tracker may not know us yet.
     const timer = setTimeout(() => {
       this.timers.delete(timer);
-      const p = this.round(url, failures ? 'started' : undefined, next);
+      const p = this.round(g, failures ? 'started' : undefined, next);
       this.running.add(p);
       void p.finally(() => this.running.delete(p));
     }, delay);
     timer.unref();
     this.timers.add(timer);
+  }
+
+  /** BEP 12: the group's trackers in order until one answers. */
+  private async tiered(g: Group, h: Announced, event: 'started' | undefined): Promise<AnnounceResponse | undefined> {
+    for (const url of g.tiers.order()) {
+      if (this.abort.signal.aborted) return undefined;
+      const r = await this.one(url, h, event);
+      if (!r) continue;
+      g.tiers.answered(url);
+      g.answeredBy.set(h, url);
+      return r;
+    }
+    return undefined;
   }
 
   private limits(): Limits {
@@ -165,9 +195,10 @@ export class Announcer {
     this.timers.clear();
     await Promise.allSettled([...this.running]);
     // All the goodbyes together within one trackerTimeoutMs: a tracker that is down does not hold up the exit.
+    // Each info-hash's to the tracker that last answered for it (a group's first one if none did).
     const stop = AbortSignal.timeout(this.limits().trackerTimeoutMs);
-    await Promise.all(this.trackers.map(async (url) => {
-      for (const h of this.hashes) await this.one(url, h, 'stopped', stop);
+    await Promise.all(this.groups.map(async (g) => {
+      for (const h of g.hashes) await this.one(g.answeredBy.get(h) ?? g.tiers.order()[0]!, h, 'stopped', stop);
     }));
   }
 }
