@@ -124,6 +124,11 @@ export const LIMITS = {
    */
   serveSyncReadSlowMs: 4,
   serveSyncReadBackoffMs: 1000,
+  /**
+   * Listening sockets (SO_REUSEPORT) one serve process accepts on: libuv accepts one connection per
+   * socket and event-loop turn, and a busy turn takes milliseconds, so newcomers waited one turn each.
+   */
+  serveAcceptSockets: 8,
   /** A signed inventory (a note, but larger than noteBytes allows) and its file count. */
   inventoryBytes: 64 * MiB,
   inventoryFiles: 200_000,

@@ -197,6 +197,8 @@ export class MirrorServer {
   private readonly sendWatch: SendWatch;
   private readonly timer: NodeJS.Timeout;
   private closing = false;
+  /** The listening sockets beside the server's own (listenShared), closed with it. */
+  private acceptors: net.Server[] = [];
   private onIndexed?: () => void;
   /** Resolves the wait of close() once the last connection is gone (connections handed in by accept). */
   private drained?: () => void;
@@ -266,19 +268,17 @@ export class MirrorServer {
       self.wire(opts);
       return self;
     }
+    const acceptors: net.Server[] = [];
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen({ host: opts.host, port: opts.port }, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await listenShared(server, acceptors, opts.host, opts.port, limits.serveAcceptSockets);
     } catch (err) {
+      for (const a of acceptors) a.close();
+      if (server.listening) server.close();
       content.close();
       throw fromSystemError(err, `cannot listen on ${opts.host}:${opts.port}`);
     }
     self = new MirrorServer(opts, content, server, server.address() as AddressInfo);
+    self.acceptors = acceptors;
     self.wire(opts);
     return self;
   }
@@ -325,13 +325,18 @@ export class MirrorServer {
     // net.Server's close, not http.Server's: the latter also destroys every connection it deems idle,
     // and it deems a response idle once end() was called, while its last bytes may still be queued
     // for a slow client. Connections are ended here instead, each once its responses are out.
-    // Connections handed in by accept() are not the net.Server's own: wait for them by our count.
-    const closed = this.opts.listen === false
-      ? new Promise<void>((resolve) => {
+    // Connections handed in by accept() or taken by the other accepting sockets are not the
+    // net.Server's own: wait for them by our count.
+    const waits: Promise<void>[] = [];
+    if (this.opts.listen !== false) waits.push(new Promise<void>((resolve) => net.Server.prototype.close.call(this.server, () => resolve())));
+    for (const a of this.acceptors) a.close();
+    if (this.opts.listen === false || this.acceptors.length > 0) {
+      waits.push(new Promise<void>((resolve) => {
         this.drained = resolve;
         if (this.connections.size === 0) resolve();
-      })
-      : new Promise<void>((resolve) => net.Server.prototype.close.call(this.server, () => resolve()));
+      }));
+    }
+    const closed = Promise.all(waits);
     for (const c of this.connections.values()) if (c.active === 0) c.http.end();
     const timer = setTimeout(() => {
       cut = this.connections.size;
@@ -604,6 +609,45 @@ export class MirrorServer {
 }
 
 type FileKind = 'name' | 'sha256' | 'pieces';
+
+/** Listen on `options` (resolves once listening, rejects with the listen error). */
+function listenOn(server: net.Server, options: net.ListenOptions): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/**
+ * Listen on HOST:PORT with `count` sockets (SO_REUSEPORT), every one handing its connections to
+ * `server`; those beside the server's own go into `acceptors`. libuv accepts one connection per
+ * listening socket and event-loop turn, and a turn that serves many large responses takes
+ * milliseconds (a pread and a write of 1 MiB each): a burst of newcomers waited in the kernel's
+ * queue one turn each, 128 at once up to 1.5 s (docs/BENCHMARKS.md, bench:serve, "Accepting").
+ * With `count` sockets the kernel spreads newcomers over them and a turn takes up to `count`.
+ * The port is first bound alone, so a port in use fails as a plain listen does, and another
+ * `serve` on the same port fails the same way instead of sharing it.
+ */
+async function listenShared(server: net.Server, acceptors: net.Server[], host: string, port: number, count: number): Promise<void> {
+  if (count <= 1) return listenOn(server, { host, port });
+  if (port !== 0) {
+    const probe = net.createServer();
+    await listenOn(probe, { host, port });
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  }
+  await listenOn(server, { host, port, reusePort: true });
+  const bound = server.address() as AddressInfo;
+  for (let i = 1; i < count; i++) {
+    const a = net.createServer({ noDelay: true }, (socket) => server.emit('connection', socket));
+    acceptors.push(a);
+    await listenOn(a, { host: bound.address, port: bound.port, reusePort: true });
+    // As on the server's own socket: an accept error (EMFILE) is the server's.
+    a.on('error', (err) => server.emit('error', err));
+  }
+}
 
 /** No Range and no condition: a plain GET or HEAD. */
 function isPlain(h: http.IncomingHttpHeaders): boolean {
