@@ -17,7 +17,7 @@ export async function readRange(source: Source, start: number, end: number, ctx:
   let opened: Opened;
   if (loc.type === 'http') opened = await openHttp(loc.url, { offset: start, end, signal, dispatcher: ctx.dispatcherFor?.(source) ?? ctx.dispatcher, limits: ctx.limits, shortEndOk: true });
   else if (loc.type === 'file') opened = await openFile(loc.path, { offset: start, end, signal, shortEndOk: true });
-  else if (loc.type === 'opener') opened = await loc.open({ offset: start, end, signal, shortEndOk: true });
+  else if (loc.type === 'opener') opened = await loc.open({ offset: start, end, signal, shortEndOk: true, into });
   else throw new SourcemeshError('E_INTERNAL', 'git snapshots are not fetched in pieces');
   if (!opened.ranged) {
     opened.cancel();
@@ -35,7 +35,8 @@ export async function readRange(source: Source, start: number, end: number, ctx:
         opened.cancel();
         throw new SourcemeshError('E_SIZE', `${source.label} sent more than the ${want} bytes asked for (bytes ${start}-${end})`);
       }
-      buf.set(chunk, got);
+      // A chunk the transport read into `into` in place (OpenOptions.into) is where it belongs already.
+      if (chunk.buffer !== buf.buffer || chunk.byteOffset !== buf.byteOffset + got) buf.set(chunk, got);
       got += chunk.length;
     }
   } catch (err) {

@@ -33,6 +33,12 @@ export interface OpenOptions {
   /** Only resume if the representation is still this one (If-Range); else send the whole file. */
   ifRange?: string;
   signal?: AbortSignal;
+  /**
+   * Memory the transport may read the range into in place (byte `offset + k` at `into[k]`), when it is
+   * long enough for all of it; the body's chunks are then views of it, each at its place. A peer's
+   * blocks land there straight from the connection's read memory (src/torrent/peer-source.ts).
+   */
+  into?: Uint8Array;
 }
 
 /** Errors that may go away if we try again later (network trouble, 5xx). */

@@ -11,11 +11,13 @@ import type { Source } from '../fetch/plan.ts';
 import { transferError, type OpenOptions, type Opened } from '../fetch/transport.ts';
 import { LIMITS, type Limits } from '../limits.ts';
 import type { Torrent } from './metainfo.ts';
-import { MessageGuard } from './peer-wire.ts';
-import { createWire, type Wire } from './wire.ts';
+import { PeerReader } from './peer-wire.ts';
+import { createWire, deliverPiece, type Wire } from './wire.ts';
 
 /** Requests in flight on one connection (below the `reqq` 250 most clients advertise). */
 const WINDOW = 64;
+/** Bytes of one read from a peer's socket, into the connection's own memory (PeerReader): as a socket read of Node's. */
+const READ_BYTES = 64 * 1024;
 
 /** Where each file of a torrent starts in its piece space: v2 and hybrid files start on a piece boundary (BEP 52, BEP 47). */
 export function fileOffsets(t: Torrent): number[] {
@@ -126,6 +128,7 @@ class PeerConnection {
   private heard = false;
   private readonly socket: net.Socket;
   private readonly wire: Wire;
+  private readonly reader: PeerReader;
   private readonly ready: Promise<void>;
   private failure?: SourcemeshError;
   private readonly peer: string;
@@ -139,13 +142,24 @@ class PeerConnection {
     this.limits = limits;
     const i = peer.lastIndexOf(':');
     const host = peer.slice(0, i).replace(/^\[|\]$/g, '');
-    this.socket = net.connect({ host, port: Number(peer.slice(i + 1)), localAddress, noDelay: true });
     this.wire = createWire('tcpOutgoing');
-    const guard = new MessageGuard(limits.peerMessageBytes, (why) => this.fail(why ? `sent ${why}` : 'did not answer with a BitTorrent handshake', false));
+    // Reads land in the connection's own memory: each block is copied from it into its piece by the
+    // request's callback (`open`), the other messages go to the wire library as copies.
+    const wire = this.wire;
+    const reader = new PeerReader(limits.peerMessageBytes, READ_BYTES, (why) => this.fail(why ? `sent ${why}` : 'did not answer with a BitTorrent handshake', false),
+      (index, begin, block) => deliverPiece(wire, index, begin, block), (bytes) => wire.write(bytes));
+    this.reader = reader;
+    this.socket = net.connect({ host, port: Number(peer.slice(i + 1)), localAddress, noDelay: true, onread: { buffer: reader.buffer, callback: (n: number) => {
+      // Consumed before the callback returns (bounded by the requests we made), so reading goes on.
+      reader.read(n);
+      return true;
+    } } });
     this.socket.on('error', (err) => this.fail(err.message, true));
     this.socket.on('close', () => this.fail('closed the connection', true));
+    // The socket's end is the wire's (what a pipe from it did): its requests still waiting fail at once.
+    this.socket.on('close', () => this.wire.destroy());
     this.wire.on('error', (err) => this.fail(err.message, true));
-    this.socket.pipe(guard).pipe(this.wire).pipe(this.socket);
+    this.wire.pipe(this.socket);
     this.socket.setTimeout(limits.idleTimeoutMs, () => this.fail(`sent nothing for ${limits.idleTimeoutMs / 1000} s`, true));
     this.wire.setTimeout(limits.idleTimeoutMs, true);
     this.wire.on('timeout', () => this.fail(`answered no request for ${limits.idleTimeoutMs / 1000} s`, true));
@@ -186,6 +200,7 @@ class PeerConnection {
       this.version = ++said;
     }
     this.closed = true;
+    this.reader.stop();
     this.socket.destroy();
   }
 
@@ -197,6 +212,7 @@ class PeerConnection {
       this.version = ++said;
     }
     this.closed = true;
+    this.reader.stop();
     this.socket.destroy();
   }
 
@@ -257,12 +273,13 @@ class PeerConnection {
     const last = Math.min(o.end ?? fileSize - 1, fileSize - 1);
     if (o.offset > last) throw new SourcemeshError('E_HTTP', `${label}: bytes ${o.offset}- lie past the end of the file`, { rangeNotSatisfiable: true, completeLength: fileSize });
     await this.ready;
-    const blocks: { index: number; begin: number; length: number }[] = [];
+    /** `at`: where the block lies in the range. */
+    const blocks: { index: number; begin: number; length: number; at: number }[] = [];
     for (let pos = fileStart + o.offset; pos <= fileStart + last;) {
       const index = Math.floor(pos / this.pieceLength);
       const begin = pos - index * this.pieceLength;
       const length = Math.min(this.limits.peerBlockBytes, this.pieceLength - begin, fileStart + last + 1 - pos);
-      blocks.push({ index, begin, length });
+      blocks.push({ index, begin, length, at: pos - fileStart - o.offset });
       pos += length;
     }
     // A peer is asked only for pieces it claims. Another leecher may lack one yet: wait a little for its
@@ -273,6 +290,9 @@ class PeerConnection {
     // `cancel`), so the other pieces in flight on this connection go on.
     const pending = new Set<(typeof blocks)[number]>();
     let cancelled = false;
+    // The caller's memory for the range (OpenOptions.into), when it holds all of it: each block is copied
+    // there as it arrives, and the body yields views of it in place.
+    const into = o.into && o.into.length >= last - o.offset + 1 ? o.into : undefined;
     const request = (b: (typeof blocks)[number]) => new Promise<Buffer>((resolve, reject) => {
       pending.add(b);
       this.corkForTurn();
@@ -280,8 +300,11 @@ class PeerConnection {
         pending.delete(b);
         if (cancelled) return reject(transferError('E_NETWORK', `${label}: its read was cancelled (slower than another source)`, true));
         if (err || !data) return reject(this.failure ?? transferError('E_NETWORK', `${label}: ${err?.message ?? 'no data'}`, true));
-        // A view, not a copy: the wire hands out slices of fresh socket reads, and readRange copies it into the piece at once.
-        resolve(Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength));
+        // `data` is a view of the connection's read memory (PeerReader), good only now: copied at once.
+        // Its length is the request's (the wire matches index, begin and length), so it fits its place.
+        if (!into) return resolve(Buffer.from(data));
+        into.set(data, b.at);
+        resolve(Buffer.from(into.buffer, into.byteOffset + b.at, data.length));
       });
     });
     const abort = () => {

@@ -34,3 +34,13 @@ export function createWire(type: 'tcpIncoming' | 'tcpOutgoing' = 'tcpIncoming'):
 export function sendMessage(wire: Wire, id: number, payload: Uint8Array): void {
   (wire as unknown as { _message(id: number, numbers: number[], data: Uint8Array): void })._message(id, [], payload);
 }
+
+/**
+ * A `piece` message (BEP 3, id 7) read outside the library's parser (src/torrent/peer-wire.ts
+ * PeerReader): handed to the library's own handler, which answers the matching request (same index,
+ * begin and length; a block nobody asked for is dropped) and keeps its request queue and timeout. `block`
+ * is good only during the call: the request's callback copies it.
+ */
+export function deliverPiece(wire: Wire, index: number, begin: number, block: Uint8Array): void {
+  (wire as unknown as { _onPiece(index: number, begin: number, block: Uint8Array): void })._onPiece(index, begin, block);
+}

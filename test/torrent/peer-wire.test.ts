@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { blockHashes, pieceMapFromLeaves } from '../../src/fetch/piece-map.ts';
 import { MerkleTree } from '../../src/torrent/merkle-tree.ts';
-import { MessageGuard, fullBitfield, hashMessagePayload, parseHashRequest } from '../../src/torrent/peer-wire.ts';
+import { MessageGuard, PeerReader, fullBitfield, hashMessagePayload, parseHashRequest } from '../../src/torrent/peer-wire.ts';
 import { bytes } from '../helpers/distfiles.ts';
 
 const h2 = (a: Buffer, b: Buffer) => createHash('sha256').update(a).update(b).digest();
@@ -139,4 +139,68 @@ test('the guard passes the whole messages of a chunk as a view of it, and copies
   assert.equal(views.length, 1, 'the whole messages of the second chunk: one view of it, no copy');
   assert.equal(views[0]!.byteOffset, second.byteOffset + 154);
   assert.equal(views[0]!.length, 304 + 14 + 4);
+});
+
+/** Feed `stream` to a PeerReader cut at `cuts`, each chunk written into the reader's own memory first, as a socket read with `onread` is. */
+function readAll(stream: Buffer, cuts: number[], max: number, readBytes: number): { pieces: { index: number; begin: number; block: Buffer; view: Buffer }[]; other: Buffer; violation?: string; reader: PeerReader } {
+  let violation: string | undefined;
+  const pieces: { index: number; begin: number; block: Buffer; view: Buffer }[] = [];
+  const other: Buffer[] = [];
+  const reader = new PeerReader(max, readBytes, (why) => (violation ??= why), (index, begin, block) => pieces.push({ index, begin, block: Buffer.from(block), view: block }), (b) => other.push(b));
+  const points = [...cuts.map((x) => x % (stream.length + 1)).sort((a, b) => a - b), stream.length];
+  let at = 0;
+  for (const c of points) {
+    // A read never exceeds the reader's memory.
+    while (at < c && violation === undefined) {
+      const n = Math.min(readBytes, c - at);
+      stream.copy(reader.buffer, 0, at, at + n);
+      reader.read(n);
+      at += n;
+    }
+  }
+  return { pieces, other: Buffer.concat(other), violation, reader };
+}
+
+const piece = (index: number, begin: number, len: number, fill: number) => msg(7, index, begin, Buffer.alloc(len, fill));
+const msg = (id: number, ...parts: (number | Buffer)[]) => {
+  const body = Buffer.concat([Buffer.from([id]), ...parts.map((p) => (typeof p === 'number' ? Buffer.from([p >>> 24, (p >>> 16) & 255, (p >>> 8) & 255, p & 255]) : p))]);
+  return Buffer.concat([Buffer.from([body.length >>> 24, (body.length >>> 16) & 255, (body.length >>> 8) & 255, body.length & 255]), body]);
+};
+
+test('property: the reader hands out every block and passes the other messages in order, however the stream is cut, its read memory reused', () => {
+  fc.assert(fc.property(
+    fc.array(fc.oneof(
+      fc.record({ kind: fc.constant('piece' as const), index: fc.nat(1000), begin: fc.nat(1 << 20), len: fc.integer({ min: 0, max: 2000 }) }),
+      fc.record({ kind: fc.constant('other' as const), len: fc.integer({ min: 0, max: 300 }) }),
+    ), { maxLength: 14 }),
+    fc.array(fc.nat(), { maxLength: 20 }),
+    fc.integer({ min: 1, max: 700 }),
+    (parts, cuts, readBytes) => {
+      const msgs = parts.map((p, i) => (p.kind === 'piece' ? piece(p.index, p.begin, p.len, i) : message(p.len, i)));
+      const stream = Buffer.concat([handshake, ...msgs]);
+      const r = readAll(stream, cuts, 2100, readBytes);
+      assert.equal(r.violation, undefined);
+      // A piece is any message of id 7 and 9 bytes or more (BEP 3), whichever way it was made.
+      const isPiece = (m: Buffer) => m.length >= 13 && m[4] === 7;
+      const wantPieces = msgs.filter(isPiece).map((m) => ({ index: m.readUInt32BE(5), begin: m.readUInt32BE(9), block: m.subarray(13) }));
+      assert.deepEqual(r.pieces.map(({ index, begin, block }) => ({ index, begin, block })), wantPieces);
+      // Every other message and the handshake, unchanged and in order.
+      assert.ok(r.other.equals(Buffer.concat([handshake, ...msgs.filter((m) => !isPiece(m))])));
+    }), { numRuns: 500 });
+});
+
+test('the reader stops at a length prefix over the bound, before its body; a block cut between reads is put together in memory kept for the next', () => {
+  const head = Buffer.from([0, 0x10, 0, 0]); // 1 MiB
+  const r = readAll(Buffer.concat([handshake, piece(1, 0, 100, 1), head, Buffer.alloc(3000)]), [80, 200], 2100, 64);
+  assert.match(r.violation ?? '', /a message of 1048576 bytes \(at most 2100\)/);
+  assert.equal(r.pieces.length, 1);
+  // Two blocks, each cut across reads of 64 bytes: put together in the same memory, which is no read's.
+  const two = readAll(Buffer.concat([handshake, piece(1, 0, 1000, 1), piece(1, 1000, 1000, 2)]), [], 2100, 64);
+  assert.equal(two.pieces.length, 2);
+  assert.ok(two.pieces[0]!.block.equals(Buffer.alloc(1000, 1)) && two.pieces[1]!.block.equals(Buffer.alloc(1000, 2)));
+  assert.equal(two.pieces[0]!.view.buffer, two.pieces[1]!.view.buffer, 'the second cut block reused the first one\'s memory');
+  assert.notEqual(two.pieces[0]!.view.buffer, two.reader.buffer.buffer);
+  // A block whole in one read is a view of the read memory itself (no copy before the caller's).
+  const one = readAll(Buffer.concat([handshake, piece(3, 0, 100, 3)]), [68], 2100, 700);
+  assert.equal(one.pieces[0]!.view.buffer, one.reader.buffer.buffer);
 });
