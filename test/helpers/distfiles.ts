@@ -33,19 +33,20 @@ export async function writeManifest(dir: string, distfiles: Distfile[], name = '
 }
 
 /**
- * A temporary directory with `root/` holding `files` (name -> size; each file's bytes seeded by its size
- * plus `salt`) and `manifest.json` pinning each file's sha256 and size, its one URL unreachable (port 9):
- * the start of the seed and torrent tests.
+ * A temporary directory with `root/` holding `files` and `manifest.json` pinning each file's sha256 and
+ * size, its one URL unreachable (port 9): the start of the seed and torrent tests. A file is given by its
+ * size (its bytes then seeded by the size plus `salt`, its URL `http://127.0.0.1:9/NAME`) or by its bytes
+ * and, optionally, its URL.
  */
-export async function rootWithFiles(t: { after(fn: () => unknown): void }, files: Record<string, number>, name: string, salt = 0) {
+export async function rootWithFiles(t: { after(fn: () => unknown): void }, files: Record<string, number | { body: Buffer; url?: string }>, name: string, salt = 0) {
   const dir = await tempDir(t);
   const root = path.join(dir, 'root');
   await mkdir(root);
   const distfiles: Distfile[] = [];
-  for (const [file, size] of Object.entries(files)) {
-    const body = bytes(size, size + salt);
+  for (const [file, given] of Object.entries(files)) {
+    const body = typeof given === 'number' ? bytes(given, given + salt) : given.body;
     await writeFile(path.join(root, file), body);
-    distfiles.push(distfile(file, body, [`http://127.0.0.1:9/${file}`], { size }));
+    distfiles.push(distfile(file, body, [(typeof given === 'number' ? undefined : given.url) ?? `http://127.0.0.1:9/${file}`], { size: body.length }));
   }
   const manifest = await writeManifest(dir, distfiles, name);
   return { dir, root, manifest, distfiles, expected: Object.fromEntries(distfiles.map((d) => [d.name, d.sha256!])) };

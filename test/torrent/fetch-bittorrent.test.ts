@@ -9,8 +9,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { ROOT, runCli, tempDir } from '../helpers/run.ts';
+import { bytes, rootWithFiles } from '../helpers/distfiles.ts';
+import { ROOT, runCli } from '../helpers/run.ts';
 import { startServe } from '../mirror/serve-process.ts';
 import { libtorrentSeed } from './libtorrent-seed-process.ts';
 import { startSeed } from './seed-process.ts';
@@ -22,11 +22,7 @@ const NAME = 'pkg-1.0.tar.xz';
 
 /** A root with the file, and a manifest pinning its sha256, size and (filled) merkleRoot. */
 async function setup(t: { after(fn: () => unknown): void }) {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  await writeFile(path.join(root, NAME), DATA);
-  const bare = await writeManifest(dir, [distfile(NAME, DATA, ['http://127.0.0.1:9/gone'], { size: SIZE })], 'p2p');
+  const { dir, root, manifest: bare } = await rootWithFiles(t, { [NAME]: { body: DATA, url: 'http://127.0.0.1:9/gone' } }, 'p2p');
   const manifest = path.join(dir, 'pinned.json');
   const r = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 'ours'), '--manifest-out', manifest]);
   assert.equal(r.code, 0, r.stderr);

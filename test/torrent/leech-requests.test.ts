@@ -6,11 +6,11 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { CLI, ROOT, runCli, tempDir } from '../helpers/run.ts';
+import { bytes, rootWithFiles } from '../helpers/distfiles.ts';
+import { CLI, ROOT, runCli } from '../helpers/run.ts';
 import { startSeed } from './seed-process.ts';
 
 const SIZE = 4 * 1024 * 1024 + 99;
@@ -19,11 +19,7 @@ const NAME = 'req-1.0.tar';
 const PIECE = 256 * 1024; // 16 blocks of 16 KiB per piece
 
 test('the requests for a piece leave together (strace of a real fetch --bittorrent)', async (t) => {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  await writeFile(path.join(root, NAME), DATA);
-  const bare = await writeManifest(dir, [distfile(NAME, DATA, ['http://127.0.0.1:9/gone'], { size: SIZE })], 'req');
+  const { dir, root, manifest: bare } = await rootWithFiles(t, { [NAME]: { body: DATA, url: 'http://127.0.0.1:9/gone' } }, 'req');
   const manifest = path.join(dir, 'pinned.json');
   const made = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 't'), '--manifest-out', manifest, '--piece-length', String(PIECE)]);
   assert.equal(made.code, 0, made.stderr);

@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
-import { ROOT, runCli, tempDir } from '../helpers/run.ts';
+import { bytes, rootWithFiles } from '../helpers/distfiles.ts';
+import { ROOT, runCli } from '../helpers/run.ts';
 import { startSeed } from './seed-process.ts';
 import { DhtNode } from '../../src/discovery/dht.ts';
 import { readFile } from 'node:fs/promises';
@@ -19,11 +19,7 @@ const DATA = bytes(SIZE, 91);
 const NAME = 'pkg-2.0.tar.xz';
 
 async function setup(t: { after(fn: () => unknown): void }) {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  await writeFile(path.join(root, NAME), DATA);
-  const bare = await writeManifest(dir, [distfile(NAME, DATA, ['http://127.0.0.1:9/gone'], { size: SIZE })], 'p2p');
+  const { dir, root, manifest: bare } = await rootWithFiles(t, { [NAME]: { body: DATA, url: 'http://127.0.0.1:9/gone' } }, 'p2p');
   const manifest = path.join(dir, 'pinned.json');
   const r = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 'ours'), '--manifest-out', manifest]);
   assert.equal(r.code, 0, r.stderr);

@@ -5,12 +5,12 @@
 // must end with the verified file.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
+import { bytes, rootWithFiles } from '../helpers/distfiles.ts';
 import { canMakeNamespaces, makeNetwork } from '../helpers/netns.ts';
-import { ROOT, runCli, tempDir, waitFor } from '../helpers/run.ts';
+import { ROOT, runCli, waitFor } from '../helpers/run.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const SIZE = 6_000_011;
@@ -18,11 +18,7 @@ const DATA = bytes(SIZE, 15);
 const NAME = 'swarm-3.1.tar.gz';
 
 test('a seed, a mirror and three leechers across namespaces with a private DHT: every leecher ends with the verified file', { skip: canMakeNamespaces() }, async (t) => {
-  const dir = await tempDir(t);
-  const root = path.join(dir, 'root');
-  await mkdir(root);
-  await writeFile(path.join(root, NAME), DATA);
-  const bare = await writeManifest(dir, [distfile(NAME, DATA, ['http://127.0.0.1:9/gone'], { size: SIZE })], 'swarm');
+  const { dir, root, manifest: bare } = await rootWithFiles(t, { [NAME]: { body: DATA, url: 'http://127.0.0.1:9/gone' } }, 'swarm');
   const manifest = path.join(dir, 'pinned.json');
   const made = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 't'), '--manifest-out', manifest]);
   assert.equal(made.code, 0, made.stderr);
