@@ -2,9 +2,52 @@
 // private path in our code, test/docs/private-imports.test.ts). Everything else takes undici's client,
 // agents and types from here, so an upgrade, or loading less of undici, is a change in one place.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
+import type * as Undici from 'undici';
 
-export { Agent, Dispatcher, Pool, Socks5ProxyAgent, request } from 'undici';
+// undici's parts are loaded by their paths, not through its index: the index also loads its fetch, web
+// streams, WebSocket, cache, cookies, mocks and interceptors, none of which we use, and their code is
+// 10-14 MB of a fetch's peak RSS (docs/BENCHMARKS.md, issue 21). undici 8 has no `exports` map, so these
+// paths are reachable; they are its CommonJS modules, typed here by its published types. What the index
+// adds on top of them is its `request(url, options)`, remade below.
+const load = createRequire(import.meta.url);
+
+export const Agent: typeof Undici.Agent = load('undici/lib/dispatcher/agent.js');
+export type Agent = Undici.Agent;
+export const Dispatcher: typeof Undici.Dispatcher = load('undici/lib/dispatcher/dispatcher.js');
+export type Dispatcher = Undici.Dispatcher;
+// Types that callers name through the class, as undici's index exports them.
+export declare namespace Dispatcher {
+  type ResponseData = Undici.Dispatcher.ResponseData;
+  type RequestOptions = Undici.Dispatcher.RequestOptions;
+  type DispatchOptions = Undici.Dispatcher.DispatchOptions;
+  type DispatchHandler = Undici.Dispatcher.DispatchHandler;
+  type DispatchController = Undici.Dispatcher.DispatchController;
+}
+export const Pool: typeof Undici.Pool = load('undici/lib/dispatcher/pool.js');
+export type Pool = Undici.Pool;
+export const Socks5ProxyAgent: typeof Undici.Socks5ProxyAgent = load('undici/lib/dispatcher/socks5-proxy-agent.js');
+export type Socks5ProxyAgent = Undici.Socks5ProxyAgent;
+export declare namespace Socks5ProxyAgent {
+  type Options = Undici.Socks5ProxyAgent.Options;
+}
+
+type RequestOptions = Omit<Undici.Dispatcher.RequestOptions, 'origin' | 'path' | 'method'> & { method?: Undici.Dispatcher.HttpMethod; dispatcher?: Undici.Dispatcher };
+type ApiRequest = (this: Undici.Dispatcher, options: Undici.Dispatcher.RequestOptions) => Promise<Undici.Dispatcher.ResponseData>;
+let apiRequest: ApiRequest | undefined;
+
+/**
+ * undici's `request(url, options)`: one request through `options.dispatcher` (src/ always gives one, an
+ * HTTP/1.1 agent; without it, undici's global agent, as its index does), its body a Readable. As undici's
+ * index makes it: the origin and the path with its query from `url`, GET unless a method is given.
+ */
+export function request(url: string | URL, options: RequestOptions = {}): Promise<Undici.Dispatcher.ResponseData> {
+  const { dispatcher = (load('undici/lib/global.js') as typeof Undici).getGlobalDispatcher(), ...rest } = options;
+  const u = typeof url === 'string' ? new URL(url) : url;
+  apiRequest ??= load('undici/lib/api/api-request.js') as ApiRequest;
+  return apiRequest.call(dispatcher, { ...rest, origin: u.origin, path: `${u.pathname}${u.search}`, method: rest.method ?? 'GET' });
+}
 
 // undici publishes this when a response's headers are parsed (lib/core/diagnostics.js): the parser's
 // functions have run, so each was compiled (V8 compiles WebAssembly functions lazily, at their first call).

@@ -1,6 +1,8 @@
 // `fetch` loads the modules of its optional features only when their options are given (src/cli/fetch.ts):
 // the packages of BitTorrent, the DHT, mDNS, serve's logger and progress bars stay unloaded by a plain
 // `fetch --help` and a plain `fetch --json` from a directory mirror, and load once their option is used.
+// undici is loaded by its parts (src/net/undici.ts): never its index, which brings its fetch, WebSocket,
+// cache and mocks.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -14,7 +16,7 @@ const MAIN = path.join(ROOT, 'src/cli/main.ts');
 const OPTIONAL = ['bittorrent-protocol', 'bittorrent-dht', 'multicast-dns', 'pino', 'cli-progress'];
 
 /** The node_modules packages a CLI run loaded (module load hook), and its exit status. */
-async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean }> {
+async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean; undiciIndex: boolean }> {
   const trace = path.join(dir, `trace-${Math.random().toString(36).slice(2)}`);
   const hook = path.join(dir, 'trace-hook.mjs');
   await writeFile(hook, [
@@ -28,7 +30,8 @@ async function packagesLoaded(dir: string, args: string[]): Promise<{ status: nu
     const m = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(u);
     return m ? [m[1]!] : [];
   }));
-  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')) };
+  const undiciIndex = urls.some((u) => /\/node_modules\/undici\/(index\.js|lib\/web\/)/.test(u));
+  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')), undiciIndex };
 }
 
 test('fetch --help and a plain fetch load none of the optional features\' packages; --bittorrent loads the wire', async (t) => {
@@ -52,6 +55,8 @@ test('fetch --help and a plain fetch load none of the optional features\' packag
   assert.deepEqual(await readFile(path.join(dir, 'out', 'a.txt')), bytes);
   for (const p of OPTIONAL) assert.ok(!plain.packages.has(p), `a plain fetch loaded ${p}`);
   assert.ok(!plain.archiver, 'a fetch without git or cleansed entries loaded the archiver');
+  assert.ok(plain.packages.has('undici'), 'the trace sees undici\'s parts');
+  assert.ok(!help.undiciIndex && !plain.undiciIndex, 'fetch loaded undici\'s index (its fetch, WebSocket, cache...) instead of its parts');
 
   // The control: the same trace sees the wire once --bittorrent is given.
   const bt = await packagesLoaded(dir, ['fetch', manifest, '--json', '--bittorrent', '--no-upload', '--mirror', path.join(dir, 'mirror'), '--store', path.join(dir, 'store2'), '-o', path.join(dir, 'out2'), '--policy', 'mirrors-only']);
