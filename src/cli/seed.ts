@@ -94,7 +94,7 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
         torrents: torrents.map((t) => ({ torrent: t.what.slice('torrent '.length), name: t.name, files: t.layout.files.length, pieceLength: t.layout.pieceLength, pieces: t.layout.pieces, infoHashV1: t.infoHashV1, infoHashV2: t.infoHashV2 })),
       }) + '\n');
       // BEP 5: announce each info-hash a peer may look us up by (v1, and v2 cut to 20 bytes), again every
-      // 15 minutes (nodes forget peers after some 30).
+      // limits.dhtAnnounceEveryMs (15 minutes; nodes forget peers after some 30).
       const stateDir = o.root !== undefined ? stateDirOf(path.resolve(o.root)) : path.resolve(o.local === true ? defaultStoreRoot(io.env) : o.local!);
       const dht = o.dht || o.dhtBootstrap.length > 0 || o.republish.length > 0 ? await startDht(o, stateDir) : undefined;
       const announce = async () => {
@@ -103,7 +103,7 @@ export function seedCommand(io: Io, setExit: (n: number) => void, signal: AbortS
         }
         log.info({ files: files.length, torrents: torrents.length, nodes: dht!.nodeCount }, 'announced in the dht');
       };
-      const reannounce = dht ? setInterval(() => void announce(), 15 * 60_000) : undefined;
+      const reannounce = dht ? setInterval(() => void announce(), LIMITS.dhtAnnounceEveryMs) : undefined;
       if (dht) await announce();
       const discovery = await startSeedDiscovery(o, { keyDir: stateDir, host, seederPort: seeder.port, dht, log, io }).catch(async (err: unknown) => {
         clearInterval(reannounce);
