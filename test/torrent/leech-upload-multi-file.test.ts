@@ -38,8 +38,8 @@ async function setup(t: { after(fn: () => unknown): void }, kind = 'hybrid') {
 }
 
 /** libtorrent leeching `torrent` from `peer` until stopped; what it got. */
-function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string, save: string, peer: string) {
-  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-download.py'), torrent, save, '120', peer], { stdio: ['ignore', 'pipe', 'pipe'] });
+function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string, save: string, peer: string, extra: string[] = []) {
+  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-download.py'), torrent, save, '120', ...extra, peer], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -58,7 +58,7 @@ function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string,
   };
 }
 
-test('a libtorrent leecher gets verified pieces of a --multi-file hybrid from our leecher while it downloads', async (t) => {
+for (const v2 of [false, true]) test(`a libtorrent leecher gets verified pieces of a --multi-file hybrid from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {
   const { dir, manifest, torrent, seed } = await setup(t);
   const save = path.join(dir, 'lt');
   await mkdir(save);
@@ -68,7 +68,7 @@ test('a libtorrent leecher gets verified pieces of a --multi-file hybrid from ou
     timeoutMs: 120_000,
     onStderr: (s) => {
       const m = /offering verified pieces to peers at (127\.0\.0\.1:\d+)/.exec(s);
-      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!);
+      if (m && !lt) lt = libtorrentLeech(t, torrent, save, m[1]!, v2 ? ['--v2-handshake'] : []);
     },
   });
   assert.equal(r.code, 0, r.stderr);
