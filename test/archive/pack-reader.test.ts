@@ -100,6 +100,50 @@ test('reading every object in random order reads each block of a pack that fits 
   }
 });
 
+test('a pack block budget of N blocks allocates N block buffers, however many blocks are read', () => {
+  // Issue 14: a fresh buffer per block read was a page fault per 4 KiB of pack; the least recently used
+  // block's memory is read into again instead.
+  const odb = new ObjectDatabase(objectsDir, limitsWith({ gitPackCacheBytes: 2 * 64 * 1024 }));
+  try {
+    for (const [oid, type] of shuffled(all, 5)) assert.equal(odb.read(Buffer.from(oid, 'hex')).type, type);
+    const s = odb.packStats();
+    assert.ok(s.blockReads > 4 * Math.ceil(packBytes / (64 * 1024)), `blocks were re-read: ${JSON.stringify(s)}`);
+    assert.ok(s.blockAllocs <= 2, `${s.blockAllocs} block buffers allocated for a budget of 2: ${JSON.stringify(s)}`);
+  } finally {
+    odb.close();
+  }
+});
+
+test('a delta base is kept only once it is wanted a second time', () => {
+  // Issue 14: in one archive most bases are wanted once; keeping each cost a fresh buffer and gave no hit.
+  const deltaBlobs = gitText(dir, ['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(objecttype) %(deltabase)'])
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter(([, type, base]) => type === 'blob' && !/^0+$/.test(base!))
+    .map(([oid]) => Buffer.from(oid!, 'hex'));
+  assert.ok(deltaBlobs.length > 20, `only ${deltaBlobs.length} blobs stored as deltas`);
+  const odb = new ObjectDatabase(objectsDir, limitsWith({}));
+  try {
+    const read = (oid: Buffer): Buffer => {
+      const r = odb.openBlob(oid, 16 << 20);
+      assert.notEqual(r.kind, 'stream');
+      return r.kind === 'inflate' ? r.read() : r.kind === 'data' ? r.data : Buffer.alloc(0);
+    };
+    const first = new Map(deltaBlobs.map((oid) => [oid.toString('hex'), read(oid)]));
+    const once = odb.baseCacheStats();
+    // Chains that share a base (the same whole object under several deltas) admit it the second time.
+    assert.ok(once.bytes <= once.admitted * 512 * 1024, JSON.stringify(once));
+    const before = once.hits;
+    for (let pass = 0; pass < 2; pass++) {
+      for (const oid of deltaBlobs) assert.ok(read(oid).equals(first.get(oid.toString('hex'))!), `${oid.toString('hex')} read again differs`);
+    }
+    const again = odb.baseCacheStats();
+    assert.ok(again.admitted > once.admitted && again.hits > before && again.bytes > once.bytes, `bases wanted again were kept: ${JSON.stringify({ once, again })}`);
+  } finally {
+    odb.close();
+  }
+});
+
 test('archives of the newest and the first commit are byte-identical to git archive with one-block budgets', async () => {
   const limits = { gitPackCacheBytes: 1, gitDeltaBaseCacheBytes: 1 };
   await assertSameArchive(dir, 'HEAD', 'p/', { limits });

@@ -26,7 +26,8 @@ export type BlobReader =
       /**
        * A packed blob located but not yet produced: inflated (stored whole) or its last delta applied
        * (stored as a delta) only when read, straight into the caller's buffer. Read it before the next call
-       * to the database.
+       * to the database: its compressed bytes and base may sit in memory the database reuses, and are
+       * fetched or rebuilt again when that happened in between.
        */
       kind: 'inflate';
       size: number;
@@ -79,6 +80,8 @@ export class ObjectDatabase {
   private readonly chainBuffers: [Buffer, Buffer] = [Buffer.allocUnsafeSlow(0), Buffer.allocUnsafeSlow(0)];
   /** Counts uses of deltaScratch, so that a deferred reader can tell its delta was overwritten. */
   private deltaScratchUses = 0;
+  /** Counts uses of chainBuffers, so that a deferred reader can tell its base was overwritten. */
+  private chainScratchUses = 0;
 
   constructor(objectsDir: string, limits: Limits) {
     this.limits = limits;
@@ -153,15 +156,21 @@ export class ObjectDatabase {
     }
   }
 
-  /** Reads of pack blocks, hits, and extents read exactly, over every pack (for tests and profiles). */
-  packStats(): { blockReads: number; blockHits: number; exactReads: number } {
-    const t = { blockReads: 0, blockHits: 0, exactReads: 0 };
+  /** Reads of pack blocks, hits, buffers allocated for blocks, and extents read exactly, over every pack (for tests and profiles). */
+  packStats(): { blockReads: number; blockHits: number; blockAllocs: number; exactReads: number } {
+    const t = { blockReads: 0, blockHits: 0, blockAllocs: 0, exactReads: 0 };
     for (const p of this.packs) {
       t.blockReads += p.stats.blockReads;
       t.blockHits += p.stats.blockHits;
+      t.blockAllocs += p.stats.blockAllocs;
       t.exactReads += p.stats.exactReads;
     }
     return t;
+  }
+
+  /** The delta base cache: bytes held, bases admitted (wanted a second time), hits (for tests and profiles). */
+  baseCacheStats(): { bytes: number; admitted: number; hits: number } {
+    return { bytes: this.cache.size, ...this.cache.stats };
   }
 
   close(): void {
@@ -251,33 +260,42 @@ export class ObjectDatabase {
         if (e.size > this.limits.gitBlobBytes) throw corrupt(what, `blob of ${e.size} bytes exceeds the limit of ${this.limits.gitBlobBytes}`);
         return { kind: 'stream', size: e.size, stream: pack.stream(e, what()) };
       }
+      // The compressed bytes may be a view of a pack block, whose memory is reused once another block is
+      // read: fetched again if the reader is read late.
+      const reads = pack.stats.blockReads;
+      const fresh = () => {
+        if (reads !== pack.stats.blockReads) e.compressed = null;
+        return e;
+      };
       return {
         kind: 'inflate',
         size: e.size,
-        read: () => pack.inflate(e, what),
-        readInto: (buf: Buffer, at: number) => pack.inflateInto(e, buf, at, what),
+        read: () => pack.inflate(fresh(), what),
+        readInto: (buf: Buffer, at: number) => pack.inflateInto(fresh(), buf, at, what),
       };
     }
     // A delta: its chain is rebuilt now up to its base, and its own delta applied when it is read, into
     // the caller's buffer (most blobs of a long history are deltas; this saves a buffer and a copy each).
-    const { base, last } = this.rebuildBase(pack, offset, what);
+    let { base, last } = this.rebuildBase(pack, offset, what);
     if (base.type !== 'blob') throw corrupt(what, `expected a blob, found a ${base.type}`);
     if (!last) return { kind: 'data', size: base.data.length, data: base.data };
+    const baseUses = this.chainScratchUses;
     let delta = this.inflateDelta(last, what);
     const uses = this.deltaScratchUses;
     const size = deltaResultSize(delta, what);
     const maxBytes = this.limits.gitObjectBytes;
     if (size > maxBytes) throw corrupt(what, `delta result of ${size} bytes exceeds the limit of ${maxBytes}`);
-    const current = (): Buffer => {
-      // Inflated again only when the scratch buffer was used since (the reader was read late).
+    const current = (): [Buffer, Buffer] => {
+      // Built again only when a scratch buffer was used since (the reader was read late).
+      if (baseUses !== this.chainScratchUses && this.inChainScratch(base.data)) base = this.rebuildBase(pack, offset, what).base;
       if (uses !== this.deltaScratchUses && delta.buffer === this.deltaScratch.buffer) delta = last.pack.inflate(last.entry, what);
-      return delta;
+      return [base.data, delta];
     };
     return {
       kind: 'inflate',
       size,
-      read: () => applyDelta(base.data, current(), maxBytes, what),
-      readInto: (buf: Buffer, at: number) => void applyDeltaInto(base.data, current(), buf, at, maxBytes, what),
+      read: () => applyDelta(...current(), maxBytes, what),
+      readInto: (buf: Buffer, at: number) => void applyDeltaInto(...current(), buf, at, maxBytes, what),
     };
   }
 
@@ -291,9 +309,14 @@ export class ObjectDatabase {
     return obj;
   }
 
+  private inChainScratch(b: Buffer): boolean {
+    return b.buffer === this.chainBuffers[0].buffer || b.buffer === this.chainBuffers[1].buffer;
+  }
+
   /** One of the two chain scratch buffers, at least `size` bytes: the one not holding `input`. */
-  private chainScratch(size: number, input: Buffer): Buffer {
-    const k = this.chainBuffers[0].buffer === input.buffer ? 1 : 0;
+  private chainScratch(size: number, input: Buffer | null): Buffer {
+    this.chainScratchUses++;
+    const k = input !== null && this.chainBuffers[0].buffer === input.buffer ? 1 : 0;
     if (this.chainBuffers[k].length < size) this.chainBuffers[k] = Buffer.allocUnsafeSlow(Math.min(CHAIN_SCRATCH_BYTES, Math.max(size, 2 * this.chainBuffers[k].length)));
     return this.chainBuffers[k];
   }
@@ -334,8 +357,17 @@ export class ObjectDatabase {
       const e = curPack.entry(curOffset);
       if (e.type <= OBJ_TAG) {
         if (e.size > limits.gitObjectBytes) throw corrupt(what, `object of ${e.size} bytes exceeds the limit of ${limits.gitObjectBytes}`);
-        base = { type: TYPE_NAMES[e.type]!, data: curPack.inflate(e, what) };
-        if (chain.length > 0) this.cache.set(key, base);
+        const type = TYPE_NAMES[e.type]!;
+        if (chain.length === 0) base = { type, data: curPack.inflate(e, what) };
+        else if (this.cache.admit(key, e.size) || e.size + 1 > CHAIN_SCRATCH_BYTES) {
+          base = { type, data: curPack.inflate(e, what) };
+          this.cache.set(key, base);
+        } else {
+          // A base wanted for the first time: built in scratch memory, as the chain's other results.
+          const out = this.chainScratch(e.size + 1, null);
+          curPack.inflateInto(e, out, 0, what);
+          base = { type, data: out.subarray(0, e.size) };
+        }
         break;
       }
       if (chain.length >= limits.gitDeltaDepth) throw corrupt(what, `delta chain is deeper than ${limits.gitDeltaDepth}`);
@@ -374,13 +406,16 @@ export class ObjectDatabase {
     // read of the chain restarts at most that many steps back), and every small one. The others are built
     // in two alternating scratch buffers: a long file rebuilt through a deep chain (gnulib's ChangeLog,
     // megabytes through dozens of deltas) took a fresh buffer per step, each page-faulted in and collected.
+    // Those kept by position are kept only when the cache admits them (wanted before: base-cache.ts), and
+    // built in scratch too otherwise, as is the whole object the chain starts from.
     for (let i = chain.length - 1, fromWhole = 1; i > 0; i--, fromWhole++) {
       const step = chain[i]!;
       const delta = this.inflateDelta(step, what);
       const size = deltaResultSize(delta, what);
-      if (i === 1 || fromWhole % CHAIN_CACHE_STRIDE === 0 || size <= CHAIN_SMALL_RESULT_BYTES || size > CHAIN_SCRATCH_BYTES) {
+      const keep = (i === 1 || fromWhole % CHAIN_CACHE_STRIDE === 0 || size <= CHAIN_SMALL_RESULT_BYTES) && this.cache.admit(step.key, size);
+      if (keep || size > CHAIN_SCRATCH_BYTES) {
         base = { type: base.type, data: applyDelta(base.data, delta, limits.gitObjectBytes, what) };
-        this.cache.set(step.key, base);
+        if (keep) this.cache.set(step.key, base);
         this.chainSteps.own++;
       } else {
         // size <= CHAIN_SCRATCH_BYTES: the buffer is bounded before any check of the delta itself.
