@@ -1,114 +1,127 @@
-// Benchmark: our gzip-n deflate against GNU `gzip -n` on the same generated tar, in the same run.
+// Benchmark `npm run bench:deflate`: our gzip-n deflate against GNU `gzip -n` on the same files, in the
+// same run.
 //
-//   node bench/deflate.ts [--size MB] [--level N] [--dir DIR]
+//   node bench/deflate.ts [--input FILE]... [--size MB] [--level N] [--runs N] [--dir DIR] [--cli build|src|dist]
 //
-// Builds a deterministic tar of source-like text, binary, repetitive and random files (default 200 MB),
-// compresses it with `gzip -n -LEVEL < tar` and with our stream in a child process (so that its peak RSS
-// is its own), checks both outputs are identical, and prints MB/s of each, the time ratio and our RSS.
-// Exits 1 when the outputs differ.
+// Inputs: every --input FILE (a tar of a real tree is the case that matters: `git archive` of gnulib
+// 8e128e, or a tar of binaries; see docs/BENCHMARKS.md, bench:deflate), else a deterministic tar of
+// source-like text, binary, repetitive and random files (--size MB, default 200) built in DIR. Each run
+// is a whole process on both sides, start-up counted: `gzip -n -LEVEL -c FILE` against `sourcemesh
+// compress FILE --level LEVEL -o -` (the CLI as users run it, bench/lib/cli.ts), alternating which goes
+// first, every stdout hashed and compared. Prints per input the median wall time with its range, CPU
+// time (user + system), the ratio and our peak RSS. Exits 1 when any output differs.
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, openSync, closeSync, rmSync, statSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
-import { createDeflateStream } from '../src/archive/deflate/index.ts';
 import { tarStream } from '../test/archive/deflate/corpus.ts';
+import { benchArgs } from './lib/args.ts';
+import { prepareCli, type CliMode } from './lib/cli.ts';
+import { cpuPressureMicros, describeMachine, formatMachine } from './lib/machine.ts';
+import { hasGnuTime, median, rssMethod } from './lib/measure.ts';
 
-const SELF = fileURLToPath(import.meta.url);
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MB = 1e6;
+const MiB = 2 ** 20;
 
 interface Timed {
   seconds: number;
+  sha256: string;
+  cpuSeconds?: number;
   maxRssBytes?: number;
 }
 
-/** Child mode: compress IN to OUT with our stream; report time and peak RSS as JSON on stdout. */
-async function child(input: string, output: string, level: number): Promise<void> {
-  const start = process.hrtime.bigint();
-  // Read ahead 1 MiB so file reads overlap compression (gzip reads synchronously, in 32-64 KiB reads).
-  const source = createReadStream(input, { highWaterMark: 1 << 20 });
-  await pipeline(source, createDeflateStream({ flavour: 'gzip-n', level }), createWriteStream(output));
-  const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  // maxRSS is in KiB.
-  process.stdout.write(JSON.stringify({ seconds, maxRssBytes: process.resourceUsage().maxRSS * 1024 }) + '\n');
-}
-
-/** Run a command with stdin and stdout redirected to files; resolve with its wall time. */
-function timeCommand(cmd: string, args: string[], stdinFile: string | null, stdoutFile: string | null): Promise<{ seconds: number; stdout: string }> {
+/** Run a command, hash its stdout; wall time from spawn to exit, CPU and peak RSS by GNU time. */
+function timeHashed(cmd: string, args: string[]): Promise<Timed> {
   return new Promise((resolve, reject) => {
-    const inFd = stdinFile === null ? 'ignore' : openSync(stdinFile, 'r');
-    const outFd = stdoutFile === null ? 'pipe' : openSync(stdoutFile, 'w');
-    const start = process.hrtime.bigint();
-    const proc = spawn(cmd, args, { stdio: [inFd, outFd, 'inherit'] });
-    let stdout = '';
-    proc.stdout?.on('data', (d) => (stdout += d));
-    proc.on('error', reject);
-    proc.on('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      if (typeof inFd === 'number') closeSync(inFd);
-      if (typeof outFd === 'number') closeSync(outFd);
-      if (code !== 0) reject(new Error(`${cmd} exited with ${code}`));
-      else resolve({ seconds, stdout });
+    const argv = hasGnuTime() ? ['/usr/bin/time', '-f', 'BENCH %M %U %S', cmd, ...args] : [cmd, ...args];
+    const t0 = process.hrtime.bigint();
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const hash = createHash('sha256');
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => hash.update(d));
+    p.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8192)));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) return reject(new Error(`${cmd} exited with ${code}: ${stderr.trim().split('\n').at(-1)}`));
+      const m = /BENCH (\d+) ([\d.]+) ([\d.]+)/.exec(stderr);
+      resolve({ seconds, sha256: hash.digest('hex'), ...(m ? { maxRssBytes: Number(m[1]) * 1024, cpuSeconds: Number(m[2]) + Number(m[3]) } : {}) });
     });
   });
 }
 
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
-}
-
 async function main(): Promise<void> {
-  const { values } = parseArgs({
-    options: {
-      size: { type: 'string', default: '200' },
-      level: { type: 'string', default: '6' },
-      dir: { type: 'string' },
-      child: { type: 'boolean', default: false },
-    },
-    allowPositionals: true,
-    strict: true,
+  const { values, count, usage } = benchArgs('deflate', {
+    input: { type: 'string', multiple: true },
+    size: { type: 'string', default: '200' },
+    level: { type: 'string', default: '6' },
+    runs: { type: 'string', default: '5' },
+    dir: { type: 'string' },
+    cli: { type: 'string', default: 'build' },
   });
-  const level = Number(values.level);
-  if (values.child) {
-    const [input, output] = process.argv.slice(-2) as [string, string];
-    await child(input, output, level);
-    return;
-  }
-
-  const dir = values.dir ?? mkdtempSync(path.join(os.tmpdir(), 'sourcemesh-bench-deflate-'));
-  const tar = path.join(dir, 'input.tar');
-  const gzOut = path.join(dir, 'gzip.gz');
-  const ourOut = path.join(dir, 'ours.gz');
+  const level = count('level', values.level);
+  if (level > 9) usage(`--level ${level}: expected 1 to 9`);
+  const runs = count('runs', values.runs);
+  const ownDir = values.dir === undefined;
+  const dir = values.dir ?? path.join(os.tmpdir(), `sourcemesh-bench-deflate-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
   try {
-    process.stdout.write(`generating a ${values.size} MB tar in ${dir} ...\n`);
-    await pipeline(Readable.from(tarStream(1, Number(values.size) * MB)), createWriteStream(tar));
-    const size = statSync(tar).size;
+    const inputs = values.input ?? [];
+    for (const f of inputs) if (!existsSync(f)) usage(`--input ${f}: no such file`);
+    if (inputs.length === 0) {
+      const tar = path.join(dir, `generated-${values.size}MB.tar`);
+      if (!existsSync(tar)) {
+        console.log(`generating a ${values.size} MB tar in ${tar} ...`);
+        await pipeline(Readable.from(tarStream(1, Number(values.size) * MB)), createWriteStream(tar));
+      }
+      inputs.push(tar);
+    }
+    const cli = await prepareCli(ROOT, dir, values.cli as CliMode);
+    console.log(formatMachine(describeMachine()));
+    console.log(`sourcemesh: ${cli.describe}`);
+    for (const w of cli.warnings) console.log(`warning: ${w}`);
+    console.log(`peak RSS and CPU: ${rssMethod()}; ${runs} runs each, alternating, medians (range)`);
+    const p0 = cpuPressureMicros();
+    const t0 = process.hrtime.bigint();
 
-    const gzip: Timed = await timeCommand('gzip', ['-n', `-${level}`, '-c'], tar, gzOut);
-    const run = await timeCommand(process.execPath, [SELF, '--child', '--level', String(level), tar, ourOut], null, null);
-    const ours: Timed = { ...(JSON.parse(run.stdout) as Timed), seconds: run.seconds };
-
-    const [gzHash, ourHash] = await Promise.all([sha256File(gzOut), sha256File(ourOut)]);
-    const identical = gzHash === ourHash;
-    const rate = (t: Timed) => (size / MB / t.seconds).toFixed(1);
-    const rows: [string, string][] = [
-      ['input', `${(size / MB).toFixed(1)} MB tar, level ${level}`],
-      ['gzip -n', `${gzip.seconds.toFixed(2)} s  ${rate(gzip)} MB/s  -> ${statSync(gzOut).size} bytes`],
-      ['sourcemesh gzip-n', `${ours.seconds.toFixed(2)} s  ${rate(ours)} MB/s  peak RSS ${((ours.maxRssBytes ?? 0) / 2 ** 20).toFixed(0)} MiB`],
-      ['ratio (time)', `${(ours.seconds / gzip.seconds).toFixed(2)}x gzip (goal <= 2x)`],
-      ['identical', identical ? `yes (sha256 ${ourHash.slice(0, 16)}...)` : `NO: gzip ${gzHash} ours ${ourHash}`],
-    ];
-    for (const [k, v] of rows) process.stdout.write(`${k.padEnd(18)} ${v}\n`);
-    if (!identical) process.exitCode = 1;
+    let allIdentical = true;
+    const lines: string[] = [];
+    for (const input of inputs) {
+      const gzip: Timed[] = [];
+      const ours: Timed[] = [];
+      const gzipRun = async () => gzip.push(await timeHashed('gzip', ['-n', `-${level}`, '-c', input]));
+      const ourRun = async () => ours.push(await timeHashed(cli.argv[0]!, [...cli.argv.slice(1), 'compress', input, '--level', String(level), '-o', '-']));
+      for (let i = 0; i < runs; i++) {
+        if (i % 2 === 0) await gzipRun().then(ourRun);
+        else await ourRun().then(gzipRun);
+      }
+      const identical = new Set([...gzip, ...ours].map((t) => t.sha256)).size === 1;
+      allIdentical &&= identical;
+      const range = (ts: Timed[]) => `${median(ts.map((t) => t.seconds)).toFixed(3)} s (${Math.min(...ts.map((t) => t.seconds)).toFixed(3)}-${Math.max(...ts.map((t) => t.seconds)).toFixed(3)})`;
+      const cpu = (ts: Timed[]) => median(ts.map((t) => t.cpuSeconds ?? NaN)).toFixed(2);
+      const ratios = ours.map((t, i) => t.seconds / gzip[i]!.seconds);
+      const g = median(gzip.map((t) => t.seconds));
+      const o = median(ours.map((t) => t.seconds));
+      const rss = Math.max(...ours.map((t) => t.maxRssBytes ?? 0));
+      lines.push(`${path.basename(input)}, ${(statSync(input).size / MB).toFixed(1)} MB, level ${level}`);
+      lines.push(`  gzip -n        ${range(gzip)}  CPU ${cpu(gzip)} s`);
+      lines.push(`  sourcemesh     ${range(ours)}  CPU ${cpu(ours)} s  peak RSS ${(rss / MiB).toFixed(0)} MiB`);
+      lines.push(`  ratio          ${(o / g).toFixed(2)}x (pairs ${Math.min(...ratios).toFixed(2)}-${Math.max(...ratios).toFixed(2)}x), CPU ${(median(ours.map((t) => t.cpuSeconds ?? NaN)) / median(gzip.map((t) => t.cpuSeconds ?? NaN))).toFixed(2)}x; identical ${identical ? `yes (sha256 ${ours[0]!.sha256.slice(0, 16)}...)` : 'NO'}`);
+    }
+    const p1 = cpuPressureMicros();
+    const wall = Number(process.hrtime.bigint() - t0) / 1e3;
+    console.log('');
+    for (const l of lines) console.log(l);
+    if (p0 !== undefined && p1 !== undefined) console.log(`CPU pressure during the runs: ${((100 * (p1 - p0)) / wall).toFixed(1)}% (some)`);
+    if (!allIdentical) process.exitCode = 1;
   } finally {
-    if (values.dir === undefined) rmSync(dir, { recursive: true, force: true });
+    if (ownDir) rmSync(dir, { recursive: true, force: true });
   }
 }
 
