@@ -166,8 +166,9 @@ export class LeechUpload {
   /**
    * Distfile `name` was accepted whole (its sha256) and lies at `path` in the store: its pieces not had
    * yet are read from there, one at a time, and each is offered once its leaves make the torrent's piece
-   * hash (a file within one piece: its pieces root); the file is then read from `path`. A piece that does
-   * not prove (a torrent that disagrees with the bytes the manifest pins) stays unoffered.
+   * hash (a file within one piece: its pieces root); the file is then read from `path`, and once every
+   * piece is had it is a whole file to the seeder (BEP 52 hash requests for it answered). A piece that
+   * does not prove (a torrent that disagrees with the bytes the manifest pins) stays unoffered.
    */
   async fileVerified(name: string, path: string): Promise<void> {
     for (const o of this.offered.get(name) ?? []) {
@@ -176,6 +177,7 @@ export class LeechUpload {
       const missing = Array.from({ length: file.pieces }, (_, i) => i).filter((i) => !hasPiece(file, i));
       if (missing.length === 0) {
         file.path = path;
+        file.have = undefined; // whole: its hash requests are answered from now on (BEP 52)
         continue;
       }
       const fh = await open(path, 'r').catch((err: unknown) => { throw fromSystemError(err, path); });
@@ -200,6 +202,8 @@ export class LeechUpload {
           leaves.forEach((leaf, i) => (file.leaves[index * file.pieceLength / BLOCK + i] = leaf));
           this.seeder.have(file, index);
         }
+        // Whole now (every leaf set): a whole file to the seeder, whose hash requests are answered (BEP 52).
+        if (proven.length === missing.length) file.have = undefined;
       } finally {
         await fh.close();
       }

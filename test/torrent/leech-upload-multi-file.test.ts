@@ -11,14 +11,14 @@ import { once } from 'node:events';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { BLOCK } from '../../src/fetch/piece-map.ts';
+import { BLOCK, blockHashes } from '../../src/fetch/piece-map.ts';
 import type { Distfile } from '../../src/manifest/index.ts';
 import { LeechUpload } from '../../src/torrent/leech-upload.ts';
 import { readTorrent } from '../../src/torrent/metainfo.ts';
 import { fileOffsets } from '../../src/torrent/peer-source.ts';
 import { rootWithFiles } from '../helpers/distfiles.ts';
 import { ROOT, runCli, waitFor } from '../helpers/run.ts';
-import { RawPeer } from './raw-peer.ts';
+import { RawPeer, msg } from './raw-peer.ts';
 import { startSeed } from './seed-process.ts';
 
 const FILES = { 'a.tar.gz': 2_300_017, 'b.tar.xz': 20_000, 'c.patch': 131_072, 'd.tar.bz2': 3_000_003 };
@@ -158,4 +158,14 @@ test('a piece of a --multi-file torrent is announced at its place once its file 
   await waitFor('have every piece of a.tar.gz', () => Array.from({ length: aPieces }, (_, i) => aFirst + i).every((p) => haves().includes(p)));
   const b = offsets[idx('b.tar.xz')]! / L;
   assert.ok(!haves().includes(b), `b.tar.xz's piece ${b} was not announced: ${haves().join(',')}`);
+
+  // BEP 52 hash requests (two leaves from the start): answered for a.tar.gz, whole now; rejected for
+  // d.tar.bz2, still partial.
+  const ask = (root: Buffer) => peer.send(msg(21, root, 0, 0, 2, 0));
+  ask(torrent.files[idx('a.tar.gz')]!.root!);
+  const answer = await peer.waitMessage((m) => m[0] === 22 || m[0] === 23, 'the answer for a.tar.gz');
+  assert.equal(answer[0], 22, 'hashes for the whole file');
+  assert.ok(answer.subarray(49).equals(Buffer.concat(blockHashes((await readFile(path.join(root, 'a.tar.gz'))).subarray(0, 2 * BLOCK)))));
+  ask(torrent.files[idx('d.tar.bz2')]!.root!);
+  await peer.waitMessage((m) => m[0] === 23, 'a hash reject for the partial d.tar.bz2');
 });
