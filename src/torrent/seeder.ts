@@ -194,6 +194,12 @@ export interface SeederOptions {
   peerId?: Buffer;
 }
 
+/** Bytes to send; `release`, when set, once the socket has written them (they are a view of a pinned cached piece). */
+interface Outgoing {
+  data: Buffer;
+  release?: () => void;
+}
+
 /** A piece in the seeder's cache: its bytes once read and checked, the memory they are read into, and its readers. */
 interface CachedPiece {
   bytes: Promise<Buffer>;
@@ -236,6 +242,8 @@ export class Seeder {
   /** Pieces read into the cache, and piece buffers allocated for them (the rest reused memory). */
   piecesRead = 0;
   pieceBuffers = 0;
+  /** Blocks sent as copies (the rest left as views of a cached piece, see `readFile`). */
+  blocksCopied = 0;
   private readonly sockets = new Set<net.Socket>();
   /** The wires that greeted for a swarm holding each partial file, told of each swarm piece it completes. */
   private readonly wires = new Map<SeededFile, Set<{ wire: Wire; layout: SeedLayout; start: number }>>();
@@ -341,7 +349,23 @@ export class Seeder {
     const guard = new MessageGuard(this.limits.peerMessageBytes, (why) => (why ? this.ban(socket, why) : socket.destroy()));
     wire.on('error', () => socket.destroy());
     guard.on('error', () => socket.destroy());
-    socket.pipe(guard).pipe(wire).pipe(socket);
+    socket.pipe(guard).pipe(wire);
+    // The wire's output goes to the socket by hand, not by pipe(): a block sent as a view of a cached
+    // piece (see `readFile`) is released once the socket has written it (its write callback, called with
+    // an error if the socket is destroyed first) or has closed.
+    const sending = new Map<Uint8Array, () => void>();
+    wire.on('data', (chunk: Uint8Array) => {
+      const release = sending.get(chunk);
+      if (release) sending.delete(chunk);
+      if (socket.destroyed) return release?.();
+      if (!socket.write(chunk, release)) wire.pause();
+    });
+    socket.on('drain', () => wire.resume());
+    wire.on('end', () => socket.end());
+    socket.on('close', () => {
+      for (const release of sending.values()) release();
+      sending.clear();
+    });
     socket.on('close', () => wire.destroy());
     wire.extendedHandshake.reqq = this.limits.peerRequestQueue;
 
@@ -388,21 +412,30 @@ export class Seeder {
           if (socket.writableNeedDrain) await new Promise((resolve) => socket.once('drain', resolve).once('close', resolve));
           await this.pace();
           const layout = swarm.layout;
-          const data = await this.readSpace(layout, r.index * layout.pieceLength + r.offset, r.length).catch((err: unknown) => {
+          const out = await this.readSpace(layout, r.index * layout.pieceLength + r.offset, r.length).catch((err: unknown) => {
             const f = (err as { file?: SeededFile }).file;
             this.log.error({ file: f?.name ?? swarm!.name, error: (err as Error).message }, 'cannot send a block; the file is no longer seeded');
             if (f) this.retire(f);
             socket.destroy();
             return undefined;
           });
-          if (!data) return;
+          if (!out) return;
+          const data = out.data;
           // The blocks answered in one turn of the event loop (and each one's header) leave in one write,
           // not two system calls per block (socket writes were the largest cost of an uploading leecher).
           if (!socket.writableCorked) {
             socket.cork();
             setImmediate(() => socket.uncork());
           }
+          const before = wire.uploaded;
+          if (out.release) sending.set(data, out.release);
           r.respond(null, data);
+          // Not sent (the peer cancelled the request meanwhile): nothing for the socket to write.
+          if (out.release && wire.uploaded === before) {
+            sending.delete(data);
+            out.release();
+            continue;
+          }
           this.uploaded += data.length;
           layout.tally.sent = (layout.tally.sent ?? 0) + data.length;
         }
@@ -462,53 +495,72 @@ export class Seeder {
    * Bytes [at, at + length) of a swarm's piece space: each file's part from its verified blocks, zeros
    * where no file lies. A failed read carries the file it was of (`file`), to stop seeding that one.
    */
-  private async readSpace(l: SeedLayout, at: number, length: number): Promise<Buffer> {
+  private async readSpace(l: SeedLayout, at: number, length: number): Promise<Outgoing> {
     const to = at + length;
-    const parts: Buffer[] = [];
+    const parts: Outgoing[] = [];
     // The first file that ends past `at` (a torrent may hold many).
     for (let i = firstFileAfter(l, at); i < l.files.length && at < to; i++) {
       const { file, start } = l.files[i]!;
       if (start >= to) break;
       if (file.size === 0) continue;
       if (start > at) {
-        parts.push(Buffer.alloc(start - at));
+        parts.push({ data: Buffer.alloc(start - at) });
         at = start;
       }
       const n = Math.min(to, start + file.size) - at;
       parts.push(await this.readFile(file, at - start, n).catch((err: unknown) => Promise.reject(Object.assign(err as Error, { file }))));
       at += n;
     }
-    if (at < to) parts.push(Buffer.alloc(to - at));
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    if (at < to) parts.push({ data: Buffer.alloc(to - at) });
+    if (parts.length === 1) return parts[0]!;
+    const data = Buffer.concat(parts.map((p) => p.data));
+    for (const p of parts) p.release?.();
+    return { data };
   }
 
   /** Bytes [pos, pos + length) of the file, from the whole 16 KiB blocks they lie in, each checked against its leaf. */
-  private async readFile(f: SeededFile, pos: number, length: number): Promise<Buffer> {
+  private async readFile(f: SeededFile, pos: number, length: number): Promise<Outgoing> {
     // Peers ask for a piece block by block, and several peers for the same pieces: the piece (of the
     // file's own piece length) is read and checked once, then its blocks are sent from memory (a read
     // and a hash per block showed in profiles). A request of a torrent whose pieces cross the file's
     // may span two of them.
-    if (f.pieceLength * 2 > this.limits.seedPieceCacheBytes) return this.readChecked(f, pos, length);
+    if (f.pieceLength * 2 > this.limits.seedPieceCacheBytes) return { data: await this.readChecked(f, pos, length) };
     const parts: Buffer[] = [];
     while (length > 0) {
       const index = Math.floor(pos / f.pieceLength);
       const c = this.cachedPiece(f, index);
-      let part: Buffer;
+      let piece: Buffer;
       try {
-        const piece = await c.bytes;
-        const from = pos - index * f.pieceLength;
-        // A copy: the piece's memory is read into again once it leaves the cache, while a block sent
-        // may wait in the socket's queue. The copy dies young; the piece's memory is reused, not left
-        // to the old generation's collector (docs/BENCHMARKS.md, bench:swarm: peak RSS).
-        part = Buffer.from(piece.subarray(from, Math.min(piece.length, from + length)));
-      } finally {
+        piece = await c.bytes;
+      } catch (err) {
         c.pins--;
+        throw err;
       }
-      parts.push(part);
-      pos += part.length;
-      length -= part.length;
+      const from = pos - index * f.pieceLength;
+      const view = piece.subarray(from, Math.min(piece.length, from + length));
+      if (parts.length === 0 && view.length === length && this.pieceCacheBytes <= this.limits.seedPieceCacheBytes) {
+        // The whole request lies in this piece: sent as a view of its memory, which stays pinned (never
+        // read into) until the socket has written it. A copy per block sent was an allocation per byte
+        // uploaded (docs/BENCHMARKS.md, bench:swarm). Only while the cache is within its bound: pieces
+        // pinned by peers that read slowly then keep it over, and further blocks leave as copies (one
+        // block per such peer, as before), so slow peers cannot pin more pieces than the cache holds.
+        let pinned = true;
+        return {
+          data: view,
+          release: () => {
+            if (pinned) c.pins--;
+            pinned = false;
+          },
+        };
+      }
+      // A request across two pieces (a torrent whose pieces cross the file's): copied.
+      parts.push(Buffer.from(view));
+      this.blocksCopied++;
+      c.pins--;
+      pos += view.length;
+      length -= view.length;
     }
-    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    return { data: parts.length === 1 ? parts[0]! : Buffer.concat(parts) };
   }
 
   /**

@@ -5,6 +5,8 @@ import BittorrentProtocol from 'bittorrent-protocol';
 /** The parts of the library's Wire we use (it ships no types). */
 export interface Wire extends NodeJS.ReadWriteStream {
   peerRequests: unknown[];
+  /** Bytes of blocks sent (the library counts each `piece` it writes). */
+  uploaded: number;
   extendedHandshake: Record<string, unknown>;
   handshake(infoHash: Uint8Array, peerId: Uint8Array, extensions?: { dht?: boolean; fast?: boolean }): void;
   bitfield(bits: Uint8Array): void;
@@ -24,8 +26,16 @@ export interface Wire extends NodeJS.ReadWriteStream {
 
 /** A new wire for a TCP connection a peer opened (`tcpIncoming`) or we opened (`tcpOutgoing`). */
 export function createWire(type: 'tcpIncoming' | 'tcpOutgoing' = 'tcpIncoming'): Wire {
-  return new (BittorrentProtocol as unknown as new (type: string) => Wire)(type);
+  const wire = new (BittorrentProtocol as unknown as new (type: string) => Wire)(type);
+  // The library builds a log line (an array and a template string) for every message sent and received,
+  // before its logger decides not to print it: 4-5% of an uploading leecher's JavaScript allocation
+  // (docs/BENCHMARKS.md, bench:swarm). Skipped unless DEBUG asks for the library's lines.
+  if (!LIBRARY_DEBUG) (wire as unknown as { _debug: () => void })._debug = () => {};
+  return wire;
 }
+
+/** DEBUG (the `debug` package's variable, read when the library loads) names the library or everything. */
+const LIBRARY_DEBUG = /(^|[\s,])(\*|bittorrent-protocol\*?)($|[\s,])/.test(process.env.DEBUG ?? '');
 
 /**
  * Send a message the library has no method for (BEP 52 ids 21-23): length, id and payload. The library's

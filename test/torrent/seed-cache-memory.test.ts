@@ -60,3 +60,43 @@ test('piece memory is reused, never under a reader: every block right, a handful
   // Two cached, one being read, one per peer waiting on a piece at most, one spare.
   assert.ok(seeder.pieceBuffers <= 2 + 1 + peers.length + 1, `${seeder.pieceBuffers} piece buffers for ${seeder.piecesRead} pieces read`);
 });
+
+test('blocks leave as views of the cached piece, pinned until written: no copy per block, and every pin let go once sent or closed', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'file.tar');
+  await writeFile(file, DATA);
+  const leaves = blockHashes(DATA);
+  const f: SeededFile = {
+    name: 'file.tar', path: file, size: SIZE, sha256: '', pieceLength: PIECE, pieces: PIECES, root: new MerkleTree(leaves).root, leaves,
+    infoHashes: { hybrid: { v1: V1, v2: 'b2'.repeat(32) }, v1: 'b3'.repeat(20), v2: 'b4'.repeat(32) },
+  };
+  const seeder = await Seeder.start([f], { host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0, limits: { ...LIMITS, seedPieceCacheBytes: 2 * PIECE } });
+  t.after(() => seeder.close());
+  const requests: { index: number; begin: number; length: number }[] = [];
+  for (let i = 0; i < PIECES; i++) for (let b = i * PIECE; b < Math.min(SIZE, (i + 1) * PIECE); b += BLOCK) requests.push({ index: i, begin: b - i * PIECE, length: Math.min(BLOCK, SIZE - b) });
+  // One peer at a time reads the whole file, then leaves (the last one mid-file, its blocks in flight).
+  for (const [k, upTo] of [[0, requests.length], [1, requests.length], [2, requests.length / 2]] as const) {
+    const p = new RawPeer('127.0.0.1', seeder.port);
+    t.after(() => p.socket.destroy());
+    await p.open(V1);
+    p.send(Buffer.concat(requests.map((r) => msg(6, r.index, r.begin, r.length))));
+    await waitFor(`peer ${k}: its blocks`, () => p.pieces().length >= upTo, { timeoutMs: 30_000 });
+    p.socket.destroy();
+    if (upTo < requests.length) continue;
+    for (const got of p.pieces()) {
+      const at = got.index * PIECE + got.offset;
+      assert.ok(got.data.equals(DATA.subarray(at, at + got.data.length)), `peer ${k}: piece ${got.index} offset ${got.offset} is the verified bytes`);
+    }
+  }
+  assert.equal(seeder.blocksCopied, 0, 'every block left as a view of its piece');
+  // Pins let go: one more reader goes through the cache of two pieces without new memory. A pin kept
+  // would hold its piece in the cache for good, and each piece read then would take a new buffer.
+  const buffers = seeder.pieceBuffers;
+  await new Promise((r) => setTimeout(r, 100));
+  const p = new RawPeer('127.0.0.1', seeder.port);
+  t.after(() => p.socket.destroy());
+  await p.open(V1);
+  p.send(Buffer.concat(requests.map((r) => msg(6, r.index, r.begin, r.length))));
+  await waitFor('the last peer\'s blocks', () => p.pieces().length === requests.length, { timeoutMs: 30_000 });
+  assert.ok(seeder.pieceBuffers <= Math.max(buffers, 4), `${seeder.pieceBuffers} piece buffers after ${seeder.piecesRead} pieces read (${buffers} before the last peer)`);
+});
