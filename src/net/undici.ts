@@ -2,7 +2,7 @@
 // private path in our code, test/docs/private-imports.test.ts). Everything else takes undici's client,
 // agents and types from here, so an upgrade, or loading less of undici, is a change in one place.
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { createRequire } from 'node:module';
+import { createRequire, registerHooks } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
 import type * as Undici from 'undici';
 
@@ -12,6 +12,20 @@ import type * as Undici from 'undici';
 // paths are reachable; they are its CommonJS modules, typed here by its published types. What the index
 // adds on top of them is its `request(url, options)`, remade below.
 const load = createRequire(import.meta.url);
+
+// Nor node:http2, which undici's HTTP/2 client loads at its start and which is some 3-4 MB of RSS
+// (docs/BENCHMARKS.md, issue 21): every agent of ours is HTTP/1.1 only (src/fetch/http.ts HTTP1_ONLY, and
+// request() below), so HTTP/2 is never negotiated. undici loads it in a try and, when it fails, takes
+// itself to be on a runtime without HTTP/2 (lib/dispatcher/client-h2.js); the hook says so for that one
+// module, only while undici's parts load.
+const withoutHttp2 = registerHooks({
+  resolve(specifier, context, next) {
+    if ((specifier === 'node:http2' || specifier === 'http2') && context.parentURL?.endsWith('/undici/lib/dispatcher/client-h2.js')) {
+      throw Object.assign(new Error('node:http2 is not loaded for undici: sourcemesh speaks HTTP/1.1'), { code: 'ERR_UNKNOWN_BUILTIN_MODULE' });
+    }
+    return next(specifier, context);
+  },
+});
 
 export const Agent: typeof Undici.Agent = load('undici/lib/dispatcher/agent.js');
 export type Agent = Undici.Agent;
@@ -32,18 +46,22 @@ export type Socks5ProxyAgent = Undici.Socks5ProxyAgent;
 export declare namespace Socks5ProxyAgent {
   type Options = Undici.Socks5ProxyAgent.Options;
 }
+withoutHttp2.deregister();
 
 type RequestOptions = Omit<Undici.Dispatcher.RequestOptions, 'origin' | 'path' | 'method'> & { method?: Undici.Dispatcher.HttpMethod; dispatcher?: Undici.Dispatcher };
 type ApiRequest = (this: Undici.Dispatcher, options: Undici.Dispatcher.RequestOptions) => Promise<Undici.Dispatcher.ResponseData>;
 let apiRequest: ApiRequest | undefined;
 
+let fallback: Undici.Dispatcher | undefined;
+
 /**
- * undici's `request(url, options)`: one request through `options.dispatcher` (src/ always gives one, an
- * HTTP/1.1 agent; without it, undici's global agent, as its index does), its body a Readable. As undici's
- * index makes it: the origin and the path with its query from `url`, GET unless a method is given.
+ * undici's `request(url, options)`: one request through `options.dispatcher` (src/ always gives one;
+ * without it, an HTTP/1.1 agent of this module's, where undici's index would take its global agent, which
+ * negotiates HTTP/2), its body a Readable. As undici's index makes it: the origin and the path with its
+ * query from `url`, GET unless a method is given.
  */
 export function request(url: string | URL, options: RequestOptions = {}): Promise<Undici.Dispatcher.ResponseData> {
-  const { dispatcher = (load('undici/lib/global.js') as typeof Undici).getGlobalDispatcher(), ...rest } = options;
+  const { dispatcher = (fallback ??= new Agent({ allowH2: false })), ...rest } = options;
   const u = typeof url === 'string' ? new URL(url) : url;
   apiRequest ??= load('undici/lib/api/api-request.js') as ApiRequest;
   return apiRequest.call(dispatcher, { ...rest, origin: u.origin, path: `${u.pathname}${u.search}`, method: rest.method ?? 'GET' });

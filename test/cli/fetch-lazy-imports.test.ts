@@ -2,7 +2,7 @@
 // the packages of BitTorrent, the DHT, mDNS, serve's logger and progress bars stay unloaded by a plain
 // `fetch --help` and a plain `fetch --json` from a directory mirror, and load once their option is used.
 // undici is loaded by its parts (src/net/undici.ts): never its index, which brings its fetch, WebSocket,
-// cache and mocks.
+// cache and mocks, nor node:http2 (every agent of ours is HTTP/1.1).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -16,7 +16,7 @@ const MAIN = path.join(ROOT, 'src/cli/main.ts');
 const OPTIONAL = ['bittorrent-protocol', 'bittorrent-dht', 'multicast-dns', 'pino', 'cli-progress'];
 
 /** The node_modules packages a CLI run loaded (module load hook), and its exit status. */
-async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean; undiciIndex: boolean }> {
+async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean; undiciIndex: boolean; http2: boolean }> {
   const trace = path.join(dir, `trace-${Math.random().toString(36).slice(2)}`);
   const hook = path.join(dir, 'trace-hook.mjs');
   await writeFile(hook, [
@@ -31,7 +31,7 @@ async function packagesLoaded(dir: string, args: string[]): Promise<{ status: nu
     return m ? [m[1]!] : [];
   }));
   const undiciIndex = urls.some((u) => /\/node_modules\/undici\/(index\.js|lib\/web\/)/.test(u));
-  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')), undiciIndex };
+  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')), undiciIndex, http2: urls.includes('node:http2') };
 }
 
 test('fetch --help and a plain fetch load none of the optional features\' packages; --bittorrent loads the wire', async (t) => {
@@ -57,6 +57,7 @@ test('fetch --help and a plain fetch load none of the optional features\' packag
   assert.ok(!plain.archiver, 'a fetch without git or cleansed entries loaded the archiver');
   assert.ok(plain.packages.has('undici'), 'the trace sees undici\'s parts');
   assert.ok(!help.undiciIndex && !plain.undiciIndex, 'fetch loaded undici\'s index (its fetch, WebSocket, cache...) instead of its parts');
+  assert.ok(plain.packages.has('undici') && !plain.http2, 'a plain fetch loaded node:http2');
 
   // The control: the same trace sees the wire once --bittorrent is given.
   const bt = await packagesLoaded(dir, ['fetch', manifest, '--json', '--bittorrent', '--no-upload', '--mirror', path.join(dir, 'mirror'), '--store', path.join(dir, 'store2'), '-o', path.join(dir, 'out2'), '--policy', 'mirrors-only']);
