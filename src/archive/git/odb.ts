@@ -260,19 +260,7 @@ export class ObjectDatabase {
         if (e.size > this.limits.gitBlobBytes) throw corrupt(what, `blob of ${e.size} bytes exceeds the limit of ${this.limits.gitBlobBytes}`);
         return { kind: 'stream', size: e.size, stream: pack.stream(e, what()) };
       }
-      // The compressed bytes may be a view of a pack block, whose memory is reused once another block is
-      // read: fetched again if the reader is read late.
-      const reads = pack.stats.blockReads;
-      const fresh = () => {
-        if (reads !== pack.stats.blockReads) e.compressed = null;
-        return e;
-      };
-      return {
-        kind: 'inflate',
-        size: e.size,
-        read: () => pack.inflate(fresh(), what),
-        readInto: (buf: Buffer, at: number) => pack.inflateInto(fresh(), buf, at, what),
-      };
+      return new WholeBlobReader(pack, e, what);
     }
     // A delta: its chain is rebuilt now up to its base, and its own delta applied when it is read, into
     // the caller's buffer (most blobs of a long history are deltas; this saves a buffer and a copy each).
@@ -500,6 +488,42 @@ export class ObjectDatabase {
   }
 }
 
+
+/**
+ * A packed blob stored whole, inflated when read (BlobReader's 'inflate'). One object with its methods on
+ * the prototype rather than a closure each: thousands are made per archive (issue 14, allocations).
+ */
+class WholeBlobReader {
+  readonly kind = 'inflate';
+  readonly size: number;
+  readonly #pack: Pack;
+  readonly #entry: PackEntry;
+  readonly #what: () => string;
+  /** The pack's block reads when located: its compressed bytes may be a view of a pack block, whose memory
+   * is reused once another block is read, so they are fetched again if the reader is read late. */
+  readonly #reads: number;
+
+  constructor(pack: Pack, entry: PackEntry, what: () => string) {
+    this.size = entry.size;
+    this.#pack = pack;
+    this.#entry = entry;
+    this.#what = what;
+    this.#reads = pack.stats.blockReads;
+  }
+
+  #fresh(): PackEntry {
+    if (this.#reads !== this.#pack.stats.blockReads) this.#entry.compressed = null;
+    return this.#entry;
+  }
+
+  read(): Buffer {
+    return this.#pack.inflate(this.#fresh(), this.#what);
+  }
+
+  readInto(buf: Buffer, at: number): void {
+    this.#pack.inflateInto(this.#fresh(), buf, at, this.#what);
+  }
+}
 
 /** Read a small control file (refs, alternates, config...), refusing anything larger than `max` bytes. */
 export function readSmallFile(file: string, max: number, binary: true): Buffer;

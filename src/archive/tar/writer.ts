@@ -67,7 +67,9 @@ export class TarBlocker {
   private zeros(n: number): void {
     while (n > 0) {
       const k = Math.min(n, this.chunkBytes - this.pos);
-      this.staging.fill(0, this.pos, this.pos + k);
+      // The typed array's own fill: Buffer#fill validates its arguments and allocated on each of the
+      // thousands of paddings of an archive (issue 14: 0.6 of the 22 MB a tar of 5,000 files allocated).
+      Uint8Array.prototype.fill.call(this.staging, 0, this.pos, this.pos + k);
       this.pos += k;
       n -= k;
       this.total += k;
