@@ -130,10 +130,10 @@ export const LIMITS = {
    */
   serveAcceptSockets: 8,
   /**
-   * While read buffers of at most this many bytes are lent (one or two responses in flight), bodies
-   * are read serveQuietReadBytes at a time, so that the client takes one piece while the next is read.
+   * With at most this many connections open, bodies are read serveQuietReadBytes at a time, so that a
+   * client takes one piece out of the socket while the next is read (more connections keep the CPUs busy).
    */
-  serveQuietBufferBytes: 2 * MiB,
+  serveQuietConnections: 2,
   serveQuietReadBytes: 256 * KiB,
   /** A signed inventory (a note, but larger than noteBytes allows) and its file count. */
   inventoryBytes: 64 * MiB,

@@ -250,11 +250,14 @@ export function onLocalFileSystem(f: IndexedFile): Promise<boolean> {
  * buffer goes back to the pool only once its write is over. Resolves when the last byte is handed to
  * the socket (and the response ended, when `last`), or when the client went away. With `place`, reads
  * are done on the event loop while it says so (a file on a local file system); else in the thread pool.
+ * `readBytes` caps each read below the buffer's size: with one or two connections open, the client
+ * copies one piece out of the socket while the next is read, where one 1 MiB read leaves it waiting
+ * (docs/BENCHMARKS.md, bench:serve, "Accepting, and reads with few connections").
  */
-export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, start: number, end: number, pool: BufferPool, client: string, last: boolean, place?: ReadPlace): Promise<void> {
+export async function writeFileRange(fh: FileHandle, res: http.ServerResponse, start: number, end: number, pool: BufferPool, client: string, last: boolean, place?: ReadPlace, readBytes = Infinity): Promise<void> {
   const now = () => performance.now();
   const readInto = async (buf: Buffer, pos: number): Promise<number> => {
-    const length = Math.min(buf.length, end - pos + 1);
+    const length = Math.min(readBytes, buf.length, end - pos + 1);
     let bytesRead: number;
     const t0 = place === undefined ? 0 : now();
     if (place !== undefined && place.inPlace(t0)) {

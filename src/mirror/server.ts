@@ -349,6 +349,12 @@ export class MirrorServer {
     return { cut };
   }
 
+  /** The most bytes a body read takes now: less than a buffer while few connections are open (writeFileRange). */
+  private readBytes(): number {
+    const l = this.opts.limits;
+    return this.connections.size <= l.serveQuietConnections ? l.serveQuietReadBytes : Infinity;
+  }
+
   /** Open connections held by `client` now. */
   connectionsOf(client: string): number {
     return this.perClient.get(client) ?? 0;
@@ -546,7 +552,7 @@ export class MirrorServer {
           if (buffer !== undefined) {
             if (!(await flushed(res, buffer.subarray(start, end + 1)))) return;
           } else {
-            await writeFileRange(fh!, res, start, end, this.pool, client, false, file!.local ? this.readPlace : undefined);
+            await writeFileRange(fh!, res, start, end, this.pool, client, false, file!.local ? this.readPlace : undefined, this.readBytes());
           }
         }
         res.end(layout.tail);
@@ -561,7 +567,7 @@ export class MirrorServer {
       setBytes(length);
       if (method === 'HEAD' || length === 0) return void res.end();
       if (buffer !== undefined) return void res.end(range.start === 0 && length === buffer.length ? buffer : buffer.subarray(range.start, range.end + 1));
-      await writeFileRange(fh!, res, range.start, range.end, this.pool, client, true, file!.local ? this.readPlace : undefined);
+      await writeFileRange(fh!, res, range.start, range.end, this.pool, client, true, file!.local ? this.readPlace : undefined, this.readBytes());
     } finally {
       file?.release();
     }
@@ -585,7 +591,7 @@ export class MirrorServer {
       setBytes(f.size);
       if (buffer !== undefined) return void res.end(buffer);
       if (file === undefined) return void res.end();
-      await writeFileRange(file.fh, res, 0, f.size - 1, this.pool, client, true, file.local ? this.readPlace : undefined);
+      await writeFileRange(file.fh, res, 0, f.size - 1, this.pool, client, true, file.local ? this.readPlace : undefined, this.readBytes());
     } finally {
       file?.release();
     }

@@ -10,6 +10,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import fc from 'fast-check';
+import { LIMITS } from '../../src/limits.ts';
 import { onLocalFileSystem, ReadPlace } from '../../src/mirror/file-body.ts';
 import type { IndexedFile } from '../../src/mirror/file-index.ts';
 import { bytes } from '../helpers/distfiles.ts';
@@ -43,7 +44,7 @@ test('onLocalFileSystem: ext4/tmpfs and the like are local, /proc is not', async
 });
 
 /** Serve ROOT under strace; GET the ranges; the thread of each body pread64 after the marker, and the bodies. */
-async function serveTraced(t: any, root: string, slowMs: number, backoffMs: number, ranges: [number, number][]): Promise<{ main: number; threads: number[]; bodies: Buffer[] }> {
+async function serveTraced(t: any, root: string, slowMs: number, backoffMs: number, ranges: [number, number][]): Promise<{ main: number; threads: number[]; lengths: number[]; bodies: Buffer[] }> {
   const log = path.join(root, '..', `strace-${slowMs}.log`);
   const child = spawn('strace', ['-f', '-qq', '-e', 'trace=pread64,openat', '-o', log, process.execPath, path.join(import.meta.dirname, 'serve-read-place-server.ts'), root, String(slowMs), String(backoffMs), MARKER], { stdio: ['ignore', 'pipe', 'inherit'] });
   let serverPid = 0;
@@ -73,8 +74,10 @@ async function serveTraced(t: any, root: string, slowMs: number, backoffMs: numb
   const from = lines.findIndex((l) => l.includes(MARKER));
   assert.ok(from >= 0, 'the marker is in the trace');
   // Body reads: pread64(fd, "...", 1048576, offset) and shorter ones at a range's end.
-  const threads = lines.slice(from).filter((l) => /pread64\(\d+, .*, \d+, \d+\) = \d+/.test(l)).map((l) => Number(l.split(' ')[0]));
-  return { main: pid, threads, bodies };
+  const reads = lines.slice(from).filter((l) => /pread64\(\d+, .*, \d+, \d+\) = \d+/.test(l));
+  const threads = reads.map((l) => Number(l.split(' ')[0]));
+  const lengths = reads.map((l) => Number(/, (\d+), \d+\) = \d+/.exec(l)![1]));
+  return { main: pid, threads, lengths, bodies };
 }
 
 test('serve reads bodies in place, and through the thread pool after a slow read (strace)', async (t) => {
@@ -90,6 +93,8 @@ test('serve reads bodies in place, and through the thread pool after a slow read
   assert.deepEqual(fast.bodies.map((b) => createHash('sha256').update(b).digest('hex')), want);
   assert.ok(fast.threads.length >= 7, `body reads traced: ${fast.threads.length}`);
   assert.deepEqual(new Set(fast.threads), new Set([fast.main]), 'every body read on the event loop thread');
+  // One connection at a time (curl): bodies are read in pieces of serveQuietReadBytes, not whole 1 MiB buffers.
+  assert.ok(fast.lengths.every((n) => n <= LIMITS.serveQuietReadBytes), `body reads of ${fast.lengths.join(' ')} bytes`);
 
   const slow = await serveTraced(t, root, -1, 60_000, ranges); // every read is slow: the first in place, the rest in the pool
   assert.deepEqual(slow.bodies.map((b) => createHash('sha256').update(b).digest('hex')), want);
