@@ -4,7 +4,7 @@
 //   node bench/deflate.ts [--input FILE]... [--size MB] [--level N] [--runs N] [--dir DIR] [--cli build|src|dist]
 //
 // Inputs: every --input FILE (a tar of a real tree is the case that matters: `git archive` of gnulib
-// 8e128e, or a tar of binaries; see docs/BENCHMARKS.md, bench:deflate), else a deterministic tar of
+// 8e128e, or a tar of binaries; docs/BENCHMARKS.md, bench:archive, issue 14), else a deterministic tar of
 // source-like text, binary, repetitive and random files (--size MB, default 200) built in DIR. Each run
 // is a whole process on both sides, start-up counted: `gzip -n -LEVEL -c FILE` against `sourcemesh
 // compress FILE --level LEVEL -o -` (the CLI as users run it, bench/lib/cli.ts), alternating which goes
