@@ -12,8 +12,9 @@
 // and hybrid ones, whose every file starts on a piece boundary (BEP 52), so that each piece of the
 // torrent is a piece of one file, proven by that file's piece layer (a v2 torrent's pad, and a hybrid's
 // BEP 47 pad files, are zeros the seeder adds); a swarm piece is announced once the file piece it lies in
-// is. A v1 torrent of several files is not offered: its pieces cross file boundaries, and the download
-// checks those files by their sha256 alone.
+// is. A v1 torrent of several files, whose pieces cross file boundaries (the download checks its files by
+// their sha256 alone), is offered as its files are accepted whole: a piece once the files it overlaps
+// are and its bytes across them hash to its SHA-1 (`proveV1`).
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { fromSystemError } from '../errors.ts';
@@ -34,13 +35,15 @@ interface Offered {
   file: SeededFile;
   /** The partial, open for reading pieces back. */
   read?: Promise<FileHandle>;
+  /** A file of a v1 torrent of several files: accepted whole, its leaves taken (see `proveV1`). */
+  whole?: boolean;
 }
 
 export class LeechUpload {
   /** By distfile name: each torrent's file it is (a distfile may be in two torrents given). */
   private readonly offered = new Map<string, Offered[]>();
   /** Per torrent offered: its files, and the bytes sent of it (a torrent of several files is one swarm). */
-  private readonly torrents = new Map<Torrent, { files: Offered[]; tally: { sent?: number } }>();
+  private readonly torrents = new Map<Torrent, { files: Offered[]; tally: { sent?: number }; proven?: Uint8Array }>();
   private readonly seeder: Seeder;
   private closed = false;
 
@@ -96,8 +99,10 @@ export class LeechUpload {
       if (!o || f.size === 0) return;
       files.push({ t, ...o, file: this.partialFile(names[0]!, sha256s[0], t, 0) });
     } else {
-      if (t.version === 'v1') return;
-      t.files.forEach((f, i) => files.push({ t, layer: f.layer, hash: 'sha256', root: f.root, file: this.partialFile(names[i]!, sha256s[i], t, i) }));
+      // A v1 torrent's pieces cross files: proven by their SHA-1 once every file they overlap is whole
+      // (see `proveV1`). Its files must lie end to end, as ours do (no BEP 47 pad files).
+      if (t.version === 'v1' && (!t.v1Pieces || t.v1Size !== t.files.reduce((n, f) => n + f.size, 0))) return;
+      t.files.forEach((f, i) => files.push({ t, layer: f.layer, hash: t.version === 'v1' ? 'sha1' : 'sha256', root: f.root, file: this.partialFile(names[i]!, sha256s[i], t, i) }));
     }
     const tally: { sent?: number } = {};
     this.torrents.set(t, { files, tally });
@@ -174,6 +179,10 @@ export class LeechUpload {
     for (const o of this.offered.get(name) ?? []) {
       const file = o.file;
       if (!file.have || this.closed) continue;
+      if (o.t.multiFile && o.t.version === 'v1') {
+        await this.proveV1(o, path);
+        continue;
+      }
       const missing = Array.from({ length: file.pieces }, (_, i) => i).filter((i) => !hasPiece(file, i));
       if (missing.length === 0) {
         file.path = path;
@@ -207,6 +216,74 @@ export class LeechUpload {
       } finally {
         await fh.close();
       }
+    }
+  }
+
+  /**
+   * A file of a v1 torrent of several files, accepted whole at `path`: its leaves are taken from its bytes
+   * there; then each torrent piece that only whole files overlap is hashed (SHA-1, across the files) and
+   * compared with the torrent's, and a piece of this file or of another is had once every torrent piece
+   * it overlaps proved: so no torrent piece is offered that did not prove.
+   */
+  private async proveV1(o: Offered, path: string): Promise<void> {
+    const t = o.t;
+    const entry = this.torrents.get(t)!;
+    const offsets = fileOffsets(t);
+    const L = t.pieceLength;
+    const fh = await open(path, 'r').catch((err: unknown) => { throw fromSystemError(err, path); });
+    try {
+      const buf = Buffer.allocUnsafe(Math.min(L, o.file.size));
+      const leaves: Buffer[] = [];
+      for (let at = 0; at < o.file.size; at += L) {
+        const n = Math.min(L, o.file.size - at);
+        if ((await fh.read(buf, 0, n, at)).bytesRead !== n) return;
+        leaves.push(...blockHashes(buf.subarray(0, n)));
+      }
+      leaves.forEach((leaf, i) => (o.file.leaves[i] = leaf));
+      o.file.path = path;
+      o.whole = true;
+    } finally {
+      await fh.close();
+    }
+    entry.proven ??= new Uint8Array(Math.ceil(t.v1Pieces!.length / 20 / 8));
+    const proven = entry.proven;
+    const isProven = (p: number) => (proven[p >> 3]! & (0x80 >> (p & 7))) !== 0;
+    const i = entry.files.indexOf(o);
+    const overlapping = (from: number, to: number) => entry.files.filter((x, k) => x.file.size > 0 && offsets[k]! < to && offsets[k]! + x.file.size > from);
+    const handles = new Map<string, FileHandle>();
+    try {
+      // The torrent pieces this file lies in, from the one it starts in.
+      const start = offsets[i]!;
+      for (let p = Math.floor(start / L); p * L < start + o.file.size; p++) {
+        if (this.closed) return;
+        if (isProven(p)) continue;
+        const from = p * L;
+        const to = Math.min(from + L, t.v1Size!);
+        const parts = overlapping(from, to);
+        if (!parts.every((x) => x.whole)) continue;
+        const piece = Buffer.alloc(to - from);
+        for (const x of parts) {
+          const k = entry.files.indexOf(x);
+          const a = Math.max(from, offsets[k]!), b = Math.min(to, offsets[k]! + x.file.size);
+          if (!handles.has(x.file.path)) handles.set(x.file.path, await open(x.file.path, 'r').catch((err: unknown) => { throw fromSystemError(err, x.file.path); }));
+          if ((await handles.get(x.file.path)!.read(piece, a - from, b - a, a - offsets[k]!)).bytesRead !== b - a) return;
+        }
+        if (!createHash('sha1').update(piece).digest().equals(t.v1Pieces!.subarray(20 * p, 20 * p + 20))) continue;
+        proven[p >> 3]! |= 0x80 >> (p & 7);
+        // A file piece is had once every torrent piece it overlaps proved.
+        for (const x of parts) {
+          const k = entry.files.indexOf(x);
+          const fa = Math.max(from, offsets[k]!) - offsets[k]!, fb = Math.min(to, offsets[k]! + x.file.size) - offsets[k]!;
+          for (let fp = Math.floor(fa / L); fp * L < fb; fp++) {
+            const ta = offsets[k]! + fp * L, tb = offsets[k]! + Math.min((fp + 1) * L, x.file.size);
+            let all = true;
+            for (let q = Math.floor(ta / L); q * L < tb; q++) if (!isProven(q)) all = false;
+            if (all) this.seeder.have(x.file, fp);
+          }
+        }
+      }
+    } finally {
+      for (const h of handles.values()) await h.close();
     }
   }
 

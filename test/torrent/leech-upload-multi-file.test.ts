@@ -58,8 +58,8 @@ function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string,
   };
 }
 
-for (const v2 of [false, true]) test(`a libtorrent leecher gets verified pieces of a --multi-file hybrid from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {
-  const { dir, manifest, torrent, seed } = await setup(t);
+for (const [kind, v2] of [['hybrid', false], ['hybrid', true], ['v1', false]] as const) test(`a libtorrent leecher gets verified pieces of a --multi-file ${kind} from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {
+  const { dir, manifest, torrent, seed } = await setup(t, kind);
   const save = path.join(dir, 'lt');
   await mkdir(save);
   const out = path.join(dir, 'out');
@@ -168,4 +168,47 @@ test('a piece of a --multi-file torrent is announced at its place once its file 
   assert.ok(answer.subarray(49).equals(Buffer.concat(blockHashes((await readFile(path.join(root, 'a.tar.gz'))).subarray(0, 2 * BLOCK)))));
   ask(torrent.files[idx('d.tar.bz2')]!.root!);
   await peer.waitMessage((m) => m[0] === 23, 'a hash reject for the partial d.tar.bz2');
+});
+
+test('a v1 --multi-file torrent: a piece is announced once every file it overlaps is whole and its SHA-1 is the torrent\'s', async (t) => {
+  const { dir, root, torrent: file } = await setup(t, 'v1');
+  const torrent = readTorrent(await readFile(file), 'torrent');
+  const L = torrent.pieceLength;
+  const offsets = fileOffsets(torrent);
+  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
+  const span = (name: string) => [Math.floor(offsets[idx(name)]! / L), Math.floor((offsets[idx(name)]! + FILES[name as keyof typeof FILES] - 1) / L)] as const;
+  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
+  t.after(() => up.close());
+  up.register(torrent, torrent.files.map((f) => f.path[0]!));
+  const peer = new RawPeer('127.0.0.1', up.port);
+  t.after(() => peer.socket.destroy());
+  await peer.open(torrent.infoHashV1!.toString('hex'));
+  const haves = () => new Set(peer.messages.filter((m) => m[0] === 4).map((m) => m.readUInt32BE(1)));
+  const range = (a: number, b: number) => Array.from({ length: Math.max(0, b - a + 1) }, (_, i) => a + i);
+
+  // a.tar.gz whole: its pieces but the last, which b.tar.xz's bytes end.
+  await up.fileVerified('a.tar.gz', path.join(root, 'a.tar.gz'));
+  const [a0, a1] = span('a.tar.gz');
+  await waitFor('a.tar.gz\'s pieces', () => range(a0, a1 - 1).every((p) => haves().has(p)));
+  assert.ok(!haves().has(a1), 'the piece shared with b.tar.xz waits for it');
+  // b.tar.xz "whole" with other bytes: the pieces it lies in fail their SHA-1, never announced.
+  const wrong = path.join(dir, 'b.wrong');
+  await writeFile(wrong, Buffer.alloc(FILES['b.tar.xz'], 7));
+  await up.fileVerified('b.tar.xz', wrong);
+  const [b0, b1] = span('b.tar.xz');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(range(b0, b1).every((p) => !haves().has(p)), `no piece of the wrong b.tar.xz: ${[...haves()].filter((p) => p >= b0 && p <= b1)}`);
+  // c.patch and d.tar.bz2 whole, right: every piece they alone make, but the one after c.patch's first
+  // (a piece of c.patch's own, which is had only once both torrent pieces it overlaps proved, lies in it).
+  await up.fileVerified('c.patch', path.join(root, 'c.patch'));
+  await up.fileVerified('d.tar.bz2', path.join(root, 'd.tar.bz2'));
+  const [c0] = span('c.patch');
+  const [, d1] = span('d.tar.bz2');
+  await waitFor('c and d\'s pieces', () => range(c0 + 2, d1).every((p) => haves().has(p)));
+  assert.ok(!haves().has(c0) && !haves().has(c0 + 1), 'nothing that the wrong b.tar.xz touches');
+  // The bytes of a piece across c.patch and d.tar.bz2, as the torrent lays them.
+  const [d0] = span('d.tar.bz2');
+  const all = Buffer.concat(await Promise.all(torrent.files.map((f) => readFile(path.join(root, f.path[0]!)))));
+  const got = Buffer.concat(await Promise.all(range(0, L / BLOCK - 1).map((k) => peer.block(d0, k * BLOCK, BLOCK))));
+  assert.ok(got.equals(all.subarray(d0 * L, d0 * L + L)), 'the piece across c.patch and d.tar.bz2');
 });
