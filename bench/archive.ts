@@ -19,9 +19,8 @@
 //    comparison on any local repository instead (see compareRefs for getting a gnulib clone). For short runs,
 //    --format tar|tar.gz keeps one format of step 5 and --which newest|early one of the two commits.
 
-import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,44 +29,12 @@ import { buildHistoryRepo, buildRepo, gitEnv, HISTORY_EARLY_REF, type HistoryLay
 import { cleanup } from './lib/cleanup.ts';
 import { prepareCli, type Cli, type CliMode } from './lib/cli.ts';
 import { describeMachine, formatMachine } from './lib/machine.ts';
-import { hasGnuTime, median, rssMethod } from './lib/measure.ts';
+import { median, rssMethod, timeHashed, type Timed } from './lib/measure.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const ROOT = path.resolve(path.dirname(SELF), '..');
 const MB = 1e6;
 const MiB = 2 ** 20;
-
-interface Timed {
-  seconds: number;
-  cpuSeconds?: number;
-  maxRssBytes?: number;
-  sha256: string;
-}
-
-/**
- * Run a command with its stdout hashed here as it arrives (node:crypto, faster than any command in a
- * pipe, so the consumer never holds either side back); wall time, and CPU time and peak RSS from GNU time.
- */
-function timeHashed(cmd: string, args: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; stdin?: string }): Promise<Timed> {
-  return new Promise((resolve, reject) => {
-    const argv = hasGnuTime() ? ['/usr/bin/time', '-f', 'BENCH %M %U %S', cmd, ...args] : [cmd, ...args];
-    const stdin = opts.stdin ? openSync(opts.stdin, 'r') : 'ignore';
-    const t0 = process.hrtime.bigint();
-    const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env, stdio: [stdin, 'pipe', 'pipe'] });
-    if (typeof stdin === 'number') closeSync(stdin);
-    const hash = createHash('sha256');
-    let stderr = '';
-    p.stdout!.on('data', (d: Buffer) => hash.update(d));
-    p.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8192)));
-    p.on('error', reject);
-    p.on('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0) return reject(new Error(`${cmd} exited with ${code}: ${stderr.trim().split('\n').at(-1)}`));
-      const m = /BENCH (\d+) ([\d.]+) ([\d.]+)/.exec(stderr);
-      resolve({ seconds, sha256: hash.digest('hex'), ...(m ? { maxRssBytes: Number(m[1]) * 1024, cpuSeconds: Number(m[2]) + Number(m[3]) } : {}) });
-    });
-  });
-}
 
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 

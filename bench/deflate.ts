@@ -11,8 +11,6 @@
 // first, every stdout hashed and compared. Prints per input the median wall time with its range, CPU
 // time (user + system), the ratio and our peak RSS. Exits 1 when any output differs.
 
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -23,38 +21,11 @@ import { tarStream } from '../test/archive/deflate/corpus.ts';
 import { benchArgs } from './lib/args.ts';
 import { prepareCli, type CliMode } from './lib/cli.ts';
 import { cpuPressureMicros, describeMachine, formatMachine } from './lib/machine.ts';
-import { hasGnuTime, median, rssMethod } from './lib/measure.ts';
+import { median, rssMethod, timeHashed, type Timed } from './lib/measure.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const MB = 1e6;
 const MiB = 2 ** 20;
-
-interface Timed {
-  seconds: number;
-  sha256: string;
-  cpuSeconds?: number;
-  maxRssBytes?: number;
-}
-
-/** Run a command, hash its stdout; wall time from spawn to exit, CPU and peak RSS by GNU time. */
-function timeHashed(cmd: string, args: string[]): Promise<Timed> {
-  return new Promise((resolve, reject) => {
-    const argv = hasGnuTime() ? ['/usr/bin/time', '-f', 'BENCH %M %U %S', cmd, ...args] : [cmd, ...args];
-    const t0 = process.hrtime.bigint();
-    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
-    const hash = createHash('sha256');
-    let stderr = '';
-    p.stdout!.on('data', (d: Buffer) => hash.update(d));
-    p.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8192)));
-    p.on('error', reject);
-    p.on('close', (code) => {
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (code !== 0) return reject(new Error(`${cmd} exited with ${code}: ${stderr.trim().split('\n').at(-1)}`));
-      const m = /BENCH (\d+) ([\d.]+) ([\d.]+)/.exec(stderr);
-      resolve({ seconds, sha256: hash.digest('hex'), ...(m ? { maxRssBytes: Number(m[1]) * 1024, cpuSeconds: Number(m[2]) + Number(m[3]) } : {}) });
-    });
-  });
-}
 
 async function main(): Promise<void> {
   const { values, count, usage } = benchArgs('deflate', {

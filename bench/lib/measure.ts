@@ -3,6 +3,8 @@
 // Node.js command only, from process.resourceUsage().maxRSS that a preloaded snippet writes to a file at
 // exit. Children still running when the benchmark is interrupted are stopped.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -111,4 +113,38 @@ export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+/** One run of a command whose output is compared, not kept: its stdout's SHA-256 with the timing. */
+export interface Timed {
+  seconds: number;
+  sha256: string;
+  cpuSeconds?: number;
+  maxRssBytes?: number;
+}
+
+/**
+ * Run a command with its stdout hashed here as it arrives (node:crypto, faster than any command in a
+ * pipe, so the consumer never holds either side back); wall time from spawn to exit, CPU time and peak
+ * RSS from GNU time when installed. `stdin` names a file to read from.
+ */
+export function timeHashed(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Timed> {
+  return new Promise((resolve, reject) => {
+    const argv = hasGnuTime() ? ['/usr/bin/time', '-f', 'BENCH %M %U %S', cmd, ...args] : [cmd, ...args];
+    const stdin = opts.stdin ? openSync(opts.stdin, 'r') : 'ignore';
+    const t0 = process.hrtime.bigint();
+    const p = spawn(argv[0]!, argv.slice(1), { cwd: opts.cwd, env: opts.env, stdio: [stdin, 'pipe', 'pipe'] });
+    if (typeof stdin === 'number') closeSync(stdin);
+    const hash = createHash('sha256');
+    let stderr = '';
+    p.stdout!.on('data', (d: Buffer) => hash.update(d));
+    p.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-8192)));
+    p.on('error', reject);
+    p.on('close', (code) => {
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (code !== 0) return reject(new Error(`${cmd} exited with ${code}: ${stderr.trim().split('\n').at(-1)}`));
+      const m = /BENCH (\d+) ([\d.]+) ([\d.]+)/.exec(stderr);
+      resolve({ seconds, sha256: hash.digest('hex'), ...(m ? { maxRssBytes: Number(m[1]) * 1024, cpuSeconds: Number(m[2]) + Number(m[3]) } : {}) });
+    });
+  });
 }

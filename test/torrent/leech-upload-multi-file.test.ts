@@ -5,9 +5,7 @@
 // file piece it lies in is verified; a file accepted whole (too small to be taken in pieces, or already in
 // the store) once its bytes in the store make its pieces root; bytes that do not, never.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { once } from 'node:events';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -17,8 +15,9 @@ import { LeechUpload } from '../../src/torrent/leech-upload.ts';
 import { readTorrent } from '../../src/torrent/metainfo.ts';
 import { fileOffsets } from '../../src/torrent/peer-source.ts';
 import { rootWithFiles } from '../helpers/distfiles.ts';
-import { ROOT, runCli, waitFor } from '../helpers/run.ts';
+import { runCli, waitFor } from '../helpers/run.ts';
 import { RawPeer, msg } from './raw-peer.ts';
+import { libtorrentLeech } from './libtorrent-leech-process.ts';
 import { startSeed } from './seed-process.ts';
 
 const FILES = { 'a.tar.gz': 2_300_017, 'b.tar.xz': 20_000, 'c.patch': 131_072, 'd.tar.bz2': 3_000_003 };
@@ -35,27 +34,6 @@ async function setup(t: { after(fn: () => unknown): void }, kind = 'hybrid') {
   const seed = await startSeed(t, ['--root', root, '--torrent', torrent, '--upload-rate', '1M']);
   t.after(() => seed.stop());
   return { dir, root, manifest, torrent, seed, expected };
-}
-
-/** libtorrent leeching `torrent` from `peer` until stopped; what it got. */
-function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string, save: string, peer: string, extra: string[] = []) {
-  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-download.py'), torrent, save, '120', ...extra, peer], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const exited = once(child, 'close');
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return {
-    async stop(): Promise<{ done: boolean; peerBytes: number; failedBytes: number; errors: string[] }> {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-      assert.ok(out.trim(), `libtorrent-download.py printed nothing: ${err}`);
-      return JSON.parse(out.trim());
-    },
-  };
 }
 
 for (const [kind, v2] of [['hybrid', false], ['hybrid', true], ['v1', false]] as const) test(`a libtorrent leecher gets verified pieces of a --multi-file ${kind} from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {

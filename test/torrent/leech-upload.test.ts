@@ -2,14 +2,13 @@
 // gets verified pieces from it (our leecher itself takes them from a throttled seed), and none with
 // --no-upload.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { test } from 'node:test';
 import { bytes, rootWithFiles } from '../helpers/distfiles.ts';
-import { ROOT, runCli } from '../helpers/run.ts';
+import { runCli } from '../helpers/run.ts';
+import { libtorrentLeech } from './libtorrent-leech-process.ts';
 import { startSeed } from './seed-process.ts';
 import { DhtNode } from '../../src/discovery/dht.ts';
 import { readFile } from 'node:fs/promises';
@@ -27,27 +26,6 @@ async function setup(t: { after(fn: () => unknown): void }) {
   const seed = await startSeed(t, ['--root', root, '--upload-rate', '1M']);
   t.after(() => seed.stop());
   return { dir, manifest, torrent: path.join(dir, 'ours', `${NAME}.torrent`), seed };
-}
-
-/** libtorrent leeching `torrent` from `peer` until stopped; what it got. */
-function libtorrentLeech(t: { after(fn: () => unknown): void }, torrent: string, save: string, peer: string) {
-  const child = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-download.py'), torrent, save, '120', peer], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const exited = once(child, 'close');
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return {
-    async stop(): Promise<{ done: boolean; peerBytes: number; failedBytes: number; errors: string[] }> {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      await exited;
-      assert.ok(out.trim(), `libtorrent-download.py printed nothing: ${err}`);
-      return JSON.parse(out.trim());
-    },
-  };
 }
 
 /**
