@@ -15,6 +15,7 @@ import { fromSystemError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import type { Logger } from '../logger.ts';
 import { clientKey } from '../net/rate-limit.ts';
+import { listenOn } from '../net/listen.ts';
 
 /** The message a worker gets with each connection, and the one it sends once it can take them. */
 export const HANDED = 'sourcemesh:connection';
@@ -99,13 +100,7 @@ export class WorkerPool {
   /** Start every worker, wait until each can take connections, then listen. */
   static async start(opts: PoolOptions): Promise<WorkerPool> {
     const server = net.createServer({ pauseOnConnect: true, noDelay: true });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ host: opts.host, port: opts.port }, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    }).catch((err) => {
+    await listenOn(server, { host: opts.host, port: opts.port }).catch((err) => {
       throw fromSystemError(err, `cannot listen on ${opts.host}:${opts.port}`);
     });
     const pool = new WorkerPool(opts, server, server.address() as AddressInfo);

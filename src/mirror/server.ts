@@ -24,6 +24,7 @@ import { SendWatch } from '../net/send-watch.ts';
 import { BufferPool, OpenFiles, ReadPlace, SmallFileCache, writeFileRange, type OpenFile } from './file-body.ts';
 import { MirrorContent, type ContentOptions, type IndexedFile } from './file-index.ts';
 import { clientKey, retryAfterSeconds, TokenBuckets } from '../net/rate-limit.ts';
+import { listenOn } from '../net/listen.ts';
 import {
   contentRange, decideRange, evaluatePreconditions, multipartLayout, unsatisfiedRange, type ByteRange, type RangeDecision, type Validators,
 } from './ranges.ts';
@@ -615,17 +616,6 @@ export class MirrorServer {
 }
 
 type FileKind = 'name' | 'sha256' | 'pieces';
-
-/** Listen on `options` (resolves once listening, rejects with the listen error). */
-function listenOn(server: net.Server, options: net.ListenOptions): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-}
 
 /**
  * Listen on HOST:PORT with `count` sockets (SO_REUSEPORT), every one handing its connections to

@@ -19,6 +19,7 @@ import { SourcemeshError } from '../errors.ts';
 import type { Limits } from '../limits.ts';
 import type { Logger } from '../logger.ts';
 import { clientKey } from '../net/rate-limit.ts';
+import { listenOn } from '../net/listen.ts';
 import { FrameReader } from './frames.ts';
 import type { Submitted } from './server.ts';
 
@@ -121,13 +122,7 @@ export async function listenRoughtimeTcp(o: TcpListenOptions): Promise<{ address
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(o.port, o.host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((err: unknown) => {
+  await listenOn(server, { host: o.host, port: o.port }).catch((err: unknown) => {
     server.close();
     throw new SourcemeshError('E_IO', `cannot listen for Roughtime over TCP on ${o.host}:${o.port}: ${(err as Error).message}`, {}, { cause: err });
   });

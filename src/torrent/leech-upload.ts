@@ -23,6 +23,7 @@ import type { Distfile } from '../manifest/index.ts';
 import { Seeder, hasPiece, type SeededFile, type SeedLayout, type SeederOptions, type SwarmKey } from './seeder.ts';
 import type { Torrent } from './metainfo.ts';
 import { fileOffsets } from './peer-source.ts';
+import { bitSet, setBit } from './peer-wire.ts';
 import { v1PieceMap } from './swarm-fetch.ts';
 
 interface Offered {
@@ -247,7 +248,6 @@ export class LeechUpload {
     }
     entry.proven ??= new Uint8Array(Math.ceil(t.v1Pieces!.length / 20 / 8));
     const proven = entry.proven;
-    const isProven = (p: number) => (proven[p >> 3]! & (0x80 >> (p & 7))) !== 0;
     const i = entry.files.indexOf(o);
     const overlapping = (from: number, to: number) => entry.files.filter((x, k) => x.file.size > 0 && offsets[k]! < to && offsets[k]! + x.file.size > from);
     const handles = new Map<string, FileHandle>();
@@ -256,7 +256,7 @@ export class LeechUpload {
       const start = offsets[i]!;
       for (let p = Math.floor(start / L); p * L < start + o.file.size; p++) {
         if (this.closed) return;
-        if (isProven(p)) continue;
+        if (bitSet(proven, p)) continue;
         const from = p * L;
         const to = Math.min(from + L, t.v1Size!);
         const parts = overlapping(from, to);
@@ -269,7 +269,7 @@ export class LeechUpload {
           if ((await handles.get(x.file.path)!.read(piece, a - from, b - a, a - offsets[k]!)).bytesRead !== b - a) return;
         }
         if (!createHash('sha1').update(piece).digest().equals(t.v1Pieces!.subarray(20 * p, 20 * p + 20))) continue;
-        proven[p >> 3]! |= 0x80 >> (p & 7);
+        setBit(proven, p);
         // A file piece is had once every torrent piece it overlaps proved.
         for (const x of parts) {
           const k = entry.files.indexOf(x);
@@ -277,7 +277,7 @@ export class LeechUpload {
           for (let fp = Math.floor(fa / L); fp * L < fb; fp++) {
             const ta = offsets[k]! + fp * L, tb = offsets[k]! + Math.min((fp + 1) * L, x.file.size);
             let all = true;
-            for (let q = Math.floor(ta / L); q * L < tb; q++) if (!isProven(q)) all = false;
+            for (let q = Math.floor(ta / L); q * L < tb; q++) if (!bitSet(proven, q)) all = false;
             if (all) this.seeder.have(x.file, fp);
           }
         }

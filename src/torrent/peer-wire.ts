@@ -244,6 +244,16 @@ export class PeerReader {
   }
 }
 
+/** Bit `i` of a BEP 3 bitfield (the high bit of the first byte is piece 0). */
+export function bitSet(bits: Uint8Array, i: number): boolean {
+  return ((bits[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0;
+}
+
+/** Set bit `i` of a BEP 3 bitfield. */
+export function setBit(bits: Uint8Array, i: number): void {
+  bits[i >> 3]! |= 0x80 >> (i & 7);
+}
+
 /** A bitfield with the first `pieces` bits set (BEP 3: spare bits at the end are zero). */
 export function fullBitfield(pieces: number): Uint8Array {
   const b = new Uint8Array(Math.ceil(pieces / 8)).fill(0xff);

@@ -22,7 +22,7 @@ import { hashTorrentFiles } from './file-hashes.ts';
 import { MerkleTree } from './merkle-tree.ts';
 import { makeTorrent, type Torrent, type TorrentVersion } from './metainfo.ts';
 import { fileOffsets } from './peer-source.ts';
-import { HASH_REJECT, HASH_REQUEST, HASHES, MessageGuard, fullBitfield, hashMessagePayload, parseHashRequest } from './peer-wire.ts';
+import { HASH_REJECT, HASH_REQUEST, HASHES, MessageGuard, bitSet, fullBitfield, hashMessagePayload, parseHashRequest, setBit } from './peer-wire.ts';
 import { createWire, sendMessage, type Wire } from './wire.ts';
 
 /** A file to seed, as its index knows it: the sha256 it was verified to have. */
@@ -57,7 +57,7 @@ export function newPeerId(): Buffer {
 
 /** Is piece `index` of `f` ours to send? */
 export function hasPiece(f: SeededFile, index: number): boolean {
-  return !f.have || ((f.have[index >> 3] ?? 0) & (0x80 >> (index & 7))) !== 0;
+  return !f.have || bitSet(f.have, index);
 }
 
 /** The index of the first file of `l` that ends past byte `at` of its piece space (files are sorted by start). */
@@ -307,7 +307,7 @@ export class Seeder {
    */
   have(file: SeededFile, index: number): void {
     if (!file.have || hasPiece(file, index)) return;
-    file.have[index >> 3]! |= 0x80 >> (index & 7);
+    setBit(file.have, index);
     for (const { wire, layout, start } of this.wires.get(file) ?? []) {
       const from = start + index * file.pieceLength;
       const to = Math.min(from + file.pieceLength, start + file.size);
@@ -365,8 +365,8 @@ export class Seeder {
     socket.on('close', () => {
       for (const release of sending.values()) release();
       sending.clear();
+      wire.destroy();
     });
-    socket.on('close', () => wire.destroy());
     wire.extendedHandshake.reqq = this.limits.peerRequestQueue;
 
     let swarm: Swarm | undefined;
@@ -387,7 +387,7 @@ export class Seeder {
       else if (l.files.length === 1 && l.pieceLength === l.files[0]!.file.pieceLength) wire.bitfield(Uint8Array.from(l.files[0]!.file.have!));
       else {
         const bits = new Uint8Array(Math.ceil(l.pieces / 8));
-        for (let p = 0; p < l.pieces; p++) if (layoutHasPiece(l, p)) bits[p >> 3]! |= 0x80 >> (p & 7);
+        for (let p = 0; p < l.pieces; p++) if (layoutHasPiece(l, p)) setBit(bits, p);
         wire.bitfield(bits);
       }
       for (const { file, start } of partial) {

@@ -215,7 +215,7 @@ export class DeflateEngine {
       this.insH = ((this.window[0]! << HASH_SHIFT) ^ this.window[1]!) & HASH_MASK;
       this.primed = true;
     }
-    const done = this.params.lazy ? this.runLazy() : this.runFast();
+    const done = this.runSteps();
     if (!done) return;
     this.flushBlock(true);
     this.finished = true;
@@ -244,11 +244,12 @@ export class DeflateEngine {
   }
 
   /**
-   * The outer loops of both parsers: top up the lookahead, run the hot steps, and do what they stopped
+   * The outer loop of both parsers: top up the lookahead, run the hot steps, and do what they stopped
    * for (a block to end, the compressing-well check). Returns true when the input is exhausted, false
    * when it must wait for input.
    */
-  private runLazy(): boolean {
+  private runSteps(): boolean {
+    const lazy = this.params.lazy;
     for (;;) {
       let tail = false;
       if (this.lookahead < MIN_LOOKAHEAD) {
@@ -258,31 +259,18 @@ export class DeflateEngine {
         if (this.lookahead === 0) break;
         tail = this.lookahead < MIN_LOOKAHEAD;
       }
-      const stop = this.lazySteps(tail || !this.warm);
+      const cold = tail || !this.warm;
+      const stop = lazy ? this.lazySteps(cold) : this.fastSteps(cold);
       this.warm = true;
       if (stop !== STOP_FILL) this.blockEnd(stop);
     }
+    // The lazy parser's last match candidate, never taken: a literal (the fast parser has none).
     if (this.matchAvailable) {
       const block = this.block;
       const c = this.window[this.strstart - 1]!;
       block.syms[block.count++] = c;
       block.lit.freq[c]!++;
       this.matchAvailable = false;
-    }
-    return true;
-  }
-
-  private runFast(): boolean {
-    for (;;) {
-      let tail = false;
-      if (this.lookahead < MIN_LOOKAHEAD) {
-        if ((!this.gnu || !this.eof) && !this.fill()) return false;
-        if (this.lookahead === 0) break;
-        tail = this.lookahead < MIN_LOOKAHEAD;
-      }
-      const stop = this.fastSteps(tail || !this.warm);
-      this.warm = true;
-      if (stop !== STOP_FILL) this.blockEnd(stop);
     }
     return true;
   }
@@ -302,7 +290,7 @@ export class DeflateEngine {
   // and stay long on purpose: they follow GNU gzip's deflate() and deflate_fast() step for step, which is
   // what makes the output byte-identical, and they copy the matcher's state into locals on entry and
   // back on exit so that the loop body touches no object fields. They hold none of the rare work (reads,
-  // slides, ending a block): they stop and return to runLazy / runFast for it, so that V8 optimizes a
+  // slides, ending a block): they stop and return to runSteps for it, so that V8 optimizes a
   // loop whose every path runs often and does not throw the optimized code away the first time a rare
   // path is taken (docs/BENCHMARKS.md, bench:archive, issue 14's deflate section).
 

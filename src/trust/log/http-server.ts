@@ -6,6 +6,7 @@
 import http from 'node:http';
 import type { Limits } from '../../limits.ts';
 import { clientKey } from '../../net/rate-limit.ts';
+import { listenOn } from '../../net/listen.ts';
 
 export type TrustServerLimits = Pick<Limits, 'tlogMaxConnections' | 'tlogMaxHeaderBytes' | 'tlogHeadersTimeoutMs' | 'tlogRequestTimeoutMs' | 'tlogKeepAliveTimeoutMs'>;
 
@@ -67,17 +68,12 @@ export function clientAddress(req: http.IncomingMessage): string {
 }
 
 /** Listen on HOST:PORT and return the URL clients reach it at. */
-export function listen(server: http.Server, host: string, port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      const address = server.address();
-      if (address === null || typeof address === 'string') return resolve(`http://${host}:${port}`);
-      const h = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      resolve(`http://${h}:${address.port}`);
-    });
-  });
+export async function listen(server: http.Server, host: string, port: number): Promise<string> {
+  await listenOn(server, { host, port });
+  const address = server.address();
+  if (address === null || typeof address === 'string') return `http://${host}:${port}`;
+  const h = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${h}:${address.port}`;
 }
 
 /** Close the listener and any idle keep-alive connections; in-flight requests finish. */
