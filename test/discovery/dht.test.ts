@@ -11,26 +11,16 @@ import { DhtNode, mutableTarget, parseDhtAddress, parseDhtAddressList } from '..
 import { isSourcemeshError } from '../../src/errors.ts';
 import { limitsWith } from '../../src/limits.ts';
 import { KEY_TYPE_ED25519, signEd25519, signerKeyFromSeed } from '../../src/trust/note.ts';
+import { startDhtSwarm } from '../helpers/dht.ts';
 
 const key = signerKeyFromSeed('pointer-test', KEY_TYPE_ED25519, Buffer.alloc(32, 7));
 const other = signerKeyFromSeed('someone-else', KEY_TYPE_ED25519, Buffer.alloc(32, 9));
 const limits = limitsWith({ dhtQueryTimeoutMs: 15_000 });
 
-async function startSwarm(n: number): Promise<DhtNode[]> {
-  const first = await DhtNode.start({ bootstrap: [], host: '127.0.0.1', limits });
-  const nodes = [first];
-  // Join in small groups through the first and the previous ones, as a real DHT grows.
-  for (let i = 1; i < n; i += 5) {
-    const boot = [first.address(), ...nodes.slice(-3).map((x) => x.address())];
-    nodes.push(...await Promise.all(Array.from({ length: Math.min(5, n - i) }, () => DhtNode.start({ bootstrap: boot, host: '127.0.0.1', limits }))));
-  }
-  return nodes;
-}
-
 describe('a private DHT of 20 nodes on loopback', () => {
   let nodes: DhtNode[] = [];
   before(async () => {
-    nodes = await startSwarm(20);
+    nodes = await startDhtSwarm(20, limits);
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.close()));

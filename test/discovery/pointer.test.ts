@@ -13,6 +13,7 @@ import { parsePointer, parsePointerAddress, pointerTo, pointerValue, PointerStat
 import { isSourcemeshError } from '../../src/errors.ts';
 import { limitsWith } from '../../src/limits.ts';
 import { formatSignerKey, KEY_TYPE_ED25519, signerKeyFromSeed } from '../../src/trust/note.ts';
+import { startDhtSwarm } from '../helpers/dht.ts';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
 import { startOrigin, type Origin } from '../helpers/origin.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
@@ -22,16 +23,6 @@ const limits = limitsWith({ dhtQueryTimeoutMs: 15_000 });
 const publisher = signerKeyFromSeed('lists.example', KEY_TYPE_ED25519, Buffer.alloc(32, 21));
 const HEX = Buffer.from(publisher.publicKey).toString('hex');
 
-async function swarm(n: number): Promise<DhtNode[]> {
-  const first = await DhtNode.start({ bootstrap: [], host: '127.0.0.1', limits });
-  const nodes = [first];
-  for (let i = 1; i < n; i += 5) {
-    const boot = [first.address(), ...nodes.slice(-3).map((x) => x.address())];
-    nodes.push(...await Promise.all(Array.from({ length: Math.min(5, n - i) }, () => DhtNode.start({ bootstrap: boot, host: '127.0.0.1', limits }))));
-  }
-  return nodes;
-}
-
 const list = (urls: string[]) => JSON.stringify({ format: 'sourcemesh.mirrors/v1', mirrors: urls.map((url) => ({ url })) }, null, 2) + '\n';
 
 describe('mirrors publish --dht, mirrors get and fetch --mirror-list dht:', () => {
@@ -39,7 +30,7 @@ describe('mirrors publish --dht, mirrors get and fetch --mirror-list dht:', () =
   let origin: Origin;
   let boot: string;
   before(async () => {
-    nodes = await swarm(20);
+    nodes = await startDhtSwarm(20, limits);
     boot = `127.0.0.1:${nodes[7]!.address().port}`;
     origin = await startOrigin({});
   });
@@ -81,7 +72,7 @@ describe('mirrors publish --dht, mirrors get and fetch --mirror-list dht:', () =
     assert.equal(JSON.parse(g2.stdout).mirrors.length, 2);
 
     // A separate DHT that only holds seq 1 (a replay): the client, which accepted seq 2, refuses it.
-    const other = await swarm(4);
+    const other = await startDhtSwarm(4, limits);
     t.after(() => Promise.all(other.map((n) => n.close())));
     await other[1]!.putMutable({ seed: publisher.seed, publicKey: publisher.publicKey, value: pointerValue(pointerTo(v1, [`${origin.url}/v1/live-bootstrap.json`], 'v1')), seq: 1, salt: Buffer.from('live-bootstrap') });
     const replay = await get(`127.0.0.1:${other[2]!.address().port}`, path.join(dir, 'fresh-dht.json'));

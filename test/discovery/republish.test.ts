@@ -11,26 +11,16 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { DhtNode, type DhtAddress } from '../../src/discovery/dht.ts';
 import { newerItem, type HeldItem } from '../../src/discovery/republish.ts';
 import { limitsWith } from '../../src/limits.ts';
 import { formatSignerKey, KEY_TYPE_ED25519, signerKeyFromSeed } from '../../src/trust/note.ts';
+import { startDhtSwarm } from '../helpers/dht.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { CLI, ROOT, runCli, tempDir, waitFor } from '../helpers/run.ts';
 
 const limits = limitsWith({ dhtQueryTimeoutMs: 15_000 });
 const publisher = signerKeyFromSeed('lists.example', KEY_TYPE_ED25519, Buffer.alloc(32, 41));
 const ADDRESS = `dht:${Buffer.from(publisher.publicKey).toString('hex')}?salt=live-bootstrap`;
-
-async function swarm(n: number, bootstrap: DhtAddress[]): Promise<DhtNode[]> {
-  const first = await DhtNode.start({ bootstrap, host: '127.0.0.1', limits });
-  const nodes = [first];
-  for (let i = 1; i < n; i += 5) {
-    const boot = [first.address(), ...nodes.slice(-3).map((x) => x.address())];
-    nodes.push(...await Promise.all(Array.from({ length: Math.min(5, n - i) }, () => DhtNode.start({ bootstrap: boot, host: '127.0.0.1', limits }))));
-  }
-  return nodes;
-}
 
 const list = JSON.stringify({ format: 'sourcemesh.mirrors/v1', mirrors: [{ url: 'https://mirror-one.example/distfiles' }] }, null, 2) + '\n';
 
@@ -42,7 +32,7 @@ async function scenario(t: { after(fn: () => Promise<void> | void): void; diagno
   origin.routes.set('/live-bootstrap.json', { body: Buffer.from(list) });
   await writeFile(path.join(dir, 'live-bootstrap.json'), list);
   await writeFile(path.join(dir, 'publisher.key'), formatSignerKey(publisher) + '\n', { mode: 0o600 });
-  let old = await swarm(20, []);
+  let old = await startDhtSwarm(20, limits);
   t.after(() => Promise.all(old.map((n) => n.close())).then(() => undefined));
   const pub = await runCli(['mirrors', 'publish', path.join(dir, 'live-bootstrap.json'), '--key', path.join(dir, 'publisher.key'), '--dht', '--url', `${origin.url}/live-bootstrap.json`, '--dht-bootstrap', `127.0.0.1:${old[3]!.address().port}`, '--store', path.join(dir, 'pub'), '--json']);
   assert.equal(pub.code, 0, pub.stderr);
@@ -69,7 +59,7 @@ async function scenario(t: { after(fn: () => Promise<void> | void): void; diagno
   // The DHT forgets: its nodes go; new ones join through the seed's DHT node.
   await Promise.all(old.map((n) => n.close()));
   old = [];
-  const fresh = await swarm(20, [{ host: '127.0.0.1', port: Number(m[2]) }]);
+  const fresh = await startDhtSwarm(20, limits, [{ host: '127.0.0.1', port: Number(m[2]) }]);
   t.after(() => Promise.all(fresh.map((n) => n.close())).then(() => undefined));
   if (waitForRePut) {
     // A round that started after the new nodes were up, and reached them.

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { request } from 'undici';
 import { configText, type NodeConfig } from '../../src/node/config.ts';
 import { initNode } from '../../src/node/init.ts';
 import { CLI, ROOT, waitFor } from '../helpers/run.ts';
@@ -93,4 +94,14 @@ export async function startNode(t: { after(fn: () => unknown): void }, node: { d
       return { code, signal: sig };
     },
   };
+}
+
+/** GET `url` as a client sees it: the status and body, or the error code (ECONNREFUSED once a service is off). */
+export async function httpGet(url: string): Promise<{ status: number; body: string } | { error: string }> {
+  try {
+    const r = await request(url, { headersTimeout: 5000, bodyTimeout: 5000 });
+    return { status: r.statusCode, body: await r.body.text() };
+  } catch (err) {
+    return { error: (err as NodeJS.ErrnoException).code ?? String(err) };
+  }
 }

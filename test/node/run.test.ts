@@ -5,18 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { request } from 'undici';
 import { waitFor, tempDir } from '../helpers/run.ts';
-import { editConfig, makeNode, startNode } from './node-process.ts';
-
-async function get(url: string): Promise<{ status: number; body: string } | { error: string }> {
-  try {
-    const r = await request(url, { headersTimeout: 5000, bodyTimeout: 5000 });
-    return { status: r.statusCode, body: await r.body.text() };
-  } catch (err) {
-    return { error: (err as NodeJS.ErrnoException).code ?? String(err) };
-  }
-}
+import { editConfig, httpGet, makeNode, startNode } from './node-process.ts';
 
 function alive(pid: number): boolean {
   try {
@@ -36,7 +26,7 @@ test('node run: services switched on and off by SIGHUP alone, a bad config refus
   });
   const n = await startNode(t, node, ['--no-panel']);
   const serveUrl = await n.serviceUrl('serve');
-  assert.deepEqual(await get(`${serveUrl}/hello.txt`), { status: 200, body: 'hello, node\n' });
+  assert.deepEqual(await httpGet(`${serveUrl}/hello.txt`), { status: 200, body: 'hello, node\n' });
   const servePid = Number((await n.waitLine('serve started', (l) => l.msg === 'service started' && l.service === 'serve')).child);
 
   // Witness on, serve untouched: same process, still answering.
@@ -50,8 +40,8 @@ test('node run: services switched on and off by SIGHUP alone, a bad config refus
   const witnessUrl = await n.serviceUrl('witnessServe', mark);
   assert.ok(alive(servePid), 'serve kept running');
   assert.equal(n.lines().filter((l) => l.msg === 'service started' && l.service === 'serve').length, 1, 'serve not restarted');
-  assert.deepEqual(await get(`${serveUrl}/hello.txt`), { status: 200, body: 'hello, node\n' });
-  const w = await get(`${witnessUrl}/add-checkpoint`);
+  assert.deepEqual(await httpGet(`${serveUrl}/hello.txt`), { status: 200, body: 'hello, node\n' });
+  const w = await httpGet(`${witnessUrl}/add-checkpoint`);
   assert.ok('status' in w && w.status >= 400 && w.status < 500, `the witness answers: ${JSON.stringify(w)}`);
 
   // A bad config: refused whole, with the field named; serve and the witness go on.
@@ -63,7 +53,7 @@ test('node run: services switched on and off by SIGHUP alone, a bad config refus
   const refused = await n.waitLine('config refused', (l) => l.msg?.toString().startsWith('config refused') === true);
   assert.equal(refused.field, 'services.witnessServe.port');
   assert.equal(refused.code, 'E_CONFIG');
-  assert.deepEqual(await get(`${serveUrl}/hello.txt`), { status: 200, body: 'hello, node\n' });
+  assert.deepEqual(await httpGet(`${serveUrl}/hello.txt`), { status: 200, body: 'hello, node\n' });
   assert.ok(alive(servePid));
 
   // serve off: its port refuses; the witness stays.
@@ -73,7 +63,7 @@ test('node run: services switched on and off by SIGHUP alone, a bad config refus
   });
   n.child.kill('SIGHUP');
   await n.waitLine('serve stopped', (l) => l.msg === 'service stopped' && l.service === 'serve');
-  assert.deepEqual(await get(`${serveUrl}/hello.txt`), { error: 'ECONNREFUSED' });
+  assert.deepEqual(await httpGet(`${serveUrl}/hello.txt`), { error: 'ECONNREFUSED' });
   assert.ok(!alive(servePid));
   const witnessPid = Number(n.lines().find((l) => l.msg === 'service started' && l.service === 'witnessServe')!.child);
   assert.ok(alive(witnessPid), 'the witness kept running');

@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/node/config.ts';
 import { bytes, distfile, writeManifest } from '../helpers/distfiles.ts';
 import { startOrigin } from '../helpers/origin.ts';
 import { tempDir, waitFor } from '../helpers/run.ts';
-import { makeNode, startNode } from '../node/node-process.ts';
+import { httpGet, makeNode, startNode } from '../node/node-process.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -30,15 +30,6 @@ async function launch(profile: string): Promise<BrowserContext> {
     viewport: { width: 1280, height: 900 },
     timeout: 60_000,
   });
-}
-
-async function get(url: string): Promise<{ status: number; body: string } | { error: string }> {
-  try {
-    const r = await request(url, { headersTimeout: 5000, bodyTimeout: 5000 });
-    return { status: r.statusCode, body: await r.body.text() };
-  } catch (err) {
-    return { error: (err as NodeJS.ErrnoException).code ?? String(err) };
-  }
 }
 
 test('the panel in chromium: login, serve on and off, refusals, a screenshot of every page', { timeout: 240_000 }, async (t) => {
@@ -100,7 +91,7 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   assert.equal(wrong[0]?.status(), 403);
   assert.match(await page.textContent('.flash') ?? '', /Wrong token/);
   await shot('login-wrong-token');
-  assert.equal((await get(`${panel}/api/config`) as { status: number }).status, 401, 'no session, no token: no config');
+  assert.equal((await httpGet(`${panel}/api/config`) as { status: number }).status, 401, 'no session, no token: no config');
 
   // The right token.
   await page.fill('#token', node.token);
@@ -124,7 +115,7 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
     await shot('debug-serve');
     throw new Error(`${err.message}; serve said: ${JSON.stringify(n.lines().filter((l) => l.service === 'serve')).slice(0, 3000)}`);
   });
-  const served = await get(`${serveUrl}/f1.tar.gz`);
+  const served = await httpGet(`${serveUrl}/f1.tar.gz`);
   assert.ok('status' in served && served.status === 200 && served.body.length > 0, JSON.stringify(served).slice(0, 200));
   // serve is configured with port 0: its page says the port it really listens on, and that port answers.
   const exposes = await page.textContent('h3 + p') ?? '';
@@ -132,7 +123,7 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   assert.ok(shown, `the exposes line names an address: ${exposes}`);
   assert.notEqual(shown[2], '0', `the real port, not the configured 0: ${exposes}`);
   assert.equal(`http://${shown[1]}`, serveUrl, 'the address the service announced');
-  const atShown = await get(`http://${shown[1]}/f1.tar.gz`);
+  const atShown = await httpGet(`http://${shown[1]}/f1.tar.gz`);
   assert.ok('status' in atShown && atShown.status === 200 && atShown.body.length > 0, `the shown port answers: ${JSON.stringify(atShown).slice(0, 200)}`);
   await shot('service-serve');
 
@@ -148,7 +139,7 @@ test('the panel in chromium: login, serve on and off, refusals, a screenshot of 
   await page.goto(`${panel}/services/serve`);
   await Promise.all([page.waitForNavigation(), page.click('button[value="off"]')]);
   await waitFor('serve stopped', () => n.lines().some((l) => l.msg === 'service stopped' && l.service === 'serve'), { timeoutMs: 40_000 });
-  assert.deepEqual(await get(`${serveUrl}/f1.tar.gz`), { error: 'ECONNREFUSED' });
+  assert.deepEqual(await httpGet(`${serveUrl}/f1.tar.gz`), { error: 'ECONNREFUSED' });
   assert.equal((await loadConfig(node.dir)).services.serve.enabled, false);
   // Off, the page does not pretend to know the port.
   await page.goto(`${panel}/services/serve`);
