@@ -8,16 +8,14 @@ import { createHash } from 'node:crypto';
 import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { compressChunks } from '../../src/archive/compress.ts';
-import { openArchive } from '../../src/archive/index.ts';
 import { envelopeBytes } from '../../src/attest/bundle.ts';
 import { rebuildManifest } from '../../src/attest/rebuild.ts';
 import { LIMITS } from '../../src/limits.ts';
-import { ensureRepo } from '../../src/mirror/git-repo.ts';
 import { LogClient } from '../../src/trust/log-client.ts';
 import { formatSignerKey, formatVerifierKey, KEY_TYPE_ED25519, signerKeyFromSeed } from '../../src/trust/note.ts';
 import { gitArchiveGzip, makeRepo } from '../helpers/git.ts';
 import { runCli, tempDir } from '../helpers/run.ts';
+import { flippingDerive } from './liar.ts';
 import { startTrustNetwork } from '../trust/release/network.ts';
 
 const key = (name: string) => signerKeyFromSeed(name, KEY_TYPE_ED25519, createHash('sha256').update(name).digest());
@@ -46,20 +44,7 @@ test('fetch --trust-policy and release verify --online require the builders\' qu
   }
   // C lies: one byte of src/main.c flipped in its tar; its attestation goes to the log all the same.
   const lies = await rebuildManifest({ format: 'sourcemesh.manifest/v1', name: 'x', distfiles: [distfile as never] }, {
-    async derive(d) {
-      const { dir: clone, commit: c } = await ensureRepo(d.git!.repo, d.git!.ref, path.join(dir, 'state-c'));
-      const archive = openArchive({ repoPath: clone, ref: c, prefix: d.git!.prefix });
-      const flipped = (async function* () {
-        for await (const chunk of archive.chunks()) {
-          const b = Buffer.from(chunk);
-          const at = b.indexOf('int main');
-          if (at >= 0) b[at] ^= 0x20;
-          yield b;
-        }
-        archive.close();
-      })();
-      return { commit: c, chunks: compressChunks(flipped, 'gzip-n', 6) };
-    },
+    derive: flippingDerive(path.join(dir, 'state-c')),
     key: C, version: '0.1.0', now: () => new Date(), limits: LIMITS,
   });
   await new LogClient(net.log.url).add(envelopeBytes(lies[0]!.attestation!.dsseEnvelope));

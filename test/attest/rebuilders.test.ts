@@ -20,6 +20,7 @@ import { formatSignerKey, formatVerifierKey, KEY_TYPE_COSIGNATURE_V1, KEY_TYPE_E
 import { commitFiles, gitArchiveGzip, gitIn, makeRepo } from '../helpers/git.ts';
 import { runCli, tempDir, waitFor } from '../helpers/run.ts';
 import { writeManifest } from '../helpers/distfiles.ts';
+import { flippingDerive } from './liar.ts';
 
 const seed = (label: string) => createHash('sha256').update(label).digest();
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -241,20 +242,7 @@ test('rebuild: a mismatch with the pin names both hashes; the other generator an
   // The liar's rebuild, explained by the honest generator: the flipped file is named.
   const state = path.join(w.dir, 'state-liar');
   const results = await rebuildManifest({ format: 'sourcemesh.manifest/v1', name: 'test', distfiles: [w.distfile] }, {
-    async derive(d) {
-      const { dir, commit } = await ensureRepo(d.git!.repo, d.git!.ref, state);
-      const archive = openArchive({ repoPath: dir, ref: commit, prefix: d.git!.prefix });
-      const flipped = (async function* () {
-        for await (const chunk of archive.chunks()) {
-          const b = Buffer.from(chunk);
-          const at = b.indexOf('int main');
-          if (at >= 0) b[at] ^= 0x20;
-          yield b;
-        }
-        archive.close();
-      })();
-      return { commit, chunks: compressChunks(flipped, 'gzip-n', 6) };
-    },
+    derive: flippingDerive(state),
     reference: {
       name: 'git archive',
       async derive(_d, commit) {
