@@ -72,9 +72,10 @@ export function archiveCommand(io: Io): Command {
         // A plain tar on stdout is hashed only for --json: whoever reads the pipe has the bytes (`| sha256sum`
         // hashes them on another core), and hashing here was 5% of the command (docs/BENCHMARKS.md).
         const hash = !(toStdout && format === 'tar' && !o.json);
-        // A chunk written whole goes back to the tar writer to be filled again (plain tar only: gzip keeps none).
+        // A chunk written whole goes back to the tar writer to be filled again (plain tar only: gzip keeps none),
+        // on stdout and into a file alike.
         const recycle = gzip ? undefined : (chunk: Uint8Array) => archive.recycle(chunk);
-        written = toStdout ? await writeChunksToStdout(body, { hash, written: recycle }) : await writeOutputChunks(o.output, body);
+        written = toStdout ? await writeChunksToStdout(body, { hash, written: recycle }) : await writeOutputChunks(o.output, body, { written: recycle });
       } finally {
         archive.close();
         await gzip?.cancel();

@@ -20,7 +20,7 @@
 // run with the same PID, as every run is PID 1 in a container).
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { constants as fsc, fstatSync, rmSync, write as fsWrite, writevSync, type Stats } from 'node:fs';
+import { constants as fsc, fstatSync, rmSync, writev as fsWritev, writevSync, type Stats } from 'node:fs';
 import { lstat, mkdir, open, link, readdir, readlink, realpath, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import path from 'node:path';
@@ -49,7 +49,7 @@ export interface Output {
   /** Append bytes (sequentially: a FIFO cannot seek). */
   write(data: Uint8Array): Promise<void>;
   /** Write `chunks` in about 1 MiB batches, one on the thread pool while the next is made; hashed. */
-  writeChunks(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }>;
+  writeChunks(chunks: AsyncIterable<Uint8Array>, opts?: StdoutOptions): Promise<{ sha256: string; bytes: number }>;
   /** Make the output final and durable. */
   commit(): Promise<void>;
   /** Give up: the temporary file is removed, nothing appears under the name. */
@@ -160,10 +160,10 @@ export async function writeOutputFile(file: string, data: string | Uint8Array, o
 }
 
 /** Stream `chunks` into an output file (see `openOutput`); returns their sha256 and length. */
-export async function writeOutputChunks(file: string, chunks: AsyncIterable<Uint8Array>, opts: OutputOptions = {}): Promise<{ sha256: string; bytes: number }> {
+export async function writeOutputChunks(file: string, chunks: AsyncIterable<Uint8Array>, opts: OutputOptions & StdoutOptions = {}): Promise<{ sha256: string; bytes: number }> {
   const out = await openOutput(file, opts);
   try {
-    const written = await out.writeChunks(chunks);
+    const written = await out.writeChunks(chunks, opts);
     await out.commit();
     return written;
   } catch (err) {
@@ -393,11 +393,11 @@ class AtomicOutput implements Output {
   }
 
   async write(data: Uint8Array): Promise<void> {
-    await writeAll(this.check().fd, data).catch((err) => { throw this.fail(err); });
+    await writeAll(this.check().fd, [data]).catch((err) => { throw this.fail(err); });
   }
 
-  async writeChunks(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
-    return writeOverlapped(this.check().fd, chunks, () => void this.check()).catch((err) => { throw this.fail(err); });
+  async writeChunks(chunks: AsyncIterable<Uint8Array>, opts: StdoutOptions = {}): Promise<{ sha256: string; bytes: number }> {
+    return writeOverlapped(this.check().fd, chunks, () => void this.check(), true, opts.written).catch((err) => { throw this.fail(err); });
   }
 
   async commit(): Promise<void> {
@@ -473,11 +473,11 @@ class ThroughOutput implements Output {
   }
 
   async write(data: Uint8Array): Promise<void> {
-    await writeAll(this.handle().fd, data).catch((err) => { throw fromSystemError(err, `${this.path}: ${this.what}`); });
+    await writeAll(this.handle().fd, [data]).catch((err) => { throw fromSystemError(err, `${this.path}: ${this.what}`); });
   }
 
-  async writeChunks(chunks: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
-    return writeOverlapped(this.handle().fd, chunks).catch((err) => { throw fromSystemError(err, `${this.path}: ${this.what}`); });
+  async writeChunks(chunks: AsyncIterable<Uint8Array>, opts: StdoutOptions = {}): Promise<{ sha256: string; bytes: number }> {
+    return writeOverlapped(this.handle().fd, chunks, undefined, true, opts.written).catch((err) => { throw fromSystemError(err, `${this.path}: ${this.what}`); });
   }
 
   async commit(): Promise<void> {
@@ -498,26 +498,35 @@ class ThroughOutput implements Output {
   }
 }
 
-/** Write all of `buf` at the descriptor's offset (FIFOs and devices: no positions). */
-async function writeAll(fd: number, buf: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < buf.length) {
+/**
+ * Write all of `bufs` at the descriptor's offset (FIFOs and devices: no positions), one writev(2) for
+ * them where the kernel takes them whole, carrying on after a short write (as src/fs/write-fully.ts does
+ * for a FileHandle; here on a bare descriptor, stdout among them, which may be non-blocking).
+ */
+async function writeAll(fd: number, bufs: readonly Uint8Array[]): Promise<void> {
+  let rest = bufs.filter((b) => b.length > 0);
+  while (rest.length > 0) {
+    let n: number;
     try {
-      off += await new Promise<number>((resolve, reject) => fsWrite(fd, buf, off, buf.length - off, null, (err, n) => (err ? reject(err) : resolve(n))));
+      n = await new Promise<number>((resolve, reject) => fsWritev(fd, rest, null, (err, written) => (err ? reject(err) : resolve(written))));
     } catch (err) {
       // A non-blocking descriptor (a pipe someone set O_NONBLOCK on) that is full: wait, then again.
       if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
       await new Promise((resolve) => setTimeout(resolve, 1));
+      continue;
     }
+    while (rest.length > 0 && n >= rest[0]!.length) n -= rest.shift()!.length;
+    if (n > 0) rest = [rest[0]!.subarray(n), ...rest.slice(1)];
   }
 }
 
 /**
- * Write and hash `chunks` in batches of about 1 MiB, with one batch being written (on libuv's thread
- * pool) while the next is produced: a write that blocks on a slow reader, such as a pipe, does not stop
- * the producer. `check` runs before each batch (an interrupted output stops there).
+ * Write and hash `chunks` in batches of about 1 MiB, with one batch being written (one writev(2) on
+ * libuv's thread pool, no copy into one buffer) while the next is produced: a write that blocks on a slow
+ * reader, such as a pipe, does not stop the producer. `check` runs before each batch (an interrupted
+ * output stops there); `written` is told of each chunk once its batch is written.
  */
-async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, check: () => void = () => {}, hashing = true): Promise<{ sha256: string; bytes: number }> {
+async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, check: () => void = () => {}, hashing = true, written?: (chunk: Uint8Array) => void): Promise<{ sha256: string; bytes: number }> {
   const hash = hashing ? createHash('sha256') : undefined;
   let bytes = 0;
   let batch: Uint8Array[] = [];
@@ -525,12 +534,12 @@ async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, ch
   let inFlight: Promise<void> = Promise.resolve();
   const flush = async () => {
     if (!batchBytes) return;
-    const buf = batch.length === 1 ? batch[0]! : Buffer.concat(batch, batchBytes);
+    const bufs = batch;
     batch = [];
     batchBytes = 0;
     await inFlight;
     check();
-    inFlight = writeAll(fd, buf);
+    inFlight = writeAll(fd, bufs).then(() => { if (written) for (const b of bufs) written(b); });
     inFlight.catch(() => {}); // awaited before the next batch and at the end
   };
   try {
@@ -539,7 +548,7 @@ async function writeOverlapped(fd: number, chunks: AsyncIterable<Uint8Array>, ch
       bytes += chunk.length;
       batch.push(chunk);
       batchBytes += chunk.length;
-      if (batchBytes >= 1 << 20) await flush();
+      if (batchBytes >= 1 << 20 || batch.length >= STDOUT_IOV) await flush();
     }
     await flush();
   } finally {
@@ -563,7 +572,7 @@ export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>, opt
 export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>, opts: StdoutOptions & { hash?: boolean } = {}): Promise<{ sha256?: string; bytes: number }> {
   try {
     const st = fstatSync(1);
-    if (!st.isFIFO() && !st.isSocket()) return await writeOverlapped(1, chunks, undefined, opts.hash ?? true);
+    if (!st.isFIFO() && !st.isSocket()) return await writeOverlapped(1, chunks, undefined, opts.hash ?? true, opts.written);
     const out = new Socket({ fd: 1, readable: false, writable: true });
     let failure: Error | undefined;
     out.on('error', (err) => { failure ??= err; });
@@ -631,7 +640,7 @@ export async function writeChunksToStdout(chunks: AsyncIterable<Uint8Array>, opt
 }
 
 export interface StdoutOptions {
-  /** Told of each chunk the kernel has taken whole from a pipe's queue: nothing here keeps it after. */
+  /** Told of each chunk the kernel has taken whole (a pipe's queue, a file's batch): nothing here keeps it after. */
   written?: (chunk: Uint8Array) => void;
 }
 

@@ -51,6 +51,28 @@ test('a new path is created whole, with nothing else left in its directory', asy
   assert.deepEqual(await litter(dir, 'new.txt'), []);
 });
 
+test('chunks are written in batches and each is told written once its bytes are in the file: the producer may fill it again', async (t) => {
+  const dir = await tempDir(t);
+  const out = path.join(dir, 'batched.bin');
+  // More chunks than one writev(2) takes (256) and more bytes than one batch (1 MiB).
+  const chunks = Array.from({ length: 300 }, (_, i) => Buffer.alloc(7 * 1024 + i, i & 0xff));
+  const expected = Buffer.concat(chunks);
+  const told: Uint8Array[] = [];
+  async function* produce(): AsyncGenerator<Uint8Array> {
+    yield* chunks;
+  }
+  const written = await writeOutputChunks(out, produce(), {
+    written: (chunk) => {
+      told.push(chunk);
+      chunk.fill(0xee); // what a producer reusing its buffer does: the file must not see it
+    },
+  });
+  assert.equal(written.bytes, expected.length);
+  assert.ok((await readFile(out)).equals(expected), 'the file holds the bytes as produced');
+  assert.equal(told.length, chunks.length);
+  told.forEach((c, i) => assert.equal(c, chunks[i], `chunk ${i} told once, in order`));
+});
+
 test('a regular file is replaced atomically: a reader holding it sees the old bytes, permissions never widen', async (t) => {
   const dir = await tempDir(t);
   const out = path.join(dir, 'old.txt');
