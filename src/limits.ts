@@ -342,6 +342,11 @@ export const LIMITS = {
    */
   swarmDhtLookupFloorMs: 30_000,
   swarmDhtLookupCeilingMs: 10 * 60_000,
+  /**
+   * `fetch --bittorrent` (`--bt-wait`): how long after the start a file that no source served (no peer
+   * found, or none answered) waits for peers the DHT or a tracker names later before it fails.
+   */
+  swarmPeerWaitMs: 5 * 60_000,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
   /** Pieces a seeder keeps in memory once read and checked, to send their blocks to several peers (larger pieces are read block by block). */

@@ -54,6 +54,7 @@ interface FetchFlags {
   tracker: string[];
   listen: string;
   upload: boolean;
+  btWait?: string;
 }
 
 export function fetchCommand(io: Io, setExit: (n: number) => void, signal: AbortSignal): Command {
@@ -72,6 +73,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
     .option('--tracker <url>', 'with --bittorrent: also announce to this HTTP tracker (BEP 3) for peers, after the torrents\' own (repeatable)', collect, [])
     .option('--listen <host:port>', 'with --bittorrent: where other peers may take the pieces verified so far (port 0: any free port)', '0.0.0.0:0')
     .option('--no-upload', 'with --bittorrent: do not offer verified pieces to other peers while downloading')
+    .option('--bt-wait <seconds>', `with --bittorrent: how long a file no source served waits for peers the DHT or a tracker names later (default ${LIMITS.swarmPeerWaitMs / 1000})`)
     .option('--proxy <url>', 'send every connection through this SOCKS5 proxy (socks5h://HOST:PORT: names resolved by the proxy)')
     .option('--tor', `through Tor (default proxy ${TOR_DEFAULT_PROXY}) with stream isolation: each mirror on its own circuit; longer timeouts, more retries`)
     .option('--isolate-per-file', 'with --tor: a circuit per mirror and file')
@@ -98,7 +100,9 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       if (o.attestations.length && !o.trustPolicy) throw new SourcemeshError('E_USAGE', '--attestations needs --trust-policy (with builders)');
       let manifest = await loadManifest(input);
       const store = await Store.open(o.store ?? defaultStoreRoot(io.env));
-      const limits = o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o);
+      if (o.btWait !== undefined && !o.bittorrent) throw new SourcemeshError('E_USAGE', '--bt-wait goes with --bittorrent');
+      const btWait = o.btWait !== undefined ? { swarmPeerWaitMs: nonNegativeInt('--bt-wait', o.btWait, 86_400) * 1000 } : {};
+      const limits = { ...(o.tor ? torLimits(fetchLimits(o)) : fetchLimits(o)), ...btWait };
       const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
       const dispatcher = network.dispatcher;
       if (o.trustPolicy) {

@@ -73,6 +73,13 @@ export interface FetchOptions {
   mirrorWeight?: (m: Mirror) => number;
   /** More sources for a distfile, after the planned ones (BitTorrent peers, `fetch --bittorrent`). */
   extraSources?: (d: Distfile) => Source[];
+  /**
+   * When no source of a distfile served it and none lied (E_NO_SOURCE): `mark` is taken before its
+   * sources are planned; `wait` resolves true once more sources were found since (the file is then tried
+   * again with them), or a sentence saying why not, added to the error; undefined: nothing to wait for
+   * (`fetch --bittorrent`: peers looked for up to `--bt-wait`, src/torrent/swarm-fetch.ts).
+   */
+  sourceWait?: { mark(d: Distfile): number; wait(d: Distfile, mark: number, signal?: AbortSignal): Promise<true | string | undefined> };
   /** A piece layer checked against the distfile's merkleRoot (from a torrent), for segmented downloads. */
   pieceLayerFor?: DownloadContext['pieceLayerFor'];
   onPieceVerified?: DownloadContext['onPieceVerified'];
@@ -136,7 +143,7 @@ async function fetchOne(d: Distfile, opts: FetchOptions): Promise<FileOutcome> {
         if (!obj) {
           opts.onEvent?.({ type: 'start', name: d.name, size: d.size });
           const t0 = Date.now();
-          const got = d.cleanse ? await acquireCleansed(d, opts, outcome.rejected) : await acquire(d, opts, outcome.rejected);
+          const got = d.cleanse ? await acquireCleansed(d, opts, outcome.rejected) : await acquireWaiting(d, opts, outcome.rejected);
           outcome.ms = Date.now() - t0;
           obj = got.obj;
           outcome.status = 'fetched';
@@ -206,6 +213,20 @@ async function acquireCleansed(d: Distfile, opts: FetchOptions, rejected: Reject
   const { cleanseIntoStore } = await import('./cleansed.ts'); // the archiver, only for entries to cleanse
   const obj = await cleanseIntoStore(d, from, opts.store);
   return { obj, source: { ...via, label: `cleanse of ${via.label}` } };
+}
+
+/** `acquire`, tried again each time `opts.sourceWait` finds more sources after none served the file. */
+async function acquireWaiting(d: Distfile, opts: FetchOptions, rejected: Rejection[]): ReturnType<typeof acquire> {
+  for (;;) {
+    const mark = opts.sourceWait?.mark(d);
+    try {
+      return await acquire(d, opts, rejected);
+    } catch (err) {
+      if (!opts.sourceWait || opts.signal?.aborted || !(err instanceof SourcemeshError) || err.code !== 'E_NO_SOURCE') throw err;
+      const waited = await opts.sourceWait.wait(d, mark!, opts.signal);
+      if (waited !== true) throw waited === undefined ? err : new SourcemeshError('E_NO_SOURCE', `${err.message}; ${waited}`, err.details);
+    }
+  }
 }
 
 /** Try each source until one serves bytes with the pinned digest; blame each one that did not. */
@@ -298,13 +319,14 @@ async function acquire(d: Distfile, opts: FetchOptions, rejected: Rejection[]): 
     } catch (err) {
       if (opts.signal?.aborted) throw err;
       if (!(err instanceof SourcemeshError) || isLocalTrouble(err)) throw err; // no other source helps
+      if (err.details.notYet === true) continue; // a peer that lacks the file yet: no fault of its own
       reject(source.label, source.role, err.code, err.message);
       if (err.code === 'E_SIZE') await restart();
     }
   }
   if (partial.size === 0) await opts.store.discardPartial(partial);
   const lied = rejected.some((r) => r.code === 'E_CHECKSUM' || r.code === 'E_SIZE');
-  const summary = rejected.map(describeRejection).join('; ');
+  const summary = rejected.map(describeRejection).join('; ') || 'none answered';
   throw new SourcemeshError(lied ? 'E_CHECKSUM' : 'E_NO_SOURCE', `${d.name}: no source served it verified (${summary})`, { name: d.name, rejected });
 }
 

@@ -12,6 +12,8 @@ export class LatePeers {
   /** Per torrent (its info-hash): the peers known, and those learned later in the order learned. */
   private readonly torrents = new Map<string, { known: Set<string>; learned: string[] }>();
   private readonly places: number;
+  /** Called once after each `learn` that took a peer (waits of `waitForMore`). */
+  private readonly wakers = new Set<() => void>();
 
   /** `places`: peers learned later that a file's download can take on (limits.swarmLatePeers). */
   constructor(places: number) {
@@ -35,7 +37,33 @@ export class LatePeers {
       t.learned.push(p);
       added++;
     }
+    if (added > 0) for (const wake of [...this.wakers]) wake();
     return added;
+  }
+
+  /**
+   * Resolves true once torrent `key` has learned more than `mark` peers (`learnedOf(key).length` when
+   * its download's sources were planned), false at `deadline` (a Date.now() time), on `signal`, or at
+   * once when every place is taken.
+   */
+  async waitForMore(key: string, mark: number, deadline: number, signal?: AbortSignal): Promise<boolean> {
+    const t = this.torrent(key);
+    while (t.learned.length <= mark) {
+      const left = deadline - Date.now();
+      if (left <= 0 || signal?.aborted || t.learned.length >= this.places) return false;
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          this.wakers.delete(done);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, left);
+        this.wakers.add(done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
+    return true;
   }
 
   /** Peers learned later for torrent `key`, in order. */
@@ -72,7 +100,9 @@ function latePlace(k: number, peer: () => string | undefined, sourceOf: (peer: s
     type: 'opener' as const,
     open: (o: OpenOptions): Promise<Opened> => {
       const s = inner();
-      if (s?.location.type !== 'opener') return Promise.reject(transferError('E_NETWORK', `a peer learned later (place ${k + 1}): none yet`, true, { notYet: true }));
+      // Not retried (nothing to retry until a peer is learned) and no fault (`notYet`): a download whose
+      // every source failed waits for a peer (swarm-fetch.ts, `peerWait`) and plans its sources again.
+      if (s?.location.type !== 'opener') return Promise.reject(transferError('E_NETWORK', `a peer learned later (place ${k + 1}): none yet`, false, { notYet: true }));
       return s.location.open(o);
     },
     has: (from: number, to: number): boolean | undefined => {

@@ -22,7 +22,7 @@ import { newPeerId } from './seeder.ts';
 import { TrackerTiers, isHttpTracker, nextAnnounceDelay, peerText, printable, type AnnounceParams } from './tracker.ts';
 
 export interface SwarmFetch {
-  options: Pick<FetchOptions, 'extraSources' | 'pieceLayerFor' | 'onPieceVerified' | 'onEvent'>;
+  options: Pick<FetchOptions, 'extraSources' | 'sourceWait' | 'pieceLayerFor' | 'onPieceVerified' | 'onEvent'>;
   /** Distfiles some torrent carries. */
   covered: number;
   /** Where verified pieces are offered to peers (undefined with --no-upload), and the bytes sent. */
@@ -79,21 +79,34 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
   /** Torrents a tracker re-announces for (info-hash hex). */
   const watched = new Set<string>();
   const goodbyes: { url: string; params: () => AnnounceParams }[] = [];
+  /** Some torrent has http trackers announced to during the fetch. */
+  let announcing = false;
   const ending = new AbortController();
   const timers = new Set<NodeJS.Timeout>();
-  const reannounce = (url: string, params: () => AnnounceParams, last: { interval: number; minInterval?: number } | { failures: number }, dispatcher: Dispatcher, key: string) => {
+  // `url`: the tracker that answered last; undefined: none of `tiers` did yet (each failed at the start),
+  // so they are tried again in order, with `started`, backing off from trackerIntervalFloorMs.
+  const reannounce = (url: string | undefined, tiers: TrackerTiers, params: (event?: 'started' | 'stopped') => AnnounceParams, last: { interval: number; minInterval?: number } | { failures: number }, dispatcher: Dispatcher, key: string) => {
     const timer = setTimeout(async () => {
       timers.delete(timer);
-      let next: typeof last;
+      let next: typeof last = { failures: 'failures' in last ? last.failures + 1 : 1 };
+      let answered = url;
       try {
-        const r = await announceTo(url, params(), { dispatcher, limits, signal: ending.signal });
-        tracked.reannounced++;
-        tracked.learned += late.learn(key, r.peers.map(peerText).filter((p) => !self.has(p)));
-        next = r;
+        const io = { dispatcher, limits, signal: ending.signal };
+        const r = url ? await announceTo(url, params(), io) : await announceTiers(tiers, params('started'), io);
+        const response = 'response' in r ? r.response : 'peers' in r ? r : undefined;
+        if (!url && 'url' in r && r.url && response) {
+          answered = r.url;
+          goodbyes.push({ url: r.url, params: () => params('stopped') });
+        }
+        if (response) {
+          tracked.reannounced++;
+          tracked.learned += late.learn(key, response.peers.map(peerText).filter((p) => !self.has(p)));
+          next = response;
+        }
       } catch {
-        next = { failures: 'failures' in last ? last.failures + 1 : 1 };
+        // A tracker that failed: asked again later, backing off.
       }
-      if (!ending.signal.aborted) reannounce(url, params, next, dispatcher, key);
+      if (!ending.signal.aborted) reannounce(answered, tiers, params, next, dispatcher, key);
     }, nextAnnounceDelay(last, limits));
     timer.unref(); // never what keeps the process alive
     timers.add(timer);
@@ -152,27 +165,37 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         const params = (event?: 'started' | 'stopped'): AnnounceParams => ({ infoHash, peerId, port: up?.port ?? 0, ...counters(), event, numwant: event === 'stopped' ? 0 : limits.trackerNumwant });
         const r = await announceTiers(tiers, params('started'), { dispatcher: trackers.dispatcher, limits });
         for (const e of r.errors) if (!tracked.failed.some((f) => f.message === e.message)) tracked.failed.push(e);
-        if (!r.url || !r.response) continue;
-        tracked.answered.push({ url: printable(r.url), peers: r.response.peers.length });
-        fromTrackers.push(...r.response.peers.map(peerText));
-        goodbyes.push({ url: r.url, params: () => params('stopped') });
+        if (r.url && r.response) {
+          tracked.answered.push({ url: printable(r.url), peers: r.response.peers.length });
+          fromTrackers.push(...r.response.peers.map(peerText));
+          goodbyes.push({ url: r.url, params: () => params('stopped') });
+        }
+        if (tiers.order().length === 0) continue;
         // BEP 3: announce again as the tracker's interval says (held between our floor and ceiling), so a
-        // long download stays listed and its counters current; until the fetch ends.
-        reannounce(r.url, () => params(), r.response, trackers.dispatcher, key);
+        // long download stays listed and its counters current, and peers that joined later are learned;
+        // trackers that all failed are tried again (a tracker down at the start); until the fetch ends.
+        reannounce(r.url && r.response ? r.url : undefined, tiers, params, r.response ?? { failures: 1 }, trackers.dispatcher, key);
         watched.add(key);
+        announcing = true;
       }
     }
     const all = [...new Set([...peers, ...found, ...fromTrackers])].filter((p) => !self.has(p));
     late.known(key, all);
     names.forEach((name, index) => byName.set(name, { t, index, peers: all, key }));
   }
-  if (byName.size && [...byName.values()].every((e) => e.peers.length === 0)) {
+  const trackerTrouble = () => (tracked.failed.length ? `; ${tracked.failed.map((f) => `${f.message} [${f.code}]`).join('; ')}` : '');
+  // No peer, and no way to find one (no DHT, no http tracker): nothing to wait for.
+  if (byName.size && [...byName.values()].every((e) => e.peers.length === 0 && !watched.has(e.key))) {
     ending.abort();
     for (const t of timers) clearTimeout(t);
     await up?.close();
-    const why = tracked.failed.length ? `; ${tracked.failed.map((f) => `${f.message} [${f.code}]`).join('; ')}` : '';
-    throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, --dht-bootstrap to look them up in the DHT, or a torrent or --tracker with a tracker)${why}`);
+    throw new SourcemeshError('E_NO_SOURCE', `--bittorrent: no peer for any torrent (give --peer HOST:PORT, --dht-bootstrap to look them up in the DHT, or a torrent or --tracker with a tracker)${trackerTrouble()}`);
   }
+  // A file that no source served (no peer answered, none known yet) waits for peers the DHT or a tracker
+  // names later, up to swarmPeerWaitMs (--bt-wait) from now, then fails saying so (aria2c's
+  // --bt-stop-timeout; libtorrent keeps waiting). Mirrors and upstream are asked as ever meanwhile.
+  const waitStart = Date.now();
+  const waitUntil = waitStart + limits.swarmPeerWaitMs;
   const swarm = new PeerSwarm({ limits, peerId });
   return {
     covered: byName.size,
@@ -185,6 +208,20 @@ export async function swarmFetch(manifest: Manifest, torrentFiles: string[], pee
         // they name later (one connection per peer, as for any other).
         const later = watched.has(e.key) ? late.sourcesFor(e.key, (p) => swarm.sources(e.t, e.index, [p])[0]!) : [];
         return [...swarm.sources(e.t, e.index, e.peers), ...later];
+      },
+      sourceWait: {
+        mark: (d: Distfile) => {
+          const e = byName.get(d.name);
+          return e ? late.learnedOf(e.key).length : 0;
+        },
+        wait: async (d: Distfile, mark: number, signal?: AbortSignal) => {
+          const e = byName.get(d.name);
+          if (!e || !watched.has(e.key)) return undefined;
+          if (await late.waitForMore(e.key, mark, waitUntil, signal)) return true;
+          const some = e.peers.length > 0 || late.learnedOf(e.key).length > 0;
+          const how = [lookup && `DHT lookups: ${looked.relookups + 1}`, announcing && `tracker announces answered: ${tracked.answered.length + tracked.reannounced}`].filter(Boolean).join(', ');
+          return `${some ? 'no other peer' : 'no peer'} found in ${Math.round((Date.now() - waitStart) / 1000)} s (--bt-wait ${limits.swarmPeerWaitMs / 1000}${how ? `; ${how}` : ''})${trackerTrouble()}`;
+        },
       },
       pieceLayerFor: (d: Distfile, size: number) => {
         const e = byName.get(d.name);

@@ -2,7 +2,8 @@
 // info-hashes). `seed --tracker` announces what it seeds; `fetch --bittorrent` with only the torrent (its
 // announce URL), no --peer, no DHT, no mirror and no reachable upstream, finds the seed through the
 // tracker alone and gets the verified file. opentracker's own refusal (a hash not on its whitelist) comes
-// back as a failure reason. Then a fetch whose trackers are all hostile fails with one line.
+// back as a failure reason. Then a fetch whose trackers are all hostile fails with one line, once it
+// waited --bt-wait for them.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -107,10 +108,11 @@ test('fetch --bittorrent whose only trackers are hostile fails with one line nam
   t.after(() => new Promise((r) => server.close(r)));
   const base = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
   const r = await runCli(['fetch', manifest, '--store', path.join(dir, 'store'), '-o', path.join(dir, 'out'), '--bittorrent', '--torrent', path.join(dir, 't', 'h.tar.gz.torrent'),
-    '--tracker', `${base}/many`, '--tracker', `${base}/broken`, '--no-upload'], { timeoutMs: 60_000 });
+    '--tracker', `${base}/many`, '--tracker', `${base}/broken`, '--no-upload', '--bt-wait', '1'], { timeoutMs: 60_000 });
   assert.equal(r.code, 1, r.stderr);
-  const last = r.stderr.trim().split('\n').at(-1)!;
-  assert.match(last, /E_NO_SOURCE/);
+  // The http trackers are asked again while the file waits for peers (--bt-wait 1), then it fails.
+  const last = r.stderr.split('\n').find((l) => l.includes('h.tar.gz: no source served it verified'))!;
+  assert.match(last, /no peer found in 1 s \(--bt-wait 1; tracker announces answered: 0\)/);
   assert.match(last, /udp:\/\/127\.0\.0\.1:9\/announce: not an http\(s\) tracker/);
   assert.match(last, /\/many: 10000 peers, more than 200/);
   assert.match(last, /\/broken: bad bencoding/);
