@@ -15,7 +15,6 @@ import { writeOutputFile } from '../fs/durable-file.ts';
 import { Store, defaultStoreRoot } from '../store/store.ts';
 import { VERSION } from '../version.ts';
 import { nonNegativeInt, positiveInt, printJson, type Io } from './output.ts';
-import { describeVerdict } from './verdict.ts';
 import { addDhtOptions } from './dht-options.ts';
 import { parseDuration } from './units.ts';
 import { parseListen } from './listen.ts';
@@ -106,7 +105,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
       const network = new Network({ proxy: o.proxy, tor: o.tor, isolatePerFile: o.isolatePerFile }, limits);
       const dispatcher = network.dispatcher;
       if (o.trustPolicy) {
-        const [{ checkManifestRelease }, { measureThrough }, { applyBuilders }] = await Promise.all([import('../trust/check-release.ts'), import('../time/through-proxy.ts'), import('./builders.ts')]);
+        const [{ checkManifestRelease }, { measureThrough }, { applyBuilders }, { describeVerdict }] = await Promise.all([import('../trust/check-release.ts'), import('../time/through-proxy.ts'), import('./builders.ts'), import('./verdict.ts')]);
         const verdict = await checkManifestRelease(input, manifest, { trustPolicy: o.trustPolicy, release: o.release, stateDir: store.root, offline: o.offline, dispatcher, time: measureThrough(network, limits) }).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`release ${describeVerdict(verdict)}\n`);
         // The builders' quorum for git snapshots, before any download (cli/builders.ts).
@@ -123,7 +122,7 @@ export function fetchCommand(io: Io, setExit: (n: number) => void, signal: Abort
         const resolved = await resolveDhtList(list, o, store.root, limits).catch(async (err: unknown) => { await network.close(); throw err; });
         io.stderr.write(`mirror list ${resolved.address}: seq ${resolved.seq}, ${resolved.mirrors.length} mirrors, from ${resolved.url}${resolved.pointer.btih ? ` (btih ${resolved.pointer.btih})` : ''}\n`);
         if (o.trustPolicy) {
-          const [{ checkListRelease }, { measureThrough }] = await Promise.all([import('../discovery/pointer.ts'), import('../time/through-proxy.ts')]);
+          const [{ checkListRelease }, { measureThrough }, { describeVerdict }] = await Promise.all([import('../discovery/pointer.ts'), import('../time/through-proxy.ts'), import('./verdict.ts')]);
           const verdict = await checkListRelease(resolved, { trustPolicy: o.trustPolicy, stateDir: store.root, dispatcher, limits, time: measureThrough(network, limits), ...(o.offline ? { offline: true } : {}) }).catch(async (err: unknown) => { await network.close(); throw err; });
           io.stderr.write(`mirror list release ${describeVerdict(verdict)}\n`);
         }

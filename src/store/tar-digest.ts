@@ -4,7 +4,7 @@
 // Decompression, with its bounds on hostile input, is compression/decompress.ts; here only the hashing.
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { decompressedChunks, sniffCompression, type Compression } from '../compression/decompress.ts';
+import type { Compression } from '../compression/decompress.ts';
 import { SourcemeshError, fromSystemError } from '../errors.ts';
 
 export interface TarDigest {
@@ -19,6 +19,9 @@ export interface TarDigest {
 
 /** Both digests of a file in one streaming read. */
 export async function tarDigestOfFile(file: string, what = file): Promise<TarDigest> {
+  // Loaded here, not with the store: the decompressors (xz's WebAssembly, bzip2, zlib) are some 6-8 MB of a
+  // fetch's RSS that only a manifest pinning a tarSha256 needs (docs/BENCHMARKS.md, bench:mirrors, issue 21).
+  const { decompressedChunks, sniffCompression } = await import('../compression/decompress.ts');
   const fileHash = createHash('sha256');
   const tarHash = createHash('sha256');
   let compression: Compression = 'none';

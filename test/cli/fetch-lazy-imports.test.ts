@@ -2,7 +2,9 @@
 // the packages of BitTorrent, the DHT, mDNS, serve's logger and progress bars stay unloaded by a plain
 // `fetch --help` and a plain `fetch --json` from a directory mirror, and load once their option is used.
 // undici is loaded by its parts (src/net/undici.ts): never its index, which brings its fetch, WebSocket,
-// cache and mocks, nor node:http2 (every agent of ours is HTTP/1.1).
+// cache and mocks, nor node:http2 (every agent of ours is HTTP/1.1). Nor the trust modules (only
+// --trust-policy prints a verdict) and the decompressors (only a tarSha256 is checked through them): together
+// 6-8 MB of RSS (docs/BENCHMARKS.md, bench:mirrors, issue 21).
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile, mkdir } from 'node:fs/promises';
@@ -13,10 +15,12 @@ import { distfile, writeManifest } from '../helpers/distfiles.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const MAIN = path.join(ROOT, 'src/cli/main.ts');
-const OPTIONAL = ['bittorrent-protocol', 'bittorrent-dht', 'multicast-dns', 'pino', 'cli-progress'];
+const OPTIONAL = ['bittorrent-protocol', 'bittorrent-dht', 'multicast-dns', 'pino', 'cli-progress', 'xz-decompress'];
+/** Our modules a plain fetch does without. */
+const OWN_OPTIONAL = ['/src/trust/', '/src/compression/'];
 
 /** The node_modules packages a CLI run loaded (module load hook), and its exit status. */
-async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean; undiciIndex: boolean; http2: boolean }> {
+async function packagesLoaded(dir: string, args: string[]): Promise<{ status: number | null; stderr: string; packages: Set<string>; archiver: boolean; undiciIndex: boolean; http2: boolean; own: string[] }> {
   const trace = path.join(dir, `trace-${Math.random().toString(36).slice(2)}`);
   const hook = path.join(dir, 'trace-hook.mjs');
   await writeFile(hook, [
@@ -31,7 +35,8 @@ async function packagesLoaded(dir: string, args: string[]): Promise<{ status: nu
     return m ? [m[1]!] : [];
   }));
   const undiciIndex = urls.some((u) => /\/node_modules\/undici\/(index\.js|lib\/web\/)/.test(u));
-  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')), undiciIndex, http2: urls.includes('node:http2') };
+  const own = urls.filter((u) => OWN_OPTIONAL.some((dir) => u.includes(dir)));
+  return { status: r.status, stderr: r.stderr, packages, archiver: urls.some((u) => u.includes('/src/archive/')), undiciIndex, http2: urls.includes('node:http2'), own };
 }
 
 test('fetch --help and a plain fetch load none of the optional features\' packages; --bittorrent loads the wire', async (t) => {
@@ -43,6 +48,7 @@ test('fetch --help and a plain fetch load none of the optional features\' packag
   assert.ok(help.packages.has('commander'), 'the trace sees packages at all');
   for (const p of OPTIONAL) assert.ok(!help.packages.has(p), `fetch --help loaded ${p}`);
   assert.ok(!help.archiver, 'fetch --help loaded the archiver (git snapshots, cleansing)');
+  assert.deepEqual(help.own, [], 'fetch --help loaded trust or decompression modules');
 
   // A real fetch from a directory mirror, verified into the store.
   const bytes = Buffer.from('lazy imports\n');
@@ -55,6 +61,7 @@ test('fetch --help and a plain fetch load none of the optional features\' packag
   assert.deepEqual(await readFile(path.join(dir, 'out', 'a.txt')), bytes);
   for (const p of OPTIONAL) assert.ok(!plain.packages.has(p), `a plain fetch loaded ${p}`);
   assert.ok(!plain.archiver, 'a fetch without git or cleansed entries loaded the archiver');
+  assert.deepEqual(plain.own, [], 'a plain fetch loaded trust or decompression modules');
   assert.ok(plain.packages.has('undici'), 'the trace sees undici\'s parts');
   assert.ok(!help.undiciIndex && !plain.undiciIndex, 'fetch loaded undici\'s index (its fetch, WebSocket, cache...) instead of its parts');
   assert.ok(plain.packages.has('undici') && !plain.http2, 'a plain fetch loaded node:http2');
