@@ -7,8 +7,16 @@ import { BLOCK, RECORD } from './header.ts';
 
 /** Data at least this large goes out as its own chunk instead of being copied. */
 const PASS_THROUGH_BYTES = 64 * 1024;
-/** Staging buffers handed back by the consumer (recycle) and kept for reuse, at most. */
-const SPARE_STAGING = 8;
+/**
+ * Bytes of staging buffers handed back by the consumer (recycle) and kept for reuse, at most: what a
+ * consumer holds at once and then hands back together (durable-file's writeOverlapped: a 1 MiB batch being
+ * written while the next is filled) must come back to the spare list, or the next batch is made of fresh
+ * buffers (issue 14: with 8 kept, 325 fresh 64 KiB buffers per 35 MB tar into a file, 68-138 into a pipe;
+ * with 2 MiB, 13-39; page faults 11.0k -> 8.4k per archive; docs/BENCHMARKS.md, bench:archive).
+ */
+const SPARE_STAGING_BYTES = 2 * 1024 * 1024;
+/** And at least this many buffers, whatever their size. */
+const SPARE_STAGING_MIN = 8;
 
 export class TarBlocker {
   private readonly chunkBytes: number;
@@ -19,11 +27,13 @@ export class TarBlocker {
   /** Staging buffers out with the consumer: only these are taken back by recycle, each once. */
   private readonly lent = new WeakSet<ArrayBufferLike>();
   private readonly spare: Buffer[] = [];
+  private readonly spareMax: number;
   /** Bytes written so far, padding included. */
   total = 0;
 
   constructor(chunkBytes = 512 * 1024) {
     this.chunkBytes = Math.max(BLOCK, Math.ceil(chunkBytes / BLOCK) * BLOCK);
+    this.spareMax = Math.max(SPARE_STAGING_MIN, Math.floor(SPARE_STAGING_BYTES / this.chunkBytes));
     this.staging = this.freshStaging();
   }
 
@@ -39,7 +49,7 @@ export class TarBlocker {
   recycle(chunk: Uint8Array): void {
     if (!this.lent.has(chunk.buffer)) return;
     this.lent.delete(chunk.buffer);
-    if (this.spare.length < SPARE_STAGING) this.spare.push(Buffer.from(chunk.buffer, 0, this.chunkBytes));
+    if (this.spare.length < this.spareMax) this.spare.push(Buffer.from(chunk.buffer, 0, this.chunkBytes));
   }
 
   private flushStaging(): void {
