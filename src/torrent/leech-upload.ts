@@ -12,9 +12,10 @@
 // and hybrid ones, whose every file starts on a piece boundary (BEP 52), so that each piece of the
 // torrent is a piece of one file, proven by that file's piece layer (a v2 torrent's pad, and a hybrid's
 // BEP 47 pad files, are zeros the seeder adds); a swarm piece is announced once the file piece it lies in
-// is. A v1 torrent of several files, whose pieces cross file boundaries (the download checks its files by
-// their sha256 alone), is offered as its files are accepted whole: a piece once the files it overlaps
-// are and its bytes across them hash to its SHA-1 (`proveV1`).
+// is. A v1 torrent of several files, whose pieces cross file boundaries and BEP 47 pad files if it lists
+// any (the download checks its files by their sha256 alone), is offered as its files are accepted whole:
+// a piece once the files it overlaps are and its bytes across them, pads as zeros, hash to its SHA-1
+// (`proveV1`).
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { fromSystemError } from '../errors.ts';
@@ -100,9 +101,9 @@ export class LeechUpload {
       if (!o || f.size === 0) return;
       files.push({ t, ...o, file: this.partialFile(names[0]!, sha256s[0], t, 0) });
     } else {
-      // A v1 torrent's pieces cross files: proven by their SHA-1 once every file they overlap is whole
-      // (see `proveV1`). Its files must lie end to end, as ours do (no BEP 47 pad files).
-      if (t.version === 'v1' && (!t.v1Pieces || t.v1Size !== t.files.reduce((n, f) => n + f.size, 0))) return;
+      // A v1 torrent's pieces cross files, and BEP 47 pad files (zeros) if it has any: proven by their
+      // SHA-1 once every file they overlap is whole (see `proveV1`).
+      if (t.version === 'v1' && !t.v1Pieces) return;
       t.files.forEach((f, i) => files.push({ t, layer: f.layer, hash: t.version === 'v1' ? 'sha1' : 'sha256', root: f.root, file: this.partialFile(names[i]!, sha256s[i], t, i) }));
     }
     const tally: { sent?: number } = {};

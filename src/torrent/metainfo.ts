@@ -139,12 +139,25 @@ export interface Torrent {
   v1Pieces?: Buffer;
   /** Bytes of the v1 layout, pad files included (what `v1Pieces` cover); v1 and hybrid torrents only. */
   v1Size?: number;
+  /** Where each of `files` starts in the v1 layout, after the pad files (BEP 47) before it; v1 and hybrid torrents only. */
+  v1Offsets?: number[];
   infoHashV1?: Buffer;
   infoHashV2?: Buffer;
   webSeeds: string[];
   trackers: string[];
   /** BEP 12 tiers: the announce-list when there is one (clients that read it ignore announce), else [[announce]]. */
   trackerTiers: string[][];
+}
+
+/** Where each file that is not a pad file starts in the v1 byte stream (every file, pads included, end to end). */
+function offsetsOfReal(files: { size: number; pad: boolean }[]): number[] {
+  const out: number[] = [];
+  let at = 0;
+  for (const f of files) {
+    if (!f.pad) out.push(at);
+    at += f.size;
+  }
+  return out;
 }
 
 type ReadLimits = Pick<Limits, 'bencodeDepth' | 'bencodeItems' | 'torrentFiles' | 'torrentMaxPieceLength'>;
@@ -229,6 +242,7 @@ export function readTorrent(bytes: Buffer, what: string, limits: ReadLimits = LI
     files: v2Files ?? v1Files!.filter((f) => !f.pad).map(({ path, size, layer }) => ({ path, size, layer })),
     v1Pieces,
     v1Size,
+    v1Offsets: v1Files && offsetsOfReal(v1Files),
     infoHashV1: hasV1 ? createHash('sha1').update(encode(info)).digest() : undefined,
     infoHashV2: hasV2 ? createHash('sha256').update(encode(info)).digest() : undefined,
     webSeeds: urlList(r, top.get(bkey('url-list'))),

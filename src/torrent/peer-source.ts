@@ -19,8 +19,12 @@ const WINDOW = 64;
 /** Bytes of one read from a peer's socket, into the connection's own memory (PeerReader): as a socket read of Node's. */
 const READ_BYTES = 64 * 1024;
 
-/** Where each file of a torrent starts in its piece space: v2 and hybrid files start on a piece boundary (BEP 52, BEP 47). */
+/**
+ * Where each file of a torrent starts in its piece space: v2 and hybrid files start on a piece boundary
+ * (BEP 52, BEP 47); a v1 torrent's files lie end to end, after the pad files before them (BEP 47) if any.
+ */
 export function fileOffsets(t: Torrent): number[] {
+  if (t.version === 'v1' && t.v1Offsets?.length === t.files.length) return t.v1Offsets;
   const out: number[] = [];
   let at = 0;
   for (const f of t.files) {

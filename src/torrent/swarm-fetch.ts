@@ -277,7 +277,7 @@ export function v1PieceMap(t: Torrent, index: number): PieceMap | undefined {
   const f = t.files[index];
   if (!t.v1Pieces || !f || f.size === 0 || !isPieceLength(t.pieceLength) || (t.version === 'hybrid' && t.multiFile) || t.version === 'v2') return undefined;
   const start = fileOffsets(t)[index]!;
-  const total = t.files.reduce((n, x) => n + x.size, 0);
+  const total = t.v1Size ?? t.files.reduce((n, x) => n + x.size, 0);
   const end = start + f.size;
   if (start % t.pieceLength !== 0 || (end !== total && end % t.pieceLength !== 0)) return undefined;
   const first = start / t.pieceLength;

@@ -5,7 +5,9 @@
 // file piece it lies in is verified; a file accepted whole (too small to be taken in pieces, or already in
 // the store) once its bytes in the store make its pieces root; bytes that do not, never.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -15,7 +17,7 @@ import { LeechUpload } from '../../src/torrent/leech-upload.ts';
 import { readTorrent } from '../../src/torrent/metainfo.ts';
 import { fileOffsets } from '../../src/torrent/peer-source.ts';
 import { rootWithFiles } from '../helpers/distfiles.ts';
-import { runCli, waitFor } from '../helpers/run.ts';
+import { ROOT, runCli, waitFor } from '../helpers/run.ts';
 import { RawPeer, msg } from './raw-peer.ts';
 import { libtorrentLeech } from './libtorrent-leech-process.ts';
 import { startSeed } from './seed-process.ts';
@@ -23,20 +25,31 @@ import { startSeed } from './seed-process.ts';
 const FILES = { 'a.tar.gz': 2_300_017, 'b.tar.xz': 20_000, 'c.patch': 131_072, 'd.tar.bz2': 3_000_003 };
 const NAME = 'lb-up';
 
-/** A root, a manifest with every merkleRoot filled, the --multi-file torrent of `kind`, and a seed of it at 1 MB/s. */
+/**
+ * A root, a manifest with every merkleRoot filled, the --multi-file torrent of `kind`, and a seed of it at
+ * 1 MB/s. `v1-padded`: libtorrent's own v1 torrent of the root with BEP 47 pad files (each file from a
+ * piece boundary, zeros after it; 256 KiB pieces), which `torrent create` does not make.
+ */
 async function setup(t: { after(fn: () => unknown): void }, kind = 'hybrid') {
   const { dir, root, manifest: bare, expected } = await rootWithFiles(t, FILES, NAME, 5);
   const manifest = path.join(dir, 'pinned.json');
-  const r = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 't'), `--${kind}`, '--multi-file', '--manifest-out', manifest]);
+  const r = await runCli(['torrent', 'create', bare, '--root', root, '-o', path.join(dir, 't'), `--${kind === 'v1-padded' ? 'hybrid' : kind}`, '--multi-file', '--manifest-out', manifest]);
   assert.equal(r.code, 0, r.stderr);
-  const torrent = path.join(dir, 't', `${NAME}.torrent`);
+  let torrent = path.join(dir, 't', `${NAME}.torrent`);
+  if (kind === 'v1-padded') {
+    const made = spawn('/usr/bin/python3', [path.join(ROOT, 'test/torrent/libtorrent-create.py'), 'make', path.join(dir, 't'), String(256 * 1024), kind, root], { stdio: ['ignore', 'ignore', 'inherit'] });
+    assert.equal((await once(made, 'close'))[0], 0, 'libtorrent-create.py make');
+    torrent = path.join(dir, 't', 'root.torrent');
+    const lt = readTorrent(await readFile(torrent), 'torrent');
+    assert.ok(lt.version === 'v1' && lt.v1Size! > Object.values(FILES).reduce((a, b) => a + b, 0), 'a v1 torrent with pad files');
+  }
   // The seed sends 1 MB/s, so our leecher holds partial files for a few seconds.
   const seed = await startSeed(t, ['--root', root, '--torrent', torrent, '--upload-rate', '1M']);
   t.after(() => seed.stop());
   return { dir, root, manifest, torrent, seed, expected };
 }
 
-for (const [kind, v2] of [['hybrid', false], ['hybrid', true], ['v1', false]] as const) test(`a libtorrent leecher gets verified pieces of a --multi-file ${kind} from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {
+for (const [kind, v2] of [['hybrid', false], ['hybrid', true], ['v1', false], ['v1-padded', false]] as const) test(`a libtorrent leecher gets verified pieces of a --multi-file ${kind} from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {
   const { dir, manifest, torrent, seed } = await setup(t, kind);
   const save = path.join(dir, 'lt');
   await mkdir(save);
@@ -189,4 +202,33 @@ test('a v1 --multi-file torrent: a piece is announced once every file it overlap
   const all = Buffer.concat(await Promise.all(torrent.files.map((f) => readFile(path.join(root, f.path[0]!)))));
   const got = Buffer.concat(await Promise.all(range(0, L / BLOCK - 1).map((k) => peer.block(d0, k * BLOCK, BLOCK))));
   assert.ok(got.equals(all.subarray(d0 * L, d0 * L + L)), 'the piece across c.patch and d.tar.bz2');
+});
+
+test('a v1 torrent with BEP 47 pad files: a piece across a file\'s end and its pad is announced once the file is whole, the pad sent as zeros', async (t) => {
+  const { root, torrent: file } = await setup(t, 'v1-padded');
+  const torrent = readTorrent(await readFile(file), 'torrent');
+  const L = torrent.pieceLength;
+  const offsets = fileOffsets(torrent);
+  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
+  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
+  t.after(() => up.close());
+  up.register(torrent, torrent.files.map((f) => f.path[0]!));
+  const peer = new RawPeer('127.0.0.1', up.port);
+  t.after(() => peer.socket.destroy());
+  await peer.open(torrent.infoHashV1!.toString('hex'));
+  const haves = () => new Set(peer.messages.filter((m) => m[0] === 4).map((m) => m.readUInt32BE(1)));
+
+  // d.tar.bz2 whole: every piece of it, its last one ending in the pad file after it.
+  const d = await readFile(path.join(root, 'd.tar.bz2'));
+  const start = offsets[idx('d.tar.bz2')]!;
+  assert.equal(start % L, 0, 'after a pad file, on a piece boundary');
+  await up.fileVerified('d.tar.bz2', path.join(root, 'd.tar.bz2'));
+  const first = start / L, last = Math.floor((start + d.length - 1) / L);
+  await waitFor('d.tar.bz2\'s pieces', () => Array.from({ length: last - first + 1 }, (_, i) => first + i).every((p) => haves().has(p)));
+  assert.ok(![...haves()].some((p) => p < first || p > last), `only d.tar.bz2's: ${[...haves()]}`);
+  // The last piece byte for byte: the file's tail, then zeros (BEP 47), as its SHA-1 in the torrent says.
+  const got = Buffer.concat(await Promise.all(Array.from({ length: L / BLOCK }, (_, k) => peer.block(last, k * BLOCK, BLOCK))));
+  const tail = d.subarray((last - first) * L);
+  assert.ok(got.subarray(0, tail.length).equals(tail) && got.subarray(tail.length).every((x) => x === 0), 'the file\'s tail, then zeros');
+  assert.ok(createHash('sha1').update(got).digest().equals(torrent.v1Pieces!.subarray(20 * last, 20 * last + 20)));
 });

@@ -3,7 +3,9 @@
 #   read FILE...                   each torrent's v1 and v2 info-hashes, name, files, as libtorrent sees them
 #   make OUTDIR PIECE_LENGTH KIND PATH...
 #                                  libtorrent's own torrent for each PATH (a file or a directory), KIND
-#                                  v1|v2|hybrid, written to OUTDIR/BASENAME.torrent without a creation date
+#                                  v1|v2|hybrid, or v1-padded (v1 with BEP 47 pad files aligning each file
+#                                  to a piece, libtorrent's canonical_files), written to
+#                                  OUTDIR/BASENAME.torrent without a creation date
 import json
 import os
 import sys
@@ -34,7 +36,8 @@ def read(files):
 def make(out, path, piece_length, kind):
     fs = lt.file_storage()
     lt.add_files(fs, path)
-    flags = {'v1': lt.create_torrent.v1_only, 'v2': lt.create_torrent.v2_only, 'hybrid': 0}[kind]
+    flags = {'v1': lt.create_torrent.v1_only, 'v1-padded': lt.create_torrent.v1_only | lt.create_torrent.canonical_files,
+             'v2': lt.create_torrent.v2_only, 'hybrid': 0}[kind]
     t = lt.create_torrent(fs, piece_length, flags=flags)
     lt.set_piece_hashes(t, os.path.dirname(os.path.abspath(path)))
     e = t.generate()
@@ -49,4 +52,4 @@ elif sys.argv[1] == 'make':
     for p in sys.argv[5:]:
         make(sys.argv[2], p, int(sys.argv[3]), sys.argv[4])
 else:
-    sys.exit('usage: libtorrent-create.py read FILE... | make OUTDIR PIECE_LENGTH v1|v2|hybrid PATH...')
+    sys.exit('usage: libtorrent-create.py read FILE... | make OUTDIR PIECE_LENGTH v1|v1-padded|v2|hybrid PATH...')
