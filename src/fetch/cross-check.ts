@@ -19,6 +19,12 @@ export class CrossChecks {
   private readonly running = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private readonly opinions: { piece: Piece; other: SourceState; sha: string }[] = [];
+  /**
+   * Piece memory for the second opinions and, once the file verified, for reading our pieces back: reused,
+   * where a fresh piece each (some 20 of 1 MiB read back one after the other at the end of a 1 GiB file)
+   * made a segmented fetch's peak RSS (docs/BENCHMARKS.md, bench:mirrors, issue 21).
+   */
+  private readonly spare: Buffer[] = [];
 
   constructor(pieces: Piece[], states: SourceState[], ctx: DownloadContext, fraction: number) {
     this.chosen = chooseCrossChecks(pieces, fraction, ctx.random);
@@ -48,13 +54,20 @@ export class CrossChecks {
   private async ask(piece: Piece): Promise<void> {
     const other = crossCheckSource(this.states, piece);
     if (!other) return;
+    const memory = this.take(piece);
     try {
       const signal = this.ctx.signal ? AbortSignal.any([this.ctx.signal, this.abort.signal]) : this.abort.signal;
-      const got = await readRange(other.source, piece.start, piece.end, this.ctx, signal, piece.end + 1);
+      const got = await readRange(other.source, piece.start, piece.end, this.ctx, signal, piece.end + 1, memory);
       if (got !== 'no-ranges') this.opinions.push({ piece, other, sha: sha256Hex(got.body) });
+      this.spare.push(memory); // not after a failure: a transport that reads in place may not have let go
     } catch {
       // a source that cannot answer gives no opinion
     }
+  }
+
+  private take(piece: Piece): Buffer {
+    const b = this.spare.pop();
+    return b && b.length >= piece.end - piece.start + 1 ? b : Buffer.allocUnsafeSlow(piece.end - piece.start + 1);
   }
 
   /** The file verified: compare every second opinion with the verified bytes. */
@@ -63,7 +76,9 @@ export class CrossChecks {
     while (this.running.size) await Promise.race(this.running); // each end starts the next queued check
     for (const { piece, other, sha } of this.opinions) {
       if (other.dropped) continue;
-      const ours = sha256Hex(await readBack(fh, piece));
+      const memory = this.take(piece);
+      const ours = sha256Hex(await readBack(fh, piece, memory));
+      this.spare.push(memory);
       if (sha === ours) continue;
       // Our bytes verified against the pinned sha256, so the other source is the one that lied.
       const b: Blame = {
@@ -83,9 +98,16 @@ export class CrossChecks {
   }
 }
 
-/** Piece `piece`'s bytes as they are in the file. */
-export async function readBack(fh: FileHandle, piece: Piece): Promise<Buffer> {
-  const buf = Buffer.alloc(piece.end - piece.start + 1);
-  await fh.read(buf, 0, buf.length, piece.start);
+/** Piece `piece`'s bytes as they are in the file (zeros past its end), in `into` when it is long enough. */
+export async function readBack(fh: FileHandle, piece: Piece, into?: Buffer): Promise<Buffer> {
+  const length = piece.end - piece.start + 1;
+  const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, piece.start + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  buf.fill(0, got);
   return buf;
 }

@@ -181,15 +181,17 @@ class PieceRun {
       return;
     }
     let kept = 0;
+    const memory = this.takeBuffer(); // one piece's memory for every piece read back
     for (const i of covered) {
       const piece = this.pieces[i]!;
-      if (this.map && !this.check(await readBack(this.fh, piece), piece, earlierRun(this.partial)).ok) continue;
+      if (this.map && !this.check(await readBack(this.fh, piece, memory), piece, earlierRun(this.partial)).ok) continue;
       this.sched.adopt(i);
       this.checkpoints.adopted(i);
       if (this.map) this.ctx.onPieceVerified?.(this.d, i, this.partial.path, this.pieceLength);
       this.resumedBytes += piece.end - piece.start + 1;
       kept++;
     }
+    this.giveBack(memory);
     this.hasher.prefixWritten(this.sched.prefix());
     if (kept !== covered.length || record!.pieceLength !== this.pieceLength) this.checkpoints.checkpoint();
   }
