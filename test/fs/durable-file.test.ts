@@ -404,8 +404,10 @@ test('standard output as a slow pipe: many waits for the reader add no listeners
   child.stdout.on('data', (d: Buffer) => {
     hash.update(d);
     bytes += d.length;
-    child.stdout.pause(); // a slow reader: one pipe's worth, then a turn of the event loop
-    setImmediate(() => child.stdout.resume());
+    // A slow reader: one pipe's worth, then a millisecond. (A turn of the event loop alone was not slow
+    // enough on a loaded 2-core machine: the writer then waited only 10-11 times.)
+    child.stdout.pause();
+    setTimeout(() => child.stdout.resume(), 1);
   });
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const [code] = await once(child, 'close');
