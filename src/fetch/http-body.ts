@@ -2,7 +2,7 @@
 // and async iteration of request(): a consumer that pipes gets each chunk in a plain call, no promise per
 // chunk, and pauses the parser only when it must wait (a full write batch). Consumers that iterate
 // (small bodies: mirror lists, notes) still can.
-import { socketBytesRead } from '../net/socket-buffers.ts';
+import { readDone, socketBytesRead } from '../net/socket-buffers.ts';
 import type { Dispatcher } from '../net/undici.ts';
 
 /** Takes one chunk; a promise pauses the body until it settles (rejected: the body is cancelled). */
@@ -116,9 +116,27 @@ export class HttpBody implements AsyncIterable<Uint8Array> {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    return this.#iterate(false);
+  }
+
+  /**
+   * The chunks for a consumer that copies each one before it asks for the next (or stops): each is good
+   * only until then, as its memory may be read into again (src/net/socket-buffers.ts readDone).
+   */
+  lend(): AsyncIterable<Uint8Array> {
+    return { [Symbol.asyncIterator]: () => this.#iterate(true) };
+  }
+
+  #iterate(lending: boolean): AsyncIterator<Uint8Array> {
     let started = false;
+    let lent: Buffer | undefined;
+    const giveBack = (): void => {
+      if (lent) readDone(lent);
+      lent = undefined;
+    };
     return {
       next: async (): Promise<IteratorResult<Uint8Array>> => {
+        giveBack();
         if (!started) {
           started = true;
           if (!this.#ended) this.#controller.resume();
@@ -128,6 +146,7 @@ export class HttpBody implements AsyncIterable<Uint8Array> {
           if (chunk) {
             this.#queued -= chunk.length;
             if (this.#queued < ITERATOR_HIGH_WATER && this.#controller.paused && !this.#ended) this.#controller.resume();
+            if (lending) lent = chunk;
             return { done: false, value: chunk };
           }
           if (this.#ended) {
@@ -139,6 +158,7 @@ export class HttpBody implements AsyncIterable<Uint8Array> {
         }
       },
       return: async (): Promise<IteratorResult<Uint8Array>> => {
+        giveBack();
         if (!this.#ended) this.cancel();
         return { done: true, value: undefined };
       },

@@ -1,6 +1,7 @@
 // HTTP(S) transport on undici. Redirects are followed here, by hand, so that each hop is checked:
 // only http and https, at most LIMITS.maxRedirects hops.
-import { Agent, parserWithoutTierUp, request, type Dispatcher } from '../net/undici.ts';
+import { ownedReads } from '../net/socket-buffers.ts';
+import { Agent, buildConnector, parserWithoutTierUp, request, type Dispatcher } from '../net/undici.ts';
 import { SourcemeshError } from '../errors.ts';
 import { VERSION } from '../version.ts';
 import type { Limits } from '../limits.ts';
@@ -27,11 +28,19 @@ export function defaultDispatcher(): Dispatcher {
   return (shared ??= new Agent({ ...HTTP1_ONLY, keepAliveTimeout: 10_000 }));
 }
 
+/**
+ * A download agent. Its plain-HTTP connections read into memory of ours (src/net/socket-buffers.ts
+ * ownedReads), which a consumer that copies every chunk at once (readRange's pieces) gives back for the
+ * next read, instead of a fresh buffer per read that stays until a collection (docs/BENCHMARKS.md,
+ * bench:mirrors, issue 21); TLS connections as undici makes them.
+ */
 export function createAgent(limits: Limits): Dispatcher {
   parserWithoutTierUp();
+  const tls = buildConnector({ ...HTTP1_ONLY, timeout: limits.connectTimeoutMs });
+  const plain = buildConnector({ ...HTTP1_ONLY, timeout: limits.connectTimeoutMs, onread: ownedReads } as Parameters<typeof buildConnector>[0]);
   return new Agent({
     ...HTTP1_ONLY,
-    connect: { timeout: limits.connectTimeoutMs },
+    connect: (options, callback) => (options.protocol === 'https:' ? tls : plain)(options, callback),
     headersTimeout: limits.headersTimeoutMs,
     bodyTimeout: limits.idleTimeoutMs,
     maxHeaderSize: limits.maxHeaderBytes,
@@ -96,6 +105,7 @@ export async function openHttp(url: string, opts: OpenOptions & { dispatcher: Di
       return {
         body: res.body,
         pipe: (sink) => res.body.pipe(sink),
+        lend: () => res.body.lend(),
         start,
         ranged: status === 206,
         total,

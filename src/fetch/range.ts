@@ -29,8 +29,9 @@ export async function readRange(source: Source, start: number, end: number, ctx:
   let got = 0;
   try {
     // Iterated, not piped: piping pieces from four mirrors measured slower (bench:mirrors 5.28 s against
-    // 4.28 s, docs/BENCHMARKS.md).
-    for await (const chunk of opened.body) {
+    // 4.28 s, docs/BENCHMARKS.md). Lent: each chunk is copied into the piece before the next is asked
+    // for, so its read memory is reused (src/net/socket-buffers.ts).
+    for await (const chunk of opened.lend?.() ?? opened.body) {
       if (got + chunk.length > want) {
         opened.cancel();
         throw new SourcemeshError('E_SIZE', `${source.label} sent more than the ${want} bytes asked for (bytes ${start}-${end})`);

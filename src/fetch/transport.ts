@@ -8,6 +8,11 @@ export interface Opened {
    * the body through pipeBody(), which falls back to iteration for transports without it.
    */
   pipe?: (sink: (chunk: Buffer) => void | Promise<void>) => Promise<void>;
+  /**
+   * The body for a consumer that copies each chunk before it asks for the next: a chunk is good only until
+   * then (HTTP: its read memory is reused, src/net/socket-buffers.ts). Iterate `body` where absent.
+   */
+  lend?: () => AsyncIterable<Uint8Array>;
   /** Offset of the body's first byte in the whole file (0 unless a range was granted). */
   start: number;
   /** The source honoured the requested range (HTTP 206, or a local file). */

@@ -62,3 +62,66 @@ export function socketBytesRead(bytes: number, every = SOCKET_BYTES_PER_COLLECTI
   if (full) sinceFull = 0;
   collect?.({ type: full ? 'major' : 'minor' });
 }
+
+// Reads into memory of our own. A download agent's plain-HTTP connections read with net.Socket's `onread`
+// into 64 KiB buffers of this module's (src/fetch/http.ts createAgent), each read handed to undici's parser
+// as a view of its buffer, as a fresh read would be. undici keeps views of what it is given: the body is
+// handed on as views (lib/dispatcher/client-h1.js wasm_on_body), header fields are held as views until the
+// headers are complete, and a read the parser stopped in the middle of is put back into the socket
+// (unshift) for later. So a buffer is read into again only when a consumer has said that it has copied
+// every byte of the read (readDone: a piece read, src/fetch/range.ts); a read that held headers, or went
+// to a consumer that keeps its chunks (a whole download's write batches), is never taken back and is
+// garbage like any other read. Every chunk is still counted by socketBytesRead (src/fetch/http-body.ts):
+// the collections it starts also free the other short-lived memory of a download. The swarm's peer wire
+// reads into its own memory too (src/torrent/peer-wire.ts PeerReader), one buffer per connection, as
+// every message is handled before its callback returns. Measured in docs/BENCHMARKS.md, bench:mirrors.
+/** The size of one read, Node's own for a stream socket. */
+export const OWNED_READ_BYTES = 64 << 10;
+/** Read buffers kept for reuse while no connection reads into them. */
+const OWNED_READS_KEPT = 16;
+
+interface OwnedRead {
+  /** Bytes of the latest read into it; -1 while it waits in `free`. */
+  read: number;
+  /** Of those, bytes a consumer has copied. */
+  done: number;
+}
+
+const free: Buffer[] = [];
+const owned = new WeakMap<ArrayBufferLike, OwnedRead>();
+
+/**
+ * net.Socket's `onread` option for a connection whose reads land in this module's memory: `buffer` gives
+ * each read its memory (a buffer every byte of whose last read was copied, else a new one), `callback`
+ * hands the read on to the socket's readers (undici's parser) as a view; its result is the socket's
+ * backpressure (false: stop reading until undici reads, which starts it again).
+ */
+export const ownedReads = {
+  buffer(): Buffer {
+    const b = free.pop();
+    if (b) return b;
+    const fresh = Buffer.allocUnsafeSlow(OWNED_READ_BYTES);
+    owned.set(fresh.buffer, { read: -1, done: 0 });
+    return fresh;
+  },
+  callback(this: { push(chunk: Buffer): boolean }, n: number, buf: Uint8Array): boolean {
+    const r = owned.get(buf.buffer)!;
+    r.read = n;
+    r.done = 0;
+    return this.push(Buffer.from(buf.buffer, buf.byteOffset, n));
+  },
+};
+
+/**
+ * The consumer has copied `chunk` (a view handed on from a read) and keeps no reference to it. Once every
+ * byte of a read is done, its memory is read into again. Each chunk is told once.
+ */
+export function readDone(chunk: Uint8Array): void {
+  const r = owned.get(chunk.buffer);
+  if (!r || r.read < 0) return;
+  r.done += chunk.length;
+  if (r.done === r.read) {
+    r.read = -1;
+    if (free.length < OWNED_READS_KEPT) free.push(Buffer.from(chunk.buffer, 0, OWNED_READ_BYTES));
+  }
+}

@@ -41,6 +41,8 @@ export declare namespace Dispatcher {
 }
 export const Pool: typeof Undici.Pool = load('undici/lib/dispatcher/pool.js');
 export type Pool = Undici.Pool;
+export const buildConnector: typeof Undici.buildConnector = load('undici/lib/core/connect.js');
+export type buildConnector = Undici.buildConnector.connector;
 export const Socks5ProxyAgent: typeof Undici.Socks5ProxyAgent = load('undici/lib/dispatcher/socks5-proxy-agent.js');
 export type Socks5ProxyAgent = Undici.Socks5ProxyAgent;
 export declare namespace Socks5ProxyAgent {
