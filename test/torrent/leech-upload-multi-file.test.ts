@@ -49,6 +49,24 @@ async function setup(t: { after(fn: () => unknown): void }, kind = 'hybrid') {
   return { dir, root, manifest, torrent, seed, expected };
 }
 
+/**
+ * `setup`, then our LeechUpload with the torrent's files registered (none verified yet) and a raw peer
+ * that greets it by the v1 or the truncated v2 info-hash; `idx` finds a file, `offsets` where each starts.
+ */
+async function uploadAndPeer(t: { after(fn: () => unknown): void }, kind: string, greet: 'v1' | 'v2') {
+  const { dir, root, torrent: file } = await setup(t, kind);
+  const torrent = readTorrent(await readFile(file), 'torrent');
+  const offsets = fileOffsets(torrent);
+  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
+  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
+  t.after(() => up.close());
+  up.register(torrent, torrent.files.map((f) => f.path[0]!));
+  const peer = new RawPeer('127.0.0.1', up.port);
+  t.after(() => peer.socket.destroy());
+  await peer.open(greet === 'v1' ? torrent.infoHashV1!.toString('hex') : torrent.infoHashV2!.subarray(0, 20).toString('hex'));
+  return { dir, root, torrent, L: torrent.pieceLength, offsets, idx, up, peer };
+}
+
 for (const [kind, v2] of [['hybrid', false], ['hybrid', true], ['v1', false], ['v1-padded', false]] as const) test(`a libtorrent leecher gets verified pieces of a --multi-file ${kind} from our leecher while it downloads${v2 ? ', greeting it with the v2 info-hash' : ''}`, async (t) => {
   const { dir, manifest, torrent, seed } = await setup(t, kind);
   const save = path.join(dir, 'lt');
@@ -104,17 +122,7 @@ test('our leecher takes pieces of a --multi-file torrent from another of our lee
 });
 
 test('a piece of a --multi-file torrent is announced at its place once its file piece verifies; a file accepted whole, once the store\'s bytes make its root', async (t) => {
-  const { dir, root, torrent: file } = await setup(t, 'v2');
-  const torrent = readTorrent(await readFile(file), 'torrent');
-  const L = torrent.pieceLength;
-  const offsets = fileOffsets(torrent);
-  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
-  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
-  t.after(() => up.close());
-  up.register(torrent, torrent.files.map((f) => f.path[0]!));
-  const peer = new RawPeer('127.0.0.1', up.port);
-  t.after(() => peer.socket.destroy());
-  await peer.open(torrent.infoHashV2!.subarray(0, 20).toString('hex'));
+  const { dir, root, torrent, L, offsets, idx, up, peer } = await uploadAndPeer(t, 'v2', 'v2');
   const bitfield = await peer.message(5, 'the bitfield');
   assert.ok(bitfield.subarray(1).every((x) => x === 0), 'nothing had yet');
   const haves = () => peer.messages.filter((m) => m[0] === 4).map((m) => m.readUInt32BE(1));
@@ -162,18 +170,8 @@ test('a piece of a --multi-file torrent is announced at its place once its file 
 });
 
 test('a v1 --multi-file torrent: a piece is announced once every file it overlaps is whole and its SHA-1 is the torrent\'s', async (t) => {
-  const { dir, root, torrent: file } = await setup(t, 'v1');
-  const torrent = readTorrent(await readFile(file), 'torrent');
-  const L = torrent.pieceLength;
-  const offsets = fileOffsets(torrent);
-  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
+  const { dir, root, torrent, L, offsets, idx, up, peer } = await uploadAndPeer(t, 'v1', 'v1');
   const span = (name: string) => [Math.floor(offsets[idx(name)]! / L), Math.floor((offsets[idx(name)]! + FILES[name as keyof typeof FILES] - 1) / L)] as const;
-  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
-  t.after(() => up.close());
-  up.register(torrent, torrent.files.map((f) => f.path[0]!));
-  const peer = new RawPeer('127.0.0.1', up.port);
-  t.after(() => peer.socket.destroy());
-  await peer.open(torrent.infoHashV1!.toString('hex'));
   const haves = () => new Set(peer.messages.filter((m) => m[0] === 4).map((m) => m.readUInt32BE(1)));
   const range = (a: number, b: number) => Array.from({ length: Math.max(0, b - a + 1) }, (_, i) => a + i);
 
@@ -205,17 +203,7 @@ test('a v1 --multi-file torrent: a piece is announced once every file it overlap
 });
 
 test('a v1 torrent with BEP 47 pad files: a piece across a file\'s end and its pad is announced once the file is whole, the pad sent as zeros', async (t) => {
-  const { root, torrent: file } = await setup(t, 'v1-padded');
-  const torrent = readTorrent(await readFile(file), 'torrent');
-  const L = torrent.pieceLength;
-  const offsets = fileOffsets(torrent);
-  const idx = (name: string) => torrent.files.findIndex((f) => f.path[0] === name);
-  const up = await LeechUpload.start({ host: '127.0.0.1', port: 0, maxPeers: 10, uploadRate: 0 });
-  t.after(() => up.close());
-  up.register(torrent, torrent.files.map((f) => f.path[0]!));
-  const peer = new RawPeer('127.0.0.1', up.port);
-  t.after(() => peer.socket.destroy());
-  await peer.open(torrent.infoHashV1!.toString('hex'));
+  const { root, torrent, L, offsets, idx, up, peer } = await uploadAndPeer(t, 'v1-padded', 'v1');
   const haves = () => new Set(peer.messages.filter((m) => m[0] === 4).map((m) => m.readUInt32BE(1)));
 
   // d.tar.bz2 whole: every piece of it, its last one ending in the pad file after it.
