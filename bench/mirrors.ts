@@ -10,6 +10,22 @@
 //   node bench/mirrors.ts [--reps N] [--size-mib N] [--rates MIB,...] [--segments N] [--min-piece SIZE]
 //                         [--aria2 "FLAGS"] [--lie-at FRACTION] [--lie-mib N] [--only honest|liar|without]
 //                         [--cli build|src|dist] [--dir DIR] [--node-flags "FLAGS"]
+//                         [--peers aria2c,aria2c+sync,aria2c+sha256+sync] [--trace-sync]
+//
+// Where the time goes against aria2c (issue 21): `--peers` adds reference rows that give aria2c
+// sourcemesh's extra work, in the same alternation. `aria2c+sync` runs `sync FILE DIR` after it (fsync(2)
+// of the file and of its directory, as the store's commit does around the rename; aria2c has no option
+// for it, and turned out to fsync the file itself, so this row shows what is left to write).
+// `aria2c+sha256+sync` also runs `openssl dgst -sha256 FILE` first:
+// aria2c checks each piece's SHA-256 from the Metalink but not the whole file's when it has piece hashes
+// (aria2c(1), --check-integrity), and sourcemesh hashes both (OpenSSL's SHA-256 uses the CPU's SHA
+// extensions, as Node's does; coreutils' sha256sum does not). Each such row's note gives the added
+// steps' own time; the "ours" rows' ratio is always against plain aria2c. `--trace-sync` adds a row of
+// sourcemesh under `strace -f --seccomp-bpf -T -ttt -y -e trace=fsync,fdatasync` (only those calls stop
+// the process): per run, the calls, their total time, and the longest with how long before exit it
+// returned; and a row of aria2c under the same strace (it fsyncs its file once, when the download
+// completes). Every run also notes the whole machine's CPU seconds and how busy it was (/proc/stat): the
+// mirrors' nginx and forwarders share the two cores with the client.
 //
 // The mirrors: one nginx (Debian, sendfile; the node:http fallback when nginx is missing) with a server
 // block per mirror, each behind a bandwidth cap shared by all of that mirror's connections (a token
@@ -24,6 +40,7 @@
 // refuses the file when only the liar serves it. Files live under /tmp/sourcemesh-bench-mirrors (or
 // --dir) and are reused while their hashes match.
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { copyFile, mkdir, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,6 +75,8 @@ const options = {
   cli: { type: 'string', default: process.env.BENCH_CLI ?? 'build' },
   dir: { type: 'string', default: process.env.BENCH_DIR ?? path.join(os.tmpdir(), 'sourcemesh-bench-mirrors') },
   'node-flags': { type: 'string', default: '' },
+  peers: { type: 'string', default: 'aria2c' },
+  'trace-sync': { type: 'boolean', default: false },
 } as const;
 const { values: flags, usage, count } = benchArgs('mirrors', options);
 const reps = count('reps', flags.reps);
@@ -74,6 +93,13 @@ if (flags.only && !['honest', 'liar', 'without'].includes(flags.only)) usage(`--
 const aria2Flags = flags.aria2.split(/\s+/).filter(Boolean);
 const ourFlags = [...(flags.segments ? ['--segments', flags.segments] : []), ...(flags['min-piece'] ? ['--min-piece', flags['min-piece']] : [])];
 const nodeFlags = flags['node-flags'].split(/\s+/).filter(Boolean);
+const PEERS = ['aria2c', 'aria2c+sync', 'aria2c+sha256+sync'] as const;
+type Peer = (typeof PEERS)[number];
+const peers = flags.peers.split(',').map((p) => {
+  if (!(PEERS as readonly string[]).includes(p)) usage(`--peers ${flags.peers}: expected a comma-separated list of ${PEERS.join(', ')}`);
+  return p as Peer;
+});
+if (!peers.includes('aria2c')) peers.unshift('aria2c'); // the goal's ratio is against plain aria2c
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const work = path.resolve(flags.dir);
@@ -95,9 +121,16 @@ interface Row {
   scenario: Scenario;
   tool: string;
   ours: boolean;
+  /** The goal's peer (plain aria2c), which the ours rows' ratio is against. */
+  goalPeer?: boolean;
+  /** sourcemesh under strace (--trace-sync): its own row, not the one the ratios use. */
+  traced?: boolean;
   seconds: number[];
   rss: number[];
   cpu: number[];
+  /** The whole machine's CPU seconds during each run (nginx, forwarders, client), and how busy it was. */
+  machine: number[];
+  busy: number[];
   /** Per run: who served how much (ours), and who was blamed. */
   notes: string[];
 }
@@ -248,45 +281,97 @@ async function runConfiguration(rate: number, cli: string[], file: BenchFile, ma
       const warm = await measure(cli[0]!, [...nodeFlags, ...cli.slice(1), ...fetchArgs, '--metalink', meta], { env: childEnv });
       if (warm.code !== 0) throw new Error(`${sc.key}: sourcemesh fetch --metalink: exit status ${warm.code ?? warm.signal}\n${warm.stderr.slice(-2000)}`);
       await checkOutput(file, 'sourcemesh (Metalink run)');
-      const ours: Row = { rate, scenario: sc.key, tool: `sourcemesh fetch${ourFlags.length ? ` ${ourFlags.join(' ')}` : ''}`, ours: true, seconds: [], rss: [], cpu: [], notes: [] };
-      const aria: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')}`, ours: false, seconds: [], rss: [], cpu: [], notes: [] };
+      const ours: Row = { rate, scenario: sc.key, tool: `sourcemesh fetch${ourFlags.length ? ` ${ourFlags.join(' ')}` : ''}`, ours: true, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
       const ariaArgs = ['--no-conf', '-M', meta, '-d', out, ...aria2Flags, '--file-allocation=falloc', '--summary-interval=0', '--console-log-level=warn', '--download-result=hide', '--auto-file-renaming=false', '--allow-overwrite=true'];
-      const contenders = [
-        {
-          row: ours,
-          run: () => measure(cli[0]!, [...nodeFlags, ...cli.slice(1), ...fetchArgs], { env: childEnv }),
-          check: async (m: Measured) => {
-            const report = JSON.parse(m.stdout) as FetchJson;
-            const f = report.files[0]!;
-            if (report.fetched !== 1 || f.status !== 'fetched' || f.sha256 !== file.sha256) throw new Error(`sourcemesh: report says ${f.status}`);
-            const share = (f.contributors ?? []).map((c) => `${new URL(c.source).hostname} ${mib(c.bytes)}`).join(', ');
-            const blamed = f.rejected.map((r) => `${new URL(r.source).hostname} ${r.code}`).join(', ');
-            if (sc.key === 'liar' && !f.rejected.some((r) => r.source === liar)) throw new Error(`sourcemesh: the liar ${liar} was not named (${blamed || 'nobody'})`);
-            ours.notes.push(`${share}${blamed ? `; blamed ${blamed}` : ''}`);
-            await checkOutput(file, 'sourcemesh');
-          },
-        },
-        {
-          row: aria,
-          run: () => measure('aria2c', ariaArgs, { env: childEnv }),
-          check: async () => checkOutput(file, 'aria2c'),
-        },
+      const checkOurs = (row: Row) => async (m: Measured) => {
+        const report = JSON.parse(m.stdout) as FetchJson;
+        const f = report.files[0]!;
+        if (report.fetched !== 1 || f.status !== 'fetched' || f.sha256 !== file.sha256) throw new Error(`sourcemesh: report says ${f.status}`);
+        const share = (f.contributors ?? []).map((c) => `${new URL(c.source).hostname} ${mib(c.bytes)}`).join(', ');
+        const blamed = f.rejected.map((r) => `${new URL(r.source).hostname} ${r.code}`).join(', ');
+        if (sc.key === 'liar' && !f.rejected.some((r) => r.source === liar)) throw new Error(`sourcemesh: the liar ${liar} was not named (${blamed || 'nobody'})`);
+        row.notes.push(`${share}${blamed ? `; blamed ${blamed}` : ''}`);
+        await checkOutput(file, 'sourcemesh');
+      };
+      const contenders: { row: Row; run: () => Promise<Measured>; check: (m: Measured) => Promise<void> }[] = [
+        { row: ours, run: () => measure(cli[0]!, [...nodeFlags, ...cli.slice(1), ...fetchArgs], { env: childEnv }), check: checkOurs(ours) },
       ];
+      if (flags['trace-sync']) {
+        const traced: Row = { ...ours, tool: `${ours.tool} under strace (fsync, fdatasync)`, traced: true, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        const log = path.join(work, 'strace.log');
+        let spawnedAt = 0;
+        contenders.push({
+          row: traced,
+          run: async () => {
+            await rm(log, { force: true });
+            spawnedAt = Date.now() / 1e3;
+            return measure('strace', ['-f', '--seccomp-bpf', '-T', '-ttt', '-y', '-e', 'trace=fsync,fdatasync', '-o', log, cli[0]!, ...nodeFlags, ...cli.slice(1), ...fetchArgs], { env: childEnv });
+          },
+          check: async (m) => {
+            await checkOurs(traced)(m);
+            const exitedAt = spawnedAt + m.seconds;
+            traced.notes[traced.notes.length - 1] = `${describeSyncs(await readFile(log, 'utf8'), exitedAt)}; ${traced.notes.at(-1)}`;
+          },
+        });
+      }
+      if (flags['trace-sync']) {
+        // aria2c fsyncs its file itself when the download completes (seen in this trace): how long that takes.
+        const traced: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')} under strace (fsync, fdatasync)`, ours: false, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        const log = path.join(work, 'strace-aria2c.log');
+        let spawnedAt = 0;
+        contenders.push({
+          row: traced,
+          run: async () => {
+            await rm(log, { force: true });
+            spawnedAt = Date.now() / 1e3;
+            return measure('strace', ['-f', '--seccomp-bpf', '-T', '-ttt', '-y', '-e', 'trace=fsync,fdatasync', '-o', log, 'aria2c', ...ariaArgs], { env: childEnv });
+          },
+          check: async (m) => {
+            traced.notes.push(describeSyncs(await readFile(log, 'utf8'), spawnedAt + m.seconds));
+            await checkOutput(file, traced.tool);
+          },
+        });
+      }
+      for (const peer of peers) {
+        const row: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')}${peer === 'aria2c' ? '' : peer.slice('aria2c'.length).replaceAll('+', ', then ')}`, ours: false, goalPeer: peer === 'aria2c', seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        const target = path.join(out, NAME);
+        // The added steps are timed inside the shell, so that the note can give their own share.
+        const then = peer === 'aria2c' ? [] : [
+          ...(peer === 'aria2c+sha256+sync' ? ['t0=$(date +%s%N); openssl dgst -sha256 "$F" >/dev/null || exit 1; t1=$(date +%s%N); echo "BENCH_SHA256_NS=$((t1 - t0))" >&2'] : []),
+          't0=$(date +%s%N); sync "$F" "$D" || exit 1; t1=$(date +%s%N); echo "BENCH_SYNC_NS=$((t1 - t0))" >&2',
+        ];
+        contenders.push({
+          row,
+          run: () => then.length
+            ? measure('sh', ['-c', `F="$1"; D="$2"; shift 2; aria2c "$@" || exit $?; ${then.join('; ')}`, 'sh', target, out, ...ariaArgs], { env: childEnv })
+            : measure('aria2c', ariaArgs, { env: childEnv }),
+          check: async (m) => {
+            const part = (k: string) => { const x = new RegExp(`BENCH_${k}_NS=(\\d+)`).exec(m.stderr); return x ? `${k.toLowerCase()} ${(Number(x[1]) / 1e9).toFixed(2)} s` : undefined; };
+            const added = [part('SHA256'), part('SYNC')].filter(Boolean).join(', ');
+            if (added) row.notes.push(added);
+            await checkOutput(file, row.tool);
+          },
+        });
+      }
       for (let rep = 0; rep < reps; rep++) {
         const order = rep % 2 ? [...contenders].reverse() : contenders;
         for (const c of order) {
           await freshOutput();
+          const cpu0 = machineCpu();
           const m = await c.run();
+          const cpu1 = machineCpu();
           if (m.code !== 0) throw new Error(`${c.row.tool} (${sc.key}): exit status ${m.code ?? m.signal}\n${m.stderr.slice(-2000)}`);
           await c.check(m);
           c.row.seconds.push(m.seconds);
           if (m.maxRssBytes !== undefined) c.row.rss.push(m.maxRssBytes);
           if (m.cpuSeconds !== undefined) c.row.cpu.push(m.cpuSeconds);
+          c.row.machine.push((cpu1.busy - cpu0.busy) / 100);
+          c.row.busy.push((cpu1.busy - cpu0.busy) / Math.max(1, cpu1.total - cpu0.total));
           const note = c.row.notes.at(-1);
-          console.log(`  ${rate} MiB/s, ${sc.key}, run ${rep + 1}/${reps}  ${c.row.tool}: ${m.seconds.toFixed(2)} s, ${(size / MiB / m.seconds).toFixed(0)} MiB/s, CPU ${m.cpuSeconds?.toFixed(2) ?? '?'} s, peak RSS ${m.maxRssBytes ? mib(m.maxRssBytes) : '?'}${c.row.ours && note ? `  [${note}]` : ''}`);
+          console.log(`  ${rate} MiB/s, ${sc.key}, run ${rep + 1}/${reps}  ${c.row.tool}: ${m.seconds.toFixed(2)} s, ${(size / MiB / m.seconds).toFixed(0)} MiB/s, CPU ${m.cpuSeconds?.toFixed(2) ?? '?'} s, peak RSS ${m.maxRssBytes ? mib(m.maxRssBytes) : '?'}; machine ${((cpu1.busy - cpu0.busy) / 100).toFixed(2)} s of CPU, ${(100 * (cpu1.busy - cpu0.busy) / Math.max(1, cpu1.total - cpu0.total)).toFixed(0)}% busy, ${(100 * (cpu1.iowait - cpu0.iowait) / Math.max(1, cpu1.total - cpu0.total)).toFixed(0)}% iowait${note && c.row.notes.length === rep + 1 ? `  [${note}]` : ''}`);
         }
       }
-      rows.push(ours, aria);
+      rows.push(...contenders.map((c) => c.row));
     }
     await freshOutput();
     return { rows, kind: servers.kind };
@@ -296,6 +381,51 @@ async function runConfiguration(rate: number, cli: string[], file: BenchFile, ma
 }
 
 let checkedAria2 = false;
+
+/**
+ * The whole machine's CPU time from /proc/stat's first line (USER_HZ ticks, 100 a second here): with
+ * nginx, the forwarders and the client on two cores, a run whose machine is busy all the time is bound
+ * by the CPU, and what one client saves in CPU the forwarders can use.
+ */
+function machineCpu(): { busy: number; total: number; iowait: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait, iowait };
+}
+
+/**
+ * strace's log of fsync and fdatasync (`-f -T -ttt -y`): the calls, their total time, and the longest
+ * (the store's commit of the data) with how long before the process's exit it returned.
+ */
+function describeSyncs(log: string, exitedAt: number): string {
+  const calls: { at: number; secs: number; what: string; call: string }[] = [];
+  // A call another thread interrupted is logged in two lines: "<unfinished ...>", then "<... resumed>".
+  const open = new Map<string, { at: number; call: string; what: string }>();
+  for (const line of log.split('\n')) {
+    const whole = /^(\d+)\s+([\d.]+) (fsync|fdatasync)\(\d+<([^>]*)>\)\s+=\s+\S+\s+<([\d.]+)>/.exec(line);
+    if (whole) {
+      calls.push({ at: Number(whole[2]), call: whole[3]!, what: whole[4]!, secs: Number(whole[5]) });
+      continue;
+    }
+    const started = /^(\d+)\s+([\d.]+) (fsync|fdatasync)\(\d+<([^>]*)> <unfinished/.exec(line);
+    if (started) {
+      open.set(started[1]!, { at: Number(started[2]), call: started[3]!, what: started[4]! });
+      continue;
+    }
+    const resumed = /^(\d+)\s+([\d.]+) <\.\.\. (fsync|fdatasync) resumed>.*<([\d.]+)>\s*$/.exec(line);
+    const begun = resumed && open.get(resumed[1]!);
+    if (begun) {
+      open.delete(resumed[1]!);
+      calls.push({ ...begun, secs: Number(resumed[4]) });
+    }
+  }
+  if (!calls.length) return 'no fsync or fdatasync seen';
+  const total = calls.reduce((a, c) => a + c.secs, 0);
+  const longest = calls.reduce((a, c) => (c.secs > a.secs ? c : a));
+  const last = calls.reduce((a, c) => (c.at + c.secs > a.at + a.secs ? c : a));
+  return `${calls.length} fsync/fdatasync calls, ${total.toFixed(2)} s in all; longest ${longest.call} ${path.basename(longest.what)} ${longest.secs.toFixed(2)} s, returned ${(exitedAt - longest.at - longest.secs).toFixed(2)} s before exit; last returned ${(exitedAt - last.at - last.secs).toFixed(2)} s before exit`;
+}
 
 /**
  * aria2c does not check a Metalink's whole-file hash when it has piece hashes ("only piece hashes are
@@ -327,7 +457,8 @@ const rateOf = (r: Row) => size / MiB / median(r.seconds);
 function table(rows: Row[]): string {
   const lines: string[][] = [];
   for (const r of rows) {
-    const peer = rows.find((x) => x.rate === r.rate && x.scenario === r.scenario && !x.ours)!;
+    const peer = rows.find((x) => x.rate === r.rate && x.scenario === r.scenario && x.goalPeer)!;
+    const mine = rows.find((x) => x.rate === r.rate && x.scenario === r.scenario && x.ours && !x.traced)!;
     const honest = rows.find((x) => x.rate === r.rate && x.scenario === 'honest' && x.tool === r.tool);
     const without = rows.find((x) => x.rate === r.rate && x.scenario === 'without' && x.tool === r.tool);
     const spread = r.seconds.length > 1 ? ` (${Math.min(...r.seconds).toFixed(2)}-${Math.max(...r.seconds).toFixed(2)})` : '';
@@ -340,13 +471,14 @@ function table(rows: Row[]): string {
       r.tool,
       `${median(r.seconds).toFixed(2)} s${spread}`,
       `${rateOf(r).toFixed(0)} MiB/s`,
-      r.ours ? `${ratio.toFixed(2)}x ${ratio >= GOAL_RATIO ? '(goal met)' : '(goal NOT met)'}` : '',
+      r.ours ? `${ratio.toFixed(2)}x ${ratio >= GOAL_RATIO ? '(goal met)' : '(goal NOT met)'}` : r.goalPeer ? '' : `ours ${(rateOf(mine) / rateOf(r)).toFixed(2)}x this`,
       liar === undefined ? '' : `${liar.toFixed(2)}x${r.ours ? (liar <= GOAL_LIAR ? ' (goal met)' : ' (goal NOT met)') : ''}${vsWithout}`,
       r.cpu.length ? `${median(r.cpu).toFixed(2)} s` : '-',
+      `${median(r.machine).toFixed(2)} s (${(100 * median(r.busy)).toFixed(0)}%)`,
       r.rss.length ? `${mib(median(r.rss))} / ${mib(Math.max(...r.rss))}` : '-',
     ]);
   }
-  const header = ['MiB/s per mirror (fast x3 + slow)', 'mirrors', 'tool', `wall time, median of ${reps} (min-max)`, 'throughput', `ours / aria2c (goal >= ${GOAL_RATIO}x)`, `liar / 4 honest time (goal <= ${GOAL_LIAR}x)`, 'CPU user+sys', 'peak RSS median / max'];
+  const header = ['MiB/s per mirror (fast x3 + slow)', 'mirrors', 'tool', `wall time, median of ${reps} (min-max)`, 'throughput', `ours / aria2c (goal >= ${GOAL_RATIO}x)`, `liar / 4 honest time (goal <= ${GOAL_LIAR}x)`, 'CPU user+sys', 'machine CPU (busy)', 'peak RSS median / max'];
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...lines.map(fmt)].join('\n');
@@ -385,7 +517,7 @@ async function main(): Promise<void> {
   console.log(table(rows));
   console.log('');
   for (const rate of rates) {
-    const get = (scenario: Scenario, ours: boolean) => rows.find((r) => r.rate === rate && r.scenario === scenario && r.ours === ours);
+    const get = (scenario: Scenario, ours: boolean) => rows.find((r) => r.rate === rate && r.scenario === scenario && (ours ? r.ours && !r.traced : r.goalPeer));
     const [oh, ah, ol, al, ow] = [get('honest', true), get('honest', false), get('liar', true), get('liar', false), get('without', true)];
     const parts: string[] = [];
     if (oh && ah) parts.push(`honest mirrors: ours ${(rateOf(oh) / rateOf(ah)).toFixed(2)}x aria2c's throughput (goal >= ${GOAL_RATIO}x: ${rateOf(oh) / rateOf(ah) >= GOAL_RATIO ? 'met' : 'NOT met'})`);
