@@ -297,40 +297,32 @@ async function runConfiguration(rate: number, cli: string[], file: BenchFile, ma
         { row: ours, run: () => measure(cli[0]!, [...nodeFlags, ...cli.slice(1), ...fetchArgs], { env: childEnv }), check: checkOurs(ours) },
       ];
       if (flags['trace-sync']) {
-        const traced: Row = { ...ours, tool: `${ours.tool} under strace (fsync, fdatasync)`, traced: true, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
-        const log = path.join(work, 'strace.log');
-        let spawnedAt = 0;
-        contenders.push({
-          row: traced,
-          run: async () => {
-            await rm(log, { force: true });
-            spawnedAt = Date.now() / 1e3;
-            return measure('strace', ['-f', '--seccomp-bpf', '-T', '-ttt', '-y', '-e', 'trace=fsync,fdatasync', '-o', log, cli[0]!, ...nodeFlags, ...cli.slice(1), ...fetchArgs], { env: childEnv });
-          },
-          check: async (m) => {
-            await checkOurs(traced)(m);
-            const exitedAt = spawnedAt + m.seconds;
-            traced.notes[traced.notes.length - 1] = `${describeSyncs(await readFile(log, 'utf8'), exitedAt)}; ${traced.notes.at(-1)}`;
-          },
-        });
-      }
-      if (flags['trace-sync']) {
-        // aria2c fsyncs its file itself when the download completes (seen in this trace): how long that takes.
-        const traced: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')} under strace (fsync, fdatasync)`, ours: false, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
-        const log = path.join(work, 'strace-aria2c.log');
-        let spawnedAt = 0;
-        contenders.push({
-          row: traced,
-          run: async () => {
-            await rm(log, { force: true });
-            spawnedAt = Date.now() / 1e3;
-            return measure('strace', ['-f', '--seccomp-bpf', '-T', '-ttt', '-y', '-e', 'trace=fsync,fdatasync', '-o', log, 'aria2c', ...ariaArgs], { env: childEnv });
-          },
-          check: async (m) => {
-            traced.notes.push(describeSyncs(await readFile(log, 'utf8'), spawnedAt + m.seconds));
-            await checkOutput(file, traced.tool);
-          },
-        });
+        // Each traced contender runs under strace for fsync and fdatasync only; its note starts with how
+        // long they took and how close to its exit the last one ended (aria2c fsyncs its file itself when
+        // the download completes, seen in this trace).
+        const traced = (row: Row, logName: string, argv: string[], check: (m: Measured) => Promise<void>) => {
+          const log = path.join(work, logName);
+          let spawnedAt = 0;
+          contenders.push({
+            row,
+            run: async () => {
+              await rm(log, { force: true });
+              spawnedAt = Date.now() / 1e3;
+              return measure('strace', ['-f', '--seccomp-bpf', '-T', '-ttt', '-y', '-e', 'trace=fsync,fdatasync', '-o', log, ...argv], { env: childEnv });
+            },
+            check: async (m) => {
+              const before = row.notes.length;
+              await check(m);
+              const syncs = describeSyncs(await readFile(log, 'utf8'), spawnedAt + m.seconds);
+              if (row.notes.length > before) row.notes[row.notes.length - 1] = `${syncs}; ${row.notes.at(-1)}`;
+              else row.notes.push(syncs);
+            },
+          });
+        };
+        const oursTraced: Row = { ...ours, tool: `${ours.tool} under strace (fsync, fdatasync)`, traced: true, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        traced(oursTraced, 'strace.log', [cli[0]!, ...nodeFlags, ...cli.slice(1), ...fetchArgs], checkOurs(oursTraced));
+        const ariaTraced: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')} under strace (fsync, fdatasync)`, ours: false, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        traced(ariaTraced, 'strace-aria2c.log', ['aria2c', ...ariaArgs], () => checkOutput(file, ariaTraced.tool));
       }
       for (const peer of peers) {
         const row: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')}${peer === 'aria2c' ? '' : peer.slice('aria2c'.length).replaceAll('+', ', then ')}`, ours: false, goalPeer: peer === 'aria2c', seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
