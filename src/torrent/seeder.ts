@@ -203,10 +203,11 @@ interface Outgoing {
 /** A piece in the seeder's cache: its bytes once read and checked, the memory they are read into, and its readers. */
 interface CachedPiece {
   bytes: Promise<Buffer>;
-  length: number;
-  memory?: Buffer;
-  /** Callers reading it now (see `cachedPiece`). */
+  memory: Buffer;
+  /** Callers reading it now, blocks of it not yet written to a socket included (see `cachedPiece`). */
   pins: number;
+  /** Out of the cache while pinned (its read failed, its file retired): its memory counts until the last unpin. */
+  dropped?: boolean;
 }
 
 interface Swarm {
@@ -236,14 +237,15 @@ export class Seeder {
   private readonly handles = new Map<string, Promise<FileHandle>>();
   /** Pieces read lately (see `cachedPiece`), least recently used first. */
   private readonly pieceCache = new Map<string, CachedPiece>();
-  private pieceCacheBytes = 0;
-  /** Memory of pieces dropped from the cache, for the next ones read (see `cachedPiece`). */
-  private spare: Buffer[] = [];
+  /** Bytes of the memory the cached pieces are read into, dropped ones still pinned included: at most seedPieceCacheBytes (see `pieceMemory`). */
+  private pieceMemoryBytes = 0;
   /** Pieces read into the cache, and piece buffers allocated for them (the rest reused memory). */
   piecesRead = 0;
   pieceBuffers = 0;
   /** Blocks sent as copies (the rest left as views of a cached piece, see `readFile`). */
   blocksCopied = 0;
+  /** Blocks read from disk on their own because every cached piece was pinned (see `readFile`). */
+  blocksReadAlone = 0;
   private readonly sockets = new Set<net.Socket>();
   /** The wires that greeted for a swarm holding each partial file, told of each swarm piece it completes. */
   private readonly wires = new Map<SeededFile, Set<{ wire: Wire; layout: SeedLayout; start: number }>>();
@@ -474,7 +476,7 @@ export class Seeder {
   /** Stop seeding a file (it changed on disk, or cannot be read): new peers for it are turned away. */
   private retire(f: SeededFile): void {
     for (const [k, v] of this.swarms) if (v.layout.files.some((x) => x.file === f)) this.swarms.delete(k);
-    for (const k of [...this.pieceCache.keys()]) if (k.endsWith(` ${f.path}`)) this.dropCached(k, false);
+    for (const k of [...this.pieceCache.keys()]) if (k.endsWith(` ${f.path}`)) this.dropCached(k);
   }
 
   private tree(f: SeededFile): MerkleTree {
@@ -529,26 +531,33 @@ export class Seeder {
     while (length > 0) {
       const index = Math.floor(pos / f.pieceLength);
       const c = this.cachedPiece(f, index);
+      if (!c) {
+        // Every cached piece is pinned and the cache at its bound (peers that read slowly hold blocks of
+        // them unwritten): the rest of the request is read and checked on its own, into memory that dies
+        // young, rather than into piece memory past the bound (see `pieceMemory`).
+        parts.push(await this.readChecked(f, pos, length));
+        this.blocksReadAlone++;
+        break;
+      }
       let piece: Buffer;
       try {
         piece = await c.bytes;
       } catch (err) {
-        c.pins--;
+        this.unpin(c);
         throw err;
       }
       const from = pos - index * f.pieceLength;
       const view = piece.subarray(from, Math.min(piece.length, from + length));
-      if (parts.length === 0 && view.length === length && this.pieceCacheBytes <= this.limits.seedPieceCacheBytes) {
+      if (parts.length === 0 && view.length === length) {
         // The whole request lies in this piece: sent as a view of its memory, which stays pinned (never
         // read into) until the socket has written it. A copy per block sent was an allocation per byte
-        // uploaded (docs/BENCHMARKS.md, bench:swarm). Only while the cache is within its bound: pieces
-        // pinned by peers that read slowly then keep it over, and further blocks leave as copies (one
-        // block per such peer, as before), so slow peers cannot pin more pieces than the cache holds.
+        // uploaded (docs/BENCHMARKS.md, bench:swarm). Peers that read slowly can pin at most the pieces
+        // the cache holds; further blocks are then read on their own (above).
         let pinned = true;
         return {
           data: view,
           release: () => {
-            if (pinned) c.pins--;
+            if (pinned) this.unpin(c);
             pinned = false;
           },
         };
@@ -556,7 +565,7 @@ export class Seeder {
       // A request across two pieces (a torrent whose pieces cross the file's): copied.
       parts.push(Buffer.from(view));
       this.blocksCopied++;
-      c.pins--;
+      this.unpin(c);
       pos += view.length;
       length -= view.length;
     }
@@ -564,11 +573,12 @@ export class Seeder {
   }
 
   /**
-   * Piece `index` of `f`, read whole and checked block by block, from the last few pieces read (at most
-   * seedPieceCacheBytes, more only while each is in use). Pinned for the caller, who unpins it (`pins--`)
-   * once done reading it: a piece pinned is never dropped, so its memory is never read into meanwhile.
+   * Piece `index` of `f`, read whole and checked block by block, from the last few pieces read. Pinned
+   * for the caller, who unpins it (`unpin`) once done reading it: a piece pinned is never evicted, so its
+   * memory is never read into meanwhile. Undefined when the piece is not cached and no memory can be had
+   * for it within the bound (every cached piece pinned, see `pieceMemory`).
    */
-  private cachedPiece(f: SeededFile, index: number): CachedPiece {
+  private cachedPiece(f: SeededFile, index: number): CachedPiece | undefined {
     const key = `${index} ${f.path}`;
     let got = this.pieceCache.get(key);
     if (got) {
@@ -578,34 +588,59 @@ export class Seeder {
       got.pins++;
       return got;
     }
+    const memory = this.pieceMemory(f.pieceLength);
+    if (!memory) return undefined;
     const start = index * f.pieceLength;
-    const length = Math.min(f.pieceLength, f.size - start);
-    let memory = this.spare.find((b) => b.length === f.pieceLength);
-    if (memory) this.spare = this.spare.filter((b) => b !== memory);
-    else {
-      memory = Buffer.allocUnsafeSlow(f.pieceLength);
-      this.pieceBuffers++;
-    }
     this.piecesRead++;
-    const c: CachedPiece = { bytes: this.readChecked(f, start, length, memory), length, memory, pins: 1 };
+    const c: CachedPiece = { bytes: this.readChecked(f, start, Math.min(f.pieceLength, f.size - start), memory), memory, pins: 1 };
     this.pieceCache.set(key, c);
-    this.pieceCacheBytes += length;
     // A piece that failed is dropped, its memory not reused (a read may still be writing into it).
-    c.bytes.catch(() => this.pieceCache.get(key) === c && this.dropCached(key, false));
-    for (const [k, old] of this.pieceCache) {
-      if (this.pieceCacheBytes <= this.limits.seedPieceCacheBytes) break;
-      if (old.pins === 0) this.dropCached(k, true);
-    }
+    c.bytes.catch(() => this.pieceCache.get(key) === c && this.dropCached(key));
     return c;
   }
 
-  /** `reuse`: the piece was read and nobody reads it any more; its memory goes to the next piece read. */
-  private dropCached(key: string, reuse: boolean): void {
+  /**
+   * Memory for a piece of `size` bytes. The bound, whatever the timing: the memory of all pieces cached,
+   * pinned or not, never passes seedPieceCacheBytes (docs/OPERATIONS.md). New memory while it fits under
+   * it; then that of the least recently used piece nobody reads (evicted), so with one piece length L at
+   * most floor(seedPieceCacheBytes / L) piece buffers are ever allocated. None when every cached piece is
+   * pinned: never more memory because readers are many or slow.
+   */
+  private pieceMemory(size: number): Buffer | undefined {
+    for (;;) {
+      if (this.pieceMemoryBytes + size <= this.limits.seedPieceCacheBytes) {
+        this.pieceMemoryBytes += size;
+        this.pieceBuffers++;
+        return Buffer.allocUnsafeSlow(size);
+      }
+      let lru: string | undefined;
+      for (const [k, c] of this.pieceCache) {
+        if (c.pins === 0) {
+          lru = k;
+          break;
+        }
+      }
+      if (lru === undefined) return undefined;
+      const old = this.pieceCache.get(lru)!;
+      this.pieceCache.delete(lru);
+      if (old.memory.length === size) return old.memory;
+      this.pieceMemoryBytes -= old.memory.length; // another file's piece length: its memory let go
+    }
+  }
+
+  /** Take the piece out of the cache, its memory not reused (its read failed, or its file is retired). */
+  private dropCached(key: string): void {
     const c = this.pieceCache.get(key);
     if (!c) return;
     this.pieceCache.delete(key);
-    this.pieceCacheBytes -= c.length;
-    if (reuse && c.memory && this.spare.length * c.memory.length < this.limits.seedPieceCacheBytes) this.spare.push(c.memory);
+    c.dropped = true;
+    if (c.pins === 0) this.pieceMemoryBytes -= c.memory.length;
+  }
+
+  /** A reader of the piece is done with it; a dropped piece's memory stops counting with its last reader. */
+  private unpin(c: CachedPiece): void {
+    c.pins--;
+    if (c.pins === 0 && c.dropped) this.pieceMemoryBytes -= c.memory.length;
   }
 
   /** Bytes [start, start + length) of the file, from the whole blocks they lie in, each checked against its leaf. */
