@@ -349,7 +349,7 @@ export const LIMITS = {
   swarmPeerWaitMs: 5 * 60_000,
   /** Default of `seed --max-peers`. */
   seedMaxPeers: 200,
-  /** Pieces a seeder keeps in memory once read and checked, to send their blocks to several peers (larger pieces are read block by block). */
+  /** Pieces a seeder keeps in memory once read and checked, to send their blocks to several peers (larger pieces are read block by block); pieces still being sent count, whatever the peers (src/torrent/seeder.ts pieceMemory). */
   seedPieceCacheBytes: 8 * MiB,
   /** A tracker's announce response (BEP 3), read whole: 200 compact peers are 1.2 KB; anything near this is hostile. */
   trackerResponseBytes: 256 * KiB,
