@@ -112,7 +112,9 @@ test('fetch --bittorrent whose only trackers are hostile fails with one line nam
   assert.equal(r.code, 1, r.stderr);
   // The http trackers are asked again while the file waits for peers (--bt-wait 1), then it fails.
   const last = r.stderr.split('\n').find((l) => l.includes('h.tar.gz: no source served it verified'))!;
-  assert.match(last, /no peer found in 1 s \(--bt-wait 1; tracker announces answered: 0\)/);
+  // The time said is the real wait since the swarm was set up: at least --bt-wait, more on a busy machine.
+  const waited = /no peer found in (\d+) s \(--bt-wait 1; tracker announces answered: 0\)/.exec(last);
+  assert.ok(waited && Number(waited[1]) >= 1, last);
   assert.match(last, /udp:\/\/127\.0\.0\.1:9\/announce: not an http\(s\) tracker/);
   assert.match(last, /\/many: 10000 peers, more than 200/);
   assert.match(last, /\/broken: bad bencoding/);
