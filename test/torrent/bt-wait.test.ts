@@ -154,6 +154,8 @@ test('fetch --bittorrent --bt-wait: no peer in that time fails with one line nam
   for (const f of FILES) {
     const line = r.stderr.split('\n').find((l) => l.includes(`${f.name}: no source served it verified`));
     assert.ok(line, r.stderr);
-    assert.match(line, /^failed +late-\S+: no source served it verified \(.*connection refused.*\); no peer found in 2 s \(--bt-wait 2; DHT lookups: \d+\)$/);
+    // The time said is the real wait since the swarm was set up: at least --bt-wait, more on a busy machine.
+    const said = /^failed +late-\S+: no source served it verified \(.*connection refused.*\); no peer found in (\d+) s \(--bt-wait 2; DHT lookups: \d+\)$/.exec(line);
+    assert.ok(said && Number(said[1]) >= 2 && Number(said[1]) * 1000 <= took + 500, line);
   }
 });
