@@ -281,7 +281,9 @@ async function runConfiguration(rate: number, cli: string[], file: BenchFile, ma
       const warm = await measure(cli[0]!, [...nodeFlags, ...cli.slice(1), ...fetchArgs, '--metalink', meta], { env: childEnv });
       if (warm.code !== 0) throw new Error(`${sc.key}: sourcemesh fetch --metalink: exit status ${warm.code ?? warm.signal}\n${warm.stderr.slice(-2000)}`);
       await checkOutput(file, 'sourcemesh (Metalink run)');
-      const ours: Row = { rate, scenario: sc.key, tool: `sourcemesh fetch${ourFlags.length ? ` ${ourFlags.join(' ')}` : ''}`, ours: true, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+      // A row of one contender's runs in this configuration, its measurements empty.
+      const newRow = (tool: string, kind: Pick<Row, 'ours' | 'goalPeer' | 'traced'>): Row => ({ rate, scenario: sc.key, tool, ...kind, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] });
+      const ours = newRow(`sourcemesh fetch${ourFlags.length ? ` ${ourFlags.join(' ')}` : ''}`, { ours: true });
       const ariaArgs = ['--no-conf', '-M', meta, '-d', out, ...aria2Flags, '--file-allocation=falloc', '--summary-interval=0', '--console-log-level=warn', '--download-result=hide', '--auto-file-renaming=false', '--allow-overwrite=true'];
       const checkOurs = (row: Row) => async (m: Measured) => {
         const report = JSON.parse(m.stdout) as FetchJson;
@@ -319,13 +321,13 @@ async function runConfiguration(rate: number, cli: string[], file: BenchFile, ma
             },
           });
         };
-        const oursTraced: Row = { ...ours, tool: `${ours.tool} under strace (fsync, fdatasync)`, traced: true, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        const oursTraced = newRow(`${ours.tool} under strace (fsync, fdatasync)`, { ours: true, traced: true });
         traced(oursTraced, 'strace.log', [cli[0]!, ...nodeFlags, ...cli.slice(1), ...fetchArgs], checkOurs(oursTraced));
-        const ariaTraced: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')} under strace (fsync, fdatasync)`, ours: false, seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        const ariaTraced = newRow(`aria2c -M ${aria2Flags.join(' ')} under strace (fsync, fdatasync)`, { ours: false });
         traced(ariaTraced, 'strace-aria2c.log', ['aria2c', ...ariaArgs], () => checkOutput(file, ariaTraced.tool));
       }
       for (const peer of peers) {
-        const row: Row = { rate, scenario: sc.key, tool: `aria2c -M ${aria2Flags.join(' ')}${peer === 'aria2c' ? '' : peer.slice('aria2c'.length).replaceAll('+', ', then ')}`, ours: false, goalPeer: peer === 'aria2c', seconds: [], rss: [], cpu: [], machine: [], busy: [], notes: [] };
+        const row = newRow(`aria2c -M ${aria2Flags.join(' ')}${peer === 'aria2c' ? '' : peer.slice('aria2c'.length).replaceAll('+', ', then ')}`, { ours: false, goalPeer: peer === 'aria2c' });
         const target = path.join(out, NAME);
         // The added steps are timed inside the shell, so that the note can give their own share.
         const then = peer === 'aria2c' ? [] : [
@@ -357,10 +359,13 @@ async function runConfiguration(rate: number, cli: string[], file: BenchFile, ma
           c.row.seconds.push(m.seconds);
           if (m.maxRssBytes !== undefined) c.row.rss.push(m.maxRssBytes);
           if (m.cpuSeconds !== undefined) c.row.cpu.push(m.cpuSeconds);
-          c.row.machine.push((cpu1.busy - cpu0.busy) / 100);
-          c.row.busy.push((cpu1.busy - cpu0.busy) / Math.max(1, cpu1.total - cpu0.total));
+          const ticks = Math.max(1, cpu1.total - cpu0.total);
+          const machine = (cpu1.busy - cpu0.busy) / 100;
+          const busy = (cpu1.busy - cpu0.busy) / ticks;
+          c.row.machine.push(machine);
+          c.row.busy.push(busy);
           const note = c.row.notes.at(-1);
-          console.log(`  ${rate} MiB/s, ${sc.key}, run ${rep + 1}/${reps}  ${c.row.tool}: ${m.seconds.toFixed(2)} s, ${(size / MiB / m.seconds).toFixed(0)} MiB/s, CPU ${m.cpuSeconds?.toFixed(2) ?? '?'} s, peak RSS ${m.maxRssBytes ? mib(m.maxRssBytes) : '?'}; machine ${((cpu1.busy - cpu0.busy) / 100).toFixed(2)} s of CPU, ${(100 * (cpu1.busy - cpu0.busy) / Math.max(1, cpu1.total - cpu0.total)).toFixed(0)}% busy, ${(100 * (cpu1.iowait - cpu0.iowait) / Math.max(1, cpu1.total - cpu0.total)).toFixed(0)}% iowait${note && c.row.notes.length === rep + 1 ? `  [${note}]` : ''}`);
+          console.log(`  ${rate} MiB/s, ${sc.key}, run ${rep + 1}/${reps}  ${c.row.tool}: ${m.seconds.toFixed(2)} s, ${(size / MiB / m.seconds).toFixed(0)} MiB/s, CPU ${m.cpuSeconds?.toFixed(2) ?? '?'} s, peak RSS ${m.maxRssBytes ? mib(m.maxRssBytes) : '?'}; machine ${machine.toFixed(2)} s of CPU, ${(100 * busy).toFixed(0)}% busy, ${(100 * (cpu1.iowait - cpu0.iowait) / ticks).toFixed(0)}% iowait${note && c.row.notes.length === rep + 1 ? `  [${note}]` : ''}`);
         }
       }
       rows.push(...contenders.map((c) => c.row));
